@@ -1,0 +1,1 @@
+//! The bundled async client (filled in by the client work).

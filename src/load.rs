@@ -1,0 +1,1 @@
+//! Load generator used by the benchmarks.

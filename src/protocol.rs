@@ -1,0 +1,1 @@
+//! Wire protocol: parsing and formatting, no I/O.

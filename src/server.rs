@@ -94,7 +94,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future) {
 
 /// Raises the open-file soft limit to the hard limit, so the server can hold as many connections as
 /// the system allows; returns the (old, new) soft limits.
-pub fn raise_fd_limit() -> std::io::Result<(u64, u64)> {
+pub fn raise_fd_limit() -> std::io::Result<(libc::rlim_t, libc::rlim_t)> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -109,6 +109,6 @@ pub fn raise_fd_limit() -> std::io::Result<(u64, u64)> {
         if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        Ok((old as u64, limit.rlim_cur as u64))
+        Ok((old, limit.rlim_cur))
     }
 }

@@ -2,6 +2,7 @@
 //! datagrams into member input (a new address joins with its first datagram), the fan-out task sends
 //! room events to every peer, and the eviction task removes peers silent for two heartbeats.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -124,13 +125,13 @@ fn handle_datagram(
 ) {
     let now = Instant::now();
     let mut table = peers.lock();
-    if !table.members.contains_key(&addr) {
+    if let Entry::Vacant(slot) = table.members.entry(addr) {
         if matches!(input, Input::Command(Command::Quit(_))) {
             return;
         }
         match hub.join(Transport::Udp, addr, Outbox::Udp(Arc::clone(socket), addr)) {
             Ok(member) => {
-                table.members.insert(addr, member);
+                slot.insert(member);
                 table.roster_stale = true;
             }
             Err(e) => {

@@ -22,6 +22,8 @@ use crate::protocol::{self, Command, Input};
 
 /// Big enough for any UDP payload, so an over-long datagram is seen whole and refused, never cut.
 const RECV_BUFFER: usize = 64 * 1024;
+/// Most addresses remembered as kicked for flooding.
+const MAX_BANNED: usize = 4096;
 
 /// The UDP members: presence deadlines plus the member sessions, under one lock so they never
 /// disagree. A std mutex: it is never held across an `.await`.
@@ -32,9 +34,32 @@ struct PeerTable {
     /// costs one rebuild, not one per join.
     roster: Arc<Vec<RosterEntry>>,
     roster_stale: bool,
+    /// Addresses kicked for flooding, ignored until the given time so they cannot simply rejoin.
+    /// Bounded by [`MAX_BANNED`]: under a spoofing storm the ban is best effort.
+    banned: HashMap<SocketAddr, Instant>,
 }
 
 impl PeerTable {
+    fn is_banned(&mut self, addr: &SocketAddr, now: Instant) -> bool {
+        match self.banned.get(addr) {
+            Some(until) if *until > now => true,
+            Some(_) => {
+                self.banned.remove(addr);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn ban(&mut self, addr: SocketAddr, until: Instant, now: Instant) {
+        if self.banned.len() >= MAX_BANNED {
+            self.banned.retain(|_, t| *t > now);
+        }
+        if self.banned.len() < MAX_BANNED {
+            self.banned.insert(addr, until);
+        }
+    }
+
     fn remove(&mut self, addr: &SocketAddr) -> Option<Member> {
         self.presence.remove(addr);
         self.roster_stale = true;
@@ -93,6 +118,7 @@ pub fn start(socket: UdpSocket, hub: Hub, shutdown: CancellationToken, tracker: 
             members: HashMap::new(),
             roster: Arc::new(Vec::new()),
             roster_stale: false,
+            banned: HashMap::new(),
         }),
         wake: Notify::new(),
     });
@@ -179,6 +205,9 @@ fn handle_datagram(
     } = datagram;
     let now = Instant::now();
     let mut table = peers.lock();
+    if table.is_banned(&addr, now) {
+        return;
+    }
     if let Entry::Vacant(slot) = table.members.entry(addr) {
         if matches!(input, Input::Command(Command::Quit(_))) {
             return;
@@ -230,6 +259,8 @@ fn handle_datagram(
         }
         Admit::Kick => {
             member.reply(protocol::error("disconnected: flooding"));
+            let until = now + hub.config().flood_kick;
+            table.ban(addr, until, now);
             if let Some(member) = table.remove(&addr) {
                 member.leave(Some("flooding"));
             }

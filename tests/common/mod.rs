@@ -153,6 +153,11 @@ impl TcpClient {
         }
     }
 
+    /// Receives the next line, or None if the connection ended; no timeout of its own.
+    pub async fn recv_line(&mut self) -> Option<String> {
+        self.lines.next().await.and_then(Result::ok)
+    }
+
     /// Receives lines until one equals `expected`, returning the lines skipped on the way.
     pub async fn expect(&mut self, expected: &str) -> Vec<String> {
         let mut skipped = Vec::new();
@@ -164,6 +169,26 @@ impl TcpClient {
             skipped.push(line);
             assert!(skipped.len() < 10_000, "never got {expected:?}");
         }
+    }
+
+    /// Receives lines until one satisfies `matches`; returns the lines skipped on the way.
+    pub async fn expect_match(&mut self, matches: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut skipped = Vec::new();
+        loop {
+            let line = self.recv().await;
+            if matches(&line) {
+                return skipped;
+            }
+            skipped.push(line);
+            assert!(skipped.len() < 10_000, "no matching line");
+        }
+    }
+
+    /// Waits until someone is announced as having taken the name `nick`.
+    pub async fn expect_renamed(&mut self, nick: &str) -> Vec<String> {
+        let suffix = format!(" is now known as {nick}");
+        self.expect_match(|l| l.starts_with("* ") && l.ends_with(&suffix))
+            .await
     }
 
     /// Waits (bounded) for the server to close the connection; returns the lines that came first.
@@ -244,4 +269,76 @@ impl UdpClient {
             assert!(skipped.len() < 10_000, "never got {expected:?}");
         }
     }
+}
+
+/// Starts the real `chatd` binary on 127.0.0.1 (both transports, OS-chosen ports) with `args`,
+/// optionally capping its open files (soft and hard) at `max_files`; returns the child and the
+/// addresses it logged. Its log is relayed to this test's stderr, which the harness shows on failure.
+pub async fn spawn_chatd(
+    args: &[&str],
+    max_files: Option<u64>,
+) -> (tokio::process::Child, SocketAddr, SocketAddr) {
+    use tokio::io::AsyncBufReadExt;
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatd"));
+    command
+        .args(["--tcp", "0", "--udp", "0", "--bind", "127.0.0.1"])
+        .args(args)
+        .env("RUST_LOG", "chatd=debug")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(limit) = max_files {
+        // SAFETY: only async-signal-safe setrlimit runs between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                let rlimit = libc::rlimit {
+                    rlim_cur: limit as libc::rlim_t,
+                    rlim_max: limit as libc::rlim_t,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = command.spawn().expect("spawn chatd");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let (mut tcp, mut udp) = (None, None);
+    while tcp.is_none() || udp.is_none() {
+        let line = tokio::time::timeout(TIMEOUT, lines.next_line())
+            .await
+            .expect("chatd logs its addresses in time")
+            .expect("read log")
+            .expect("chatd exited before listening");
+        eprintln!("chatd: {line}");
+        if let Some(addr) = line.split("listening tcp=").nth(1) {
+            tcp = Some(addr.trim().parse().expect("tcp addr"));
+        }
+        if let Some(addr) = line.split("listening udp=").nth(1) {
+            udp = Some(addr.trim().parse().expect("udp addr"));
+        }
+    }
+    // Keep draining the log so the server never blocks on a full pipe.
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("chatd: {line}");
+        }
+    });
+    (child, tcp.expect("tcp"), udp.expect("udp"))
+}
+
+/// CPU time (user + system) a process has used so far, from /proc/PID/stat.
+pub fn cpu_time(pid: u32) -> std::time::Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
 }

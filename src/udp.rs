@@ -1,0 +1,221 @@
+//! UDP transport: one datagram is one message. Three tasks share the socket: the receiver turns
+//! datagrams into member input (a new address joins with its first datagram), the fan-out task sends
+//! room events to every peer, and the eviction task removes peers silent for two heartbeats.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::net::UdpSocket;
+use tokio::sync::{broadcast, Notify};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::hub::{Event, Hub, MemberId, Outbox, Transport};
+use crate::member::{Flow, Member};
+use crate::presence::Presence;
+use crate::protocol::{self, Command, Input};
+
+/// Big enough for any UDP payload, so an over-long datagram is seen whole and refused, never cut.
+const RECV_BUFFER: usize = 64 * 1024;
+
+/// The UDP members: presence deadlines plus the member sessions, under one lock so they never
+/// disagree. A std mutex: it is never held across an `.await`.
+struct PeerTable {
+    presence: Presence<SocketAddr>,
+    members: HashMap<SocketAddr, Member>,
+    /// Who the fan-out task sends to, rebuilt lazily after joins and leaves so a burst of joins
+    /// costs one rebuild, not one per join.
+    roster: Arc<Vec<(SocketAddr, MemberId)>>,
+    roster_stale: bool,
+}
+
+impl PeerTable {
+    fn remove(&mut self, addr: &SocketAddr) -> Option<Member> {
+        self.presence.remove(addr);
+        self.roster_stale = true;
+        self.members.remove(addr)
+    }
+}
+
+struct Peers {
+    table: Mutex<PeerTable>,
+    /// Wakes the eviction task when the first peer arrives in an empty table.
+    wake: Notify,
+}
+
+impl Peers {
+    fn lock(&self) -> MutexGuard<'_, PeerTable> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn roster(&self) -> Arc<Vec<(SocketAddr, MemberId)>> {
+        let mut table = self.lock();
+        if table.roster_stale {
+            table.roster = Arc::new(table.members.iter().map(|(a, m)| (*a, m.id())).collect());
+            table.roster_stale = false;
+        }
+        Arc::clone(&table.roster)
+    }
+}
+
+/// Serves UDP on `socket` until `shutdown` is cancelled; the helper tasks go onto `tracker`.
+pub async fn serve(socket: UdpSocket, hub: Hub, shutdown: CancellationToken, tracker: TaskTracker) {
+    let socket = Arc::new(socket);
+    let timeout = hub.config().heartbeat * 2;
+    let peers = Arc::new(Peers {
+        table: Mutex::new(PeerTable {
+            presence: Presence::new(timeout),
+            members: HashMap::new(),
+            roster: Arc::new(Vec::new()),
+            roster_stale: false,
+        }),
+        wake: Notify::new(),
+    });
+    tracker.spawn(fan_out(
+        Arc::clone(&socket),
+        hub.subscribe(),
+        Arc::clone(&peers),
+        shutdown.clone(),
+    ));
+    tracker.spawn(evict(Arc::clone(&peers), shutdown.clone()));
+    receive(socket, hub, peers, shutdown).await;
+}
+
+async fn receive(socket: Arc<UdpSocket>, hub: Hub, peers: Arc<Peers>, shutdown: CancellationToken) {
+    let max_line = hub.config().max_line;
+    let mut buf = vec![0u8; RECV_BUFFER];
+    loop {
+        let received = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            received = socket.recv_from(&mut buf) => received,
+        };
+        let (len, addr) = match received {
+            Ok(received) => received,
+            Err(e) => {
+                // ICMP errors from earlier sends surface here on some platforms; they concern one
+                // peer, not the socket.
+                tracing::debug!(error = %e, "udp recv error");
+                continue;
+            }
+        };
+        let datagram = protocol::strip_terminator(&buf[..len]);
+        if datagram.len() > max_line {
+            let line = protocol::error(&format!(
+                "datagram too long (max {max_line} bytes); discarded"
+            ));
+            let _ = socket.try_send_to(&line, addr);
+            continue;
+        }
+        handle_datagram(&socket, &hub, &peers, addr, protocol::parse(datagram));
+    }
+    // Forget every peer without a "left" notice each: the shutdown notice already said it all.
+    let members: Vec<Member> = peers.lock().members.drain().map(|(_, m)| m).collect();
+    drop(members);
+}
+
+fn handle_datagram(
+    socket: &Arc<UdpSocket>,
+    hub: &Hub,
+    peers: &Peers,
+    addr: SocketAddr,
+    input: Input,
+) {
+    let now = Instant::now();
+    let mut table = peers.lock();
+    if let Entry::Vacant(slot) = table.members.entry(addr) {
+        if matches!(input, Input::Command(Command::Quit(_))) {
+            return;
+        }
+        match hub.join(Transport::Udp, addr, Outbox::Udp(Arc::clone(socket), addr)) {
+            Ok(member) => {
+                slot.insert(member);
+                table.roster_stale = true;
+            }
+            Err(e) => {
+                let _ = socket.try_send_to(&protocol::error(&e.to_string()), addr);
+                return;
+            }
+        }
+    }
+    if table.presence.touch(&addr, now) && table.presence.len() == 1 {
+        peers.wake.notify_one();
+    }
+    let flow = match table.members.get_mut(&addr) {
+        Some(member) => member.handle(input),
+        None => Flow::Continue,
+    };
+    if flow == Flow::Quit {
+        table.remove(&addr);
+    }
+}
+
+/// Sends every room event to every UDP peer but its sender, one datagram per line.
+async fn fan_out(
+    socket: Arc<UdpSocket>,
+    mut events: broadcast::Receiver<Event>,
+    peers: Arc<Peers>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let event = tokio::select! {
+            // Events first, so the shutdown notice queued before cancellation still goes out.
+            biased;
+            event = events.recv() => event,
+            _ = shutdown.cancelled() => return,
+        };
+        match event {
+            Ok(event) => {
+                let roster = peers.roster();
+                for (addr, id) in roster.iter() {
+                    if *id != event.from {
+                        // A failed send concerns one peer; the eviction timer deals with the dead.
+                        let _ = socket.send_to(&event.line, addr).await;
+                    }
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "udp fan-out fell behind the room");
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Sleeps until the earliest presence deadline and evicts whoever is overdue by then.
+async fn evict(peers: Arc<Peers>, shutdown: CancellationToken) {
+    loop {
+        let next = peers.lock().presence.next_deadline();
+        let sleep = async {
+            match next {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = peers.wake.notified() => continue,
+            _ = sleep => {}
+        }
+        let gone: Vec<Member> = {
+            let mut table = peers.lock();
+            let expired = table.presence.expire(Instant::now());
+            expired
+                .iter()
+                .filter_map(|addr| table.remove(addr))
+                .collect()
+        };
+        // Leave outside the lock: it broadcasts, and the receiver should not wait on that.
+        for member in gone {
+            tracing::debug!(name = member.name(), "udp peer timed out");
+            member.leave(Some("timed out"));
+        }
+    }
+}
+
+/// Binds a UDP socket.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    UdpSocket::bind(addr).await
+}

@@ -22,6 +22,8 @@ use tokio::time::{self, Instant, MissedTickBehavior};
 use tokio_util::codec::{Decoder, FramedRead};
 use tracing::{debug, info, warn};
 
+use crate::protocol::{self, Command, Input, PING};
+
 /// Default longest input line, in bytes; matches the server's default `--max-line`.
 pub const DEFAULT_MAX_LINE: usize = 4096;
 /// Default UDP heartbeat interval; matches the server's default `--heartbeat`.
@@ -38,7 +40,6 @@ const SERVER_LINE_MAX: usize = 1 << 20;
 /// Big enough for any UDP payload, so a datagram is never truncated.
 const DATAGRAM_MAX: usize = 65_536;
 
-const PING: &str = "#ping#";
 const QUIT: &str = "/quit";
 const SHUTDOWN_NOTICE: &[u8] = b"* server shutting down";
 const CHALLENGE_PREFIX: &[u8] = b"* to join, send: #pong# ";
@@ -581,9 +582,15 @@ async fn write_line<O: AsyncWrite + Unpin>(output: &mut O, line: &[u8]) -> Resul
     output.flush().await.map_err(ClientError::Output)
 }
 
-/// `/quit` and `/quit reason` leave; `/quitter` or `//quit` do not.
+/// Whether the server will take `line` as leaving (`/quit`, `/exit`, any case,
+/// with or without a reason). Asking the server's own parser keeps the two in
+/// agreement: a client that kept going after the server dropped it would, on
+/// UDP, rejoin with its next heartbeat.
 fn is_quit(line: &str) -> bool {
-    line == QUIT || line.starts_with("/quit ")
+    matches!(
+        protocol::parse(line.as_bytes()),
+        Input::Command(Command::Quit(_))
+    )
 }
 
 /// The line a datagram carries, without its trailing line break; `None` for
@@ -790,9 +797,11 @@ mod tests {
     fn quit_detection() {
         assert!(is_quit("/quit"));
         assert!(is_quit("/quit bye now"));
+        assert!(is_quit(" /QUIT"));
+        assert!(is_quit("/exit"));
         assert!(!is_quit("/quitter"));
         assert!(!is_quit("//quit"));
-        assert!(!is_quit(" /quit"));
+        assert!(!is_quit("quit"));
     }
 
     proptest! {

@@ -1,6 +1,10 @@
 //! Tests for the bundled client: the library driven with in-memory input and
-//! output against small fake servers on loopback, and the `chatc` binary with
-//! piped stdin. Every network wait is bounded so a broken build fails fast.
+//! output against small fake servers on loopback and against the real server
+//! in-process, and the `chatc` binary with piped stdin against fake servers
+//! and the built `chatd`. Every network wait is bounded so a broken build
+//! fails fast.
+
+mod common;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -609,4 +613,282 @@ async fn chatc_binary_rejects_a_zero_heartbeat() {
         .expect("wait");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("greater than zero"));
+}
+
+// ------------------------------------- end to end with the real server ----
+
+/// Receives lines until one satisfies `wanted`, returning it.
+async fn tcp_recv_until(c: &mut common::TcpClient, wanted: impl Fn(&str) -> bool) -> String {
+    loop {
+        let line = c.recv().await;
+        if wanted(&line) {
+            return line;
+        }
+    }
+}
+
+async fn e2e_library_chat(transport: Transport) {
+    let server = common::start_server("").await;
+    let mut bob = common::TcpClient::with_nick(server.tcp, "bob").await;
+    let addr = match transport {
+        Transport::Tcp => server.tcp,
+        Transport::Udp => server.udp,
+    };
+    let mut cfg = ClientConfig::new(addr.to_string(), transport);
+    cfg.nick = Some("alice".into());
+    let mut alice = Driven::spawn(cfg);
+
+    let welcome = String::from_utf8_lossy(&alice.printed().await).into_owned();
+    assert!(
+        welcome.starts_with("* ") && welcome.contains(" - you are "),
+        "{welcome:?}"
+    );
+    assert_eq!(alice.printed().await, b"* you are now known as alice\n");
+    tcp_recv_until(&mut bob, |l| l.ends_with(" is now known as alice")).await;
+
+    alice.type_in("hello bob\n").await;
+    assert_eq!(bob.recv().await, "<alice> hello bob");
+    bob.send("hi alice").await;
+    assert_eq!(alice.printed().await, b"<bob> hi alice\n");
+
+    server.shutdown().await;
+    let (res, rest) = alice.exit().await;
+    assert_eq!(res.expect("client"), Exit::ServerShuttingDown);
+    assert_eq!(rest, b"* server shutting down\n");
+}
+
+#[tokio::test]
+async fn e2e_library_tcp_chat_with_the_in_process_server() {
+    e2e_library_chat(Transport::Tcp).await;
+}
+
+#[tokio::test]
+async fn e2e_library_udp_chat_with_the_in_process_server() {
+    e2e_library_chat(Transport::Udp).await;
+}
+
+#[tokio::test]
+async fn e2e_library_udp_quit_makes_the_server_drop_us() {
+    let server = common::start_server("").await;
+    let mut bob = common::TcpClient::with_nick(server.tcp, "bob").await;
+    let mut cfg = udp_cfg(server.udp);
+    cfg.nick = Some("erin".into());
+    let mut erin = Driven::spawn(cfg);
+    assert_eq!(erin.printed().await.first(), Some(&b'*'));
+    assert_eq!(erin.printed().await, b"* you are now known as erin\n");
+    erin.type_in("bye all\n/EXIT\n").await;
+    let (res, _) = erin.exit().await;
+    // The server's parser takes /EXIT as leaving; the client must agree.
+    assert_eq!(res.expect("client"), Exit::Quit);
+    tcp_recv_until(&mut bob, |l| l == "<erin> bye all").await;
+    assert_eq!(bob.recv().await, "* erin left");
+    server.shutdown().await;
+}
+
+/// The built `chatd`, listening on loopback ports the OS picked.
+struct Chatd {
+    child: tokio::process::Child,
+    tcp: SocketAddr,
+    udp: SocketAddr,
+}
+
+/// The address logged after `key` in a line like `... listening tcp=127.0.0.1:4000`.
+fn logged_addr(line: &str, key: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find(key)? + key.len()..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+impl Chatd {
+    async fn start() -> Chatd {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatd"))
+            .args(["--tcp", "0", "--udp", "0", "--bind", "127.0.0.1"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn chatd");
+        let stderr = child.stderr.take().expect("chatd stderr");
+        let mut log = BufReader::new(stderr).lines();
+        let (mut tcp, mut udp) = (None, None);
+        while tcp.is_none() || udp.is_none() {
+            let line = within("chatd to listen", log.next_line())
+                .await
+                .expect("chatd stderr")
+                .expect("chatd exited before listening");
+            tcp = tcp.or_else(|| logged_addr(&line, "listening tcp="));
+            udp = udp.or_else(|| logged_addr(&line, "listening udp="));
+        }
+        // Keep draining the log so chatd never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+        Chatd {
+            child,
+            tcp: tcp.expect("tcp address"),
+            udp: udp.expect("udp address"),
+        }
+    }
+
+    /// Asks chatd to shut down gracefully, as an operator's Ctrl-C would.
+    fn terminate(&self) {
+        let pid = self.child.id().expect("chatd still running");
+        let pid = libc::pid_t::try_from(pid).expect("pid fits");
+        // SAFETY: kill() only sends a signal to the child we started.
+        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill(SIGTERM) failed");
+    }
+}
+
+/// A running `chatc` with its stdin kept open and its stdout read line by line.
+struct Chatc {
+    child: tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    stdout: BufReader<tokio::process::ChildStdout>,
+}
+
+impl Chatc {
+    fn start(args: &[&str]) -> Chatc {
+        let mut child = chatc(args);
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("chatc stdout"));
+        Chatc {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    async fn type_in(&mut self, text: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        within("chatc stdin", stdin.write_all(text.as_bytes()))
+            .await
+            .expect("write chatc stdin");
+    }
+
+    /// The next stdout line without its `\n`; `None` once stdout has ended.
+    async fn line(&mut self) -> Option<String> {
+        let mut line = String::new();
+        let n = within("chatc output", self.stdout.read_line(&mut line))
+            .await
+            .expect("read chatc stdout");
+        (n > 0).then(|| line.trim_end_matches('\n').to_owned())
+    }
+
+    /// Reads stdout lines until `wanted`; returns those skipped on the way.
+    async fn expect(&mut self, wanted: &str) -> Vec<String> {
+        let mut skipped = Vec::new();
+        loop {
+            match self.line().await {
+                Some(line) if line == wanted => return skipped,
+                Some(line) => skipped.push(line),
+                None => panic!("chatc stdout ended before {wanted:?}; got {skipped:?}"),
+            }
+        }
+    }
+
+    /// Waits for chatc to exit; returns its exit code, remaining stdout and stderr.
+    async fn finish(mut self) -> (Option<i32>, String, String) {
+        let mut rest = String::new();
+        within("chatc stdout to end", self.stdout.read_to_string(&mut rest))
+            .await
+            .expect("read chatc stdout");
+        let mut err = String::new();
+        if let Some(mut stderr) = self.child.stderr.take() {
+            within("chatc stderr to end", stderr.read_to_string(&mut err))
+                .await
+                .expect("read chatc stderr");
+        }
+        let status = within("chatc exit", self.child.wait()).await.expect("wait");
+        (status.code(), rest, err)
+    }
+}
+
+async fn e2e_binary_chat_then_server_shutdown(udp: bool) {
+    let chatd = Chatd::start().await;
+    let mut bob = common::TcpClient::with_nick(chatd.tcp, "bob").await;
+    let (tcp_addr, udp_addr) = (chatd.tcp.to_string(), chatd.udp.to_string());
+    let args: Vec<&str> = if udp {
+        vec![
+            "--udp",
+            &udp_addr,
+            "--nick",
+            "carol",
+            "--heartbeat",
+            "300ms",
+        ]
+    } else {
+        vec![&tcp_addr, "--nick", "carol"]
+    };
+    let mut carol = Chatc::start(&args);
+    carol.expect("* you are now known as carol").await;
+    tcp_recv_until(&mut bob, |l| l.ends_with(" is now known as carol")).await;
+
+    carol.type_in("hello from carol\n").await;
+    assert_eq!(bob.recv().await, "<carol> hello from carol");
+    bob.send("hi carol").await;
+    carol.expect("<bob> hi carol").await;
+
+    chatd.terminate();
+    // stdin stays open: the server going away alone must end chatc.
+    carol.expect("* server shutting down").await;
+    let (code, rest, err) = carol.finish().await;
+    assert_eq!(code, Some(1), "stderr: {err}");
+    assert_eq!(rest, "");
+    assert_eq!(err.trim_end(), "chatc: server is shutting down");
+}
+
+#[tokio::test]
+async fn e2e_chatc_binary_over_tcp_chats_and_reports_shutdown() {
+    e2e_binary_chat_then_server_shutdown(false).await;
+}
+
+#[tokio::test]
+async fn e2e_chatc_binary_over_udp_chats_and_reports_shutdown() {
+    e2e_binary_chat_then_server_shutdown(true).await;
+}
+
+async fn e2e_binary_script(udp: bool) {
+    let chatd = Chatd::start().await;
+    let mut bob = common::TcpClient::with_nick(chatd.tcp, "bob").await;
+    let (tcp_addr, udp_addr) = (chatd.tcp.to_string(), chatd.udp.to_string());
+    let args: Vec<&str> = if udp {
+        vec!["--udp", &udp_addr, "--nick", "dave"]
+    } else {
+        vec![&tcp_addr, "--nick", "dave"]
+    };
+    let mut dave = Chatc::start(&args);
+    // Like `printf ... | chatc`: all input at once, then end of input.
+    dave.type_in("one-shot message\n").await;
+    dave.stdin = None;
+    tcp_recv_until(&mut bob, |l| l == "<dave> one-shot message").await;
+    assert_eq!(bob.recv().await, "* dave left");
+    let (code, _, err) = dave.finish().await;
+    assert_eq!(code, Some(0), "stderr: {err}");
+    assert_eq!(err, "");
+    drop(chatd);
+}
+
+#[tokio::test]
+async fn e2e_chatc_binary_over_tcp_runs_a_piped_script_and_leaves() {
+    e2e_binary_script(false).await;
+}
+
+#[tokio::test]
+async fn e2e_chatc_binary_over_udp_runs_a_piped_script_and_leaves() {
+    e2e_binary_script(true).await;
+}
+
+#[tokio::test]
+async fn e2e_chatc_binary_reports_a_killed_server() {
+    let mut chatd = Chatd::start().await;
+    let mut erin = Chatc::start(&[&chatd.tcp.to_string()]);
+    let welcome = erin.line().await.expect("welcome line");
+    assert!(welcome.contains(" - you are "), "{welcome:?}");
+    // No goodbye: the process just dies, so only the socket closing tells.
+    within("kill chatd", chatd.child.kill())
+        .await
+        .expect("kill chatd");
+    let (code, _, err) = erin.finish().await;
+    assert_eq!(code, Some(1), "stderr: {err}");
+    assert_eq!(err.trim_end(), "chatc: server closed the connection");
 }

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -30,6 +30,8 @@ pub const SERVER: MemberId = 0;
 pub struct Event {
     /// Who caused it, so the sender's own transport can skip it (no self-echo).
     pub from: MemberId,
+    /// Position in the room's history, so a transport can skip events older than a member's join.
+    pub seq: u64,
     /// The complete outgoing line, `\n` included.
     pub line: Bytes,
 }
@@ -131,6 +133,7 @@ struct Shared {
     registry: Mutex<Registry>,
     slots: Arc<Semaphore>,
     closing: AtomicBool,
+    next_seq: AtomicU64,
     config: Config,
 }
 
@@ -153,6 +156,7 @@ impl Hub {
                 }),
                 slots: Arc::new(Semaphore::new(config.max_clients)),
                 closing: AtomicBool::new(false),
+                next_seq: AtomicU64::new(1),
                 config,
             }),
         }
@@ -213,6 +217,7 @@ impl Hub {
             );
             (id, name)
         };
+        let since = self.shared.next_seq.load(Ordering::Relaxed);
         outbox.send(protocol::welcome(&self.shared.config.motd, &name));
         self.broadcast(id, protocol::notice(&format!("{name} joined")));
         tracing::debug!(%addr, %name, transport = transport.as_str(), "joined");
@@ -223,6 +228,7 @@ impl Hub {
             transport,
             outbox,
             permit,
+            since,
         ))
     }
 
@@ -268,7 +274,8 @@ impl Hub {
     /// Sends a room line to every member but `from`.
     pub fn broadcast(&self, from: MemberId, line: Bytes) {
         // No receivers is not an error: an empty room simply drops the line.
-        let _ = self.shared.lobby.tx.send(Event { from, line });
+        let seq = self.shared.next_seq.fetch_add(1, Ordering::Relaxed);
+        let _ = self.shared.lobby.tx.send(Event { from, seq, line });
     }
 
     /// Finds a member by (case-insensitive) name.

@@ -27,6 +27,7 @@ pub struct Member {
     transport: Transport,
     outbox: Outbox,
     gone: bool,
+    since: u64,
     /// Held only to give the slot back when the member goes.
     slot: Option<OwnedSemaphorePermit>,
 }
@@ -39,6 +40,7 @@ impl Member {
         transport: Transport,
         outbox: Outbox,
         slot: OwnedSemaphorePermit,
+        since: u64,
     ) -> Member {
         Member {
             hub,
@@ -47,6 +49,7 @@ impl Member {
             transport,
             outbox,
             gone: false,
+            since,
             slot: Some(slot),
         }
     }
@@ -54,6 +57,11 @@ impl Member {
     /// The member's id, used to skip its own events.
     pub fn id(&self) -> MemberId {
         self.id
+    }
+
+    /// The first room event this member should see; earlier ones predate its join.
+    pub fn since(&self) -> u64 {
+        self.since
     }
 
     /// The member's current name.

@@ -57,12 +57,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future) {
     let hub = Hub::new(config);
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
-    if let Some(addr) = listeners.tcp_addr() {
-        tracing::info!("listening tcp={addr}");
-    }
-    if let Some(addr) = listeners.udp_addr() {
-        tracing::info!("listening udp={addr}");
-    }
+    let (tcp_addr, udp_addr) = (listeners.tcp_addr(), listeners.udp_addr());
     if let Some(listener) = listeners.tcp {
         tracker.spawn(tcp::serve(
             listener,
@@ -72,12 +67,14 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future) {
         ));
     }
     if let Some(socket) = listeners.udp {
-        tracker.spawn(udp::serve(
-            socket,
-            hub.clone(),
-            token.clone(),
-            tracker.clone(),
-        ));
+        udp::start(socket, hub.clone(), token.clone(), &tracker);
+    }
+    // Logged once everything is subscribed: tools wait for these lines before connecting.
+    if let Some(addr) = tcp_addr {
+        tracing::info!("listening tcp={addr}");
+    }
+    if let Some(addr) = udp_addr {
+        tracing::info!("listening udp={addr}");
     }
     shutdown.await;
     tracing::info!(members = hub.member_count(), "shutting down");

@@ -28,7 +28,7 @@ struct PeerTable {
     members: HashMap<SocketAddr, Member>,
     /// Who the fan-out task sends to, rebuilt lazily after joins and leaves so a burst of joins
     /// costs one rebuild, not one per join.
-    roster: Arc<Vec<(SocketAddr, MemberId)>>,
+    roster: Arc<Vec<RosterEntry>>,
     roster_stale: bool,
 }
 
@@ -38,6 +38,14 @@ impl PeerTable {
         self.roster_stale = true;
         self.members.remove(addr)
     }
+}
+
+/// One fan-out destination.
+struct RosterEntry {
+    addr: SocketAddr,
+    id: MemberId,
+    /// Events before this predate the peer's join (the roster may be rebuilt after they were sent).
+    since: u64,
 }
 
 struct Peers {
@@ -51,18 +59,30 @@ impl Peers {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn roster(&self) -> Arc<Vec<(SocketAddr, MemberId)>> {
+    fn roster(&self) -> Arc<Vec<RosterEntry>> {
         let mut table = self.lock();
         if table.roster_stale {
-            table.roster = Arc::new(table.members.iter().map(|(a, m)| (*a, m.id())).collect());
+            table.roster = Arc::new(
+                table
+                    .members
+                    .iter()
+                    .map(|(addr, m)| RosterEntry {
+                        addr: *addr,
+                        id: m.id(),
+                        since: m.since(),
+                    })
+                    .collect(),
+            );
             table.roster_stale = false;
         }
         Arc::clone(&table.roster)
     }
 }
 
-/// Serves UDP on `socket` until `shutdown` is cancelled; the helper tasks go onto `tracker`.
-pub async fn serve(socket: UdpSocket, hub: Hub, shutdown: CancellationToken, tracker: TaskTracker) {
+/// Starts serving UDP on `socket` until `shutdown` is cancelled: spawns the receiver, fan-out and
+/// eviction tasks onto `tracker`. The fan-out subscribes before this returns, so nothing sent to the
+/// room afterwards is missed.
+pub fn start(socket: UdpSocket, hub: Hub, shutdown: CancellationToken, tracker: &TaskTracker) {
     let socket = Arc::new(socket);
     let timeout = hub.config().heartbeat * 2;
     let peers = Arc::new(Peers {
@@ -81,7 +101,7 @@ pub async fn serve(socket: UdpSocket, hub: Hub, shutdown: CancellationToken, tra
         shutdown.clone(),
     ));
     tracker.spawn(evict(Arc::clone(&peers), shutdown.clone()));
-    receive(socket, hub, peers, shutdown).await;
+    tracker.spawn(receive(socket, hub, peers, shutdown));
 }
 
 async fn receive(socket: Arc<UdpSocket>, hub: Hub, peers: Arc<Peers>, shutdown: CancellationToken) {
@@ -111,9 +131,8 @@ async fn receive(socket: Arc<UdpSocket>, hub: Hub, peers: Arc<Peers>, shutdown: 
         }
         handle_datagram(&socket, &hub, &peers, addr, protocol::parse(datagram));
     }
-    // Forget every peer without a "left" notice each: the shutdown notice already said it all.
-    let members: Vec<Member> = peers.lock().members.drain().map(|(_, m)| m).collect();
-    drop(members);
+    // The peers stay in the table until the last UDP task lets go of it: the fan-out may still
+    // owe them the shutdown notice. Leaving is silent by then.
 }
 
 fn handle_datagram(
@@ -169,10 +188,11 @@ async fn fan_out(
         match event {
             Ok(event) => {
                 let roster = peers.roster();
-                for (addr, id) in roster.iter() {
-                    if *id != event.from {
+                tracing::debug!(peers = roster.len(), from = event.from, "udp fan-out");
+                for peer in roster.iter() {
+                    if peer.id != event.from && event.seq >= peer.since {
                         // A failed send concerns one peer; the eviction timer deals with the dead.
-                        let _ = socket.send_to(&event.line, addr).await;
+                        let _ = socket.send_to(&event.line, peer.addr).await;
                     }
                 }
             }

@@ -1,10 +1,12 @@
 //! Server configuration: the `chatd` command line (clap) and the settings the library runs with.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Parser;
+
+use crate::limits::Rate;
 
 /// The `chatd` command line.
 #[derive(Debug, Clone, Parser)]
@@ -38,6 +40,52 @@ pub struct ServerArgs {
     /// Most members at once, over both transports.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_clients: usize,
+    /// Most TCP connections plus UDP peers from one IP address.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub max_per_ip: usize,
+    /// Flood control: messages per second per member (`10`, `10/s`), or `off`.
+    #[arg(long, value_name = "RATE", default_value = "10")]
+    pub rate: Rate,
+    /// Messages a member may send in a burst before the rate applies.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub burst: u32,
+    /// A member over the rate for this long without a break is disconnected (TCP) or evicted (UDP).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub flood_kick: Duration,
+    /// A TCP member with more than this many bytes of room traffic unsent is disconnected (`off`
+    /// to only tell it what it missed).
+    #[arg(long, value_name = "BYTES", default_value = "1048576", value_parser = parse_limit)]
+    pub sendq: Limit,
+    /// Disconnect a TCP member that sent nothing for this long (`off` by default, for netcat users).
+    #[arg(long, value_name = "DURATION", default_value = "off", value_parser = parse_optional_duration)]
+    pub idle_timeout: OptionalDuration,
+    /// Make new UDP addresses prove they receive at their address (a stateless cookie) before
+    /// joining; use it on open networks.
+    #[arg(long)]
+    pub udp_validate: bool,
+}
+
+/// A byte limit that can be switched off.
+pub type Limit = Option<usize>;
+/// A duration that can be switched off.
+pub type OptionalDuration = Option<Duration>;
+
+/// Parses a byte count or `off`.
+pub fn parse_limit(text: &str) -> Result<Limit, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    text.parse::<usize>()
+        .map(Some)
+        .map_err(|_| format!("expected a number of bytes or 'off', got {text:?}"))
+}
+
+/// Parses a duration or `off`.
+pub fn parse_optional_duration(text: &str) -> Result<OptionalDuration, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    parse_duration(text).map(Some)
 }
 
 /// The default greeting.
@@ -65,6 +113,20 @@ pub struct Config {
     pub max_line: usize,
     /// Most members at once.
     pub max_clients: usize,
+    /// Most members from one IP address.
+    pub max_per_ip: usize,
+    /// Flood control rate.
+    pub rate: Rate,
+    /// Flood control burst.
+    pub burst: u32,
+    /// How long a member may flood before it is kicked.
+    pub flood_kick: Duration,
+    /// Unsent bytes after which a TCP member is disconnected.
+    pub sendq: Limit,
+    /// Silence after which a TCP member is disconnected.
+    pub idle_timeout: OptionalDuration,
+    /// Whether new UDP addresses must echo a cookie before joining.
+    pub udp_validate: bool,
 }
 
 impl Default for Config {
@@ -75,6 +137,13 @@ impl Default for Config {
             backlog: 1024,
             max_line: 4096,
             max_clients: 10_000,
+            max_per_ip: 16,
+            rate: Rate::PerSecond(10.0),
+            burst: 20,
+            flood_kick: Duration::from_secs(30),
+            sendq: Some(1 << 20),
+            idle_timeout: None,
+            udp_validate: false,
         }
     }
 }
@@ -88,21 +157,13 @@ impl ServerArgs {
             backlog: self.backlog as usize,
             max_line: self.max_line as usize,
             max_clients: self.max_clients,
-        }
-    }
-}
-
-impl Default for ServerArgs {
-    fn default() -> Self {
-        ServerArgs {
-            tcp: None,
-            udp: None,
-            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            motd: DEFAULT_MOTD.into(),
-            heartbeat: Duration::from_secs(5),
-            backlog: 1024,
-            max_line: 4096,
-            max_clients: 10_000,
+            max_per_ip: self.max_per_ip,
+            rate: self.rate,
+            burst: self.burst,
+            flood_kick: self.flood_kick,
+            sendq: self.sendq,
+            idle_timeout: self.idle_timeout,
+            udp_validate: self.udp_validate,
         }
     }
 }
@@ -131,5 +192,18 @@ mod tests {
         assert_eq!(args.config().max_line, 4096);
         assert!("--heartbeat 0s".parse::<ServerArgs>().is_err());
         assert!("--max-line 1".parse::<ServerArgs>().is_err());
+        let defaults: ServerArgs = "".parse().expect("defaults");
+        let config = defaults.config();
+        assert_eq!(config.rate, Rate::PerSecond(10.0));
+        assert_eq!(config.sendq, Some(1 << 20));
+        assert_eq!(config.idle_timeout, None);
+        let tuned: ServerArgs = "--rate off --sendq off --idle-timeout 2s --udp-validate"
+            .parse()
+            .expect("tuned");
+        let config = tuned.config();
+        assert_eq!(config.rate, Rate::Off);
+        assert_eq!(config.sendq, None);
+        assert_eq!(config.idle_timeout, Some(Duration::from_secs(2)));
+        assert!(config.udp_validate);
     }
 }

@@ -7,7 +7,7 @@
 //! [`Outbox`].
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -32,6 +32,9 @@ pub struct Event {
     pub from: MemberId,
     /// Position in the room's history, so a transport can skip events older than a member's join.
     pub seq: u64,
+    /// Bytes the room had produced up to and including this line, so a writer can tell how far
+    /// behind it is in bytes (its send queue) without counting anything itself.
+    pub end: u64,
     /// The complete outgoing line, `\n` included.
     pub line: Bytes,
 }
@@ -81,6 +84,9 @@ pub enum JoinError {
     /// `--max-clients` members are already in.
     #[error("server full")]
     Full,
+    /// `--max-per-ip` members already come from this address.
+    #[error("too many connections from your address")]
+    TooManyFromAddress,
     /// The server is shutting down.
     #[error("server shutting down")]
     ShuttingDown,
@@ -108,6 +114,7 @@ pub struct MemberInfo {
 
 struct Entry {
     name: String,
+    ip: IpAddr,
     transport: Transport,
     outbox: Outbox,
 }
@@ -117,6 +124,7 @@ struct Registry {
     members: HashMap<MemberId, Entry>,
     /// Lower-cased names, so `Bob` and `bob` cannot both exist.
     names: HashMap<String, MemberId>,
+    per_ip: HashMap<IpAddr, usize>,
     next_id: MemberId,
 }
 
@@ -134,6 +142,8 @@ struct Shared {
     slots: Arc<Semaphore>,
     closing: AtomicBool,
     next_seq: AtomicU64,
+    /// Total bytes of room lines so far; written under the broadcast send so offsets are in order.
+    bytes: Mutex<u64>,
     config: Config,
 }
 
@@ -157,6 +167,7 @@ impl Hub {
                 slots: Arc::new(Semaphore::new(config.max_clients)),
                 closing: AtomicBool::new(false),
                 next_seq: AtomicU64::new(1),
+                bytes: Mutex::new(0),
                 config,
             }),
         }
@@ -196,6 +207,11 @@ impl Hub {
             .map_err(|_| JoinError::Full)?;
         let (id, name) = {
             let mut registry = self.registry();
+            let from_ip = registry.per_ip.entry(addr.ip()).or_insert(0);
+            if *from_ip >= self.shared.config.max_per_ip {
+                return Err(JoinError::TooManyFromAddress);
+            }
+            *from_ip += 1;
             let id = registry.next_id;
             registry.next_id += 1;
             let mut name = addr.to_string();
@@ -211,6 +227,7 @@ impl Hub {
                 id,
                 Entry {
                     name: name.clone(),
+                    ip: addr.ip(),
                     transport,
                     outbox: outbox.clone(),
                 },
@@ -239,6 +256,12 @@ impl Hub {
             let entry = registry.members.remove(&id);
             if let Some(entry) = &entry {
                 registry.names.remove(&entry.name.to_ascii_lowercase());
+                if let Some(count) = registry.per_ip.get_mut(&entry.ip) {
+                    *count -= 1;
+                    if *count == 0 {
+                        registry.per_ip.remove(&entry.ip);
+                    }
+                }
             }
             entry
         };
@@ -274,8 +297,17 @@ impl Hub {
     /// Sends a room line to every member but `from`.
     pub fn broadcast(&self, from: MemberId, line: Bytes) {
         // No receivers is not an error: an empty room simply drops the line.
+        // The byte counter's lock also orders the sends, so `end` grows along the channel.
+        let mut bytes = self.shared.bytes.lock().unwrap_or_else(|p| p.into_inner());
+        *bytes += line.len() as u64;
+        let end = *bytes;
         let seq = self.shared.next_seq.fetch_add(1, Ordering::Relaxed);
-        let _ = self.shared.lobby.tx.send(Event { from, seq, line });
+        let _ = self.shared.lobby.tx.send(Event {
+            from,
+            seq,
+            end,
+            line,
+        });
     }
 
     /// Finds a member by (case-insensitive) name.
@@ -298,6 +330,11 @@ impl Hub {
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
         list
+    }
+
+    /// Total bytes of room lines produced so far (see [`Event::end`]).
+    pub fn bytes_produced(&self) -> u64 {
+        *self.shared.bytes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// How many members are in the room.

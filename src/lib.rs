@@ -8,6 +8,7 @@
 //! - [`codec`]: TCP line framing with a length cap (a tokio-util decoder).
 //! - [`tcp`], [`udp`]: thin transport adapters over the hub.
 //! - [`presence`]: the UDP heartbeat deadline table behind eviction.
+//! - [`limits`]: flood control (token bucket and policy); [`cookie`]: UDP address validation.
 //! - [`config`]: the `chatd` command line and server settings.
 //! - [`client`]: the bundled async client behind `chatc`.
 //! - [`load`]: a reusable load generator for the benchmarks.
@@ -15,7 +16,9 @@
 pub mod client;
 pub mod codec;
 pub mod config;
+pub mod cookie;
 pub mod hub;
+pub mod limits;
 pub mod load;
 pub mod member;
 pub mod presence;

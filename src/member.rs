@@ -5,7 +5,10 @@ use bytes::Bytes;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::hub::{Hub, MemberId, Outbox, Transport};
+use crate::limits::{Admit, FloodGuard};
 use crate::protocol::{self, Command, Input};
+
+use tokio::time::Instant;
 
 /// Most `/who` lines sent at once; a huge room gets a count of the rest instead.
 const WHO_LIMIT: usize = 100;
@@ -28,6 +31,7 @@ pub struct Member {
     outbox: Outbox,
     gone: bool,
     since: u64,
+    flood: FloodGuard,
     /// Held only to give the slot back when the member goes.
     slot: Option<OwnedSemaphorePermit>,
 }
@@ -42,6 +46,8 @@ impl Member {
         slot: OwnedSemaphorePermit,
         since: u64,
     ) -> Member {
+        let config = hub.config();
+        let flood = FloodGuard::new(config.rate, config.burst, config.flood_kick, Instant::now());
         Member {
             hub,
             id,
@@ -50,6 +56,7 @@ impl Member {
             outbox,
             gone: false,
             since,
+            flood,
             slot: Some(slot),
         }
     }
@@ -74,9 +81,13 @@ impl Member {
         self.outbox.send(line)
     }
 
-    /// Parses and applies one raw line or datagram.
-    pub fn handle_raw(&mut self, raw: &[u8]) -> Flow {
-        self.handle(protocol::parse(raw))
+    /// Flood control for one more input at `now`. Heartbeats and blank lines are free; everything
+    /// else costs a token.
+    pub fn admit(&mut self, input: &Input, now: Instant) -> Admit {
+        match input {
+            Input::Empty | Input::Ping | Input::Pong(_) => Admit::Now,
+            Input::Chat(_) | Input::Command(_) => self.flood.admit(now),
+        }
     }
 
     /// Applies one parsed input.

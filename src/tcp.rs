@@ -12,12 +12,14 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::codec::{Frame, LineCodec};
-use crate::hub::{Event, Hub, JoinError, MemberId, Outbox, Transport};
+use crate::hub::{Event, Hub, MemberId, Outbox, Transport};
+use crate::limits::Admit;
 use crate::member::{Flow, Member};
 use crate::protocol;
 
@@ -27,6 +29,14 @@ const DIRECT_QUEUE: usize = 64;
 const WRITE_BATCH: usize = 64 * 1024;
 /// How long a goodbye write may take at shutdown before the socket is dropped anyway.
 const GOODBYE_TIMEOUT: Duration = Duration::from_millis(300);
+/// How often a writer stuck on a full socket re-checks its send queue.
+const SENDQ_CHECK: Duration = Duration::from_millis(100);
+/// Lagging the room this many times within [`LAG_WINDOW`] counts as too slow.
+const MAX_LAGS: usize = 3;
+const LAG_WINDOW: Duration = Duration::from_secs(60);
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_RETRIES: u32 = 3;
 /// Longest pause between accept retries after resource errors such as EMFILE.
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -73,6 +83,22 @@ enum End {
     Eof,
     Quit,
     Shutdown,
+    Flooding,
+    Idle,
+}
+
+/// Why a connection's writer stopped.
+enum WriteEnd {
+    Io(std::io::Error),
+    TooSlow,
+    HubClosed,
+}
+
+/// Per-connection settings taken from the hub's configuration.
+struct Limits {
+    max_line: usize,
+    idle_timeout: Option<Duration>,
+    sendq: Option<usize>,
 }
 
 async fn connection(
@@ -82,37 +108,66 @@ async fn connection(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
+    // Keepalive finds peers that vanished without a FIN (cable pulled, host gone) in about 90 s.
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_RETRIES);
+    let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
     let (reader, mut writer) = stream.into_split();
     let events = hub.subscribe();
     let (direct_tx, direct_rx) = mpsc::channel(DIRECT_QUEUE);
     let mut member = match hub.join(Transport::Tcp, addr, Outbox::Tcp(direct_tx)) {
         Ok(member) => member,
-        Err(e @ (JoinError::Full | JoinError::ShuttingDown)) => {
+        Err(e) => {
             let line = protocol::error(&e.to_string());
             let _ = tokio::time::timeout(GOODBYE_TIMEOUT, writer.write_all(&line)).await;
             return Ok(());
         }
     };
     let id = member.id();
-    let max_line = hub.config().max_line;
-    let result = {
-        let read = read_lines(reader, &mut member, max_line, &shutdown);
-        let write = write_lines(&mut writer, events, direct_rx, id, &shutdown);
+    let config = hub.config();
+    let limits = Limits {
+        max_line: config.max_line,
+        idle_timeout: config.idle_timeout,
+        sendq: config.sendq,
+    };
+    let (reason, result) = {
+        let read = read_lines(reader, &mut member, &limits, &shutdown);
+        let write = write_lines(&mut writer, events, direct_rx, id, &hub, &limits, &shutdown);
         tokio::pin!(read, write);
         tokio::select! {
             end = &mut read => match end {
                 Ok(End::Shutdown) => {
                     // The writer still has the shutdown notice to deliver.
                     let _ = tokio::time::timeout(GOODBYE_TIMEOUT, &mut write).await;
-                    Ok(())
+                    (None, Ok(()))
                 }
-                Ok(End::Quit | End::Eof) => Ok(()),
-                Err(e) => Err(e),
+                Ok(End::Quit | End::Eof) => (None, Ok(())),
+                Ok(End::Flooding) => (Some("flooding"), Ok(())),
+                Ok(End::Idle) => (Some("idle timeout"), Ok(())),
+                Err(e) => (Some("connection error"), Err(e)),
             },
-            written = &mut write => written,
+            written = &mut write => match written {
+                Ok(()) => (None, Ok(())),
+                Err(WriteEnd::TooSlow) => (Some("too slow"), Ok(())),
+                Err(WriteEnd::Io(e)) => (Some("connection error"), Err(e)),
+                Err(WriteEnd::HubClosed) => (None, Ok(())),
+            },
         }
     };
-    drop(member);
+    match reason {
+        Some("too slow") => {
+            // Its socket is full, so this last word is best effort.
+            let _ = writer.try_write(&protocol::error("too slow, disconnected"));
+        }
+        Some(reason @ ("flooding" | "idle timeout")) => {
+            let line = protocol::error(&format!("disconnected: {reason}"));
+            let _ = tokio::time::timeout(GOODBYE_TIMEOUT, writer.write_all(&line)).await;
+        }
+        _ => {}
+    }
+    member.leave(reason);
     let _ = tokio::time::timeout(GOODBYE_TIMEOUT, writer.shutdown()).await;
     result
 }
@@ -120,28 +175,56 @@ async fn connection(
 async fn read_lines(
     reader: OwnedReadHalf,
     member: &mut Member,
-    max_line: usize,
+    limits: &Limits,
     shutdown: &CancellationToken,
 ) -> std::io::Result<End> {
+    let max_line = limits.max_line;
     let mut frames = FramedRead::with_capacity(reader, LineCodec::new(max_line), 1024);
     loop {
+        let next = async {
+            match limits.idle_timeout {
+                Some(idle) => tokio::time::timeout(idle, frames.next()).await.ok(),
+                None => Some(frames.next().await),
+            }
+        };
         let frame = tokio::select! {
             _ = shutdown.cancelled() => return Ok(End::Shutdown),
-            frame = frames.next() => frame,
+            frame = next => match frame {
+                Some(frame) => frame,
+                None => return Ok(End::Idle),
+            },
         };
-        match frame {
+        let line = match frame {
             None => return Ok(End::Eof),
             Some(Err(e)) => return Err(e),
             Some(Ok(Frame::TooLong)) => {
                 member.reply(protocol::error(&format!(
                     "line too long (max {max_line} bytes); discarded"
                 )));
+                continue;
             }
-            Some(Ok(Frame::Line(line))) => {
-                if member.handle_raw(&line) == Flow::Quit {
-                    return Ok(End::Quit);
+            Some(Ok(Frame::Line(line))) => line,
+        };
+        let input = protocol::parse(&line);
+        // Pacing ("fakelag"): while over the rate, stop reading this socket. The flooder's kernel
+        // buffers fill and its writes block; nobody else waits and nothing is dropped.
+        loop {
+            match member.admit(&input, Instant::now()) {
+                Admit::Now => break,
+                Admit::Later { wait, first } => {
+                    if first {
+                        member.reply(protocol::error("slow down: your lines are being delayed"));
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(End::Shutdown),
+                        _ = tokio::time::sleep(wait) => {}
+                    }
                 }
+                Admit::Kick => return Ok(End::Flooding),
             }
+        }
+        if member.handle(input) == Flow::Quit {
+            return Ok(End::Quit);
         }
     }
 }
@@ -152,9 +235,19 @@ async fn write_lines(
     mut events: broadcast::Receiver<Event>,
     mut direct: mpsc::Receiver<Bytes>,
     id: MemberId,
+    hub: &Hub,
+    limits: &Limits,
     shutdown: &CancellationToken,
-) -> std::io::Result<()> {
+) -> Result<(), WriteEnd> {
     let mut batch = Vec::new();
+    // Room bytes this writer has delivered (or skipped) so far; the gap to the room's total is its
+    // send queue.
+    let mut delivered = hub.bytes_produced();
+    let mut batch_end = delivered;
+    let mut lags = LagHistory {
+        enforce: limits.sendq.is_some(),
+        recent: Default::default(),
+    };
     loop {
         let mut closing = false;
         tokio::select! {
@@ -162,7 +255,7 @@ async fn write_lines(
                 Some(line) => batch.extend_from_slice(&line),
                 None => return Ok(()),
             },
-            event = events.recv() => push_event(&mut batch, event, id)?,
+            event = events.recv() => push_event(&mut batch, &mut batch_end, &mut lags, event, id)?,
             _ = shutdown.cancelled() => closing = true,
         }
         // Take whatever else is already waiting, so a burst costs one syscall rather than one each.
@@ -171,43 +264,115 @@ async fn write_lines(
                 batch.extend_from_slice(&line);
                 continue;
             }
-            match events.try_recv() {
-                Ok(event) => push_event(&mut batch, Ok(event), id)?,
-                Err(broadcast::error::TryRecvError::Lagged(missed)) => push_event(
-                    &mut batch,
-                    Err(broadcast::error::RecvError::Lagged(missed)),
-                    id,
-                )?,
+            let event = match events.try_recv() {
+                Ok(event) => Ok(event),
+                Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                    Err(broadcast::error::RecvError::Lagged(missed))
+                }
                 Err(_) => break,
-            }
+            };
+            push_event(&mut batch, &mut batch_end, &mut lags, event, id)?;
         }
         if !batch.is_empty() {
-            writer.write_all(&batch).await?;
+            write_batch(writer, &batch, hub, delivered, limits.sendq).await?;
             batch.clear();
             if batch.capacity() > WRITE_BATCH * 2 {
                 batch = Vec::new();
             }
         }
+        delivered = batch_end;
         if closing {
             return Ok(());
         }
     }
 }
 
+/// Writes one batch. While the peer's socket is full it checks the send queue: the room bytes this
+/// member has not received yet. Past `sendq` the member is too slow and is let go.
+async fn write_batch(
+    writer: &mut OwnedWriteHalf,
+    batch: &[u8],
+    hub: &Hub,
+    delivered: u64,
+    sendq: Option<usize>,
+) -> Result<(), WriteEnd> {
+    let mut written = 0;
+    while written < batch.len() {
+        match writer.try_write(&batch[written..]) {
+            Ok(0) => return Err(WriteEnd::Io(std::io::ErrorKind::WriteZero.into())),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let Some(limit) = sendq else {
+                    writer.writable().await.map_err(WriteEnd::Io)?;
+                    continue;
+                };
+                loop {
+                    tokio::select! {
+                        ready = writer.writable() => {
+                            ready.map_err(WriteEnd::Io)?;
+                            break;
+                        }
+                        _ = tokio::time::sleep(SENDQ_CHECK) => {
+                            let unsent = hub.bytes_produced().saturating_sub(delivered);
+                            if unsent > limit as u64 {
+                                return Err(WriteEnd::TooSlow);
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => return Err(WriteEnd::Io(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Remembers recent lags, to tell a reader that falls behind once from one that always does.
+struct LagHistory {
+    /// False with `--sendq off`: lagging readers are then only told what they missed.
+    enforce: bool,
+    recent: std::collections::VecDeque<Instant>,
+}
+
+impl LagHistory {
+    /// Records a lag; true when this makes too many within the window.
+    fn record(&mut self, now: Instant) -> bool {
+        if !self.enforce {
+            return false;
+        }
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) > LAG_WINDOW)
+        {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(now);
+        self.recent.len() >= MAX_LAGS
+    }
+}
+
 fn push_event(
     batch: &mut Vec<u8>,
+    batch_end: &mut u64,
+    lags: &mut LagHistory,
     event: Result<Event, broadcast::error::RecvError>,
     id: MemberId,
-) -> std::io::Result<()> {
+) -> Result<(), WriteEnd> {
     match event {
-        Ok(event) if event.from != id => batch.extend_from_slice(&event.line),
-        Ok(_) => {}
+        Ok(event) => {
+            *batch_end = event.end;
+            if event.from != id {
+                batch.extend_from_slice(&event.line);
+            }
+        }
         Err(broadcast::error::RecvError::Lagged(missed)) => {
+            if lags.record(Instant::now()) {
+                return Err(WriteEnd::TooSlow);
+            }
             batch.extend_from_slice(&protocol::error(&format!("you missed {missed} messages")));
         }
-        Err(broadcast::error::RecvError::Closed) => {
-            return Err(std::io::Error::other("hub closed"));
-        }
+        Err(broadcast::error::RecvError::Closed) => return Err(WriteEnd::HubClosed),
     }
     Ok(())
 }

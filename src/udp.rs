@@ -13,7 +13,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cookie::{unix_now, CookieJar};
 use crate::hub::{Event, Hub, MemberId, Outbox, Transport};
+use crate::limits::Admit;
 use crate::member::{Flow, Member};
 use crate::presence::Presence;
 use crate::protocol::{self, Command, Input};
@@ -106,6 +108,18 @@ pub fn start(socket: UdpSocket, hub: Hub, shutdown: CancellationToken, tracker: 
 
 async fn receive(socket: Arc<UdpSocket>, hub: Hub, peers: Arc<Peers>, shutdown: CancellationToken) {
     let max_line = hub.config().max_line;
+    let cookies = if hub.config().udp_validate {
+        match CookieJar::random() {
+            Ok(jar) => Some(jar),
+            Err(e) => {
+                // Without a secret key validation would be worthless; refuse to serve UDP openly.
+                tracing::error!(error = %e, "no randomness for UDP cookies; UDP disabled");
+                return;
+            }
+        }
+    } else {
+        None
+    };
     let mut buf = vec![0u8; RECV_BUFFER];
     loop {
         let received = tokio::select! {
@@ -129,24 +143,58 @@ async fn receive(socket: Arc<UdpSocket>, hub: Hub, peers: Arc<Peers>, shutdown: 
             let _ = socket.try_send_to(&line, addr);
             continue;
         }
-        handle_datagram(&socket, &hub, &peers, addr, protocol::parse(datagram));
+        let datagram = Datagram {
+            from: addr,
+            size: len,
+            input: protocol::parse(datagram),
+        };
+        handle_datagram(&socket, &hub, &peers, cookies.as_ref(), datagram);
     }
     // The peers stay in the table until the last UDP task lets go of it: the fan-out may still
     // owe them the shutdown notice. Leaving is silent by then.
 }
 
+/// One received datagram, parsed.
+struct Datagram {
+    from: SocketAddr,
+    /// Bytes received, for the anti-amplification limit.
+    size: usize,
+    input: Input,
+}
+
+/// Before an address is validated, the server sends it at most this many times the bytes it got.
+const AMPLIFICATION_LIMIT: usize = 3;
+
 fn handle_datagram(
     socket: &Arc<UdpSocket>,
     hub: &Hub,
     peers: &Peers,
-    addr: SocketAddr,
-    input: Input,
+    cookies: Option<&CookieJar>,
+    datagram: Datagram,
 ) {
+    let Datagram {
+        from: addr,
+        size,
+        input,
+    } = datagram;
     let now = Instant::now();
     let mut table = peers.lock();
     if let Entry::Vacant(slot) = table.members.entry(addr) {
         if matches!(input, Input::Command(Command::Quit(_))) {
             return;
+        }
+        if let Some(jar) = cookies {
+            let valid =
+                matches!(&input, Input::Pong(cookie) if jar.check(addr, cookie, unix_now()));
+            if !valid {
+                // Stateless: nothing is remembered about this address. The answer is sent only
+                // if it is small enough that a spoofed source gains nothing by it.
+                let challenge = protocol::validation_challenge(&jar.issue(addr, unix_now()));
+                if challenge.len() <= AMPLIFICATION_LIMIT * size {
+                    let _ = socket.try_send_to(&challenge, addr);
+                }
+                return;
+            }
         }
         match hub.join(Transport::Udp, addr, Outbox::Udp(Arc::clone(socket), addr)) {
             Ok(member) => {
@@ -154,7 +202,10 @@ fn handle_datagram(
                 table.roster_stale = true;
             }
             Err(e) => {
-                let _ = socket.try_send_to(&protocol::error(&e.to_string()), addr);
+                let line = protocol::error(&e.to_string());
+                if cookies.is_none() || line.len() <= AMPLIFICATION_LIMIT * size {
+                    let _ = socket.try_send_to(&line, addr);
+                }
                 return;
             }
         }
@@ -162,12 +213,27 @@ fn handle_datagram(
     if table.presence.touch(&addr, now) && table.presence.len() == 1 {
         peers.wake.notify_one();
     }
-    let flow = match table.members.get_mut(&addr) {
-        Some(member) => member.handle(input),
-        None => Flow::Continue,
+    let Some(member) = table.members.get_mut(&addr) else {
+        return;
     };
-    if flow == Flow::Quit {
-        table.remove(&addr);
+    match member.admit(&input, now) {
+        Admit::Now => {
+            if member.handle(input) == Flow::Quit {
+                table.remove(&addr);
+            }
+        }
+        Admit::Later { first, .. } => {
+            // UDP cannot be paced: the datagram is dropped, with one warning per burst.
+            if first {
+                member.reply(protocol::error("slow down"));
+            }
+        }
+        Admit::Kick => {
+            member.reply(protocol::error("disconnected: flooding"));
+            if let Some(member) = table.remove(&addr) {
+                member.leave(Some("flooding"));
+            }
+        }
     }
 }
 

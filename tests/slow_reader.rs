@@ -5,7 +5,7 @@ use common::{start_server, TcpClient};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_gets_all_1000_messages_while_another_never_reads() {
-    let server = start_server("--backlog 1024").await;
+    let server = start_server("--backlog 1024 --rate off").await;
     let mut reader = TcpClient::connect(server.tcp).await;
     // Connected, greeted, and then never read again.
     let stuck = TcpClient::connect(server.tcp).await;
@@ -27,7 +27,7 @@ async fn a_reader_gets_all_1000_messages_while_another_never_reads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lagging_reader_is_told_how_many_messages_it_missed() {
-    let server = start_server("--backlog 16").await;
+    let server = start_server("--backlog 16 --rate off --sendq off").await;
     let mut slow = TcpClient::connect(server.tcp).await;
     let mut sender = TcpClient::connect(server.tcp).await;
     slow.expect(&format!("* {} joined", sender.name)).await;

@@ -41,6 +41,14 @@ const SERVER_LINE_MAX: usize = 1 << 20;
 const DATAGRAM_MAX: usize = 65_536;
 
 const QUIT: &str = "/quit";
+/// Size every heartbeat is padded to. A validating server answers an unknown
+/// address only with a challenge at most three times the size of what it got
+/// (so spoofed datagrams cannot be amplified); a bare 6-byte `#ping#` would
+/// never be challenged and the client could never join. The server trims
+/// whitespace, so the padding still reads as a ping. Every ping is padded,
+/// not only the first, so a lost `#pong#` or an eviction heals on the next
+/// heartbeat.
+const PING_SIZE: usize = 64;
 const SHUTDOWN_NOTICE: &[u8] = b"* server shutting down";
 const CHALLENGE_PREFIX: &[u8] = b"* to join, send: #pong# ";
 
@@ -340,7 +348,8 @@ where
 
         // The server only learns of a UDP client from its datagrams: say hello
         // at once rather than after the first heartbeat.
-        if let Some(exit) = udp.send(PING).await? {
+        let ping = format!("{PING:<PING_SIZE$}");
+        if let Some(exit) = udp.send(&ping).await? {
             return Ok(exit);
         }
         if let Some(exit) = udp.send_nick(self.cfg).await? {
@@ -413,7 +422,7 @@ where
                     }
                 }
                 _ = ticker.tick() => {
-                    if let Some(exit) = udp.send(PING).await? {
+                    if let Some(exit) = udp.send(&ping).await? {
                         return Ok(exit);
                     }
                 }
@@ -791,6 +800,13 @@ mod tests {
         assert_eq!(challenge_cookie(b"* to join, send: #pong# "), None);
         assert_eq!(challenge_cookie(b"* to join, send: #pong# a b"), None);
         assert_eq!(challenge_cookie(b"<x> * to join, send: #pong# 1"), None);
+    }
+
+    #[test]
+    fn padded_ping_is_still_a_ping_to_the_server() {
+        let ping = format!("{PING:<PING_SIZE$}");
+        assert_eq!(ping.len(), PING_SIZE);
+        assert_eq!(protocol::parse(ping.as_bytes()), Input::Ping);
     }
 
     #[test]

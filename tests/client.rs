@@ -399,7 +399,10 @@ async fn udp_pings_first_then_sends_nick_lines_and_quit() {
     cfg.nick = Some("bob".into());
     let mut c = Driven::spawn(cfg);
     let (first, client) = recv_dgram(&s).await;
-    assert_eq!(first, "#ping#");
+    assert_eq!(first.trim_end(), "#ping#");
+    // Padded so that a validating server, which answers an unknown address
+    // with at most three times what it sent, can afford the join challenge.
+    assert!(first.len() * 3 >= b"* to join, send: #pong# 0123456789abcdef\n".len());
     assert_eq!(recv_dgram(&s).await.0, "/nick bob");
     send_dgram(
         &s,
@@ -430,13 +433,13 @@ async fn udp_heartbeats_keep_coming_and_end_of_input_sends_quit() {
     cfg.heartbeat = Duration::from_millis(50);
     let mut c = Driven::spawn(cfg);
     for _ in 0..3 {
-        assert_eq!(recv_dgram(&s).await.0, "#ping#");
+        assert_eq!(recv_dgram(&s).await.0.trim_end(), "#ping#");
     }
     c.close_input();
     // Heartbeats may still be in flight before the quit.
     loop {
         let (d, _) = recv_dgram(&s).await;
-        if d != "#ping#" {
+        if d.trim_end() != "#ping#" {
             assert_eq!(d, "/quit");
             break;
         }
@@ -455,7 +458,7 @@ async fn udp_join_challenge_is_answered_once_and_nick_resent() {
     // Like a stateless validating server: every datagram from an unknown
     // address gets the challenge, so the ping and the nick both do.
     let (d, client) = recv_dgram(&s).await;
-    assert_eq!(d, "#ping#");
+    assert_eq!(d.trim_end(), "#ping#");
     send_dgram(&s, client, challenge).await;
     assert_eq!(recv_dgram(&s).await.0, "/nick bob");
     send_dgram(&s, client, challenge).await;
@@ -490,7 +493,7 @@ async fn udp_shutdown_notice_ends_the_session() {
     let (s, addr) = udp_server("127.0.0.1").await;
     let c = Driven::spawn(udp_cfg(addr));
     let (d, client) = recv_dgram(&s).await;
-    assert_eq!(d, "#ping#");
+    assert_eq!(d.trim_end(), "#ping#");
     send_dgram(&s, client, b"<ann> last words\n").await;
     send_dgram(&s, client, b"* server shutting down\n").await;
     let (res, rest) = c.exit().await;
@@ -514,7 +517,7 @@ async fn udp_over_ipv6_binds_a_matching_socket() {
     let (s, addr) = udp_server("::1").await;
     let mut c = Driven::spawn(udp_cfg(addr));
     let (d, client) = recv_dgram(&s).await;
-    assert_eq!(d, "#ping#");
+    assert_eq!(d.trim_end(), "#ping#");
     assert!(client.is_ipv6());
     send_dgram(&s, client, b"<ann> hi six\n").await;
     assert_eq!(c.printed().await, b"<ann> hi six\n");
@@ -589,7 +592,7 @@ async fn chatc_binary_udp_reports_shutdown_notice() {
     let mut child = chatc(&["--udp", &addr.to_string()]);
     let _stdin = child.stdin.take();
     let (d, client) = recv_dgram(&s).await;
-    assert_eq!(d, "#ping#");
+    assert_eq!(d.trim_end(), "#ping#");
     send_dgram(&s, client, b"* server shutting down\n").await;
     let out = within("chatc exit", child.wait_with_output())
         .await
@@ -683,6 +686,30 @@ async fn e2e_library_udp_quit_makes_the_server_drop_us() {
     tcp_recv_until(&mut bob, |l| l == "<erin> bye all").await;
     assert_eq!(bob.recv().await, "* erin left");
     server.shutdown().await;
+}
+
+#[tokio::test]
+async fn e2e_library_udp_joins_a_validating_server() {
+    let server = common::start_server("--udp-validate").await;
+    let mut bob = common::TcpClient::with_nick(server.tcp, "bob").await;
+    let mut cfg = udp_cfg(server.udp);
+    cfg.nick = Some("vic".into());
+    let mut vic = Driven::spawn(cfg);
+    let challenge = String::from_utf8_lossy(&vic.printed().await).into_owned();
+    assert!(
+        challenge.starts_with("* to join, send: #pong# "),
+        "{challenge:?}"
+    );
+    let welcome = String::from_utf8_lossy(&vic.printed().await).into_owned();
+    assert!(welcome.contains(" - you are "), "{welcome:?}");
+    assert_eq!(vic.printed().await, b"* you are now known as vic\n");
+    tcp_recv_until(&mut bob, |l| l.ends_with(" is now known as vic")).await;
+    vic.type_in("validated hello\n").await;
+    assert_eq!(bob.recv().await, "<vic> validated hello");
+    server.shutdown().await;
+    let (res, rest) = vic.exit().await;
+    assert_eq!(res.expect("client"), Exit::ServerShuttingDown);
+    assert_eq!(rest, b"* server shutting down\n");
 }
 
 /// The built `chatd`, listening on loopback ports the OS picked.

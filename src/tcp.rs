@@ -133,17 +133,20 @@ async fn connection(
         sendq: config.sendq,
     };
     let (reason, result) = {
+        // Cancelled by server shutdown, or by this connection's reader when it is done, so the
+        // writer drains what is already queued (the shutdown notice, replies to a last command
+        // from `echo /who | nc`) and stops.
+        let finish = shutdown.child_token();
         let read = read_lines(reader, &mut member, &limits, &shutdown);
-        let write = write_lines(&mut writer, events, direct_rx, id, &hub, &limits, &shutdown);
+        let write = write_lines(&mut writer, events, direct_rx, id, &hub, &limits, &finish);
         tokio::pin!(read, write);
         tokio::select! {
             end = &mut read => match end {
-                Ok(End::Shutdown) => {
-                    // The writer still has the shutdown notice to deliver.
+                Ok(End::Shutdown | End::Quit | End::Eof) => {
+                    finish.cancel();
                     let _ = tokio::time::timeout(GOODBYE_TIMEOUT, &mut write).await;
                     (None, Ok(()))
                 }
-                Ok(End::Quit | End::Eof) => (None, Ok(())),
                 Ok(End::Flooding) => (Some("flooding"), Ok(())),
                 Ok(End::Idle) => (Some("idle timeout"), Ok(())),
                 Err(e) => (Some("connection error"), Err(e)),

@@ -141,3 +141,26 @@ async fn help_unknown_commands_and_literal_slash() {
     assert_eq!(bob.recv().await, format!("<{}> /shrug", alice.name));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn replies_to_a_last_command_arrive_before_the_server_closes() {
+    // `echo /who | nc -N host port`: the command and end of input arrive together.
+    let server = start_server("").await;
+    let mut client = TcpClient::connect(server.tcp).await;
+    client.send("/who").await;
+    client.finish_sending().await;
+    let lines = client.expect_closed().await;
+    assert_eq!(
+        lines,
+        vec![
+            "* 1 here:".to_string(),
+            format!("*   {} (tcp) (you)", client.name)
+        ]
+    );
+    let mut quitter = TcpClient::connect(server.tcp).await;
+    quitter.send("/help").await;
+    quitter.send("/quit").await;
+    let lines = quitter.expect_closed().await;
+    assert_eq!(lines.len(), chatd::protocol::HELP.len(), "{lines:?}");
+    server.shutdown().await;
+}

@@ -153,6 +153,15 @@ impl TcpClient {
         }
     }
 
+    /// Closes our sending side (like `nc -N` at end of input) while still reading.
+    pub async fn finish_sending(&mut self) {
+        use tokio::io::AsyncWriteExt;
+        tokio::time::timeout(TIMEOUT, self.writer.get_mut().shutdown())
+            .await
+            .expect("shutdown in time")
+            .expect("shutdown");
+    }
+
     /// Receives the next line, or None if the connection ended; no timeout of its own.
     pub async fn recv_line(&mut self) -> Option<String> {
         self.lines.next().await.and_then(Result::ok)

@@ -122,6 +122,13 @@ async fn connection(
         .with_interval(KEEPALIVE_INTERVAL)
         .with_retries(KEEPALIVE_RETRIES);
     let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+    if let Some(limit) = hub.config().sendq {
+        // Linux grows the send buffer of a peer that does not read up to net.ipv4.tcp_wmem's
+        // maximum (4 MiB by default), and the send queue only counts what the kernel would not
+        // take: cap the kernel's share at the same limit, so a non-reader is cut off near --sendq
+        // instead of pinning megabytes of kernel memory first.
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(limit);
+    }
     let (reader, mut writer) = stream.into_split();
     let events = hub.subscribe();
     let direct = Arc::new(DirectQueue::new(DIRECT_QUEUE));

@@ -7,8 +7,18 @@ use chatd::config::ServerArgs;
 use chatd::server::{self, Listeners};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = ServerArgs::parse();
+async fn main() -> std::process::ExitCode {
+    match serve(ServerArgs::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One clear line, not a debug dump: this is what a person starting the server reads.
+            eprintln!("chatd: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),

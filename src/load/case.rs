@@ -1,0 +1,552 @@
+//! One fan-out case against one running server: connect, settle, send, drain, and sum up.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+use serde::Serialize;
+use tokio::net::UdpSocket;
+use tokio::task::JoinSet;
+
+use super::conn;
+use super::hist::Histogram;
+use super::recv::{self, Clock, RecvShared, RecvStats};
+use super::send::{self, Pace, SendStats};
+use super::server::{ServerKind, ServerProc};
+use super::sys;
+
+/// Sender group ids used in the per-flow breakdown.
+const GROUP_TCP: u8 = 0;
+const GROUP_UDP: u8 = 1;
+
+/// What load a case applies. Senders are the first `tcp_senders` TCP clients and the first
+/// `udp_senders` UDP peers; every client (senders included) reads everything.
+#[derive(Debug, Clone, Serialize)]
+pub struct FanoutSpec {
+    /// Case name, e.g. `closed100`.
+    pub name: String,
+    /// TCP clients, senders included.
+    pub tcp_clients: usize,
+    /// UDP peers, senders included.
+    pub udp_clients: usize,
+    /// How many TCP clients send.
+    pub tcp_senders: usize,
+    /// How many UDP peers send.
+    pub udp_senders: usize,
+    /// Messages per sender.
+    pub msgs_per_sender: u32,
+    /// Messages per second per sender; `None` is closed loop.
+    pub rate_per_sender: Option<f64>,
+    /// UDP peers send `#ping#` this often (chatd evicts after two silent heartbeat intervals).
+    #[serde(serialize_with = "ser_secs")]
+    pub udp_ping_every: Duration,
+    /// The whole case, connect phase included, ends by this; what has not arrived is loss.
+    #[serde(serialize_with = "ser_secs")]
+    pub deadline: Duration,
+    /// Stop waiting for stragglers once no delivery has happened for this long after sending.
+    #[serde(serialize_with = "ser_secs")]
+    pub drain_idle: Duration,
+    /// TCP handshakes in flight while connecting (ncat's listen backlog is 10, so keep it low there).
+    pub connect_concurrency: usize,
+}
+
+fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// Deliveries between one kind of sender and one kind of receiver.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowResult {
+    /// Sender transport (`tcp`/`udp`).
+    pub from: &'static str,
+    /// Receiver transport.
+    pub to: &'static str,
+    /// Deliveries that should have happened (every message to every client but its sender).
+    pub expected: u64,
+    /// Unique deliveries seen.
+    pub received: u64,
+    /// `expected - received`.
+    pub loss: i64,
+    /// Delivery latency quantiles and maximum, in microseconds.
+    pub p50_us: f64,
+    /// 99th percentile latency (µs).
+    pub p99_us: f64,
+    /// Largest latency (µs).
+    pub max_us: f64,
+}
+
+/// Everything measured in one case against one server.
+#[derive(Debug, Clone, Serialize)]
+pub struct FanoutResult {
+    /// The load.
+    pub spec: FanoutSpec,
+    /// Which server.
+    pub server: ServerKind,
+    /// TCP clients the server greeted.
+    pub tcp_connected: usize,
+    /// UDP peers the server welcomed.
+    pub udp_joined: usize,
+    /// First few connect/join failures.
+    pub connect_errors: Vec<String>,
+    /// Time to connect and greet everyone (s).
+    pub connect_s: f64,
+    /// Messages the senders handed over.
+    pub sent: u64,
+    /// Deliveries that should have happened, given who connected and what was sent.
+    pub expected: u64,
+    /// Unique deliveries seen.
+    pub received: u64,
+    /// `expected - received`.
+    pub loss: i64,
+    /// Loss as a percentage of expected.
+    pub loss_pct: f64,
+    /// Deliveries seen twice (should be 0).
+    pub duplicates: u64,
+    /// Sum of N in chatd's `! you missed N messages` notices: lines the server itself dropped.
+    pub server_missed_notices: u64,
+    /// First send to last delivery (s).
+    pub span_s: f64,
+    /// `received / span_s`.
+    pub deliveries_per_s: f64,
+    /// Latency quantiles and maximum over all deliveries (µs).
+    pub p50_us: f64,
+    /// 99th percentile latency (µs).
+    pub p99_us: f64,
+    /// 99.9th percentile latency (µs).
+    pub p999_us: f64,
+    /// Largest latency (µs).
+    pub max_us: f64,
+    /// Per sender/receiver transport pair.
+    pub flows: Vec<FlowResult>,
+    /// Generator CPU time during the traffic phase (s, all threads).
+    pub gen_cpu_s: f64,
+    /// Server CPU time during the traffic phase (s, all threads).
+    pub server_cpu_s: f64,
+    /// Wall time of the traffic phase (s).
+    pub traffic_wall_s: f64,
+    /// Open loop: worst lateness of a send against its schedule (µs).
+    pub sender_lag_max_us: f64,
+    /// UDP: datagrams the kernel dropped at the server's socket (receive buffer full).
+    pub udp_drops_server: Option<u64>,
+    /// UDP: datagrams the kernel dropped at the generator's peer sockets.
+    pub udp_drops_peers: Option<u64>,
+    /// The hard deadline ended the case before all deliveries arrived.
+    pub hit_deadline: bool,
+    /// The server was still running at the end.
+    pub server_alive: bool,
+    /// Anything else that went wrong (read errors, early closes, sender errors).
+    pub notes: Vec<String>,
+}
+
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1_000.0
+}
+
+/// A client of the case, kept until the end so no connection closes early.
+enum Client {
+    Tcp {
+        sender: Option<u32>,
+        stream: tokio::net::TcpStream,
+    },
+    Udp {
+        sender: Option<u32>,
+        sock: Arc<UdpSocket>,
+    },
+}
+
+/// Runs one case against `server` and returns its figures.
+pub async fn run_fanout(server: &mut ServerProc, spec: &FanoutSpec) -> Result<FanoutResult> {
+    let case_start = Instant::now();
+    let hard_deadline = case_start + spec.deadline;
+    let mut notes = Vec::new();
+    let mut connect_errors = Vec::new();
+
+    // Connect phase: senders first in each list so their ids are stable.
+    let tcp = conn::connect_many(
+        server.tcp,
+        spec.tcp_clients,
+        server.kind,
+        spec.connect_concurrency,
+        None,
+        Duration::from_secs(10),
+    )
+    .await;
+    let udp = match (spec.udp_clients, server.udp) {
+        (0, _) => Vec::new(),
+        (_, Some(addr)) => conn::join_udp_many(addr, spec.udp_clients, 64).await,
+        (_, None) => return Err(anyhow!("{} has no UDP port", server.kind.name())),
+    };
+    let connect_s = case_start.elapsed().as_secs_f64();
+
+    let mut clients = Vec::new();
+    let mut group_of = Vec::new();
+    for (i, r) in tcp.into_iter().enumerate() {
+        match r {
+            Ok(stream) => {
+                let sender = (i < spec.tcp_senders).then(|| {
+                    group_of.push(GROUP_TCP);
+                    group_of.len() as u32 - 1
+                });
+                clients.push(Client::Tcp { sender, stream });
+            }
+            Err(e) => connect_errors.push(format!("tcp client {i}: {e:#}")),
+        }
+    }
+    for (i, r) in udp.into_iter().enumerate() {
+        match r {
+            Ok(sock) => {
+                let sender = (i < spec.udp_senders).then(|| {
+                    group_of.push(GROUP_UDP);
+                    group_of.len() as u32 - 1
+                });
+                clients.push(Client::Udp { sender, sock });
+            }
+            Err(e) => connect_errors.push(format!("udp peer {i}: {e:#}")),
+        }
+    }
+    let failures = connect_errors.len();
+    connect_errors.truncate(5);
+    if failures > connect_errors.len() {
+        connect_errors.push(format!("... {failures} failures in all"));
+    }
+    let tcp_connected = clients
+        .iter()
+        .filter(|c| matches!(c, Client::Tcp { .. }))
+        .count();
+    let udp_joined = clients.len() - tcp_connected;
+    let k = spec.msgs_per_sender;
+    let tcp_senders = group_of.iter().filter(|&&g| g == GROUP_TCP).count() as u64;
+    let udp_senders = group_of.len() as u64 - tcp_senders;
+
+    let clock = Clock::new();
+    let shared = Arc::new(RecvShared::new(clock, group_of.clone(), k.max(1)));
+
+    // Receivers start at once so join notices are drained while the room fills.
+    let mut readers = JoinSet::new();
+    let mut writers = Vec::new();
+    let mut udp_socks = Vec::new();
+    let mut sender_plan = Vec::new();
+    for client in clients {
+        match client {
+            Client::Tcp { sender, stream } => {
+                let (rd, wr) = stream.into_split();
+                // Nobody hears their own messages, on either server.
+                let expected =
+                    (tcp_senders + udp_senders - u64::from(sender.is_some())) * u64::from(k);
+                let stats = RecvStats::new(&shared, expected);
+                let sh = Arc::clone(&shared);
+                readers.spawn(async move {
+                    let (rd, stats) = recv::read_tcp(rd, sh, stats).await;
+                    drop(rd);
+                    ("tcp", stats)
+                });
+                match sender {
+                    Some(id) => sender_plan.push((id, SenderSide::Tcp(wr))),
+                    None => writers.push(wr),
+                }
+            }
+            Client::Udp { sender, sock } => {
+                let expected =
+                    (tcp_senders + udp_senders - u64::from(sender.is_some())) * u64::from(k);
+                let stats = RecvStats::new(&shared, expected);
+                let sh = Arc::clone(&shared);
+                let s = Arc::clone(&sock);
+                readers.spawn(async move { ("udp", recv::read_udp(s, sh, stats).await) });
+                if let Some(id) = sender {
+                    sender_plan.push((id, SenderSide::Udp(Arc::clone(&sock))));
+                }
+                udp_socks.push(sock);
+            }
+        }
+    }
+    let receivers = readers.len();
+    let heartbeat = (!udp_socks.is_empty()).then(|| {
+        let socks = udp_socks.clone();
+        let stop = shared.stop.clone();
+        let every = spec.udp_ping_every;
+        tokio::spawn(async move { heartbeat(socks, every, stop).await })
+    });
+
+    // Let join notices finish flowing, so they neither compete with nor count as traffic.
+    settle(&shared, Duration::from_millis(300), Duration::from_secs(10)).await;
+
+    let udp_ports: Vec<u16> = udp_socks
+        .iter()
+        .filter_map(|s| s.local_addr().ok().map(|a| a.port()))
+        .collect();
+    let drops_before = (!udp_socks.is_empty())
+        .then(sys::udp_drops_by_port)
+        .transpose()?;
+    let gen_cpu0 = sys::self_cpu_ns();
+    let srv_cpu0 = server.cpu_ns().unwrap_or(0);
+    let traffic_start = Instant::now();
+    let start = traffic_start + Duration::from_millis(20);
+
+    let n_senders = sender_plan.len().max(1) as u32;
+    let mut senders = JoinSet::new();
+    for (id, side) in sender_plan {
+        let pace = match spec.rate_per_sender {
+            None => Pace::Closed,
+            Some(rate) => {
+                let interval = Duration::from_secs_f64(1.0 / rate);
+                Pace::Open {
+                    interval,
+                    phase: interval * id / n_senders,
+                }
+            }
+        };
+        let stop = shared.stop.clone();
+        match side {
+            SenderSide::Tcp(wr) => senders.spawn(async move {
+                let (wr, stats) = send::send_tcp(wr, id, k, pace, start, clock, stop).await;
+                (id, Some(wr), stats)
+            }),
+            SenderSide::Udp(sock) => senders.spawn(async move {
+                (
+                    id,
+                    None,
+                    send::send_udp(sock, id, k, pace, start, clock, stop).await,
+                )
+            }),
+        };
+    }
+    // Indexed by sender id, so each sender's count lands in its group.
+    let mut send_stats: Vec<SendStats> = vec![SendStats::default(); group_of.len()];
+    let mut hit_deadline = false;
+    loop {
+        match tokio::time::timeout_at(hard_deadline.into(), senders.join_next()).await {
+            Err(_) => {
+                hit_deadline = true;
+                shared.stop.cancel();
+            }
+            Ok(None) => break,
+            Ok(Some(Ok((id, wr, stats)))) => {
+                writers.extend(wr);
+                if let Some(slot) = send_stats.get_mut(id as usize) {
+                    *slot = stats;
+                }
+            }
+            Ok(Some(Err(e))) => notes.push(format!("sender task failed: {e}")),
+        }
+    }
+
+    // Drain: until every receiver has everything, deliveries stop coming, or the deadline.
+    let mut last_seen = shared.delivered.load(Ordering::Relaxed);
+    let mut last_change = Instant::now();
+    while !shared.stop.is_cancelled() {
+        if shared.complete.load(Ordering::Relaxed) >= receivers {
+            break;
+        }
+        if Instant::now() >= hard_deadline {
+            hit_deadline = true;
+            break;
+        }
+        let now_seen = shared.delivered.load(Ordering::Relaxed);
+        if now_seen != last_seen {
+            last_seen = now_seen;
+            last_change = Instant::now();
+        } else if last_change.elapsed() >= spec.drain_idle {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let traffic_wall_s = traffic_start.elapsed().as_secs_f64();
+    let gen_cpu_s = (sys::self_cpu_ns().saturating_sub(gen_cpu0)) as f64 / 1e9;
+    let server_cpu_s = server
+        .cpu_ns()
+        .map(|c| c.saturating_sub(srv_cpu0) as f64 / 1e9)
+        .unwrap_or(f64::NAN);
+    let server_alive = server.is_running();
+    let (udp_drops_server, udp_drops_peers) = match drops_before {
+        Some(before) => {
+            let after = sys::udp_drops_by_port()?;
+            let delta = |p: u16| {
+                after
+                    .get(&p)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_sub(before.get(&p).copied().unwrap_or(0))
+            };
+            let server_port = server.udp.map(|a| a.port());
+            (
+                server_port.map(delta),
+                Some(udp_ports.iter().map(|&p| delta(p)).sum()),
+            )
+        }
+        None => (None, None),
+    };
+    shared.stop.cancel();
+
+    // Sum up, per receiver transport and sender group.
+    let mut by_to: [(RecvStats, u64); 2] = Default::default();
+    while let Some(joined) = readers.join_next().await {
+        match joined {
+            Ok((to, stats)) => {
+                let slot = &mut by_to[usize::from(to == "udp")];
+                slot.1 += 1;
+                if let Some(e) = &stats.error {
+                    if notes.len() < 10 {
+                        notes.push(format!("{to} receiver: {e}"));
+                    }
+                }
+                slot.0.merge(&stats);
+            }
+            Err(e) => notes.push(format!("receiver task failed: {e}")),
+        }
+    }
+    if let Some(h) = heartbeat {
+        let _ = h.await;
+    }
+    for s in &send_stats {
+        if let Some(e) = &s.error {
+            notes.push(format!("sender: {e}"));
+            break;
+        }
+    }
+    let early = by_to.iter().filter(|(s, _)| s.closed_early).count();
+    if early > 0 {
+        notes.push("some connections were closed by the server before the end".into());
+    }
+
+    let sent_by = |g: u8| -> u64 {
+        send_stats
+            .iter()
+            .zip(&group_of)
+            .filter(|(_, &grp)| grp == g)
+            .map(|(s, _)| s.sent)
+            .sum()
+    };
+    let (tcp_sent, udp_sent) = (sent_by(GROUP_TCP), sent_by(GROUP_UDP));
+    let sent = tcp_sent + udp_sent;
+    let tcp_receivers = by_to[0].1;
+    let udp_receivers = by_to[1].1;
+    let mut flows = Vec::new();
+    let mut all_latency = Histogram::new();
+    let mut total_expected = 0;
+    let mut total_received = 0;
+    for (g, from, group_sent) in [(GROUP_TCP, "tcp", tcp_sent), (GROUP_UDP, "udp", udp_sent)] {
+        for (t, to, receivers) in [(0usize, "tcp", tcp_receivers), (1, "udp", udp_receivers)] {
+            if receivers == 0 || group_sent == 0 {
+                continue;
+            }
+            let own = u64::from((g == GROUP_TCP) == (t == 0));
+            // Each message reaches every receiver of this kind except, when same kind, its sender.
+            let expected = group_sent * receivers - own * group_sent;
+            let stats = by_to[t]
+                .0
+                .groups
+                .get(g as usize)
+                .cloned()
+                .unwrap_or_default();
+            all_latency.merge(&stats.latency);
+            total_expected += expected;
+            total_received += stats.received;
+            flows.push(FlowResult {
+                from,
+                to,
+                expected,
+                received: stats.received,
+                loss: expected as i64 - stats.received as i64,
+                p50_us: us(stats.latency.quantile(0.5)),
+                p99_us: us(stats.latency.quantile(0.99)),
+                max_us: us(stats.latency.max()),
+            });
+        }
+    }
+    let mut merged = RecvStats::default();
+    merged.merge(&by_to[0].0);
+    merged.merge(&by_to[1].0);
+    let first_send = send_stats.iter().filter_map(|s| s.first_ns).min();
+    let span_ns = first_send
+        .map(|f| merged.last_delivery_ns.saturating_sub(f))
+        .unwrap_or(0);
+    let span_s = span_ns as f64 / 1e9;
+    let loss = total_expected as i64 - total_received as i64;
+    drop(writers);
+    drop(udp_socks);
+    Ok(FanoutResult {
+        spec: spec.clone(),
+        server: server.kind,
+        tcp_connected,
+        udp_joined,
+        connect_errors,
+        connect_s,
+        sent,
+        expected: total_expected,
+        received: total_received,
+        loss,
+        loss_pct: if total_expected > 0 {
+            100.0 * loss as f64 / total_expected as f64
+        } else {
+            0.0
+        },
+        duplicates: merged.duplicates,
+        server_missed_notices: merged.missed_notices,
+        span_s,
+        deliveries_per_s: if span_s > 0.0 {
+            total_received as f64 / span_s
+        } else {
+            0.0
+        },
+        p50_us: us(all_latency.quantile(0.5)),
+        p99_us: us(all_latency.quantile(0.99)),
+        p999_us: us(all_latency.quantile(0.999)),
+        max_us: us(all_latency.max()),
+        flows,
+        gen_cpu_s,
+        server_cpu_s,
+        traffic_wall_s,
+        sender_lag_max_us: us(send_stats.iter().map(|s| s.lag_max_ns).max().unwrap_or(0)),
+        udp_drops_server,
+        udp_drops_peers,
+        hit_deadline,
+        server_alive,
+        notes,
+    })
+}
+
+enum SenderSide {
+    Tcp(tokio::net::tcp::OwnedWriteHalf),
+    Udp(Arc<UdpSocket>),
+}
+
+/// Waits until no bytes have arrived for `quiet` (or `max` passed): the join storm is over.
+async fn settle(shared: &RecvShared, quiet: Duration, max: Duration) {
+    let until = Instant::now() + max;
+    let mut last = shared.bytes.load(Ordering::Relaxed);
+    let mut since = Instant::now();
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = shared.bytes.load(Ordering::Relaxed);
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= quiet {
+            return;
+        }
+    }
+}
+
+/// Sends `#ping#` from every UDP peer once per `every`, spread over the interval so the server
+/// sees a steady trickle rather than a burst.
+async fn heartbeat(
+    socks: Vec<Arc<UdpSocket>>,
+    every: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    const SLICES: u32 = 20;
+    let per_slice = socks.len().div_ceil(SLICES as usize).max(1);
+    let mut tick = tokio::time::interval(every / SLICES);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for chunk in socks.chunks(per_slice).cycle() {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for s in chunk {
+            // A dropped ping only risks this peer's eviction, which the loss figures would show.
+            let _ = s.try_send(b"#ping#");
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Operating-system readings the benchmark reports next to its figures: CPU time of the generator
+//! and of the server (to tell which side is the bottleneck), server memory, descriptor limits and
+//! kernel UDP drop counters. Linux only, as the benchmark is.
+
+use std::collections::HashMap;
+use std::io;
+
+use anyhow::{anyhow, Context, Result};
+
+/// CPU time (user + system) this process has used so far, all threads included, in nanoseconds.
+pub fn self_cpu_ns() -> u64 {
+    // SAFETY: getrusage only writes into the zeroed struct we pass.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return 0;
+        }
+        usage
+    };
+    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// CPU time (utime + stime) of process `pid` so far, in nanoseconds, from `/proc/PID/stat`.
+pub fn proc_cpu_ns(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    parse_stat_cpu_ticks(&stat)
+        .map(|ticks| ticks * 1_000_000_000 / clock_ticks_per_sec())
+        .ok_or_else(|| anyhow!("unexpected /proc/{pid}/stat format"))
+}
+
+/// utime + stime in clock ticks from a `/proc/PID/stat` line. The command name may contain spaces
+/// and parentheses, so fields are counted from the last `)`.
+fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    // After ")" come field 3 (state) onwards; utime and stime are fields 14 and 15.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn clock_ticks_per_sec() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as u64
+    } else {
+        100
+    }
+}
+
+/// Resident memory of process `pid` in KiB (`VmRSS` from `/proc/PID/status`).
+pub fn vm_rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// Number of open descriptors of process `pid`: a cross-check that the server really holds the
+/// connections whose memory is being measured.
+pub fn open_fds(pid: u32) -> Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .with_context(|| format!("listing /proc/{pid}/fd"))?
+        .count())
+}
+
+/// Raises this process's RLIMIT_NOFILE (hard and soft) to `want`, or to `/proc/sys/fs/nr_open`
+/// if that is lower; children spawned afterwards inherit it. Returns the soft limit in force.
+/// Raising the hard limit needs root (CAP_SYS_RESOURCE); without it the soft limit is raised to
+/// the existing hard limit.
+pub fn raise_nofile(want: u64) -> io::Result<u64> {
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(want);
+    let target = want.min(nr_open) as libc::rlim_t;
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if lim.rlim_cur >= target {
+            return Ok(lim.rlim_cur as u64);
+        }
+        let raised = libc::rlimit {
+            rlim_cur: target,
+            rlim_max: target.max(lim.rlim_max),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+            return Ok(target as u64);
+        }
+        let soft_only = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &soft_only) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(lim.rlim_max as u64)
+    }
+}
+
+/// Kernel receive-buffer drops per local UDP port on IPv4 (`drops` column of `/proc/net/udp`),
+/// so UDP loss can be pinned on the server's socket or on the generator's.
+pub fn udp_drops_by_port() -> Result<HashMap<u16, u64>> {
+    let table = std::fs::read_to_string("/proc/net/udp").context("reading /proc/net/udp")?;
+    Ok(parse_udp_drops(&table))
+}
+
+fn parse_udp_drops(table: &str) -> HashMap<u16, u64> {
+    let mut out = HashMap::new();
+    for line in table.lines().skip(1) {
+        let cols: Vec<&str> = line.split_ascii_whitespace().collect();
+        // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
+        let (Some(local), Some(drops)) = (cols.get(1), cols.last()) else {
+            continue;
+        };
+        let Some(port) = local
+            .rsplit(':')
+            .next()
+            .and_then(|p| u16::from_str_radix(p, 16).ok())
+        else {
+            continue;
+        };
+        if let Ok(d) = drops.parse::<u64>() {
+            *out.entry(port).or_default() += d;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_cpu_counts_fields_after_the_name() {
+        let stat = "1234 (chat d) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0";
+        assert_eq!(parse_stat_cpu_ticks(stat), Some(300));
+    }
+
+    #[test]
+    fn udp_table_drops_by_port() {
+        let t = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+                 1: 0100007F:9C40 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0000000000000000 7\n";
+        assert_eq!(parse_udp_drops(t).get(&0x9C40), Some(&7));
+    }
+}

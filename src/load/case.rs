@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
+use futures::StreamExt;
 use serde::Serialize;
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
@@ -143,124 +144,122 @@ fn us(ns: u64) -> f64 {
     ns as f64 / 1_000.0
 }
 
-/// A client of the case, kept until the end so no connection closes early.
-enum Client {
-    Tcp {
-        sender: Option<u32>,
-        stream: tokio::net::TcpStream,
-    },
-    Udp {
-        sender: Option<u32>,
-        sock: Arc<UdpSocket>,
-    },
-}
-
 /// Runs one case against `server` and returns its figures.
 pub async fn run_fanout(server: &mut ServerProc, spec: &FanoutSpec) -> Result<FanoutResult> {
     let case_start = Instant::now();
     let hard_deadline = case_start + spec.deadline;
     let mut notes = Vec::new();
     let mut connect_errors = Vec::new();
+    let mut failures = 0usize;
 
-    // Connect phase: senders first in each list so their ids are stable.
-    let tcp = conn::connect_many(
-        server.tcp,
-        spec.tcp_clients,
-        server.kind,
-        spec.connect_concurrency,
-        None,
-        Duration::from_secs(10),
-    )
-    .await;
-    let udp = match (spec.udp_clients, server.udp) {
-        (0, _) => Vec::new(),
-        (_, Some(addr)) => conn::join_udp_many(addr, spec.udp_clients, 64).await,
-        (_, None) => return Err(anyhow!("{} has no UDP port", server.kind.name())),
-    };
-    let connect_s = case_start.elapsed().as_secs_f64();
-
-    let mut clients = Vec::new();
-    let mut group_of = Vec::new();
-    for (i, r) in tcp.into_iter().enumerate() {
-        match r {
-            Ok(stream) => {
-                let sender = (i < spec.tcp_senders).then(|| {
-                    group_of.push(GROUP_TCP);
-                    group_of.len() as u32 - 1
-                });
-                clients.push(Client::Tcp { sender, stream });
-            }
-            Err(e) => connect_errors.push(format!("tcp client {i}: {e:#}")),
-        }
-    }
-    for (i, r) in udp.into_iter().enumerate() {
-        match r {
-            Ok(sock) => {
-                let sender = (i < spec.udp_senders).then(|| {
-                    group_of.push(GROUP_UDP);
-                    group_of.len() as u32 - 1
-                });
-                clients.push(Client::Udp { sender, sock });
-            }
-            Err(e) => connect_errors.push(format!("udp peer {i}: {e:#}")),
-        }
-    }
-    let failures = connect_errors.len();
-    connect_errors.truncate(5);
-    if failures > connect_errors.len() {
-        connect_errors.push(format!("... {failures} failures in all"));
-    }
-    let tcp_connected = clients
-        .iter()
-        .filter(|c| matches!(c, Client::Tcp { .. }))
-        .count();
-    let udp_joined = clients.len() - tcp_connected;
+    // Sender ids are fixed by the plan: TCP senders first, then UDP senders. A sender that fails
+    // to connect leaves a gap; expectations below count only the senders that made it.
+    let mut group_of = vec![GROUP_TCP; spec.tcp_senders];
+    group_of.extend(std::iter::repeat_n(GROUP_UDP, spec.udp_senders));
     let k = spec.msgs_per_sender;
-    let tcp_senders = group_of.iter().filter(|&&g| g == GROUP_TCP).count() as u64;
-    let udp_senders = group_of.len() as u64 - tcp_senders;
-
     let clock = Clock::new();
     let shared = Arc::new(RecvShared::new(clock, group_of.clone(), k.max(1)));
 
-    // Receivers start at once so join notices are drained while the room fills.
+    // Each client starts reading the moment it is greeted: a room filling up sends everyone a
+    // notice per join, and ncat blocks outright on a client whose socket buffer is full.
     let mut readers = JoinSet::new();
+    let mut sender_plan: Vec<(u32, SenderSide)> = Vec::new();
     let mut writers = Vec::new();
-    let mut udp_socks = Vec::new();
-    let mut sender_plan = Vec::new();
-    for client in clients {
-        match client {
-            Client::Tcp { sender, stream } => {
-                let (rd, wr) = stream.into_split();
-                // Nobody hears their own messages, on either server.
-                let expected =
-                    (tcp_senders + udp_senders - u64::from(sender.is_some())) * u64::from(k);
-                let stats = RecvStats::new(&shared, expected);
-                let sh = Arc::clone(&shared);
-                readers.spawn(async move {
-                    let (rd, stats) = recv::read_tcp(rd, sh, stats).await;
-                    drop(rd);
-                    ("tcp", stats)
-                });
-                match sender {
-                    Some(id) => sender_plan.push((id, SenderSide::Tcp(wr))),
-                    None => writers.push(wr),
+    let mut tcp_connected = 0;
+    {
+        let (addr, kind) = (server.tcp, server.kind);
+        let mut attempts = futures::stream::iter(0..spec.tcp_clients)
+            .map(|i| async move {
+                let r = conn::connect_greeted(addr, None, kind, Duration::from_secs(10)).await;
+                (i, r)
+            })
+            .buffer_unordered(spec.connect_concurrency.max(1));
+        loop {
+            let next = tokio::time::timeout_at(hard_deadline.into(), attempts.next()).await;
+            let Ok(Some((i, r))) = next else {
+                if next.is_err() {
+                    notes.push("connect phase hit the case deadline".into());
                 }
-            }
-            Client::Udp { sender, sock } => {
-                let expected =
-                    (tcp_senders + udp_senders - u64::from(sender.is_some())) * u64::from(k);
-                let stats = RecvStats::new(&shared, expected);
-                let sh = Arc::clone(&shared);
-                let s = Arc::clone(&sock);
-                readers.spawn(async move { ("udp", recv::read_udp(s, sh, stats).await) });
-                if let Some(id) = sender {
-                    sender_plan.push((id, SenderSide::Udp(Arc::clone(&sock))));
+                break;
+            };
+            match r {
+                Ok(stream) => {
+                    tcp_connected += 1;
+                    let (rd, wr) = stream.into_split();
+                    let is_sender = i < spec.tcp_senders;
+                    let stats = RecvStats::new(&shared, is_sender);
+                    let sh = Arc::clone(&shared);
+                    readers.spawn(async move {
+                        let (rd, stats) = recv::read_tcp(rd, sh, stats).await;
+                        drop(rd);
+                        ("tcp", stats)
+                    });
+                    if is_sender {
+                        sender_plan.push((i as u32, SenderSide::Tcp(wr)));
+                    } else {
+                        writers.push(wr);
+                    }
                 }
-                udp_socks.push(sock);
+                Err(e) => {
+                    failures += 1;
+                    if connect_errors.len() < 5 {
+                        connect_errors.push(format!("tcp client {i}: {e:#}"));
+                    }
+                }
             }
         }
     }
+    let mut udp_socks = Vec::new();
+    if spec.udp_clients > 0 {
+        let addr = server
+            .udp
+            .ok_or_else(|| anyhow!("{} has no UDP port", server.kind.name()))?;
+        let mut attempts = futures::stream::iter(0..spec.udp_clients)
+            .map(|i| async move { (i, conn::join_udp(addr, 5, Duration::from_millis(500)).await) })
+            .buffer_unordered(64);
+        loop {
+            let next = tokio::time::timeout_at(hard_deadline.into(), attempts.next()).await;
+            let Ok(Some((i, r))) = next else {
+                if next.is_err() {
+                    notes.push("UDP join phase hit the case deadline".into());
+                }
+                break;
+            };
+            match r {
+                Ok(sock) => {
+                    let is_sender = i < spec.udp_senders;
+                    let stats = RecvStats::new(&shared, is_sender);
+                    let sh = Arc::clone(&shared);
+                    let s = Arc::clone(&sock);
+                    readers.spawn(async move { ("udp", recv::read_udp(s, sh, stats).await) });
+                    if is_sender {
+                        let id = (spec.tcp_senders + i) as u32;
+                        sender_plan.push((id, SenderSide::Udp(Arc::clone(&sock))));
+                    }
+                    udp_socks.push(sock);
+                }
+                Err(e) => {
+                    failures += 1;
+                    if connect_errors.len() < 5 {
+                        connect_errors.push(format!("udp peer {i}: {e:#}"));
+                    }
+                }
+            }
+        }
+    }
+    if failures > connect_errors.len() {
+        connect_errors.push(format!("... {failures} failures in all"));
+    }
+    let connect_s = case_start.elapsed().as_secs_f64();
+    let udp_joined = udp_socks.len();
+    shared.set_expected(sender_plan.len() as u64, u64::from(k));
     let receivers = readers.len();
+    // A lone sender expects nothing back, so it never reports itself complete.
+    let needed = if sender_plan.len() == 1 {
+        receivers - 1
+    } else {
+        receivers
+    };
     let heartbeat = (!udp_socks.is_empty()).then(|| {
         let socks = udp_socks.clone();
         let stop = shared.stop.clone();
@@ -283,7 +282,7 @@ pub async fn run_fanout(server: &mut ServerProc, spec: &FanoutSpec) -> Result<Fa
     let traffic_start = Instant::now();
     let start = traffic_start + Duration::from_millis(20);
 
-    let n_senders = sender_plan.len().max(1) as u32;
+    let n_senders = group_of.len().max(1) as u32;
     let mut senders = JoinSet::new();
     for (id, side) in sender_plan {
         let pace = match spec.rate_per_sender {
@@ -335,7 +334,7 @@ pub async fn run_fanout(server: &mut ServerProc, spec: &FanoutSpec) -> Result<Fa
     let mut last_seen = shared.delivered.load(Ordering::Relaxed);
     let mut last_change = Instant::now();
     while !shared.stop.is_cancelled() {
-        if shared.complete.load(Ordering::Relaxed) >= receivers {
+        if shared.complete.load(Ordering::Relaxed) >= needed {
             break;
         }
         if Instant::now() >= hard_deadline {

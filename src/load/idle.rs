@@ -275,6 +275,10 @@ pub async fn run_idle(server: &mut ServerProc, spec: &IdleSpec) -> Result<IdleRe
             .buffer_unordered(spec.concurrency.max(1));
         let deadline = tokio::time::Instant::from_std(started + spec.deadline);
         let mut out_of_time = false;
+        let mut gave_up = false;
+        // Past a descriptor limit every further attempt fails (or hangs unaccepted); that many
+        // failures in a row means the level cannot be reached, so stop instead of waiting it out.
+        let mut failing_in_a_row = 0;
         loop {
             match tokio::time::timeout_at(deadline, attempts.next()).await {
                 Err(_) => {
@@ -282,10 +286,18 @@ pub async fn run_idle(server: &mut ServerProc, spec: &IdleSpec) -> Result<IdleRe
                     break;
                 }
                 Ok(None) => break,
-                Ok(Some(Ok(stream))) => herd.add(stream)?,
+                Ok(Some(Ok(stream))) => {
+                    failing_in_a_row = 0;
+                    herd.add(stream)?;
+                }
                 Ok(Some(Err(e))) => {
                     failures += 1;
+                    failing_in_a_row += 1;
                     first_error.get_or_insert_with(|| format!("{e:#}"));
+                    if failing_in_a_row > 2 * spec.concurrency.max(1) {
+                        gave_up = true;
+                        break;
+                    }
                 }
             }
         }
@@ -320,8 +332,13 @@ pub async fn run_idle(server: &mut ServerProc, spec: &IdleSpec) -> Result<IdleRe
             break;
         }
         if connected < target {
+            let why = if gave_up {
+                ", then gave up after repeated failures"
+            } else {
+                ""
+            };
             notes.push(format!(
-                "reached {connected} of {target} connections ({failures} connects failed)"
+                "reached {connected} of {target} connections ({failures} connects failed{why})"
             ));
             break;
         }

@@ -68,6 +68,11 @@ pub struct RecvShared {
     pub bytes: AtomicU64,
     /// Receivers that have everything they expect.
     pub complete: AtomicUsize,
+    /// Senders that will actually send (known only once everyone connected), times messages per
+    /// sender; until set, no receiver counts itself complete.
+    expected_all: AtomicU64,
+    /// Messages per sender, which a sender does not get back.
+    expected_own: AtomicU64,
     /// Fired when the case ends; receivers then return what they have.
     pub stop: CancellationToken,
 }
@@ -84,7 +89,27 @@ impl RecvShared {
             delivered: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             complete: AtomicUsize::new(0),
+            expected_all: AtomicU64::new(u64::MAX),
+            expected_own: AtomicU64::new(0),
             stop: CancellationToken::new(),
+        }
+    }
+
+    /// Declares the traffic to come: `senders` senders of `per_sender` messages each. Must happen
+    /// before the first message is sent.
+    pub fn set_expected(&self, senders: u64, per_sender: u64) {
+        self.expected_own.store(per_sender, Ordering::Relaxed);
+        self.expected_all
+            .store(senders * per_sender, Ordering::Relaxed);
+    }
+
+    /// What one receiver should get: everything, less its own messages if it sends.
+    fn expected_for(&self, is_sender: bool) -> u64 {
+        let all = self.expected_all.load(Ordering::Relaxed);
+        if is_sender {
+            all.saturating_sub(self.expected_own.load(Ordering::Relaxed))
+        } else {
+            all
         }
     }
 }
@@ -120,17 +145,18 @@ pub struct RecvStats {
     /// A read error, if one ended this receiver.
     pub error: Option<String>,
     unique: u64,
-    expected: u64,
+    is_sender: bool,
+    done: bool,
     seen: Vec<u64>,
 }
 
 impl RecvStats {
-    /// Empty stats for a receiver that expects `expected` unique messages.
-    pub fn new(shared: &RecvShared, expected: u64) -> RecvStats {
+    /// Empty stats for a receiver; `is_sender` receivers do not expect their own messages.
+    pub fn new(shared: &RecvShared, is_sender: bool) -> RecvStats {
         let bits = shared.group_of.len() * shared.seq_limit as usize;
         RecvStats {
             groups: vec![GroupStats::default(); shared.groups],
-            expected,
+            is_sender,
             seen: vec![0; bits.div_ceil(64)],
             ..RecvStats::default()
         }
@@ -195,7 +221,6 @@ impl RecvStats {
         self.bytes += other.bytes;
         self.last_delivery_ns = self.last_delivery_ns.max(other.last_delivery_ns);
         self.unique += other.unique;
-        self.expected += other.expected;
         self.closed_early |= other.closed_early;
         if self.error.is_none() {
             self.error.clone_from(&other.error);
@@ -208,7 +233,9 @@ impl RecvStats {
         let new = self.unique - before;
         if new > 0 {
             shared.delivered.fetch_add(new, Ordering::Relaxed);
-            if before < self.expected && self.unique >= self.expected {
+            let expected = shared.expected_for(self.is_sender);
+            if !self.done && self.unique >= expected {
+                self.done = true;
                 shared.complete.fetch_add(1, Ordering::Relaxed);
             }
         }

@@ -70,11 +70,23 @@ pub fn open_fds(pid: u32) -> Result<usize> {
         .count())
 }
 
+/// The descriptor limit after [`raise_nofile`].
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct NofileLimit {
+    /// Soft limit now in force.
+    pub soft: u64,
+    /// Hard limit now in force.
+    pub hard: u64,
+    /// What was asked for (after capping at `/proc/sys/fs/nr_open`).
+    pub wanted: u64,
+    /// False when raising the hard limit was refused (no CAP_SYS_RESOURCE, e.g. in a container).
+    pub hard_raised: bool,
+}
+
 /// Raises this process's RLIMIT_NOFILE (hard and soft) to `want`, or to `/proc/sys/fs/nr_open`
-/// if that is lower; children spawned afterwards inherit it. Returns the soft limit in force.
-/// Raising the hard limit needs root (CAP_SYS_RESOURCE); without it the soft limit is raised to
-/// the existing hard limit.
-pub fn raise_nofile(want: u64) -> io::Result<u64> {
+/// if that is lower; children spawned afterwards inherit it. If raising the hard limit is refused
+/// (it needs CAP_SYS_RESOURCE), the soft limit is raised to the existing hard limit instead.
+pub fn raise_nofile(want: u64) -> io::Result<NofileLimit> {
     let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok())
@@ -86,15 +98,26 @@ pub fn raise_nofile(want: u64) -> io::Result<u64> {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
             return Err(io::Error::last_os_error());
         }
+        let wanted = target as u64;
         if lim.rlim_cur >= target {
-            return Ok(lim.rlim_cur as u64);
+            return Ok(NofileLimit {
+                soft: lim.rlim_cur as u64,
+                hard: lim.rlim_max as u64,
+                wanted,
+                hard_raised: true,
+            });
         }
         let raised = libc::rlimit {
             rlim_cur: target,
             rlim_max: target.max(lim.rlim_max),
         };
         if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-            return Ok(target as u64);
+            return Ok(NofileLimit {
+                soft: target as u64,
+                hard: raised.rlim_max as u64,
+                wanted,
+                hard_raised: true,
+            });
         }
         let soft_only = libc::rlimit {
             rlim_cur: lim.rlim_max,
@@ -103,7 +126,12 @@ pub fn raise_nofile(want: u64) -> io::Result<u64> {
         if libc::setrlimit(libc::RLIMIT_NOFILE, &soft_only) != 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(lim.rlim_max as u64)
+        Ok(NofileLimit {
+            soft: lim.rlim_max as u64,
+            hard: lim.rlim_max as u64,
+            wanted,
+            hard_raised: lim.rlim_max >= target,
+        })
     }
 }
 

@@ -1,1 +1,353 @@
-//! Wire protocol: parsing and formatting, no I/O.
+//! The chat protocol as pure functions: parse one incoming line or datagram into an [`Input`], and
+//! format the lines the server sends. No I/O and no clock here, so all of it is unit-tested directly.
+//!
+//! Outgoing lines always end in `\n` and are built once per event as shared [`Bytes`], so a broadcast
+//! to thousands of members costs one allocation, not one per recipient.
+
+use std::borrow::Cow;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// The UDP heartbeat a client sends every interval; it refreshes presence and is never shown.
+pub const PING: &str = "#ping#";
+/// The prefix of a UDP address-validation answer: `#pong# COOKIE`.
+pub const PONG: &str = "#pong#";
+/// Longest accepted nickname, in bytes.
+pub const MAX_NICK_LEN: usize = 32;
+
+/// What one incoming line or datagram asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// Nothing to do: a blank line.
+    Empty,
+    /// A UDP heartbeat.
+    Ping,
+    /// A UDP address-validation answer carrying the cookie the server sent.
+    Pong(String),
+    /// Text to relay to the room, already stripped of control characters.
+    Chat(String),
+    /// A slash command.
+    Command(Command),
+}
+
+/// A slash command, the same on every transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `/quit [reason]`: leave at once.
+    Quit(Option<String>),
+    /// `/nick NAME`: change one's name (validated by the hub with [`validate_nick`]).
+    Nick(String),
+    /// `/who`: list the members and their transports.
+    Who,
+    /// `/msg NAME text`: a private message.
+    Msg { to: String, text: String },
+    /// `/help`: list the commands.
+    Help,
+    /// A command used without its required argument; carries the usage line to show.
+    Usage(&'static str),
+    /// Anything else that starts with a single `/`.
+    Unknown(String),
+}
+
+/// Why a requested nickname was refused (the hub adds "taken").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NickError {
+    /// Empty or longer than [`MAX_NICK_LEN`].
+    #[error("nickname must be 1 to {MAX_NICK_LEN} characters")]
+    Length,
+    /// Contains something other than ASCII letters, digits, `_`, `-` and `.`.
+    #[error("nickname may only contain letters, digits, '_', '-' and '.'")]
+    Charset,
+}
+
+/// Help text, one notice per line.
+pub const HELP: &[&str] = &[
+    "commands:",
+    "  /nick NAME       change your name (letters, digits, _ - .)",
+    "  /who             list who is here",
+    "  /msg NAME text   send a private message",
+    "  /quit [reason]   leave",
+    "  /help            this list",
+    "  //text           send a line that starts with /",
+];
+
+/// Parses one line (TCP, terminator already removed) or datagram (terminator may still be there).
+///
+/// Invalid UTF-8 is decoded lossily and control characters are stripped, so whatever comes back is
+/// safe to relay to other people's terminals.
+pub fn parse(raw: &[u8]) -> Input {
+    let raw = strip_terminator(raw);
+    let text = String::from_utf8_lossy(raw);
+    let text = sanitize(&text);
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Input::Empty;
+    }
+    if trimmed == PING {
+        return Input::Ping;
+    }
+    if let Some(rest) = trimmed.strip_prefix(PONG) {
+        if rest.is_empty() || rest.starts_with(' ') {
+            return Input::Pong(rest.trim().to_string());
+        }
+    }
+    if let Some(literal) = text.strip_prefix("//") {
+        return Input::Chat(format!("/{literal}"));
+    }
+    if let Some(command) = trimmed.strip_prefix('/') {
+        return Input::Command(parse_command(command));
+    }
+    Input::Chat(text.into_owned())
+}
+
+fn parse_command(line: &str) -> Command {
+    let (word, rest) = match line.split_once(char::is_whitespace) {
+        Some((word, rest)) => (word, rest.trim()),
+        None => (line, ""),
+    };
+    match word.to_ascii_lowercase().as_str() {
+        "quit" | "exit" => Command::Quit((!rest.is_empty()).then(|| rest.to_string())),
+        "nick" if rest.is_empty() => Command::Usage("usage: /nick NAME"),
+        "nick" => Command::Nick(rest.to_string()),
+        "who" | "list" => Command::Who,
+        "msg" => match rest.split_once(char::is_whitespace) {
+            Some((to, text)) if !text.trim().is_empty() => Command::Msg {
+                to: to.to_string(),
+                text: text.trim_start().to_string(),
+            },
+            _ => Command::Usage("usage: /msg NAME text"),
+        },
+        "help" => Command::Help,
+        _ => Command::Unknown(word.to_string()),
+    }
+}
+
+/// Removes one trailing `\n` or `\r\n` (a UDP datagram from netcat carries its newline).
+pub fn strip_terminator(raw: &[u8]) -> &[u8] {
+    let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+    raw.strip_suffix(b"\r").unwrap_or(raw)
+}
+
+/// Checks a requested nickname; names with `:` are reserved for the `ip:port` default names.
+pub fn validate_nick(name: &str) -> Result<(), NickError> {
+    if name.is_empty() || name.len() > MAX_NICK_LEN {
+        return Err(NickError::Length);
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        return Err(NickError::Charset);
+    }
+    Ok(())
+}
+
+/// Strips terminal control: C0/C1 control characters (except tab), whole ANSI escape sequences
+/// (CSI, OSC, DCS and friends) and bidirectional overrides, so no member can drive another's terminal
+/// or disguise text. Borrows when there is nothing to strip, which is the common case.
+pub fn sanitize(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_unsafe) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => match chars.next() {
+                Some('[') => skip_csi(&mut chars),
+                Some(']' | 'P' | 'X' | '^' | '_') => skip_string(&mut chars),
+                // A two-character escape (ESC c, ESC 7, ...): dropping the pair is enough.
+                _ => {}
+            },
+            '\u{9b}' => skip_csi(&mut chars),
+            '\u{90}' | '\u{98}' | '\u{9d}' | '\u{9e}' | '\u{9f}' => skip_string(&mut chars),
+            c if is_unsafe(c) => {}
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn is_unsafe(c: char) -> bool {
+    (c.is_control() && c != '\t') || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Skips a CSI sequence's parameters and its final byte (0x40..=0x7e).
+fn skip_csi(chars: &mut impl Iterator<Item = char>) {
+    for c in chars.by_ref() {
+        if ('\u{40}'..='\u{7e}').contains(&c) {
+            break;
+        }
+    }
+}
+
+/// Skips a string sequence (OSC, DCS, ...) up to its terminator: BEL, ST (ESC \) or C1 ST.
+fn skip_string(chars: &mut std::iter::Peekable<impl Iterator<Item = char>>) {
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{7}' | '\u{9c}' => break,
+            '\u{1b}' => {
+                if chars.peek() == Some(&'\\') {
+                    chars.next();
+                }
+                break;
+            }
+            _ => {}
+        }
+    }
+}
+
+fn line(parts: &[&str]) -> Bytes {
+    let len = parts.iter().map(|p| p.len()).sum::<usize>() + 1;
+    let mut buf = BytesMut::with_capacity(len);
+    for part in parts {
+        buf.put_slice(part.as_bytes());
+    }
+    buf.put_u8(b'\n');
+    buf.freeze()
+}
+
+/// `<name> text`: a chat message as every other member receives it.
+pub fn chat_line(name: &str, text: &str) -> Bytes {
+    line(&["<", name, "> ", text])
+}
+
+/// `[private] <name> text`: a `/msg` as its recipient receives it.
+pub fn private_line(name: &str, text: &str) -> Bytes {
+    line(&["[private] <", name, "> ", text])
+}
+
+/// `* text`: a server notice (joins, leaves, command output, shutdown).
+pub fn notice(text: &str) -> Bytes {
+    line(&["* ", text])
+}
+
+/// `! text`: an error meant for one member only.
+pub fn error(text: &str) -> Bytes {
+    line(&["! ", text])
+}
+
+/// The welcome line: the configurable greeting, then the member's name and how to get help.
+pub fn welcome(motd: &str, name: &str) -> Bytes {
+    line(&["* ", motd, " - you are ", name, "; type /help for commands"])
+}
+
+/// The challenge sent to an unvalidated UDP address: what to send back to join.
+pub fn validation_challenge(cookie: &str) -> Bytes {
+    line(&["* to join, send: ", PONG, " ", cookie])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_text_is_chat() {
+        assert_eq!(parse(b"hello world"), Input::Chat("hello world".into()));
+    }
+
+    #[test]
+    fn datagram_terminators_are_stripped() {
+        assert_eq!(parse(b"hi\n"), Input::Chat("hi".into()));
+        assert_eq!(parse(b"hi\r\n"), Input::Chat("hi".into()));
+        assert_eq!(parse(b"#ping#\n"), Input::Ping);
+    }
+
+    #[test]
+    fn blank_lines_are_empty() {
+        assert_eq!(parse(b""), Input::Empty);
+        assert_eq!(parse(b"  \t "), Input::Empty);
+        assert_eq!(parse(b"\x1b[2J"), Input::Empty);
+    }
+
+    #[test]
+    fn ping_and_pong() {
+        assert_eq!(parse(b"#ping#"), Input::Ping);
+        assert_eq!(parse(b"#pong# abc123"), Input::Pong("abc123".into()));
+        assert_eq!(parse(b"#pong#"), Input::Pong(String::new()));
+        assert_eq!(parse(b"#pongx"), Input::Chat("#pongx".into()));
+    }
+
+    #[test]
+    fn commands() {
+        assert_eq!(parse(b"/quit"), Input::Command(Command::Quit(None)));
+        assert_eq!(
+            parse(b"/quit bye all"),
+            Input::Command(Command::Quit(Some("bye all".into())))
+        );
+        assert_eq!(
+            parse(b"/NICK bob"),
+            Input::Command(Command::Nick("bob".into()))
+        );
+        assert_eq!(
+            parse(b"/nick"),
+            Input::Command(Command::Usage("usage: /nick NAME"))
+        );
+        assert_eq!(parse(b"/who"), Input::Command(Command::Who));
+        assert_eq!(parse(b"/help"), Input::Command(Command::Help));
+        assert_eq!(
+            parse(b"/msg bob  hi there"),
+            Input::Command(Command::Msg {
+                to: "bob".into(),
+                text: "hi there".into()
+            })
+        );
+        assert_eq!(
+            parse(b"/msg bob"),
+            Input::Command(Command::Usage("usage: /msg NAME text"))
+        );
+        assert_eq!(
+            parse(b"/frob x"),
+            Input::Command(Command::Unknown("frob".into()))
+        );
+    }
+
+    #[test]
+    fn double_slash_sends_a_literal_slash() {
+        assert_eq!(parse(b"//quit"), Input::Chat("/quit".into()));
+        assert_eq!(parse(b"// x"), Input::Chat("/ x".into()));
+    }
+
+    #[test]
+    fn invalid_utf8_is_decoded_lossily() {
+        assert_eq!(parse(b"a\xffb"), Input::Chat("a\u{fffd}b".into()));
+    }
+
+    #[test]
+    fn escapes_and_controls_are_stripped() {
+        assert_eq!(sanitize("\x1b[31mred\x1b[0m"), "red");
+        assert_eq!(sanitize("\x1b]0;title\x07after"), "after");
+        assert_eq!(sanitize("\x1b]8;;http://x\x1b\\link"), "link");
+        assert_eq!(sanitize("bell\x07 back\x08 del\x7f"), "bell back del");
+        assert_eq!(sanitize("tab\tkept"), "tab\tkept");
+        assert_eq!(sanitize("c1\u{9b}2Jx"), "c1x");
+        assert_eq!(sanitize("rtl\u{202e}evil"), "rtlevil");
+        assert!(matches!(sanitize("plain"), Cow::Borrowed("plain")));
+    }
+
+    #[test]
+    fn nick_validation() {
+        assert_eq!(validate_nick("alice_1.x-y"), Ok(()));
+        assert_eq!(validate_nick(""), Err(NickError::Length));
+        assert_eq!(validate_nick(&"a".repeat(33)), Err(NickError::Length));
+        assert_eq!(validate_nick("a b"), Err(NickError::Charset));
+        assert_eq!(validate_nick("1.2.3.4:5"), Err(NickError::Charset));
+        assert_eq!(validate_nick("é"), Err(NickError::Charset));
+    }
+
+    #[test]
+    fn formatting() {
+        assert_eq!(&chat_line("bob", "hi")[..], b"<bob> hi\n");
+        assert_eq!(&private_line("bob", "hi")[..], b"[private] <bob> hi\n");
+        assert_eq!(&notice("bob joined")[..], b"* bob joined\n");
+        assert_eq!(&error("line too long")[..], b"! line too long\n");
+        assert_eq!(
+            &welcome("welcome to chatd", "1.2.3.4:5")[..],
+            b"* welcome to chatd - you are 1.2.3.4:5; type /help for commands\n"
+        );
+        assert_eq!(
+            &validation_challenge("00ff")[..],
+            b"* to join, send: #pong# 00ff\n"
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! TCP line framing as a tokio-util [`Decoder`]: `\n`-terminated lines (a `\r` before it is
+//! tolerated), with a length cap that reports an over-long line once and then skips it, keeping the
+//! connection usable. tokio-util's own `LinesCodec` ends the stream after such an error and rejects
+//! invalid UTF-8, which is why chatd has its own.
+
+use bytes::{Buf, BytesMut};
+use tokio_util::codec::Decoder;
+
+/// One framed item from a TCP stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A complete line, without its terminator; may be invalid UTF-8.
+    Line(BytesMut),
+    /// A line went past the limit; it is being (or has been) discarded up to its newline.
+    TooLong,
+}
+
+/// Splits a byte stream into lines of at most `max_len` bytes.
+#[derive(Debug, Clone)]
+pub struct LineCodec {
+    max_len: usize,
+    /// How far the buffer has already been searched for `\n`, so a slow trickle is not rescanned.
+    scanned: usize,
+    /// True while skipping the rest of an over-long line.
+    discarding: bool,
+}
+
+impl LineCodec {
+    /// A codec accepting lines of up to `max_len` bytes (terminator excluded).
+    pub fn new(max_len: usize) -> Self {
+        LineCodec {
+            max_len,
+            scanned: 0,
+            discarding: false,
+        }
+    }
+}
+
+fn strip_cr(mut line: BytesMut) -> BytesMut {
+    if line.last() == Some(&b'\r') {
+        line.truncate(line.len() - 1);
+    }
+    line
+}
+
+impl Decoder for LineCodec {
+    type Item = Frame;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, Self::Error> {
+        loop {
+            let newline = memchr::memchr(b'\n', &buf[self.scanned..]).map(|i| i + self.scanned);
+            match newline {
+                Some(end) => {
+                    self.scanned = 0;
+                    if self.discarding {
+                        self.discarding = false;
+                        buf.advance(end + 1);
+                        continue;
+                    }
+                    let mut line = buf.split_to(end + 1);
+                    line.truncate(end);
+                    let line = strip_cr(line);
+                    if line.len() > self.max_len {
+                        return Ok(Some(Frame::TooLong));
+                    }
+                    return Ok(Some(Frame::Line(line)));
+                }
+                None if self.discarding => {
+                    buf.clear();
+                    self.scanned = 0;
+                    return Ok(None);
+                }
+                // One extra byte of room for a `\r` that may precede the coming `\n`.
+                None if buf.len() > self.max_len + 1 => {
+                    buf.clear();
+                    self.scanned = 0;
+                    self.discarding = true;
+                    return Ok(Some(Frame::TooLong));
+                }
+                None => {
+                    self.scanned = buf.len();
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, Self::Error> {
+        if let Some(frame) = self.decode(buf)? {
+            return Ok(Some(frame));
+        }
+        // A last line without a newline (netcat's Ctrl-D mid-line) still counts.
+        self.scanned = 0;
+        if buf.is_empty() || self.discarding {
+            buf.clear();
+            return Ok(None);
+        }
+        let line = strip_cr(buf.split());
+        Ok(Some(Frame::Line(line)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(codec: &mut LineCodec, chunks: &[&[u8]]) -> Vec<Frame> {
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            buf.extend_from_slice(chunk);
+            while let Some(frame) = codec.decode(&mut buf).expect("decode") {
+                out.push(frame);
+            }
+        }
+        while let Some(frame) = codec.decode_eof(&mut buf).expect("decode_eof") {
+            out.push(frame);
+        }
+        out
+    }
+
+    fn line(s: &[u8]) -> Frame {
+        Frame::Line(BytesMut::from(s))
+    }
+
+    #[test]
+    fn splits_lines_and_tolerates_crlf() {
+        let mut codec = LineCodec::new(100);
+        let frames = decode_all(&mut codec, &[b"a\nb\r\n", b"c", b"d\n\n"]);
+        assert_eq!(frames, vec![line(b"a"), line(b"b"), line(b"cd"), line(b"")]);
+    }
+
+    #[test]
+    fn last_line_without_newline_is_kept() {
+        let mut codec = LineCodec::new(100);
+        assert_eq!(
+            decode_all(&mut codec, &[b"x\ntail"]),
+            vec![line(b"x"), line(b"tail")]
+        );
+    }
+
+    #[test]
+    fn long_line_in_one_piece_is_reported_and_skipped() {
+        let mut codec = LineCodec::new(4);
+        let frames = decode_all(&mut codec, &[b"12345\nok\n"]);
+        assert_eq!(frames, vec![Frame::TooLong, line(b"ok")]);
+    }
+
+    #[test]
+    fn long_line_trickling_in_is_reported_once() {
+        let mut codec = LineCodec::new(4);
+        let frames = decode_all(&mut codec, &[b"123", b"456", b"789", b"0\nok\n"]);
+        assert_eq!(frames, vec![Frame::TooLong, line(b"ok")]);
+    }
+
+    #[test]
+    fn exact_limit_with_crlf_fits() {
+        let mut codec = LineCodec::new(4);
+        let frames = decode_all(&mut codec, &[b"1234\r", b"\n"]);
+        assert_eq!(frames, vec![line(b"1234")]);
+    }
+
+    #[test]
+    fn discarded_tail_at_eof_is_dropped() {
+        let mut codec = LineCodec::new(2);
+        assert_eq!(decode_all(&mut codec, &[b"abcdef"]), vec![Frame::TooLong]);
+    }
+}

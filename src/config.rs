@@ -1,0 +1,209 @@
+//! Server configuration: the `chatd` command line (clap) and the settings the library runs with.
+
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::limits::Rate;
+
+/// The `chatd` command line.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "chatd",
+    version,
+    about = "Chat relay speaking TCP and UDP at once (netcat-friendly)"
+)]
+pub struct ServerArgs {
+    /// Serve TCP on this port (0 lets the OS choose).
+    #[arg(long, value_name = "PORT")]
+    pub tcp: Option<u16>,
+    /// Serve UDP on this port (0 lets the OS choose).
+    #[arg(long, value_name = "PORT")]
+    pub udp: Option<u16>,
+    /// Address to bind both transports to.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+    /// Greeting shown at the start of the welcome line.
+    #[arg(long, value_name = "TEXT", default_value = DEFAULT_MOTD)]
+    pub motd: String,
+    /// UDP heartbeat interval; a peer silent for two intervals is evicted.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub heartbeat: Duration,
+    /// Messages the room buffers for its slowest reader before that reader starts missing some.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub backlog: u32,
+    /// Longest accepted line or datagram, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..=65_000))]
+    pub max_line: u32,
+    /// Most members at once, over both transports.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_clients: usize,
+    /// Most TCP connections plus UDP peers from one IP address.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub max_per_ip: usize,
+    /// Flood control: messages per second per member (`10`, `10/s`), or `off`.
+    #[arg(long, value_name = "RATE", default_value = "10")]
+    pub rate: Rate,
+    /// Messages a member may send in a burst before the rate applies.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub burst: u32,
+    /// A member over the rate for this long without a break is disconnected (TCP) or evicted (UDP).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub flood_kick: Duration,
+    /// A TCP member with more than this many bytes of room traffic unsent is disconnected (`off`
+    /// to only tell it what it missed).
+    #[arg(long, value_name = "BYTES", default_value = "1048576", value_parser = parse_limit)]
+    pub sendq: Limit,
+    /// Disconnect a TCP member that sent nothing for this long (`off` by default, for netcat users).
+    #[arg(long, value_name = "DURATION", default_value = "off", value_parser = parse_optional_duration)]
+    pub idle_timeout: OptionalDuration,
+    /// Make new UDP addresses prove they receive at their address (a stateless cookie) before
+    /// joining; use it on open networks.
+    #[arg(long)]
+    pub udp_validate: bool,
+}
+
+/// A byte limit that can be switched off.
+pub type Limit = Option<usize>;
+/// A duration that can be switched off.
+pub type OptionalDuration = Option<Duration>;
+
+/// Parses a byte count or `off`.
+pub fn parse_limit(text: &str) -> Result<Limit, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    text.parse::<usize>()
+        .map(Some)
+        .map_err(|_| format!("expected a number of bytes or 'off', got {text:?}"))
+}
+
+/// Parses a duration or `off`.
+pub fn parse_optional_duration(text: &str) -> Result<OptionalDuration, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    parse_duration(text).map(Some)
+}
+
+/// The default greeting.
+pub const DEFAULT_MOTD: &str = "welcome to chatd";
+
+/// Parses durations such as `5s`, `300ms` or `1m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(duration)
+}
+
+/// Everything the server needs to run, independent of how it was given.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Greeting at the start of the welcome line.
+    pub motd: String,
+    /// UDP heartbeat interval (eviction after two).
+    pub heartbeat: Duration,
+    /// Hub broadcast capacity, in messages.
+    pub backlog: usize,
+    /// Longest accepted line or datagram, in bytes.
+    pub max_line: usize,
+    /// Most members at once.
+    pub max_clients: usize,
+    /// Most members from one IP address.
+    pub max_per_ip: usize,
+    /// Flood control rate.
+    pub rate: Rate,
+    /// Flood control burst.
+    pub burst: u32,
+    /// How long a member may flood before it is kicked.
+    pub flood_kick: Duration,
+    /// Unsent bytes after which a TCP member is disconnected.
+    pub sendq: Limit,
+    /// Silence after which a TCP member is disconnected.
+    pub idle_timeout: OptionalDuration,
+    /// Whether new UDP addresses must echo a cookie before joining.
+    pub udp_validate: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            motd: DEFAULT_MOTD.to_string(),
+            heartbeat: Duration::from_secs(5),
+            backlog: 1024,
+            max_line: 4096,
+            max_clients: 10_000,
+            max_per_ip: 16,
+            rate: Rate::PerSecond(10.0),
+            burst: 20,
+            flood_kick: Duration::from_secs(30),
+            sendq: Some(1 << 20),
+            idle_timeout: None,
+            udp_validate: false,
+        }
+    }
+}
+
+impl ServerArgs {
+    /// The library configuration these arguments describe.
+    pub fn config(&self) -> Config {
+        Config {
+            motd: self.motd.clone(),
+            heartbeat: self.heartbeat,
+            backlog: self.backlog as usize,
+            max_line: self.max_line as usize,
+            max_clients: self.max_clients,
+            max_per_ip: self.max_per_ip,
+            rate: self.rate,
+            burst: self.burst,
+            flood_kick: self.flood_kick,
+            sendq: self.sendq,
+            idle_timeout: self.idle_timeout,
+            udp_validate: self.udp_validate,
+        }
+    }
+}
+
+impl FromStr for ServerArgs {
+    type Err = clap::Error;
+
+    /// Parses a command line given as one string (handy in tests): `"--tcp 0 --udp 0"`.
+    fn from_str(args: &str) -> Result<Self, Self::Err> {
+        ServerArgs::try_parse_from(std::iter::once("chatd").chain(args.split_whitespace()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let args: ServerArgs = "--tcp 9001 --udp 9002 --heartbeat 300ms"
+            .parse()
+            .expect("args");
+        assert_eq!(args.tcp, Some(9001));
+        assert_eq!(args.udp, Some(9002));
+        assert_eq!(args.config().heartbeat, Duration::from_millis(300));
+        assert_eq!(args.config().max_line, 4096);
+        assert!("--heartbeat 0s".parse::<ServerArgs>().is_err());
+        assert!("--max-line 1".parse::<ServerArgs>().is_err());
+        let defaults: ServerArgs = "".parse().expect("defaults");
+        let config = defaults.config();
+        assert_eq!(config.rate, Rate::PerSecond(10.0));
+        assert_eq!(config.sendq, Some(1 << 20));
+        assert_eq!(config.idle_timeout, None);
+        let tuned: ServerArgs = "--rate off --sendq off --idle-timeout 2s --udp-validate"
+            .parse()
+            .expect("tuned");
+        let config = tuned.config();
+        assert_eq!(config.rate, Rate::Off);
+        assert_eq!(config.sendq, None);
+        assert_eq!(config.idle_timeout, Some(Duration::from_secs(2)));
+        assert!(config.udp_validate);
+    }
+}

@@ -1,0 +1,355 @@
+//! The hub: the room's broadcast channel plus the registry of who is in it.
+//!
+//! [`Hub`] is a cheap-to-clone handle shared by every transport. Room traffic goes through one
+//! `tokio::sync::broadcast` channel of pre-formatted lines, so a message is formatted once and each
+//! reader keeps only a cursor into a bounded ring: a slow reader costs no memory beyond the ring and
+//! never slows the sender. Lines for one member only (replies, private messages) go to that member's
+//! [`Outbox`].
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::net::UdpSocket;
+use tokio::sync::{broadcast, mpsc, OwnedSemaphorePermit, Semaphore};
+
+use crate::config::Config;
+use crate::member::Member;
+use crate::protocol;
+
+/// Identifies a member for the lifetime of the server; never reused.
+pub type MemberId = u64;
+
+/// The sender id of lines that come from the server itself.
+pub const SERVER: MemberId = 0;
+
+/// One room event: a line formatted once and shared by every recipient.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Who caused it, so the sender's own transport can skip it (no self-echo).
+    pub from: MemberId,
+    /// Position in the room's history, so a transport can skip events older than a member's join.
+    pub seq: u64,
+    /// Bytes the room had produced up to and including this line, so a writer can tell how far
+    /// behind it is in bytes (its send queue) without counting anything itself.
+    pub end: u64,
+    /// The complete outgoing line, `\n` included.
+    pub line: Bytes,
+}
+
+/// How a member is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// A TCP connection.
+    Tcp,
+    /// A UDP peer kept alive by heartbeats.
+    Udp,
+}
+
+impl Transport {
+    /// Lower-case name, as `/who` shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        }
+    }
+}
+
+/// Where lines meant for one member go.
+#[derive(Debug, Clone)]
+pub enum Outbox {
+    /// A TCP connection's bounded queue, drained by its writer.
+    Tcp(mpsc::Sender<Bytes>),
+    /// A UDP peer: lines are sent straight from the shared socket.
+    Udp(Arc<UdpSocket>, SocketAddr),
+}
+
+impl Outbox {
+    /// Queues or sends `line` without waiting; false when it had to be dropped (a full queue or a
+    /// full socket buffer), which only ever happens to a member that is not keeping up.
+    pub fn send(&self, line: Bytes) -> bool {
+        match self {
+            Outbox::Tcp(tx) => tx.try_send(line).is_ok(),
+            Outbox::Udp(socket, addr) => socket.try_send_to(&line, *addr).is_ok(),
+        }
+    }
+}
+
+/// Why joining was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    /// `--max-clients` members are already in.
+    #[error("server full")]
+    Full,
+    /// `--max-per-ip` members already come from this address.
+    #[error("too many connections from your address")]
+    TooManyFromAddress,
+    /// The server is shutting down.
+    #[error("server shutting down")]
+    ShuttingDown,
+}
+
+/// Why a nick change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenameError {
+    /// Malformed name.
+    #[error(transparent)]
+    Invalid(#[from] protocol::NickError),
+    /// Someone else has it.
+    #[error("nickname {0} is taken")]
+    Taken(String),
+}
+
+/// One member as `/who` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberInfo {
+    /// Current display name.
+    pub name: String,
+    /// How it is connected.
+    pub transport: Transport,
+}
+
+struct Entry {
+    name: String,
+    ip: IpAddr,
+    transport: Transport,
+    outbox: Outbox,
+}
+
+#[derive(Default)]
+struct Registry {
+    members: HashMap<MemberId, Entry>,
+    /// Lower-cased names, so `Bob` and `bob` cannot both exist.
+    names: HashMap<String, MemberId>,
+    per_ip: HashMap<IpAddr, usize>,
+    next_id: MemberId,
+}
+
+/// A room: one broadcast channel. chatd ships a single room; named rooms would be more of these,
+/// keyed by name in the hub, with each member remembering which one it is in.
+struct Room {
+    tx: broadcast::Sender<Event>,
+}
+
+struct Shared {
+    lobby: Room,
+    /// A std mutex, not tokio's: it is never held across an `.await`, and every critical section is a
+    /// few map operations, so blocking briefly is cheaper than an async lock.
+    registry: Mutex<Registry>,
+    slots: Arc<Semaphore>,
+    closing: AtomicBool,
+    next_seq: AtomicU64,
+    /// Total bytes of room lines so far; written under the broadcast send so offsets are in order.
+    bytes: Mutex<u64>,
+    config: Config,
+}
+
+/// Cheap-to-clone handle to the room and its members.
+#[derive(Clone)]
+pub struct Hub {
+    shared: Arc<Shared>,
+}
+
+impl Hub {
+    /// A hub with the given limits and greeting.
+    pub fn new(config: Config) -> Hub {
+        let (tx, _) = broadcast::channel(config.backlog.max(1));
+        Hub {
+            shared: Arc::new(Shared {
+                lobby: Room { tx },
+                registry: Mutex::new(Registry {
+                    next_id: SERVER + 1,
+                    ..Registry::default()
+                }),
+                slots: Arc::new(Semaphore::new(config.max_clients)),
+                closing: AtomicBool::new(false),
+                next_seq: AtomicU64::new(1),
+                bytes: Mutex::new(0),
+                config,
+            }),
+        }
+    }
+
+    /// The configuration the hub was built with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// A new reader of room events; subscribe before joining so nothing after the join is missed.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.shared.lobby.tx.subscribe()
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that matters
+        // more than losing the whole room, so keep serving with whatever is there.
+        self.shared
+            .registry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds a member named after its address, greets it and tells the room.
+    pub fn join(
+        &self,
+        transport: Transport,
+        addr: SocketAddr,
+        outbox: Outbox,
+    ) -> Result<Member, JoinError> {
+        if self.is_closing() {
+            return Err(JoinError::ShuttingDown);
+        }
+        let permit: OwnedSemaphorePermit = Arc::clone(&self.shared.slots)
+            .try_acquire_owned()
+            .map_err(|_| JoinError::Full)?;
+        let (id, name) = {
+            let mut registry = self.registry();
+            let from_ip = registry.per_ip.entry(addr.ip()).or_insert(0);
+            if *from_ip >= self.shared.config.max_per_ip {
+                return Err(JoinError::TooManyFromAddress);
+            }
+            *from_ip += 1;
+            let id = registry.next_id;
+            registry.next_id += 1;
+            let mut name = addr.to_string();
+            // A TCP and a UDP socket may share ip:port; keep names unique anyway.
+            if registry.names.contains_key(&name.to_ascii_lowercase()) {
+                name = format!("{name}/{}", transport.as_str());
+            }
+            if registry.names.contains_key(&name.to_ascii_lowercase()) {
+                name = format!("{name}#{id}");
+            }
+            registry.names.insert(name.to_ascii_lowercase(), id);
+            registry.members.insert(
+                id,
+                Entry {
+                    name: name.clone(),
+                    ip: addr.ip(),
+                    transport,
+                    outbox: outbox.clone(),
+                },
+            );
+            (id, name)
+        };
+        let since = self.shared.next_seq.load(Ordering::Relaxed);
+        outbox.send(protocol::welcome(&self.shared.config.motd, &name));
+        self.broadcast(id, protocol::notice(&format!("{name} joined")));
+        tracing::debug!(%addr, %name, transport = transport.as_str(), "joined");
+        Ok(Member::new(
+            self.clone(),
+            id,
+            name,
+            transport,
+            outbox,
+            permit,
+            since,
+        ))
+    }
+
+    /// Removes a member and, unless the server is shutting down, tells the room why it left.
+    pub(crate) fn leave(&self, id: MemberId, reason: Option<&str>) {
+        let entry = {
+            let mut registry = self.registry();
+            let entry = registry.members.remove(&id);
+            if let Some(entry) = &entry {
+                registry.names.remove(&entry.name.to_ascii_lowercase());
+                if let Some(count) = registry.per_ip.get_mut(&entry.ip) {
+                    *count -= 1;
+                    if *count == 0 {
+                        registry.per_ip.remove(&entry.ip);
+                    }
+                }
+            }
+            entry
+        };
+        let Some(entry) = entry else { return };
+        tracing::debug!(name = %entry.name, reason, "left");
+        if !self.is_closing() {
+            let text = match reason {
+                Some(reason) => format!("{} left ({reason})", entry.name),
+                None => format!("{} left", entry.name),
+            };
+            self.broadcast(id, protocol::notice(&text));
+        }
+    }
+
+    /// Renames a member; returns the old name.
+    pub(crate) fn rename(&self, id: MemberId, new: &str) -> Result<String, RenameError> {
+        protocol::validate_nick(new)?;
+        let key = new.to_ascii_lowercase();
+        let mut registry = self.registry();
+        match registry.names.get(&key) {
+            Some(&owner) if owner != id => return Err(RenameError::Taken(new.to_string())),
+            _ => {}
+        }
+        let Some(entry) = registry.members.get_mut(&id) else {
+            return Err(RenameError::Taken(new.to_string()));
+        };
+        let old = std::mem::replace(&mut entry.name, new.to_string());
+        registry.names.remove(&old.to_ascii_lowercase());
+        registry.names.insert(key, id);
+        Ok(old)
+    }
+
+    /// Sends a room line to every member but `from`.
+    pub fn broadcast(&self, from: MemberId, line: Bytes) {
+        // No receivers is not an error: an empty room simply drops the line.
+        // The byte counter's lock also orders the sends, so `end` grows along the channel.
+        let mut bytes = self.shared.bytes.lock().unwrap_or_else(|p| p.into_inner());
+        *bytes += line.len() as u64;
+        let end = *bytes;
+        let seq = self.shared.next_seq.fetch_add(1, Ordering::Relaxed);
+        let _ = self.shared.lobby.tx.send(Event {
+            from,
+            seq,
+            end,
+            line,
+        });
+    }
+
+    /// Finds a member by (case-insensitive) name.
+    pub(crate) fn find(&self, name: &str) -> Option<(MemberId, Outbox)> {
+        let registry = self.registry();
+        let id = *registry.names.get(&name.to_ascii_lowercase())?;
+        registry.members.get(&id).map(|e| (id, e.outbox.clone()))
+    }
+
+    /// Everyone in the room, sorted by name.
+    pub fn members(&self) -> Vec<MemberInfo> {
+        let mut list: Vec<MemberInfo> = self
+            .registry()
+            .members
+            .values()
+            .map(|e| MemberInfo {
+                name: e.name.clone(),
+                transport: e.transport,
+            })
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+
+    /// Total bytes of room lines produced so far (see [`Event::end`]).
+    pub fn bytes_produced(&self) -> u64 {
+        *self.shared.bytes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many members are in the room.
+    pub fn member_count(&self) -> usize {
+        self.registry().members.len()
+    }
+
+    /// Tells everyone the server is going away; from now on joins are refused and leaves are silent.
+    pub fn announce_shutdown(&self) {
+        self.shared.closing.store(true, Ordering::SeqCst);
+        self.broadcast(SERVER, protocol::notice("server shutting down"));
+    }
+
+    /// True once [`Hub::announce_shutdown`] has been called.
+    pub fn is_closing(&self) -> bool {
+        self.shared.closing.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,250 @@
+//! Flood control as pure state machines: a token bucket per member and the policy around it
+//! (pace or drop, warn once per burst, disconnect after a sustained flood). Callers pass `now`, so
+//! the rules are tested without sockets or real time.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// A message rate: `off`, or messages per second with a burst allowance.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rate {
+    /// No flood control (benchmarks, trusted networks).
+    Off,
+    /// Sustained messages per second.
+    PerSecond(f64),
+}
+
+impl FromStr for Rate {
+    type Err = String;
+
+    /// Accepts `off`, `10` or `10/s`.
+    fn from_str(text: &str) -> Result<Rate, String> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(Rate::Off);
+        }
+        let number = text.strip_suffix("/s").unwrap_or(text);
+        match number.parse::<f64>() {
+            Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(Rate::PerSecond(rate)),
+            _ => Err(format!(
+                "expected 'off' or messages per second such as '10' or '10/s', got {text:?}"
+            )),
+        }
+    }
+}
+
+/// A classic token bucket: `burst` tokens at most, refilled at `rate` per second.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(rate: f64, burst: u32, now: Instant) -> TokenBucket {
+        let burst = f64::from(burst.max(1));
+        TokenBucket {
+            rate,
+            burst,
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.last = now;
+    }
+
+    /// Takes one token, or says how long until one is available.
+    pub fn try_take(&mut self, now: Instant) -> Result<(), Duration> {
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+        }
+    }
+
+    /// Whole tokens left right now.
+    pub fn available(&mut self, now: Instant) -> f64 {
+        self.refill(now);
+        self.tokens
+    }
+}
+
+/// What a transport should do with one more message from a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Handle it now.
+    Now,
+    /// Over the rate: TCP waits `wait` and asks again (pacing); UDP drops the datagram.
+    /// `first` is true for the first refusal of a burst, so the member is warned once.
+    Later { wait: Duration, first: bool },
+    /// Flooding for longer than allowed: disconnect or evict the member.
+    Kick,
+}
+
+/// One member's flood policy.
+#[derive(Debug, Clone)]
+pub struct FloodGuard {
+    bucket: Option<TokenBucket>,
+    kick_after: Duration,
+    /// When the member last went over the rate without since dropping back under it.
+    flooding_since: Option<Instant>,
+    warned: bool,
+}
+
+impl FloodGuard {
+    /// A guard for `rate` with a `burst` allowance; a member over the rate for `kick_after` in a
+    /// row is kicked.
+    pub fn new(rate: Rate, burst: u32, kick_after: Duration, now: Instant) -> FloodGuard {
+        FloodGuard {
+            bucket: match rate {
+                Rate::Off => None,
+                Rate::PerSecond(rate) => Some(TokenBucket::new(rate, burst, now)),
+            },
+            kick_after,
+            flooding_since: None,
+            warned: false,
+        }
+    }
+
+    /// Decides about one more message at `now`.
+    pub fn admit(&mut self, now: Instant) -> Admit {
+        let Some(bucket) = &mut self.bucket else {
+            return Admit::Now;
+        };
+        // With a token to spare after this message, the member is back under the rate: whatever
+        // flood there was is over, and it is forgiven.
+        if bucket.available(now) >= 2.0 {
+            self.flooding_since = None;
+            self.warned = false;
+        }
+        if let Some(since) = self.flooding_since {
+            if now.saturating_duration_since(since) >= self.kick_after {
+                return Admit::Kick;
+            }
+        }
+        match bucket.try_take(now) {
+            Ok(()) => Admit::Now,
+            Err(wait) => {
+                self.flooding_since.get_or_insert(now);
+                let first = !self.warned;
+                self.warned = true;
+                Admit::Later { wait, first }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn rate_parsing() {
+        assert_eq!("off".parse::<Rate>(), Ok(Rate::Off));
+        assert_eq!("10".parse::<Rate>(), Ok(Rate::PerSecond(10.0)));
+        assert_eq!("2.5/s".parse::<Rate>(), Ok(Rate::PerSecond(2.5)));
+        assert!("0".parse::<Rate>().is_err());
+        assert!("fast".parse::<Rate>().is_err());
+    }
+
+    #[test]
+    fn bucket_allows_a_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(10.0, 20, t0);
+        for _ in 0..20 {
+            assert_eq!(bucket.try_take(t0), Ok(()));
+        }
+        let wait = bucket.try_take(t0).expect_err("empty");
+        assert_eq!(wait, ms(100));
+        assert_eq!(bucket.try_take(t0 + ms(100)), Ok(()));
+        assert!(bucket.try_take(t0 + ms(150)).is_err());
+        // Refill never exceeds the burst.
+        assert_eq!(bucket.available(t0 + Duration::from_secs(60)), 20.0);
+    }
+
+    #[test]
+    fn guard_warns_once_per_burst_and_forgives_a_calm_member() {
+        let t0 = Instant::now();
+        let mut guard = FloodGuard::new(Rate::PerSecond(10.0), 2, Duration::from_secs(30), t0);
+        assert_eq!(guard.admit(t0), Admit::Now);
+        assert_eq!(guard.admit(t0), Admit::Now);
+        assert_eq!(
+            guard.admit(t0),
+            Admit::Later {
+                wait: ms(100),
+                first: true
+            }
+        );
+        assert!(matches!(
+            guard.admit(t0 + ms(10)),
+            Admit::Later { first: false, .. }
+        ));
+        // A calm second lets the bucket refill: the next refusal warns again.
+        assert_eq!(guard.admit(t0 + Duration::from_secs(1)), Admit::Now);
+        assert_eq!(guard.admit(t0 + Duration::from_secs(1)), Admit::Now);
+        assert!(matches!(
+            guard.admit(t0 + Duration::from_secs(1)),
+            Admit::Later { first: true, .. }
+        ));
+    }
+
+    #[test]
+    fn sustained_flood_is_kicked_but_a_paced_paste_is_not() {
+        let t0 = Instant::now();
+        let kick = Duration::from_secs(5);
+        let mut guard = FloodGuard::new(Rate::PerSecond(10.0), 20, kick, t0);
+        // A flooder paced by TCP: it takes a token as soon as one exists, for ever.
+        let mut now = t0;
+        let mut kicked_at = None;
+        for _ in 0..10_000 {
+            match guard.admit(now) {
+                Admit::Now => {}
+                Admit::Later { wait, .. } => now += wait,
+                Admit::Kick => {
+                    kicked_at = Some(now);
+                    break;
+                }
+            }
+        }
+        let kicked_at = kicked_at.expect("a sustained flood is kicked");
+        assert!(kicked_at - t0 >= kick && kicked_at - t0 < kick + Duration::from_secs(3));
+
+        // A 60-line paste at the same pace ends well before the kick and is then forgiven.
+        let mut guard = FloodGuard::new(Rate::PerSecond(10.0), 20, kick, t0);
+        let mut now = t0;
+        let mut sent = 0;
+        while sent < 60 {
+            match guard.admit(now) {
+                Admit::Now => sent += 1,
+                Admit::Later { wait, .. } => now += wait,
+                Admit::Kick => panic!("a paste is not a flood"),
+            }
+        }
+        assert_eq!(guard.admit(now + Duration::from_secs(10)), Admit::Now);
+        assert_eq!(guard.flooding_since, None);
+    }
+
+    #[test]
+    fn off_admits_everything() {
+        let t0 = Instant::now();
+        let mut guard = FloodGuard::new(Rate::Off, 1, Duration::from_secs(1), t0);
+        for _ in 0..1000 {
+            assert_eq!(guard.admit(t0), Admit::Now);
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! One member's session, whatever its transport: applies parsed input (chat and commands) to the hub.
+//! The TCP and UDP adapters only frame bytes and hand them here, so every rule lives once.
+
+use bytes::Bytes;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::hub::{Hub, MemberId, Outbox, Transport};
+use crate::limits::{Admit, FloodGuard};
+use crate::protocol::{self, Command, Input};
+
+use tokio::time::Instant;
+
+/// Most `/who` lines sent at once; a huge room gets a count of the rest instead.
+const WHO_LIMIT: usize = 100;
+
+/// What the transport should do after a line was handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep serving this member.
+    Continue,
+    /// The member left (`/quit`): close its connection or forget the peer.
+    Quit,
+}
+
+/// A member of the room. Leaving happens on [`Member::leave`], on `/quit`, or when it is dropped.
+pub struct Member {
+    hub: Hub,
+    id: MemberId,
+    name: String,
+    transport: Transport,
+    outbox: Outbox,
+    gone: bool,
+    since: u64,
+    flood: FloodGuard,
+    /// Held only to give the slot back when the member goes.
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Member {
+    pub(crate) fn new(
+        hub: Hub,
+        id: MemberId,
+        name: String,
+        transport: Transport,
+        outbox: Outbox,
+        slot: OwnedSemaphorePermit,
+        since: u64,
+    ) -> Member {
+        let config = hub.config();
+        let flood = FloodGuard::new(config.rate, config.burst, config.flood_kick, Instant::now());
+        Member {
+            hub,
+            id,
+            name,
+            transport,
+            outbox,
+            gone: false,
+            since,
+            flood,
+            slot: Some(slot),
+        }
+    }
+
+    /// The member's id, used to skip its own events.
+    pub fn id(&self) -> MemberId {
+        self.id
+    }
+
+    /// The first room event this member should see; earlier ones predate its join.
+    pub fn since(&self) -> u64 {
+        self.since
+    }
+
+    /// The member's current name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Sends a line to this member only; false when its queue is full.
+    pub fn reply(&self, line: Bytes) -> bool {
+        self.outbox.send(line)
+    }
+
+    /// Flood control for one more input at `now`. Heartbeats and blank lines are free; everything
+    /// else costs a token.
+    pub fn admit(&mut self, input: &Input, now: Instant) -> Admit {
+        match input {
+            Input::Empty | Input::Ping | Input::Pong(_) => Admit::Now,
+            Input::Chat(_) | Input::Command(_) => self.flood.admit(now),
+        }
+    }
+
+    /// Applies one parsed input.
+    pub fn handle(&mut self, input: Input) -> Flow {
+        match input {
+            // Presence was already refreshed by the transport; validation answers from members
+            // (a retransmitted #pong#) need nothing either.
+            Input::Empty | Input::Ping | Input::Pong(_) => Flow::Continue,
+            Input::Chat(text) => {
+                self.hub
+                    .broadcast(self.id, protocol::chat_line(&self.name, &text));
+                Flow::Continue
+            }
+            Input::Command(command) => self.command(command),
+        }
+    }
+
+    fn command(&mut self, command: Command) -> Flow {
+        match command {
+            Command::Quit(reason) => {
+                self.leave_now(reason.as_deref());
+                return Flow::Quit;
+            }
+            Command::Nick(new) => self.rename(&new),
+            Command::Who => self.who(),
+            Command::Msg { to, text } => self.private(&to, &text),
+            Command::Help => {
+                for line in protocol::HELP {
+                    self.reply(protocol::notice(line));
+                }
+            }
+            Command::Usage(usage) => {
+                self.reply(protocol::error(usage));
+            }
+            Command::Unknown(word) => {
+                self.reply(protocol::error(&format!(
+                    "unknown command /{word}; type /help for the list"
+                )));
+            }
+        }
+        Flow::Continue
+    }
+
+    fn rename(&mut self, new: &str) {
+        match self.hub.rename(self.id, new) {
+            Ok(old) if old == new => {}
+            Ok(old) => {
+                self.name = new.to_string();
+                self.reply(protocol::notice(&format!("you are now known as {new}")));
+                self.hub.broadcast(
+                    self.id,
+                    protocol::notice(&format!("{old} is now known as {new}")),
+                );
+            }
+            Err(e) => {
+                self.reply(protocol::error(&e.to_string()));
+            }
+        }
+    }
+
+    fn who(&self) {
+        let members = self.hub.members();
+        self.reply(protocol::notice(&format!("{} here:", members.len())));
+        for member in members.iter().take(WHO_LIMIT) {
+            let me = if member.name == self.name {
+                " (you)"
+            } else {
+                ""
+            };
+            self.reply(protocol::notice(&format!(
+                "  {} ({}){me}",
+                member.name,
+                member.transport.as_str()
+            )));
+        }
+        if members.len() > WHO_LIMIT {
+            self.reply(protocol::notice(&format!(
+                "  ... and {} more",
+                members.len() - WHO_LIMIT
+            )));
+        }
+    }
+
+    fn private(&self, to: &str, text: &str) {
+        match self.hub.find(to) {
+            None => {
+                self.reply(protocol::error(&format!("no such member: {to}")));
+            }
+            Some((_, outbox)) => {
+                if !outbox.send(protocol::private_line(&self.name, text)) {
+                    self.reply(protocol::error(&format!(
+                        "{to} is not keeping up; message dropped"
+                    )));
+                }
+            }
+        }
+    }
+
+    fn leave_now(&mut self, reason: Option<&str>) {
+        if !self.gone {
+            self.gone = true;
+            // Free the slot before telling the room, so anyone who sees "left" can take it.
+            self.slot = None;
+            self.hub.leave(self.id, reason);
+        }
+    }
+
+    /// Leaves the room, telling the others why (`* NAME left (reason)`).
+    pub fn leave(mut self, reason: Option<&str>) {
+        self.leave_now(reason);
+    }
+
+    /// How this member is connected.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.leave_now(None);
+    }
+}

@@ -1,0 +1,111 @@
+//! Server assembly: binds the transports, runs them over one hub, and shuts everything down from
+//! one signal. [`run`] takes already-bound sockets and a shutdown future, so tests bind port 0 and
+//! the binary passes Ctrl-C / SIGTERM.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, ServerArgs};
+use crate::hub::Hub;
+use crate::{tcp, udp};
+
+/// How long shutdown waits for connections to say goodbye before returning anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
+
+/// The bound sockets a server runs on; either may be absent.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// The TCP listener, if serving TCP.
+    pub tcp: Option<TcpListener>,
+    /// The UDP socket, if serving UDP.
+    pub udp: Option<UdpSocket>,
+}
+
+impl Listeners {
+    /// Binds what `args` asks for (`--tcp`, `--udp` on `--bind`).
+    pub async fn bind(args: &ServerArgs) -> std::io::Result<Listeners> {
+        let tcp = match args.tcp {
+            Some(port) => Some(tcp::bind(SocketAddr::new(args.bind, port))?),
+            None => None,
+        };
+        let udp = match args.udp {
+            Some(port) => Some(udp::bind(SocketAddr::new(args.bind, port)).await?),
+            None => None,
+        };
+        Ok(Listeners { tcp, udp })
+    }
+
+    /// The TCP address actually bound (useful with port 0).
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The UDP address actually bound (useful with port 0).
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.udp.as_ref().and_then(|s| s.local_addr().ok())
+    }
+}
+
+/// Serves until `shutdown` completes, then tells every member, closes every socket and returns once
+/// all tasks have finished (or after a short grace period).
+pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future) {
+    let hub = Hub::new(config);
+    let token = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let (tcp_addr, udp_addr) = (listeners.tcp_addr(), listeners.udp_addr());
+    if let Some(listener) = listeners.tcp {
+        tracker.spawn(tcp::serve(
+            listener,
+            hub.clone(),
+            token.clone(),
+            tracker.clone(),
+        ));
+    }
+    if let Some(socket) = listeners.udp {
+        udp::start(socket, hub.clone(), token.clone(), &tracker);
+    }
+    // Logged once everything is subscribed: tools wait for these lines before connecting.
+    if let Some(addr) = tcp_addr {
+        tracing::info!("listening tcp={addr}");
+    }
+    if let Some(addr) = udp_addr {
+        tracing::info!("listening udp={addr}");
+    }
+    shutdown.await;
+    tracing::info!(members = hub.member_count(), "shutting down");
+    hub.announce_shutdown();
+    token.cancel();
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not finish in time; dropping them");
+    }
+}
+
+/// Raises the open-file soft limit to the hard limit, so the server can hold as many connections as
+/// the system allows; returns the (old, new) soft limits.
+pub fn raise_fd_limit() -> std::io::Result<(libc::rlim_t, libc::rlim_t)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let old = limit.rlim_cur;
+        limit.rlim_cur = limit.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok((old, limit.rlim_cur))
+    }
+}

@@ -1,0 +1,392 @@
+//! TCP transport: an acceptor and one task per connection, each a thin adapter between a socket and
+//! the hub. The connection task runs its reader and writer side by side, so a member that does not
+//! read only stalls its own writer: the room's ring buffer keeps its place, and it is told how many
+//! lines it missed once it catches up.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::codec::{Frame, LineCodec};
+use crate::hub::{Event, Hub, MemberId, Outbox, Transport};
+use crate::limits::Admit;
+use crate::member::{Flow, Member};
+use crate::protocol;
+
+/// Lines for one member (replies, private messages) that may wait before more are dropped.
+const DIRECT_QUEUE: usize = 64;
+/// Stop gathering pending lines into one write past this many bytes.
+const WRITE_BATCH: usize = 64 * 1024;
+/// How long a goodbye write may take at shutdown before the socket is dropped anyway.
+const GOODBYE_TIMEOUT: Duration = Duration::from_millis(300);
+/// How often a writer stuck on a full socket re-checks its send queue.
+const SENDQ_CHECK: Duration = Duration::from_millis(100);
+/// Lagging the room this many times within [`LAG_WINDOW`] counts as too slow.
+const MAX_LAGS: usize = 3;
+const LAG_WINDOW: Duration = Duration::from_secs(60);
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_RETRIES: u32 = 3;
+/// Longest pause between accept retries after resource errors such as EMFILE.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Accepts connections until `shutdown` is cancelled, spawning each onto `tracker`.
+pub async fn serve(
+    listener: TcpListener,
+    hub: Hub,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, addr)) => {
+                backoff = Duration::from_millis(1);
+                let hub = hub.clone();
+                let shutdown = shutdown.clone();
+                tracker.spawn(async move {
+                    if let Err(e) = connection(stream, addr, hub, shutdown).await {
+                        tracing::debug!(%addr, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            Err(e) => {
+                // EMFILE and friends: retrying at once would spin; back off and keep serving
+                // the connections we already have.
+                tracing::warn!(error = %e, ?backoff, "accept failed");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Why a connection's reader stopped.
+enum End {
+    Eof,
+    Quit,
+    Shutdown,
+    Flooding,
+    Idle,
+}
+
+/// Why a connection's writer stopped.
+enum WriteEnd {
+    Io(std::io::Error),
+    TooSlow,
+    HubClosed,
+}
+
+/// Per-connection settings taken from the hub's configuration.
+struct Limits {
+    max_line: usize,
+    idle_timeout: Option<Duration>,
+    sendq: Option<usize>,
+}
+
+async fn connection(
+    stream: TcpStream,
+    addr: SocketAddr,
+    hub: Hub,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    // Keepalive finds peers that vanished without a FIN (cable pulled, host gone) in about 90 s.
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_RETRIES);
+    let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+    let (reader, mut writer) = stream.into_split();
+    let events = hub.subscribe();
+    let (direct_tx, direct_rx) = mpsc::channel(DIRECT_QUEUE);
+    let mut member = match hub.join(Transport::Tcp, addr, Outbox::Tcp(direct_tx)) {
+        Ok(member) => member,
+        Err(e) => {
+            let line = protocol::error(&e.to_string());
+            let _ = tokio::time::timeout(GOODBYE_TIMEOUT, writer.write_all(&line)).await;
+            return Ok(());
+        }
+    };
+    let id = member.id();
+    let config = hub.config();
+    let limits = Limits {
+        max_line: config.max_line,
+        idle_timeout: config.idle_timeout,
+        sendq: config.sendq,
+    };
+    let (reason, result) = {
+        // Cancelled by server shutdown, or by this connection's reader when it is done, so the
+        // writer drains what is already queued (the shutdown notice, replies to a last command
+        // from `echo /who | nc`) and stops.
+        let finish = shutdown.child_token();
+        let read = read_lines(reader, &mut member, &limits, &shutdown);
+        let write = write_lines(&mut writer, events, direct_rx, id, &hub, &limits, &finish);
+        tokio::pin!(read, write);
+        tokio::select! {
+            end = &mut read => match end {
+                Ok(End::Shutdown | End::Quit | End::Eof) => {
+                    finish.cancel();
+                    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, &mut write).await;
+                    (None, Ok(()))
+                }
+                Ok(End::Flooding) => (Some("flooding"), Ok(())),
+                Ok(End::Idle) => (Some("idle timeout"), Ok(())),
+                Err(e) => (Some("connection error"), Err(e)),
+            },
+            written = &mut write => match written {
+                Ok(()) => (None, Ok(())),
+                Err(WriteEnd::TooSlow) => (Some("too slow"), Ok(())),
+                Err(WriteEnd::Io(e)) => (Some("connection error"), Err(e)),
+                Err(WriteEnd::HubClosed) => (None, Ok(())),
+            },
+        }
+    };
+    match reason {
+        Some("too slow") => {
+            // Its socket is full, so this last word is best effort.
+            let _ = writer.try_write(&protocol::error("too slow, disconnected"));
+        }
+        Some(reason @ ("flooding" | "idle timeout")) => {
+            let line = protocol::error(&format!("disconnected: {reason}"));
+            let _ = tokio::time::timeout(GOODBYE_TIMEOUT, writer.write_all(&line)).await;
+        }
+        _ => {}
+    }
+    member.leave(reason);
+    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, writer.shutdown()).await;
+    result
+}
+
+async fn read_lines(
+    reader: OwnedReadHalf,
+    member: &mut Member,
+    limits: &Limits,
+    shutdown: &CancellationToken,
+) -> std::io::Result<End> {
+    let max_line = limits.max_line;
+    let mut frames = FramedRead::with_capacity(reader, LineCodec::new(max_line), 1024);
+    loop {
+        let next = async {
+            match limits.idle_timeout {
+                Some(idle) => tokio::time::timeout(idle, frames.next()).await.ok(),
+                None => Some(frames.next().await),
+            }
+        };
+        let frame = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(End::Shutdown),
+            frame = next => match frame {
+                Some(frame) => frame,
+                None => return Ok(End::Idle),
+            },
+        };
+        let line = match frame {
+            None => return Ok(End::Eof),
+            Some(Err(e)) => return Err(e),
+            Some(Ok(Frame::TooLong)) => {
+                member.reply(protocol::error(&format!(
+                    "line too long (max {max_line} bytes); discarded"
+                )));
+                continue;
+            }
+            Some(Ok(Frame::Line(line))) => line,
+        };
+        let input = protocol::parse(&line);
+        // Pacing ("fakelag"): while over the rate, stop reading this socket. The flooder's kernel
+        // buffers fill and its writes block; nobody else waits and nothing is dropped.
+        loop {
+            match member.admit(&input, Instant::now()) {
+                Admit::Now => break,
+                Admit::Later { wait, first } => {
+                    if first {
+                        member.reply(protocol::error("slow down: your lines are being delayed"));
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(End::Shutdown),
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+                Admit::Kick => return Ok(End::Flooding),
+            }
+        }
+        if member.handle(input) == Flow::Quit {
+            return Ok(End::Quit);
+        }
+    }
+}
+
+/// Writes room events and direct lines, batching everything already pending into one write.
+async fn write_lines(
+    writer: &mut OwnedWriteHalf,
+    mut events: broadcast::Receiver<Event>,
+    mut direct: mpsc::Receiver<Bytes>,
+    id: MemberId,
+    hub: &Hub,
+    limits: &Limits,
+    shutdown: &CancellationToken,
+) -> Result<(), WriteEnd> {
+    let mut batch = Vec::new();
+    // Room bytes this writer has delivered (or skipped) so far; the gap to the room's total is its
+    // send queue.
+    let mut delivered = hub.bytes_produced();
+    let mut batch_end = delivered;
+    let mut lags = LagHistory {
+        enforce: limits.sendq.is_some(),
+        recent: Default::default(),
+    };
+    loop {
+        let mut closing = false;
+        tokio::select! {
+            line = direct.recv() => match line {
+                Some(line) => batch.extend_from_slice(&line),
+                None => return Ok(()),
+            },
+            event = events.recv() => push_event(&mut batch, &mut batch_end, &mut lags, event, id)?,
+            _ = shutdown.cancelled() => closing = true,
+        }
+        // Take whatever else is already waiting, so a burst costs one syscall rather than one each.
+        while batch.len() < WRITE_BATCH {
+            if let Ok(line) = direct.try_recv() {
+                batch.extend_from_slice(&line);
+                continue;
+            }
+            let event = match events.try_recv() {
+                Ok(event) => Ok(event),
+                Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                    Err(broadcast::error::RecvError::Lagged(missed))
+                }
+                Err(_) => break,
+            };
+            push_event(&mut batch, &mut batch_end, &mut lags, event, id)?;
+        }
+        if !batch.is_empty() {
+            write_batch(writer, &batch, hub, delivered, limits.sendq).await?;
+            batch.clear();
+            if batch.capacity() > WRITE_BATCH * 2 {
+                batch = Vec::new();
+            }
+        }
+        delivered = batch_end;
+        if closing {
+            return Ok(());
+        }
+    }
+}
+
+/// Writes one batch. While the peer's socket is full it checks the send queue: the room bytes this
+/// member has not received yet. Past `sendq` the member is too slow and is let go.
+async fn write_batch(
+    writer: &mut OwnedWriteHalf,
+    batch: &[u8],
+    hub: &Hub,
+    delivered: u64,
+    sendq: Option<usize>,
+) -> Result<(), WriteEnd> {
+    let mut written = 0;
+    while written < batch.len() {
+        match writer.try_write(&batch[written..]) {
+            Ok(0) => return Err(WriteEnd::Io(std::io::ErrorKind::WriteZero.into())),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let Some(limit) = sendq else {
+                    writer.writable().await.map_err(WriteEnd::Io)?;
+                    continue;
+                };
+                loop {
+                    tokio::select! {
+                        ready = writer.writable() => {
+                            ready.map_err(WriteEnd::Io)?;
+                            break;
+                        }
+                        _ = tokio::time::sleep(SENDQ_CHECK) => {
+                            let unsent = hub.bytes_produced().saturating_sub(delivered);
+                            if unsent > limit as u64 {
+                                return Err(WriteEnd::TooSlow);
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => return Err(WriteEnd::Io(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Remembers recent lags, to tell a reader that falls behind once from one that always does.
+struct LagHistory {
+    /// False with `--sendq off`: lagging readers are then only told what they missed.
+    enforce: bool,
+    recent: std::collections::VecDeque<Instant>,
+}
+
+impl LagHistory {
+    /// Records a lag; true when this makes too many within the window.
+    fn record(&mut self, now: Instant) -> bool {
+        if !self.enforce {
+            return false;
+        }
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) > LAG_WINDOW)
+        {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(now);
+        self.recent.len() >= MAX_LAGS
+    }
+}
+
+fn push_event(
+    batch: &mut Vec<u8>,
+    batch_end: &mut u64,
+    lags: &mut LagHistory,
+    event: Result<Event, broadcast::error::RecvError>,
+    id: MemberId,
+) -> Result<(), WriteEnd> {
+    match event {
+        Ok(event) => {
+            *batch_end = event.end;
+            if event.from != id {
+                batch.extend_from_slice(&event.line);
+            }
+        }
+        Err(broadcast::error::RecvError::Lagged(missed)) => {
+            if lags.record(Instant::now()) {
+                return Err(WriteEnd::TooSlow);
+            }
+            batch.extend_from_slice(&protocol::error(&format!("you missed {missed} messages")));
+        }
+        Err(broadcast::error::RecvError::Closed) => return Err(WriteEnd::HubClosed),
+    }
+    Ok(())
+}
+
+/// Binds a TCP listener with address reuse, so a restarted server does not wait out TIME_WAIT.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}

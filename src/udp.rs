@@ -1,0 +1,338 @@
+//! UDP transport: one datagram is one message. Three tasks share the socket: the receiver turns
+//! datagrams into member input (a new address joins with its first datagram), the fan-out task sends
+//! room events to every peer, and the eviction task removes peers silent for two heartbeats.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::net::UdpSocket;
+use tokio::sync::{broadcast, Notify};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::cookie::{unix_now, CookieJar};
+use crate::hub::{Event, Hub, MemberId, Outbox, Transport};
+use crate::limits::Admit;
+use crate::member::{Flow, Member};
+use crate::presence::Presence;
+use crate::protocol::{self, Command, Input};
+
+/// Big enough for any UDP payload, so an over-long datagram is seen whole and refused, never cut.
+const RECV_BUFFER: usize = 64 * 1024;
+/// Most addresses remembered as kicked for flooding.
+const MAX_BANNED: usize = 4096;
+
+/// The UDP members: presence deadlines plus the member sessions, under one lock so they never
+/// disagree. A std mutex: it is never held across an `.await`.
+struct PeerTable {
+    presence: Presence<SocketAddr>,
+    members: HashMap<SocketAddr, Member>,
+    /// Who the fan-out task sends to, rebuilt lazily after joins and leaves so a burst of joins
+    /// costs one rebuild, not one per join.
+    roster: Arc<Vec<RosterEntry>>,
+    roster_stale: bool,
+    /// Addresses kicked for flooding, ignored until the given time so they cannot simply rejoin.
+    /// Bounded by [`MAX_BANNED`]: under a spoofing storm the ban is best effort.
+    banned: HashMap<SocketAddr, Instant>,
+}
+
+impl PeerTable {
+    fn is_banned(&mut self, addr: &SocketAddr, now: Instant) -> bool {
+        match self.banned.get(addr) {
+            Some(until) if *until > now => true,
+            Some(_) => {
+                self.banned.remove(addr);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn ban(&mut self, addr: SocketAddr, until: Instant, now: Instant) {
+        if self.banned.len() >= MAX_BANNED {
+            self.banned.retain(|_, t| *t > now);
+        }
+        if self.banned.len() < MAX_BANNED {
+            self.banned.insert(addr, until);
+        }
+    }
+
+    fn remove(&mut self, addr: &SocketAddr) -> Option<Member> {
+        self.presence.remove(addr);
+        self.roster_stale = true;
+        self.members.remove(addr)
+    }
+}
+
+/// One fan-out destination.
+struct RosterEntry {
+    addr: SocketAddr,
+    id: MemberId,
+    /// Events before this predate the peer's join (the roster may be rebuilt after they were sent).
+    since: u64,
+}
+
+struct Peers {
+    table: Mutex<PeerTable>,
+    /// Wakes the eviction task when the first peer arrives in an empty table.
+    wake: Notify,
+}
+
+impl Peers {
+    fn lock(&self) -> MutexGuard<'_, PeerTable> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn roster(&self) -> Arc<Vec<RosterEntry>> {
+        let mut table = self.lock();
+        if table.roster_stale {
+            table.roster = Arc::new(
+                table
+                    .members
+                    .iter()
+                    .map(|(addr, m)| RosterEntry {
+                        addr: *addr,
+                        id: m.id(),
+                        since: m.since(),
+                    })
+                    .collect(),
+            );
+            table.roster_stale = false;
+        }
+        Arc::clone(&table.roster)
+    }
+}
+
+/// Starts serving UDP on `socket` until `shutdown` is cancelled: spawns the receiver, fan-out and
+/// eviction tasks onto `tracker`. The fan-out subscribes before this returns, so nothing sent to the
+/// room afterwards is missed.
+pub fn start(socket: UdpSocket, hub: Hub, shutdown: CancellationToken, tracker: &TaskTracker) {
+    let socket = Arc::new(socket);
+    let timeout = hub.config().heartbeat * 2;
+    let peers = Arc::new(Peers {
+        table: Mutex::new(PeerTable {
+            presence: Presence::new(timeout),
+            members: HashMap::new(),
+            roster: Arc::new(Vec::new()),
+            roster_stale: false,
+            banned: HashMap::new(),
+        }),
+        wake: Notify::new(),
+    });
+    tracker.spawn(fan_out(
+        Arc::clone(&socket),
+        hub.subscribe(),
+        Arc::clone(&peers),
+        shutdown.clone(),
+    ));
+    tracker.spawn(evict(Arc::clone(&peers), shutdown.clone()));
+    tracker.spawn(receive(socket, hub, peers, shutdown));
+}
+
+async fn receive(socket: Arc<UdpSocket>, hub: Hub, peers: Arc<Peers>, shutdown: CancellationToken) {
+    let max_line = hub.config().max_line;
+    let cookies = if hub.config().udp_validate {
+        match CookieJar::random() {
+            Ok(jar) => Some(jar),
+            Err(e) => {
+                // Without a secret key validation would be worthless; refuse to serve UDP openly.
+                tracing::error!(error = %e, "no randomness for UDP cookies; UDP disabled");
+                return;
+            }
+        }
+    } else {
+        None
+    };
+    let mut buf = vec![0u8; RECV_BUFFER];
+    loop {
+        let received = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            received = socket.recv_from(&mut buf) => received,
+        };
+        let (len, addr) = match received {
+            Ok(received) => received,
+            Err(e) => {
+                // ICMP errors from earlier sends surface here on some platforms; they concern one
+                // peer, not the socket.
+                tracing::debug!(error = %e, "udp recv error");
+                continue;
+            }
+        };
+        let datagram = protocol::strip_terminator(&buf[..len]);
+        if datagram.len() > max_line {
+            let line = protocol::error(&format!(
+                "datagram too long (max {max_line} bytes); discarded"
+            ));
+            let _ = socket.try_send_to(&line, addr);
+            continue;
+        }
+        let datagram = Datagram {
+            from: addr,
+            size: len,
+            input: protocol::parse(datagram),
+        };
+        handle_datagram(&socket, &hub, &peers, cookies.as_ref(), datagram);
+    }
+    // The peers stay in the table until the last UDP task lets go of it: the fan-out may still
+    // owe them the shutdown notice. Leaving is silent by then.
+}
+
+/// One received datagram, parsed.
+struct Datagram {
+    from: SocketAddr,
+    /// Bytes received, for the anti-amplification limit.
+    size: usize,
+    input: Input,
+}
+
+/// Before an address is validated, the server sends it at most this many times the bytes it got.
+const AMPLIFICATION_LIMIT: usize = 3;
+
+fn handle_datagram(
+    socket: &Arc<UdpSocket>,
+    hub: &Hub,
+    peers: &Peers,
+    cookies: Option<&CookieJar>,
+    datagram: Datagram,
+) {
+    let Datagram {
+        from: addr,
+        size,
+        input,
+    } = datagram;
+    let now = Instant::now();
+    let mut table = peers.lock();
+    if table.is_banned(&addr, now) {
+        return;
+    }
+    if let Entry::Vacant(slot) = table.members.entry(addr) {
+        if matches!(input, Input::Command(Command::Quit(_))) {
+            return;
+        }
+        if let Some(jar) = cookies {
+            let valid =
+                matches!(&input, Input::Pong(cookie) if jar.check(addr, cookie, unix_now()));
+            if !valid {
+                // Stateless: nothing is remembered about this address. The answer is sent only
+                // if it is small enough that a spoofed source gains nothing by it.
+                let challenge = protocol::validation_challenge(&jar.issue(addr, unix_now()));
+                if challenge.len() <= AMPLIFICATION_LIMIT * size {
+                    let _ = socket.try_send_to(&challenge, addr);
+                }
+                return;
+            }
+        }
+        match hub.join(Transport::Udp, addr, Outbox::Udp(Arc::clone(socket), addr)) {
+            Ok(member) => {
+                slot.insert(member);
+                table.roster_stale = true;
+            }
+            Err(e) => {
+                let line = protocol::error(&e.to_string());
+                if cookies.is_none() || line.len() <= AMPLIFICATION_LIMIT * size {
+                    let _ = socket.try_send_to(&line, addr);
+                }
+                return;
+            }
+        }
+    }
+    if table.presence.touch(&addr, now) && table.presence.len() == 1 {
+        peers.wake.notify_one();
+    }
+    let Some(member) = table.members.get_mut(&addr) else {
+        return;
+    };
+    match member.admit(&input, now) {
+        Admit::Now => {
+            if member.handle(input) == Flow::Quit {
+                table.remove(&addr);
+            }
+        }
+        Admit::Later { first, .. } => {
+            // UDP cannot be paced: the datagram is dropped, with one warning per burst.
+            if first {
+                member.reply(protocol::error("slow down"));
+            }
+        }
+        Admit::Kick => {
+            member.reply(protocol::error("disconnected: flooding"));
+            let until = now + hub.config().flood_kick;
+            table.ban(addr, until, now);
+            if let Some(member) = table.remove(&addr) {
+                member.leave(Some("flooding"));
+            }
+        }
+    }
+}
+
+/// Sends every room event to every UDP peer but its sender, one datagram per line.
+async fn fan_out(
+    socket: Arc<UdpSocket>,
+    mut events: broadcast::Receiver<Event>,
+    peers: Arc<Peers>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let event = tokio::select! {
+            // Events first, so the shutdown notice queued before cancellation still goes out.
+            biased;
+            event = events.recv() => event,
+            _ = shutdown.cancelled() => return,
+        };
+        match event {
+            Ok(event) => {
+                let roster = peers.roster();
+                tracing::debug!(peers = roster.len(), from = event.from, "udp fan-out");
+                for peer in roster.iter() {
+                    if peer.id != event.from && event.seq >= peer.since {
+                        // A failed send concerns one peer; the eviction timer deals with the dead.
+                        let _ = socket.send_to(&event.line, peer.addr).await;
+                    }
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "udp fan-out fell behind the room");
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Sleeps until the earliest presence deadline and evicts whoever is overdue by then.
+async fn evict(peers: Arc<Peers>, shutdown: CancellationToken) {
+    loop {
+        let next = peers.lock().presence.next_deadline();
+        let sleep = async {
+            match next {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = peers.wake.notified() => continue,
+            _ = sleep => {}
+        }
+        let gone: Vec<Member> = {
+            let mut table = peers.lock();
+            let expired = table.presence.expire(Instant::now());
+            expired
+                .iter()
+                .filter_map(|addr| table.remove(addr))
+                .collect()
+        };
+        // Leave outside the lock: it broadcasts, and the receiver should not wait on that.
+        for member in gone {
+            tracing::debug!(name = member.name(), "udp peer timed out");
+            member.leave(Some("timed out"));
+        }
+    }
+}
+
+/// Binds a UDP socket.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    UdpSocket::bind(addr).await
+}

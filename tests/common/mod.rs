@@ -1,0 +1,353 @@
+//! Shared test helpers: an in-process server on 127.0.0.1 port 0, and line-oriented TCP and UDP
+//! clients whose every wait is bounded, so a broken build fails fast instead of hanging.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec};
+
+use chatd::config::ServerArgs;
+use chatd::server::{self, Listeners};
+
+/// Longest any single wait in a test may take.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A server running in this process.
+pub struct TestServer {
+    /// Where its TCP listener is.
+    pub tcp: SocketAddr,
+    /// Where its UDP socket is.
+    pub udp: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// Starts a server on 127.0.0.1 with both transports on OS-chosen ports, plus `extra` flags.
+pub async fn start_server(extra: &str) -> TestServer {
+    let args: ServerArgs = format!("--tcp 0 --udp 0 --bind 127.0.0.1 {extra}")
+        .parse()
+        .expect("test server arguments");
+    let listeners = Listeners::bind(&args).await.expect("bind test server");
+    let tcp = listeners.tcp_addr().expect("tcp address");
+    let udp = listeners.udp_addr().expect("udp address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server::run(args.config(), listeners, async move {
+        let _ = stopped.await;
+    }));
+    TestServer {
+        tcp,
+        udp,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+impl TestServer {
+    /// Signals shutdown and waits (bounded) for the server to finish.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(TIMEOUT, task)
+                .await
+                .expect("server stops in time")
+                .expect("server task did not panic");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A raw-protocol TCP client, as netcat would be.
+pub struct TcpClient {
+    /// The name the server gave us in the welcome line.
+    pub name: String,
+    lines: FramedRead<OwnedReadHalf, LinesCodec>,
+    writer: FramedWrite<OwnedWriteHalf, LinesCodec>,
+}
+
+/// Extracts the name from `* ... - you are NAME; type /help for commands`.
+pub fn name_from_welcome(line: &str) -> String {
+    let rest = line
+        .split(" - you are ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("not a welcome line: {line:?}"));
+    rest.split(';').next().unwrap_or_default().to_string()
+}
+
+impl TcpClient {
+    /// Connects and reads the welcome line.
+    pub async fn connect(addr: SocketAddr) -> TcpClient {
+        let mut client = Self::connect_raw(addr).await;
+        let welcome = client.recv().await;
+        assert!(
+            welcome.starts_with("* "),
+            "welcome expected, got {welcome:?}"
+        );
+        client.name = name_from_welcome(&welcome);
+        client
+    }
+
+    /// Connects without reading anything.
+    pub async fn connect_raw(addr: SocketAddr) -> TcpClient {
+        let stream = tokio::time::timeout(TIMEOUT, TcpStream::connect(addr))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        let (read, write) = stream.into_split();
+        TcpClient {
+            name: String::new(),
+            lines: FramedRead::new(read, LinesCodec::new_with_max_length(1 << 20)),
+            writer: FramedWrite::new(write, LinesCodec::new()),
+        }
+    }
+
+    /// Connects, reads the welcome and sets a nickname, waiting for the confirmation.
+    pub async fn with_nick(addr: SocketAddr, nick: &str) -> TcpClient {
+        let mut client = Self::connect(addr).await;
+        client.send(&format!("/nick {nick}")).await;
+        client
+            .expect(&format!("* you are now known as {nick}"))
+            .await;
+        client.name = nick.to_string();
+        client
+    }
+
+    /// Sends one line.
+    pub async fn send(&mut self, line: &str) {
+        tokio::time::timeout(TIMEOUT, self.writer.send(line))
+            .await
+            .expect("send in time")
+            .expect("send");
+    }
+
+    /// Sends raw bytes (for invalid UTF-8 and partial lines).
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        let stream = self.writer.get_mut();
+        tokio::time::timeout(TIMEOUT, stream.write_all(bytes))
+            .await
+            .expect("send in time")
+            .expect("send");
+    }
+
+    /// Receives the next line.
+    pub async fn recv(&mut self) -> String {
+        match tokio::time::timeout(TIMEOUT, self.lines.next()).await {
+            Ok(Some(Ok(line))) => line,
+            Ok(other) => panic!("connection ended instead of a line: {other:?}"),
+            Err(_) => panic!("no line within {TIMEOUT:?}"),
+        }
+    }
+
+    /// Closes our sending side (like `nc -N` at end of input) while still reading.
+    pub async fn finish_sending(&mut self) {
+        use tokio::io::AsyncWriteExt;
+        tokio::time::timeout(TIMEOUT, self.writer.get_mut().shutdown())
+            .await
+            .expect("shutdown in time")
+            .expect("shutdown");
+    }
+
+    /// Receives the next line, or None if the connection ended; no timeout of its own.
+    pub async fn recv_line(&mut self) -> Option<String> {
+        self.lines.next().await.and_then(Result::ok)
+    }
+
+    /// Receives lines until one equals `expected`, returning the lines skipped on the way.
+    pub async fn expect(&mut self, expected: &str) -> Vec<String> {
+        let mut skipped = Vec::new();
+        loop {
+            let line = self.recv().await;
+            if line == expected {
+                return skipped;
+            }
+            skipped.push(line);
+            assert!(skipped.len() < 10_000, "never got {expected:?}");
+        }
+    }
+
+    /// Receives lines until one satisfies `matches`; returns the lines skipped on the way.
+    pub async fn expect_match(&mut self, matches: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut skipped = Vec::new();
+        loop {
+            let line = self.recv().await;
+            if matches(&line) {
+                return skipped;
+            }
+            skipped.push(line);
+            assert!(skipped.len() < 10_000, "no matching line");
+        }
+    }
+
+    /// Waits until someone is announced as having taken the name `nick`.
+    pub async fn expect_renamed(&mut self, nick: &str) -> Vec<String> {
+        let suffix = format!(" is now known as {nick}");
+        self.expect_match(|l| l.starts_with("* ") && l.ends_with(&suffix))
+            .await
+    }
+
+    /// Waits (bounded) for the server to close the connection; returns the lines that came first.
+    pub async fn expect_closed(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            match tokio::time::timeout(TIMEOUT, self.lines.next()).await {
+                Ok(Some(Ok(line))) => lines.push(line),
+                Ok(Some(Err(_))) | Ok(None) => return lines,
+                Err(_) => panic!("connection still open after {TIMEOUT:?}; got {lines:?}"),
+            }
+        }
+    }
+}
+
+/// A raw-protocol UDP client, as `nc -u` would be.
+pub struct UdpClient {
+    /// Our address as the server sees it; also our default name.
+    pub addr: SocketAddr,
+    socket: UdpSocket,
+}
+
+impl UdpClient {
+    /// Binds a fresh socket connected to `server`; sends nothing yet.
+    pub async fn bind(server: SocketAddr) -> UdpClient {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");
+        socket.connect(server).await.expect("connect udp");
+        let addr = socket.local_addr().expect("local addr");
+        UdpClient { addr, socket }
+    }
+
+    /// Joins with a heartbeat and reads the welcome line.
+    pub async fn join(server: SocketAddr) -> UdpClient {
+        let client = Self::bind(server).await;
+        client.send("#ping#").await;
+        let welcome = client.recv().await;
+        assert_eq!(name_from_welcome(&welcome), client.addr.to_string());
+        client
+    }
+
+    /// Sends one datagram.
+    pub async fn send(&self, text: &str) {
+        self.send_raw(text.as_bytes()).await;
+    }
+
+    /// Sends raw bytes as one datagram.
+    pub async fn send_raw(&self, bytes: &[u8]) {
+        tokio::time::timeout(TIMEOUT, self.socket.send(bytes))
+            .await
+            .expect("udp send in time")
+            .expect("udp send");
+    }
+
+    /// Receives one datagram as text, checking it is exactly one newline-terminated line.
+    pub async fn recv(&self) -> String {
+        let mut buf = vec![0u8; 70_000];
+        let len = tokio::time::timeout(TIMEOUT, self.socket.recv(&mut buf))
+            .await
+            .expect("datagram within the timeout")
+            .expect("udp recv");
+        let text = String::from_utf8(buf[..len].to_vec()).expect("utf-8 datagram");
+        let line = text
+            .strip_suffix('\n')
+            .unwrap_or_else(|| panic!("datagram without newline: {text:?}"));
+        assert!(!line.contains('\n'), "one line per datagram: {text:?}");
+        line.to_string()
+    }
+
+    /// Receives datagrams until one equals `expected`; returns those skipped.
+    pub async fn expect(&self, expected: &str) -> Vec<String> {
+        let mut skipped = Vec::new();
+        loop {
+            let line = self.recv().await;
+            if line == expected {
+                return skipped;
+            }
+            skipped.push(line);
+            assert!(skipped.len() < 10_000, "never got {expected:?}");
+        }
+    }
+}
+
+/// Starts the real `chatd` binary on 127.0.0.1 (both transports, OS-chosen ports) with `args`,
+/// optionally capping its open files (soft and hard) at `max_files`; returns the child and the
+/// addresses it logged. Its log is relayed to this test's stderr, which the harness shows on failure.
+pub async fn spawn_chatd(
+    args: &[&str],
+    max_files: Option<u64>,
+) -> (tokio::process::Child, SocketAddr, SocketAddr) {
+    use tokio::io::AsyncBufReadExt;
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatd"));
+    command
+        .args(["--tcp", "0", "--udp", "0", "--bind", "127.0.0.1"])
+        .args(args)
+        .env("RUST_LOG", "chatd=debug")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(limit) = max_files {
+        // SAFETY: only async-signal-safe setrlimit runs between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                let rlimit = libc::rlimit {
+                    rlim_cur: limit as libc::rlim_t,
+                    rlim_max: limit as libc::rlim_t,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = command.spawn().expect("spawn chatd");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let (mut tcp, mut udp) = (None, None);
+    while tcp.is_none() || udp.is_none() {
+        let line = tokio::time::timeout(TIMEOUT, lines.next_line())
+            .await
+            .expect("chatd logs its addresses in time")
+            .expect("read log")
+            .expect("chatd exited before listening");
+        eprintln!("chatd: {line}");
+        if let Some(addr) = line.split("listening tcp=").nth(1) {
+            tcp = Some(addr.trim().parse().expect("tcp addr"));
+        }
+        if let Some(addr) = line.split("listening udp=").nth(1) {
+            udp = Some(addr.trim().parse().expect("udp addr"));
+        }
+    }
+    // Keep draining the log so the server never blocks on a full pipe.
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("chatd: {line}");
+        }
+    });
+    (child, tcp.expect("tcp"), udp.expect("udp"))
+}
+
+/// CPU time (user + system) a process has used so far, from /proc/PID/stat.
+pub fn cpu_time(pid: u32) -> std::time::Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}

@@ -1,0 +1,61 @@
+//! TCP and UDP members share one room.
+mod common;
+
+use common::{start_server, TcpClient, UdpClient};
+
+#[tokio::test]
+async fn tcp_to_udp_and_udp_to_tcp() {
+    let server = start_server("").await;
+    let mut tcp = TcpClient::connect(server.tcp).await;
+    let udp = UdpClient::join(server.udp).await;
+    tcp.expect(&format!("* {} joined", udp.addr)).await;
+
+    tcp.send("from tcp").await;
+    assert_eq!(udp.recv().await, format!("<{}> from tcp", tcp.name));
+
+    udp.send("from udp\n").await;
+    assert_eq!(tcp.recv().await, format!("<{}> from udp", udp.addr));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn udp_to_udp_without_self_echo() {
+    let server = start_server("").await;
+    let a = UdpClient::join(server.udp).await;
+    let b = UdpClient::join(server.udp).await;
+    a.expect(&format!("* {} joined", b.addr)).await;
+    a.send("one").await;
+    assert_eq!(b.recv().await, format!("<{}> one", a.addr));
+    b.send("two").await;
+    // Had a been echoed "one", it would come first.
+    assert_eq!(a.recv().await, format!("<{}> two", b.addr));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn first_chat_datagram_joins_and_is_delivered() {
+    let server = start_server("").await;
+    let mut tcp = TcpClient::connect(server.tcp).await;
+    let udp = UdpClient::bind(server.udp).await;
+    udp.send("hello without a ping").await;
+    assert!(udp.recv().await.starts_with("* welcome"));
+    tcp.expect(&format!("* {} joined", udp.addr)).await;
+    assert_eq!(
+        tcp.recv().await,
+        format!("<{}> hello without a ping", udp.addr)
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn pings_are_never_shown() {
+    let server = start_server("").await;
+    let mut tcp = TcpClient::connect(server.tcp).await;
+    let udp = UdpClient::join(server.udp).await;
+    tcp.expect(&format!("* {} joined", udp.addr)).await;
+    udp.send("#ping#").await;
+    udp.send("#ping#\n").await;
+    udp.send("after pings").await;
+    assert_eq!(tcp.recv().await, format!("<{}> after pings", udp.addr));
+    server.shutdown().await;
+}

@@ -1,0 +1,66 @@
+//! A member that never reads must not slow anyone else, and memory stays bounded by the backlog.
+mod common;
+
+use common::{start_server, TcpClient};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_gets_all_1000_messages_while_another_never_reads() {
+    let server = start_server("--backlog 1024 --rate off").await;
+    let mut reader = TcpClient::connect(server.tcp).await;
+    // Connected, greeted, and then never read again.
+    let stuck = TcpClient::connect(server.tcp).await;
+    reader.expect(&format!("* {} joined", stuck.name)).await;
+    let mut sender = TcpClient::connect(server.tcp).await;
+    reader.expect(&format!("* {} joined", sender.name)).await;
+
+    // ~200 bytes a line: 1,000 lines are far more than the stuck socket's buffers hold.
+    let pad = "p".repeat(200);
+    for i in 0..1000 {
+        sender.send(&format!("{i} {pad}")).await;
+    }
+    for i in 0..1000 {
+        assert_eq!(reader.recv().await, format!("<{}> {i} {pad}", sender.name));
+    }
+    drop(stuck);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_reader_is_told_how_many_messages_it_missed() {
+    let server = start_server("--backlog 16 --rate off --sendq off").await;
+    let mut slow = TcpClient::connect(server.tcp).await;
+    let mut sender = TcpClient::connect(server.tcp).await;
+    slow.expect(&format!("* {} joined", sender.name)).await;
+    // Big lines so the slow member's socket buffers fill and its cursor falls behind the ring.
+    let pad = "q".repeat(4000);
+    let total = 3000;
+    for i in 0..total {
+        sender.send(&format!("{i} {pad}")).await;
+    }
+    sender.send("last").await;
+    let mut received = 0;
+    let mut missed = 0u64;
+    loop {
+        let line = slow.recv().await;
+        if let Some(n) = line.strip_prefix("! you missed ") {
+            missed += n
+                .trim_end_matches(" messages")
+                .parse::<u64>()
+                .expect("a count");
+        } else if line == format!("<{}> last", sender.name) {
+            break;
+        } else {
+            received += 1;
+        }
+    }
+    assert!(
+        missed > 0,
+        "a 16-line backlog cannot hold {total} big lines"
+    );
+    assert_eq!(
+        received + missed,
+        total,
+        "every line is either delivered or counted as missed"
+    );
+    server.shutdown().await;
+}

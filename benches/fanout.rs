@@ -609,7 +609,14 @@ fn render(r: &Report) -> String {
                 extra.push(format!("{} duplicates", res.duplicates));
             }
             if res.spec.rate_per_sender.is_some() {
-                extra.push(format!("sender lag max {}", fmt_us(res.sender_lag_max_us)));
+                extra.push(format!(
+                    "generator send lateness p99 {} max {}",
+                    fmt_us(res.sender_lag_p99_us),
+                    fmt_us(res.sender_lag_max_us)
+                ));
+            }
+            if let (Some(o), Some(i)) = (res.others_cpu_s, res.irq_cpu_s) {
+                extra.push(format!("other processes' CPU {o:.2}s, softirq {i:.2}s"));
             }
             if let (Some(srv), Some(peers)) = (res.udp_drops_server, res.udp_drops_peers) {
                 extra.push(format!(

@@ -7,6 +7,7 @@
 //! - [`server`]: starting/stopping the server under test and recognising its greeting.
 //! - [`conn`]: connecting clients that count only once greeted; source-address spreading.
 //! - [`recv`], [`send`]: the per-client receive loop and the closed/open-loop senders.
+//! - [`udp`]: every UDP peer's receive side on one epoll thread.
 //! - [`case`]: one fan-out case end to end.
 //! - [`idle`]: idle connections by the ten thousand, for memory per connection.
 //! - [`sys`]: CPU, memory, descriptor limits and UDP drop counters from the OS.
@@ -20,6 +21,7 @@ pub mod recv;
 pub mod send;
 pub mod server;
 pub mod sys;
+pub mod udp;
 
 pub use case::{run_fanout, FanoutResult, FanoutSpec, FlowResult};
 pub use hist::Histogram;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Result};
 use futures::StreamExt;
 use serde::Serialize;
-use tokio::net::UdpSocket;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::task::JoinSet;
 
 use super::conn;
@@ -16,6 +16,7 @@ use super::recv::{self, Clock, RecvShared, RecvStats};
 use super::send::{self, Pace, SendStats};
 use super::server::{ServerKind, ServerProc};
 use super::sys;
+use super::udp::UdpReceivers;
 
 /// Sender group ids used in the per-flow breakdown.
 const GROUP_TCP: u8 = 0;
@@ -126,8 +127,16 @@ pub struct FanoutResult {
     pub server_cpu_s: f64,
     /// Wall time of the traffic phase (s).
     pub traffic_wall_s: f64,
+    /// Open loop: 99th percentile lateness of a send against its schedule (µs).
+    pub sender_lag_p99_us: f64,
     /// Open loop: worst lateness of a send against its schedule (µs).
     pub sender_lag_max_us: f64,
+    /// CPU other processes on the machine used meanwhile (s). The machine is shared and its
+    /// scheduler groups by session, so others' niced jobs still get an equal share: high values
+    /// mean the run was contended and latencies are pessimistic.
+    pub others_cpu_s: Option<f64>,
+    /// Interrupt and softirq CPU meanwhile (s), mostly loopback packet delivery for this case.
+    pub irq_cpu_s: Option<f64>,
     /// UDP: datagrams the kernel dropped at the server's socket (receive buffer full).
     pub udp_drops_server: Option<u64>,
     /// UDP: datagrams the kernel dropped at the generator's peer sockets.
@@ -210,7 +219,12 @@ pub async fn run_fanout(server: &mut ServerProc, spec: &FanoutSpec) -> Result<Fa
         }
     }
     let mut udp_socks = Vec::new();
-    if spec.udp_clients > 0 {
+    let udp_readers = if spec.udp_clients > 0 {
+        Some(UdpReceivers::start(Arc::clone(&shared))?)
+    } else {
+        None
+    };
+    if let Some(udp_readers) = &udp_readers {
         let addr = server
             .udp
             .ok_or_else(|| anyhow!("{} has no UDP port", server.kind.name()))?;
@@ -228,10 +242,7 @@ pub async fn run_fanout(server: &mut ServerProc, spec: &FanoutSpec) -> Result<Fa
             match r {
                 Ok(sock) => {
                     let is_sender = i < spec.udp_senders;
-                    let stats = RecvStats::new(&shared, is_sender);
-                    let sh = Arc::clone(&shared);
-                    let s = Arc::clone(&sock);
-                    readers.spawn(async move { ("udp", recv::read_udp(s, sh, stats).await) });
+                    udp_readers.add(Arc::clone(&sock), RecvStats::new(&shared, is_sender))?;
                     if is_sender {
                         let id = (spec.tcp_senders + i) as u32;
                         sender_plan.push((id, SenderSide::Udp(Arc::clone(&sock))));
@@ -253,7 +264,7 @@ pub async fn run_fanout(server: &mut ServerProc, spec: &FanoutSpec) -> Result<Fa
     let connect_s = case_start.elapsed().as_secs_f64();
     let udp_joined = udp_socks.len();
     shared.set_expected(sender_plan.len() as u64, u64::from(k));
-    let receivers = readers.len();
+    let receivers = readers.len() + udp_socks.len();
     // A lone sender expects nothing back, so it never reports itself complete.
     let needed = if sender_plan.len() == 1 {
         receivers - 1
@@ -279,11 +290,12 @@ pub async fn run_fanout(server: &mut ServerProc, spec: &FanoutSpec) -> Result<Fa
         .transpose()?;
     let gen_cpu0 = sys::self_cpu_ns();
     let srv_cpu0 = server.cpu_ns().unwrap_or(0);
+    let machine0 = sys::machine_cpu().ok();
     let traffic_start = Instant::now();
     let start = traffic_start + Duration::from_millis(20);
 
     let n_senders = group_of.len().max(1) as u32;
-    let mut senders = JoinSet::new();
+    let mut jobs = Vec::new();
     for (id, side) in sender_plan {
         let pace = match spec.rate_per_sender {
             None => Pace::Closed,
@@ -295,39 +307,48 @@ pub async fn run_fanout(server: &mut ServerProc, spec: &FanoutSpec) -> Result<Fa
                 }
             }
         };
-        let stop = shared.stop.clone();
-        match side {
-            SenderSide::Tcp(wr) => senders.spawn(async move {
-                let (wr, stats) = send::send_tcp(wr, id, k, pace, start, clock, stop).await;
-                (id, Some(wr), stats)
-            }),
-            SenderSide::Udp(sock) => senders.spawn(async move {
-                (
-                    id,
-                    None,
-                    send::send_udp(sock, id, k, pace, start, clock, stop).await,
-                )
-            }),
-        };
+        jobs.push(SenderJob { id, side, pace });
     }
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let stop = shared.stop.clone();
+    // Senders get a thread and runtime of their own: on the shared workers, busy receivers
+    // delayed open-loop sends by tens of milliseconds, which is the generator's lateness, not
+    // the server's. Their sockets stay registered with the main runtime's reactor.
+    std::thread::Builder::new()
+        .name("senders".into())
+        .spawn(move || {
+            let out = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|rt| rt.block_on(run_senders(jobs, k, start, clock, stop)));
+            let _ = done_tx.send(out);
+        })?;
     // Indexed by sender id, so each sender's count lands in its group.
     let mut send_stats: Vec<SendStats> = vec![SendStats::default(); group_of.len()];
     let mut hit_deadline = false;
-    loop {
-        match tokio::time::timeout_at(hard_deadline.into(), senders.join_next()).await {
-            Err(_) => {
-                hit_deadline = true;
-                shared.stop.cancel();
-            }
-            Ok(None) => break,
-            Ok(Some(Ok((id, wr, stats)))) => {
+    let mut done_rx = done_rx;
+    let done = match tokio::time::timeout_at(hard_deadline.into(), &mut done_rx).await {
+        Ok(done) => done,
+        Err(_) => {
+            hit_deadline = true;
+            shared.stop.cancel();
+            // Stopped senders return at once; this only waits for them to say so.
+            tokio::time::timeout(Duration::from_secs(10), done_rx)
+                .await
+                .unwrap_or(Ok(Err(std::io::Error::other("senders did not stop"))))
+        }
+    };
+    match done {
+        Ok(Ok(results)) => {
+            for (id, wr, stats) in results {
                 writers.extend(wr);
                 if let Some(slot) = send_stats.get_mut(id as usize) {
                     *slot = stats;
                 }
             }
-            Ok(Some(Err(e))) => notes.push(format!("sender task failed: {e}")),
         }
+        Ok(Err(e)) => notes.push(format!("senders: {e}")),
+        Err(_) => notes.push("sender thread ended without a result".into()),
     }
 
     // Drain: until every receiver has everything, deliveries stop coming, or the deadline.
@@ -356,6 +377,14 @@ pub async fn run_fanout(server: &mut ServerProc, spec: &FanoutSpec) -> Result<Fa
         .cpu_ns()
         .map(|c| c.saturating_sub(srv_cpu0) as f64 / 1e9)
         .unwrap_or(f64::NAN);
+    let (others_cpu_s, irq_cpu_s) = match (machine0, sys::machine_cpu().ok()) {
+        (Some(a), Some(b)) => {
+            let secs = |x: u64, y: u64| y.saturating_sub(x) as f64 / 1e9;
+            let others = secs(a.process_ns, b.process_ns) - gen_cpu_s - server_cpu_s;
+            (Some(others.max(0.0)), Some(secs(a.irq_ns, b.irq_ns)))
+        }
+        _ => (None, None),
+    };
     let server_alive = server.is_running();
     let (udp_drops_server, udp_drops_peers) = match drops_before {
         Some(before) => {
@@ -392,6 +421,18 @@ pub async fn run_fanout(server: &mut ServerProc, spec: &FanoutSpec) -> Result<Fa
                 slot.0.merge(&stats);
             }
             Err(e) => notes.push(format!("receiver task failed: {e}")),
+        }
+    }
+    if let Some(udp_readers) = udp_readers {
+        let slot = &mut by_to[1];
+        for stats in udp_readers.finish() {
+            slot.1 += 1;
+            if let Some(e) = &stats.error {
+                if notes.len() < 10 {
+                    notes.push(format!("udp receiver: {e}"));
+                }
+            }
+            slot.0.merge(&stats);
         }
     }
     if let Some(h) = heartbeat {
@@ -456,6 +497,10 @@ pub async fn run_fanout(server: &mut ServerProc, spec: &FanoutSpec) -> Result<Fa
     let mut merged = RecvStats::default();
     merged.merge(&by_to[0].0);
     merged.merge(&by_to[1].0);
+    let mut lag = Histogram::new();
+    for s in &send_stats {
+        lag.merge(&s.lag);
+    }
     let first_send = send_stats.iter().filter_map(|s| s.first_ns).min();
     let span_ns = first_send
         .map(|f| merged.last_delivery_ns.saturating_sub(f))
@@ -496,7 +541,10 @@ pub async fn run_fanout(server: &mut ServerProc, spec: &FanoutSpec) -> Result<Fa
         gen_cpu_s,
         server_cpu_s,
         traffic_wall_s,
-        sender_lag_max_us: us(send_stats.iter().map(|s| s.lag_max_ns).max().unwrap_or(0)),
+        sender_lag_p99_us: us(lag.quantile(0.99)),
+        sender_lag_max_us: us(lag.max()),
+        others_cpu_s,
+        irq_cpu_s,
         udp_drops_server,
         udp_drops_peers,
         hit_deadline,
@@ -505,9 +553,49 @@ pub async fn run_fanout(server: &mut ServerProc, spec: &FanoutSpec) -> Result<Fa
     })
 }
 
+/// One sender's assignment, moved to the sender thread.
+struct SenderJob {
+    id: u32,
+    side: SenderSide,
+    pace: Pace,
+}
+
+/// Runs all senders concurrently on the current (sender) runtime; returns each one's id, TCP write
+/// half (kept open until the case ends) and stats.
+async fn run_senders(
+    jobs: Vec<SenderJob>,
+    k: u32,
+    start: Instant,
+    clock: Clock,
+    stop: tokio_util::sync::CancellationToken,
+) -> Vec<(u32, Option<OwnedWriteHalf>, SendStats)> {
+    let mut set = JoinSet::new();
+    for SenderJob { id, side, pace } in jobs {
+        let stop = stop.clone();
+        match side {
+            SenderSide::Tcp(wr) => set.spawn(async move {
+                let (wr, stats) = send::send_tcp(wr, id, k, pace, start, clock, stop).await;
+                (id, Some(wr), stats)
+            }),
+            SenderSide::Udp(sock) => set.spawn(async move {
+                let stats = send::send_udp(sock, id, k, pace, start, clock, stop).await;
+                (id, None, stats)
+            }),
+        };
+    }
+    let mut out = Vec::new();
+    while let Some(r) = set.join_next().await {
+        // A panicking sender loses only its own stats; its messages then count as loss.
+        if let Ok(r) = r {
+            out.push(r);
+        }
+    }
+    out
+}
+
 enum SenderSide {
-    Tcp(tokio::net::tcp::OwnedWriteHalf),
-    Udp(Arc<UdpSocket>),
+    Tcp(OwnedWriteHalf),
+    Udp(Arc<std::net::UdpSocket>),
 }
 
 /// Waits until no bytes have arrived for `quiet` (or `max` passed): the join storm is over.
@@ -530,7 +618,7 @@ async fn settle(shared: &RecvShared, quiet: Duration, max: Duration) {
 /// Sends `#ping#` from every UDP peer once per `every`, spread over the interval so the server
 /// sees a steady trickle rather than a burst.
 async fn heartbeat(
-    socks: Vec<Arc<UdpSocket>>,
+    socks: Vec<Arc<std::net::UdpSocket>>,
     every: Duration,
     stop: tokio_util::sync::CancellationToken,
 ) {
@@ -545,7 +633,7 @@ async fn heartbeat(
         }
         for s in chunk {
             // A dropped ping only risks this peer's eviction, which the loss figures would show.
-            let _ = s.try_send(b"#ping#");
+            let _ = s.send(b"#ping#");
         }
     }
 }

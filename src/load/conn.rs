@@ -136,7 +136,13 @@ pub async fn connect_many(
 }
 
 /// Joins one UDP peer: sends `#ping#` until the welcome datagram arrives (UDP may lose either).
-pub async fn join_udp(server: SocketAddr, attempts: u32, wait: Duration) -> Result<Arc<UdpSocket>> {
+/// Returns the socket as a nonblocking std socket, connected to the server, for
+/// [`super::udp::UdpReceivers`] to read and senders to write.
+pub async fn join_udp(
+    server: SocketAddr,
+    attempts: u32,
+    wait: Duration,
+) -> Result<Arc<std::net::UdpSocket>> {
     let sock = UdpSocket::bind("127.0.0.1:0")
         .await
         .context("binding a UDP peer")?;
@@ -151,7 +157,7 @@ pub async fn join_udp(server: SocketAddr, attempts: u32, wait: Duration) -> Resu
                 Ok(Err(e)) => return Err(e.into()),
                 Ok(Ok(n)) => {
                     if ServerKind::Chatd.is_greeting(&buf[..n]) {
-                        return Ok(Arc::new(sock));
+                        return Ok(Arc::new(sock.into_std()?));
                     }
                 }
             }
@@ -165,7 +171,7 @@ pub async fn join_udp_many(
     server: SocketAddr,
     n: usize,
     concurrency: usize,
-) -> Vec<Result<Arc<UdpSocket>>> {
+) -> Vec<Result<Arc<std::net::UdpSocket>>> {
     futures::stream::iter(0..n)
         .map(|_| join_udp(server, 5, Duration::from_millis(500)))
         .buffered(concurrency.max(1))

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use super::hist::Histogram;
@@ -15,8 +14,6 @@ use super::msg::{self, Token};
 
 /// Read buffer per TCP client: big reads keep syscalls per delivered line low.
 const TCP_READ_BUF: usize = 64 * 1024;
-/// Largest datagram a UDP peer expects (chatd caps lines well below this).
-const UDP_READ_BUF: usize = 8 * 1024;
 
 /// The monotonic clock all senders and receivers of one process share, so an embedded send
 /// timestamp can be compared with a receive time directly.
@@ -227,7 +224,9 @@ impl RecvStats {
         }
     }
 
-    fn note_progress(&mut self, before: u64, bytes: usize, shared: &RecvShared) {
+    /// Accounts `bytes` just read and any new deliveries since `before` (the unique count before
+    /// the read) in the case-wide progress counters.
+    pub(crate) fn note_progress(&mut self, before: u64, bytes: usize, shared: &RecvShared) {
         self.bytes += bytes as u64;
         shared.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         let new = self.unique - before;
@@ -289,33 +288,4 @@ pub async fn read_tcp(
         stats.note_progress(before, n, &shared);
     }
     (rd, stats)
-}
-
-/// Reads a UDP peer's datagrams (one line each) until the case stops.
-pub async fn read_udp(
-    sock: Arc<UdpSocket>,
-    shared: Arc<RecvShared>,
-    mut stats: RecvStats,
-) -> RecvStats {
-    let mut buf = vec![0u8; UDP_READ_BUF];
-    loop {
-        let n = tokio::select! {
-            biased;
-            _ = shared.stop.cancelled() => break,
-            r = sock.recv(&mut buf) => match r {
-                Ok(n) => n,
-                // ECONNREFUSED from an ICMP error after the server went away; nothing more to read.
-                Err(e) => {
-                    stats.error = Some(e.to_string());
-                    break;
-                }
-            },
-        };
-        let now = shared.clock.now_ns();
-        let before = stats.unique;
-        let line = buf[..n].strip_suffix(b"\n").unwrap_or(&buf[..n]);
-        stats.line(line, now, &shared);
-        stats.note_progress(before, n, &shared);
-    }
-    stats
 }

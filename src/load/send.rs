@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
+use super::hist::Histogram;
 use super::msg::{encode, Token, MSG_LEN};
 use super::recv::Clock;
 
@@ -36,9 +36,9 @@ pub struct SendStats {
     pub first_ns: Option<u64>,
     /// Time the last write returned (ns).
     pub last_ns: u64,
-    /// Open loop: the latest a message left after its due time (ns); large values mean the
-    /// generator could not keep its schedule and the case under-loads the server.
-    pub lag_max_ns: u64,
+    /// Open loop: how late each message left against its due time (ns); large values mean the
+    /// generator could not keep its schedule and under-loaded the server.
+    pub lag: Histogram,
     /// The error that stopped this sender, if any.
     pub error: Option<String>,
 }
@@ -56,9 +56,19 @@ impl Outlet for OwnedWriteHalf {
     }
 }
 
-impl Outlet for &UdpSocket {
+impl Outlet for &std::net::UdpSocket {
     async fn put(&mut self, line: &[u8; MSG_LEN]) -> std::io::Result<()> {
-        self.send(line).await.map(|_| ())
+        // The socket is nonblocking and read by another thread; a full send buffer on loopback
+        // clears within microseconds, so poll briefly instead of registering it with a reactor.
+        loop {
+            match self.send(line) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    tokio::time::sleep(Duration::from_micros(100)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 
@@ -85,9 +95,9 @@ async fn send_loop(
                 _ = stop.cancelled() => break,
                 _ = tokio::time::sleep_until(due.into()) => {}
             }
-            stats.lag_max_ns = stats
-                .lag_max_ns
-                .max(Instant::now().saturating_duration_since(due).as_nanos() as u64);
+            stats
+                .lag
+                .record(Instant::now().saturating_duration_since(due).as_nanos() as u64);
         }
         let now = clock.now_ns();
         stats.first_ns.get_or_insert(now);
@@ -130,7 +140,7 @@ pub async fn send_tcp(
 
 /// Runs a UDP sender: one datagram per message on a socket connected to the server.
 pub async fn send_udp(
-    sock: Arc<UdpSocket>,
+    sock: Arc<std::net::UdpSocket>,
     id: u32,
     count: u32,
     pace: Pace,

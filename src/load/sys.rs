@@ -51,6 +51,53 @@ fn clock_ticks_per_sec() -> u64 {
     }
 }
 
+/// Whole-machine CPU time so far, from the first line of `/proc/stat`, in nanoseconds.
+/// Busy time beyond the generator's and the server's is other load on the machine, which the
+/// report shows so a reader can tell a contended run from a clean one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MachineCpu {
+    /// user + nice + system: time charged to processes (ours and everyone else's).
+    pub process_ns: u64,
+    /// irq + softirq: interrupt work, which on loopback includes delivering our packets.
+    pub irq_ns: u64,
+    /// Time the hypervisor gave to someone else.
+    pub steal_ns: u64,
+}
+
+/// Reads [`MachineCpu`] now.
+pub fn machine_cpu() -> Result<MachineCpu> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let line = stat
+        .lines()
+        .next()
+        .ok_or_else(|| anyhow!("empty /proc/stat"))?;
+    let ticks = parse_cpu_ticks(line).ok_or_else(|| anyhow!("unexpected /proc/stat format"))?;
+    let ns = |t: u64| t * 1_000_000_000 / clock_ticks_per_sec();
+    Ok(MachineCpu {
+        process_ns: ns(ticks.process_ns),
+        irq_ns: ns(ticks.irq_ns),
+        steal_ns: ns(ticks.steal_ns),
+    })
+}
+
+/// Parses the aggregate `cpu` line into tick counts (stored in the `_ns` fields unscaled).
+fn parse_cpu_ticks(cpu_line: &str) -> Option<MachineCpu> {
+    let mut f = cpu_line.split_ascii_whitespace();
+    if f.next()? != "cpu" {
+        return None;
+    }
+    let v: Vec<u64> = f.take(8).map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    if v.len() < 8 {
+        return None;
+    }
+    // user nice system idle iowait irq softirq steal
+    Some(MachineCpu {
+        process_ns: v[0] + v[1] + v[2],
+        irq_ns: v[5] + v[6],
+        steal_ns: v[7],
+    })
+}
+
 /// Resident memory of process `pid` in KiB (`VmRSS` from `/proc/PID/status`).
 pub fn vm_rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -172,6 +219,15 @@ mod tests {
     fn stat_cpu_counts_fields_after_the_name() {
         let stat = "1234 (chat d) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0";
         assert_eq!(parse_stat_cpu_ticks(stat), Some(300));
+    }
+
+    #[test]
+    fn proc_stat_busy_excludes_idle_and_iowait() {
+        assert_eq!(
+            parse_busy_ticks("cpu  10 20 30 1000 500 1 2 3 0 0"),
+            Some(66)
+        );
+        assert_eq!(parse_busy_ticks("cpu0 10 20 30 1000 500 1 2 3"), None);
     }
 
     #[test]

@@ -97,6 +97,11 @@ impl Decoder for LineCodec {
             return Ok(None);
         }
         let line = strip_cr(buf.split());
+        // `decode` holds up to `max_len + 1` bytes in case the last is a `\r` before the `\n`; no
+        // `\n` is coming now, so the cap must be applied here too.
+        if line.len() > self.max_len {
+            return Ok(Some(Frame::TooLong));
+        }
         Ok(Some(Frame::Line(line)))
     }
 }
@@ -159,6 +164,19 @@ mod tests {
         let mut codec = LineCodec::new(4);
         let frames = decode_all(&mut codec, &[b"1234\r", b"\n"]);
         assert_eq!(frames, vec![line(b"1234")]);
+    }
+
+    #[test]
+    fn last_line_one_byte_over_the_limit_is_too_long() {
+        // Found by tests/fuzz_protocol.rs: this came out as a 5-byte Line.
+        let mut codec = LineCodec::new(4);
+        assert_eq!(
+            decode_all(&mut codec, &[b"ok\n1234", b"5"]),
+            vec![line(b"ok"), Frame::TooLong]
+        );
+        // The `\r` still does not count against the limit.
+        let mut codec = LineCodec::new(4);
+        assert_eq!(decode_all(&mut codec, &[b"1234\r"]), vec![line(b"1234")]);
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub struct ServerArgs {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub flood_kick: Duration,
     /// A TCP member with more than this many bytes of room traffic unsent is disconnected (`off`
-    /// to only tell it what it missed).
+    /// to only tell it what it missed). The kernel's send buffer is capped at the same size.
     #[arg(long, value_name = "BYTES", default_value = "1048576", value_parser = parse_limit)]
     pub sendq: Limit,
     /// Disconnect a TCP member that sent nothing for this long (`off` by default, for netcat users).

@@ -6,14 +6,14 @@
 //! never slows the sender. Lines for one member only (replies, private messages) go to that member's
 //! [`Outbox`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use tokio::net::UdpSocket;
-use tokio::sync::{broadcast, mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{broadcast, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
 use crate::member::Member;
@@ -62,7 +62,7 @@ impl Transport {
 #[derive(Debug, Clone)]
 pub enum Outbox {
     /// A TCP connection's bounded queue, drained by its writer.
-    Tcp(mpsc::Sender<Bytes>),
+    Tcp(Arc<DirectQueue>),
     /// A UDP peer: lines are sent straight from the shared socket.
     Udp(Arc<UdpSocket>, SocketAddr),
 }
@@ -72,8 +72,68 @@ impl Outbox {
     /// full socket buffer), which only ever happens to a member that is not keeping up.
     pub fn send(&self, line: Bytes) -> bool {
         match self {
-            Outbox::Tcp(tx) => tx.try_send(line).is_ok(),
+            Outbox::Tcp(queue) => queue.push(line),
             Outbox::Udp(socket, addr) => socket.try_send_to(&line, *addr).is_ok(),
+        }
+    }
+}
+
+/// Lines for one TCP member, waiting for its writer. Unlike a tokio mpsc channel, which allocates
+/// a block of slots up front, an empty queue owns no heap memory: most members are idle most of the
+/// time, and this is per connection.
+#[derive(Debug)]
+pub struct DirectQueue {
+    lines: Mutex<VecDeque<Bytes>>,
+    ready: Notify,
+    capacity: usize,
+}
+
+impl DirectQueue {
+    /// An empty queue holding at most `capacity` lines.
+    pub fn new(capacity: usize) -> DirectQueue {
+        DirectQueue {
+            lines: Mutex::new(VecDeque::new()),
+            ready: Notify::new(),
+            capacity,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Bytes>> {
+        self.lines.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a line; false when the queue is full (the member is not keeping up).
+    pub fn push(&self, line: Bytes) -> bool {
+        {
+            let mut lines = self.lock();
+            if lines.len() >= self.capacity {
+                return false;
+            }
+            lines.push_back(line);
+        }
+        // Stores a permit if the writer is not waiting yet, so no wake-up is lost.
+        self.ready.notify_one();
+        true
+    }
+
+    /// Takes the oldest line, if any, without waiting.
+    pub fn try_pop(&self) -> Option<Bytes> {
+        let mut lines = self.lock();
+        let line = lines.pop_front();
+        if lines.is_empty() && lines.capacity() > 0 {
+            // Back to owning nothing once drained.
+            *lines = VecDeque::new();
+        }
+        line
+    }
+
+    /// Waits for and takes the oldest line.
+    pub async fn pop(&self) -> Bytes {
+        loop {
+            if let Some(line) = self.try_pop() {
+                return line;
+            }
+            self.ready.notified().await;
         }
     }
 }

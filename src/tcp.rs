@@ -4,27 +4,29 @@
 //! lines it missed once it catches up.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::StreamExt;
+use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio::time::Instant;
-use tokio_util::codec::FramedRead;
+use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::codec::{Frame, LineCodec};
-use crate::hub::{Event, Hub, MemberId, Outbox, Transport};
+use crate::hub::{DirectQueue, Event, Hub, MemberId, Outbox, Transport};
 use crate::limits::Admit;
 use crate::member::{Flow, Member};
 use crate::protocol;
 
 /// Lines for one member (replies, private messages) that may wait before more are dropped.
 const DIRECT_QUEUE: usize = 64;
+/// How much to read from a socket at once.
+const READ_CHUNK: usize = 8 * 1024;
 /// Stop gathering pending lines into one write past this many bytes.
 const WRITE_BATCH: usize = 64 * 1024;
 /// How long a goodbye write may take at shutdown before the socket is dropped anyway.
@@ -87,6 +89,12 @@ enum End {
     Idle,
 }
 
+/// Whose writer this is: room events from this member, or from before it joined, are skipped.
+struct Recipient {
+    id: MemberId,
+    since: u64,
+}
+
 /// Why a connection's writer stopped.
 enum WriteEnd {
     Io(std::io::Error),
@@ -114,10 +122,17 @@ async fn connection(
         .with_interval(KEEPALIVE_INTERVAL)
         .with_retries(KEEPALIVE_RETRIES);
     let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+    if let Some(limit) = hub.config().sendq {
+        // Linux grows the send buffer of a peer that does not read up to net.ipv4.tcp_wmem's
+        // maximum (4 MiB by default), and the send queue only counts what the kernel would not
+        // take: cap the kernel's share at the same limit, so a non-reader is cut off near --sendq
+        // instead of pinning megabytes of kernel memory first.
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(limit);
+    }
     let (reader, mut writer) = stream.into_split();
     let events = hub.subscribe();
-    let (direct_tx, direct_rx) = mpsc::channel(DIRECT_QUEUE);
-    let mut member = match hub.join(Transport::Tcp, addr, Outbox::Tcp(direct_tx)) {
+    let direct = Arc::new(DirectQueue::new(DIRECT_QUEUE));
+    let mut member = match hub.join(Transport::Tcp, addr, Outbox::Tcp(Arc::clone(&direct))) {
         Ok(member) => member,
         Err(e) => {
             let line = protocol::error(&e.to_string());
@@ -125,7 +140,10 @@ async fn connection(
             return Ok(());
         }
     };
-    let id = member.id();
+    let me = Recipient {
+        id: member.id(),
+        since: member.since(),
+    };
     let config = hub.config();
     let limits = Limits {
         max_line: config.max_line,
@@ -138,7 +156,7 @@ async fn connection(
         // from `echo /who | nc`) and stops.
         let finish = shutdown.child_token();
         let read = read_lines(reader, &mut member, &limits, &shutdown);
-        let write = write_lines(&mut writer, events, direct_rx, id, &hub, &limits, &finish);
+        let write = write_lines(&mut writer, events, &direct, me, &hub, &limits, &finish);
         tokio::pin!(read, write);
         tokio::select! {
             end = &mut read => match end {
@@ -182,7 +200,7 @@ async fn read_lines(
     shutdown: &CancellationToken,
 ) -> std::io::Result<End> {
     let max_line = limits.max_line;
-    let mut frames = FramedRead::with_capacity(reader, LineCodec::new(max_line), 1024);
+    let mut frames = LineReader::new(reader, max_line);
     loop {
         let next = async {
             match limits.idle_timeout {
@@ -198,15 +216,15 @@ async fn read_lines(
             },
         };
         let line = match frame {
-            None => return Ok(End::Eof),
-            Some(Err(e)) => return Err(e),
-            Some(Ok(Frame::TooLong)) => {
+            Ok(None) => return Ok(End::Eof),
+            Err(e) => return Err(e),
+            Ok(Some(Frame::TooLong)) => {
                 member.reply(protocol::error(&format!(
                     "line too long (max {max_line} bytes); discarded"
                 )));
                 continue;
             }
-            Some(Ok(Frame::Line(line))) => line,
+            Ok(Some(Frame::Line(line))) => line,
         };
         let input = protocol::parse(&line);
         // Pacing ("fakelag"): while over the rate, stop reading this socket. The flooder's kernel
@@ -232,12 +250,56 @@ async fn read_lines(
     }
 }
 
+/// Frames lines off a socket with a buffer that exists only while bytes are pending, so an idle
+/// connection holds no read buffer (tokio-util's `FramedRead` keeps 8 KiB per connection).
+struct LineReader {
+    half: OwnedReadHalf,
+    codec: LineCodec,
+    buf: BytesMut,
+    eof: bool,
+}
+
+impl LineReader {
+    fn new(half: OwnedReadHalf, max_line: usize) -> LineReader {
+        LineReader {
+            half,
+            codec: LineCodec::new(max_line),
+            buf: BytesMut::new(),
+            eof: false,
+        }
+    }
+
+    /// The next frame, or None at end of stream. Cancel-safe: bytes are only taken off the socket
+    /// synchronously, after readiness.
+    async fn next(&mut self) -> std::io::Result<Option<Frame>> {
+        loop {
+            if let Some(frame) = self.codec.decode(&mut self.buf)? {
+                return Ok(Some(frame));
+            }
+            if self.eof {
+                return self.codec.decode_eof(&mut self.buf);
+            }
+            if self.buf.is_empty() {
+                self.buf = BytesMut::new();
+            }
+            self.half.readable().await?;
+            self.buf.reserve(READ_CHUNK);
+            match self.half.try_read_buf(&mut self.buf) {
+                Ok(0) => self.eof = true,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
 /// Writes room events and direct lines, batching everything already pending into one write.
 async fn write_lines(
     writer: &mut OwnedWriteHalf,
     mut events: broadcast::Receiver<Event>,
-    mut direct: mpsc::Receiver<Bytes>,
-    id: MemberId,
+    direct: &DirectQueue,
+    me: Recipient,
     hub: &Hub,
     limits: &Limits,
     shutdown: &CancellationToken,
@@ -254,16 +316,15 @@ async fn write_lines(
     loop {
         let mut closing = false;
         tokio::select! {
-            line = direct.recv() => match line {
-                Some(line) => batch.extend_from_slice(&line),
-                None => return Ok(()),
-            },
-            event = events.recv() => push_event(&mut batch, &mut batch_end, &mut lags, event, id)?,
+            // Direct lines first: the welcome must precede any room traffic.
+            biased;
+            line = direct.pop() => batch.extend_from_slice(&line),
+            event = events.recv() => push_event(&mut batch, &mut batch_end, &mut lags, event, &me)?,
             _ = shutdown.cancelled() => closing = true,
         }
         // Take whatever else is already waiting, so a burst costs one syscall rather than one each.
         while batch.len() < WRITE_BATCH {
-            if let Ok(line) = direct.try_recv() {
+            if let Some(line) = direct.try_pop() {
                 batch.extend_from_slice(&line);
                 continue;
             }
@@ -274,14 +335,13 @@ async fn write_lines(
                 }
                 Err(_) => break,
             };
-            push_event(&mut batch, &mut batch_end, &mut lags, event, id)?;
+            push_event(&mut batch, &mut batch_end, &mut lags, event, &me)?;
         }
         if !batch.is_empty() {
             write_batch(writer, &batch, hub, delivered, limits.sendq).await?;
-            batch.clear();
-            if batch.capacity() > WRITE_BATCH * 2 {
-                batch = Vec::new();
-            }
+            // Give the buffer back: an idle connection should hold no write buffer at all, and
+            // one allocation per batch is cheap next to the syscall.
+            batch = Vec::new();
         }
         delivered = batch_end;
         if closing {
@@ -360,12 +420,13 @@ fn push_event(
     batch_end: &mut u64,
     lags: &mut LagHistory,
     event: Result<Event, broadcast::error::RecvError>,
-    id: MemberId,
+    me: &Recipient,
 ) -> Result<(), WriteEnd> {
     match event {
         Ok(event) => {
             *batch_end = event.end;
-            if event.from != id {
+            // Not our own lines, and nothing from before we joined (we subscribed just before).
+            if event.from != me.id && event.seq >= me.since {
                 batch.extend_from_slice(&event.line);
             }
         }

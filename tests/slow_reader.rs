@@ -64,3 +64,39 @@ async fn a_lagging_reader_is_told_how_many_messages_it_missed() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_reader_is_cut_off_near_the_send_queue_limit_not_megabytes_later() {
+    // Linux autotunes a socket's send buffer up to net.ipv4.tcp_wmem's maximum (4 MiB by default)
+    // when the peer does not read, and the send queue only counts what the kernel would not take:
+    // without a cap a non-reader pinned ~4 MiB of kernel memory before --sendq even applied.
+    let server = start_server("--sendq 65536 --rate off").await;
+    let mut watcher = TcpClient::connect(server.tcp).await;
+    let stuck = TcpClient::connect(server.tcp).await;
+    watcher.expect(&format!("* {} joined", stuck.name)).await;
+    let mut sender = TcpClient::connect(server.tcp).await;
+    watcher.expect(&format!("* {} joined", sender.name)).await;
+
+    // 1.5 MB of room traffic: far more than 64 KiB plus the buffers on both sides once capped, far
+    // less than an autotuned send buffer holds.
+    let pad = "n".repeat(1000);
+    let lines = 1500;
+    let stuck_left = format!("* {} left (too slow)", stuck.name);
+    let mut cut_off_after = None;
+    for i in 0..lines {
+        sender.send(&format!("{i} {pad}")).await;
+        // The watcher keeps reading, so it is never the slow one.
+        let line = watcher.recv().await;
+        if line == stuck_left {
+            cut_off_after = Some(i);
+            break;
+        }
+        assert_eq!(line, format!("<{}> {i} {pad}", sender.name));
+    }
+    let cut_off_after = cut_off_after.unwrap_or_else(|| {
+        panic!("a non-reader with --sendq 65536 was still connected after {lines} lines of 1 KB")
+    });
+    eprintln!("non-reader cut off after {cut_off_after} lines of 1 KB");
+    drop(stuck);
+    server.shutdown().await;
+}

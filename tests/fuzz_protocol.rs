@@ -1,0 +1,504 @@
+//! Property-based fuzzing of everything a client's bytes go through before they reach other people:
+//! the TCP line framing ([`LineCodec`]) and the protocol parser ([`protocol::parse`], `sanitize`,
+//! `validate_nick` and the line formatting).
+//!
+//! cargo-fuzz needs a nightly toolchain that CI cannot fetch, so this is proptest. In the normal
+//! suite every property runs proptest's default number of cases, which takes a few seconds. For a
+//! long fuzzing run raise the count through proptest's own environment variable, in release mode:
+//!
+//! ```text
+//! PROPTEST_CASES=1000000 nice -n 10 cargo test --release --test fuzz_protocol
+//! ```
+//!
+//! The generators are biased towards what the parser and the codec treat specially (escape
+//! sequences, C1 controls, bidi controls, invalid UTF-8, slash commands, heartbeats, `\r` and `\n`,
+//! lines around the length limit): uniformly random bytes almost never form `\x1b]...\x07` or a
+//! `/msg` command, so they alone would leave most branches unexplored.
+
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+use chatd::codec::{Frame, LineCodec};
+use chatd::protocol::{self, Command, Input, NickError};
+use proptest::prelude::*;
+use proptest::sample::{select, Index};
+use tokio_util::codec::Decoder;
+
+// ---------------------------------------------------------------------------------------------
+// Oracles, written independently of the code under test (code points, not `char::is_control`).
+// ---------------------------------------------------------------------------------------------
+
+/// What must never reach another member's terminal: C0 controls except tab, DEL, C1 controls, and
+/// the bidi embeddings/overrides (U+202A..U+202E) and isolates (U+2066..U+2069).
+fn is_forbidden(c: char) -> bool {
+    let c = u32::from(c);
+    (c < 0x20 && c != 0x09)
+        || (0x7f..=0x9f).contains(&c)
+        || (0x202a..=0x202e).contains(&c)
+        || (0x2066..=0x2069).contains(&c)
+}
+
+fn assert_clean(what: &str, s: &str) -> Result<(), TestCaseError> {
+    if let Some(c) = s.chars().find(|&c| is_forbidden(c)) {
+        return Err(TestCaseError::fail(format!(
+            "{what} {s:?} contains forbidden {c:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Text shown to other members: clean and not blank (a blank line would be noise in the room).
+fn assert_shown(what: &str, s: &str) -> Result<(), TestCaseError> {
+    assert_clean(what, s)?;
+    prop_assert!(!s.trim().is_empty(), "{} {:?} is blank", what, s);
+    Ok(())
+}
+
+/// An outgoing line must be exactly one line, or a member could forge lines in others' views.
+fn assert_one_line(line: &[u8]) -> Result<(), TestCaseError> {
+    prop_assert_eq!(
+        line.last(),
+        Some(&b'\n'),
+        "line {:?} lacks its newline",
+        line
+    );
+    prop_assert_eq!(
+        line.iter().filter(|&&b| b == b'\n').count(),
+        1,
+        "line {:?} holds more than one newline",
+        line
+    );
+    let text = std::str::from_utf8(&line[..line.len() - 1]).expect("outgoing lines are UTF-8");
+    assert_clean("outgoing line", text)
+}
+
+/// Checks every string the parser hands on, and the lines the server would build from them.
+fn check_parsed(input: &Input) -> Result<(), TestCaseError> {
+    match input {
+        Input::Empty | Input::Ping => {}
+        Input::Pong(cookie) => {
+            assert_clean("pong cookie", cookie)?;
+            prop_assert_eq!(cookie.trim(), cookie.as_str());
+        }
+        Input::Chat(text) => {
+            assert_shown("chat text", text)?;
+            assert_one_line(&protocol::chat_line("alice", text))?;
+        }
+        Input::Command(command) => match command {
+            Command::Quit(None) | Command::Who | Command::Help => {}
+            Command::Quit(Some(reason)) => {
+                assert_shown("quit reason", reason)?;
+                assert_one_line(&protocol::notice(&format!("alice left ({reason})")))?;
+            }
+            Command::Nick(name) => assert_shown("nick argument", name)?,
+            Command::Msg { to, text } => {
+                assert_shown("msg recipient", to)?;
+                prop_assert!(!to.contains(char::is_whitespace), "recipient {:?}", to);
+                assert_shown("msg text", text)?;
+                assert_one_line(&protocol::private_line("alice", text))?;
+            }
+            Command::Usage(usage) => assert_shown("usage", usage)?,
+            Command::Unknown(word) => {
+                // The word after the slash, echoed back in an error. It is empty for a bare "/"
+                // (or "/ text"), which the error message shows as "unknown command /": fine.
+                assert_clean("unknown command", word)?;
+                prop_assert!(!word.contains(char::is_whitespace), "word {:?}", word);
+                assert_one_line(&protocol::error(&format!("unknown command /{word}")))?;
+            }
+        },
+    }
+    Ok(())
+}
+
+/// Reference nickname rule, straight from the spec: `[A-Za-z0-9_.-]{1,32}`, length in bytes first.
+fn nick_reference(name: &str) -> Result<(), NickError> {
+    if !(1..=32).contains(&name.len()) {
+        Err(NickError::Length)
+    } else if name
+        .chars()
+        .all(|c| matches!(c, 'A'..='Z' | 'a'..='z' | '0'..='9' | '_' | '.' | '-'))
+    {
+        Ok(())
+    } else {
+        Err(NickError::Charset)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generators.
+// ---------------------------------------------------------------------------------------------
+
+/// Fragments the sanitizer and parser treat specially, or that look like they might be.
+const TRICKY: &[&str] = &[
+    "\x1b[", "\x1b]", "\x1bP", "\x1bX", "\x1b^", "\x1b_", "\x1b\\", "\x1b", "\x07", "\u{9b}",
+    "\u{90}", "\u{98}", "\u{9c}", "\u{9d}", "\u{9e}", "\u{9f}", "\u{85}", "[31m", "0;title", "m",
+    "/", "//", "#ping#", "#pong#", "#pong# ", "\r", "\n", "\r\n", " ", "\t", "\u{a0}", "\u{3000}",
+    "\u{202a}", "\u{202e}", "\u{2066}", "\u{2069}", "\u{200f}", "\u{2028}", "\u{feff}", "\u{fffd}",
+];
+
+/// Byte strings that are not UTF-8, several of them truncated encodings of dangerous characters.
+const INVALID_UTF8: &[&[u8]] = &[
+    b"\xff",
+    b"\xfe",
+    b"\x80",
+    b"\x9b",         // a raw C1 CSI byte, as an 8-bit terminal would read it
+    b"\xc0\x80",     // overlong NUL
+    b"\xc0\x8a",     // overlong "\n"
+    b"\xc2",         // lead byte of a C1 control, cut off
+    b"\xe2\x80",     // a bidi override, cut off
+    b"\xed\xa0\x80", // an encoded surrogate
+    b"\xf4\x90\x80\x80",
+];
+
+/// Any character, but mostly printable ASCII and the control and bidi characters around it.
+fn tricky_char() -> impl Strategy<Value = char> {
+    prop_oneof![
+        6 => (0x20u8..=0x7e).prop_map(char::from),
+        2 => (0x00u8..0x20).prop_map(char::from),
+        2 => (0x7fu8..=0x9f).prop_map(char::from),
+        1 => prop_oneof![0x202au32..=0x202e, 0x2066u32..=0x2069]
+            .prop_map(|c| char::from_u32(c).expect("bidi controls are chars")),
+        1 => any::<char>(),
+    ]
+}
+
+fn tricky_string() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::collection::vec(tricky_char(), 0..48).prop_map(String::from_iter),
+        prop::collection::vec(select(TRICKY), 0..16).prop_map(|parts| parts.concat()),
+        wire_bytes().prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+    ]
+}
+
+/// A character the sanitizer must keep. (Built directly rather than with `prop_filter`, whose
+/// rejections count towards a limit over the whole run and would end a long run early.)
+fn clean_char() -> impl Strategy<Value = char> {
+    prop_oneof![
+        6 => (0x20u8..=0x7e).prop_map(char::from),
+        1 => Just('\t'),
+        1 => select(vec!['\u{a0}', '\u{3000}', '\u{2028}', '\u{200f}', '\u{feff}', '\u{fffd}', 'é']),
+        2 => any::<char>().prop_map(|c| if is_forbidden(c) { '\u{fffd}' } else { c }),
+    ]
+}
+
+/// A string with nothing for the sanitizer to remove.
+fn clean_string() -> impl Strategy<Value = String> {
+    prop::collection::vec(clean_char(), 0..32).prop_map(String::from_iter)
+}
+
+fn wire_token() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        4 => "[ -~]{1,8}".prop_map(String::into_bytes),
+        3 => select(TRICKY).prop_map(|s| s.as_bytes().to_vec()),
+        2 => "/(?i:quit|exit|nick|msg|who|list|help)".prop_map(String::into_bytes),
+        2 => tricky_char().prop_map(|c| c.to_string().into_bytes()),
+        1 => select(INVALID_UTF8).prop_map(<[u8]>::to_vec),
+        1 => prop::collection::vec(any::<u8>(), 1..4),
+    ]
+}
+
+/// What a client might send as one line or datagram.
+fn wire_bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        1 => prop::collection::vec(any::<u8>(), 0..64),
+        3 => prop::collection::vec(wire_token(), 0..16).prop_map(|t| t.concat()),
+    ]
+}
+
+/// A name as the server shows it: a chosen nickname or the default `ip:port`.
+fn display_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[A-Za-z0-9_.-]{1,32}",
+        any::<SocketAddr>().prop_map(|a| a.to_string()),
+    ]
+}
+
+/// One of `words` in random ASCII case. (A regex `(?i:...)` would also yield Unicode case
+/// variants such as the Kelvin sign for `k`, which are rightly not commands.)
+fn ascii_any_case(words: Vec<&'static str>) -> impl Strategy<Value = String> {
+    (select(words), prop::collection::vec(any::<bool>(), 8)).prop_map(|(word, upper)| {
+        word.chars()
+            .zip(upper)
+            .map(|(c, up)| if up { c.to_ascii_uppercase() } else { c })
+            .collect()
+    })
+}
+
+/// A complete terminal escape sequence, which the sanitizer must remove whole.
+fn escape_sequence() -> impl Strategy<Value = String> {
+    let csi = (
+        prop_oneof!["\x1b\\[", "\u{9b}"],
+        "[0-?]{0,8}", // parameter bytes
+        "[ -/]{0,2}", // intermediate bytes
+        "[@-~]",      // final byte
+    )
+        .prop_map(|(intro, params, inter, fin)| format!("{intro}{params}{inter}{fin}"));
+    let string = (
+        select(vec![
+            "\x1b]", "\x1bP", "\x1bX", "\x1b^", "\x1b_", "\u{90}", "\u{98}", "\u{9d}", "\u{9e}",
+            "\u{9f}",
+        ]),
+        clean_string(),
+        select(vec!["\x07", "\x1b\\", "\u{9c}"]),
+    )
+        .prop_map(|(intro, body, end)| format!("{intro}{body}{end}"));
+    // Two-character escapes such as ESC c (reset) or ESC 7 (save cursor).
+    let short = "\x1b[0-9A-OQ-WYZa-z=<>]";
+    prop_oneof![csi, string, short]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parser properties.
+// ---------------------------------------------------------------------------------------------
+
+proptest! {
+    /// Whatever arrives, parsing neither panics nor lets anything unsafe or blank through.
+    #[test]
+    fn parse_output_is_safe(raw in wire_bytes()) {
+        check_parsed(&protocol::parse(&raw))?;
+    }
+
+    /// The chat text the server relays parses back to itself (with a leading `/` escaped as
+    /// `//`), so sanitizing and interpreting a line is stable rather than depending on how often
+    /// the text passes through.
+    #[test]
+    fn chat_text_round_trips(raw in wire_bytes()) {
+        if let Input::Chat(text) = protocol::parse(&raw) {
+            let resend = if text.starts_with('/') { format!("/{text}") } else { text.clone() };
+            prop_assert_eq!(protocol::parse(resend.as_bytes()), Input::Chat(text));
+        }
+    }
+
+    /// A chat line is exactly one line, whoever says it and whatever they say.
+    #[test]
+    fn chat_line_is_one_line(name in display_name(), raw in wire_bytes()) {
+        if let Input::Chat(text) = protocol::parse(&raw) {
+            let line = protocol::chat_line(&name, &text);
+            assert_one_line(&line)?;
+            let expected = format!("<{name}> {text}\n");
+            prop_assert_eq!(&line[..], expected.as_bytes());
+        }
+    }
+
+    #[test]
+    fn sanitize_is_idempotent_and_clean(text in tricky_string()) {
+        let once = protocol::sanitize(&text);
+        assert_clean("sanitized", &once)?;
+        prop_assert_eq!(protocol::sanitize(&once), once.clone());
+        // It only ever removes: every character it keeps was there, in the same order.
+        let mut rest = text.chars();
+        for kept in once.chars() {
+            prop_assert!(rest.any(|c| c == kept), "{:?} -> {:?} invented {:?}", text, once, kept);
+        }
+    }
+
+    #[test]
+    fn sanitize_leaves_plain_text_alone(text in "[ -~\t]{0,80}") {
+        let clean = protocol::sanitize(&text);
+        prop_assert_eq!(clean.as_ref(), text.as_str());
+        // The common case must not allocate.
+        prop_assert!(matches!(clean, std::borrow::Cow::Borrowed(_)));
+    }
+
+    /// Without an escape-sequence introducer (ESC or a C1 CSI/string introducer) the sanitizer
+    /// drops exactly the forbidden characters, no more: text next to a stray control survives.
+    #[test]
+    fn sanitize_without_escapes_only_filters(text in tricky_string()) {
+        let introduces = |c: char| matches!(c, '\x1b' | '\u{90}' | '\u{98}' | '\u{9b}' | '\u{9d}'..='\u{9f}');
+        let text: String = text.chars().filter(|&c| !introduces(c)).collect();
+        let expected: String = text.chars().filter(|&c| !is_forbidden(c)).collect();
+        prop_assert_eq!(protocol::sanitize(&text), expected);
+    }
+
+    /// A complete escape sequence disappears whole, and the text on both sides of it stays.
+    #[test]
+    fn escape_sequences_vanish_whole(
+        before in clean_string(),
+        seq in escape_sequence(),
+        after in clean_string(),
+    ) {
+        let text = format!("{before}{seq}{after}");
+        prop_assert_eq!(protocol::sanitize(&text), format!("{before}{after}"));
+    }
+
+    /// `//x` is how one sends a line starting with `/`; it must never turn into a command.
+    #[test]
+    fn double_slash_is_a_literal(x in prop_oneof!["[ -~]{0,40}", clean_string()]) {
+        prop_assert_eq!(
+            protocol::parse(format!("//{x}").as_bytes()),
+            Input::Chat(format!("/{x}"))
+        );
+    }
+
+    /// Commands are case-insensitive, take any whitespace as separator, and trim their argument.
+    #[test]
+    fn commands_take_their_arguments(
+        word in ascii_any_case(vec!["nick", "msg", "quit", "exit"]),
+        sep in select(vec![" ", "  ", "\t", "\u{3000}"]),
+        to in "[A-Za-z0-9_.-]{1,32}",
+        arg in clean_string(),
+    ) {
+        let verb = word.to_ascii_lowercase();
+        let (line, expected) = match verb.as_str() {
+            "nick" => (
+                format!("/{word}{sep}{arg}"),
+                if arg.trim().is_empty() {
+                    Command::Usage("usage: /nick NAME")
+                } else {
+                    Command::Nick(arg.trim().to_string())
+                },
+            ),
+            "msg" => (
+                format!("/{word}{sep}{to}{sep}{arg}"),
+                if arg.trim().is_empty() {
+                    Command::Usage("usage: /msg NAME text")
+                } else {
+                    Command::Msg { to: to.clone(), text: arg.trim().to_string() }
+                },
+            ),
+            _ => (
+                format!("/{word}{sep}{arg}"),
+                Command::Quit((!arg.trim().is_empty()).then(|| arg.trim().to_string())),
+            ),
+        };
+        prop_assert_eq!(protocol::parse(line.as_bytes()), Input::Command(expected));
+    }
+
+    #[test]
+    fn validate_nick_matches_the_reference(
+        name in prop_oneof![
+            3 => "[A-Za-z0-9_.-]{0,40}",
+            2 => ("[A-Za-z0-9_.-]{0,20}", tricky_char(), "[A-Za-z0-9_.-]{0,20}")
+                .prop_map(|(a, c, b)| format!("{a}{c}{b}")),
+            1 => "[a-zé٣Ａ:]{0,20}",
+            1 => any::<String>(),
+        ],
+    ) {
+        prop_assert_eq!(protocol::validate_nick(&name), nick_reference(&name), "{:?}", name);
+    }
+
+    #[test]
+    fn every_valid_nick_is_accepted(name in "[A-Za-z0-9_.-]{1,32}") {
+        prop_assert_eq!(protocol::validate_nick(&name), Ok(()));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Codec properties.
+// ---------------------------------------------------------------------------------------------
+
+/// What the codec should yield, as an independent model: split the whole stream on `\n`, strip one
+/// `\r` before it, and call a line longer than `max` (after stripping) TooLong. An over-long line
+/// is one TooLong however many reads it arrives in. At end of stream the bytes after the last
+/// `\n` are a final line by the same rules, unless there are none.
+fn reference_frames(stream: &[u8], max: usize) -> Vec<Frame> {
+    let mut lines: Vec<&[u8]> = stream.split(|&b| b == b'\n').collect();
+    let tail = lines.pop().expect("split yields at least one piece");
+    if !tail.is_empty() {
+        lines.push(tail);
+    }
+    lines
+        .into_iter()
+        .map(|line| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.len() > max {
+                Frame::TooLong
+            } else {
+                Frame::Line(BytesMut::from(line))
+            }
+        })
+        .collect()
+}
+
+/// Feeds `stream` to a fresh codec in the pieces ending at `cuts` (then the rest), draining it
+/// after each piece as `FramedRead` does, then decodes to the end of the stream.
+fn decode_chunked(max: usize, stream: &[u8], cuts: &[usize]) -> Result<Vec<Frame>, TestCaseError> {
+    let mut codec = LineCodec::new(max);
+    let mut buf = BytesMut::new();
+    let mut frames = Vec::new();
+    // Each frame consumes at least one byte or ends the stream, so more than this is a loop.
+    let limit = stream.len() + 1;
+    let mut start = 0;
+    for &end in cuts.iter().chain(std::iter::once(&stream.len())) {
+        buf.extend_from_slice(&stream[start..end]);
+        start = end;
+        while let Some(frame) = codec.decode(&mut buf).map_err(fail)? {
+            frames.push(frame);
+            prop_assert!(frames.len() <= limit, "decode keeps yielding frames");
+        }
+        // Between reads only a partial line is held, and no more of it than the limit plus room
+        // for a `\r`: however much a client sends without a newline, memory stays bounded.
+        prop_assert!(!buf.contains(&b'\n'), "decode left a newline in {:?}", buf);
+        prop_assert!(
+            buf.len() <= max + 1,
+            "{} bytes held, max {}",
+            buf.len(),
+            max
+        );
+    }
+    while let Some(frame) = codec.decode_eof(&mut buf).map_err(fail)? {
+        frames.push(frame);
+        prop_assert!(frames.len() <= limit, "decode_eof keeps yielding frames");
+    }
+    prop_assert!(buf.is_empty(), "{:?} left over at end of stream", buf);
+    Ok(frames)
+}
+
+fn fail(e: std::io::Error) -> TestCaseError {
+    TestCaseError::fail(format!("codec error: {e}"))
+}
+
+/// A byte stream dense in terminators and in lines around the small limits used here.
+fn stream_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        3 => Just(b"\n".to_vec()),
+        2 => Just(b"\r\n".to_vec()),
+        1 => Just(b"\r".to_vec()),
+        4 => prop::collection::vec(b'a'..=b'z', 0..80),
+        1 => prop::collection::vec(any::<u8>(), 0..8),
+        1 => wire_bytes(),
+    ];
+    prop::collection::vec(piece, 0..24).prop_map(|pieces| pieces.concat())
+}
+
+/// A stream, a limit, and cut points splitting the stream into reads.
+fn chunked_stream() -> impl Strategy<Value = (Vec<u8>, usize, Vec<usize>)> {
+    (
+        stream_bytes(),
+        0usize..=64,
+        prop::collection::vec(any::<Index>(), 0..16),
+    )
+        .prop_map(|(stream, max, cuts)| {
+            let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(stream.len() + 1)).collect();
+            cuts.sort_unstable();
+            (stream, max, cuts)
+        })
+}
+
+proptest! {
+    /// The frames depend only on the bytes, never on how reads split them, and match the model.
+    #[test]
+    fn codec_frames_match_the_reference((stream, max, cuts) in chunked_stream()) {
+        let expected = reference_frames(&stream, max);
+        let whole = decode_chunked(max, &stream, &[])?;
+        prop_assert_eq!(&whole, &expected, "in one piece, max {}", max);
+        let chunked = decode_chunked(max, &stream, &cuts)?;
+        prop_assert_eq!(&chunked, &expected, "cut at {:?}, max {}", cuts, max);
+        let bytewise: Vec<usize> = (1..stream.len()).collect();
+        let trickled = decode_chunked(max, &stream, &bytewise)?;
+        prop_assert_eq!(&trickled, &expected, "byte by byte, max {}", max);
+    }
+
+    /// The cap holds on its own terms (not only via the model), and every line that makes it
+    /// through the codec parses into something safe: the whole TCP input path.
+    #[test]
+    fn codec_lines_respect_the_cap_and_parse_safely((stream, max, cuts) in chunked_stream()) {
+        for frame in decode_chunked(max, &stream, &cuts)? {
+            if let Frame::Line(line) = frame {
+                prop_assert!(line.len() <= max, "{}-byte line, max {}", line.len(), max);
+                prop_assert!(!line.contains(&b'\n'));
+                check_parsed(&protocol::parse(&line))?;
+            }
+        }
+    }
+}

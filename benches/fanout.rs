@@ -29,6 +29,8 @@ const CHATD_ARGS: &[&str] = &[
     "127.0.0.1",
     "--rate",
     "off",
+    "--sendq",
+    "off",
     "--max-per-ip",
     "1000000",
     "--max-clients",

@@ -17,6 +17,7 @@ use tokio::sync::{broadcast, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
 use crate::member::Member;
+use crate::pacing::{Cursor, Pacer};
 use crate::protocol;
 
 /// Identifies a member for the lifetime of the server; never reused.
@@ -204,6 +205,7 @@ struct Shared {
     next_seq: AtomicU64,
     /// Total bytes of room lines so far; written under the broadcast send so offsets are in order.
     bytes: Mutex<u64>,
+    pacer: Arc<Pacer>,
     config: Config,
 }
 
@@ -228,6 +230,7 @@ impl Hub {
                 closing: AtomicBool::new(false),
                 next_seq: AtomicU64::new(1),
                 bytes: Mutex::new(0),
+                pacer: Arc::default(),
                 config,
             }),
         }
@@ -241,6 +244,31 @@ impl Hub {
     /// A new reader of room events; subscribe before joining so nothing after the join is missed.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.shared.lobby.tx.subscribe()
+    }
+
+    /// Counts a reader of room events, which will next read event `next` (see [`crate::pacing`]).
+    pub fn track_reader(&self, next: u64) -> Cursor {
+        self.shared.pacer.track(next)
+    }
+
+    /// The position the next room event will have.
+    pub fn next_seq(&self) -> u64 {
+        self.shared.next_seq.load(Ordering::Relaxed)
+    }
+
+    /// Holds a sender back (briefly, boundedly) while a reader that is keeping up is more than half
+    /// the room's backlog behind, so a burst slows its senders instead of overtaking readers.
+    pub async fn pace_sender(&self) {
+        let capacity = self.shared.config.backlog.max(1) as u64;
+        let high = (capacity / 2).max(1);
+        // The ring's length bounds every reader's distance and costs no scan: nearly always enough.
+        if (self.shared.lobby.tx.len() as u64) < high {
+            return;
+        }
+        self.shared
+            .pacer
+            .wait(|| self.next_seq(), high, capacity / 4)
+            .await;
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry> {

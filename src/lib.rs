@@ -21,6 +21,7 @@ pub mod hub;
 pub mod limits;
 pub mod load;
 pub mod member;
+pub mod pacing;
 pub mod presence;
 pub mod protocol;
 pub mod server;

@@ -21,6 +21,7 @@ use crate::codec::{Frame, LineCodec};
 use crate::hub::{DirectQueue, Event, Hub, MemberId, Outbox, Transport};
 use crate::limits::Admit;
 use crate::member::{Flow, Member};
+use crate::pacing::Cursor;
 use crate::protocol;
 
 /// Lines for one member (replies, private messages) that may wait before more are dropped.
@@ -155,7 +156,7 @@ async fn connection(
         // writer drains what is already queued (the shutdown notice, replies to a last command
         // from `echo /who | nc`) and stops.
         let finish = shutdown.child_token();
-        let read = read_lines(reader, &mut member, &limits, &shutdown);
+        let read = read_lines(reader, hub.clone(), &mut member, &limits, &shutdown);
         let write = write_lines(&mut writer, events, &direct, me, &hub, &limits, &finish);
         tokio::pin!(read, write);
         tokio::select! {
@@ -195,12 +196,13 @@ async fn connection(
 
 async fn read_lines(
     reader: OwnedReadHalf,
+    room: Hub,
     member: &mut Member,
     limits: &Limits,
     shutdown: &CancellationToken,
 ) -> std::io::Result<End> {
     let max_line = limits.max_line;
-    let mut frames = LineReader::new(reader, max_line);
+    let mut frames = LineReader::new(reader, max_line, room);
     loop {
         let next = async {
             match limits.idle_timeout {
@@ -254,15 +256,18 @@ async fn read_lines(
 /// connection holds no read buffer (tokio-util's `FramedRead` keeps 8 KiB per connection).
 struct LineReader {
     half: OwnedReadHalf,
+    /// Asked before every socket read, so a burst is paced to what the room can absorb.
+    room: Hub,
     codec: LineCodec,
     buf: BytesMut,
     eof: bool,
 }
 
 impl LineReader {
-    fn new(half: OwnedReadHalf, max_line: usize) -> LineReader {
+    fn new(half: OwnedReadHalf, max_line: usize, room: Hub) -> LineReader {
         LineReader {
             half,
+            room,
             codec: LineCodec::new(max_line),
             buf: BytesMut::new(),
             eof: false,
@@ -282,6 +287,7 @@ impl LineReader {
             if self.buf.is_empty() {
                 self.buf = BytesMut::new();
             }
+            self.room.pace_sender().await;
             self.half.readable().await?;
             self.buf.reserve(READ_CHUNK);
             match self.half.try_read_buf(&mut self.buf) {
@@ -313,16 +319,22 @@ async fn write_lines(
         enforce: limits.sendq.is_some(),
         recent: Default::default(),
     };
+    // The next room event this writer will take, for pacing senders (see `crate::pacing`).
+    let mut next = me.since;
+    let cursor = hub.track_reader(next);
     loop {
         let mut closing = false;
         tokio::select! {
             // Direct lines first: the welcome must precede any room traffic.
             biased;
             line = direct.pop() => batch.extend_from_slice(&line),
-            event = events.recv() => push_event(&mut batch, &mut batch_end, &mut lags, event, &me)?,
+            event = events.recv() => {
+                push_event(&mut batch, &mut batch_end, &mut next, &mut lags, event, &me)?;
+            }
             _ = shutdown.cancelled() => closing = true,
         }
         // Take whatever else is already waiting, so a burst costs one syscall rather than one each.
+        let mut caught_up = false;
         while batch.len() < WRITE_BATCH {
             if let Some(line) = direct.try_pop() {
                 batch.extend_from_slice(&line);
@@ -333,12 +345,21 @@ async fn write_lines(
                 Err(broadcast::error::TryRecvError::Lagged(missed)) => {
                     Err(broadcast::error::RecvError::Lagged(missed))
                 }
-                Err(_) => break,
+                Err(broadcast::error::TryRecvError::Empty) => {
+                    caught_up = true;
+                    break;
+                }
+                Err(broadcast::error::TryRecvError::Closed) => break,
             };
-            push_event(&mut batch, &mut batch_end, &mut lags, event, &me)?;
+            push_event(&mut batch, &mut batch_end, &mut next, &mut lags, event, &me)?;
+        }
+        if caught_up {
+            cursor.caught_up(next);
+        } else {
+            cursor.advance(next);
         }
         if !batch.is_empty() {
-            write_batch(writer, &batch, hub, delivered, limits.sendq).await?;
+            write_batch(writer, &batch, hub, delivered, limits.sendq, &cursor).await?;
             // Give the buffer back: an idle connection should hold no write buffer at all, and
             // one allocation per batch is cheap next to the syscall.
             batch = Vec::new();
@@ -358,6 +379,7 @@ async fn write_batch(
     hub: &Hub,
     delivered: u64,
     sendq: Option<usize>,
+    cursor: &Cursor,
 ) -> Result<(), WriteEnd> {
     let mut written = 0;
     while written < batch.len() {
@@ -365,6 +387,8 @@ async fn write_batch(
             Ok(0) => return Err(WriteEnd::Io(std::io::ErrorKind::WriteZero.into())),
             Ok(n) => written += n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                // Held up by the client, not by the server: never pace senders for it.
+                cursor.exempt();
                 let Some(limit) = sendq else {
                     writer.writable().await.map_err(WriteEnd::Io)?;
                     continue;
@@ -418,6 +442,7 @@ impl LagHistory {
 fn push_event(
     batch: &mut Vec<u8>,
     batch_end: &mut u64,
+    next: &mut u64,
     lags: &mut LagHistory,
     event: Result<Event, broadcast::error::RecvError>,
     me: &Recipient,
@@ -425,6 +450,7 @@ fn push_event(
     match event {
         Ok(event) => {
             *batch_end = event.end;
+            *next = event.seq + 1;
             // Not our own lines, and nothing from before we joined (we subscribed just before).
             if event.from != me.id && event.seq >= me.since {
                 batch.extend_from_slice(&event.line);

@@ -17,6 +17,7 @@ use crate::cookie::{unix_now, CookieJar};
 use crate::hub::{Event, Hub, MemberId, Outbox, Transport};
 use crate::limits::Admit;
 use crate::member::{Flow, Member};
+use crate::pacing::Cursor;
 use crate::presence::Presence;
 use crate::protocol::{self, Command, Input};
 
@@ -122,7 +123,11 @@ pub fn start(socket: UdpSocket, hub: Hub, shutdown: CancellationToken, tracker: 
         }),
         wake: Notify::new(),
     });
+    // UDP sends never wait for a peer, so the fan-out is only ever behind for want of CPU: count it
+    // when pacing TCP senders (see `crate::pacing`), or a burst would overtake every UDP peer.
+    let cursor = hub.track_reader(hub.next_seq());
     tracker.spawn(fan_out(
+        cursor,
         Arc::clone(&socket),
         hub.subscribe(),
         Arc::clone(&peers),
@@ -270,6 +275,7 @@ fn handle_datagram(
 
 /// Sends every room event to every UDP peer but its sender, one datagram per line.
 async fn fan_out(
+    cursor: Cursor,
     socket: Arc<UdpSocket>,
     mut events: broadcast::Receiver<Event>,
     peers: Arc<Peers>,
@@ -284,6 +290,7 @@ async fn fan_out(
         };
         match event {
             Ok(event) => {
+                cursor.advance(event.seq + 1);
                 let roster = peers.roster();
                 tracing::debug!(peers = roster.len(), from = event.from, "udp fan-out");
                 for peer in roster.iter() {

@@ -1044,7 +1044,7 @@ async fn tcp_churner(ctx: Arc<Ctx>, n: u64, phase: Phase) -> Outcome {
         return out;
     }
     let until = Instant::now() + TIMEOUT;
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         let nick = format!("churn{n}");
         let _ = send_line(&mut write, &format!("/nick {nick}")).await;
         let confirmation = format!("* you are now known as {nick}");
@@ -1139,7 +1139,7 @@ async fn tcp_flooder(ctx: Arc<Ctx>, n: u64, phase: Phase) -> Outcome {
 
 async fn tcp_non_reader(ctx: Arc<Ctx>, n: u64, phase: Phase) -> Outcome {
     let mut out = Outcome::new(Kind::TcpNonReader);
-    let small = n % 2 == 0;
+    let small = n.is_multiple_of(2);
     let (mut stream, name) = match tcp_connect(&ctx, Kind::TcpNonReader.ip(), small).await {
         Ok(connected) => connected,
         Err(e) => return out.fail(format!("connect: {e}")),
@@ -1195,14 +1195,14 @@ async fn tcp_rst(ctx: Arc<Ctx>, n: u64, phase: Phase) -> Outcome {
     };
     out.name = name.clone();
     let departure = ctx.observer.departure(&name);
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         let mut lines = Lines::new(&mut stream);
         if !expect_welcome(&mut lines, &name, &mut out).await {
             return out;
         }
     }
     let _ = send_bytes(&mut stream, format!("rst {n} hello\n").as_bytes()).await;
-    if n % 3 == 0 {
+    if n.is_multiple_of(3) {
         let _ = send_bytes(&mut stream, format!("rst {n} half").as_bytes()).await;
     }
     sleep(Duration::from_millis(n * 37 % 200)).await;
@@ -1347,7 +1347,7 @@ async fn udp_churner(ctx: Arc<Ctx>, n: u64, phase: Phase) -> Outcome {
     for i in 0..1 + n % 2 {
         let _ = udp_send(&socket, format!("uchurn {n} line {i}").as_bytes()).await;
     }
-    if n % 3 == 0 {
+    if n.is_multiple_of(3) {
         let nick = format!("uc{n}");
         let _ = udp_send(&socket, format!("/nick {nick}").as_bytes()).await;
         let confirmation = format!("* you are now known as {nick}");
@@ -1358,7 +1358,7 @@ async fn udp_churner(ctx: Arc<Ctx>, n: u64, phase: Phase) -> Outcome {
             out.flag("renamed");
         }
     }
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         let _ = udp_send(&socket, b"/who").await;
         if udp_find(&socket, until, |l| {
             l.starts_with("* ") && l.ends_with(" here:")
@@ -1369,7 +1369,11 @@ async fn udp_churner(ctx: Arc<Ctx>, n: u64, phase: Phase) -> Outcome {
             out.flag("who answered");
         }
     }
-    let quit: &[u8] = if n % 2 == 0 { b"/quit bye" } else { b"/quit" };
+    let quit: &[u8] = if n.is_multiple_of(2) {
+        b"/quit bye"
+    } else {
+        b"/quit"
+    };
     let _ = udp_send(&socket, quit).await;
     out.departed(departure, phase.give_up).await;
     out

@@ -3,7 +3,8 @@
 //! Run: `cargo bench --bench fanout` (everything, about 10 minutes at most), or pick cases with
 //! `FANOUT_CASES=closed100,idle10k cargo bench --bench fanout` or
 //! `cargo bench --bench fanout -- closed100 idle10k`; `FANOUT_QUICK=1` shortens every case.
-//! `FANOUT_IDLE_READ=0` makes idle clients hold their sockets without reading.
+//! `FANOUT_IDLE_READ=0` makes idle clients hold their sockets without reading; `FANOUT_CHATD=PATH`
+//! measures another chatd build (say, from before a change) instead of this one.
 //! Prints one table and writes the same figures as JSON (path printed; `FANOUT_REPORT` overrides).
 
 use std::fmt::Write as _;
@@ -283,7 +284,10 @@ async fn run(
     mut notes: Vec<String>,
 ) -> Result<()> {
     let started = Instant::now();
-    let chatd_bin = PathBuf::from(env!("CARGO_BIN_EXE_chatd"));
+    // FANOUT_CHATD measures another build (say, before a change) against the same ncat run.
+    let chatd_bin = std::env::var_os("FANOUT_CHATD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_chatd")));
     let ncat = chatd::load::server::find_on_path("ncat");
     if ncat.is_none() {
         let msg = "ncat not found on PATH: the baseline needs nmap's ncat, install it with \
@@ -487,7 +491,7 @@ fn targets(
 
 fn command_line() -> String {
     let mut cmd = String::new();
-    for var in ["FANOUT_CASES", "FANOUT_QUICK", "FANOUT_IDLE_READ"] {
+    for var in ["FANOUT_CASES", "FANOUT_QUICK", "FANOUT_IDLE_READ", "FANOUT_CHATD"] {
         if let Ok(v) = std::env::var(var) {
             let _ = write!(cmd, "{var}={v} ");
         }

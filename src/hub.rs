@@ -26,7 +26,9 @@ pub type MemberId = u64;
 /// The sender id of lines that come from the server itself.
 pub const SERVER: MemberId = 0;
 
-/// One room event: a line formatted once and shared by every recipient.
+/// One room event: lines formatted once and shared by every recipient. Usually one line; chat
+/// lines one member sent together (read from its socket at once) travel as one event, so a burst
+/// costs each recipient one wake-up and one write instead of one per line.
 #[derive(Debug, Clone)]
 pub struct Event {
     /// Who caused it, so the sender's own transport can skip it (no self-echo).
@@ -36,8 +38,25 @@ pub struct Event {
     /// Bytes the room had produced up to and including this line, so a writer can tell how far
     /// behind it is in bytes (its send queue) without counting anything itself.
     pub end: u64,
-    /// The complete outgoing line, `\n` included.
+    /// Number of the event's first line in the room's history (lines, not events), so a reader
+    /// that lagged can say exactly how many lines it missed.
+    pub line_no: u64,
+    /// How many lines the event holds.
+    pub lines: u32,
+    /// The complete outgoing lines, each ending in `\n`.
     pub line: Bytes,
+}
+
+impl Event {
+    /// The line number just past this event's lines.
+    pub fn line_end(&self) -> u64 {
+        self.line_no + u64::from(self.lines)
+    }
+
+    /// The event's lines one by one, each with its `\n`.
+    pub fn each_line(&self) -> impl Iterator<Item = &[u8]> {
+        self.line.split_inclusive(|&b| b == b'\n')
+    }
 }
 
 /// How a member is connected.
@@ -195,6 +214,12 @@ struct Room {
     tx: broadcast::Sender<Event>,
 }
 
+#[derive(Default)]
+struct Totals {
+    bytes: u64,
+    lines: u64,
+}
+
 struct Shared {
     lobby: Room,
     /// A std mutex, not tokio's: it is never held across an `.await`, and every critical section is a
@@ -203,8 +228,9 @@ struct Shared {
     slots: Arc<Semaphore>,
     closing: AtomicBool,
     next_seq: AtomicU64,
-    /// Total bytes of room lines so far; written under the broadcast send so offsets are in order.
-    bytes: Mutex<u64>,
+    /// Totals of room bytes and lines so far; updated under the broadcast send, so offsets are in
+    /// channel order.
+    totals: Mutex<Totals>,
     pacer: Arc<Pacer>,
     config: Config,
 }
@@ -229,7 +255,7 @@ impl Hub {
                 slots: Arc::new(Semaphore::new(config.max_clients)),
                 closing: AtomicBool::new(false),
                 next_seq: AtomicU64::new(1),
-                bytes: Mutex::new(0),
+                totals: Mutex::default(),
                 pacer: Arc::default(),
                 config,
             }),
@@ -384,18 +410,30 @@ impl Hub {
 
     /// Sends a room line to every member but `from`.
     pub fn broadcast(&self, from: MemberId, line: Bytes) {
-        // No receivers is not an error: an empty room simply drops the line.
-        // The byte counter's lock also orders the sends, so `end` grows along the channel.
-        let mut bytes = self.shared.bytes.lock().unwrap_or_else(|p| p.into_inner());
-        *bytes += line.len() as u64;
-        let end = *bytes;
+        self.broadcast_lines(from, line, 1);
+    }
+
+    /// Sends `count` complete room lines, concatenated in `lines`, to every member but `from`.
+    pub fn broadcast_lines(&self, from: MemberId, lines: Bytes, count: u32) {
+        // No receivers is not an error: an empty room simply drops the lines.
+        // The totals' lock also orders the sends, so `end` and `line_no` grow along the channel.
+        let mut totals = self.totals();
+        totals.bytes += lines.len() as u64;
+        let line_no = totals.lines;
+        totals.lines += u64::from(count);
         let seq = self.shared.next_seq.fetch_add(1, Ordering::Relaxed);
         let _ = self.shared.lobby.tx.send(Event {
             from,
             seq,
-            end,
-            line,
+            end: totals.bytes,
+            line_no,
+            lines: count,
+            line: lines,
         });
+    }
+
+    fn totals(&self) -> MutexGuard<'_, Totals> {
+        self.shared.totals.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Finds a member by (case-insensitive) name.
@@ -422,7 +460,12 @@ impl Hub {
 
     /// Total bytes of room lines produced so far (see [`Event::end`]).
     pub fn bytes_produced(&self) -> u64 {
-        *self.shared.bytes.lock().unwrap_or_else(|p| p.into_inner())
+        self.totals().bytes
+    }
+
+    /// Room lines produced so far: the number the next room line will have.
+    pub fn lines_produced(&self) -> u64 {
+        self.totals().lines
     }
 
     /// How many members are in the room.

@@ -1,7 +1,7 @@
 //! One member's session, whatever its transport: applies parsed input (chat and commands) to the hub.
 //! The TCP and UDP adapters only frame bytes and hand them here, so every rule lives once.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::hub::{Hub, MemberId, Outbox, Transport};
@@ -12,6 +12,8 @@ use tokio::time::Instant;
 
 /// Most `/who` lines sent at once; a huge room gets a count of the rest instead.
 const WHO_LIMIT: usize = 100;
+/// Gathered chat bytes past which they are published without waiting for the end of the read.
+const GATHER_LIMIT: usize = 16 * 1024;
 
 /// What the transport should do after a line was handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +34,9 @@ pub struct Member {
     gone: bool,
     since: u64,
     flood: FloodGuard,
+    /// Chat lines gathered by [`Member::gather`] and not yet published, and how many.
+    gathered: BytesMut,
+    gathered_lines: u32,
     /// Held only to give the slot back when the member goes.
     slot: Option<OwnedSemaphorePermit>,
 }
@@ -57,6 +62,8 @@ impl Member {
             gone: false,
             since,
             flood,
+            gathered: BytesMut::new(),
+            gathered_lines: 0,
             slot: Some(slot),
         }
     }
@@ -90,18 +97,44 @@ impl Member {
         }
     }
 
-    /// Applies one parsed input.
+    /// Applies one parsed input; chat goes to the room at once.
     pub fn handle(&mut self, input: Input) -> Flow {
+        let flow = self.gather(input);
+        self.flush();
+        flow
+    }
+
+    /// Applies one parsed input, but keeps chat lines back until [`Member::flush`] (or the next
+    /// input that is not chat), so lines that arrived together reach the room as one event. A
+    /// transport that gathers must flush before it waits for more input.
+    pub fn gather(&mut self, input: Input) -> Flow {
         match input {
             // Presence was already refreshed by the transport; validation answers from members
             // (a retransmitted #pong#) need nothing either.
             Input::Empty | Input::Ping | Input::Pong(_) => Flow::Continue,
             Input::Chat(text) => {
-                self.hub
-                    .broadcast(self.id, protocol::chat_line(&self.name, &text));
+                protocol::write_chat_line(&mut self.gathered, &self.name, &text);
+                self.gathered_lines += 1;
+                if self.gathered.len() >= GATHER_LIMIT {
+                    self.flush();
+                }
                 Flow::Continue
             }
-            Input::Command(command) => self.command(command),
+            Input::Command(command) => {
+                // Whatever the command tells the room comes after the chat before it.
+                self.flush();
+                self.command(command)
+            }
+        }
+    }
+
+    /// Publishes the gathered chat lines, if any.
+    pub fn flush(&mut self) {
+        if self.gathered_lines > 0 {
+            // Take the buffer whole, so an idle member keeps no allocation behind.
+            let lines = std::mem::take(&mut self.gathered).freeze();
+            self.hub
+                .broadcast_lines(self.id, lines, std::mem::take(&mut self.gathered_lines));
         }
     }
 
@@ -188,6 +221,7 @@ impl Member {
 
     fn leave_now(&mut self, reason: Option<&str>) {
         if !self.gone {
+            self.flush();
             self.gone = true;
             // Free the slot before telling the room, so anyone who sees "left" can take it.
             self.slot = None;

@@ -212,6 +212,14 @@ pub fn chat_line(name: &str, text: &str) -> Bytes {
     line(&["<", name, "> ", text])
 }
 
+/// Appends [`chat_line`]'s bytes to `out`, for gathering several lines into one buffer.
+pub fn write_chat_line(out: &mut BytesMut, name: &str, text: &str) {
+    out.reserve(name.len() + text.len() + 4);
+    for part in ["<", name, "> ", text, "\n"] {
+        out.put_slice(part.as_bytes());
+    }
+}
+
 /// `[private] <name> text`: a `/msg` as its recipient receives it.
 pub fn private_line(name: &str, text: &str) -> Bytes {
     line(&["[private] <", name, "> ", text])
@@ -239,6 +247,15 @@ pub fn validation_challenge(cookie: &str) -> Bytes {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn gathered_chat_lines_are_the_lines_one_by_one() {
+        let mut out = BytesMut::new();
+        write_chat_line(&mut out, "ann", "hi");
+        write_chat_line(&mut out, "ann", "there");
+        let one_by_one = [chat_line("ann", "hi"), chat_line("ann", "there")].concat();
+        assert_eq!(&out[..], &one_by_one[..]);
+    }
     use super::*;
 
     #[test]

@@ -204,10 +204,12 @@ async fn read_lines(
     let max_line = limits.max_line;
     let mut frames = LineReader::new(reader, max_line, room);
     loop {
+        // Chat gathered from one read is published just before waiting for the socket again.
         let next = async {
+            let frame = frames.next(|| member.flush());
             match limits.idle_timeout {
-                Some(idle) => tokio::time::timeout(idle, frames.next()).await.ok(),
-                None => Some(frames.next().await),
+                Some(idle) => tokio::time::timeout(idle, frame).await.ok(),
+                None => Some(frame.await),
             }
         };
         let frame = tokio::select! {
@@ -235,6 +237,7 @@ async fn read_lines(
             match member.admit(&input, Instant::now()) {
                 Admit::Now => break,
                 Admit::Later { wait, first } => {
+                    member.flush();
                     if first {
                         member.reply(protocol::error("slow down: your lines are being delayed"));
                     }
@@ -246,7 +249,7 @@ async fn read_lines(
                 Admit::Kick => return Ok(End::Flooding),
             }
         }
-        if member.handle(input) == Flow::Quit {
+        if member.gather(input) == Flow::Quit {
             return Ok(End::Quit);
         }
     }
@@ -276,7 +279,8 @@ impl LineReader {
 
     /// The next frame, or None at end of stream. Cancel-safe: bytes are only taken off the socket
     /// synchronously, after readiness.
-    async fn next(&mut self) -> std::io::Result<Option<Frame>> {
+    /// `before_wait` runs each time no whole line is buffered, just before waiting for more bytes.
+    async fn next(&mut self, mut before_wait: impl FnMut()) -> std::io::Result<Option<Frame>> {
         loop {
             if let Some(frame) = self.codec.decode(&mut self.buf)? {
                 return Ok(Some(frame));
@@ -287,6 +291,7 @@ impl LineReader {
             if self.buf.is_empty() {
                 self.buf = BytesMut::new();
             }
+            before_wait();
             self.room.pace_sender().await;
             self.half.readable().await?;
             self.buf.reserve(READ_CHUNK);
@@ -314,23 +319,24 @@ async fn write_lines(
     // Room bytes this writer has delivered (or skipped) so far; the gap to the room's total is its
     // send queue.
     let mut delivered = hub.bytes_produced();
-    let mut batch_end = delivered;
-    let mut lags = LagHistory {
-        enforce: limits.sendq.is_some(),
-        recent: Default::default(),
+    let mut progress = Progress {
+        batch_end: delivered,
+        next: me.since,
+        line_next: None,
+        lagged: None,
+        lags: LagHistory {
+            enforce: limits.sendq.is_some(),
+            recent: Default::default(),
+        },
     };
-    // The next room event this writer will take, for pacing senders (see `crate::pacing`).
-    let mut next = me.since;
-    let cursor = hub.track_reader(next);
+    let cursor = hub.track_reader(progress.next);
     loop {
         let mut closing = false;
         tokio::select! {
             // Direct lines first: the welcome must precede any room traffic.
             biased;
             line = direct.pop() => batch.extend_from_slice(&line),
-            event = events.recv() => {
-                push_event(&mut batch, &mut batch_end, &mut next, &mut lags, event, &me)?;
-            }
+            event = events.recv() => progress.take(&mut batch, event, &me)?,
             _ = shutdown.cancelled() => closing = true,
         }
         // Take whatever else is already waiting, so a burst costs one syscall rather than one each.
@@ -351,12 +357,12 @@ async fn write_lines(
                 }
                 Err(broadcast::error::TryRecvError::Closed) => break,
             };
-            push_event(&mut batch, &mut batch_end, &mut next, &mut lags, event, &me)?;
+            progress.take(&mut batch, event, &me)?;
         }
         if caught_up {
-            cursor.caught_up(next);
+            cursor.caught_up(progress.next);
         } else {
-            cursor.advance(next);
+            cursor.advance(progress.next);
         }
         if !batch.is_empty() {
             write_batch(writer, &batch, hub, delivered, limits.sendq, &cursor).await?;
@@ -364,7 +370,7 @@ async fn write_lines(
             // one allocation per batch is cheap next to the syscall.
             batch = Vec::new();
         }
-        delivered = batch_end;
+        delivered = progress.batch_end;
         if closing {
             return Ok(());
         }
@@ -439,32 +445,58 @@ impl LagHistory {
     }
 }
 
-fn push_event(
-    batch: &mut Vec<u8>,
-    batch_end: &mut u64,
-    next: &mut u64,
-    lags: &mut LagHistory,
-    event: Result<Event, broadcast::error::RecvError>,
-    me: &Recipient,
-) -> Result<(), WriteEnd> {
-    match event {
-        Ok(event) => {
-            *batch_end = event.end;
-            *next = event.seq + 1;
-            // Not our own lines, and nothing from before we joined (we subscribed just before).
-            if event.from != me.id && event.seq >= me.since {
-                batch.extend_from_slice(&event.line);
+/// Where a writer is in the room's history.
+struct Progress {
+    /// Room bytes up to the last event taken (see [`Event::end`]).
+    batch_end: u64,
+    /// The next event to take, for pacing senders (see `crate::pacing`).
+    next: u64,
+    /// The line number just past the last event taken, to count lines missed in a lag.
+    line_next: Option<u64>,
+    /// Set by a lag: events overtaken, until the next event tells how many lines that was.
+    lagged: Option<u64>,
+    lags: LagHistory,
+}
+
+impl Progress {
+    /// Appends what `event` means for this member to `batch`.
+    fn take(
+        &mut self,
+        batch: &mut Vec<u8>,
+        event: Result<Event, broadcast::error::RecvError>,
+        me: &Recipient,
+    ) -> Result<(), WriteEnd> {
+        match event {
+            Ok(event) => {
+                if let Some(events) = self.lagged.take() {
+                    // Events can hold several lines: count the lines between the last one taken
+                    // and this one, so the member learns exactly how much it lost.
+                    let missed = match self.line_next {
+                        Some(line) => event.line_no.saturating_sub(line),
+                        None => events,
+                    };
+                    batch.extend_from_slice(&protocol::error(&format!(
+                        "you missed {missed} messages"
+                    )));
+                }
+                self.batch_end = event.end;
+                self.next = event.seq + 1;
+                self.line_next = Some(event.line_end());
+                // Not our own lines, and nothing from before we joined (we subscribed just before).
+                if event.from != me.id && event.seq >= me.since {
+                    batch.extend_from_slice(&event.line);
+                }
             }
-        }
-        Err(broadcast::error::RecvError::Lagged(missed)) => {
-            if lags.record(Instant::now()) {
-                return Err(WriteEnd::TooSlow);
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                if self.lags.record(Instant::now()) {
+                    return Err(WriteEnd::TooSlow);
+                }
+                self.lagged = Some(missed);
             }
-            batch.extend_from_slice(&protocol::error(&format!("you missed {missed} messages")));
+            Err(broadcast::error::RecvError::Closed) => return Err(WriteEnd::HubClosed),
         }
-        Err(broadcast::error::RecvError::Closed) => return Err(WriteEnd::HubClosed),
+        Ok(())
     }
-    Ok(())
 }
 
 /// Binds a TCP listener with address reuse, so a restarted server does not wait out TIME_WAIT.

@@ -295,8 +295,11 @@ async fn fan_out(
                 tracing::debug!(peers = roster.len(), from = event.from, "udp fan-out");
                 for peer in roster.iter() {
                     if peer.id != event.from && event.seq >= peer.since {
-                        // A failed send concerns one peer; the eviction timer deals with the dead.
-                        let _ = socket.send_to(&event.line, peer.addr).await;
+                        // One datagram per line. A failed send concerns one peer; the eviction
+                        // timer deals with the dead.
+                        for line in event.each_line() {
+                            let _ = socket.send_to(line, peer.addr).await;
+                        }
                     }
                 }
             }

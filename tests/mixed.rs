@@ -59,3 +59,31 @@ async fn pings_are_never_shown() {
     assert_eq!(tcp.recv().await, format!("<{}> after pings", udp.addr));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn lines_sent_together_stay_separate_lines_and_in_order_with_commands() {
+    // A pasted block reaches the room as one event (one wake-up per reader); UDP peers must still
+    // get one datagram per line, and a command in the middle must stay in its place.
+    let server = start_server("").await;
+    let mut tcp = TcpClient::connect(server.tcp).await;
+    let udp = UdpClient::join(server.udp).await;
+    tcp.expect(&format!("* {} joined", udp.addr)).await;
+    let mut watcher = TcpClient::connect(server.tcp).await;
+    udp.expect(&format!("* {} joined", watcher.name)).await;
+
+    tcp.send_raw(b"one\ntwo\r\nthree\n/nick paster\nfour\n")
+        .await;
+    let old = tcp.name.clone();
+    let expected = [
+        format!("<{old}> one"),
+        format!("<{old}> two"),
+        format!("<{old}> three"),
+        format!("* {old} is now known as paster"),
+        "<paster> four".to_string(),
+    ];
+    for line in &expected {
+        assert_eq!(&udp.recv().await, line, "UDP peer, one datagram per line");
+        assert_eq!(&watcher.recv().await, line, "TCP member");
+    }
+    server.shutdown().await;
+}

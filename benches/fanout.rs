@@ -491,7 +491,12 @@ fn targets(
 
 fn command_line() -> String {
     let mut cmd = String::new();
-    for var in ["FANOUT_CASES", "FANOUT_QUICK", "FANOUT_IDLE_READ", "FANOUT_CHATD"] {
+    for var in [
+        "FANOUT_CASES",
+        "FANOUT_QUICK",
+        "FANOUT_IDLE_READ",
+        "FANOUT_CHATD",
+    ] {
         if let Ok(v) = std::env::var(var) {
             let _ = write!(cmd, "{var}={v} ");
         }

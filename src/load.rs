@@ -1,1 +1,29 @@
-//! Load generator used by the benchmarks.
+//! Load generator for the benchmarks: drives a chat server (chatd, or `ncat --chat` as the
+//! baseline) with many TCP clients and UDP peers, and measures delivery rate, latency and loss.
+//!
+//! Pieces, usable on their own from benches and tests:
+//! - [`msg`]: the fixed-size, timestamped message line and the scanner that finds it again.
+//! - [`hist`]: a mergeable latency histogram.
+//! - [`server`]: starting/stopping the server under test and recognising its greeting.
+//! - [`conn`]: connecting clients that count only once greeted; source-address spreading.
+//! - [`recv`], [`send`]: the per-client receive loop and the closed/open-loop senders.
+//! - [`udp`]: every UDP peer's receive side on one epoll thread.
+//! - [`case`]: one fan-out case end to end.
+//! - [`idle`]: idle connections by the ten thousand, for memory per connection.
+//! - [`sys`]: CPU, memory, descriptor limits and UDP drop counters from the OS.
+
+pub mod case;
+pub mod conn;
+pub mod hist;
+pub mod idle;
+pub mod msg;
+pub mod recv;
+pub mod send;
+pub mod server;
+pub mod sys;
+pub mod udp;
+
+pub use case::{run_fanout, FanoutResult, FanoutSpec, FlowResult};
+pub use hist::Histogram;
+pub use idle::{run_idle, IdleResult, IdleSpec};
+pub use server::{ServerKind, ServerProc};

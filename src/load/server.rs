@@ -1,0 +1,273 @@
+//! Starting and stopping the servers under test (chatd, and `ncat --chat` as the baseline), and
+//! recognising each one's greeting so a client is only counted once the server has accepted it.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+
+use super::sys;
+
+/// Which server a client is talking to: decides what its greeting looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerKind {
+    /// chatd, greeting with `* welcome … - you are NAME; …`.
+    Chatd,
+    /// `ncat --chat`, greeting with `<announce> … is connected as <userN>.`.
+    Ncat,
+}
+
+impl ServerKind {
+    /// Short name for tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerKind::Chatd => "chatd",
+            ServerKind::Ncat => "ncat",
+        }
+    }
+
+    /// True if `line` is the line this server sends a client it has just accepted.
+    pub fn is_greeting(self, line: &[u8]) -> bool {
+        match self {
+            ServerKind::Chatd => {
+                line.starts_with(b"* ") && memchr::memmem::find(line, b" - you are ").is_some()
+            }
+            ServerKind::Ncat => {
+                line.starts_with(b"<announce> ")
+                    && memchr::memmem::find(line, b" is connected as ").is_some()
+            }
+        }
+    }
+}
+
+/// Lines of a server's stderr kept for error messages.
+const LOG_TAIL: usize = 30;
+/// How long a server may take to report that it listens.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running server process. The child is killed when this is dropped (kill_on_drop), so an
+/// error anywhere in a case still cleans up.
+pub struct ServerProc {
+    /// Which server this is.
+    pub kind: ServerKind,
+    /// Its TCP address.
+    pub tcp: SocketAddr,
+    /// Its UDP address (chatd only).
+    pub udp: Option<SocketAddr>,
+    /// Its process id, for `/proc` readings.
+    pub pid: u32,
+    child: Child,
+    log: Arc<Mutex<VecDeque<String>>>,
+}
+
+/// What the stderr reader looks for.
+#[derive(Default)]
+struct Found {
+    tcp: Option<SocketAddr>,
+    udp: Option<SocketAddr>,
+}
+
+/// Extracts the address after `key` (e.g. `tcp=`) in a log line, ignoring colour codes around it.
+fn addr_after(line: &str, key: &str) -> Option<SocketAddr> {
+    let start = line.find(key)? + key.len();
+    let text: String = line[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']'))
+        .collect();
+    text.parse().ok()
+}
+
+/// Looks for `name` on PATH, so a missing ncat is reported plainly instead of as a spawn error.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+impl ServerProc {
+    /// Starts chatd at `bin` with `args` (which should ask for ports 0) and waits until it logs
+    /// both `listening tcp=ADDR` and, if `want_udp`, `listening udp=ADDR`.
+    pub async fn start_chatd(bin: &Path, args: &[&str], want_udp: bool) -> Result<ServerProc> {
+        let mut cmd = Command::new(bin);
+        cmd.args(args)
+            // Plain log lines are easier to parse; info level is enough for the listening lines.
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info");
+        Self::spawn(ServerKind::Chatd, cmd, move |line, found| {
+            if line.contains("listening") {
+                if let Some(a) = addr_after(line, "tcp=") {
+                    found.tcp = Some(a);
+                }
+                if let Some(a) = addr_after(line, "udp=") {
+                    found.udp = Some(a);
+                }
+            }
+            found.tcp.is_some() && (!want_udp || found.udp.is_some())
+        })
+        .await
+    }
+
+    /// Starts `ncat -l --chat` on a free loopback port, allowing `max_conns` clients (`-m`), and
+    /// waits for its `Listening on` line (it needs `-v` to print it).
+    pub async fn start_ncat(ncat: &Path, max_conns: usize) -> Result<ServerProc> {
+        // ncat prints no chosen port for port 0, so pick a free one; the gap until ncat binds it is
+        // short and nothing else on this machine hands out loopback ports at that rate.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut cmd = Command::new(ncat);
+        cmd.args(["-l", "--chat", "-v", "-m"])
+            .arg(max_conns.to_string())
+            .arg("127.0.0.1")
+            .arg(port.to_string());
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        Self::spawn(ServerKind::Ncat, cmd, move |line, found| {
+            if line.contains("Listening on") {
+                found.tcp = Some(addr);
+            }
+            found.tcp.is_some()
+        })
+        .await
+    }
+
+    async fn spawn(
+        kind: ServerKind,
+        mut cmd: Command,
+        mut ready: impl FnMut(&str, &mut Found) -> bool + Send + 'static,
+    ) -> Result<ServerProc> {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", kind.name()))?;
+        let pid = child
+            .id()
+            .ok_or_else(|| anyhow!("{} exited at once", kind.name()))?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| anyhow!("no stderr pipe"))?;
+        let log = Arc::new(Mutex::new(VecDeque::new()));
+        let (tx, rx) = oneshot::channel();
+        let tail = Arc::clone(&log);
+        // Keep draining stderr for the whole run: a server logging per connection into a full pipe
+        // would block and look slow.
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            let mut found = Found::default();
+            let mut tx = Some(tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if tx.is_some() && ready(&line, &mut found) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send((found.tcp, found.udp));
+                    }
+                }
+                if let Ok(mut tail) = tail.lock() {
+                    if tail.len() == LOG_TAIL {
+                        tail.pop_front();
+                    }
+                    tail.push_back(line);
+                }
+            }
+        });
+        let mut server = ServerProc {
+            kind,
+            tcp: ([127, 0, 0, 1], 0).into(),
+            udp: None,
+            pid,
+            child,
+            log,
+        };
+        match tokio::time::timeout(START_TIMEOUT, rx).await {
+            Ok(Ok((Some(tcp), udp))) => {
+                server.tcp = tcp;
+                server.udp = udp;
+                Ok(server)
+            }
+            Ok(_) => {
+                // stderr closed before the listening lines: the process died (e.g. a bad flag).
+                let status =
+                    tokio::time::timeout(Duration::from_secs(2), server.child.wait()).await;
+                bail!(
+                    "{} exited before listening ({status:?}); stderr:\n{}",
+                    kind.name(),
+                    server.log_tail()
+                )
+            }
+            Err(_) => bail!(
+                "{} did not report listening within {START_TIMEOUT:?}; stderr:\n{}",
+                kind.name(),
+                server.log_tail()
+            ),
+        }
+    }
+
+    /// The last lines the server wrote to stderr.
+    pub fn log_tail(&self) -> String {
+        self.log
+            .lock()
+            .map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n"))
+            .unwrap_or_default()
+    }
+
+    /// The server's CPU time so far, in nanoseconds.
+    pub fn cpu_ns(&self) -> Result<u64> {
+        sys::proc_cpu_ns(self.pid)
+    }
+
+    /// The server's resident memory, in KiB.
+    pub fn rss_kib(&self) -> Result<u64> {
+        sys::vm_rss_kib(self.pid)
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Kills the server and reaps it.
+    pub async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_listening_lines_with_or_without_colour() {
+        let plain = "2025-01-01T00:00:00Z  INFO chatd::server: listening tcp=127.0.0.1:40123";
+        assert_eq!(
+            addr_after(plain, "tcp="),
+            Some("127.0.0.1:40123".parse().unwrap())
+        );
+        let coloured = "\x1b[32m INFO\x1b[0m chatd: listening udp=127.0.0.1:5\x1b[0m";
+        assert_eq!(
+            addr_after(coloured, "udp="),
+            Some("127.0.0.1:5".parse().unwrap())
+        );
+        assert_eq!(addr_after(plain, "udp="), None);
+    }
+
+    #[test]
+    fn greetings() {
+        assert!(ServerKind::Chatd
+            .is_greeting(b"* welcome to chatd - you are 127.0.0.1:5; type /help for commands"));
+        assert!(!ServerKind::Chatd.is_greeting(b"* 127.0.0.1:6 joined"));
+        assert!(ServerKind::Ncat.is_greeting(b"<announce> 127.0.0.1 is connected as <user5>."));
+        assert!(!ServerKind::Ncat.is_greeting(b"<announce> already connected: nobody."));
+    }
+}

@@ -20,8 +20,19 @@ fn help_lists_the_options_and_version_prints_the_version() {
     let help = chatd(&["--help"]);
     assert!(help.status.success());
     let text = String::from_utf8_lossy(&help.stdout);
-    for option in ["--tcp", "--udp", "--bind", "--motd", "--heartbeat", "--max-line", "--rate"] {
-        assert!(text.contains(option), "--help should mention {option}:\n{text}");
+    for option in [
+        "--tcp",
+        "--udp",
+        "--bind",
+        "--motd",
+        "--heartbeat",
+        "--max-line",
+        "--rate",
+    ] {
+        assert!(
+            text.contains(option),
+            "--help should mention {option}:\n{text}"
+        );
     }
     let version = chatd(&["--version"]);
     assert!(version.status.success());

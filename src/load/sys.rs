@@ -222,12 +222,17 @@ mod tests {
     }
 
     #[test]
-    fn proc_stat_busy_excludes_idle_and_iowait() {
+    fn proc_stat_splits_process_interrupt_and_steal_time() {
         assert_eq!(
-            parse_busy_ticks("cpu  10 20 30 1000 500 1 2 3 0 0"),
-            Some(66)
+            parse_cpu_ticks("cpu  10 20 30 1000 500 1 2 3 0 0"),
+            Some(MachineCpu {
+                process_ns: 60,
+                irq_ns: 3,
+                steal_ns: 3,
+            })
         );
-        assert_eq!(parse_busy_ticks("cpu0 10 20 30 1000 500 1 2 3"), None);
+        assert_eq!(parse_cpu_ticks("cpu0 10 20 30 1000 500 1 2 3"), None);
+        assert_eq!(parse_cpu_ticks("cpu  10 20 30"), None, "too few fields");
     }
 
     #[test]

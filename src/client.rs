@@ -13,15 +13,15 @@ use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{self, Instant, MissedTickBehavior};
-use tokio_util::codec::{Decoder, FramedRead};
+use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn};
 
+use crate::codec::{Frame, LineCodec};
 use crate::protocol::{self, Command, Input, PING};
 
 /// Default longest input line, in bytes; matches the server's default `--max-line`.
@@ -618,108 +618,12 @@ fn challenge_cookie(line: &[u8]) -> Option<&[u8]> {
     plausible.then_some(cookie)
 }
 
-/// One item of a line-split byte stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Frame {
-    /// A line without its `\n` (and without a `\r` before it).
-    Line(Bytes),
-    /// A line longer than the limit; reported once, as soon as it is known,
-    /// and the rest of it is discarded.
-    TooLong,
-}
-
-/// Splits bytes into lines like `LinesCodec`, but yields raw bytes (so invalid
-/// UTF-8 is not an error that ends the stream) and reports over-long lines as
-/// items instead of errors.
-#[derive(Debug)]
-struct LineCodec {
-    max: usize,
-    /// Where to resume looking for `\n`; bytes before it were already searched.
-    next_index: usize,
-    /// Inside an over-long line that was already reported.
-    discarding: bool,
-}
-
-impl LineCodec {
-    fn new(max: usize) -> Self {
-        Self {
-            max,
-            next_index: 0,
-            discarding: false,
-        }
-    }
-
-    fn finish(&self, mut line: BytesMut) -> Frame {
-        if line.last() == Some(&b'\r') {
-            line.truncate(line.len() - 1);
-        }
-        if line.len() > self.max {
-            Frame::TooLong
-        } else {
-            Frame::Line(line.freeze())
-        }
-    }
-}
-
-impl Decoder for LineCodec {
-    type Item = Frame;
-    type Error = io::Error;
-
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, io::Error> {
-        loop {
-            let start = self.next_index.min(buf.len());
-            match buf[start..].iter().position(|&b| b == b'\n') {
-                Some(offset) => {
-                    let end = start + offset;
-                    self.next_index = 0;
-                    if self.discarding {
-                        self.discarding = false;
-                        buf.advance(end + 1);
-                        continue;
-                    }
-                    let mut line = buf.split_to(end + 1);
-                    line.truncate(end);
-                    return Ok(Some(self.finish(line)));
-                }
-                None if self.discarding => {
-                    buf.clear();
-                    self.next_index = 0;
-                    return Ok(None);
-                }
-                // One spare byte for a `\r` that may come before the `\n`.
-                None if buf.len() > self.max + 1 => {
-                    buf.clear();
-                    self.next_index = 0;
-                    self.discarding = true;
-                    return Ok(Some(Frame::TooLong));
-                }
-                None => {
-                    self.next_index = buf.len();
-                    return Ok(None);
-                }
-            }
-        }
-    }
-
-    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, io::Error> {
-        if let Some(frame) = self.decode(buf)? {
-            return Ok(Some(frame));
-        }
-        self.next_index = 0;
-        self.discarding = false;
-        if buf.is_empty() {
-            return Ok(None);
-        }
-        // The last line had no `\n`; it is still a line.
-        let line = buf.split();
-        Ok(Some(self.finish(line)))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
     use proptest::prelude::*;
+    use tokio_util::codec::Decoder;
 
     /// Decodes `chunks` fed one after another, then end of input.
     fn decode_all(max: usize, chunks: &[&[u8]]) -> Vec<Frame> {
@@ -751,14 +655,14 @@ mod tests {
                 if p.len() > max {
                     Frame::TooLong
                 } else {
-                    Frame::Line(Bytes::copy_from_slice(p))
+                    Frame::Line(BytesMut::from(p))
                 }
             })
             .collect()
     }
 
     fn line(s: &[u8]) -> Frame {
-        Frame::Line(Bytes::copy_from_slice(s))
+        Frame::Line(BytesMut::from(s))
     }
 
     #[test]

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use chatd::load::conn::Sources;
-use chatd::load::sys::NofileLimit;
-use chatd::load::{
+use loadgen::conn::Sources;
+use loadgen::sys::NofileLimit;
+use loadgen::{
     run_fanout, run_idle, FanoutResult, FanoutSpec, IdleResult, IdleSpec, ServerKind, ServerProc,
 };
 use serde::Serialize;
@@ -251,7 +251,7 @@ fn main() -> Result<()> {
     let quick = flag("FANOUT_QUICK");
     let mut notes = Vec::new();
     // Before any child is spawned, so chatd and ncat inherit the raised hard limit.
-    let nofile_limit = match chatd::load::sys::raise_nofile(NOFILE_WANT) {
+    let nofile_limit = match loadgen::sys::raise_nofile(NOFILE_WANT) {
         Ok(l) => {
             if !l.hard_raised {
                 notes.push(format!(
@@ -288,7 +288,7 @@ async fn run(
     let chatd_bin = std::env::var_os("FANOUT_CHATD")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_chatd")));
-    let ncat = chatd::load::server::find_on_path("ncat");
+    let ncat = loadgen::server::find_on_path("ncat");
     if ncat.is_none() {
         let msg = "ncat not found on PATH: the baseline needs nmap's ncat, install it with \
                    `apt-get install ncat`; running the chatd-only parts";

@@ -1,4 +1,4 @@
-//! Micro-benchmark of the UDP presence table (`chatd::presence::Presence<SocketAddr>`).
+//! Micro-benchmark of the UDP presence table (`chatd::guard::presence::Presence<SocketAddr>`).
 //!
 //! The heartbeat eviction task calls `expire(now)` whenever the earliest deadline passes; its
 //! cost must follow the number of peers that are actually overdue (E), not the number present
@@ -34,7 +34,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
 use std::time::{Duration, Instant as StdInstant};
 
-use chatd::presence::Presence;
+use chatd::guard::presence::Presence;
 use serde::Serialize;
 use tokio::time::Instant;
 

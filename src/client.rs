@@ -21,7 +21,7 @@ use tokio::time::{self, Instant, MissedTickBehavior};
 use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn};
 
-use crate::codec::{Frame, LineCodec};
+use crate::protocol::codec::{Frame, LineCodec};
 use crate::protocol::{self, Command, Input, PING};
 
 /// Default longest input line, in bytes; matches the server's default `--max-line`.

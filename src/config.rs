@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::limits::Rate;
+use crate::guard::limits::Rate;
 
 /// The `chatd` command line.
 #[derive(Debug, Clone, Parser)]

@@ -4,8 +4,8 @@
 use bytes::{Bytes, BytesMut};
 use tokio::sync::OwnedSemaphorePermit;
 
+use crate::guard::limits::{Admit, FloodGuard};
 use crate::hub::{Hub, MemberId, Outbox, Transport};
-use crate::limits::{Admit, FloodGuard};
 use crate::protocol::{self, Command, Input};
 
 use tokio::time::Instant;

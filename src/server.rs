@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ServerArgs};
 use crate::hub::Hub;
-use crate::{tcp, udp};
+use crate::transport::{tcp, udp};
 
 /// How long shutdown waits for connections to say goodbye before returning anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);

@@ -18,7 +18,7 @@
 use std::net::SocketAddr;
 
 use bytes::BytesMut;
-use chatd::codec::{Frame, LineCodec};
+use chatd::protocol::codec::{Frame, LineCodec};
 use chatd::protocol::{self, Command, Input, NickError};
 use proptest::prelude::*;
 use proptest::sample::{select, Index};

@@ -17,12 +17,12 @@ use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::codec::{Frame, LineCodec};
+use crate::guard::limits::Admit;
+use crate::guard::pacing::Cursor;
 use crate::hub::{DirectQueue, Event, Hub, MemberId, Outbox, Transport};
-use crate::limits::Admit;
 use crate::member::{Flow, Member};
-use crate::pacing::Cursor;
 use crate::protocol;
+use crate::protocol::codec::{Frame, LineCodec};
 
 /// Lines for one member (replies, private messages) that may wait before more are dropped.
 const DIRECT_QUEUE: usize = 64;
@@ -449,7 +449,7 @@ impl LagHistory {
 struct Progress {
     /// Room bytes up to the last event taken (see [`Event::end`]).
     batch_end: u64,
-    /// The next event to take, for pacing senders (see `crate::pacing`).
+    /// The next event to take, for pacing senders (see `crate::guard::pacing`).
     next: u64,
     /// The line number just past the last event taken, to count lines missed in a lag.
     line_next: Option<u64>,

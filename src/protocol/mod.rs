@@ -4,6 +4,8 @@
 //! Outgoing lines always end in `\n` and are built once per event as shared [`Bytes`], so a broadcast
 //! to thousands of members costs one allocation, not one per recipient.
 
+pub mod codec;
+
 use std::borrow::Cow;
 
 use bytes::{BufMut, Bytes, BytesMut};

@@ -13,12 +13,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::cookie::{unix_now, CookieJar};
+use crate::guard::cookie::{unix_now, CookieJar};
+use crate::guard::limits::Admit;
+use crate::guard::pacing::Cursor;
+use crate::guard::presence::Presence;
 use crate::hub::{Event, Hub, MemberId, Outbox, Transport};
-use crate::limits::Admit;
 use crate::member::{Flow, Member};
-use crate::pacing::Cursor;
-use crate::presence::Presence;
 use crate::protocol::{self, Command, Input};
 
 /// Big enough for any UDP payload, so an over-long datagram is seen whole and refused, never cut.
@@ -124,7 +124,7 @@ pub fn start(socket: UdpSocket, hub: Hub, shutdown: CancellationToken, tracker: 
         wake: Notify::new(),
     });
     // UDP sends never wait for a peer, so the fan-out is only ever behind for want of CPU: count it
-    // when pacing TCP senders (see `crate::pacing`), or a burst would overtake every UDP peer.
+    // when pacing TCP senders (see `crate::guard::pacing`), or a burst would overtake every UDP peer.
     let cursor = hub.track_reader(hub.next_seq());
     tracker.spawn(fan_out(
         cursor,

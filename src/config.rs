@@ -1,6 +1,7 @@
 //! Server configuration: the `chatd` command line (clap) and the settings the library runs with.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -63,6 +64,15 @@ pub struct ServerArgs {
     /// joining; use it on open networks.
     #[arg(long)]
     pub udp_validate: bool,
+    /// Chat lines each room keeps and replays to joiners (0 turns history off).
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub history: u32,
+    /// Keep history in this SQLite database (created if absent), so it survives a restart.
+    #[arg(long, value_name = "PATH")]
+    pub history_db: Option<PathBuf>,
+    /// Most rooms open at once, the lobby included.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_rooms: u32,
 }
 
 /// A byte limit that can be switched off.
@@ -127,6 +137,12 @@ pub struct Config {
     pub idle_timeout: OptionalDuration,
     /// Whether new UDP addresses must echo a cookie before joining.
     pub udp_validate: bool,
+    /// Chat lines each room keeps (0: no history).
+    pub history: usize,
+    /// Where history is kept across restarts; memory only when absent.
+    pub history_db: Option<PathBuf>,
+    /// Most rooms open at once.
+    pub max_rooms: usize,
 }
 
 impl Default for Config {
@@ -144,6 +160,9 @@ impl Default for Config {
             sendq: Some(1 << 20),
             idle_timeout: None,
             udp_validate: false,
+            history: 100,
+            history_db: None,
+            max_rooms: 1000,
         }
     }
 }
@@ -164,6 +183,9 @@ impl ServerArgs {
             sendq: self.sendq,
             idle_timeout: self.idle_timeout,
             udp_validate: self.udp_validate,
+            history: self.history as usize,
+            history_db: self.history_db.clone(),
+            max_rooms: self.max_rooms as usize,
         }
     }
 }

@@ -1,63 +1,23 @@
-//! The hub: the room's broadcast channel plus the registry of who is in it.
+//! The hub: the rooms by name and the registry of members, shared by every transport.
 //!
-//! [`Hub`] is a cheap-to-clone handle shared by every transport. Room traffic goes through one
-//! `tokio::sync::broadcast` channel of pre-formatted lines, so a message is formatted once and each
-//! reader keeps only a cursor into a bounded ring: a slow reader costs no memory beyond the ring and
-//! never slows the sender. Lines for one member only (replies, private messages) go to that member's
-//! [`Outbox`].
+//! [`Hub`] is a cheap-to-clone handle. It knows who is connected, under which name, and in which
+//! room; the rooms themselves ([`crate::room::Room`]) carry the traffic. Lines for one member only
+//! (replies, private messages) go to that member's [`Outbox`].
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use tokio::sync::{broadcast, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
-use crate::guard::pacing::{Cursor, Pacer};
-use crate::member::Member;
 pub use crate::outbox::{DirectQueue, Outbox};
 use crate::protocol;
-
-/// Identifies a member for the lifetime of the server; never reused.
-pub type MemberId = u64;
-
-/// The sender id of lines that come from the server itself.
-pub const SERVER: MemberId = 0;
-
-/// One room event: lines formatted once and shared by every recipient. Usually one line; chat
-/// lines one member sent together (read from its socket at once) travel as one event, so a burst
-/// costs each recipient one wake-up and one write instead of one per line.
-#[derive(Debug, Clone)]
-pub struct Event {
-    /// Who caused it, so the sender's own transport can skip it (no self-echo).
-    pub from: MemberId,
-    /// Position in the room's history, so a transport can skip events older than a member's join.
-    pub seq: u64,
-    /// Bytes the room had produced up to and including this line, so a writer can tell how far
-    /// behind it is in bytes (its send queue) without counting anything itself.
-    pub end: u64,
-    /// Number of the event's first line in the room's history (lines, not events), so a reader
-    /// that lagged can say exactly how many lines it missed.
-    pub line_no: u64,
-    /// How many lines the event holds.
-    pub lines: u32,
-    /// The complete outgoing lines, each ending in `\n`.
-    pub line: Bytes,
-}
-
-impl Event {
-    /// The line number just past this event's lines.
-    pub fn line_end(&self) -> u64 {
-        self.line_no + u64::from(self.lines)
-    }
-
-    /// The event's lines one by one, each with its `\n`.
-    pub fn each_line(&self) -> impl Iterator<Item = &[u8]> {
-        self.line.split_inclusive(|&b| b == b'\n')
-    }
-}
+pub use crate::room::{Event, MemberId, SERVER};
+use crate::room::{Room, RoomName, RoomNameError, Subscription};
+use crate::store::Store;
 
 /// How a member is connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +63,23 @@ pub enum RenameError {
     Taken(String),
 }
 
+/// Why a move to another room was refused; the member stays where it was.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoveError {
+    /// Malformed room name.
+    #[error(transparent)]
+    Name(#[from] RoomNameError),
+    /// `--max-rooms` rooms exist already.
+    #[error("too many rooms")]
+    TooManyRooms,
+    /// The member is in that room already.
+    #[error("you are already in #{0}")]
+    AlreadyThere(String),
+    /// The member is gone (it left while the command was handled).
+    #[error("you are not in any room")]
+    Gone,
+}
+
 /// One member as `/who` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberInfo {
@@ -112,11 +89,54 @@ pub struct MemberInfo {
     pub transport: Transport,
 }
 
+/// One room as `/rooms` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomInfo {
+    /// `#name`.
+    pub label: String,
+    /// Members in it now.
+    pub members: usize,
+}
+
+/// A seat the hub gave a new member: who it is and where it sits.
+pub struct Seat {
+    /// The member's id.
+    pub id: MemberId,
+    /// Its first name (from its address).
+    pub name: String,
+    /// The room it is in (the lobby).
+    pub room: Arc<Room>,
+    /// Its reading position in that room.
+    pub sub: Subscription,
+    /// Held to give the `--max-clients` slot back when the member goes.
+    pub slot: OwnedSemaphorePermit,
+}
+
+/// Where a member went: the new room and its reading position there, and where it left the old.
+pub struct Moved {
+    /// The room left.
+    pub from: Arc<Room>,
+    /// The old room's next event when the member left: events before it were still its own.
+    pub left_at: u64,
+    /// The room joined.
+    pub to: Arc<Room>,
+    /// The reading position in the new room, with the history to replay.
+    pub sub: Subscription,
+    /// Members in the new room besides the mover.
+    pub others: usize,
+}
+
 struct Entry {
     name: String,
     ip: IpAddr,
     transport: Transport,
     outbox: Outbox,
+    room: Arc<Room>,
+}
+
+struct RoomEntry {
+    room: Arc<Room>,
+    members: usize,
 }
 
 #[derive(Default)]
@@ -125,58 +145,73 @@ struct Registry {
     /// Lower-cased names, so `Bob` and `bob` cannot both exist.
     names: HashMap<String, MemberId>,
     per_ip: HashMap<IpAddr, usize>,
+    /// Open rooms by lower-cased name; the lobby is always here.
+    rooms: HashMap<String, RoomEntry>,
     next_id: MemberId,
 }
 
-/// A room: one broadcast channel. chatd ships a single room; named rooms would be more of these,
-/// keyed by name in the hub, with each member remembering which one it is in.
-struct Room {
-    tx: broadcast::Sender<Event>,
-}
-
-#[derive(Default)]
-struct Totals {
-    bytes: u64,
-    lines: u64,
+impl Registry {
+    /// One member fewer in `room`; a room other than the lobby closes when it empties.
+    fn vacate(&mut self, room: &Room) {
+        let key = &room.name().key;
+        let Some(entry) = self.rooms.get_mut(key) else {
+            return;
+        };
+        entry.members = entry.members.saturating_sub(1);
+        if entry.members == 0 && key != crate::room::LOBBY {
+            if let Some(closed) = self.rooms.remove(key) {
+                closed.room.archive();
+            }
+        }
+    }
 }
 
 struct Shared {
-    lobby: Room,
     /// A std mutex, not tokio's: it is never held across an `.await`, and every critical section is a
-    /// few map operations, so blocking briefly is cheaper than an async lock.
+    /// few map operations, so blocking briefly is cheaper than an async lock. Lock order: the
+    /// registry, then a room's state, never the other way round.
     registry: Mutex<Registry>,
+    lobby: Arc<Room>,
     slots: Arc<Semaphore>,
     closing: AtomicBool,
-    next_seq: AtomicU64,
-    /// Totals of room bytes and lines so far; updated under the broadcast send, so offsets are in
-    /// channel order.
-    totals: Mutex<Totals>,
-    pacer: Arc<Pacer>,
+    store: Store,
     config: Config,
 }
 
-/// Cheap-to-clone handle to the room and its members.
+/// Cheap-to-clone handle to the rooms and their members.
 #[derive(Clone)]
 pub struct Hub {
     shared: Arc<Shared>,
 }
 
 impl Hub {
-    /// A hub with the given limits and greeting.
-    pub fn new(config: Config) -> Hub {
-        let (tx, _) = broadcast::channel(config.backlog.max(1));
+    /// A hub with the given limits and greeting, keeping history in `store`.
+    pub fn new(config: Config, store: Store) -> Hub {
+        let lobby = Arc::new(Room::new(
+            RoomName::lobby(),
+            config.backlog,
+            config.history,
+            store.clone(),
+        ));
+        let mut rooms = HashMap::new();
+        rooms.insert(
+            lobby.name().key.clone(),
+            RoomEntry {
+                room: Arc::clone(&lobby),
+                members: 0,
+            },
+        );
         Hub {
             shared: Arc::new(Shared {
-                lobby: Room { tx },
                 registry: Mutex::new(Registry {
                     next_id: SERVER + 1,
+                    rooms,
                     ..Registry::default()
                 }),
+                lobby,
                 slots: Arc::new(Semaphore::new(config.max_clients)),
                 closing: AtomicBool::new(false),
-                next_seq: AtomicU64::new(1),
-                totals: Mutex::default(),
-                pacer: Arc::default(),
+                store,
                 config,
             }),
         }
@@ -187,59 +222,41 @@ impl Hub {
         &self.shared.config
     }
 
-    /// A new reader of room events; subscribe before joining so nothing after the join is missed.
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.shared.lobby.tx.subscribe()
+    /// The history store.
+    pub fn store(&self) -> &Store {
+        &self.shared.store
     }
 
-    /// Counts a reader of room events, which will next read event `next` (see [`crate::guard::pacing`]).
-    pub fn track_reader(&self, next: u64) -> Cursor {
-        self.shared.pacer.track(next)
-    }
-
-    /// The position the next room event will have.
-    pub fn next_seq(&self) -> u64 {
-        self.shared.next_seq.load(Ordering::Relaxed)
-    }
-
-    /// Holds a sender back (briefly, boundedly) while a reader that is keeping up is more than half
-    /// the room's backlog behind, so a burst slows its senders instead of overtaking readers.
-    pub async fn pace_sender(&self) {
-        let capacity = self.shared.config.backlog.max(1) as u64;
-        let high = (capacity / 2).max(1);
-        // The ring's length bounds every reader's distance and costs no scan: nearly always enough.
-        if (self.shared.lobby.tx.len() as u64) < high {
-            return;
-        }
-        self.shared
-            .pacer
-            .wait(|| self.next_seq(), high, capacity / 4)
-            .await;
+    /// The room everyone starts in.
+    pub fn lobby(&self) -> &Arc<Room> {
+        &self.shared.lobby
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry> {
         // A panic while holding the lock cannot leave the maps half-updated in a way that matters
-        // more than losing the whole room, so keep serving with whatever is there.
+        // more than losing the whole server, so keep serving with whatever is there.
         self.shared
             .registry
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Adds a member named after its address, greets it and tells the room.
+    /// Seats a new member in the lobby, named after its address, greets it (welcome, then the
+    /// lobby's history) and tells the lobby.
     pub fn join(
         &self,
         transport: Transport,
         addr: SocketAddr,
-        outbox: Outbox,
-    ) -> Result<Member, JoinError> {
+        outbox: &Outbox,
+    ) -> Result<Seat, JoinError> {
         if self.is_closing() {
             return Err(JoinError::ShuttingDown);
         }
-        let permit: OwnedSemaphorePermit = Arc::clone(&self.shared.slots)
+        let slot: OwnedSemaphorePermit = Arc::clone(&self.shared.slots)
             .try_acquire_owned()
             .map_err(|_| JoinError::Full)?;
-        let (id, name) = {
+        let lobby = Arc::clone(&self.shared.lobby);
+        let (id, name, sub) = {
             let mut registry = self.registry();
             let from_ip = registry.per_ip.entry(addr.ip()).or_insert(0);
             if *from_ip >= self.shared.config.max_per_ip {
@@ -264,27 +281,102 @@ impl Hub {
                     ip: addr.ip(),
                     transport,
                     outbox: outbox.clone(),
+                    room: Arc::clone(&lobby),
                 },
             );
-            (id, name)
+            if let Some(entry) = registry.rooms.get_mut(&lobby.name().key) {
+                entry.members += 1;
+            }
+            // Subscribing under the registry lock: the join notice below comes after the seam.
+            (id, name, lobby.subscribe(self.shared.config.history))
         };
-        let since = self.shared.next_seq.load(Ordering::Relaxed);
         outbox.send(protocol::welcome(&self.shared.config.motd, &name));
-        self.broadcast(id, protocol::notice(&format!("{name} joined")));
+        lobby.broadcast(id, protocol::notice(&format!("{name} joined")));
         tracing::debug!(%addr, %name, transport = transport.as_str(), "joined");
-        Ok(Member::new(
-            self.clone(),
+        Ok(Seat {
             id,
             name,
-            transport,
-            outbox,
-            permit,
-            since,
-        ))
+            room: lobby,
+            sub,
+            slot,
+        })
     }
 
-    /// Removes a member and, unless the server is shutting down, tells the room why it left.
-    pub(crate) fn leave(&self, id: MemberId, reason: Option<&str>) {
+    /// Moves a member to the room named `to`, creating it on demand; the old room sees it leave
+    /// and the new one sees it join.
+    pub fn move_member(&self, id: MemberId, to: &str) -> Result<Moved, MoveError> {
+        let name = RoomName::parse(to)?;
+        let (from, to, sub, left_at, others, who) = {
+            let mut registry = self.registry();
+            let Some(current) = registry.members.get(&id).map(|e| Arc::clone(&e.room)) else {
+                return Err(MoveError::Gone);
+            };
+            if current.name().key == name.key {
+                return Err(MoveError::AlreadyThere(current.name().display.clone()));
+            }
+            let target = match registry.rooms.get(&name.key) {
+                Some(entry) => Arc::clone(&entry.room),
+                None => {
+                    if registry.rooms.len() >= self.shared.config.max_rooms {
+                        return Err(MoveError::TooManyRooms);
+                    }
+                    let config = &self.shared.config;
+                    let room = Arc::new(Room::new(
+                        name.clone(),
+                        config.backlog,
+                        config.history,
+                        self.shared.store.clone(),
+                    ));
+                    registry.rooms.insert(
+                        name.key.clone(),
+                        RoomEntry {
+                            room: Arc::clone(&room),
+                            members: 0,
+                        },
+                    );
+                    room
+                }
+            };
+            let others = registry
+                .rooms
+                .get_mut(&name.key)
+                .map(|entry| {
+                    entry.members += 1;
+                    entry.members - 1
+                })
+                .unwrap_or(0);
+            let who = match registry.members.get_mut(&id) {
+                Some(entry) => {
+                    entry.room = Arc::clone(&target);
+                    entry.name.clone()
+                }
+                None => return Err(MoveError::Gone),
+            };
+            // The seam in the old room: everything before this was sent while the member was there.
+            let left_at = current.next_seq();
+            registry.vacate(&current);
+            let sub = target.subscribe(self.shared.config.history);
+            (current, target, sub, left_at, others, who)
+        };
+        from.broadcast(
+            id,
+            protocol::notice(&format!("{who} left {}", from.label())),
+        );
+        to.broadcast(
+            id,
+            protocol::notice(&format!("{who} joined {}", to.label())),
+        );
+        Ok(Moved {
+            from,
+            left_at,
+            to,
+            sub,
+            others,
+        })
+    }
+
+    /// Removes a member and, unless the server is shutting down, tells its room why it left.
+    pub fn leave(&self, id: MemberId, reason: Option<&str>) {
         let entry = {
             let mut registry = self.registry();
             let entry = registry.members.remove(&id);
@@ -296,6 +388,7 @@ impl Hub {
                         registry.per_ip.remove(&entry.ip);
                     }
                 }
+                registry.vacate(&entry.room);
             }
             entry
         };
@@ -306,12 +399,12 @@ impl Hub {
                 Some(reason) => format!("{} left ({reason})", entry.name),
                 None => format!("{} left", entry.name),
             };
-            self.broadcast(id, protocol::notice(&text));
+            entry.room.broadcast(id, protocol::notice(&text));
         }
     }
 
     /// Renames a member; returns the old name.
-    pub(crate) fn rename(&self, id: MemberId, new: &str) -> Result<String, RenameError> {
+    pub fn rename(&self, id: MemberId, new: &str) -> Result<String, RenameError> {
         protocol::validate_nick(new)?;
         let key = new.to_ascii_lowercase();
         let mut registry = self.registry();
@@ -328,42 +421,31 @@ impl Hub {
         Ok(old)
     }
 
-    /// Sends a room line to every member but `from`.
-    pub fn broadcast(&self, from: MemberId, line: Bytes) {
-        self.broadcast_lines(from, line, 1);
-    }
-
-    /// Sends `count` complete room lines, concatenated in `lines`, to every member but `from`.
-    pub fn broadcast_lines(&self, from: MemberId, lines: Bytes, count: u32) {
-        // No receivers is not an error: an empty room simply drops the lines.
-        // The totals' lock also orders the sends, so `end` and `line_no` grow along the channel.
-        let mut totals = self.totals();
-        totals.bytes += lines.len() as u64;
-        let line_no = totals.lines;
-        totals.lines += u64::from(count);
-        let seq = self.shared.next_seq.fetch_add(1, Ordering::Relaxed);
-        let _ = self.shared.lobby.tx.send(Event {
-            from,
-            seq,
-            end: totals.bytes,
-            line_no,
-            lines: count,
-            line: lines,
-        });
-    }
-
-    fn totals(&self) -> MutexGuard<'_, Totals> {
-        self.shared.totals.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Finds a member by (case-insensitive) name.
-    pub(crate) fn find(&self, name: &str) -> Option<(MemberId, Outbox)> {
+    /// Finds a member by (case-insensitive) name, in any room.
+    pub fn find(&self, name: &str) -> Option<(MemberId, Outbox)> {
         let registry = self.registry();
         let id = *registry.names.get(&name.to_ascii_lowercase())?;
         registry.members.get(&id).map(|e| (id, e.outbox.clone()))
     }
 
-    /// Everyone in the room, sorted by name.
+    /// Everyone in `room`, sorted by name.
+    pub fn members_in(&self, room: &Room) -> Vec<MemberInfo> {
+        let key = &room.name().key;
+        let mut list: Vec<MemberInfo> = self
+            .registry()
+            .members
+            .values()
+            .filter(|e| &e.room.name().key == key)
+            .map(|e| MemberInfo {
+                name: e.name.clone(),
+                transport: e.transport,
+            })
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+
+    /// Everyone on the server, sorted by name.
     pub fn members(&self) -> Vec<MemberInfo> {
         let mut list: Vec<MemberInfo> = self
             .registry()
@@ -378,25 +460,49 @@ impl Hub {
         list
     }
 
-    /// Total bytes of room lines produced so far (see [`Event::end`]).
-    pub fn bytes_produced(&self) -> u64 {
-        self.totals().bytes
+    /// The open rooms with their member counts, busiest first, then by name.
+    pub fn rooms(&self) -> Vec<RoomInfo> {
+        let mut list: Vec<RoomInfo> = self
+            .registry()
+            .rooms
+            .values()
+            .map(|e| RoomInfo {
+                label: e.room.label(),
+                members: e.members,
+            })
+            .collect();
+        list.sort_by(|a, b| b.members.cmp(&a.members).then(a.label.cmp(&b.label)));
+        list
     }
 
-    /// Room lines produced so far: the number the next room line will have.
-    pub fn lines_produced(&self) -> u64 {
-        self.totals().lines
+    /// The open room named `name` (any case, optional `#`), if there is one.
+    pub fn room(&self, name: &str) -> Option<Arc<Room>> {
+        let name = RoomName::parse(name).ok()?;
+        self.registry()
+            .rooms
+            .get(&name.key)
+            .map(|e| Arc::clone(&e.room))
     }
 
-    /// How many members are in the room.
+    /// How many members are connected.
     pub fn member_count(&self) -> usize {
         self.registry().members.len()
     }
 
-    /// Tells everyone the server is going away; from now on joins are refused and leaves are silent.
+    /// Tells every room the server is going away; from now on joins are refused and leaves are
+    /// silent.
     pub fn announce_shutdown(&self) {
         self.shared.closing.store(true, Ordering::SeqCst);
-        self.broadcast(SERVER, protocol::notice("server shutting down"));
+        let rooms: Vec<Arc<Room>> = self
+            .registry()
+            .rooms
+            .values()
+            .map(|e| Arc::clone(&e.room))
+            .collect();
+        let line: Bytes = protocol::notice("server shutting down");
+        for room in rooms {
+            room.broadcast(SERVER, line.clone());
+        }
     }
 
     /// True once [`Hub::announce_shutdown`] has been called.

@@ -22,5 +22,7 @@ pub mod hub;
 pub mod member;
 pub mod outbox;
 pub mod protocol;
+pub mod room;
 pub mod server;
+pub mod store;
 pub mod transport;

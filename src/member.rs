@@ -1,17 +1,26 @@
-//! One member's session, whatever its transport: applies parsed input (chat and commands) to the hub.
-//! The TCP and UDP adapters only frame bytes and hand them here, so every rule lives once.
+//! One member's session, whatever its transport: applies parsed input (chat and commands) to its
+//! room and the hub. The TCP and UDP adapters only frame bytes and hand them here, so every rule
+//! lives once.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 
 use crate::guard::limits::{Admit, FloodGuard};
-use crate::hub::{Hub, MemberId, Outbox, Transport};
-use crate::protocol::{self, Command, Input};
-
-use tokio::time::Instant;
+use crate::hub::{Hub, JoinError, MemberId, Moved, Outbox, Transport};
+use crate::outbox::RoomSwitch;
+use crate::protocol::{self, Command, HistoryRequest, Input};
+use crate::room::history::{replay_line, HistoryLine};
+use crate::room::{Room, Subscription};
 
 /// Most `/who` lines sent at once; a huge room gets a count of the rest instead.
 const WHO_LIMIT: usize = 100;
+/// Most `/rooms` lines sent at once.
+const ROOMS_LIMIT: usize = 100;
 /// Gathered chat bytes past which they are published without waiting for the end of the read.
 const GATHER_LIMIT: usize = 16 * 1024;
 
@@ -24,48 +33,83 @@ pub enum Flow {
     Quit,
 }
 
-/// A member of the room. Leaving happens on [`Member::leave`], on `/quit`, or when it is dropped.
+/// A move the transport has to follow (UDP: its fan-out rosters; TCP follows through its queue).
+pub struct Relocation {
+    /// The room left.
+    pub from: Arc<Room>,
+    /// The first event of the old room that was the member's.
+    pub from_since: u64,
+    /// Events of the old room before this one were still the member's.
+    pub left_at: u64,
+    /// The first event of the new room that is the member's.
+    pub since: u64,
+    /// The new room's events from `since` on (UDP only; a TCP writer gets its own).
+    pub events: Option<tokio::sync::broadcast::Receiver<crate::room::Event>>,
+}
+
+/// A member of a room. Leaving happens on [`Member::leave`], on `/quit`, or when it is dropped.
 pub struct Member {
     hub: Hub,
     id: MemberId,
     name: String,
     transport: Transport,
     outbox: Outbox,
+    room: Arc<Room>,
     gone: bool,
     since: u64,
     flood: FloodGuard,
     /// Chat lines gathered by [`Member::gather`] and not yet published, and how many.
     gathered: BytesMut,
     gathered_lines: u32,
+    /// Set by a `/join` until the transport takes it.
+    relocated: Option<Relocation>,
+    show_ids: bool,
     /// Held only to give the slot back when the member goes.
     slot: Option<OwnedSemaphorePermit>,
 }
 
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 impl Member {
-    pub(crate) fn new(
-        hub: Hub,
-        id: MemberId,
-        name: String,
+    /// Seats a new member in the lobby: it is greeted, gets the lobby's history, and the lobby is
+    /// told. Returns the member and its reading position in the lobby.
+    pub fn join(
+        hub: &Hub,
         transport: Transport,
+        addr: SocketAddr,
         outbox: Outbox,
-        slot: OwnedSemaphorePermit,
-        since: u64,
-    ) -> Member {
+    ) -> Result<(Member, Subscription), JoinError> {
+        let seat = hub.join(transport, addr, &outbox)?;
         let config = hub.config();
         let flood = FloodGuard::new(config.rate, config.burst, config.flood_kick, Instant::now());
-        Member {
-            hub,
-            id,
-            name,
+        let mut sub = seat.sub;
+        let member = Member {
+            hub: hub.clone(),
+            id: seat.id,
+            name: seat.name,
             transport,
             outbox,
+            room: seat.room,
             gone: false,
-            since,
+            since: sub.since,
             flood,
             gathered: BytesMut::new(),
             gathered_lines: 0,
-            slot: Some(slot),
+            relocated: None,
+            show_ids: false,
+            slot: Some(seat.slot),
+        };
+        let history = std::mem::take(&mut sub.history);
+        if !history.is_empty() {
+            for line in member.history_block(&history, 0) {
+                member.reply(line);
+            }
         }
+        Ok((member, sub))
     }
 
     /// The member's id, used to skip its own events.
@@ -73,7 +117,7 @@ impl Member {
         self.id
     }
 
-    /// The first room event this member should see; earlier ones predate its join.
+    /// The first event of its current room this member should see; earlier ones predate its join.
     pub fn since(&self) -> u64 {
         self.since
     }
@@ -81,6 +125,21 @@ impl Member {
     /// The member's current name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The room the member is in.
+    pub fn room(&self) -> &Arc<Room> {
+        &self.room
+    }
+
+    /// Whether the member asked to see history ids on chat lines (`/ids on`).
+    pub fn shows_ids(&self) -> bool {
+        self.show_ids
+    }
+
+    /// The last room move, once: transports that keep their own rosters follow it.
+    pub fn take_relocation(&mut self) -> Option<Relocation> {
+        self.relocated.take()
     }
 
     /// Sends a line to this member only; false when its queue is full.
@@ -133,8 +192,8 @@ impl Member {
         if self.gathered_lines > 0 {
             // Take the buffer whole, so an idle member keeps no allocation behind.
             let lines = std::mem::take(&mut self.gathered).freeze();
-            self.hub
-                .broadcast_lines(self.id, lines, std::mem::take(&mut self.gathered_lines));
+            self.room
+                .say(self.id, lines, std::mem::take(&mut self.gathered_lines));
         }
     }
 
@@ -147,6 +206,20 @@ impl Member {
             Command::Nick(new) => self.rename(&new),
             Command::Who => self.who(),
             Command::Msg { to, text } => self.private(&to, &text),
+            Command::Join(room) => self.move_to(&room),
+            Command::Rooms => self.rooms(),
+            Command::History(request) => self.history(request),
+            Command::Ids(on) => {
+                self.show_ids = on;
+                if let Outbox::Tcp(queue) = &self.outbox {
+                    queue.set_show_ids(on);
+                }
+                self.reply(protocol::notice(if on {
+                    "message ids on: chat lines start with #ID"
+                } else {
+                    "message ids off"
+                }));
+            }
             Command::Help => {
                 for line in protocol::HELP {
                     self.reply(protocol::notice(line));
@@ -170,7 +243,7 @@ impl Member {
             Ok(old) => {
                 self.name = new.to_string();
                 self.reply(protocol::notice(&format!("you are now known as {new}")));
-                self.hub.broadcast(
+                self.room.broadcast(
                     self.id,
                     protocol::notice(&format!("{old} is now known as {new}")),
                 );
@@ -181,8 +254,149 @@ impl Member {
         }
     }
 
+    fn move_to(&mut self, to: &str) {
+        let moved = match self.hub.move_member(self.id, to) {
+            Ok(moved) => moved,
+            Err(e) => {
+                self.reply(protocol::error(&e.to_string()));
+                return;
+            }
+        };
+        let Moved {
+            from,
+            left_at,
+            to,
+            mut sub,
+            others,
+        } = moved;
+        self.room = Arc::clone(&to);
+        let from_since = std::mem::replace(&mut self.since, sub.since);
+        let history = std::mem::take(&mut sub.history);
+        let mut lines = vec![protocol::notice(&format!(
+            "you are in {} with {others} other{}",
+            to.label(),
+            if others == 1 { "" } else { "s" }
+        ))];
+        if !history.is_empty() {
+            lines.extend(self.history_block(&history, 0));
+        }
+        let mut relocation = Relocation {
+            from,
+            from_since,
+            left_at,
+            since: sub.since,
+            events: None,
+        };
+        match &self.outbox {
+            // The writer switches rooms in order with this member's other lines and its
+            // replies: the switch first, so the notice and history come after the old room's
+            // last lines and before the new room's first.
+            Outbox::Tcp(queue) => {
+                queue.push_switch(RoomSwitch {
+                    room: to,
+                    sub,
+                    left_at,
+                });
+                for line in lines {
+                    queue.push(line);
+                }
+            }
+            Outbox::Udp(..) => {
+                relocation.events = Some(sub.events);
+                for line in lines {
+                    self.reply(line);
+                }
+            }
+        }
+        self.relocated = Some(relocation);
+    }
+
+    fn rooms(&self) {
+        let rooms = self.hub.rooms();
+        self.reply(protocol::notice(&format!("{} rooms:", rooms.len())));
+        for room in rooms.iter().take(ROOMS_LIMIT) {
+            let here = if room.label == self.room.label() {
+                " (you are here)"
+            } else {
+                ""
+            };
+            self.reply(protocol::notice(&format!(
+                "  {} ({} member{}){here}",
+                room.label,
+                room.members,
+                if room.members == 1 { "" } else { "s" }
+            )));
+        }
+        if rooms.len() > ROOMS_LIMIT {
+            self.reply(protocol::notice(&format!(
+                "  ... and {} more",
+                rooms.len() - ROOMS_LIMIT
+            )));
+        }
+    }
+
+    fn history(&self, request: HistoryRequest) {
+        let keep = self.hub.config().history;
+        if keep == 0 {
+            self.reply(protocol::notice("history is off on this server"));
+            return;
+        }
+        let (gone, lines) = match request {
+            HistoryRequest::Last(n) => (0, self.room.recent(n.unwrap_or(keep))),
+            HistoryRequest::Since(id) => {
+                let replay = self.room.since(id);
+                (replay.gone, replay.lines)
+            }
+        };
+        if lines.is_empty() && gone == 0 {
+            self.reply(protocol::notice(&format!(
+                "no messages in {} after that (next id {})",
+                self.room.label(),
+                self.room.next_id()
+            )));
+            return;
+        }
+        for line in self.history_block(&lines, gone) {
+            self.reply(line);
+        }
+    }
+
+    /// The replay of `lines`: a header naming the room and the ids, a notice for lines that are
+    /// gone, the lines with their times, and an end marker.
+    fn history_block(&self, lines: &[HistoryLine], gone: u64) -> Vec<Bytes> {
+        let now = now_ms();
+        let mut out = Vec::with_capacity(lines.len() + 3);
+        let range = match (lines.first(), lines.last()) {
+            (Some(first), Some(last)) => format!(" (ids {}-{})", first.id, last.id),
+            _ => String::new(),
+        };
+        out.push(protocol::notice(&format!(
+            "last {} message{} in {}{range}",
+            lines.len(),
+            if lines.len() == 1 { "" } else { "s" },
+            self.room.label()
+        )));
+        if gone > 0 {
+            out.push(protocol::notice(&format!(
+                "{gone} earlier message{} {} gone",
+                if gone == 1 { "" } else { "s" },
+                if gone == 1 { "is" } else { "are" }
+            )));
+        }
+        for line in lines {
+            let replayed = replay_line(line, now);
+            out.push(if self.show_ids {
+                protocol::with_id(line.id, &replayed)
+            } else {
+                replayed
+            });
+        }
+        out.push(protocol::notice("end of history"));
+        out
+    }
+
     fn who(&self) {
-        let members = self.hub.members();
+        let members = self.hub.members_in(&self.room);
         self.reply(protocol::notice(&format!("{} here:", members.len())));
         for member in members.iter().take(WHO_LIMIT) {
             let me = if member.name == self.name {
@@ -229,7 +443,7 @@ impl Member {
         }
     }
 
-    /// Leaves the room, telling the others why (`* NAME left (reason)`).
+    /// Leaves, telling the room why (`* NAME left (reason)`).
     pub fn leave(mut self, reason: Option<&str>) {
         self.leave_now(reason);
     }

@@ -3,11 +3,35 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
+
+use crate::room::{Room, Subscription};
+
+/// A TCP member's move to another room, queued in order with its direct lines so its writer
+/// switches rooms exactly between the replies before the move and those after.
+#[derive(Debug)]
+pub struct RoomSwitch {
+    /// The room joined.
+    pub room: Arc<Room>,
+    /// The reading position there (history included).
+    pub sub: Subscription,
+    /// The old room's events before this one were still the member's.
+    pub left_at: u64,
+}
+
+/// One item waiting for a TCP member's writer.
+#[derive(Debug)]
+pub enum Direct {
+    /// Complete lines for this member only.
+    Line(Bytes),
+    /// Follow the member into another room.
+    Switch(Box<RoomSwitch>),
+}
 
 /// Where lines meant for one member go.
 #[derive(Debug, Clone)]
@@ -34,9 +58,11 @@ impl Outbox {
 /// time, and this is per connection.
 #[derive(Debug)]
 pub struct DirectQueue {
-    lines: Mutex<VecDeque<Bytes>>,
+    lines: Mutex<VecDeque<Direct>>,
     ready: Notify,
     capacity: usize,
+    /// `/ids on`: the writer prefixes chat lines with their history ids.
+    show_ids: AtomicBool,
 }
 
 impl DirectQueue {
@@ -46,10 +72,11 @@ impl DirectQueue {
             lines: Mutex::new(VecDeque::new()),
             ready: Notify::new(),
             capacity,
+            show_ids: AtomicBool::new(false),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, VecDeque<Bytes>> {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Direct>> {
         self.lines.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -60,15 +87,32 @@ impl DirectQueue {
             if lines.len() >= self.capacity {
                 return false;
             }
-            lines.push_back(line);
+            lines.push_back(Direct::Line(line));
         }
         // Stores a permit if the writer is not waiting yet, so no wake-up is lost.
         self.ready.notify_one();
         true
     }
 
-    /// Takes the oldest line, if any, without waiting.
-    pub fn try_pop(&self) -> Option<Bytes> {
+    /// Whether the member wants history ids on chat lines.
+    pub fn show_ids(&self) -> bool {
+        self.show_ids.load(Ordering::Relaxed)
+    }
+
+    /// Sets whether the member wants history ids on chat lines.
+    pub fn set_show_ids(&self, on: bool) {
+        self.show_ids.store(on, Ordering::Relaxed);
+    }
+
+    /// Queues a room switch. Never refused: it is one per `/join`, which flood control paces,
+    /// and losing it would leave the writer in the wrong room.
+    pub fn push_switch(&self, switch: RoomSwitch) {
+        self.lock().push_back(Direct::Switch(Box::new(switch)));
+        self.ready.notify_one();
+    }
+
+    /// Takes the oldest item, if any, without waiting.
+    pub fn try_pop(&self) -> Option<Direct> {
         let mut lines = self.lock();
         let line = lines.pop_front();
         if lines.is_empty() && lines.capacity() > 0 {
@@ -78,8 +122,8 @@ impl DirectQueue {
         line
     }
 
-    /// Waits for and takes the oldest line.
-    pub async fn pop(&self) -> Bytes {
+    /// Waits for and takes the oldest item.
+    pub async fn pop(&self) -> Direct {
         loop {
             if let Some(line) = self.try_pop() {
                 return line;

@@ -12,6 +12,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ServerArgs};
 use crate::hub::Hub;
+use crate::store::sqlite::OpenError;
+use crate::store::Store;
 use crate::transport::{tcp, udp};
 
 /// How long shutdown waits for connections to say goodbye before returning anyway.
@@ -51,10 +53,30 @@ impl Listeners {
     }
 }
 
-/// Serves until `shutdown` completes, then tells every member, closes every socket and returns once
-/// all tasks have finished (or after a short grace period).
-pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future) {
-    let hub = Hub::new(config);
+/// Opens the history store the configuration asks for: the SQLite database of `--history-db`, or
+/// memory. A database that cannot be opened is an error here, before anyone connects.
+pub fn open_store(config: &Config) -> Result<Store, OpenError> {
+    match &config.history_db {
+        Some(path) => Store::sqlite(path, config.history, config.max_rooms),
+        None => Ok(Store::memory(config.max_rooms)),
+    }
+}
+
+/// Opens the history store, then serves until `shutdown` completes (see [`serve`]).
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future,
+) -> Result<(), OpenError> {
+    let store = open_store(&config)?;
+    serve(config, store, listeners, shutdown).await;
+    Ok(())
+}
+
+/// Serves until `shutdown` completes, then tells every member, closes every socket, stores the
+/// last history and returns once all tasks have finished (or after a short grace period).
+pub async fn serve(config: Config, store: Store, listeners: Listeners, shutdown: impl Future) {
+    let hub = Hub::new(config, store.clone());
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
     let (tcp_addr, udp_addr) = (listeners.tcp_addr(), listeners.udp_addr());
@@ -87,6 +109,10 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future) {
     {
         tracing::warn!("some connections did not finish in time; dropping them");
     }
+    drop(hub);
+    store.close(SHUTDOWN_GRACE).await;
+    let (written, dropped) = crate::store::counts(store.stats());
+    tracing::info!(written, dropped, "history stored");
 }
 
 /// Raises the open-file soft limit to the hard limit, so the server can hold as many connections as

@@ -81,7 +81,8 @@ async fn either_flag_alone_serves_only_that_transport() {
     tokio::time::timeout(timeout, server)
         .await
         .expect("server stops in time")
-        .expect("server task");
+        .expect("server task")
+        .expect("server runs");
 
     let args: ServerArgs = "--udp 0 --bind 127.0.0.1".parse().expect("args");
     let udp_only = Listeners::bind(&args).await.expect("bind");

@@ -36,9 +36,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
     }
+    let config = args.config();
+    // Before binding: a database that cannot be opened is a startup error, not a later surprise.
+    let store = server::open_store(&config)?;
     let signal = shutdown_signal()?;
     let listeners = Listeners::bind(&args).await?;
-    server::run(args.config(), listeners, signal).await;
+    server::serve(config, store, listeners, signal).await;
     Ok(())
 }
 

@@ -45,10 +45,27 @@ pub enum Command {
     Msg { to: String, text: String },
     /// `/help`: list the commands.
     Help,
+    /// `/join ROOM`: move to another room (created on demand).
+    Join(String),
+    /// `/rooms`: list the open rooms and how many are in each.
+    Rooms,
+    /// `/history [N]` or `/history since ID`: replay the room's recent lines.
+    History(HistoryRequest),
+    /// `/ids on|off`: show each chat line's history id, so a client can catch up later.
+    Ids(bool),
     /// A command used without its required argument; carries the usage line to show.
     Usage(&'static str),
     /// Anything else that starts with a single `/`.
     Unknown(String),
+}
+
+/// What `/history` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryRequest {
+    /// The last N lines (or all kept, when no N is given).
+    Last(Option<usize>),
+    /// Every line after this id.
+    Since(u64),
 }
 
 /// Why a requested nickname was refused (the hub adds "taken").
@@ -66,8 +83,13 @@ pub enum NickError {
 pub const HELP: &[&str] = &[
     "commands:",
     "  /nick NAME       change your name (letters, digits, _ - .)",
-    "  /who             list who is here",
-    "  /msg NAME text   send a private message",
+    "  /who             list who is in this room",
+    "  /join ROOM       move to another room (created if needed)",
+    "  /rooms           list the rooms",
+    "  /history [N]     replay the last N messages of this room",
+    "  /history since ID  replay what came after message ID",
+    "  /ids on|off      show message ids, to catch up later",
+    "  /msg NAME text   send a private message (any room)",
     "  /quit [reason]   leave",
     "  /help            this list",
     "  //text           send a line that starts with /",
@@ -120,7 +142,33 @@ fn parse_command(line: &str) -> Command {
             _ => Command::Usage("usage: /msg NAME text"),
         },
         "help" => Command::Help,
+        "join" if rest.is_empty() => Command::Usage("usage: /join ROOM"),
+        "join" => Command::Join(rest.to_string()),
+        "rooms" => Command::Rooms,
+        "history" => parse_history(rest),
+        "ids" => match rest.to_ascii_lowercase().as_str() {
+            "on" => Command::Ids(true),
+            "off" => Command::Ids(false),
+            _ => Command::Usage("usage: /ids on|off"),
+        },
         _ => Command::Unknown(word.to_string()),
+    }
+}
+
+fn parse_history(rest: &str) -> Command {
+    const USAGE: &str = "usage: /history [N] or /history since ID";
+    let mut words = rest.split_whitespace();
+    match (words.next(), words.next(), words.next()) {
+        (None, _, _) => Command::History(HistoryRequest::Last(None)),
+        (Some(n), None, _) => match n.parse() {
+            Ok(n) => Command::History(HistoryRequest::Last(Some(n))),
+            Err(_) => Command::Usage(USAGE),
+        },
+        (Some(word), Some(id), None) if word.eq_ignore_ascii_case("since") => match id.parse() {
+            Ok(id) => Command::History(HistoryRequest::Since(id)),
+            Err(_) => Command::Usage(USAGE),
+        },
+        _ => Command::Usage(USAGE),
     }
 }
 
@@ -222,6 +270,16 @@ pub fn write_chat_line(out: &mut BytesMut, name: &str, text: &str) {
     }
 }
 
+/// `#42 ` before a line: its history id, for members that asked with `/ids on`.
+pub fn with_id(id: u64, line: &[u8]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(line.len() + 22);
+    buf.put_u8(b'#');
+    buf.put_slice(id.to_string().as_bytes());
+    buf.put_u8(b' ');
+    buf.put_slice(line);
+    buf.freeze()
+}
+
 /// `[private] <name> text`: a `/msg` as its recipient receives it.
 pub fn private_line(name: &str, text: &str) -> Bytes {
     line(&["[private] <", name, "> ", text])
@@ -319,6 +377,40 @@ mod tests {
             parse(b"/frob x"),
             Input::Command(Command::Unknown("frob".into()))
         );
+    }
+
+    #[test]
+    fn room_and_history_commands() {
+        let cmd = |line: &[u8]| match parse(line) {
+            Input::Command(c) => c,
+            other => panic!("not a command: {other:?}"),
+        };
+        assert_eq!(cmd(b"/join #rust"), Command::Join("#rust".into()));
+        assert_eq!(cmd(b"/join"), Command::Usage("usage: /join ROOM"));
+        assert_eq!(cmd(b"/rooms"), Command::Rooms);
+        assert_eq!(
+            cmd(b"/history"),
+            Command::History(HistoryRequest::Last(None))
+        );
+        assert_eq!(
+            cmd(b"/history 5"),
+            Command::History(HistoryRequest::Last(Some(5)))
+        );
+        assert_eq!(
+            cmd(b"/history since 42"),
+            Command::History(HistoryRequest::Since(42))
+        );
+        for bad in [
+            &b"/history x"[..],
+            b"/history since",
+            b"/history since -1",
+            b"/history 1 2",
+        ] {
+            assert!(matches!(cmd(bad), Command::Usage(_)), "{bad:?}");
+        }
+        assert_eq!(cmd(b"/ids on"), Command::Ids(true));
+        assert_eq!(cmd(b"/IDS Off"), Command::Ids(false));
+        assert!(matches!(cmd(b"/ids"), Command::Usage(_)));
     }
 
     #[test]

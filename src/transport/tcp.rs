@@ -21,8 +21,10 @@ use crate::guard::limits::Admit;
 use crate::guard::pacing::Cursor;
 use crate::hub::{DirectQueue, Event, Hub, MemberId, Outbox, Transport};
 use crate::member::{Flow, Member};
+use crate::outbox::{Direct, RoomSwitch};
 use crate::protocol;
 use crate::protocol::codec::{Frame, LineCodec};
+use crate::room::{Room, Subscription};
 
 /// Lines for one member (replies, private messages) that may wait before more are dropped.
 const DIRECT_QUEUE: usize = 64;
@@ -90,10 +92,9 @@ enum End {
     Idle,
 }
 
-/// Whose writer this is: room events from this member, or from before it joined, are skipped.
+/// Whose writer this is: room events from this member are skipped.
 struct Recipient {
     id: MemberId,
-    since: u64,
 }
 
 /// Why a connection's writer stopped.
@@ -131,20 +132,18 @@ async fn connection(
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(limit);
     }
     let (reader, mut writer) = stream.into_split();
-    let events = hub.subscribe();
     let direct = Arc::new(DirectQueue::new(DIRECT_QUEUE));
-    let mut member = match hub.join(Transport::Tcp, addr, Outbox::Tcp(Arc::clone(&direct))) {
-        Ok(member) => member,
+    let outbox = Outbox::Tcp(Arc::clone(&direct));
+    let (mut member, sub) = match Member::join(&hub, Transport::Tcp, addr, outbox) {
+        Ok(joined) => joined,
         Err(e) => {
             let line = protocol::error(&e.to_string());
             let _ = tokio::time::timeout(GOODBYE_TIMEOUT, writer.write_all(&line)).await;
             return Ok(());
         }
     };
-    let me = Recipient {
-        id: member.id(),
-        since: member.since(),
-    };
+    let me = Recipient { id: member.id() };
+    let room = Arc::clone(member.room());
     let config = hub.config();
     let limits = Limits {
         max_line: config.max_line,
@@ -156,8 +155,8 @@ async fn connection(
         // writer drains what is already queued (the shutdown notice, replies to a last command
         // from `echo /who | nc`) and stops.
         let finish = shutdown.child_token();
-        let read = read_lines(reader, hub.clone(), &mut member, &limits, &shutdown);
-        let write = write_lines(&mut writer, events, &direct, me, &hub, &limits, &finish);
+        let read = read_lines(reader, &mut member, &limits, &shutdown);
+        let write = write_lines(&mut writer, room, sub, &direct, me, &limits, &finish);
         tokio::pin!(read, write);
         tokio::select! {
             end = &mut read => match end {
@@ -196,17 +195,17 @@ async fn connection(
 
 async fn read_lines(
     reader: OwnedReadHalf,
-    room: Hub,
     member: &mut Member,
     limits: &Limits,
     shutdown: &CancellationToken,
 ) -> std::io::Result<End> {
     let max_line = limits.max_line;
-    let mut frames = LineReader::new(reader, max_line, room);
+    let mut frames = LineReader::new(reader, max_line);
     loop {
         // Chat gathered from one read is published just before waiting for the socket again.
+        let room = Arc::clone(member.room());
         let next = async {
-            let frame = frames.next(|| member.flush());
+            let frame = frames.next(&room, || member.flush());
             match limits.idle_timeout {
                 Some(idle) => tokio::time::timeout(idle, frame).await.ok(),
                 None => Some(frame.await),
@@ -259,18 +258,15 @@ async fn read_lines(
 /// connection holds no read buffer (tokio-util's `FramedRead` keeps 8 KiB per connection).
 struct LineReader {
     half: OwnedReadHalf,
-    /// Asked before every socket read, so a burst is paced to what the room can absorb.
-    room: Hub,
     codec: LineCodec,
     buf: BytesMut,
     eof: bool,
 }
 
 impl LineReader {
-    fn new(half: OwnedReadHalf, max_line: usize, room: Hub) -> LineReader {
+    fn new(half: OwnedReadHalf, max_line: usize) -> LineReader {
         LineReader {
             half,
-            room,
             codec: LineCodec::new(max_line),
             buf: BytesMut::new(),
             eof: false,
@@ -279,8 +275,13 @@ impl LineReader {
 
     /// The next frame, or None at end of stream. Cancel-safe: bytes are only taken off the socket
     /// synchronously, after readiness.
-    /// `before_wait` runs each time no whole line is buffered, just before waiting for more bytes.
-    async fn next(&mut self, mut before_wait: impl FnMut()) -> std::io::Result<Option<Frame>> {
+    /// `before_wait` runs each time no whole line is buffered, just before waiting for more bytes;
+    /// `room` is asked before every socket read, so a burst is paced to what the room can absorb.
+    async fn next(
+        &mut self,
+        room: &Room,
+        mut before_wait: impl FnMut(),
+    ) -> std::io::Result<Option<Frame>> {
         loop {
             if let Some(frame) = self.codec.decode(&mut self.buf)? {
                 return Ok(Some(frame));
@@ -292,7 +293,7 @@ impl LineReader {
                 self.buf = BytesMut::new();
             }
             before_wait();
-            self.room.pace_sender().await;
+            room.pace_sender().await;
             self.half.readable().await?;
             self.buf.reserve(READ_CHUNK);
             match self.half.try_read_buf(&mut self.buf) {
@@ -305,48 +306,36 @@ impl LineReader {
     }
 }
 
-/// Writes room events and direct lines, batching everything already pending into one write.
+/// Writes room events and direct lines, batching everything already pending into one write, and
+/// follows the member from room to room.
 async fn write_lines(
     writer: &mut OwnedWriteHalf,
-    mut events: broadcast::Receiver<Event>,
+    room: Arc<Room>,
+    sub: Subscription,
     direct: &DirectQueue,
     me: Recipient,
-    hub: &Hub,
     limits: &Limits,
     shutdown: &CancellationToken,
 ) -> Result<(), WriteEnd> {
     let mut batch = Vec::new();
-    // Room bytes this writer has delivered (or skipped) so far; the gap to the room's total is its
-    // send queue.
-    let mut delivered = hub.bytes_produced();
-    let mut progress = Progress {
-        batch_end: delivered,
-        next: me.since,
-        line_next: None,
-        lagged: None,
-        lags: LagHistory {
-            enforce: limits.sendq.is_some(),
-            recent: Default::default(),
-        },
-    };
-    let cursor = hub.track_reader(progress.next);
+    let mut reading = Reading::new(room, sub, limits.sendq.is_some());
     loop {
         let mut closing = false;
         tokio::select! {
             // Direct lines first: the welcome must precede any room traffic.
             biased;
-            line = direct.pop() => batch.extend_from_slice(&line),
-            event = events.recv() => progress.take(&mut batch, event, &me)?,
+            item = direct.pop() => reading.direct(&mut batch, item, &me, direct)?,
+            event = reading.events.recv() => reading.progress.take(&mut batch, event, &me, direct)?,
             _ = shutdown.cancelled() => closing = true,
         }
         // Take whatever else is already waiting, so a burst costs one syscall rather than one each.
         let mut caught_up = false;
         while batch.len() < WRITE_BATCH {
-            if let Some(line) = direct.try_pop() {
-                batch.extend_from_slice(&line);
+            if let Some(item) = direct.try_pop() {
+                reading.direct(&mut batch, item, &me, direct)?;
                 continue;
             }
-            let event = match events.try_recv() {
+            let event = match reading.events.try_recv() {
                 Ok(event) => Ok(event),
                 Err(broadcast::error::TryRecvError::Lagged(missed)) => {
                     Err(broadcast::error::RecvError::Lagged(missed))
@@ -357,23 +346,99 @@ async fn write_lines(
                 }
                 Err(broadcast::error::TryRecvError::Closed) => break,
             };
-            progress.take(&mut batch, event, &me)?;
+            reading.progress.take(&mut batch, event, &me, direct)?;
         }
         if caught_up {
-            cursor.caught_up(progress.next);
+            reading.cursor.caught_up(reading.progress.next);
         } else {
-            cursor.advance(progress.next);
+            reading.cursor.advance(reading.progress.next);
         }
         if !batch.is_empty() {
-            write_batch(writer, &batch, hub, delivered, limits.sendq, &cursor).await?;
+            write_batch(writer, &batch, &reading, limits.sendq).await?;
             // Give the buffer back: an idle connection should hold no write buffer at all, and
             // one allocation per batch is cheap next to the syscall.
             batch = Vec::new();
         }
-        delivered = progress.batch_end;
+        reading.delivered = reading.progress.batch_end;
         if closing {
             return Ok(());
         }
+    }
+}
+
+/// The room a writer reads from and how far it has got.
+struct Reading {
+    room: Arc<Room>,
+    events: broadcast::Receiver<Event>,
+    /// Counts this reader for pacing the room's senders.
+    cursor: Cursor,
+    progress: Progress,
+    /// Room bytes this writer has delivered (or skipped) so far; the gap to the room's total is
+    /// its send queue.
+    delivered: u64,
+}
+
+impl Reading {
+    fn new(room: Arc<Room>, sub: Subscription, enforce_lags: bool) -> Reading {
+        let cursor = room.track_reader(sub.since);
+        Reading {
+            cursor,
+            delivered: sub.bytes,
+            progress: Progress {
+                batch_end: sub.bytes,
+                next: sub.since,
+                since: sub.since,
+                line_next: None,
+                lagged: None,
+                lags: LagHistory {
+                    enforce: enforce_lags,
+                    recent: Default::default(),
+                },
+            },
+            events: sub.events,
+            room,
+        }
+    }
+
+    /// Appends a direct item: a line as it is, a room switch by finishing the old room's lines up
+    /// to where the member left and then reading the new room from where it joined.
+    fn direct(
+        &mut self,
+        batch: &mut Vec<u8>,
+        item: Direct,
+        me: &Recipient,
+        direct: &DirectQueue,
+    ) -> Result<(), WriteEnd> {
+        let switch = match item {
+            Direct::Line(line) => {
+                batch.extend_from_slice(&line);
+                return Ok(());
+            }
+            Direct::Switch(switch) => switch,
+        };
+        let RoomSwitch { room, sub, left_at } = *switch;
+        loop {
+            let event = match self.events.try_recv() {
+                Ok(event) if event.seq >= left_at => break,
+                Ok(event) => Ok(event),
+                Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                    Err(broadcast::error::RecvError::Lagged(missed))
+                }
+                Err(_) => break,
+            };
+            self.progress.take(batch, event, me, direct)?;
+        }
+        if let Some(missed) = self.progress.lagged.take() {
+            batch.extend_from_slice(&protocol::error(&format!(
+                "you missed {missed} messages in {}",
+                self.room.label()
+            )));
+        }
+        let lags = std::mem::take(&mut self.progress.lags.recent);
+        *self = Reading::new(room, sub, self.progress.lags.enforce);
+        // Lagging is about the member, not the room: its record follows it.
+        self.progress.lags.recent = lags;
+        Ok(())
     }
 }
 
@@ -382,10 +447,8 @@ async fn write_lines(
 async fn write_batch(
     writer: &mut OwnedWriteHalf,
     batch: &[u8],
-    hub: &Hub,
-    delivered: u64,
+    reading: &Reading,
     sendq: Option<usize>,
-    cursor: &Cursor,
 ) -> Result<(), WriteEnd> {
     let mut written = 0;
     while written < batch.len() {
@@ -394,7 +457,7 @@ async fn write_batch(
             Ok(n) => written += n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 // Held up by the client, not by the server: never pace senders for it.
-                cursor.exempt();
+                reading.cursor.exempt();
                 let Some(limit) = sendq else {
                     writer.writable().await.map_err(WriteEnd::Io)?;
                     continue;
@@ -406,7 +469,10 @@ async fn write_batch(
                             break;
                         }
                         _ = tokio::time::sleep(SENDQ_CHECK) => {
-                            let unsent = hub.bytes_produced().saturating_sub(delivered);
+                            let unsent = reading
+                                .room
+                                .bytes_produced()
+                                .saturating_sub(reading.delivered);
                             if unsent > limit as u64 {
                                 return Err(WriteEnd::TooSlow);
                             }
@@ -445,12 +511,14 @@ impl LagHistory {
     }
 }
 
-/// Where a writer is in the room's history.
+/// Where a writer is in its room's channel.
 struct Progress {
     /// Room bytes up to the last event taken (see [`Event::end`]).
     batch_end: u64,
     /// The next event to take, for pacing senders (see `crate::guard::pacing`).
     next: u64,
+    /// Events before this one predate the member's arrival in the room.
+    since: u64,
     /// The line number just past the last event taken, to count lines missed in a lag.
     line_next: Option<u64>,
     /// Set by a lag: events overtaken, until the next event tells how many lines that was.
@@ -465,6 +533,7 @@ impl Progress {
         batch: &mut Vec<u8>,
         event: Result<Event, broadcast::error::RecvError>,
         me: &Recipient,
+        direct: &DirectQueue,
     ) -> Result<(), WriteEnd> {
         match event {
             Ok(event) => {
@@ -482,9 +551,9 @@ impl Progress {
                 self.batch_end = event.end;
                 self.next = event.seq + 1;
                 self.line_next = Some(event.line_end());
-                // Not our own lines, and nothing from before we joined (we subscribed just before).
-                if event.from != me.id && event.seq >= me.since {
-                    batch.extend_from_slice(&event.line);
+                // Not our own lines, and nothing from before we arrived (we subscribed just before).
+                if event.from != me.id && event.seq >= self.since {
+                    append_event(batch, &event, direct.show_ids());
                 }
             }
             Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -496,6 +565,18 @@ impl Progress {
             Err(broadcast::error::RecvError::Closed) => return Err(WriteEnd::HubClosed),
         }
         Ok(())
+    }
+}
+
+/// Appends an event's lines, each chat line prefixed with its history id for `/ids on`.
+fn append_event(batch: &mut Vec<u8>, event: &Event, show_ids: bool) {
+    match event.first_id {
+        Some(first) if show_ids => {
+            for (id, line) in (first..).zip(event.each_line()) {
+                batch.extend_from_slice(&protocol::with_id(id, line));
+            }
+        }
+        _ => batch.extend_from_slice(&event.line),
     }
 }
 

@@ -20,6 +20,7 @@ use crate::guard::presence::Presence;
 use crate::hub::{Event, Hub, MemberId, Outbox, Transport};
 use crate::member::{Flow, Member};
 use crate::protocol::{self, Command, Input};
+use crate::room::Room;
 
 /// Big enough for any UDP payload, so an over-long datagram is seen whole and refused, never cut.
 const RECV_BUFFER: usize = 64 * 1024;
@@ -31,13 +32,22 @@ const MAX_BANNED: usize = 4096;
 struct PeerTable {
     presence: Presence<SocketAddr>,
     members: HashMap<SocketAddr, Member>,
-    /// Who the fan-out task sends to, rebuilt lazily after joins and leaves so a burst of joins
-    /// costs one rebuild, not one per join.
-    roster: Arc<Vec<RosterEntry>>,
-    roster_stale: bool,
+    /// Who each room's fan-out task sends to, by room key. A room is here exactly while a fan-out
+    /// task serves it.
+    rooms: HashMap<String, RoomRoster>,
     /// Addresses kicked for flooding, ignored until the given time so they cannot simply rejoin.
     /// Bounded by [`MAX_BANNED`]: under a spoofing storm the ban is best effort.
     banned: HashMap<SocketAddr, Instant>,
+}
+
+/// One room's UDP destinations, rebuilt lazily after joins, moves and leaves so a burst of them
+/// costs one rebuild, not one each.
+#[derive(Default)]
+struct RoomRoster {
+    roster: Arc<Vec<RosterEntry>>,
+    stale: bool,
+    /// Members that moved on while the fan-out still had the room's earlier lines to send them.
+    departed: Vec<RosterEntry>,
 }
 
 impl PeerTable {
@@ -63,23 +73,75 @@ impl PeerTable {
 
     fn remove(&mut self, addr: &SocketAddr) -> Option<Member> {
         self.presence.remove(addr);
-        self.roster_stale = true;
-        self.members.remove(addr)
+        let member = self.members.remove(addr)?;
+        self.touch_room(&member.room().name().key);
+        Some(member)
+    }
+
+    fn touch_room(&mut self, key: &str) {
+        if let Some(roster) = self.rooms.get_mut(key) {
+            roster.stale = true;
+        }
+    }
+
+    /// The destinations for an event at `seq` of room `key`, or None when the room has no UDP
+    /// member left, in which case its fan-out stops.
+    fn roster(&mut self, key: &str, seq: u64) -> Option<Arc<Vec<RosterEntry>>> {
+        let room = self.rooms.get_mut(key)?;
+        let before = room.departed.len();
+        room.departed.retain(|d| d.until > seq);
+        if room.stale || room.departed.len() != before {
+            let mut roster: Vec<RosterEntry> = self
+                .members
+                .iter()
+                .filter(|(_, m)| m.room().name().key == key)
+                .map(|(addr, m)| RosterEntry {
+                    addr: *addr,
+                    id: m.id(),
+                    since: m.since(),
+                    until: u64::MAX,
+                    show_ids: m.shows_ids(),
+                })
+                .collect();
+            roster.extend(room.departed.iter().cloned());
+            room.roster = Arc::new(roster);
+            room.stale = false;
+        }
+        if room.roster.is_empty() {
+            self.rooms.remove(key);
+            return None;
+        }
+        Some(Arc::clone(&room.roster))
     }
 }
 
 /// One fan-out destination.
+#[derive(Debug, Clone)]
 struct RosterEntry {
     addr: SocketAddr,
     id: MemberId,
-    /// Events before this predate the peer's join (the roster may be rebuilt after they were sent).
+    /// Events before this predate the peer's arrival (the roster may be rebuilt after they were sent).
     since: u64,
+    /// Events from this on came after the peer left for another room.
+    until: u64,
+    /// `/ids on`: chat lines carry their history ids.
+    show_ids: bool,
 }
 
+impl RosterEntry {
+    fn wants(&self, event: &Event) -> bool {
+        self.id != event.from && event.seq >= self.since && event.seq < self.until
+    }
+}
+
+/// What every UDP task shares: the table, and what it takes to start a room's fan-out.
 struct Peers {
     table: Mutex<PeerTable>,
     /// Wakes the eviction task when the first peer arrives in an empty table.
     wake: Notify,
+    socket: Arc<UdpSocket>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
 }
 
 impl Peers {
@@ -87,29 +149,39 @@ impl Peers {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn roster(&self) -> Arc<Vec<RosterEntry>> {
-        let mut table = self.lock();
-        if table.roster_stale {
-            table.roster = Arc::new(
-                table
-                    .members
-                    .iter()
-                    .map(|(addr, m)| RosterEntry {
-                        addr: *addr,
-                        id: m.id(),
-                        since: m.since(),
-                    })
-                    .collect(),
-            );
-            table.roster_stale = false;
+    /// Makes sure `room` has a fan-out task now that a UDP member arrived there at `since`. A new
+    /// task reads from the arriving member's own subscription, so it starts exactly at its seam;
+    /// a running one started earlier and already covers it.
+    fn follow(
+        self: &Arc<Self>,
+        table: &mut PeerTable,
+        room: &Arc<Room>,
+        events: broadcast::Receiver<Event>,
+        since: u64,
+    ) {
+        let key = room.name().key.clone();
+        if let Some(roster) = table.rooms.get_mut(&key) {
+            roster.stale = true;
+            return;
         }
-        Arc::clone(&table.roster)
+        table.rooms.insert(
+            key.clone(),
+            RoomRoster {
+                stale: true,
+                ..RoomRoster::default()
+            },
+        );
+        // UDP sends never wait for a peer, so the fan-out is only ever behind for want of CPU:
+        // count it when pacing TCP senders (see `crate::guard::pacing`), or a burst would
+        // overtake every UDP peer.
+        let cursor = room.track_reader(since);
+        self.tracker
+            .spawn(fan_out(cursor, key, events, Arc::clone(self)));
     }
 }
 
-/// Starts serving UDP on `socket` until `shutdown` is cancelled: spawns the receiver, fan-out and
-/// eviction tasks onto `tracker`. The fan-out subscribes before this returns, so nothing sent to the
-/// room afterwards is missed.
+/// Starts serving UDP on `socket` until `shutdown` is cancelled: spawns the receiver and eviction
+/// tasks onto `tracker`, and a fan-out task for each room while it has UDP members.
 pub fn start(socket: UdpSocket, hub: Hub, shutdown: CancellationToken, tracker: &TaskTracker) {
     let socket = Arc::new(socket);
     let timeout = hub.config().heartbeat * 2;
@@ -117,22 +189,14 @@ pub fn start(socket: UdpSocket, hub: Hub, shutdown: CancellationToken, tracker: 
         table: Mutex::new(PeerTable {
             presence: Presence::new(timeout),
             members: HashMap::new(),
-            roster: Arc::new(Vec::new()),
-            roster_stale: false,
+            rooms: HashMap::new(),
             banned: HashMap::new(),
         }),
         wake: Notify::new(),
+        socket: Arc::clone(&socket),
+        shutdown: shutdown.clone(),
+        tracker: tracker.clone(),
     });
-    // UDP sends never wait for a peer, so the fan-out is only ever behind for want of CPU: count it
-    // when pacing TCP senders (see `crate::guard::pacing`), or a burst would overtake every UDP peer.
-    let cursor = hub.track_reader(hub.next_seq());
-    tracker.spawn(fan_out(
-        cursor,
-        Arc::clone(&socket),
-        hub.subscribe(),
-        Arc::clone(&peers),
-        shutdown.clone(),
-    ));
     tracker.spawn(evict(Arc::clone(&peers), shutdown.clone()));
     tracker.spawn(receive(socket, hub, peers, shutdown));
 }
@@ -199,7 +263,7 @@ const AMPLIFICATION_LIMIT: usize = 3;
 fn handle_datagram(
     socket: &Arc<UdpSocket>,
     hub: &Hub,
-    peers: &Peers,
+    peers: &Arc<Peers>,
     cookies: Option<&CookieJar>,
     datagram: Datagram,
 ) {
@@ -230,10 +294,16 @@ fn handle_datagram(
                 return;
             }
         }
-        match hub.join(Transport::Udp, addr, Outbox::Udp(Arc::clone(socket), addr)) {
-            Ok(member) => {
+        match Member::join(
+            hub,
+            Transport::Udp,
+            addr,
+            Outbox::Udp(Arc::clone(socket), addr),
+        ) {
+            Ok((member, sub)) => {
+                let room = Arc::clone(member.room());
                 slot.insert(member);
-                table.roster_stale = true;
+                peers.follow(&mut table, &room, sub.events, sub.since);
             }
             Err(e) => {
                 let line = protocol::error(&e.to_string());
@@ -252,8 +322,30 @@ fn handle_datagram(
     };
     match member.admit(&input, now) {
         Admit::Now => {
-            if member.handle(input) == Flow::Quit {
+            let toggles_ids = matches!(input, Input::Command(Command::Ids(_)));
+            let flow = member.handle(input);
+            let moved = member.take_relocation();
+            let (id, shows_ids, room) =
+                (member.id(), member.shows_ids(), Arc::clone(member.room()));
+            if flow == Flow::Quit {
                 table.remove(&addr);
+            } else if let Some(moved) = moved {
+                let departed = RosterEntry {
+                    addr,
+                    id,
+                    since: moved.from_since,
+                    until: moved.left_at,
+                    show_ids: shows_ids,
+                };
+                if let Some(old) = table.rooms.get_mut(&moved.from.name().key) {
+                    old.departed.push(departed);
+                    old.stale = true;
+                }
+                if let Some(events) = moved.events {
+                    peers.follow(&mut table, &room, events, moved.since);
+                }
+            } else if toggles_ids {
+                table.touch_room(&room.name().key);
             }
         }
         Admit::Later { first, .. } => {
@@ -273,40 +365,56 @@ fn handle_datagram(
     }
 }
 
-/// Sends every room event to every UDP peer but its sender, one datagram per line.
+/// Sends every event of one room to its UDP peers but the sender, one datagram per line; stops
+/// when the room has no UDP peer left or closes.
 async fn fan_out(
     cursor: Cursor,
-    socket: Arc<UdpSocket>,
+    room: String,
     mut events: broadcast::Receiver<Event>,
     peers: Arc<Peers>,
-    shutdown: CancellationToken,
 ) {
     loop {
         let event = tokio::select! {
             // Events first, so the shutdown notice queued before cancellation still goes out.
             biased;
             event = events.recv() => event,
-            _ = shutdown.cancelled() => return,
+            _ = peers.shutdown.cancelled() => return,
         };
         match event {
             Ok(event) => {
                 cursor.advance(event.seq + 1);
-                let roster = peers.roster();
-                tracing::debug!(peers = roster.len(), from = event.from, "udp fan-out");
-                for peer in roster.iter() {
-                    if peer.id != event.from && event.seq >= peer.since {
-                        // One datagram per line. A failed send concerns one peer; the eviction
-                        // timer deals with the dead.
-                        for line in event.each_line() {
-                            let _ = socket.send_to(line, peer.addr).await;
+                let Some(roster) = peers.lock().roster(&room, event.seq) else {
+                    return;
+                };
+                tracing::debug!(peers = roster.len(), from = event.from, %room, "udp fan-out");
+                for peer in roster.iter().filter(|p| p.wants(&event)) {
+                    // One datagram per line. A failed send concerns one peer; the eviction timer
+                    // deals with the dead.
+                    match event.first_id {
+                        Some(first) if peer.show_ids => {
+                            for (id, line) in (first..).zip(event.each_line()) {
+                                let line = protocol::with_id(id, line);
+                                let _ = peers.socket.send_to(&line, peer.addr).await;
+                            }
+                        }
+                        _ => {
+                            for line in event.each_line() {
+                                let _ = peers.socket.send_to(line, peer.addr).await;
+                            }
                         }
                     }
                 }
             }
             Err(broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::warn!(missed, "udp fan-out fell behind the room");
+                tracing::warn!(missed, %room, "udp fan-out fell behind the room");
             }
-            Err(broadcast::error::RecvError::Closed) => return,
+            Err(broadcast::error::RecvError::Closed) => {
+                let mut table = peers.lock();
+                if table.rooms.get(&room).is_some_and(|r| r.roster.is_empty()) {
+                    table.rooms.remove(&room);
+                }
+                return;
+            }
         }
     }
 }

@@ -37,9 +37,10 @@ pub async fn start_server(extra: &str) -> TestServer {
     let tcp = listeners.tcp_addr().expect("tcp address");
     let udp = listeners.udp_addr().expect("udp address");
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server::run(args.config(), listeners, async move {
+    let run = server::run(args.config(), listeners, async move {
         let _ = stopped.await;
-    }));
+    });
+    let task = tokio::spawn(async move { run.await.expect("server starts") });
     TestServer {
         tcp,
         udp,

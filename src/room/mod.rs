@@ -1,0 +1,300 @@
+//! A room as a value: its broadcast ring of pre-formatted lines, its readers' positions for pacing,
+//! and its history. The hub holds rooms by name; a member holds the room it is in.
+//!
+//! Room traffic goes through one `tokio::sync::broadcast` channel per room, so a line is formatted
+//! once and each reader keeps only a cursor into a bounded ring: a slow reader costs no memory
+//! beyond the ring and never slows the sender, and a busy room never slows a quiet one.
+//!
+//! - [`name`]: room-name rules. [`history`]: the scrollback ring and replay formatting.
+
+pub mod history;
+pub mod name;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::broadcast;
+
+use crate::guard::pacing::{Cursor, Pacer};
+use crate::store::Store;
+use history::{History, HistoryLine, Replay};
+pub use name::{RoomName, RoomNameError, LOBBY};
+
+/// Identifies a member for the lifetime of the server; never reused.
+pub type MemberId = u64;
+
+/// The sender id of lines that come from the server itself.
+pub const SERVER: MemberId = 0;
+
+/// One room event: lines formatted once and shared by every recipient. Usually one line; chat
+/// lines one member sent together (read from its socket at once) travel as one event, so a burst
+/// costs each recipient one wake-up and one write instead of one per line.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Who caused it, so the sender's own transport can skip it (no self-echo).
+    pub from: MemberId,
+    /// Position in the room's channel, so a transport can skip events older than a member's join.
+    pub seq: u64,
+    /// Bytes the room had produced up to and including this line, so a writer can tell how far
+    /// behind it is in bytes (its send queue) without counting anything itself.
+    pub end: u64,
+    /// Number of the event's first line in the room's channel (lines, not events), so a reader
+    /// that lagged can say exactly how many lines it missed.
+    pub line_no: u64,
+    /// How many lines the event holds.
+    pub lines: u32,
+    /// History id of the event's first line when it is chat (ids of its lines follow on).
+    pub first_id: Option<u64>,
+    /// The complete outgoing lines, each ending in `\n`.
+    pub line: Bytes,
+}
+
+impl Event {
+    /// The line number just past this event's lines.
+    pub fn line_end(&self) -> u64 {
+        self.line_no + u64::from(self.lines)
+    }
+
+    /// The event's lines one by one, each with its `\n`.
+    pub fn each_line(&self) -> impl Iterator<Item = &[u8]> {
+        self.line.split_inclusive(|&b| b == b'\n')
+    }
+}
+
+/// A reader's start in a room: the channel from the join on, and the history just before it, taken
+/// together so nothing is missed or repeated at the seam.
+#[derive(Debug)]
+pub struct Subscription {
+    /// Room events from the join on.
+    pub events: broadcast::Receiver<Event>,
+    /// The first event that is new to this reader.
+    pub since: u64,
+    /// Room bytes produced before `since`, the base of the reader's send queue.
+    pub bytes: u64,
+    /// Room lines produced before `since`.
+    pub lines: u64,
+    /// The history lines to replay on joining, oldest first.
+    pub history: Vec<HistoryLine>,
+}
+
+struct State {
+    bytes: u64,
+    lines: u64,
+    history: History,
+}
+
+/// One chat room.
+pub struct Room {
+    name: RoomName,
+    tx: broadcast::Sender<Event>,
+    backlog: usize,
+    /// A std mutex: never held across an `.await`; it orders the channel, the totals and history.
+    state: Mutex<State>,
+    /// Read without the lock by senders deciding whether to pace.
+    next_seq: AtomicU64,
+    pacer: Arc<Pacer>,
+    store: Store,
+}
+
+impl std::fmt::Debug for Room {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Room").field("name", &self.name).finish()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Room {
+    /// A room whose ring holds `backlog` events and whose history keeps `history` lines, restored
+    /// from `store`.
+    pub fn new(name: RoomName, backlog: usize, history: usize, store: Store) -> Room {
+        let (tx, _) = broadcast::channel(backlog.max(1));
+        let restored = store.load(&name.key, history);
+        Room {
+            tx,
+            backlog: backlog.max(1),
+            state: Mutex::new(State {
+                bytes: 0,
+                lines: 0,
+                history: restored,
+            }),
+            next_seq: AtomicU64::new(1),
+            pacer: Arc::default(),
+            store,
+            name,
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The room's name.
+    pub fn name(&self) -> &RoomName {
+        &self.name
+    }
+
+    /// `#name`, as members see it.
+    pub fn label(&self) -> String {
+        format!("#{}", self.name.display)
+    }
+
+    /// Starts a reader: the channel from now on plus the last `replay` history lines before it.
+    pub fn subscribe(&self, replay: usize) -> Subscription {
+        let state = self.state();
+        Subscription {
+            events: self.tx.subscribe(),
+            since: self.next_seq.load(Ordering::Relaxed),
+            bytes: state.bytes,
+            lines: state.lines,
+            history: state.history.last(replay),
+        }
+    }
+
+    /// Sends a server line (a notice) to every reader but `from`.
+    pub fn broadcast(&self, from: MemberId, line: Bytes) {
+        self.publish(from, line, 1, false);
+    }
+
+    /// Sends `count` chat lines, concatenated in `lines`, to every reader but `from`, and keeps
+    /// them in the room's history.
+    pub fn say(&self, from: MemberId, lines: Bytes, count: u32) {
+        self.publish(from, lines, count, true);
+    }
+
+    fn publish(&self, from: MemberId, lines: Bytes, count: u32, chat: bool) {
+        // The state lock orders the sends, so `end`, `line_no` and history ids grow along the
+        // channel and a subscriber's history ends exactly where its channel begins.
+        let mut state = self.state();
+        state.bytes += lines.len() as u64;
+        let line_no = state.lines;
+        state.lines += u64::from(count);
+        let first_id = chat.then(|| {
+            let first = state.history.next_id();
+            let at_ms = now_ms();
+            let mut start = 0;
+            for end in memchr::memchr_iter(b'\n', &lines) {
+                let line = state.history.push(at_ms, lines.slice(start..end));
+                self.store.record(&self.name.key, &line);
+                start = end + 1;
+            }
+            first
+        });
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        // No receivers is not an error: an empty room simply drops the lines.
+        let _ = self.tx.send(Event {
+            from,
+            seq,
+            end: state.bytes,
+            line_no,
+            lines: count,
+            first_id,
+            line: lines,
+        });
+    }
+
+    /// The last `n` history lines.
+    pub fn recent(&self, n: usize) -> Vec<HistoryLine> {
+        self.state().history.last(n)
+    }
+
+    /// History after line `id`, and how much of what was asked for is gone.
+    pub fn since(&self, id: u64) -> Replay {
+        self.state().history.since(id)
+    }
+
+    /// The id the next chat line will get.
+    pub fn next_id(&self) -> u64 {
+        self.state().history.next_id()
+    }
+
+    /// Hands the room's history to the store when the room closes (the in-memory store keeps it
+    /// for when the room comes back).
+    pub fn archive(&self) {
+        let history = std::mem::take(&mut self.state().history);
+        self.store.archive(&self.name.key, history);
+    }
+
+    /// Counts a reader of room events, which will next read event `next` (see [`crate::guard::pacing`]).
+    pub fn track_reader(&self, next: u64) -> Cursor {
+        self.pacer.track(next)
+    }
+
+    /// The position the next room event will have.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq.load(Ordering::Relaxed)
+    }
+
+    /// Total bytes of room lines produced so far (see [`Event::end`]).
+    pub fn bytes_produced(&self) -> u64 {
+        self.state().bytes
+    }
+
+    /// Room lines produced so far: the number the next room line will have.
+    pub fn lines_produced(&self) -> u64 {
+        self.state().lines
+    }
+
+    /// Holds a sender back (briefly, boundedly) while a reader that is keeping up is more than half
+    /// the room's backlog behind, so a burst slows its senders instead of overtaking readers.
+    pub async fn pace_sender(&self) {
+        let capacity = self.backlog as u64;
+        let high = (capacity / 2).max(1);
+        // The ring's length bounds every reader's distance and costs no scan: nearly always enough.
+        if (self.tx.len() as u64) < high {
+            return;
+        }
+        self.pacer
+            .wait(|| self.next_seq(), high, capacity / 4)
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room(history: usize) -> Room {
+        Room::new(RoomName::lobby(), 16, history, Store::memory(4))
+    }
+
+    #[test]
+    fn a_subscriber_gets_history_up_to_its_start_and_events_after() {
+        let room = room(10);
+        room.say(1, Bytes::from_static(b"<a> one\n<a> two\n"), 2);
+        room.broadcast(SERVER, Bytes::from_static(b"* notice\n"));
+        let mut sub = room.subscribe(10);
+        room.say(1, Bytes::from_static(b"<a> three\n"), 1);
+        let texts: Vec<&[u8]> = sub.history.iter().map(|l| &l.text[..]).collect();
+        assert_eq!(
+            texts,
+            vec![&b"<a> one"[..], b"<a> two"],
+            "notices are not history"
+        );
+        assert_eq!(sub.since, 3);
+        let event = sub.events.try_recv().expect("the line after subscribing");
+        assert_eq!((event.seq, event.first_id), (3, Some(3)));
+        assert!(
+            sub.events.try_recv().is_err(),
+            "nothing from before the start"
+        );
+    }
+
+    #[test]
+    fn archived_history_comes_back_with_the_room() {
+        let store = Store::memory(4);
+        let name = RoomName::parse("x").expect("name");
+        let first = Room::new(name.clone(), 16, 10, store.clone());
+        first.say(1, Bytes::from_static(b"<a> kept\n"), 1);
+        first.archive();
+        let again = Room::new(name, 16, 10, store);
+        assert_eq!(again.recent(10).len(), 1);
+        assert_eq!(again.next_id(), 2);
+    }
+}

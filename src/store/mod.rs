@@ -1,0 +1,157 @@
+//! Where room history lives between a room's lives: in memory (the default, gone at exit) or in a
+//! SQLite database (`--history-db`), so it survives a restart.
+//!
+//! Rooms keep their recent lines in memory either way and only hand lines to the store; the store
+//! never sits on the delivery path. See [`sqlite`] for how writes stay off the room's back.
+
+pub mod sqlite;
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::room::history::{History, HistoryLine};
+
+/// Counts of what the store did, for logs and metrics.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Lines written to the database.
+    pub written: AtomicU64,
+    /// Lines not stored because the write queue was full or the database failed.
+    pub dropped: AtomicU64,
+}
+
+/// Histories of rooms that closed, kept in memory for when they come back; bounded in rooms.
+#[derive(Debug, Default)]
+struct Archive {
+    rooms: HashMap<String, History>,
+    /// Oldest first, to forget the longest-closed room when full.
+    order: VecDeque<String>,
+    max_rooms: usize,
+}
+
+struct Inner {
+    /// Closed rooms' recent lines, with or without a database: a room that comes back soon finds
+    /// them here, including lines still queued for the database, so ids never repeat.
+    archive: Mutex<Archive>,
+    db: Option<sqlite::SqliteStore>,
+}
+
+/// A cheap-to-clone handle to the history store.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+    stats: Arc<StoreStats>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if self.inner.db.is_some() {
+            "sqlite"
+        } else {
+            "memory"
+        };
+        f.debug_struct("Store").field("kind", &kind).finish()
+    }
+}
+
+impl Store {
+    /// History in memory only, remembering at most `max_rooms` closed rooms.
+    pub fn memory(max_rooms: usize) -> Store {
+        Store::with(None, max_rooms, Arc::default())
+    }
+
+    /// History in the SQLite database at `path` (created if absent), keeping `keep` lines a room;
+    /// at most `max_rooms` closed rooms are also remembered in memory.
+    pub fn sqlite(path: &Path, keep: usize, max_rooms: usize) -> Result<Store, sqlite::OpenError> {
+        let stats = Arc::new(StoreStats::default());
+        let db = sqlite::SqliteStore::open(path, keep, Arc::clone(&stats))?;
+        Ok(Store::with(Some(db), max_rooms, stats))
+    }
+
+    fn with(db: Option<sqlite::SqliteStore>, max_rooms: usize, stats: Arc<StoreStats>) -> Store {
+        Store {
+            inner: Arc::new(Inner {
+                archive: Mutex::new(Archive {
+                    max_rooms,
+                    ..Archive::default()
+                }),
+                db,
+            }),
+            stats,
+        }
+    }
+
+    /// What the store has done so far.
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+
+    /// The history a room starts with: its last `keep` lines and the id its next line gets.
+    pub fn load(&self, room: &str, keep: usize) -> History {
+        {
+            let mut archive = lock(&self.inner.archive);
+            if let Some(history) = archive.rooms.remove(room) {
+                archive.order.retain(|r| r != room);
+                return History::restored(keep, history.last(keep), history.next_id());
+            }
+        }
+        let Some(db) = &self.inner.db else {
+            return History::new(keep, 1);
+        };
+        match db.load(room, keep) {
+            Ok((lines, next_id)) => History::restored(keep, lines, next_id),
+            Err(e) => {
+                // A broken database must not keep the room from opening.
+                tracing::error!(room, error = %e, "cannot read room history; starting empty");
+                History::new(keep, 1)
+            }
+        }
+    }
+
+    /// Records a chat line said in `room`. Never waits: a full database queue drops the line from
+    /// history (counted and logged), never from delivery.
+    pub fn record(&self, room: &str, line: &HistoryLine) {
+        if let Some(db) = &self.inner.db {
+            db.record(room, line);
+        }
+    }
+
+    /// Takes the history of a room that closed, for when it comes back.
+    pub fn archive(&self, room: &str, history: History) {
+        {
+            let mut archive = lock(&self.inner.archive);
+            if archive.max_rooms == 0 || history.is_empty() {
+                return;
+            }
+            while archive.rooms.len() >= archive.max_rooms {
+                let Some(oldest) = archive.order.pop_front() else {
+                    break;
+                };
+                archive.rooms.remove(&oldest);
+            }
+            archive.order.push_back(room.to_string());
+            archive.rooms.insert(room.to_string(), history);
+        }
+    }
+
+    /// Writes out what is queued and stops the writer; waits at most `grace`.
+    pub async fn close(&self, grace: std::time::Duration) {
+        if let Some(db) = &self.inner.db {
+            db.close(grace).await;
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The written/dropped counters, read at once.
+pub fn counts(stats: &StoreStats) -> (u64, u64) {
+    (
+        stats.written.load(Ordering::Relaxed),
+        stats.dropped.load(Ordering::Relaxed),
+    )
+}

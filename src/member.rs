@@ -105,9 +105,7 @@ impl Member {
         };
         let history = std::mem::take(&mut sub.history);
         if !history.is_empty() {
-            for line in member.history_block(&history, 0) {
-                member.reply(line);
-            }
+            member.reply_block(&member.history_block(&history, 0));
         }
         Ok((member, sub))
     }
@@ -145,6 +143,15 @@ impl Member {
     /// Sends a line to this member only; false when its queue is full.
     pub fn reply(&self, line: Bytes) -> bool {
         self.outbox.send(line)
+    }
+
+    /// Sends a multi-line reply to this member only, whole or not at all: one queue item over TCP,
+    /// a datagram per line over UDP. False when it had to be dropped.
+    pub fn reply_block(&self, lines: &[Bytes]) -> bool {
+        match &self.outbox {
+            Outbox::Tcp(queue) => queue.push(Bytes::from(lines.concat())),
+            Outbox::Udp(..) => lines.iter().all(|line| self.reply(line.clone())),
+        }
     }
 
     /// Flood control for one more input at `now`. Heartbeats and blank lines are free; everything
@@ -297,9 +304,7 @@ impl Member {
                     sub,
                     left_at,
                 });
-                for line in lines {
-                    queue.push(line);
-                }
+                queue.push(Bytes::from(lines.concat()));
             }
             Outbox::Udp(..) => {
                 relocation.events = Some(sub.events);
@@ -356,9 +361,7 @@ impl Member {
             )));
             return;
         }
-        for line in self.history_block(&lines, gone) {
-            self.reply(line);
-        }
+        self.reply_block(&self.history_block(&lines, gone));
     }
 
     /// The replay of `lines`: a header naming the room and the ids, a notice for lines that are

@@ -83,7 +83,8 @@ impl Member {
         &self.name
     }
 
-    /// Sends a line to this member only; false when its queue is full.
+    /// Sends a reply (one or more complete lines) to this member only, whole; false when it did not
+    /// fit (see [`Outbox::send`]).
     pub fn reply(&self, line: Bytes) -> bool {
         self.outbox.send(line)
     }
@@ -148,9 +149,9 @@ impl Member {
             Command::Who => self.who(),
             Command::Msg { to, text } => self.private(&to, &text),
             Command::Help => {
-                for line in protocol::HELP {
-                    self.reply(protocol::notice(line));
-                }
+                self.reply(join_lines(
+                    protocol::HELP.iter().map(|l| protocol::notice(l)),
+                ));
             }
             Command::Usage(usage) => {
                 self.reply(protocol::error(usage));
@@ -183,25 +184,23 @@ impl Member {
 
     fn who(&self) {
         let members = self.hub.members();
-        self.reply(protocol::notice(&format!("{} here:", members.len())));
-        for member in members.iter().take(WHO_LIMIT) {
+        let count = protocol::notice(&format!("{} here:", members.len()));
+        let listed = members.iter().take(WHO_LIMIT).map(|member| {
             let me = if member.name == self.name {
                 " (you)"
             } else {
                 ""
             };
-            self.reply(protocol::notice(&format!(
+            protocol::notice(&format!(
                 "  {} ({}){me}",
                 member.name,
                 member.transport.as_str()
-            )));
-        }
-        if members.len() > WHO_LIMIT {
-            self.reply(protocol::notice(&format!(
-                "  ... and {} more",
-                members.len() - WHO_LIMIT
-            )));
-        }
+            ))
+        });
+        let rest = (members.len() > WHO_LIMIT)
+            .then(|| protocol::notice(&format!("  ... and {} more", members.len() - WHO_LIMIT)));
+        // One reply: the list arrives whole or not at all.
+        self.reply(join_lines(std::iter::once(count).chain(listed).chain(rest)));
     }
 
     fn private(&self, to: &str, text: &str) {
@@ -238,6 +237,15 @@ impl Member {
     pub fn transport(&self) -> Transport {
         self.transport
     }
+}
+
+/// Joins complete lines into one reply, so it is queued (and refused) as a whole.
+fn join_lines(lines: impl Iterator<Item = Bytes>) -> Bytes {
+    let mut reply = BytesMut::new();
+    for line in lines {
+        reply.extend_from_slice(&line);
+    }
+    reply.freeze()
 }
 
 impl Drop for Member {

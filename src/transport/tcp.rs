@@ -21,11 +21,13 @@ use crate::guard::limits::Admit;
 use crate::guard::pacing::Cursor;
 use crate::hub::{DirectQueue, Event, Hub, MemberId, Outbox, Transport};
 use crate::member::{Flow, Member};
+use crate::outbox::WhenFull;
 use crate::protocol;
 use crate::protocol::codec::{Frame, LineCodec};
 
-/// Lines for one member (replies, private messages) that may wait before more are dropped.
-const DIRECT_QUEUE: usize = 64;
+/// With `--sendq off`, bytes of replies (and private messages) that may wait for one member before
+/// more are refused whole and counted, so memory stays bounded all the same.
+const DIRECT_BUDGET_WITHOUT_SENDQ: usize = 1 << 20;
 /// How much to read from a socket at once.
 const READ_CHUNK: usize = 8 * 1024;
 /// Stop gathering pending lines into one write past this many bytes.
@@ -42,6 +44,16 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_RETRIES: u32 = 3;
 /// Longest pause between accept retries after resource errors such as EMFILE.
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A member's reply queue: replies count against `--sendq` like room traffic, and one that does not
+/// fit makes the member too slow; without a send queue they are refused whole past a fixed budget,
+/// and the member is told how many it missed.
+fn direct_queue(sendq: Option<usize>) -> DirectQueue {
+    match sendq {
+        Some(limit) => DirectQueue::new(limit, WhenFull::Disconnect),
+        None => DirectQueue::new(DIRECT_BUDGET_WITHOUT_SENDQ, WhenFull::DropAndCount),
+    }
+}
 
 /// Accepts connections until `shutdown` is cancelled, spawning each onto `tracker`.
 pub async fn serve(
@@ -132,7 +144,7 @@ async fn connection(
     }
     let (reader, mut writer) = stream.into_split();
     let events = hub.subscribe();
-    let direct = Arc::new(DirectQueue::new(DIRECT_QUEUE));
+    let direct = Arc::new(direct_queue(hub.config().sendq));
     let mut member = match hub.join(Transport::Tcp, addr, Outbox::Tcp(Arc::clone(&direct))) {
         Ok(member) => member,
         Err(e) => {
@@ -163,8 +175,11 @@ async fn connection(
             end = &mut read => match end {
                 Ok(End::Shutdown | End::Quit | End::Eof) => {
                     finish.cancel();
-                    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, &mut write).await;
-                    (None, Ok(()))
+                    match tokio::time::timeout(GOODBYE_TIMEOUT, &mut write).await {
+                        // Its replies overflowed before it hung up (`nc -N < commands`).
+                        Ok(Err(WriteEnd::TooSlow)) => (Some("too slow"), Ok(())),
+                        _ => (None, Ok(())),
+                    }
                 }
                 Ok(End::Flooding) => (Some("flooding"), Ok(())),
                 Ok(End::Idle) => (Some("idle timeout"), Ok(())),
@@ -230,6 +245,9 @@ async fn read_lines(
             }
             Ok(Some(Frame::Line(line))) => line,
         };
+        // A client that sends faster than it is read would otherwise keep this task in the reader:
+        // its writer (and its send-queue check) shares the task and must get its turn.
+        tokio::task::consume_budget().await;
         let input = protocol::parse(&line);
         // Pacing ("fakelag"): while over the rate, stop reading this socket. The flooder's kernel
         // buffers fill and its writes block; nobody else waits and nothing is dropped.
@@ -332,18 +350,25 @@ async fn write_lines(
     let cursor = hub.track_reader(progress.next);
     loop {
         let mut closing = false;
+        // Reply bytes in this batch: they count against the send queue until written.
+        let mut replies = 0;
         tokio::select! {
             // Direct lines first: the welcome must precede any room traffic.
             biased;
-            line = direct.pop() => batch.extend_from_slice(&line),
+            reply = direct.pop() => {
+                let reply = reply.map_err(|_| WriteEnd::TooSlow)?;
+                replies += reply.len();
+                batch.extend_from_slice(&reply);
+            }
             event = events.recv() => progress.take(&mut batch, event, &me)?,
             _ = shutdown.cancelled() => closing = true,
         }
         // Take whatever else is already waiting, so a burst costs one syscall rather than one each.
         let mut caught_up = false;
         while batch.len() < WRITE_BATCH {
-            if let Some(line) = direct.try_pop() {
-                batch.extend_from_slice(&line);
+            if let Some(reply) = direct.try_pop().map_err(|_| WriteEnd::TooSlow)? {
+                replies += reply.len();
+                batch.extend_from_slice(&reply);
                 continue;
             }
             let event = match events.try_recv() {
@@ -365,7 +390,14 @@ async fn write_lines(
             cursor.advance(progress.next);
         }
         if !batch.is_empty() {
-            write_batch(writer, &batch, hub, delivered, limits.sendq, &cursor).await?;
+            let queue = SendQueue {
+                hub,
+                delivered,
+                direct,
+                limit: limits.sendq,
+            };
+            write_batch(writer, &batch, &queue, &cursor).await?;
+            direct.written(replies);
             // Give the buffer back: an idle connection should hold no write buffer at all, and
             // one allocation per batch is cheap next to the syscall.
             batch = Vec::new();
@@ -377,14 +409,30 @@ async fn write_lines(
     }
 }
 
-/// Writes one batch. While the peer's socket is full it checks the send queue: the room bytes this
-/// member has not received yet. Past `sendq` the member is too slow and is let go.
+/// What one member has not received yet: room bytes past what its writer delivered, plus its
+/// replies not yet written. Past `limit` (`--sendq`) the member is too slow.
+struct SendQueue<'a> {
+    hub: &'a Hub,
+    /// Room bytes delivered (or skipped) before the batch being written.
+    delivered: u64,
+    direct: &'a DirectQueue,
+    limit: Option<usize>,
+}
+
+impl SendQueue<'_> {
+    fn too_slow(&self, limit: usize) -> bool {
+        let room = self.hub.bytes_produced().saturating_sub(self.delivered);
+        let replies = self.direct.pending() as u64;
+        self.direct.overflowed() || room.saturating_add(replies) > limit as u64
+    }
+}
+
+/// Writes one batch. While the peer's socket is full it checks the send queue (room traffic and
+/// replies alike): past `--sendq` the member is too slow and is let go.
 async fn write_batch(
     writer: &mut OwnedWriteHalf,
     batch: &[u8],
-    hub: &Hub,
-    delivered: u64,
-    sendq: Option<usize>,
+    queue: &SendQueue<'_>,
     cursor: &Cursor,
 ) -> Result<(), WriteEnd> {
     let mut written = 0;
@@ -395,7 +443,7 @@ async fn write_batch(
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 // Held up by the client, not by the server: never pace senders for it.
                 cursor.exempt();
-                let Some(limit) = sendq else {
+                let Some(limit) = queue.limit else {
                     writer.writable().await.map_err(WriteEnd::Io)?;
                     continue;
                 };
@@ -406,8 +454,7 @@ async fn write_batch(
                             break;
                         }
                         _ = tokio::time::sleep(SENDQ_CHECK) => {
-                            let unsent = hub.bytes_produced().saturating_sub(delivered);
-                            if unsent > limit as u64 {
+                            if queue.too_slow(limit) {
                                 return Err(WriteEnd::TooSlow);
                             }
                         }

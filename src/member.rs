@@ -105,7 +105,7 @@ impl Member {
         };
         let history = std::mem::take(&mut sub.history);
         if !history.is_empty() {
-            member.reply_block(&member.history_block(&history, 0));
+            member.reply(join_lines(member.history_block(&history, 0).into_iter()));
         }
         Ok((member, sub))
     }
@@ -140,18 +140,10 @@ impl Member {
         self.relocated.take()
     }
 
-    /// Sends a line to this member only; false when its queue is full.
+    /// Sends a reply (one or more complete lines) to this member only, whole; false when it did not
+    /// fit (see [`Outbox::send`]).
     pub fn reply(&self, line: Bytes) -> bool {
         self.outbox.send(line)
-    }
-
-    /// Sends a multi-line reply to this member only, whole or not at all: one queue item over TCP,
-    /// a datagram per line over UDP. False when it had to be dropped.
-    pub fn reply_block(&self, lines: &[Bytes]) -> bool {
-        match &self.outbox {
-            Outbox::Tcp(queue) => queue.push(Bytes::from(lines.concat())),
-            Outbox::Udp(..) => lines.iter().all(|line| self.reply(line.clone())),
-        }
     }
 
     /// Flood control for one more input at `now`. Heartbeats and blank lines are free; everything
@@ -228,9 +220,9 @@ impl Member {
                 }));
             }
             Command::Help => {
-                for line in protocol::HELP {
-                    self.reply(protocol::notice(line));
-                }
+                self.reply(join_lines(
+                    protocol::HELP.iter().map(|l| protocol::notice(l)),
+                ));
             }
             Command::Usage(usage) => {
                 self.reply(protocol::error(usage));
@@ -304,13 +296,11 @@ impl Member {
                     sub,
                     left_at,
                 });
-                queue.push(Bytes::from(lines.concat()));
+                queue.push(join_lines(lines.into_iter()));
             }
             Outbox::Udp(..) => {
                 relocation.events = Some(sub.events);
-                for line in lines {
-                    self.reply(line);
-                }
+                self.reply(join_lines(lines.into_iter()));
             }
         }
         self.relocated = Some(relocation);
@@ -318,26 +308,23 @@ impl Member {
 
     fn rooms(&self) {
         let rooms = self.hub.rooms();
-        self.reply(protocol::notice(&format!("{} rooms:", rooms.len())));
-        for room in rooms.iter().take(ROOMS_LIMIT) {
+        let count = protocol::notice(&format!("{} rooms:", rooms.len()));
+        let listed = rooms.iter().take(ROOMS_LIMIT).map(|room| {
             let here = if room.label == self.room.label() {
                 " (you are here)"
             } else {
                 ""
             };
-            self.reply(protocol::notice(&format!(
+            protocol::notice(&format!(
                 "  {} ({} member{}){here}",
                 room.label,
                 room.members,
                 if room.members == 1 { "" } else { "s" }
-            )));
-        }
-        if rooms.len() > ROOMS_LIMIT {
-            self.reply(protocol::notice(&format!(
-                "  ... and {} more",
-                rooms.len() - ROOMS_LIMIT
-            )));
-        }
+            ))
+        });
+        let rest = (rooms.len() > ROOMS_LIMIT)
+            .then(|| protocol::notice(&format!("  ... and {} more", rooms.len() - ROOMS_LIMIT)));
+        self.reply(join_lines(std::iter::once(count).chain(listed).chain(rest)));
     }
 
     fn history(&self, request: HistoryRequest) {
@@ -361,7 +348,7 @@ impl Member {
             )));
             return;
         }
-        self.reply_block(&self.history_block(&lines, gone));
+        self.reply(join_lines(self.history_block(&lines, gone).into_iter()));
     }
 
     /// The replay of `lines`: a header naming the room and the ids, a notice for lines that are
@@ -400,25 +387,23 @@ impl Member {
 
     fn who(&self) {
         let members = self.hub.members_in(&self.room);
-        self.reply(protocol::notice(&format!("{} here:", members.len())));
-        for member in members.iter().take(WHO_LIMIT) {
+        let count = protocol::notice(&format!("{} here:", members.len()));
+        let listed = members.iter().take(WHO_LIMIT).map(|member| {
             let me = if member.name == self.name {
                 " (you)"
             } else {
                 ""
             };
-            self.reply(protocol::notice(&format!(
+            protocol::notice(&format!(
                 "  {} ({}){me}",
                 member.name,
                 member.transport.as_str()
-            )));
-        }
-        if members.len() > WHO_LIMIT {
-            self.reply(protocol::notice(&format!(
-                "  ... and {} more",
-                members.len() - WHO_LIMIT
-            )));
-        }
+            ))
+        });
+        let rest = (members.len() > WHO_LIMIT)
+            .then(|| protocol::notice(&format!("  ... and {} more", members.len() - WHO_LIMIT)));
+        // One reply: the list arrives whole or not at all.
+        self.reply(join_lines(std::iter::once(count).chain(listed).chain(rest)));
     }
 
     fn private(&self, to: &str, text: &str) {
@@ -455,6 +440,15 @@ impl Member {
     pub fn transport(&self) -> Transport {
         self.transport
     }
+}
+
+/// Joins complete lines into one reply, so it is queued (and refused) as a whole.
+fn join_lines(lines: impl Iterator<Item = Bytes>) -> Bytes {
+    let mut reply = BytesMut::new();
+    for line in lines {
+        reply.extend_from_slice(&line);
+    }
+    reply.freeze()
 }
 
 impl Drop for Member {

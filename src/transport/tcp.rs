@@ -21,13 +21,14 @@ use crate::guard::limits::Admit;
 use crate::guard::pacing::Cursor;
 use crate::hub::{DirectQueue, Event, Hub, MemberId, Outbox, Transport};
 use crate::member::{Flow, Member};
-use crate::outbox::{Direct, RoomSwitch};
+use crate::outbox::{Direct, RoomSwitch, WhenFull};
 use crate::protocol;
 use crate::protocol::codec::{Frame, LineCodec};
 use crate::room::{Room, Subscription};
 
-/// Lines for one member (replies, private messages) that may wait before more are dropped.
-const DIRECT_QUEUE: usize = 64;
+/// With `--sendq off`, bytes of replies (and private messages) that may wait for one member before
+/// more are refused whole and counted, so memory stays bounded all the same.
+const DIRECT_BUDGET_WITHOUT_SENDQ: usize = 1 << 20;
 /// How much to read from a socket at once.
 const READ_CHUNK: usize = 8 * 1024;
 /// Stop gathering pending lines into one write past this many bytes.
@@ -44,6 +45,16 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_RETRIES: u32 = 3;
 /// Longest pause between accept retries after resource errors such as EMFILE.
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A member's reply queue: replies count against `--sendq` like room traffic, and one that does not
+/// fit makes the member too slow; without a send queue they are refused whole past a fixed budget,
+/// and the member is told how many it missed.
+fn direct_queue(sendq: Option<usize>) -> DirectQueue {
+    match sendq {
+        Some(limit) => DirectQueue::new(limit, WhenFull::Disconnect),
+        None => DirectQueue::new(DIRECT_BUDGET_WITHOUT_SENDQ, WhenFull::DropAndCount),
+    }
+}
 
 /// Accepts connections until `shutdown` is cancelled, spawning each onto `tracker`.
 pub async fn serve(
@@ -132,7 +143,7 @@ async fn connection(
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(limit);
     }
     let (reader, mut writer) = stream.into_split();
-    let direct = Arc::new(DirectQueue::new(DIRECT_QUEUE));
+    let direct = Arc::new(direct_queue(hub.config().sendq));
     let outbox = Outbox::Tcp(Arc::clone(&direct));
     let (mut member, sub) = match Member::join(&hub, Transport::Tcp, addr, outbox) {
         Ok(joined) => joined,
@@ -162,8 +173,11 @@ async fn connection(
             end = &mut read => match end {
                 Ok(End::Shutdown | End::Quit | End::Eof) => {
                     finish.cancel();
-                    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, &mut write).await;
-                    (None, Ok(()))
+                    match tokio::time::timeout(GOODBYE_TIMEOUT, &mut write).await {
+                        // Its replies overflowed before it hung up (`nc -N < commands`).
+                        Ok(Err(WriteEnd::TooSlow)) => (Some("too slow"), Ok(())),
+                        _ => (None, Ok(())),
+                    }
                 }
                 Ok(End::Flooding) => (Some("flooding"), Ok(())),
                 Ok(End::Idle) => (Some("idle timeout"), Ok(())),
@@ -229,6 +243,9 @@ async fn read_lines(
             }
             Ok(Some(Frame::Line(line))) => line,
         };
+        // A client that sends faster than it is read would otherwise keep this task in the reader:
+        // its writer (and its send-queue check) shares the task and must get its turn.
+        tokio::task::consume_budget().await;
         let input = protocol::parse(&line);
         // Pacing ("fakelag"): while over the rate, stop reading this socket. The flooder's kernel
         // buffers fill and its writes block; nobody else waits and nothing is dropped.
@@ -321,18 +338,23 @@ async fn write_lines(
     let mut reading = Reading::new(room, sub, limits.sendq.is_some());
     loop {
         let mut closing = false;
+        // Reply bytes in this batch: they count against the send queue until written.
+        let mut replies = 0;
         tokio::select! {
             // Direct lines first: the welcome must precede any room traffic.
             biased;
-            item = direct.pop() => reading.direct(&mut batch, item, &me, direct)?,
+            item = direct.pop() => {
+                let item = item.map_err(|_| WriteEnd::TooSlow)?;
+                replies += reading.direct(&mut batch, item, &me, direct)?;
+            }
             event = reading.events.recv() => reading.progress.take(&mut batch, event, &me, direct)?,
             _ = shutdown.cancelled() => closing = true,
         }
         // Take whatever else is already waiting, so a burst costs one syscall rather than one each.
         let mut caught_up = false;
         while batch.len() < WRITE_BATCH {
-            if let Some(item) = direct.try_pop() {
-                reading.direct(&mut batch, item, &me, direct)?;
+            if let Some(item) = direct.try_pop().map_err(|_| WriteEnd::TooSlow)? {
+                replies += reading.direct(&mut batch, item, &me, direct)?;
                 continue;
             }
             let event = match reading.events.try_recv() {
@@ -354,7 +376,8 @@ async fn write_lines(
             reading.cursor.advance(reading.progress.next);
         }
         if !batch.is_empty() {
-            write_batch(writer, &batch, &reading, limits.sendq).await?;
+            write_batch(writer, &batch, &reading, direct, limits.sendq).await?;
+            direct.written(replies);
             // Give the buffer back: an idle connection should hold no write buffer at all, and
             // one allocation per batch is cheap next to the syscall.
             batch = Vec::new();
@@ -400,19 +423,20 @@ impl Reading {
         }
     }
 
-    /// Appends a direct item: a line as it is, a room switch by finishing the old room's lines up
-    /// to where the member left and then reading the new room from where it joined.
+    /// Appends a direct item: a reply as it is, a room switch by finishing the old room's lines up
+    /// to where the member left and then reading the new room from where it joined. Returns the
+    /// reply bytes taken, which count against the send queue until written.
     fn direct(
         &mut self,
         batch: &mut Vec<u8>,
         item: Direct,
         me: &Recipient,
         direct: &DirectQueue,
-    ) -> Result<(), WriteEnd> {
+    ) -> Result<usize, WriteEnd> {
         let switch = match item {
-            Direct::Line(line) => {
-                batch.extend_from_slice(&line);
-                return Ok(());
+            Direct::Reply(reply) => {
+                batch.extend_from_slice(&reply);
+                return Ok(reply.len());
             }
             Direct::Switch(switch) => switch,
         };
@@ -438,16 +462,18 @@ impl Reading {
         *self = Reading::new(room, sub, self.progress.lags.enforce);
         // Lagging is about the member, not the room: its record follows it.
         self.progress.lags.recent = lags;
-        Ok(())
+        Ok(0)
     }
 }
 
-/// Writes one batch. While the peer's socket is full it checks the send queue: the room bytes this
-/// member has not received yet. Past `sendq` the member is too slow and is let go.
+/// Writes one batch. While the peer's socket is full it checks the send queue: room bytes past what
+/// this writer delivered plus its replies not yet written. Past `sendq` the member is too slow and
+/// is let go.
 async fn write_batch(
     writer: &mut OwnedWriteHalf,
     batch: &[u8],
     reading: &Reading,
+    direct: &DirectQueue,
     sendq: Option<usize>,
 ) -> Result<(), WriteEnd> {
     let mut written = 0;
@@ -469,11 +495,12 @@ async fn write_batch(
                             break;
                         }
                         _ = tokio::time::sleep(SENDQ_CHECK) => {
-                            let unsent = reading
+                            let room = reading
                                 .room
                                 .bytes_produced()
                                 .saturating_sub(reading.delivered);
-                            if unsent > limit as u64 {
+                            let unsent = room.saturating_add(direct.pending() as u64);
+                            if direct.overflowed() || unsent > limit as u64 {
                                 return Err(WriteEnd::TooSlow);
                             }
                         }

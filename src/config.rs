@@ -63,7 +63,18 @@ pub struct ServerArgs {
     /// joining; use it on open networks.
     #[arg(long)]
     pub udp_validate: bool,
+    /// Most unsolicited UDP replies per second, all addresses together (join challenges, `server
+    /// full`, rate notices...): whatever a forged source makes the server say stays bounded.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_UDP_REPLY_BUDGET, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub udp_reply_budget: u32,
+    /// Show members that have no nick to others by their `ip:port`, as before, instead of
+    /// `guest-N` (for LANs where everyone knows everyone).
+    #[arg(long)]
+    pub show_addresses: bool,
 }
+
+/// Default for `--udp-reply-budget`.
+pub const DEFAULT_UDP_REPLY_BUDGET: u32 = 1000;
 
 /// A byte limit that can be switched off.
 pub type Limit = Option<usize>;
@@ -127,6 +138,10 @@ pub struct Config {
     pub idle_timeout: OptionalDuration,
     /// Whether new UDP addresses must echo a cookie before joining.
     pub udp_validate: bool,
+    /// Unsolicited UDP replies allowed per second, over all addresses.
+    pub udp_reply_budget: u32,
+    /// Whether members without a nick are shown to others by address rather than as `guest-N`.
+    pub show_addresses: bool,
 }
 
 impl Default for Config {
@@ -144,6 +159,8 @@ impl Default for Config {
             sendq: Some(1 << 20),
             idle_timeout: None,
             udp_validate: false,
+            udp_reply_budget: DEFAULT_UDP_REPLY_BUDGET,
+            show_addresses: false,
         }
     }
 }
@@ -164,6 +181,8 @@ impl ServerArgs {
             sendq: self.sendq,
             idle_timeout: self.idle_timeout,
             udp_validate: self.udp_validate,
+            udp_reply_budget: self.udp_reply_budget,
+            show_addresses: self.show_addresses,
         }
     }
 }
@@ -205,5 +224,13 @@ mod tests {
         assert_eq!(config.sendq, None);
         assert_eq!(config.idle_timeout, Some(Duration::from_secs(2)));
         assert!(config.udp_validate);
+        assert_eq!(config.udp_reply_budget, 1000);
+        assert!(!config.show_addresses);
+        let open: ServerArgs = "--udp-reply-budget 5 --show-addresses"
+            .parse()
+            .expect("open");
+        assert_eq!(open.config().udp_reply_budget, 5);
+        assert!(open.config().show_addresses);
+        assert!("--udp-reply-budget 2000000".parse::<ServerArgs>().is_err());
     }
 }

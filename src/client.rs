@@ -42,8 +42,8 @@ const DATAGRAM_MAX: usize = 65_536;
 
 const QUIT: &str = "/quit";
 /// Size every heartbeat is padded to. A validating server answers an unknown
-/// address only with a challenge at most three times the size of what it got
-/// (so spoofed datagrams cannot be amplified); a bare 6-byte `#ping#` would
+/// address only with a challenge smaller than what it got (so spoofed
+/// datagrams cannot be amplified); a bare 6-byte `#ping#` would
 /// never be challenged and the client could never join. The server trims
 /// whitespace, so the padding still reads as a ping. Every ping is padded,
 /// not only the first, so a lost `#pong#` or an eviction heals on the next
@@ -344,7 +344,13 @@ where
                 source,
             })?;
         debug!(%addr, "UDP socket connected");
-        let udp = Udp { sock: &sock };
+        let mut udp = Udp {
+            sock: &sock,
+            token: None,
+        };
+        // Once welcomed we ask for a session token and hold our input back until it comes (or a
+        // heartbeat passes), so no line goes out without it after the server starts requiring it.
+        let mut token_asked: Option<Instant> = None;
 
         // The server only learns of a UDP client from its datagrams: say hello
         // at once rather than after the first heartbeat.
@@ -367,7 +373,7 @@ where
 
         loop {
             tokio::select! {
-                frame = input.next() => {
+                frame = input.next(), if token_asked.is_none() => {
                     let line = match frame {
                         None => {
                             // Leaving anyway: a server that is gone changes nothing.
@@ -400,7 +406,24 @@ where
                     let Some(line) = datagram_line(&buf[..n]) else {
                         continue;
                     };
+                    if let Some(token) = protocol::token_from_answer(line) {
+                        // Ours to use, not to show; an answer we did not ask for changes nothing.
+                        if token_asked.take().is_some() {
+                            debug!("UDP session token received");
+                            udp.token = Some(token.to_string());
+                        }
+                        continue;
+                    }
                     write_line(&mut self.output, line).await?;
+                    if is_welcome(line) {
+                        // A welcome means the server (re)admitted this address and holds no token
+                        // for it: whatever token we had is void.
+                        udp.token = None;
+                        token_asked = Some(Instant::now());
+                        if let Some(exit) = udp.send(protocol::TOKEN_REQUEST).await? {
+                            return Ok(exit);
+                        }
+                    }
                     if line == SHUTDOWN_NOTICE {
                         return Ok(Exit::ServerShuttingDown);
                     }
@@ -422,6 +445,11 @@ where
                     }
                 }
                 _ = ticker.tick() => {
+                    if token_asked.is_some_and(|at| at.elapsed() >= heartbeat) {
+                        // Lost, or a server without tokens: go on without one.
+                        warn!("no UDP session token from the server; sending without one");
+                        token_asked = None;
+                    }
                     if let Some(exit) = udp.send(&ping).await? {
                         return Ok(exit);
                     }
@@ -559,11 +587,22 @@ fn peer_gone(e: &io::Error) -> bool {
 /// The connected UDP socket, with sends that report a vanished server as an [`Exit`].
 struct Udp<'a> {
     sock: &'a UdpSocket,
+    /// The session token the server gave us, which every datagram then starts with, so nobody
+    /// forging our address can speak for us.
+    token: Option<String>,
 }
 
 impl Udp<'_> {
     /// Sends one datagram; `Ok(Some(_))` means the server is gone.
     async fn send(&self, line: &str) -> Result<Option<Exit>, ClientError> {
+        let tokened;
+        let line = match &self.token {
+            Some(token) => {
+                tokened = protocol::with_token(token, line);
+                &tokened
+            }
+            None => line,
+        };
         match self.sock.send(line.as_bytes()).await {
             Ok(_) => Ok(None),
             // The ICMP error from an earlier datagram surfaces on this send.
@@ -608,6 +647,13 @@ fn datagram_line(datagram: &[u8]) -> Option<&[u8]> {
     let line = datagram.strip_suffix(b"\n").unwrap_or(datagram);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     (!datagram.is_empty()).then_some(line)
+}
+
+/// Whether `line` is the server's welcome (`* MOTD - you are NAME; type /help for commands`).
+fn is_welcome(line: &[u8]) -> bool {
+    line.starts_with(b"* ")
+        && line.ends_with(b"; type /help for commands")
+        && memchr::memmem::find(line, b" - you are ").is_some()
 }
 
 /// The cookie of a join challenge (`* to join, send: #pong# COOKIE`), if
@@ -693,6 +739,19 @@ mod tests {
         assert_eq!(datagram_line(b"hi"), Some(&b"hi"[..]));
         assert_eq!(datagram_line(b"\n"), Some(&b""[..]));
         assert_eq!(datagram_line(b""), None);
+    }
+
+    #[test]
+    fn welcomes() {
+        assert!(is_welcome(
+            b"* welcome to chatd - you are guest-1 (127.0.0.1:5); type /help for commands"
+        ));
+        assert!(!is_welcome(
+            b"<x> * hi - you are x; type /help for commands"
+        ));
+        assert!(!is_welcome(
+            b"* x left (- you are x; type /help for commands)"
+        ));
     }
 
     #[test]

@@ -73,7 +73,18 @@ pub struct ServerArgs {
     /// Most rooms open at once, the lobby included.
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_rooms: u32,
+    /// Most unsolicited UDP replies per second, all addresses together (join challenges, `server
+    /// full`, rate notices...): whatever a forged source makes the server say stays bounded.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_UDP_REPLY_BUDGET, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub udp_reply_budget: u32,
+    /// Show members that have no nick to others by their `ip:port`, as before, instead of
+    /// `guest-N` (for LANs where everyone knows everyone).
+    #[arg(long)]
+    pub show_addresses: bool,
 }
+
+/// Default for `--udp-reply-budget`.
+pub const DEFAULT_UDP_REPLY_BUDGET: u32 = 1000;
 
 /// A byte limit that can be switched off.
 pub type Limit = Option<usize>;
@@ -143,6 +154,10 @@ pub struct Config {
     pub history_db: Option<PathBuf>,
     /// Most rooms open at once.
     pub max_rooms: usize,
+    /// Unsolicited UDP replies allowed per second, over all addresses.
+    pub udp_reply_budget: u32,
+    /// Whether members without a nick are shown to others by address rather than as `guest-N`.
+    pub show_addresses: bool,
 }
 
 impl Default for Config {
@@ -163,6 +178,8 @@ impl Default for Config {
             history: 100,
             history_db: None,
             max_rooms: 1000,
+            udp_reply_budget: DEFAULT_UDP_REPLY_BUDGET,
+            show_addresses: false,
         }
     }
 }
@@ -186,6 +203,8 @@ impl ServerArgs {
             history: self.history as usize,
             history_db: self.history_db.clone(),
             max_rooms: self.max_rooms as usize,
+            udp_reply_budget: self.udp_reply_budget,
+            show_addresses: self.show_addresses,
         }
     }
 }
@@ -227,5 +246,13 @@ mod tests {
         assert_eq!(config.sendq, None);
         assert_eq!(config.idle_timeout, Some(Duration::from_secs(2)));
         assert!(config.udp_validate);
+        assert_eq!(config.udp_reply_budget, 1000);
+        assert!(!config.show_addresses);
+        let open: ServerArgs = "--udp-reply-budget 5 --show-addresses"
+            .parse()
+            .expect("open");
+        assert_eq!(open.config().udp_reply_budget, 5);
+        assert!(open.config().show_addresses);
+        assert!("--udp-reply-budget 2000000".parse::<ServerArgs>().is_err());
     }
 }

@@ -11,8 +11,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 use crate::config::Config;
+use crate::names::{self, NameError};
 pub use crate::outbox::{DirectQueue, Outbox};
 use crate::protocol;
 pub use crate::room::{Event, MemberId, SERVER};
@@ -57,10 +59,10 @@ pub enum JoinError {
 pub enum RenameError {
     /// Malformed name.
     #[error(transparent)]
-    Invalid(#[from] protocol::NickError),
-    /// Someone else has it.
-    #[error("nickname {0} is taken")]
-    Taken(String),
+    Invalid(#[from] NameError),
+    /// Someone else has it, or one that looks the same (see [`crate::names::key`]).
+    #[error("that name is taken")]
+    Taken,
 }
 
 /// Why a move to another room was refused; the member stays where it was.
@@ -102,7 +104,7 @@ pub struct RoomInfo {
 pub struct Seat {
     /// The member's id.
     pub id: MemberId,
-    /// Its first name (from its address).
+    /// Its first name (`guest-N`, or its address with `--show-addresses`).
     pub name: String,
     /// The room it is in (the lobby).
     pub room: Arc<Room>,
@@ -128,7 +130,7 @@ pub struct Moved {
 
 struct Entry {
     name: String,
-    ip: IpAddr,
+    addr: SocketAddr,
     transport: Transport,
     outbox: Outbox,
     room: Arc<Room>,
@@ -139,15 +141,70 @@ struct RoomEntry {
     members: usize,
 }
 
+/// Most names held for flood-kicked members at once; past it, reserving is best effort.
+const MAX_RESERVED: usize = 4096;
+
 #[derive(Default)]
 struct Registry {
     members: HashMap<MemberId, Entry>,
-    /// Lower-cased names, so `Bob` and `bob` cannot both exist.
+    /// Names by [`names::key`], so neither `Bob` and `bob` nor look-alikes can both exist.
     names: HashMap<String, MemberId>,
+    /// Names (by key) of flood-kicked members, kept for the kicked address until the time given,
+    /// so flooding someone into a kick does not free its name for the flooder.
+    reserved: HashMap<String, (SocketAddr, Instant)>,
     per_ip: HashMap<IpAddr, usize>,
     /// Open rooms by lower-cased name; the lobby is always here.
     rooms: HashMap<String, RoomEntry>,
     next_id: MemberId,
+    /// Number of the next `guest-N` name.
+    next_guest: u64,
+}
+
+impl Registry {
+    /// Whether the name with `key` is held by someone other than `id` at `addr`.
+    fn is_taken(&mut self, key: &str, id: MemberId, addr: SocketAddr) -> bool {
+        if self.names.get(key).is_some_and(|&owner| owner != id) {
+            return true;
+        }
+        match self.reserved.get(key) {
+            Some(&(_, until)) if until <= Instant::now() => {
+                self.reserved.remove(key);
+                false
+            }
+            Some(&(holder, _)) => holder != addr,
+            None => false,
+        }
+    }
+
+    /// A fresh `guest-N` (or `ip:port`) name that nobody holds.
+    fn default_name(
+        &mut self,
+        id: MemberId,
+        addr: SocketAddr,
+        transport: Transport,
+        show_addresses: bool,
+    ) -> String {
+        if show_addresses {
+            let mut name = names::default_name(0, addr, true);
+            // A TCP and a UDP socket may share ip:port; keep names unique anyway.
+            if self.names.contains_key(&names::key(&name)) {
+                name = format!("{name}/{}", transport.as_str());
+            }
+            if self.names.contains_key(&names::key(&name)) {
+                name = format!("{name}#{id}");
+            }
+            return name;
+        }
+        // Someone may have picked `guest-N` by hand; skip the numbers in use (bounded by the
+        // number of members and reserved names).
+        loop {
+            self.next_guest += 1;
+            let name = names::default_name(self.next_guest, addr, false);
+            if !self.is_taken(&names::key(&name), id, addr) {
+                return name;
+            }
+        }
+    }
 }
 
 impl Registry {
@@ -265,20 +322,14 @@ impl Hub {
             *from_ip += 1;
             let id = registry.next_id;
             registry.next_id += 1;
-            let mut name = addr.to_string();
-            // A TCP and a UDP socket may share ip:port; keep names unique anyway.
-            if registry.names.contains_key(&name.to_ascii_lowercase()) {
-                name = format!("{name}/{}", transport.as_str());
-            }
-            if registry.names.contains_key(&name.to_ascii_lowercase()) {
-                name = format!("{name}#{id}");
-            }
-            registry.names.insert(name.to_ascii_lowercase(), id);
+            let name =
+                registry.default_name(id, addr, transport, self.shared.config.show_addresses);
+            registry.names.insert(names::key(&name), id);
             registry.members.insert(
                 id,
                 Entry {
                     name: name.clone(),
-                    ip: addr.ip(),
+                    addr,
                     transport,
                     outbox: outbox.clone(),
                     room: Arc::clone(&lobby),
@@ -290,7 +341,11 @@ impl Hub {
             // Subscribing under the registry lock: the join notice below comes after the seam.
             (id, name, lobby.subscribe(self.shared.config.history))
         };
-        outbox.send(protocol::welcome(&self.shared.config.motd, &name));
+        // Only the member itself learns its address (unless `--show-addresses`).
+        outbox.send(protocol::welcome(
+            &self.shared.config.motd,
+            &names::welcome_name(&name, addr),
+        ));
         lobby.broadcast(id, protocol::notice(&format!("{name} joined")));
         tracing::debug!(%addr, %name, transport = transport.as_str(), "joined");
         Ok(Seat {
@@ -381,11 +436,12 @@ impl Hub {
             let mut registry = self.registry();
             let entry = registry.members.remove(&id);
             if let Some(entry) = &entry {
-                registry.names.remove(&entry.name.to_ascii_lowercase());
-                if let Some(count) = registry.per_ip.get_mut(&entry.ip) {
+                registry.names.remove(&names::key(&entry.name));
+                let ip = entry.addr.ip();
+                if let Some(count) = registry.per_ip.get_mut(&ip) {
                     *count -= 1;
                     if *count == 0 {
-                        registry.per_ip.remove(&entry.ip);
+                        registry.per_ip.remove(&ip);
                     }
                 }
                 registry.vacate(&entry.room);
@@ -403,28 +459,50 @@ impl Hub {
         }
     }
 
-    /// Renames a member; returns the old name.
-    pub fn rename(&self, id: MemberId, new: &str) -> Result<String, RenameError> {
-        protocol::validate_nick(new)?;
-        let key = new.to_ascii_lowercase();
+    /// Renames a member; returns the old name and the new one in its normal form.
+    pub fn rename(&self, id: MemberId, new: &str) -> Result<(String, String), RenameError> {
+        let new = names::normalize(new)?;
+        let key = names::key(&new);
         let mut registry = self.registry();
-        match registry.names.get(&key) {
-            Some(&owner) if owner != id => return Err(RenameError::Taken(new.to_string())),
-            _ => {}
+        let Some(addr) = registry.members.get(&id).map(|e| e.addr) else {
+            return Err(RenameError::Taken);
+        };
+        if registry.is_taken(&key, id, addr) {
+            return Err(RenameError::Taken);
         }
         let Some(entry) = registry.members.get_mut(&id) else {
-            return Err(RenameError::Taken(new.to_string()));
+            return Err(RenameError::Taken);
         };
-        let old = std::mem::replace(&mut entry.name, new.to_string());
-        registry.names.remove(&old.to_ascii_lowercase());
+        let old = std::mem::replace(&mut entry.name, new.clone());
+        registry.names.remove(&names::key(&old));
         registry.names.insert(key, id);
-        Ok(old)
+        Ok((old, new))
     }
 
-    /// Finds a member by (case-insensitive) name, in any room.
+    /// Keeps member `id`'s name for its address `addr` until `until`, whoever asks for it: called
+    /// before a flood kick, so the flooder cannot take the name of the member it flooded out.
+    pub fn reserve_name(&self, id: MemberId, until: Instant) {
+        let mut registry = self.registry();
+        let Some((key, addr)) = registry
+            .members
+            .get(&id)
+            .map(|e| (names::key(&e.name), e.addr))
+        else {
+            return;
+        };
+        if registry.reserved.len() >= MAX_RESERVED {
+            let now = Instant::now();
+            registry.reserved.retain(|_, (_, t)| *t > now);
+        }
+        if registry.reserved.len() < MAX_RESERVED {
+            registry.reserved.insert(key, (addr, until));
+        }
+    }
+
+    /// Finds a member by name (compared as [`names::key`] does), in any room.
     pub fn find(&self, name: &str) -> Option<(MemberId, Outbox)> {
         let registry = self.registry();
-        let id = *registry.names.get(&name.to_ascii_lowercase())?;
+        let id = *registry.names.get(&names::key(name))?;
         registry.members.get(&id).map(|e| (id, e.outbox.clone()))
     }
 

@@ -6,6 +6,7 @@
 //! - [`transport`]: thin adapters (TCP, UDP) between sockets and members.
 //! - [`member`]: one member's session, shared by every transport: chat and commands.
 //! - [`outbox`]: where lines for one member go (a TCP queue or a UDP address).
+//! - [`names`]: which member names are allowed and when two names are the same.
 //! - [`hub`]: the room (one broadcast channel of pre-formatted lines) and the member registry.
 //! - [`guard`]: flood control, room pacing, UDP cookies and heartbeat presence: state machines
 //!   with the clock passed in.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod guard;
 pub mod hub;
 pub mod member;
+pub mod names;
 pub mod outbox;
 pub mod protocol;
 pub mod room;

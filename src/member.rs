@@ -151,7 +151,7 @@ impl Member {
     pub fn admit(&mut self, input: &Input, now: Instant) -> Admit {
         match input {
             Input::Empty | Input::Ping | Input::Pong(_) => Admit::Now,
-            Input::Chat(_) | Input::Command(_) => self.flood.admit(now),
+            Input::Chat(_) | Input::Command(_) | Input::TokenRequest => self.flood.admit(now),
         }
     }
 
@@ -170,6 +170,11 @@ impl Member {
             // Presence was already refreshed by the transport; validation answers from members
             // (a retransmitted #pong#) need nothing either.
             Input::Empty | Input::Ping | Input::Pong(_) => Flow::Continue,
+            // The UDP transport answers it; a TCP connection cannot be spoofed and needs none.
+            Input::TokenRequest => {
+                self.reply(protocol::error("session tokens are for UDP members only"));
+                Flow::Continue
+            }
             Input::Chat(text) => {
                 protocol::write_chat_line(&mut self.gathered, &self.name, &text);
                 self.gathered_lines += 1;
@@ -238,9 +243,9 @@ impl Member {
 
     fn rename(&mut self, new: &str) {
         match self.hub.rename(self.id, new) {
-            Ok(old) if old == new => {}
-            Ok(old) => {
-                self.name = new.to_string();
+            Ok((old, new)) if old == new => {}
+            Ok((old, new)) => {
+                self.name = new.clone();
                 self.reply(protocol::notice(&format!("you are now known as {new}")));
                 self.room.broadcast(
                     self.id,

@@ -35,7 +35,7 @@ async fn over_long_datagram_is_refused_not_truncated() {
     let server = start_server("--max-line 100").await;
     let mut watcher = TcpClient::connect(server.tcp).await;
     let udp = UdpClient::join(server.udp).await;
-    watcher.expect(&format!("* {} joined", udp.addr)).await;
+    watcher.expect(&format!("* {} joined", udp.name)).await;
     udp.send(&"u".repeat(101)).await;
     assert_eq!(
         udp.recv().await,
@@ -43,7 +43,7 @@ async fn over_long_datagram_is_refused_not_truncated() {
     );
     udp.send("short").await;
     // Nothing of the long datagram reached the room.
-    assert_eq!(watcher.recv().await, format!("<{}> short", udp.addr));
+    assert_eq!(watcher.recv().await, format!("<{}> short", udp.name));
     server.shutdown().await;
 }
 
@@ -59,11 +59,11 @@ async fn invalid_utf8_is_relayed_lossily() {
         format!("<{}> caf\u{fffd} \u{fffd}\u{fffd} ok", alice.name)
     );
     let udp = UdpClient::join(server.udp).await;
-    bob.expect(&format!("* {} joined", udp.addr)).await;
+    bob.expect(&format!("* {} joined", udp.name)).await;
     udp.send_raw(b"\x80binary\x00junk\x01").await;
     assert_eq!(
         bob.recv().await,
-        format!("<{}> \u{fffd}binaryjunk", udp.addr)
+        format!("<{}> \u{fffd}binaryjunk", udp.name)
     );
     server.shutdown().await;
 }

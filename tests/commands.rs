@@ -16,9 +16,9 @@ async fn quit_leaves_at_once_and_others_see_it() {
         .await;
 
     let udp = UdpClient::join(server.udp).await;
-    alice.expect(&format!("* {} joined", udp.addr)).await;
+    alice.expect(&format!("* {} joined", udp.name)).await;
     udp.send("/quit").await;
-    alice.expect(&format!("* {} left", udp.addr)).await;
+    alice.expect(&format!("* {} left", udp.name)).await;
     server.shutdown().await;
 }
 
@@ -35,7 +35,7 @@ async fn nick_changes_name_and_refuses_taken_or_malformed_names() {
     assert_eq!(alice.recv().await, format!("* {old} is now known as bob"));
 
     bob.send("/nick ALICE").await;
-    assert_eq!(bob.recv().await, "! nickname ALICE is taken");
+    assert_eq!(bob.recv().await, "! that name is taken");
     bob.send("/nick bad name!").await;
     assert_eq!(
         bob.recv().await,
@@ -54,7 +54,7 @@ async fn nick_changes_name_and_refuses_taken_or_malformed_names() {
     let udp = UdpClient::join(server.udp).await;
     udp.send("/nick alice").await;
     // The lobby's history (bob's line) comes first.
-    udp.expect("! nickname alice is taken").await;
+    udp.expect("! that name is taken").await;
     alice.send("/quit").await;
     alice.expect_closed().await;
     bob.expect("* alice left").await;
@@ -71,7 +71,7 @@ async fn who_lists_members_with_their_transport() {
     udp.send("/nick zed").await;
     udp.expect("* you are now known as zed").await;
     alice
-        .expect(&format!("* {} is now known as zed", udp.addr))
+        .expect(&format!("* {} is now known as zed", udp.name))
         .await;
     alice.send("/who").await;
     assert_eq!(alice.recv().await, "* 2 here:");
@@ -92,7 +92,7 @@ async fn msg_is_private_across_transports() {
     let udp = UdpClient::join(server.udp).await;
     udp.send("/nick carol").await;
     udp.expect("* you are now known as carol").await;
-    let renamed = format!("* {} is now known as carol", udp.addr);
+    let renamed = format!("* {} is now known as carol", udp.name);
     bob.expect(&renamed).await;
     alice.expect(&renamed).await;
 

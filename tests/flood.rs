@@ -76,17 +76,17 @@ async fn udp_excess_is_dropped_with_one_warning_and_a_sustained_flood_is_evicted
     let server = start_server("--rate 10 --burst 3 --flood-kick 1s").await;
     let mut watcher = TcpClient::with_nick(server.tcp, "watcher").await;
     let udp = UdpClient::join(server.udp).await;
-    watcher.expect(&format!("* {} joined", udp.addr)).await;
+    watcher.expect(&format!("* {} joined", udp.name)).await;
     for i in 0..10 {
         udp.send(&format!("burst {i}")).await;
     }
     // The burst allowance goes through, the rest is dropped with one warning.
     assert_eq!(udp.recv().await, "! slow down");
     for i in 0..3 {
-        assert_eq!(watcher.recv().await, format!("<{}> burst {i}", udp.addr));
+        assert_eq!(watcher.recv().await, format!("<{}> burst {i}", udp.name));
     }
     // Keep flooding (bounded: at most 10 s) until evicted.
-    let name = udp.addr.to_string();
+    let name = udp.name.clone();
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let flooder = tokio::spawn(async move {
         for i in 0..2000 {

@@ -18,8 +18,9 @@
 use std::net::SocketAddr;
 
 use bytes::BytesMut;
+use chatd::names::{self, NameError};
 use chatd::protocol::codec::{Frame, LineCodec};
-use chatd::protocol::{self, Command, Input, NickError};
+use chatd::protocol::{self, Command, Input};
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
 use tokio_util::codec::Decoder;
@@ -75,7 +76,7 @@ fn assert_one_line(line: &[u8]) -> Result<(), TestCaseError> {
 /// Checks every string the parser hands on, and the lines the server would build from them.
 fn check_parsed(input: &Input) -> Result<(), TestCaseError> {
     match input {
-        Input::Empty | Input::Ping => {}
+        Input::Empty | Input::Ping | Input::TokenRequest => {}
         Input::Pong(cookie) => {
             assert_clean("pong cookie", cookie)?;
             prop_assert_eq!(cookie.trim(), cookie.as_str());
@@ -112,17 +113,18 @@ fn check_parsed(input: &Input) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// Reference nickname rule, straight from the spec: `[A-Za-z0-9_.-]{1,32}`, length in bytes first.
-fn nick_reference(name: &str) -> Result<(), NickError> {
+/// Reference nickname rule for ASCII names, straight from the spec: `[A-Za-z0-9_.-]{1,32}`,
+/// length first. (Beyond ASCII, `chatd::names` has its own unit tests.)
+fn nick_reference(name: &str) -> Result<(), NameError> {
     if !(1..=32).contains(&name.len()) {
-        Err(NickError::Length)
+        Err(NameError::Length)
     } else if name
         .chars()
         .all(|c| matches!(c, 'A'..='Z' | 'a'..='z' | '0'..='9' | '_' | '.' | '-'))
     {
         Ok(())
     } else {
-        Err(NickError::Charset)
+        Err(NameError::Charset)
     }
 }
 
@@ -367,21 +369,39 @@ proptest! {
     }
 
     #[test]
-    fn validate_nick_matches_the_reference(
+    fn ascii_names_follow_the_reference(
         name in prop_oneof![
             3 => "[A-Za-z0-9_.-]{0,40}",
+            1 => "[ -~]{0,40}",
+        ],
+    ) {
+        let expected = nick_reference(&name).map(|()| name.clone());
+        prop_assert_eq!(names::normalize(&name), expected, "{:?}", name);
+    }
+
+    #[test]
+    fn every_valid_ascii_nick_is_accepted(name in "[A-Za-z0-9_.-]{1,32}") {
+        prop_assert_eq!(names::normalize(&name), Ok(name.clone()));
+    }
+
+    #[test]
+    fn an_accepted_name_is_short_clean_and_stable(
+        name in prop_oneof![
             2 => ("[A-Za-z0-9_.-]{0,20}", tricky_char(), "[A-Za-z0-9_.-]{0,20}")
                 .prop_map(|(a, c, b)| format!("{a}{c}{b}")),
             1 => "[a-zé٣Ａ:]{0,20}",
             1 => any::<String>(),
         ],
     ) {
-        prop_assert_eq!(protocol::validate_nick(&name), nick_reference(&name), "{:?}", name);
-    }
-
-    #[test]
-    fn every_valid_nick_is_accepted(name in "[A-Za-z0-9_.-]{1,32}") {
-        prop_assert_eq!(protocol::validate_nick(&name), Ok(()));
+        if let Ok(shown) = names::normalize(&name) {
+            let count = shown.chars().count();
+            prop_assert!((1..=32).contains(&count), "{:?}", shown);
+            assert_clean("name", &shown)?;
+            prop_assert!(!shown.contains(|c: char| c == ':' || c.is_whitespace()), "{:?}", shown);
+            // Normalising is idempotent, and the key does not depend on the form given.
+            prop_assert_eq!(names::normalize(&shown), Ok(shown.clone()));
+            prop_assert_eq!(names::key(&shown), names::key(&name));
+        }
     }
 }
 

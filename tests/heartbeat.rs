@@ -11,12 +11,12 @@ async fn silent_peer_is_evicted_and_pinging_peer_stays() {
     let server = start_server("--heartbeat 200ms").await;
     let mut watcher = TcpClient::with_nick(server.tcp, "watcher").await;
     let silent = UdpClient::join(server.udp).await;
-    watcher.expect(&format!("* {} joined", silent.addr)).await;
+    watcher.expect(&format!("* {} joined", silent.name)).await;
     let pinger = UdpClient::join(server.udp).await;
-    watcher.expect(&format!("* {} joined", pinger.addr)).await;
+    watcher.expect(&format!("* {} joined", pinger.name)).await;
 
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let pinger_addr = pinger.addr;
+    let pinger_name = pinger.name.clone();
     let pinging = tokio::spawn(async move {
         // Bounded: at most 100 pings (10 s), normally stopped much sooner.
         for _ in 0..100 {
@@ -31,14 +31,14 @@ async fn silent_peer_is_evicted_and_pinging_peer_stays() {
 
     let started = tokio::time::Instant::now();
     let skipped = watcher
-        .expect(&format!("* {} left (timed out)", silent.addr))
+        .expect(&format!("* {} left (timed out)", silent.name))
         .await;
     assert!(
         started.elapsed() >= Duration::from_millis(300),
         "evicted too early"
     );
     assert!(
-        !skipped.iter().any(|l| l.contains(&pinger_addr.to_string())),
+        !skipped.iter().any(|l| l.contains(&pinger_name.to_string())),
         "{skipped:?}"
     );
 
@@ -53,7 +53,7 @@ async fn silent_peer_is_evicted_and_pinging_peer_stays() {
     watcher.send("/who").await;
     assert_eq!(watcher.recv().await, "* 2 here:");
     let who = [watcher.recv().await, watcher.recv().await];
-    assert!(who.contains(&format!("*   {pinger_addr} (udp)")), "{who:?}");
+    assert!(who.contains(&format!("*   {pinger_name} (udp)")), "{who:?}");
     server.shutdown().await;
 }
 
@@ -62,21 +62,21 @@ async fn any_datagram_counts_as_proof_of_life() {
     let server = start_server("--heartbeat 200ms").await;
     let mut watcher = TcpClient::with_nick(server.tcp, "watcher").await;
     let talker = UdpClient::join(server.udp).await;
-    watcher.expect(&format!("* {} joined", talker.addr)).await;
+    watcher.expect(&format!("* {} joined", talker.name)).await;
     let silent = UdpClient::join(server.udp).await;
-    watcher.expect(&format!("* {} joined", silent.addr)).await;
+    watcher.expect(&format!("* {} joined", silent.name)).await;
     // Chat lines instead of pings, well inside the 400 ms window each time.
     let mut seen = Vec::new();
     for i in 0..8 {
         talker.send(&format!("line {i}")).await;
-        seen.extend(watcher.expect(&format!("<{}> line {i}", talker.addr)).await);
+        seen.extend(watcher.expect(&format!("<{}> line {i}", talker.name)).await);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     watcher.send("/who").await;
-    seen.extend(watcher.expect(&format!("*   {} (udp)", talker.addr)).await);
+    seen.extend(watcher.expect(&format!("*   {} (udp)", talker.name)).await);
     assert!(
         seen.iter()
-            .any(|l| l == &format!("* {} left (timed out)", silent.addr)),
+            .any(|l| l == &format!("* {} left (timed out)", silent.name)),
         "the silent peer was evicted meanwhile: {seen:?}"
     );
     server.shutdown().await;

@@ -64,7 +64,7 @@ async fn one_address_may_hold_only_max_per_ip_members_across_transports() {
     let _a = TcpClient::connect(server.tcp).await;
     let mut b = TcpClient::connect(server.tcp).await;
     let udp = UdpClient::join(server.udp).await;
-    b.expect(&format!("* {} joined", udp.addr)).await;
+    b.expect(&format!("* {} joined", udp.name)).await;
     let mut refused = TcpClient::connect_raw(server.tcp).await;
     assert_eq!(
         refused.recv().await,
@@ -93,7 +93,7 @@ async fn one_address_may_hold_only_max_per_ip_members_across_transports() {
         .await
         .expect("welcome in time");
     let welcome = welcome.expect("a line").expect("utf-8");
-    assert!(welcome.contains("you are 127.0.0.2:"), "{welcome}");
+    assert!(welcome.contains("(127.0.0.2:"), "{welcome}");
 
     // A slot frees up when a member from the full address leaves.
     let gone = b.name.clone();

@@ -8,13 +8,13 @@ async fn tcp_to_udp_and_udp_to_tcp() {
     let server = start_server("").await;
     let mut tcp = TcpClient::connect(server.tcp).await;
     let udp = UdpClient::join(server.udp).await;
-    tcp.expect(&format!("* {} joined", udp.addr)).await;
+    tcp.expect(&format!("* {} joined", udp.name)).await;
 
     tcp.send("from tcp").await;
     assert_eq!(udp.recv().await, format!("<{}> from tcp", tcp.name));
 
     udp.send("from udp\n").await;
-    assert_eq!(tcp.recv().await, format!("<{}> from udp", udp.addr));
+    assert_eq!(tcp.recv().await, format!("<{}> from udp", udp.name));
     server.shutdown().await;
 }
 
@@ -23,12 +23,12 @@ async fn udp_to_udp_without_self_echo() {
     let server = start_server("").await;
     let a = UdpClient::join(server.udp).await;
     let b = UdpClient::join(server.udp).await;
-    a.expect(&format!("* {} joined", b.addr)).await;
+    a.expect(&format!("* {} joined", b.name)).await;
     a.send("one").await;
-    assert_eq!(b.recv().await, format!("<{}> one", a.addr));
+    assert_eq!(b.recv().await, format!("<{}> one", a.name));
     b.send("two").await;
     // Had a been echoed "one", it would come first.
-    assert_eq!(a.recv().await, format!("<{}> two", b.addr));
+    assert_eq!(a.recv().await, format!("<{}> two", b.name));
     server.shutdown().await;
 }
 
@@ -36,13 +36,15 @@ async fn udp_to_udp_without_self_echo() {
 async fn first_chat_datagram_joins_and_is_delivered() {
     let server = start_server("").await;
     let mut tcp = TcpClient::connect(server.tcp).await;
-    let udp = UdpClient::bind(server.udp).await;
+    let mut udp = UdpClient::bind(server.udp).await;
     udp.send("hello without a ping").await;
-    assert!(udp.recv().await.starts_with("* welcome"));
-    tcp.expect(&format!("* {} joined", udp.addr)).await;
+    let welcome = udp.recv().await;
+    assert!(welcome.starts_with("* welcome"), "{welcome}");
+    udp.name = common::name_from_welcome(&welcome);
+    tcp.expect(&format!("* {} joined", udp.name)).await;
     assert_eq!(
         tcp.recv().await,
-        format!("<{}> hello without a ping", udp.addr)
+        format!("<{}> hello without a ping", udp.name)
     );
     server.shutdown().await;
 }
@@ -52,11 +54,11 @@ async fn pings_are_never_shown() {
     let server = start_server("").await;
     let mut tcp = TcpClient::connect(server.tcp).await;
     let udp = UdpClient::join(server.udp).await;
-    tcp.expect(&format!("* {} joined", udp.addr)).await;
+    tcp.expect(&format!("* {} joined", udp.name)).await;
     udp.send("#ping#").await;
     udp.send("#ping#\n").await;
     udp.send("after pings").await;
-    assert_eq!(tcp.recv().await, format!("<{}> after pings", udp.addr));
+    assert_eq!(tcp.recv().await, format!("<{}> after pings", udp.name));
     server.shutdown().await;
 }
 
@@ -67,7 +69,7 @@ async fn lines_sent_together_stay_separate_lines_and_in_order_with_commands() {
     let server = start_server("").await;
     let mut tcp = TcpClient::connect(server.tcp).await;
     let udp = UdpClient::join(server.udp).await;
-    tcp.expect(&format!("* {} joined", udp.addr)).await;
+    tcp.expect(&format!("* {} joined", udp.name)).await;
     let mut watcher = TcpClient::connect(server.tcp).await;
     udp.expect(&format!("* {} joined", watcher.name)).await;
 

@@ -66,7 +66,8 @@ async fn netcat_over_tcp_chats_with_a_client() {
     let mut nc = Netcat::spawn(&["-N", "127.0.0.1", &port]);
     let welcome = nc.recv().await;
     assert!(
-        welcome.starts_with("* welcome to chatd - you are 127.0.0.1:"),
+        welcome.starts_with("* welcome to chatd - you are guest-")
+            && welcome.contains("(127.0.0.1:"),
         "{welcome}"
     );
     let mut other = TcpClient::connect(server.tcp).await;
@@ -100,7 +101,8 @@ async fn netcat_over_udp_chats_with_a_client() {
     nc.send("hi, udp here").await;
     let welcome = nc.recv().await;
     assert!(
-        welcome.starts_with("* welcome to chatd - you are 127.0.0.1:"),
+        welcome.starts_with("* welcome to chatd - you are guest-")
+            && welcome.contains("(127.0.0.1:"),
         "{welcome}"
     );
     let name = common::name_from_welcome(&welcome);

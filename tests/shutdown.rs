@@ -10,7 +10,7 @@ async fn members_on_both_transports_are_told_and_tcp_is_closed() {
     let server = start_server("").await;
     let mut tcp = TcpClient::connect(server.tcp).await;
     let udp = UdpClient::join(server.udp).await;
-    tcp.expect(&format!("* {} joined", udp.addr)).await;
+    tcp.expect(&format!("* {} joined", udp.name)).await;
     server.shutdown().await;
     let lines = tcp.expect_closed().await;
     assert_eq!(lines, vec!["* server shutting down".to_string()]);
@@ -22,7 +22,7 @@ async fn sigterm_tells_everyone_and_exits_zero_promptly() {
     let (mut child, tcp_addr, udp_addr) = spawn_chatd(&[], None).await;
     let mut tcp = TcpClient::connect(tcp_addr).await;
     let udp = UdpClient::join(udp_addr).await;
-    tcp.expect(&format!("* {} joined", udp.addr)).await;
+    tcp.expect(&format!("* {} joined", udp.name)).await;
 
     let pid = child.id().expect("pid") as libc::pid_t;
     let sent = Instant::now();

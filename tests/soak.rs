@@ -15,7 +15,13 @@
 //! Each misbehaving population binds its own loopback address (127.0.1.N), so the default names the
 //! server gives (`ip:port`) tell which population a line or a departure belongs to, and no TCP and
 //! UDP client ever share an `ip:port` name. Run with `--nocapture` to see the summary it prints.
+//!
+//! Where it runs as root, a spoofer also forges UDP datagrams all along: from the server's own
+//! address, and notices, errors and join challenges "from" another server. None may join or start
+//! an exchange; the final `/who` would list any that joined.
 mod common;
+#[path = "common/spoof.rs"]
+mod spoof;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -86,11 +92,13 @@ fn rss_tolerance_kib(baseline_kib: u64) -> u64 {
     (8 * 1024).max(baseline_kib / 4)
 }
 
+/// `--show-addresses`: members are told apart by the address their population binds, so default
+/// names must be `ip:port`, as they were before guests were named `guest-N`.
 fn server_args() -> Vec<String> {
     format!(
         "--tcp 0 --udp 0 --bind 127.0.0.1 --heartbeat {}ms --rate {RATE} --burst {RATE} \
          --flood-kick {}s --sendq {SENDQ} --backlog {BACKLOG} --max-per-ip {MAX_PER_IP} \
-         --max-line {MAX_LINE}",
+         --max-line {MAX_LINE} --show-addresses",
         HEARTBEAT.as_millis(),
         FLOOD_KICK.as_secs()
     )
@@ -1775,6 +1783,10 @@ async fn soak(length: Duration) {
     );
     let ctx = Arc::new(ctx);
 
+    // Forged traffic too, from the start of the warm-up to the end of the soak.
+    let stop_spoofing = CancellationToken::new();
+    let spoofing = tokio::spawn(spoofer(ctx.udp, stop_spoofing.clone()));
+
     // Well-behaved traffic runs through warm-up and soak alike.
     let stop_sending = CancellationToken::new();
     let mut senders = Vec::new();
@@ -1831,6 +1843,12 @@ async fn soak(length: Duration) {
     );
     summarise("soak", &outcomes);
     check_outcomes(&outcomes);
+    stop_spoofing.cancel();
+    let forged = timeout(TIMEOUT, spoofing)
+        .await
+        .expect("spoofer stops")
+        .expect("spoofer task");
+    eprintln!("{} {forged} forged datagrams sent", stamp());
 
     // Every well-behaved member got every message addressed to it.
     stop_sending.cancel();
@@ -1903,6 +1921,47 @@ async fn soak(length: Duration) {
         drop(good.socket);
     }
     eprintln!("{} done", stamp());
+}
+
+/// Forged datagrams a spoofer cycles through: (source, payload).
+fn forged_datagrams(server: SocketAddr) -> Vec<(SocketAddr, Vec<u8>)> {
+    let other_server = SocketAddr::from((Ipv4Addr::new(127, 0, 1, 200), 40_000));
+    vec![
+        (server, format!("{:<64}", "#ping#").into_bytes()),
+        (server, b"x".to_vec()),
+        (
+            other_server,
+            b"* to join, send: #pong# 0123456789abcdef\n".to_vec(),
+        ),
+        (
+            other_server,
+            b"! too many connections from your address\n".to_vec(),
+        ),
+        (
+            other_server,
+            b"* welcome to chatd - you are x; type /help for commands\n".to_vec(),
+        ),
+    ]
+}
+
+/// Sends forged datagrams to the server every few milliseconds until `stop` (bounded: at most a
+/// minute's worth); returns how many went out (none without root).
+async fn spoofer(server: SocketAddr, stop: CancellationToken) -> u64 {
+    if spoof::skip("soak's spoofer") {
+        return 0;
+    }
+    let datagrams = forged_datagrams(server);
+    let mut tick = interval(Duration::from_millis(5));
+    let mut sent = 0;
+    for (from, payload) in datagrams.iter().cycle().take(12_000) {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        spoof::send_forged(*from, server, payload);
+        sent += 1;
+    }
+    sent
 }
 
 /// Waits until the room holds exactly the well-behaved members again: every TCP leaver gone and

@@ -29,7 +29,7 @@ async fn welcome_names_the_member_and_points_to_help() {
     let mut client = TcpClient::connect_raw(server.tcp).await;
     let welcome = client.recv().await;
     assert!(
-        welcome.starts_with("* hello-there - you are 127.0.0.1:"),
+        welcome.starts_with("* hello-there - you are guest-") && welcome.contains(" (127.0.0.1:"),
         "{welcome}"
     );
     assert!(welcome.ends_with("; type /help for commands"), "{welcome}");

@@ -4,8 +4,12 @@
 //! - [`pacing`]: holds TCP senders back while readers that keep up fall behind.
 //! - [`cookie`]: stateless UDP address validation.
 //! - [`presence`]: the UDP heartbeat deadline table behind eviction.
+//! - [`reply_budget`]: one global budget for UDP replies a forged source could trigger.
+//! - [`own_address`]: recognises datagrams claiming to come from the server itself.
 
 pub mod cookie;
 pub mod limits;
+pub mod own_address;
 pub mod pacing;
 pub mod presence;
+pub mod reply_budget;

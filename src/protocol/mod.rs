@@ -14,8 +14,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 pub const PING: &str = "#ping#";
 /// The prefix of a UDP address-validation answer: `#pong# COOKIE`.
 pub const PONG: &str = "#pong#";
-/// Longest accepted nickname, in bytes.
-pub const MAX_NICK_LEN: usize = 32;
+/// A UDP member asks for a session token with this (see [`split_token`]).
+pub const TOKEN_REQUEST: &str = "#token#";
+/// How the server's answer to [`TOKEN_REQUEST`] starts; the token follows.
+pub const TOKEN_ANSWER: &str = "* your session token: ";
+/// Longest session token accepted in a datagram's prefix, in bytes.
+pub const MAX_TOKEN_LEN: usize = 64;
 
 /// What one incoming line or datagram asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +30,8 @@ pub enum Input {
     Ping,
     /// A UDP address-validation answer carrying the cookie the server sent.
     Pong(String),
+    /// A UDP member asks for a session token (`#token#`).
+    TokenRequest,
     /// Text to relay to the room, already stripped of control characters.
     Chat(String),
     /// A slash command.
@@ -37,7 +43,7 @@ pub enum Input {
 pub enum Command {
     /// `/quit [reason]`: leave at once.
     Quit(Option<String>),
-    /// `/nick NAME`: change one's name (validated by the hub with [`validate_nick`]).
+    /// `/nick NAME`: change one's name (checked by the hub with [`crate::names::normalize`]).
     Nick(String),
     /// `/who`: list the members and their transports.
     Who,
@@ -66,17 +72,6 @@ pub enum HistoryRequest {
     Last(Option<usize>),
     /// Every line after this id.
     Since(u64),
-}
-
-/// Why a requested nickname was refused (the hub adds "taken").
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NickError {
-    /// Empty or longer than [`MAX_NICK_LEN`].
-    #[error("nickname must be 1 to {MAX_NICK_LEN} characters")]
-    Length,
-    /// Contains something other than ASCII letters, digits, `_`, `-` and `.`.
-    #[error("nickname may only contain letters, digits, '_', '-' and '.'")]
-    Charset,
 }
 
 /// Help text, one notice per line.
@@ -109,6 +104,9 @@ pub fn parse(raw: &[u8]) -> Input {
     }
     if trimmed == PING {
         return Input::Ping;
+    }
+    if trimmed == TOKEN_REQUEST {
+        return Input::TokenRequest;
     }
     if let Some(rest) = trimmed.strip_prefix(PONG) {
         if rest.is_empty() || rest.starts_with(' ') {
@@ -178,18 +176,56 @@ pub fn strip_terminator(raw: &[u8]) -> &[u8] {
     raw.strip_suffix(b"\r").unwrap_or(raw)
 }
 
-/// Checks a requested nickname; names with `:` are reserved for the `ip:port` default names.
-pub fn validate_nick(name: &str) -> Result<(), NickError> {
-    if name.is_empty() || name.len() > MAX_NICK_LEN {
-        return Err(NickError::Length);
+/// Splits a UDP datagram's session-token prefix, `#t:TOKEN# `, from the rest: `(Some(TOKEN), rest)`
+/// when it has one (a token is 1 to [`MAX_TOKEN_LEN`] ASCII letters and digits), else
+/// `(None, datagram)`.
+pub fn split_token(datagram: &[u8]) -> (Option<&[u8]>, &[u8]) {
+    let Some(rest) = datagram.strip_prefix(b"#t:") else {
+        return (None, datagram);
+    };
+    let len = rest
+        .iter()
+        .take(MAX_TOKEN_LEN + 1)
+        .take_while(|b| b.is_ascii_alphanumeric())
+        .count();
+    match rest[len..].strip_prefix(b"# ") {
+        Some(body) if (1..=MAX_TOKEN_LEN).contains(&len) => (Some(&rest[..len]), body),
+        _ => (None, datagram),
     }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-    {
-        return Err(NickError::Charset);
-    }
-    Ok(())
+}
+
+/// `line` with the session-token prefix [`split_token`] expects.
+pub fn with_token(token: &str, line: &str) -> String {
+    format!("#t:{token}# {line}")
+}
+
+/// The answer to [`TOKEN_REQUEST`]: the token, and how to use it.
+pub fn token_answer(token: &str) -> Bytes {
+    line(&[
+        TOKEN_ANSWER,
+        token,
+        " (start every datagram with #t:",
+        token,
+        "# and a space)",
+    ])
+}
+
+/// The token in a [`token_answer`] line, if `line` is one.
+pub fn token_from_answer(line: &[u8]) -> Option<&str> {
+    let rest = line.strip_prefix(TOKEN_ANSWER.as_bytes())?;
+    let len = rest
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric())
+        .count();
+    let token = std::str::from_utf8(&rest[..len]).ok()?;
+    (1..=MAX_TOKEN_LEN).contains(&len).then_some(token)
+}
+
+/// Whether a datagram could itself be a chat server's answer (a notice, an error or a join
+/// challenge). A server must never answer one from an address that is not a member: two servers
+/// would answer each other forever, and a forged source is all it takes to start them.
+pub fn is_server_line(datagram: &[u8]) -> bool {
+    datagram.starts_with(b"* ") || datagram.starts_with(b"! ")
 }
 
 /// Strips terminal control: C0/C1 control characters (except tab), whole ANSI escape sequences
@@ -437,13 +473,48 @@ mod tests {
     }
 
     #[test]
-    fn nick_validation() {
-        assert_eq!(validate_nick("alice_1.x-y"), Ok(()));
-        assert_eq!(validate_nick(""), Err(NickError::Length));
-        assert_eq!(validate_nick(&"a".repeat(33)), Err(NickError::Length));
-        assert_eq!(validate_nick("a b"), Err(NickError::Charset));
-        assert_eq!(validate_nick("1.2.3.4:5"), Err(NickError::Charset));
-        assert_eq!(validate_nick("é"), Err(NickError::Charset));
+    fn session_tokens_prefix_a_datagram() {
+        assert_eq!(
+            split_token(b"#t:ab12# hello"),
+            (Some(&b"ab12"[..]), &b"hello"[..])
+        );
+        assert_eq!(split_token(b"#t:ab12# "), (Some(&b"ab12"[..]), &b""[..]));
+        assert_eq!(split_token(b"hello"), (None, &b"hello"[..]));
+        // Not a prefix: no space, no token, a bad character, too long.
+        assert_eq!(split_token(b"#t:ab12#x"), (None, &b"#t:ab12#x"[..]));
+        assert_eq!(split_token(b"#t:# x"), (None, &b"#t:# x"[..]));
+        assert_eq!(split_token(b"#t:a-b# x"), (None, &b"#t:a-b# x"[..]));
+        let long = format!("#t:{}# x", "a".repeat(MAX_TOKEN_LEN + 1));
+        assert_eq!(split_token(long.as_bytes()).0, None);
+        let longest = format!("#t:{}# x", "a".repeat(MAX_TOKEN_LEN));
+        assert!(split_token(longest.as_bytes()).0.is_some());
+        assert_eq!(with_token("ab12", "hi"), "#t:ab12# hi");
+        assert_eq!(parse(b"#token#"), Input::TokenRequest);
+        assert_eq!(parse(b"#token#\n"), Input::TokenRequest);
+    }
+
+    #[test]
+    fn token_answers_round_trip() {
+        let answer = token_answer("00ff");
+        assert_eq!(
+            &answer[..],
+            b"* your session token: 00ff (start every datagram with #t:00ff# and a space)\n"
+        );
+        assert_eq!(token_from_answer(strip_terminator(&answer)), Some("00ff"));
+        assert_eq!(token_from_answer(b"<x> * your session token: 00ff"), None);
+        assert_eq!(token_from_answer(b"* your session token: "), None);
+    }
+
+    #[test]
+    fn server_lines_are_recognised() {
+        assert!(is_server_line(&validation_challenge("00ff")));
+        assert!(is_server_line(&error(
+            "too many connections from your address"
+        )));
+        assert!(is_server_line(&notice("x joined")));
+        assert!(!is_server_line(b"hello"));
+        assert!(!is_server_line(b"*bold*"));
+        assert!(!is_server_line(b"#ping#"));
     }
 
     #[test]

@@ -15,8 +15,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::guard::cookie::{unix_now, CookieJar};
 use crate::guard::limits::Admit;
+use crate::guard::own_address::OwnAddresses;
 use crate::guard::pacing::Cursor;
 use crate::guard::presence::Presence;
+use crate::guard::reply_budget::{ReplyBudget, Tally};
 use crate::hub::{Event, Hub, MemberId, Outbox, Transport};
 use crate::member::{Flow, Member};
 use crate::protocol::{self, Command, Input};
@@ -38,6 +40,9 @@ struct PeerTable {
     /// Addresses kicked for flooding, ignored until the given time so they cannot simply rejoin.
     /// Bounded by [`MAX_BANNED`]: under a spoofing storm the ban is best effort.
     banned: HashMap<SocketAddr, Instant>,
+    /// Session tokens of the members that asked for one (`#token#`): every datagram from such an
+    /// address must carry it, so a forged source cannot speak for the member.
+    tokens: HashMap<SocketAddr, String>,
 }
 
 /// One room's UDP destinations, rebuilt lazily after joins, moves and leaves so a burst of them
@@ -73,6 +78,7 @@ impl PeerTable {
 
     fn remove(&mut self, addr: &SocketAddr) -> Option<Member> {
         self.presence.remove(addr);
+        self.tokens.remove(addr);
         let member = self.members.remove(addr)?;
         self.touch_room(&member.room().name().key);
         Some(member)
@@ -191,6 +197,7 @@ pub fn start(socket: UdpSocket, hub: Hub, shutdown: CancellationToken, tracker: 
             members: HashMap::new(),
             rooms: HashMap::new(),
             banned: HashMap::new(),
+            tokens: HashMap::new(),
         }),
         wake: Notify::new(),
         socket: Arc::clone(&socket),
@@ -215,6 +222,14 @@ async fn receive(socket: Arc<UdpSocket>, hub: Hub, peers: Arc<Peers>, shutdown: 
     } else {
         None
     };
+    let mut guard = match socket.local_addr() {
+        Ok(bound) => Guard::new(bound, hub.config().udp_reply_budget),
+        Err(e) => {
+            // Without knowing its own address the server could be made to answer itself.
+            tracing::error!(error = %e, "UDP socket has no local address; UDP disabled");
+            return;
+        }
+    };
     let mut buf = vec![0u8; RECV_BUFFER];
     loop {
         let received = tokio::select! {
@@ -230,31 +245,119 @@ async fn receive(socket: Arc<UdpSocket>, hub: Hub, peers: Arc<Peers>, shutdown: 
                 continue;
             }
         };
-        let datagram = protocol::strip_terminator(&buf[..len]);
-        if datagram.len() > max_line {
-            let line = protocol::error(&format!(
-                "datagram too long (max {max_line} bytes); discarded"
-            ));
-            let _ = socket.try_send_to(&line, addr);
+        let now = Instant::now();
+        if guard.is_own(addr, now) {
+            guard.dropped(Dropped::OwnAddress, addr, now);
             continue;
         }
+        let (token, body) = protocol::split_token(protocol::strip_terminator(&buf[..len]));
         let datagram = Datagram {
             from: addr,
             size: len,
-            input: protocol::parse(datagram),
+            token,
+            server_line: protocol::is_server_line(body),
+            input: (body.len() <= max_line).then(|| protocol::parse(body)),
         };
-        handle_datagram(&socket, &hub, &peers, cookies.as_ref(), datagram);
+        handle_datagram(
+            &socket,
+            &hub,
+            &peers,
+            cookies.as_ref(),
+            &mut guard,
+            datagram,
+        );
     }
     // The peers stay in the table until the last UDP task lets go of it: the fan-out may still
     // owe them the shutdown notice. Leaving is silent by then.
 }
 
 /// One received datagram, parsed.
-struct Datagram {
+struct Datagram<'a> {
     from: SocketAddr,
-    /// Bytes received, for the anti-amplification limit.
+    /// Bytes received, for the anti-amplification limits.
     size: usize,
-    input: Input,
+    /// The session token it carries (`#t:TOKEN# `), if any.
+    token: Option<&'a [u8]>,
+    /// Whether it could be another chat server's answer (see [`protocol::is_server_line`]).
+    server_line: bool,
+    /// What it asks for; `None` when it is longer than `--max-line`.
+    input: Option<Input>,
+}
+
+/// Why a datagram was dropped unanswered, for the counts in the log.
+#[derive(Debug, Clone, Copy)]
+enum Dropped {
+    /// Its source claims to be the server itself.
+    OwnAddress,
+    /// It looks like a chat server's answer and comes from a stranger.
+    ServerLine,
+    /// It comes from a member holding a session token and lacks it.
+    NoToken,
+}
+
+/// The receiver's defences against forged sources: its own addresses, the budget of unsolicited
+/// replies, and the counts of what was dropped.
+struct Guard {
+    own: OwnAddresses,
+    budget: ReplyBudget,
+    own_address: Tally,
+    server_line: Tally,
+    no_token: Tally,
+}
+
+impl Guard {
+    fn new(bound: SocketAddr, budget: u32) -> Guard {
+        Guard {
+            own: OwnAddresses::new(bound),
+            budget: ReplyBudget::new(budget, Instant::now()),
+            own_address: Tally::default(),
+            server_line: Tally::default(),
+            no_token: Tally::default(),
+        }
+    }
+
+    fn is_own(&mut self, addr: SocketAddr, now: Instant) -> bool {
+        if self.own.needs_listing(now) {
+            match if_addrs::get_if_addrs() {
+                Ok(interfaces) => self.own.set_local(interfaces.iter().map(|i| i.ip()), now),
+                Err(e) => {
+                    // Loopback is still recognised; try again after the refresh period.
+                    tracing::warn!(error = %e, "cannot list local addresses");
+                    self.own.set_local(Vec::new(), now);
+                }
+            }
+        }
+        self.own.contains(addr)
+    }
+
+    fn dropped(&mut self, why: Dropped, from: SocketAddr, now: Instant) {
+        let (tally, what) = match why {
+            Dropped::OwnAddress => (&mut self.own_address, "claiming the server's own address"),
+            Dropped::ServerLine => (&mut self.server_line, "looking like a server's answer"),
+            Dropped::NoToken => (&mut self.no_token, "without the member's session token"),
+        };
+        if let Some(count) = tally.record(now) {
+            tracing::warn!(count, total = tally.total(), %from, "udp datagrams dropped: {what}");
+        }
+    }
+
+    /// Sends a reply nobody asked for as a member, if the global budget allows.
+    fn send_unsolicited(&mut self, socket: &UdpSocket, line: &[u8], to: SocketAddr, now: Instant) {
+        match self.budget.spend(now) {
+            Ok(()) => {
+                let _ = socket.try_send_to(line, to);
+            }
+            Err(due) => {
+                if let Some(count) = due {
+                    tracing::warn!(
+                        count,
+                        total = self.budget.refused(),
+                        "udp reply budget spent; replies not sent"
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// Before an address is validated, the server sends it at most this many times the bytes it got.
@@ -265,18 +368,44 @@ fn handle_datagram(
     hub: &Hub,
     peers: &Arc<Peers>,
     cookies: Option<&CookieJar>,
-    datagram: Datagram,
+    guard: &mut Guard,
+    datagram: Datagram<'_>,
 ) {
     let Datagram {
         from: addr,
         size,
+        token,
+        server_line,
         input,
     } = datagram;
     let now = Instant::now();
-    let mut table = peers.lock();
+    let mut guarded = peers.lock();
+    // Borrow the fields apart: a member and the token map at once.
+    let table = &mut *guarded;
     if table.is_banned(&addr, now) {
         return;
     }
+    let is_member = table.members.contains_key(&addr);
+    if let Some(expected) = table.tokens.get(&addr) {
+        if token != Some(expected.as_bytes()) {
+            guard.dropped(Dropped::NoToken, addr, now);
+            return;
+        }
+    }
+    if server_line && !is_member {
+        guard.dropped(Dropped::ServerLine, addr, now);
+        return;
+    }
+    let Some(input) = input else {
+        if !server_line {
+            let max_line = hub.config().max_line;
+            let line = protocol::error(&format!(
+                "datagram too long (max {max_line} bytes); discarded"
+            ));
+            guard.send_unsolicited(socket, &line, addr, now);
+        }
+        return;
+    };
     if let Entry::Vacant(slot) = table.members.entry(addr) {
         if matches!(input, Input::Command(Command::Quit(_))) {
             return;
@@ -285,11 +414,12 @@ fn handle_datagram(
             let valid =
                 matches!(&input, Input::Pong(cookie) if jar.check(addr, cookie, unix_now()));
             if !valid {
-                // Stateless: nothing is remembered about this address. The answer is sent only
-                // if it is small enough that a spoofed source gains nothing by it.
+                // Stateless: nothing is remembered about this address. The answer goes only to
+                // a request bigger than itself, so a forged source gains nothing by it, and the
+                // challenge can never earn another server's challenge in return.
                 let challenge = protocol::validation_challenge(&jar.issue(addr, unix_now()));
-                if challenge.len() <= AMPLIFICATION_LIMIT * size {
-                    let _ = socket.try_send_to(&challenge, addr);
+                if challenge.len() < size {
+                    guard.send_unsolicited(socket, &challenge, addr, now);
                 }
                 return;
             }
@@ -303,12 +433,12 @@ fn handle_datagram(
             Ok((member, sub)) => {
                 let room = Arc::clone(member.room());
                 slot.insert(member);
-                peers.follow(&mut table, &room, sub.events, sub.since);
+                peers.follow(table, &room, sub.events, sub.since);
             }
             Err(e) => {
                 let line = protocol::error(&e.to_string());
                 if cookies.is_none() || line.len() <= AMPLIFICATION_LIMIT * size {
-                    let _ = socket.try_send_to(&line, addr);
+                    guard.send_unsolicited(socket, &line, addr, now);
                 }
                 return;
             }
@@ -321,6 +451,22 @@ fn handle_datagram(
         return;
     };
     match member.admit(&input, now) {
+        Admit::Now if input == Input::TokenRequest => {
+            let token = match table.tokens.entry(addr) {
+                std::collections::hash_map::Entry::Occupied(held) => Some(held.get().clone()),
+                std::collections::hash_map::Entry::Vacant(free) => match new_token() {
+                    Ok(token) => Some(free.insert(token).clone()),
+                    Err(e) => {
+                        tracing::error!(error = %e, "no randomness for a session token");
+                        None
+                    }
+                },
+            };
+            match token {
+                Some(token) => member.reply(protocol::token_answer(&token)),
+                None => member.reply(protocol::error("no session token available; try later")),
+            };
+        }
         Admit::Now => {
             let toggles_ids = matches!(input, Input::Command(Command::Ids(_)));
             let flow = member.handle(input);
@@ -342,7 +488,7 @@ fn handle_datagram(
                     old.stale = true;
                 }
                 if let Some(events) = moved.events {
-                    peers.follow(&mut table, &room, events, moved.since);
+                    peers.follow(table, &room, events, moved.since);
                 }
             } else if toggles_ids {
                 table.touch_room(&room.name().key);
@@ -351,18 +497,33 @@ fn handle_datagram(
         Admit::Later { first, .. } => {
             // UDP cannot be paced: the datagram is dropped, with one warning per burst.
             if first {
-                member.reply(protocol::error("slow down"));
+                guard.send_unsolicited(socket, &protocol::error("slow down"), addr, now);
             }
         }
         Admit::Kick => {
-            member.reply(protocol::error("disconnected: flooding"));
+            guard.send_unsolicited(
+                socket,
+                &protocol::error("disconnected: flooding"),
+                addr,
+                now,
+            );
             let until = now + hub.config().flood_kick;
+            // Held for this address during the ban: whoever flooded it out (perhaps by forging
+            // its address) does not get its name.
+            hub.reserve_name(member.id(), until);
             table.ban(addr, until, now);
             if let Some(member) = table.remove(&addr) {
                 member.leave(Some("flooding"));
             }
         }
     }
+}
+
+/// A fresh random session token: 64 bits as hex, far beyond guessing one datagram at a time.
+fn new_token() -> std::io::Result<String> {
+    let mut bytes = [0u8; 8];
+    getrandom::getrandom(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Sends every event of one room to its UDP peers but the sender, one datagram per line; stops

@@ -80,13 +80,15 @@ pub struct TcpClient {
     writer: FramedWrite<OwnedWriteHalf, LinesCodec>,
 }
 
-/// Extracts the name from `* ... - you are NAME; type /help for commands`.
+/// Extracts the name from `* ... - you are NAME (ADDR); type /help for commands` (the address
+/// is there only when others are not shown it).
 pub fn name_from_welcome(line: &str) -> String {
     let rest = line
         .split(" - you are ")
         .nth(1)
         .unwrap_or_else(|| panic!("not a welcome line: {line:?}"));
-    rest.split(';').next().unwrap_or_default().to_string()
+    let named = rest.split(';').next().unwrap_or_default();
+    named.split(" (").next().unwrap_or_default().to_string()
 }
 
 impl TcpClient {
@@ -216,8 +218,10 @@ impl TcpClient {
 
 /// A raw-protocol UDP client, as `nc -u` would be.
 pub struct UdpClient {
-    /// Our address as the server sees it; also our default name.
+    /// Our address as the server sees it.
     pub addr: SocketAddr,
+    /// The name the server gave us in the welcome (empty until joined).
+    pub name: String,
     socket: UdpSocket,
 }
 
@@ -227,15 +231,23 @@ impl UdpClient {
         let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");
         socket.connect(server).await.expect("connect udp");
         let addr = socket.local_addr().expect("local addr");
-        UdpClient { addr, socket }
+        UdpClient {
+            addr,
+            name: String::new(),
+            socket,
+        }
     }
 
-    /// Joins with a heartbeat and reads the welcome line.
+    /// Joins with a heartbeat and reads the welcome line, which tells us our address.
     pub async fn join(server: SocketAddr) -> UdpClient {
-        let client = Self::bind(server).await;
+        let mut client = Self::bind(server).await;
         client.send("#ping#").await;
         let welcome = client.recv().await;
-        assert_eq!(name_from_welcome(&welcome), client.addr.to_string());
+        assert!(
+            welcome.contains(&client.addr.to_string()),
+            "our address in {welcome:?}"
+        );
+        client.name = name_from_welcome(&welcome);
         client
     }
 

@@ -47,6 +47,8 @@ const NCAT_MAX_CONNS: usize = 1100;
 const ALL_CASES: &[&str] = &[
     "closed10",
     "closed100",
+    "closed100-nohistory",
+    "closed100-sqlite",
     "closed1000",
     "open100",
     "open1000",
@@ -65,6 +67,17 @@ struct Case {
     p99_target: Option<Duration>,
     /// What the load is, in words, for the table.
     load: String,
+    /// How chatd's history is set up for this case (the default, 100 lines in memory, when None).
+    history: Option<History>,
+}
+
+/// A history set-up to compare against the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum History {
+    /// `--history 0`.
+    Off,
+    /// `--history-db` on a fresh database in the temp directory.
+    Sqlite,
 }
 
 fn tcp_case(name: &str, clients: usize, senders: usize, k: u32, rate: Option<f64>) -> FanoutSpec {
@@ -94,6 +107,21 @@ fn build_case(name: &str, quick: bool) -> Option<Case> {
                 ncat: true,
                 p99_target: None,
                 load: format!("{n} TCP clients, 10 senders x {closed_k} msgs, closed loop"),
+                history: None,
+            }
+        }
+        "closed100-nohistory" | "closed100-sqlite" => {
+            let (history, how) = if name.ends_with("nohistory") {
+                (History::Off, "history off (--history 0)")
+            } else {
+                (History::Sqlite, "history in SQLite (--history-db)")
+            };
+            Case {
+                spec: tcp_case(name, 100, 10, closed_k, None),
+                ncat: false,
+                p99_target: None,
+                load: format!("as closed100, chatd with {how}"),
+                history: Some(history),
             }
         }
         "open100" | "open1000" => {
@@ -106,6 +134,7 @@ fn build_case(name: &str, quick: bool) -> Option<Case> {
                 load: format!(
                     "{n} TCP clients, 10 senders x {rate} msgs/s for {open_s} s, open loop"
                 ),
+                history: None,
             }
         }
         "fanout1000" => {
@@ -115,6 +144,7 @@ fn build_case(name: &str, quick: bool) -> Option<Case> {
                 ncat: true,
                 p99_target: None,
                 load: format!("1000 TCP clients, 1 sender x {k} msgs, closed loop"),
+                history: None,
             }
         }
         "udp1000" => {
@@ -133,6 +163,7 @@ fn build_case(name: &str, quick: bool) -> Option<Case> {
                     10 * rate,
                     10 * rate * 999
                 ),
+                history: None,
             }
         }
         "mixed" => {
@@ -149,6 +180,7 @@ fn build_case(name: &str, quick: bool) -> Option<Case> {
                     "100 TCP clients + 100 UDP peers (#ping# every 1 s); 5 TCP and 5 UDP senders x \
                      {rate} msgs/s for {open_s} s, open loop; every client reads everything"
                 ),
+                history: None,
             }
         }
         _ => return None,
@@ -320,7 +352,7 @@ async fn run(
         }
         for kind in servers {
             eprintln!("fanout: {name} on {} ...", kind.name());
-            match one_case(kind, &chatd_bin, ncat.as_deref(), &case.spec).await {
+            match one_case(kind, &chatd_bin, ncat.as_deref(), &case).await {
                 Ok(r) => {
                     eprintln!(
                         "  {} received {}/{} p99 {} in {:.1}s",
@@ -376,6 +408,7 @@ async fn run(
 
     let ratios = ratios(&fanout);
     let targets = targets(&fanout, &targets_of);
+    notes.extend(history_overhead(&fanout));
     let report = Report {
         command: command_line(),
         quick,
@@ -412,11 +445,25 @@ async fn one_case(
     kind: ServerKind,
     chatd_bin: &Path,
     ncat: Option<&Path>,
-    spec: &FanoutSpec,
+    case: &Case,
 ) -> Result<FanoutResult> {
+    let spec = &case.spec;
+    let db_dir = std::env::temp_dir().join(format!("chatd-bench-{}", std::process::id()));
+    let mut args: Vec<String> = CHATD_ARGS.iter().map(|a| a.to_string()).collect();
+    match case.history {
+        None => {}
+        Some(History::Off) => args.extend(["--history".into(), "0".into()]),
+        Some(History::Sqlite) => {
+            let _ = std::fs::remove_dir_all(&db_dir);
+            std::fs::create_dir_all(&db_dir)?;
+            let db = db_dir.join("history.db");
+            args.extend(["--history-db".into(), db.display().to_string()]);
+        }
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut server = match (kind, ncat) {
         (ServerKind::Chatd, _) => {
-            ServerProc::start_chatd(chatd_bin, CHATD_ARGS, spec.udp_clients > 0).await?
+            ServerProc::start_chatd(chatd_bin, &args, spec.udp_clients > 0).await?
         }
         (ServerKind::Ncat, Some(ncat)) => ServerProc::start_ncat(ncat, NCAT_MAX_CONNS).await?,
         (ServerKind::Ncat, None) => bail!("ncat not installed (apt-get install ncat)"),
@@ -429,6 +476,9 @@ async fn one_case(
     let result = run_fanout(&mut server, &spec).await;
     let tail = server.log_tail();
     server.stop().await;
+    if case.history == Some(History::Sqlite) {
+        let _ = std::fs::remove_dir_all(&db_dir);
+    }
     result.with_context(|| format!("{} log tail:\n{tail}", kind.name()))
 }
 
@@ -437,6 +487,37 @@ async fn idle_case(chatd_bin: &Path, spec: &IdleSpec) -> Result<IdleResult> {
     let result = run_idle(&mut server, spec).await;
     server.stop().await;
     result
+}
+
+/// Deliveries/s and server CPU per delivery of closed100 with history (in memory, the default;
+/// and in SQLite) against history off, from the same run.
+fn history_overhead(results: &[FanoutResult]) -> Vec<String> {
+    let find = |name: &str| {
+        results
+            .iter()
+            .find(|r| r.server == ServerKind::Chatd && r.spec.name == name)
+    };
+    let Some(off) = find("closed100-nohistory") else {
+        return Vec::new();
+    };
+    let per_delivery = |r: &FanoutResult| r.server_cpu_s / (r.received.max(1) as f64);
+    [
+        ("closed100", "in memory"),
+        ("closed100-sqlite", "in SQLite"),
+    ]
+    .iter()
+    .filter_map(|(name, how)| {
+        let on = find(name)?;
+        Some(format!(
+            "history {how}: {} deliveries/s = {:.3}x history off ({}); server CPU per \
+                 delivery {:.3}x",
+            fmt_rate(on.deliveries_per_s),
+            on.deliveries_per_s / off.deliveries_per_s.max(f64::MIN_POSITIVE),
+            fmt_rate(off.deliveries_per_s),
+            per_delivery(on) / per_delivery(off).max(f64::MIN_POSITIVE),
+        ))
+    })
+    .collect()
 }
 
 fn ratios(results: &[FanoutResult]) -> Vec<Ratio> {

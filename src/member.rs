@@ -14,8 +14,8 @@ use crate::guard::limits::{Admit, FloodGuard};
 use crate::hub::{Hub, JoinError, MemberId, Moved, Outbox, Transport};
 use crate::outbox::RoomSwitch;
 use crate::protocol::{self, Command, HistoryRequest, Input};
-use crate::room::history::{replay_line, HistoryLine};
 use crate::room::{Room, Subscription};
+use crate::store::history::{replay_line, HistoryLine};
 
 /// Most `/who` lines sent at once; a huge room gets a count of the rest instead.
 const WHO_LIMIT: usize = 100;

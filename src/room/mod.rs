@@ -5,9 +5,8 @@
 //! once and each reader keeps only a cursor into a bounded ring: a slow reader costs no memory
 //! beyond the ring and never slows the sender, and a busy room never slows a quiet one.
 //!
-//! - [`name`]: room-name rules. [`history`]: the scrollback ring and replay formatting.
+//! - [`name`]: room-name rules. The scrollback itself is [`crate::store::history`].
 
-pub mod history;
 pub mod name;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,8 +17,8 @@ use bytes::Bytes;
 use tokio::sync::broadcast;
 
 use crate::guard::pacing::{Cursor, Pacer};
+use crate::store::history::{History, HistoryLine, Replay};
 use crate::store::Store;
-use history::{History, HistoryLine, Replay};
 pub use name::{RoomName, RoomNameError, LOBBY};
 
 /// Identifies a member for the lifetime of the server; never reused.

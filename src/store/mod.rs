@@ -2,8 +2,10 @@
 //! SQLite database (`--history-db`), so it survives a restart.
 //!
 //! Rooms keep their recent lines in memory either way and only hand lines to the store; the store
-//! never sits on the delivery path. See [`sqlite`] for how writes stay off the room's back.
+//! never sits on the delivery path. See [`sqlite`] for how writes stay off the room's back, and
+//! [`history`] for the scrollback ring every room keeps.
 
+pub mod history;
 pub mod sqlite;
 
 use std::collections::{HashMap, VecDeque};
@@ -11,7 +13,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::room::history::{History, HistoryLine};
+use crate::store::history::{History, HistoryLine};
 
 /// Counts of what the store did, for logs and metrics.
 #[derive(Debug, Default)]

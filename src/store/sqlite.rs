@@ -19,7 +19,7 @@ use bytes::Bytes;
 use rusqlite::{params, Connection, OpenFlags};
 
 use super::{lock, StoreStats};
-use crate::room::history::HistoryLine;
+use crate::store::history::HistoryLine;
 
 /// Lines that may wait for the writer before history starts dropping them.
 const QUEUE: usize = 16 * 1024;

@@ -266,7 +266,10 @@ impl Hub {
                     ..Registry::default()
                 }),
                 lobby,
-                slots: Arc::new(Semaphore::new(config.max_clients)),
+                // Clamped: the semaphore panics above its maximum (the flag is bounded far below it).
+                slots: Arc::new(Semaphore::new(
+                    config.max_clients.min(Semaphore::MAX_PERMITS),
+                )),
                 closing: AtomicBool::new(false),
                 store,
                 config,

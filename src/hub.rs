@@ -434,7 +434,7 @@ impl Hub {
     }
 
     /// Removes a member and, unless the server is shutting down, tells its room why it left.
-    pub fn leave(&self, id: MemberId, reason: Option<&str>) {
+    pub fn leave(&self, id: MemberId, how: protocol::Departure<'_>) {
         let entry = {
             let mut registry = self.registry();
             let entry = registry.members.remove(&id);
@@ -452,13 +452,11 @@ impl Hub {
             entry
         };
         let Some(entry) = entry else { return };
-        tracing::debug!(name = %entry.name, reason, "left");
+        tracing::debug!(name = %entry.name, ?how, "left");
         if !self.is_closing() {
-            let text = match reason {
-                Some(reason) => format!("{} left ({reason})", entry.name),
-                None => format!("{} left", entry.name),
-            };
-            entry.room.broadcast(id, protocol::notice(&text));
+            entry
+                .room
+                .broadcast(id, protocol::left_notice(&entry.name, how));
         }
     }
 

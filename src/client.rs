@@ -28,6 +28,12 @@ use crate::protocol::{self, Command, Input, PING};
 pub const DEFAULT_MAX_LINE: usize = 4096;
 /// Default UDP heartbeat interval; matches the server's default `--heartbeat`.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+/// Shortest heartbeat `chatc` accepts (the server's own `--heartbeat` range).
+pub const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+/// Longest heartbeat interval accepted; longer would only get the client evicted.
+pub const MAX_HEARTBEAT: Duration = Duration::from_secs(3600);
+/// Longest input line accepted as `max_line`: the largest a UDP datagram carries.
+pub const MAX_LINE_LIMIT: usize = 65_000;
 /// Default time to wait, after leaving over TCP, for the server to close.
 pub const DEFAULT_QUIT_WAIT: Duration = Duration::from_secs(2);
 /// Default time allowed for a TCP connection attempt to one address.
@@ -203,13 +209,18 @@ where
             ));
         }
     }
-    if cfg.transport == Transport::Udp && cfg.heartbeat.is_zero() {
-        return Err(ClientError::Config("the heartbeat must not be zero".into()));
+    // `chatc` holds the heartbeat to MIN_HEARTBEAT..=MAX_HEARTBEAT; the library only refuses what
+    // cannot work (zero) or would overflow the timer arithmetic (huge).
+    if cfg.transport == Transport::Udp && (cfg.heartbeat.is_zero() || cfg.heartbeat > MAX_HEARTBEAT)
+    {
+        return Err(ClientError::Config(format!(
+            "the heartbeat must be more than zero and at most {MAX_HEARTBEAT:?}"
+        )));
     }
-    if cfg.max_line == 0 {
-        return Err(ClientError::Config(
-            "the line limit must not be zero".into(),
-        ));
+    if cfg.max_line == 0 || cfg.max_line > MAX_LINE_LIMIT {
+        return Err(ClientError::Config(format!(
+            "the line limit must be from 1 to {MAX_LINE_LIMIT} bytes"
+        )));
     }
     let addrs = resolve(&cfg.server).await?;
     let input = FramedRead::new(input, LineCodec::new(cfg.max_line));

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::guard::limits::Rate;
+use crate::protocol;
 
 /// The `chatd` command line.
 #[derive(Debug, Clone, Parser)]
@@ -26,11 +27,12 @@ pub struct ServerArgs {
     /// Address to bind both transports to.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
     pub bind: IpAddr,
-    /// Greeting shown at the start of the welcome line.
-    #[arg(long, value_name = "TEXT", default_value = DEFAULT_MOTD)]
+    /// Greeting shown at the start of the welcome line (at most 1024 bytes; control and
+    /// invisible characters are removed).
+    #[arg(long, value_name = "TEXT", default_value = DEFAULT_MOTD, value_parser = parse_motd)]
     pub motd: String,
-    /// UDP heartbeat interval; a peer silent for two intervals is evicted.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    /// UDP heartbeat interval (100ms to 1h); a peer silent for two intervals is evicted.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_heartbeat)]
     pub heartbeat: Duration,
     /// Messages the room buffers for its slowest reader before that reader starts missing some.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -38,26 +40,29 @@ pub struct ServerArgs {
     /// Longest accepted line or datagram, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..=65_000))]
     pub max_line: u32,
-    /// Most members at once, over both transports.
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    /// Most members at once, over both transports (1 to 1000000).
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = count_in(MAX_CLIENTS))]
     pub max_clients: usize,
-    /// Most TCP connections plus UDP peers from one IP address.
-    #[arg(long, value_name = "N", default_value_t = 16)]
+    /// Most TCP connections plus UDP peers from one IP address (1 to 1000000).
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = count_in(MAX_CLIENTS))]
     pub max_per_ip: usize,
-    /// Flood control: messages per second per member (`10`, `10/s`), or `off`.
+    /// Flood control: messages per second per member (`10`, `10/s`; 0.01 to 1000000), or `off`.
     #[arg(long, value_name = "RATE", default_value = "10")]
     pub rate: Rate,
-    /// Messages a member may send in a burst before the rate applies.
-    #[arg(long, value_name = "N", default_value_t = 20)]
+    /// Messages a member may send in a burst before the rate applies (1 to 10000).
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=MAX_BURST))]
     pub burst: u32,
-    /// A member over the rate for this long without a break is disconnected (TCP) or evicted (UDP).
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    /// A member over the rate for this long without a break is disconnected (TCP) or evicted (UDP)
+    /// (100ms to 24h).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_flood_kick)]
     pub flood_kick: Duration,
     /// A TCP member with more than this many bytes of room traffic unsent is disconnected (`off`
-    /// to only tell it what it missed). The kernel's send buffer is capped at the same size.
+    /// to only tell it what it missed; 1024 to 1073741824). The kernel's send buffer is capped at
+    /// the same size.
     #[arg(long, value_name = "BYTES", default_value = "1048576", value_parser = parse_limit)]
     pub sendq: Limit,
-    /// Disconnect a TCP member that sent nothing for this long (`off` by default, for netcat users).
+    /// Disconnect a TCP member that sent nothing for this long (100ms to 7 days; `off` by default,
+    /// for netcat users).
     #[arg(long, value_name = "DURATION", default_value = "off", value_parser = parse_optional_duration)]
     pub idle_timeout: OptionalDuration,
     /// Make new UDP addresses prove they receive at their address (a stateless cookie) before
@@ -91,32 +96,100 @@ pub type Limit = Option<usize>;
 /// A duration that can be switched off.
 pub type OptionalDuration = Option<Duration>;
 
-/// Parses a byte count or `off`.
+/// Most members (`--max-clients`, `--max-per-ip`): far more than one process serves well, far
+/// fewer than would overflow the slot semaphore.
+pub const MAX_CLIENTS: u64 = 1_000_000;
+/// Largest `--burst`.
+pub const MAX_BURST: i64 = 10_000;
+/// Smallest `--sendq`: below one long line a member would be cut off for a single message.
+pub const MIN_SENDQ: usize = 1024;
+/// Largest `--sendq` (1 GiB); the kernel's send buffer is set to it, which takes a C `int`.
+pub const MAX_SENDQ: usize = 1 << 30;
+/// `--heartbeat` bounds: shorter floods the network with pings, longer keeps dead peers for hours.
+pub const HEARTBEAT_RANGE: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(3600));
+/// `--flood-kick` bounds.
+pub const FLOOD_KICK_RANGE: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(24 * 3600));
+/// `--idle-timeout` bounds.
+pub const IDLE_TIMEOUT_RANGE: (Duration, Duration) = (
+    Duration::from_millis(100),
+    Duration::from_secs(7 * 24 * 3600),
+);
+/// Longest `--motd`, in bytes: it goes out in every welcome, which must fit in one datagram.
+pub const MAX_MOTD: usize = 1024;
+
+/// A clap parser for a member count between 1 and `max`.
+fn count_in(max: u64) -> impl clap::builder::TypedValueParser<Value = usize> {
+    use clap::builder::TypedValueParser;
+    // Within `max` the value fits any usize this runs on.
+    clap::value_parser!(u64)
+        .range(1..=max)
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+/// Parses a byte count for `--sendq` (between [`MIN_SENDQ`] and [`MAX_SENDQ`]) or `off`.
 pub fn parse_limit(text: &str) -> Result<Limit, String> {
     if text.eq_ignore_ascii_case("off") {
         return Ok(None);
     }
-    text.parse::<usize>()
-        .map(Some)
-        .map_err(|_| format!("expected a number of bytes or 'off', got {text:?}"))
+    match text.parse::<usize>() {
+        Ok(n) if (MIN_SENDQ..=MAX_SENDQ).contains(&n) => Ok(Some(n)),
+        _ => Err(format!(
+            "expected 'off' or a number of bytes from {MIN_SENDQ} to {MAX_SENDQ}, got {text:?}"
+        )),
+    }
 }
 
-/// Parses a duration or `off`.
+/// Parses an `--idle-timeout` (within [`IDLE_TIMEOUT_RANGE`]) or `off`.
 pub fn parse_optional_duration(text: &str) -> Result<OptionalDuration, String> {
     if text.eq_ignore_ascii_case("off") {
         return Ok(None);
     }
-    parse_duration(text).map(Some)
+    parse_duration_in(text, IDLE_TIMEOUT_RANGE).map(Some)
+}
+
+/// Parses a `--heartbeat` (within [`HEARTBEAT_RANGE`]).
+pub fn parse_heartbeat(text: &str) -> Result<Duration, String> {
+    parse_duration_in(text, HEARTBEAT_RANGE)
+}
+
+/// Parses a `--flood-kick` (within [`FLOOD_KICK_RANGE`]).
+pub fn parse_flood_kick(text: &str) -> Result<Duration, String> {
+    parse_duration_in(text, FLOOD_KICK_RANGE)
+}
+
+/// Parses a `--motd`: sanitised like relayed text (a newline in it would otherwise end the
+/// welcome line early in every greeting) and at most [`MAX_MOTD`] bytes.
+pub fn parse_motd(text: &str) -> Result<String, String> {
+    let motd = protocol::sanitize(text).trim().to_string();
+    if motd.len() > MAX_MOTD {
+        return Err(format!("at most {MAX_MOTD} bytes, got {}", motd.len()));
+    }
+    Ok(motd)
 }
 
 /// The default greeting.
 pub const DEFAULT_MOTD: &str = "welcome to chatd";
 
-/// Parses durations such as `5s`, `300ms` or `1m`.
+/// Parses durations such as `5s`, `300ms` or `1m`; zero is refused.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
     if duration.is_zero() {
         return Err("must be greater than zero".into());
+    }
+    Ok(duration)
+}
+
+/// Parses a duration within `(min, max)`, inclusive, so later arithmetic on it cannot overflow.
+pub fn parse_duration_in(text: &str, (min, max): (Duration, Duration)) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration < min || duration > max {
+        return Err(format!(
+            "must be from {} to {}, got {text:?}",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
     }
     Ok(duration)
 }
@@ -254,5 +327,46 @@ mod tests {
         assert_eq!(open.config().udp_reply_budget, 5);
         assert!(open.config().show_addresses);
         assert!("--udp-reply-budget 2000000".parse::<ServerArgs>().is_err());
+    }
+
+    #[test]
+    fn every_numeric_flag_is_bounded() {
+        for refused in [
+            "--max-clients 0",
+            "--max-clients 1000001",
+            "--max-clients 2305843009213693952",
+            "--max-per-ip 0",
+            "--burst 0",
+            "--burst 10001",
+            "--sendq 0",
+            "--sendq 1023",
+            "--sendq 1073741825",
+            "--heartbeat 99ms",
+            "--heartbeat 61m",
+            "--heartbeat 18446744073709551615s",
+            "--flood-kick 25h",
+            "--idle-timeout 8days",
+            "--idle-timeout 0s",
+            "--rate 1e-300",
+            "--backlog 0",
+        ] {
+            assert!(refused.parse::<ServerArgs>().is_err(), "{refused} accepted");
+        }
+        let edges: ServerArgs = "--max-clients 1000000 --max-per-ip 1 --burst 10000 --sendq 1024 \
+                                 --heartbeat 1h --flood-kick 100ms --idle-timeout 7days"
+            .parse()
+            .expect("the edges of every range");
+        let config = edges.config();
+        assert_eq!(config.max_clients, 1_000_000);
+        assert_eq!(config.sendq, Some(1024));
+        assert_eq!(config.heartbeat, Duration::from_secs(3600));
+        assert_eq!(config.idle_timeout, Some(Duration::from_secs(7 * 86_400)));
+    }
+
+    #[test]
+    fn the_motd_is_sanitised_and_bounded() {
+        assert_eq!(parse_motd(" hi\nthere\u{200b} "), Ok("hithere".to_string()));
+        assert!(parse_motd(&"m".repeat(MAX_MOTD)).is_ok());
+        assert!(parse_motd(&"m".repeat(MAX_MOTD + 1)).is_err());
     }
 }

@@ -266,7 +266,10 @@ impl Hub {
                     ..Registry::default()
                 }),
                 lobby,
-                slots: Arc::new(Semaphore::new(config.max_clients)),
+                // Clamped: the semaphore panics above its maximum (the flag is bounded far below it).
+                slots: Arc::new(Semaphore::new(
+                    config.max_clients.min(Semaphore::MAX_PERMITS),
+                )),
                 closing: AtomicBool::new(false),
                 store,
                 config,
@@ -431,7 +434,7 @@ impl Hub {
     }
 
     /// Removes a member and, unless the server is shutting down, tells its room why it left.
-    pub fn leave(&self, id: MemberId, reason: Option<&str>) {
+    pub fn leave(&self, id: MemberId, how: protocol::Departure<'_>) {
         let entry = {
             let mut registry = self.registry();
             let entry = registry.members.remove(&id);
@@ -449,13 +452,11 @@ impl Hub {
             entry
         };
         let Some(entry) = entry else { return };
-        tracing::debug!(name = %entry.name, reason, "left");
+        tracing::debug!(name = %entry.name, ?how, "left");
         if !self.is_closing() {
-            let text = match reason {
-                Some(reason) => format!("{} left ({reason})", entry.name),
-                None => format!("{} left", entry.name),
-            };
-            entry.room.broadcast(id, protocol::notice(&text));
+            entry
+                .room
+                .broadcast(id, protocol::left_notice(&entry.name, how));
         }
     }
 

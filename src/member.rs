@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::guard::limits::{Admit, FloodGuard};
 use crate::hub::{Hub, JoinError, MemberId, Moved, Outbox, Transport};
 use crate::outbox::RoomSwitch;
-use crate::protocol::{self, Command, HistoryRequest, Input};
+use crate::protocol::{self, Command, Departure, HistoryRequest, Input};
 use crate::room::{Room, Subscription};
 use crate::store::history::{replay_line, HistoryLine};
 
@@ -204,7 +204,10 @@ impl Member {
     fn command(&mut self, command: Command) -> Flow {
         match command {
             Command::Quit(reason) => {
-                self.leave_now(reason.as_deref());
+                self.leave_now(match reason.as_deref() {
+                    Some(words) => Departure::Said(words),
+                    None => Departure::Silent,
+                });
                 return Flow::Quit;
             }
             Command::Nick(new) => self.rename(&new),
@@ -243,7 +246,9 @@ impl Member {
 
     fn rename(&mut self, new: &str) {
         match self.hub.rename(self.id, new) {
-            Ok((old, new)) if old == new => {}
+            Ok((old, new)) if old == new => {
+                self.reply(protocol::notice(&format!("you are already {new}")));
+            }
             Ok((old, new)) => {
                 self.name = new.clone();
                 self.reply(protocol::notice(&format!("you are now known as {new}")));
@@ -416,6 +421,9 @@ impl Member {
             None => {
                 self.reply(protocol::error(&format!("no such member: {to}")));
             }
+            Some((id, _)) if id == self.id => {
+                self.reply(protocol::error("that is you"));
+            }
             Some((_, outbox)) => {
                 if !outbox.send(protocol::private_line(&self.name, text)) {
                     self.reply(protocol::error(&format!(
@@ -426,19 +434,19 @@ impl Member {
         }
     }
 
-    fn leave_now(&mut self, reason: Option<&str>) {
+    fn leave_now(&mut self, how: Departure<'_>) {
         if !self.gone {
             self.flush();
             self.gone = true;
             // Free the slot before telling the room, so anyone who sees "left" can take it.
             self.slot = None;
-            self.hub.leave(self.id, reason);
+            self.hub.leave(self.id, how);
         }
     }
 
-    /// Leaves, telling the room why (`* NAME left (reason)`).
+    /// Leaves, telling the room the server's reason (`* NAME left (reason)`).
     pub fn leave(mut self, reason: Option<&str>) {
-        self.leave_now(reason);
+        self.leave_now(reason.map_or(Departure::Silent, Departure::Server));
     }
 
     /// How this member is connected.
@@ -458,6 +466,6 @@ fn join_lines(lines: impl Iterator<Item = Bytes>) -> Bytes {
 
 impl Drop for Member {
     fn drop(&mut self) {
-        self.leave_now(None);
+        self.leave_now(Departure::Silent);
     }
 }

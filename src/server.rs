@@ -29,14 +29,25 @@ pub struct Listeners {
 }
 
 impl Listeners {
-    /// Binds what `args` asks for (`--tcp`, `--udp` on `--bind`).
+    /// Binds what `args` asks for (`--tcp`, `--udp` on `--bind`). An error names the transport
+    /// and address that failed: `cannot bind tcp 127.0.0.1:9001: Address already in use`.
     pub async fn bind(args: &ServerArgs) -> std::io::Result<Listeners> {
         let tcp = match args.tcp {
-            Some(port) => Some(tcp::bind(SocketAddr::new(args.bind, port))?),
+            Some(port) => {
+                let addr = SocketAddr::new(args.bind, port);
+                Some(tcp::bind(addr).map_err(|e| bind_error("tcp", addr, e))?)
+            }
             None => None,
         };
         let udp = match args.udp {
-            Some(port) => Some(udp::bind(SocketAddr::new(args.bind, port)).await?),
+            Some(port) => {
+                let addr = SocketAddr::new(args.bind, port);
+                Some(
+                    udp::bind(addr)
+                        .await
+                        .map_err(|e| bind_error("udp", addr, e))?,
+                )
+            }
             None => None,
         };
         Ok(Listeners { tcp, udp })
@@ -51,6 +62,11 @@ impl Listeners {
     pub fn udp_addr(&self) -> Option<SocketAddr> {
         self.udp.as_ref().and_then(|s| s.local_addr().ok())
     }
+}
+
+/// The same error, saying which transport and address it concerns (the kind is kept for callers).
+fn bind_error(transport: &str, addr: SocketAddr, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("cannot bind {transport} {addr}: {e}"))
 }
 
 /// Opens the history store the configuration asks for: the SQLite database of `--history-db`, or

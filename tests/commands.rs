@@ -12,7 +12,7 @@ async fn quit_leaves_at_once_and_others_see_it() {
     bob.send("/quit gotta go").await;
     bob.expect_closed().await;
     alice
-        .expect(&format!("* {} left (gotta go)", bob.name))
+        .expect(&format!("* {} left: \"gotta go\"", bob.name))
         .await;
 
     let udp = UdpClient::join(server.udp).await;

@@ -29,14 +29,65 @@ use tokio_util::codec::Decoder;
 // Oracles, written independently of the code under test (code points, not `char::is_control`).
 // ---------------------------------------------------------------------------------------------
 
-/// What must never reach another member's terminal: C0 controls except tab, DEL, C1 controls, and
-/// the bidi embeddings/overrides (U+202A..U+202E) and isolates (U+2066..U+2069).
+/// What must never reach another member's terminal: C0 controls except tab, DEL, C1 controls,
+/// every format character (general category Cf, listed by hand from the Unicode character
+/// database: bidi controls, zero-width characters, BOM, soft hyphen, tags, ...), the line and
+/// paragraph separators, and the Hangul fillers.
 fn is_forbidden(c: char) -> bool {
+    const FORMAT: &[(u32, u32)] = &[
+        (0xad, 0xad),
+        (0x600, 0x605),
+        (0x61c, 0x61c),
+        (0x6dd, 0x6dd),
+        (0x70f, 0x70f),
+        (0x890, 0x891),
+        (0x8e2, 0x8e2),
+        (0x180e, 0x180e),
+        (0x200b, 0x200f),
+        (0x202a, 0x202e),
+        (0x2060, 0x2064),
+        (0x2066, 0x206f),
+        (0xfeff, 0xfeff),
+        (0xfff9, 0xfffb),
+        (0x110bd, 0x110bd),
+        (0x110cd, 0x110cd),
+        (0x13430, 0x1343f),
+        (0x1bca0, 0x1bca3),
+        (0x1d173, 0x1d17a),
+        (0xe0001, 0xe0001),
+        (0xe0020, 0xe007f),
+    ];
     let c = u32::from(c);
     (c < 0x20 && c != 0x09)
         || (0x7f..=0x9f).contains(&c)
-        || (0x202a..=0x202e).contains(&c)
-        || (0x2066..=0x2069).contains(&c)
+        || FORMAT.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
+        || matches!(c, 0x2028 | 0x2029)
+        || matches!(c, 0x115f | 0x1160 | 0x3164 | 0xffa0)
+}
+
+/// The sanitiser and the hand-made oracle agree on every code point (escape introducers aside,
+/// which also swallow what follows them).
+#[test]
+fn the_sanitiser_removes_exactly_the_forbidden_characters() {
+    let introduces = |c: char| {
+        matches!(
+            c,
+            '\x1b' | '\u{90}' | '\u{98}' | '\u{9b}' | '\u{9d}'..='\u{9f}'
+        )
+    };
+    for c in (0..=u32::from(char::MAX)).filter_map(char::from_u32) {
+        if introduces(c) {
+            continue;
+        }
+        let mut buf = [0u8; 4];
+        let one = c.encode_utf8(&mut buf);
+        assert_eq!(
+            protocol::sanitize(one).is_empty(),
+            is_forbidden(c),
+            "U+{:04X}",
+            u32::from(c)
+        );
+    }
 }
 
 fn assert_clean(what: &str, s: &str) -> Result<(), TestCaseError> {
@@ -89,7 +140,8 @@ fn check_parsed(input: &Input) -> Result<(), TestCaseError> {
             Command::Quit(None) | Command::Who | Command::Help => {}
             Command::Quit(Some(reason)) => {
                 assert_shown("quit reason", reason)?;
-                assert_one_line(&protocol::notice(&format!("alice left ({reason})")))?;
+                let how = protocol::Departure::Said(reason);
+                assert_one_line(&protocol::left_notice("alice", how))?;
             }
             Command::Nick(name) => assert_shown("nick argument", name)?,
             Command::Join(room) => assert_shown("room argument", room)?,
@@ -162,6 +214,10 @@ fn tricky_char() -> impl Strategy<Value = char> {
         2 => (0x7fu8..=0x9f).prop_map(char::from),
         1 => prop_oneof![0x202au32..=0x202e, 0x2066u32..=0x2069]
             .prop_map(|c| char::from_u32(c).expect("bidi controls are chars")),
+        1 => select(vec![
+            '\u{ad}', '\u{61c}', '\u{200b}', '\u{200d}', '\u{2028}', '\u{2029}', '\u{2060}',
+            '\u{206a}', '\u{feff}', '\u{e0041}', '\u{115f}', '\u{3164}', '\u{ffa0}',
+        ]),
         1 => any::<char>(),
     ]
 }
@@ -180,7 +236,7 @@ fn clean_char() -> impl Strategy<Value = char> {
     prop_oneof![
         6 => (0x20u8..=0x7e).prop_map(char::from),
         1 => Just('\t'),
-        1 => select(vec!['\u{a0}', '\u{3000}', '\u{2028}', '\u{200f}', '\u{feff}', '\u{fffd}', 'é']),
+        1 => select(vec!['\u{a0}', '\u{3000}', '\u{2800}', '\u{fffd}', 'é', '한']),
         2 => any::<char>().prop_map(|c| if is_forbidden(c) { '\u{fffd}' } else { c }),
     ]
 }

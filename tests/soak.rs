@@ -379,7 +379,7 @@ struct RoomView {
 /// How the room saw a member go.
 #[derive(Debug, Clone)]
 struct Departure {
-    /// `left (REASON)`; empty for a plain `left`.
+    /// `left (REASON)` or `left: "REASON"`; empty for a plain `left`.
     reason: String,
     /// Its room lines relayed before it left: flood control caps this.
     relayed: u64,
@@ -484,6 +484,10 @@ impl Observer {
 fn leave_reason(rest: &str) -> Option<&str> {
     if rest == "left" {
         return Some("");
+    }
+    // A member's own `/quit` reason comes quoted, the server's in parentheses.
+    if let Some(words) = rest.strip_prefix("left: \"") {
+        return words.strip_suffix('"');
     }
     rest.strip_prefix("left (")?.strip_suffix(')')
 }

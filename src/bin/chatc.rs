@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use chatd::client::{self, ClientConfig, Exit, Transport};
+use chatd::config::parse_duration_in;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -21,21 +22,17 @@ struct Args {
     /// Name to take on join.
     #[arg(long, value_name = "NAME")]
     nick: Option<String>,
-    /// UDP heartbeat interval, e.g. 5s or 300ms.
+    /// UDP heartbeat interval, e.g. 5s or 300ms (100ms to 1h).
     #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_interval)]
     heartbeat: Duration,
-    /// Longest input line sent, in bytes; longer lines are skipped with a notice.
-    #[arg(long, value_name = "BYTES", default_value_t = client::DEFAULT_MAX_LINE,
-          value_parser = clap::value_parser!(usize))]
-    max_line: usize,
+    /// Longest input line sent, in bytes (1 to 65000); longer lines are skipped with a notice.
+    #[arg(long, value_name = "BYTES", default_value_t = client::DEFAULT_MAX_LINE as u32,
+          value_parser = clap::value_parser!(u32).range(1..=client::MAX_LINE_LIMIT as i64))]
+    max_line: u32,
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
-    if d.is_zero() {
-        return Err("must be greater than zero".into());
-    }
-    Ok(d)
+    parse_duration_in(s, (client::MIN_HEARTBEAT, client::MAX_HEARTBEAT))
 }
 
 fn main() -> ExitCode {
@@ -57,7 +54,7 @@ fn main() -> ExitCode {
     );
     cfg.nick = args.nick;
     cfg.heartbeat = args.heartbeat;
-    cfg.max_line = args.max_line;
+    cfg.max_line = args.max_line as usize;
 
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

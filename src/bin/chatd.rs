@@ -45,19 +45,52 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes on Ctrl-C or SIGTERM. The handlers are installed before this returns (not on first
-/// poll), so a signal that arrives right after the server says it is listening is not lost.
+/// Completes on any signal whose default action would end the process (Ctrl-C, SIGTERM, SIGQUIT,
+/// SIGUSR1, ...), so each of them gets the graceful shutdown with its notice instead of killing the
+/// server mid-sentence. SIGHUP is logged and ignored until there is configuration to reload. The
+/// handlers are installed before this returns (not on first poll), so a signal that arrives right
+/// after the server says it is listening is not lost.
 fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
+        use std::task::Poll;
         use tokio::signal::unix::{signal, SignalKind};
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        let mut terminate = signal(SignalKind::terminate())?;
+        // The faults (SIGSEGV, SIGBUS, SIGILL, SIGFPE, ...) are left alone: they mean a bug, and
+        // there is nothing graceful left to do. SIGPIPE is already ignored by the Rust runtime.
+        let kinds = [
+            ("SIGINT", SignalKind::interrupt()),
+            ("SIGTERM", SignalKind::terminate()),
+            ("SIGQUIT", SignalKind::quit()),
+            ("SIGUSR1", SignalKind::user_defined1()),
+            ("SIGUSR2", SignalKind::user_defined2()),
+            ("SIGALRM", SignalKind::alarm()),
+            ("SIGIO", SignalKind::io()),
+            ("SIGXCPU", SignalKind::from_raw(libc::SIGXCPU)),
+            ("SIGVTALRM", SignalKind::from_raw(libc::SIGVTALRM)),
+            ("SIGPROF", SignalKind::from_raw(libc::SIGPROF)),
+            #[cfg(target_os = "linux")]
+            ("SIGPWR", SignalKind::from_raw(libc::SIGPWR)),
+        ];
+        let mut stops = Vec::with_capacity(kinds.len());
+        for (name, kind) in kinds {
+            stops.push((name, signal(kind)?));
+        }
+        let mut hangup = signal(SignalKind::hangup())?;
         Ok(async move {
-            tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
-            }
+            let name = std::future::poll_fn(|cx| {
+                // A hangup (the terminal closed, or a reload request) is not a reason to stop.
+                while let Poll::Ready(Some(())) = hangup.poll_recv(cx) {
+                    tracing::info!("SIGHUP received; ignored (nothing to reload)");
+                }
+                for (name, stop) in &mut stops {
+                    if stop.poll_recv(cx).is_ready() {
+                        return Poll::Ready(*name);
+                    }
+                }
+                Poll::Pending
+            })
+            .await;
+            tracing::info!(signal = name, "signal received");
         })
     }
     #[cfg(not(unix))]

@@ -16,10 +16,18 @@ pub enum Rate {
     PerSecond(f64),
 }
 
+/// Slowest accepted rate: one message every 100 s. Slower would make waits no one can act on.
+pub const MIN_RATE: f64 = 0.01;
+/// Fastest accepted rate; above it flood control means nothing and `off` says so better.
+pub const MAX_RATE: f64 = 1_000_000.0;
+/// Longest wait a bucket ever asks for, whatever its rate: keeps float-to-duration conversion
+/// (which panics past `Duration::MAX`) and the sleeps built on it finite.
+pub const LONGEST_WAIT: Duration = Duration::from_secs(3600);
+
 impl FromStr for Rate {
     type Err = String;
 
-    /// Accepts `off`, `10` or `10/s`.
+    /// Accepts `off`, `10` or `10/s`, between [`MIN_RATE`] and [`MAX_RATE`].
     fn from_str(text: &str) -> Result<Rate, String> {
         let text = text.trim();
         if text.eq_ignore_ascii_case("off") {
@@ -27,9 +35,10 @@ impl FromStr for Rate {
         }
         let number = text.strip_suffix("/s").unwrap_or(text);
         match number.parse::<f64>() {
-            Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(Rate::PerSecond(rate)),
+            Ok(rate) if (MIN_RATE..=MAX_RATE).contains(&rate) => Ok(Rate::PerSecond(rate)),
             _ => Err(format!(
-                "expected 'off' or messages per second such as '10' or '10/s', got {text:?}"
+                "expected 'off' or messages per second from {MIN_RATE} to {MAX_RATE} such as \
+                 '10' or '10/s', got {text:?}"
             )),
         }
     }
@@ -45,9 +54,15 @@ pub struct TokenBucket {
 }
 
 impl TokenBucket {
-    /// A full bucket.
+    /// A full bucket. A rate that is not a positive number never refills.
     pub fn new(rate: f64, burst: u32, now: Instant) -> TokenBucket {
         let burst = f64::from(burst.max(1));
+        // NaN would slip through `min` in `refill` and refill the bucket at once.
+        let rate = if rate.is_finite() && rate > 0.0 {
+            rate
+        } else {
+            0.0
+        };
         TokenBucket {
             rate,
             burst,
@@ -69,7 +84,10 @@ impl TokenBucket {
             self.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+            // Saturating: a tiny (or zero, or NaN) rate gives a huge or invalid float.
+            let wait = Duration::try_from_secs_f64((1.0 - self.tokens) / self.rate)
+                .unwrap_or(LONGEST_WAIT);
+            Err(wait.min(LONGEST_WAIT))
         }
     }
 
@@ -160,6 +178,35 @@ mod tests {
         assert_eq!("2.5/s".parse::<Rate>(), Ok(Rate::PerSecond(2.5)));
         assert!("0".parse::<Rate>().is_err());
         assert!("fast".parse::<Rate>().is_err());
+        assert_eq!("0.01/s".parse::<Rate>(), Ok(Rate::PerSecond(0.01)));
+        assert_eq!("1e6".parse::<Rate>(), Ok(Rate::PerSecond(1e6)));
+        for extreme in ["1e-300", "0.009", "1000001", "inf", "NaN", "-5"] {
+            assert!(extreme.parse::<Rate>().is_err(), "{extreme} accepted");
+        }
+    }
+
+    #[test]
+    fn extreme_rates_never_panic_and_waits_are_capped() {
+        // A float too large for a Duration used to panic on the second message.
+        let t0 = Instant::now();
+        for rate in [1e-300, 0.0, -1.0, f64::NAN, f64::MIN_POSITIVE] {
+            let mut bucket = TokenBucket::new(rate, 1, t0);
+            assert_eq!(bucket.try_take(t0), Ok(()));
+            assert_eq!(bucket.try_take(t0), Err(LONGEST_WAIT), "rate {rate}");
+        }
+        let mut guard = FloodGuard::new(Rate::PerSecond(1e-300), 1, Duration::MAX, t0);
+        assert_eq!(guard.admit(t0), Admit::Now);
+        assert!(matches!(
+            guard.admit(t0),
+            Admit::Later {
+                wait: LONGEST_WAIT,
+                ..
+            }
+        ));
+        assert!(matches!(
+            guard.admit(t0 + Duration::from_secs(86_400)),
+            Admit::Later { .. }
+        ));
     }
 
     #[test]

@@ -35,7 +35,7 @@ impl<K: Hash + Eq + Clone> Presence<K> {
     /// Records that `key` was heard from at `now`; returns true if it was not present before.
     pub fn touch(&mut self, key: &K, now: Instant) -> bool {
         self.seq += 1;
-        let slot = (now + self.timeout, self.seq);
+        let slot = (deadline_after(now, self.timeout), self.seq);
         match self.deadlines.get_mut(key) {
             Some(old) => {
                 self.queue.remove(old);
@@ -97,6 +97,14 @@ impl<K: Hash + Eq + Clone> Presence<K> {
     }
 }
 
+/// About 30 years: "never" for a deadline, yet far from overflowing any clock.
+const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 86_400);
+
+/// `now + after`, saturating at [`FAR_FUTURE`] from now instead of panicking on overflow.
+pub fn deadline_after(now: Instant, after: Duration) -> Instant {
+    now.checked_add(after.min(FAR_FUTURE)).unwrap_or(now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +126,20 @@ mod tests {
         assert_eq!(table.expire(start + Duration::from_secs(16)), vec!["b"]);
         assert!(table.is_empty());
         assert_eq!(table.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_huge_timeout_saturates_instead_of_panicking() {
+        // `--heartbeat 4611686018427387904s` used to panic here on the first datagram.
+        let start = Instant::now();
+        let mut table = Presence::new(Duration::MAX);
+        assert!(table.touch(&"a", start));
+        assert!(table.next_deadline().expect("deadline") > start + T * 1000);
+        assert!(table.expire(start + T * 1000).is_empty());
+        assert_eq!(
+            deadline_after(start, Duration::from_secs(1)),
+            start + Duration::from_secs(1)
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod codec;
 use std::borrow::Cow;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 /// The UDP heartbeat a client sends every interval; it refreshes presence and is never shown.
 pub const PING: &str = "#ping#";
@@ -90,11 +91,23 @@ pub const HELP: &[&str] = &[
     "  //text           send a line that starts with /",
 ];
 
-/// Parses one line (TCP, terminator already removed) or datagram (terminator may still be there).
+/// Parses one datagram (its terminator may still be there): chat, a command, or one of the UDP
+/// control words [`PING`], [`PONG`] and [`TOKEN_REQUEST`].
 ///
 /// Invalid UTF-8 is decoded lossily and control characters are stripped, so whatever comes back is
 /// safe to relay to other people's terminals.
 pub fn parse(raw: &[u8]) -> Input {
+    parse_with(raw, true)
+}
+
+/// Parses one TCP line (terminator already removed) like [`parse`], except that `#ping#`,
+/// `#pong# ...` and `#token#` are ordinary chat: they are UDP control words, and a TCP member
+/// typing them means to say them.
+pub fn parse_tcp_line(raw: &[u8]) -> Input {
+    parse_with(raw, false)
+}
+
+fn parse_with(raw: &[u8], control_words: bool) -> Input {
     let raw = strip_terminator(raw);
     let text = String::from_utf8_lossy(raw);
     let text = sanitize(&text);
@@ -102,18 +115,22 @@ pub fn parse(raw: &[u8]) -> Input {
     if trimmed.is_empty() {
         return Input::Empty;
     }
-    if trimmed == PING {
-        return Input::Ping;
-    }
-    if trimmed == TOKEN_REQUEST {
-        return Input::TokenRequest;
-    }
-    if let Some(rest) = trimmed.strip_prefix(PONG) {
-        if rest.is_empty() || rest.starts_with(' ') {
-            return Input::Pong(rest.trim().to_string());
+    if control_words {
+        if trimmed == PING {
+            return Input::Ping;
+        }
+        if trimmed == TOKEN_REQUEST {
+            return Input::TokenRequest;
+        }
+        if let Some(rest) = trimmed.strip_prefix(PONG) {
+            if rest.is_empty() || rest.starts_with(' ') {
+                return Input::Pong(rest.trim().to_string());
+            }
         }
     }
-    if let Some(literal) = text.strip_prefix("//") {
+    // Leading whitespace never changes what a line is: ` /who` is a command and ` //x` is the
+    // chat line `/x`, just as without the space.
+    if let Some(literal) = text.trim_start().strip_prefix("//") {
         return Input::Chat(format!("/{literal}"));
     }
     if let Some(command) = trimmed.strip_prefix('/') {
@@ -229,8 +246,12 @@ pub fn is_server_line(datagram: &[u8]) -> bool {
 }
 
 /// Strips terminal control: C0/C1 control characters (except tab), whole ANSI escape sequences
-/// (CSI, OSC, DCS and friends) and bidirectional overrides, so no member can drive another's terminal
-/// or disguise text. Borrows when there is nothing to strip, which is the common case.
+/// (CSI, OSC, DCS and friends), and invisible or layout-changing characters: every format
+/// character (Unicode category Cf: bidirectional overrides and marks, zero-width spaces and
+/// joiners, the byte-order mark, soft hyphen, tag characters...), the line and paragraph
+/// separators, and the Hangul fillers that render as blanks. So no member can drive another's
+/// terminal, break a line, or disguise text. Borrows when there is nothing to strip, which is the
+/// common case.
 pub fn sanitize(text: &str) -> Cow<'_, str> {
     if !text.chars().any(is_unsafe) {
         return Cow::Borrowed(text);
@@ -255,7 +276,19 @@ pub fn sanitize(text: &str) -> Cow<'_, str> {
 }
 
 fn is_unsafe(c: char) -> bool {
-    (c.is_control() && c != '\t') || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    if c.is_ascii() {
+        // The common case, without a table lookup.
+        return c.is_ascii_control() && c != '\t';
+    }
+    c.is_control()
+        || matches!(
+            c.general_category(),
+            GeneralCategory::Format
+                | GeneralCategory::LineSeparator
+                | GeneralCategory::ParagraphSeparator
+        )
+        // Hangul fillers are letters to Unicode but show as nothing (or as blanks).
+        || matches!(c, '\u{115f}' | '\u{1160}' | '\u{3164}' | '\u{ffa0}')
 }
 
 /// Skips a CSI sequence's parameters and its final byte (0x40..=0x7e).
@@ -326,14 +359,42 @@ pub fn notice(text: &str) -> Bytes {
     line(&["* ", text])
 }
 
+/// Why a member left, as the room is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departure<'a> {
+    /// No reason: `* NAME left`.
+    Silent,
+    /// The server's reason: `* NAME left (timed out)`.
+    Server(&'a str),
+    /// The member's own words from `/quit`: `* NAME left: "words"`, quoted so that no member can
+    /// make its leaving look like one the server decided.
+    Said(&'a str),
+}
+
+/// The notice telling the room that `name` left.
+pub fn left_notice(name: &str, how: Departure<'_>) -> Bytes {
+    match how {
+        Departure::Silent => line(&["* ", name, " left"]),
+        Departure::Server(reason) => line(&["* ", name, " left (", reason, ")"]),
+        Departure::Said(words) => line(&["* ", name, " left: \"", words, "\""]),
+    }
+}
+
 /// `! text`: an error meant for one member only.
 pub fn error(text: &str) -> Bytes {
     line(&["! ", text])
 }
 
-/// The welcome line: the configurable greeting, then the member's name and how to get help.
+/// The welcome line: the configurable greeting (sanitised here too, whoever built the
+/// configuration, so it can never break the line), then the member's name and how to get help.
 pub fn welcome(motd: &str, name: &str) -> Bytes {
-    line(&["* ", motd, " - you are ", name, "; type /help for commands"])
+    line(&[
+        "* ",
+        &sanitize(motd),
+        " - you are ",
+        name,
+        "; type /help for commands",
+    ])
 }
 
 /// The challenge sent to an unvalidated UDP address: what to send back to join.
@@ -456,6 +517,29 @@ mod tests {
     }
 
     #[test]
+    fn leading_whitespace_is_trimmed_consistently() {
+        assert_eq!(parse(b" //x"), Input::Chat("/x".into()));
+        assert_eq!(parse(b"\t //x "), Input::Chat("/x ".into()));
+        assert_eq!(parse(b" /who"), Input::Command(Command::Who));
+        assert_eq!(parse(b"  #ping#"), Input::Ping);
+        // Plain chat keeps its indentation.
+        assert_eq!(parse(b"  indented"), Input::Chat("  indented".into()));
+    }
+
+    #[test]
+    fn control_words_are_chat_over_tcp() {
+        assert_eq!(parse_tcp_line(b"#ping#"), Input::Chat("#ping#".into()));
+        assert_eq!(
+            parse_tcp_line(b"#pong# abc"),
+            Input::Chat("#pong# abc".into())
+        );
+        assert_eq!(parse_tcp_line(b"#token#"), Input::Chat("#token#".into()));
+        assert_eq!(parse_tcp_line(b"/who"), Input::Command(Command::Who));
+        assert_eq!(parse_tcp_line(b" //x"), Input::Chat("/x".into()));
+        assert_eq!(parse_tcp_line(b"  "), Input::Empty);
+    }
+
+    #[test]
     fn invalid_utf8_is_decoded_lossily() {
         assert_eq!(parse(b"a\xffb"), Input::Chat("a\u{fffd}b".into()));
     }
@@ -470,6 +554,53 @@ mod tests {
         assert_eq!(sanitize("c1\u{9b}2Jx"), "c1x");
         assert_eq!(sanitize("rtl\u{202e}evil"), "rtlevil");
         assert!(matches!(sanitize("plain"), Cow::Borrowed("plain")));
+        assert!(matches!(sanitize("déjà vu 张三"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn invisible_and_format_characters_are_stripped() {
+        for c in [
+            '\u{ad}',
+            '\u{61c}',
+            '\u{180e}',
+            '\u{200b}',
+            '\u{200c}',
+            '\u{200d}',
+            '\u{200e}',
+            '\u{200f}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{2060}',
+            '\u{2061}',
+            '\u{2062}',
+            '\u{2063}',
+            '\u{2064}',
+            '\u{206a}',
+            '\u{206b}',
+            '\u{206c}',
+            '\u{206d}',
+            '\u{206e}',
+            '\u{206f}',
+            '\u{feff}',
+            '\u{fff9}',
+            '\u{e0001}',
+            '\u{e0020}',
+            '\u{e0041}',
+            '\u{e007f}',
+            '\u{115f}',
+            '\u{1160}',
+            '\u{3164}',
+            '\u{ffa0}',
+        ] {
+            assert_eq!(
+                sanitize(&format!("a{c}b")),
+                "ab",
+                "U+{:04X} kept",
+                u32::from(c)
+            );
+        }
+        // Visible text from other scripts, and ordinary spaces, stay.
+        assert_eq!(sanitize("ø\u{a0}한국\u{3000}x"), "ø\u{a0}한국\u{3000}x");
     }
 
     #[test]
@@ -523,9 +654,22 @@ mod tests {
         assert_eq!(&private_line("bob", "hi")[..], b"[private] <bob> hi\n");
         assert_eq!(&notice("bob joined")[..], b"* bob joined\n");
         assert_eq!(&error("line too long")[..], b"! line too long\n");
+        assert_eq!(&left_notice("bob", Departure::Silent)[..], b"* bob left\n");
+        assert_eq!(
+            &left_notice("bob", Departure::Server("timed out"))[..],
+            b"* bob left (timed out)\n"
+        );
+        assert_eq!(
+            &left_notice("bob", Departure::Said("timed out"))[..],
+            b"* bob left: \"timed out\"\n"
+        );
         assert_eq!(
             &welcome("welcome to chatd", "1.2.3.4:5")[..],
             b"* welcome to chatd - you are 1.2.3.4:5; type /help for commands\n"
+        );
+        assert_eq!(
+            &welcome("hi\n* fake\u{2028}line", "bob")[..],
+            b"* hi* fakeline - you are bob; type /help for commands\n"
         );
         assert_eq!(
             &validation_challenge("00ff")[..],

@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::guard::limits::Admit;
 use crate::guard::pacing::Cursor;
-use crate::hub::{DirectQueue, Event, Hub, MemberId, Outbox, Transport};
+use crate::hub::{DirectQueue, Event, Hub, MemberId, Outbox, Transport, SERVER};
 use crate::member::{Flow, Member};
 use crate::outbox::{Direct, RoomSwitch, WhenFull};
 use crate::protocol;
@@ -29,6 +29,12 @@ use crate::room::{Room, Subscription};
 /// With `--sendq off`, bytes of replies (and private messages) that may wait for one member before
 /// more are refused whole and counted, so memory stays bounded all the same.
 const DIRECT_BUDGET_WITHOUT_SENDQ: usize = 1 << 20;
+/// The room's last line, which every member gets last (see [`Hub::announce_shutdown`]).
+const SHUTDOWN_NOTICE: &str = "server shutting down";
+/// Room bytes the kernel may hold unsent for one member. More waits in the room's ring instead,
+/// where it can be skipped: at shutdown this leaves room in the socket for the notice, which then
+/// reaches even a member that only reads after the server has gone.
+const KERNEL_UNSENT: i32 = 128 * 1024;
 /// How much to read from a socket at once.
 const READ_CHUNK: usize = 8 * 1024;
 /// Stop gathering pending lines into one write past this many bytes.
@@ -113,6 +119,8 @@ enum WriteEnd {
     Io(std::io::Error),
     TooSlow,
     HubClosed,
+    /// Server shutdown while the socket was full, this many bytes into the batch.
+    Interrupted(usize),
 }
 
 /// Per-connection settings taken from the hub's configuration.
@@ -142,6 +150,7 @@ async fn connection(
         // instead of pinning megabytes of kernel memory first.
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(limit);
     }
+    set_unsent_limit(&stream, KERNEL_UNSENT);
     let (reader, mut writer) = stream.into_split();
     let direct = Arc::new(direct_queue(hub.config().sendq));
     let outbox = Outbox::Tcp(Arc::clone(&direct));
@@ -167,7 +176,15 @@ async fn connection(
         // from `echo /who | nc`) and stops.
         let finish = shutdown.child_token();
         let read = read_lines(reader, &mut member, &limits, &shutdown);
-        let write = write_lines(&mut writer, room, sub, &direct, me, &limits, &finish);
+        let write = write_lines(
+            &mut writer,
+            room,
+            sub,
+            &direct,
+            me,
+            &limits,
+            (&finish, &shutdown),
+        );
         tokio::pin!(read, write);
         tokio::select! {
             end = &mut read => match end {
@@ -187,7 +204,7 @@ async fn connection(
                 Ok(()) => (None, Ok(())),
                 Err(WriteEnd::TooSlow) => (Some("too slow"), Ok(())),
                 Err(WriteEnd::Io(e)) => (Some("connection error"), Err(e)),
-                Err(WriteEnd::HubClosed) => (None, Ok(())),
+                Err(WriteEnd::HubClosed | WriteEnd::Interrupted(_)) => (None, Ok(())),
             },
         }
     };
@@ -246,7 +263,7 @@ async fn read_lines(
         // A client that sends faster than it is read would otherwise keep this task in the reader:
         // its writer (and its send-queue check) shares the task and must get its turn.
         tokio::task::consume_budget().await;
-        let input = protocol::parse(&line);
+        let input = protocol::parse_tcp_line(&line);
         // Pacing ("fakelag"): while over the rate, stop reading this socket. The flooder's kernel
         // buffers fill and its writes block; nobody else waits and nothing is dropped.
         loop {
@@ -324,7 +341,9 @@ impl LineReader {
 }
 
 /// Writes room events and direct lines, batching everything already pending into one write, and
-/// follows the member from room to room.
+/// follows the member from room to room. Stops once `shutdown` is cancelled and what was pending
+/// is written; at server shutdown (`server` cancelled) it stops at once, after the line it is
+/// writing, with `* server shutting down`.
 async fn write_lines(
     writer: &mut OwnedWriteHalf,
     room: Arc<Room>,
@@ -332,11 +351,17 @@ async fn write_lines(
     direct: &DirectQueue,
     me: Recipient,
     limits: &Limits,
-    shutdown: &CancellationToken,
+    (shutdown, server): (&CancellationToken, &CancellationToken),
 ) -> Result<(), WriteEnd> {
     let mut batch = Vec::new();
     let mut reading = Reading::new(room, sub, limits.sendq.is_some());
+    // Whether the shutdown notice from the room has been written whole.
+    let mut told = false;
     loop {
+        if server.is_cancelled() {
+            // Past whatever room traffic this member is still behind on.
+            return goodbye(writer, &[], told).await;
+        }
         let mut closing = false;
         // Reply bytes in this batch: they count against the send queue until written.
         let mut replies = 0;
@@ -376,14 +401,24 @@ async fn write_lines(
             reading.cursor.advance(reading.progress.next);
         }
         if !batch.is_empty() {
-            write_batch(writer, &batch, &reading, direct, limits.sendq).await?;
+            match write_batch(writer, &batch, &reading, direct, limits.sendq, server).await {
+                Ok(()) => {}
+                Err(WriteEnd::Interrupted(at)) => {
+                    return goodbye(writer, rest_of_line(&batch, at), false).await;
+                }
+                Err(e) => return Err(e),
+            }
             direct.written(replies);
             // Give the buffer back: an idle connection should hold no write buffer at all, and
             // one allocation per batch is cheap next to the syscall.
             batch = Vec::new();
         }
+        told |= std::mem::take(&mut reading.progress.notice_taken);
         reading.delivered = reading.progress.batch_end;
         if closing {
+            if server.is_cancelled() {
+                return goodbye(writer, &[], told).await;
+            }
             return Ok(());
         }
     }
@@ -413,6 +448,7 @@ impl Reading {
                 since: sub.since,
                 line_next: None,
                 lagged: None,
+                notice_taken: false,
                 lags: LagHistory {
                     enforce: enforce_lags,
                     recent: Default::default(),
@@ -466,15 +502,41 @@ impl Reading {
     }
 }
 
+/// The last words at server shutdown: the rest of a line cut short (so the notice starts a line of
+/// its own), then the notice unless the member already has it.
+async fn goodbye(writer: &mut OwnedWriteHalf, rest: &[u8], told: bool) -> Result<(), WriteEnd> {
+    // The room the unsent limit kept free in the socket is for these last words.
+    set_unsent_limit(writer.as_ref(), i32::MAX);
+    let mut last = rest.to_vec();
+    if !told {
+        last.extend_from_slice(&protocol::notice(SHUTDOWN_NOTICE));
+    }
+    // Bounded by the connection's goodbye timeout: a member that still does not read loses it.
+    writer.write_all(&last).await.map_err(WriteEnd::Io)
+}
+
+/// What is left of the line being written at byte `at` of `batch` (empty at a line boundary).
+fn rest_of_line(batch: &[u8], at: usize) -> &[u8] {
+    if at == 0 || batch.get(at - 1) == Some(&b'\n') {
+        return &[];
+    }
+    let rest = batch.get(at..).unwrap_or_default();
+    match memchr::memchr(b'\n', rest) {
+        Some(end) => &rest[..=end],
+        None => rest,
+    }
+}
+
 /// Writes one batch. While the peer's socket is full it checks the send queue: room bytes past what
 /// this writer delivered plus its replies not yet written. Past `sendq` the member is too slow and
-/// is let go.
+/// is let go. Server shutdown (`server`) interrupts the wait, saying how much was written.
 async fn write_batch(
     writer: &mut OwnedWriteHalf,
     batch: &[u8],
     reading: &Reading,
     direct: &DirectQueue,
     sendq: Option<usize>,
+    server: &CancellationToken,
 ) -> Result<(), WriteEnd> {
     let mut written = 0;
     while written < batch.len() {
@@ -484,23 +546,21 @@ async fn write_batch(
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 // Held up by the client, not by the server: never pace senders for it.
                 reading.cursor.exempt();
-                let Some(limit) = sendq else {
-                    writer.writable().await.map_err(WriteEnd::Io)?;
-                    continue;
-                };
                 loop {
                     tokio::select! {
                         ready = writer.writable() => {
                             ready.map_err(WriteEnd::Io)?;
                             break;
                         }
-                        _ = tokio::time::sleep(SENDQ_CHECK) => {
+                        _ = server.cancelled() => return Err(WriteEnd::Interrupted(written)),
+                        _ = tokio::time::sleep(SENDQ_CHECK), if sendq.is_some() => {
                             let room = reading
                                 .room
                                 .bytes_produced()
                                 .saturating_sub(reading.delivered);
                             let unsent = room.saturating_add(direct.pending() as u64);
-                            if direct.overflowed() || unsent > limit as u64 {
+                            let over = sendq.is_some_and(|limit| unsent > limit as u64);
+                            if direct.overflowed() || over {
                                 return Err(WriteEnd::TooSlow);
                             }
                         }
@@ -550,6 +610,8 @@ struct Progress {
     line_next: Option<u64>,
     /// Set by a lag: events overtaken, until the next event tells how many lines that was.
     lagged: Option<u64>,
+    /// Set when the room's shutdown notice goes into the batch.
+    notice_taken: bool,
     lags: LagHistory,
 }
 
@@ -582,6 +644,9 @@ impl Progress {
                 if event.from != me.id && event.seq >= self.since {
                     append_event(batch, &event, direct.show_ids());
                 }
+                if event.from == SERVER && event.line == protocol::notice(SHUTDOWN_NOTICE) {
+                    self.notice_taken = true;
+                }
             }
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 if self.lags.record(Instant::now()) {
@@ -605,6 +670,28 @@ fn append_event(batch: &mut Vec<u8>, event: &Event, show_ids: bool) {
         }
         _ => batch.extend_from_slice(&event.line),
     }
+}
+
+/// Caps the bytes the kernel accepts for `stream` beyond what it has sent (TCP_NOTSENT_LOWAT);
+/// best effort, where the platform has it.
+fn set_unsent_limit(stream: &TcpStream, bytes: i32) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: setsockopt reads exactly `size_of::<c_int>()` bytes from a live local; the fd
+        // belongs to `stream`, which outlives the call.
+        let _ = unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_NOTSENT_LOWAT,
+                (&bytes as *const i32).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (stream, bytes);
 }
 
 /// Binds a TCP listener with address reuse, so a restarted server does not wait out TIME_WAIT.

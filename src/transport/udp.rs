@@ -5,6 +5,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::net::UdpSocket;
@@ -17,7 +18,7 @@ use crate::guard::cookie::{unix_now, CookieJar};
 use crate::guard::limits::Admit;
 use crate::guard::own_address::OwnAddresses;
 use crate::guard::pacing::Cursor;
-use crate::guard::presence::Presence;
+use crate::guard::presence::{deadline_after, Presence};
 use crate::guard::reply_budget::{ReplyBudget, Tally};
 use crate::hub::{Event, Hub, MemberId, Outbox, Transport};
 use crate::member::{Flow, Member};
@@ -190,7 +191,7 @@ impl Peers {
 /// tasks onto `tracker`, and a fan-out task for each room while it has UDP members.
 pub fn start(socket: UdpSocket, hub: Hub, shutdown: CancellationToken, tracker: &TaskTracker) {
     let socket = Arc::new(socket);
-    let timeout = hub.config().heartbeat * 2;
+    let timeout = hub.config().heartbeat.saturating_mul(2);
     let peers = Arc::new(Peers {
         table: Mutex::new(PeerTable {
             presence: Presence::new(timeout),
@@ -258,17 +259,40 @@ async fn receive(socket: Arc<UdpSocket>, hub: Hub, peers: Arc<Peers>, shutdown: 
             server_line: protocol::is_server_line(body),
             input: (body.len() <= max_line).then(|| protocol::parse(body)),
         };
-        handle_datagram(
-            &socket,
-            &hub,
-            &peers,
-            cookies.as_ref(),
-            &mut guard,
-            datagram,
-        );
+        isolated(&peers, addr, || {
+            handle_datagram(
+                &socket,
+                &hub,
+                &peers,
+                cookies.as_ref(),
+                &mut guard,
+                datagram,
+            )
+        });
     }
     // The peers stay in the table until the last UDP task lets go of it: the fan-out may still
     // owe them the shutdown notice. Leaving is silent by then.
+}
+
+/// Runs `work` for the peer at `addr` so that a panic in it (a bug in one member's code) costs only
+/// that peer, never the task serving every UDP member: the panic is logged, the peer is dropped, and
+/// the locks it may have poisoned recover (every lock here ignores poisoning). Returns false if
+/// `work` panicked.
+fn isolated(peers: &Peers, addr: SocketAddr, work: impl FnOnce()) -> bool {
+    if std::panic::catch_unwind(AssertUnwindSafe(work)).is_ok() {
+        return true;
+    }
+    tracing::error!(%addr, "panic while handling a datagram; dropping that peer");
+    let member = peers.lock().remove(&addr);
+    if let Some(member) = member {
+        // Leaving runs member code too; it must not escape either.
+        if std::panic::catch_unwind(AssertUnwindSafe(|| member.leave(Some("server error"))))
+            .is_err()
+        {
+            tracing::error!(%addr, "panic while dropping a peer");
+        }
+    }
+    false
 }
 
 /// One received datagram, parsed.
@@ -507,7 +531,7 @@ fn handle_datagram(
                 addr,
                 now,
             );
-            let until = now + hub.config().flood_kick;
+            let until = deadline_after(now, hub.config().flood_kick);
             // Held for this address during the ban: whoever flooded it out (perhaps by forging
             // its address) does not get its name.
             hub.reserve_name(member.id(), until);
@@ -606,7 +630,12 @@ async fn evict(peers: Arc<Peers>, shutdown: CancellationToken) {
         // Leave outside the lock: it broadcasts, and the receiver should not wait on that.
         for member in gone {
             tracing::debug!(name = member.name(), "udp peer timed out");
-            member.leave(Some("timed out"));
+            // One member's leaving must not end eviction for everyone.
+            if std::panic::catch_unwind(AssertUnwindSafe(|| member.leave(Some("timed out"))))
+                .is_err()
+            {
+                tracing::error!("panic while evicting a peer");
+            }
         }
     }
 }
@@ -614,4 +643,57 @@ async fn evict(peers: Arc<Peers>, shutdown: CancellationToken) {
 /// Binds a UDP socket.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     UdpSocket::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[tokio::test]
+    async fn a_panic_in_one_peers_handling_drops_that_peer_and_nothing_else() {
+        let hub = Hub::new(Config::default(), crate::store::Store::memory(16));
+        let socket = Arc::new(
+            bind("127.0.0.1:0".parse().expect("addr"))
+                .await
+                .expect("bind"),
+        );
+        let peers = Peers {
+            table: Mutex::new(PeerTable {
+                presence: Presence::new(std::time::Duration::from_secs(10)),
+                members: HashMap::new(),
+                rooms: HashMap::new(),
+                banned: HashMap::new(),
+                tokens: HashMap::new(),
+            }),
+            wake: Notify::new(),
+            socket: Arc::clone(&socket),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        };
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:1".parse().expect("a"),
+            "127.0.0.1:2".parse().expect("b"),
+        );
+        for addr in [a, b] {
+            let outbox = Outbox::Udp(Arc::clone(&socket), addr);
+            let (member, _) = Member::join(&hub, Transport::Udp, addr, outbox).expect("join");
+            peers.lock().members.insert(addr, member);
+        }
+        assert!(!isolated(&peers, a, || {
+            // Panics with the table locked, poisoning it.
+            let _table = peers.lock();
+            panic!("a bug in one member's code");
+        }));
+        assert!(
+            !peers.lock().members.contains_key(&a),
+            "the panicking peer is dropped"
+        );
+        assert!(
+            peers.lock().members.contains_key(&b),
+            "the other peer stays"
+        );
+        assert_eq!(hub.member_count(), 1);
+        assert!(isolated(&peers, b, || {}));
+    }
 }

@@ -65,6 +65,13 @@ pub struct ServerArgs {
     /// for netcat users).
     #[arg(long, value_name = "DURATION", default_value = "off", value_parser = parse_optional_duration)]
     pub idle_timeout: OptionalDuration,
+    /// Take the bytes of a TCP line still without its end after this long as a complete line, for
+    /// clients that send messages without a newline (10ms to 1h; `off`: wait for the line end).
+    #[arg(long, value_name = "DURATION", default_value = "300ms", value_parser = parse_partial_timeout)]
+    pub partial_timeout: OptionalDuration,
+    /// Also send members their own chat lines back (the seed's server sent them to everyone).
+    #[arg(long)]
+    pub echo: bool,
     /// Make new UDP addresses prove they receive at their address (a stateless cookie) before
     /// joining; use it on open networks.
     #[arg(long)]
@@ -116,6 +123,12 @@ pub const IDLE_TIMEOUT_RANGE: (Duration, Duration) = (
     Duration::from_millis(100),
     Duration::from_secs(7 * 24 * 3600),
 );
+/// `--partial-timeout` bounds: shorter would cut lines arriving in two TCP segments, longer keeps
+/// the seed's clients waiting for nothing.
+pub const PARTIAL_TIMEOUT_RANGE: (Duration, Duration) =
+    (Duration::from_millis(10), Duration::from_secs(3600));
+/// How long a partial TCP line waits for its end by default (`--partial-timeout`).
+pub const DEFAULT_PARTIAL_TIMEOUT: Duration = Duration::from_millis(300);
 /// Longest `--motd`, in bytes: it goes out in every welcome, which must fit in one datagram.
 pub const MAX_MOTD: usize = 1024;
 
@@ -147,6 +160,14 @@ pub fn parse_optional_duration(text: &str) -> Result<OptionalDuration, String> {
         return Ok(None);
     }
     parse_duration_in(text, IDLE_TIMEOUT_RANGE).map(Some)
+}
+
+/// Parses a `--partial-timeout` (within [`PARTIAL_TIMEOUT_RANGE`]) or `off`.
+pub fn parse_partial_timeout(text: &str) -> Result<OptionalDuration, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    parse_duration_in(text, PARTIAL_TIMEOUT_RANGE).map(Some)
 }
 
 /// Parses a `--heartbeat` (within [`HEARTBEAT_RANGE`]).
@@ -231,6 +252,10 @@ pub struct Config {
     pub udp_reply_budget: u32,
     /// Whether members without a nick are shown to others by address rather than as `guest-N`.
     pub show_addresses: bool,
+    /// How long a partial TCP line waits for its end before it is taken as complete.
+    pub partial_timeout: OptionalDuration,
+    /// Whether members get their own chat lines back.
+    pub echo: bool,
 }
 
 impl Default for Config {
@@ -253,6 +278,8 @@ impl Default for Config {
             max_rooms: 1000,
             udp_reply_budget: DEFAULT_UDP_REPLY_BUDGET,
             show_addresses: false,
+            partial_timeout: Some(DEFAULT_PARTIAL_TIMEOUT),
+            echo: false,
         }
     }
 }
@@ -278,6 +305,8 @@ impl ServerArgs {
             max_rooms: self.max_rooms as usize,
             udp_reply_budget: self.udp_reply_budget,
             show_addresses: self.show_addresses,
+            partial_timeout: self.partial_timeout,
+            echo: self.echo,
         }
     }
 }
@@ -327,6 +356,14 @@ mod tests {
         assert_eq!(open.config().udp_reply_budget, 5);
         assert!(open.config().show_addresses);
         assert!("--udp-reply-budget 2000000".parse::<ServerArgs>().is_err());
+        assert_eq!(
+            defaults.config().partial_timeout,
+            Some(DEFAULT_PARTIAL_TIMEOUT)
+        );
+        assert!(!defaults.config().echo);
+        let seed: ServerArgs = "--partial-timeout off --echo".parse().expect("seed");
+        assert_eq!(seed.config().partial_timeout, None);
+        assert!(seed.config().echo);
     }
 
     #[test]
@@ -349,11 +386,16 @@ mod tests {
             "--idle-timeout 0s",
             "--rate 1e-300",
             "--backlog 0",
+            "--partial-timeout 0s",
+            "--partial-timeout 9ms",
+            "--partial-timeout 61m",
+            "--partial-timeout 18446744073709551615s",
         ] {
             assert!(refused.parse::<ServerArgs>().is_err(), "{refused} accepted");
         }
         let edges: ServerArgs = "--max-clients 1000000 --max-per-ip 1 --burst 10000 --sendq 1024 \
-                                 --heartbeat 1h --flood-kick 100ms --idle-timeout 7days"
+                                 --heartbeat 1h --flood-kick 100ms --idle-timeout 7days \
+                                 --partial-timeout 10ms"
             .parse()
             .expect("the edges of every range");
         let config = edges.config();
@@ -361,6 +403,7 @@ mod tests {
         assert_eq!(config.sendq, Some(1024));
         assert_eq!(config.heartbeat, Duration::from_secs(3600));
         assert_eq!(config.idle_timeout, Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(config.partial_timeout, Some(Duration::from_millis(10)));
     }
 
     #[test]

@@ -34,6 +34,38 @@ impl LineCodec {
             discarding: false,
         }
     }
+
+    /// True when part of a line has arrived without its end yet (held in `buf`, or being skipped
+    /// as too long). Meaningful after [`Decoder::decode`] returned `None`.
+    pub fn has_partial(&self, buf: &BytesMut) -> bool {
+        self.discarding || !buf.is_empty()
+    }
+
+    /// The next frame, taking a partial line as complete when no whole line is left: for the end of
+    /// the stream, and for a client whose line end is not coming (see `--partial-timeout`). The
+    /// stream may go on afterwards; what follows starts a new line. Call until it returns `None`.
+    pub fn end_line(&mut self, buf: &mut BytesMut) -> std::io::Result<Option<Frame>> {
+        if let Some(frame) = self.decode(buf)? {
+            return Ok(Some(frame));
+        }
+        self.scanned = 0;
+        if self.discarding {
+            // Already reported as too long; the line ends here and nothing of it is delivered.
+            self.discarding = false;
+            buf.clear();
+            return Ok(None);
+        }
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        let line = strip_cr(buf.split());
+        // `decode` holds up to `max_len + 1` bytes in case the last is a `\r` before the `\n`; no
+        // `\n` is coming now, so the cap must be applied here too.
+        if line.len() > self.max_len {
+            return Ok(Some(Frame::TooLong));
+        }
+        Ok(Some(Frame::Line(line)))
+    }
 }
 
 fn strip_cr(mut line: BytesMut) -> BytesMut {
@@ -87,22 +119,8 @@ impl Decoder for LineCodec {
     }
 
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, Self::Error> {
-        if let Some(frame) = self.decode(buf)? {
-            return Ok(Some(frame));
-        }
         // A last line without a newline (netcat's Ctrl-D mid-line) still counts.
-        self.scanned = 0;
-        if buf.is_empty() || self.discarding {
-            buf.clear();
-            return Ok(None);
-        }
-        let line = strip_cr(buf.split());
-        // `decode` holds up to `max_len + 1` bytes in case the last is a `\r` before the `\n`; no
-        // `\n` is coming now, so the cap must be applied here too.
-        if line.len() > self.max_len {
-            return Ok(Some(Frame::TooLong));
-        }
-        Ok(Some(Frame::Line(line)))
+        self.end_line(buf)
     }
 }
 
@@ -177,6 +195,39 @@ mod tests {
         // The `\r` still does not count against the limit.
         let mut codec = LineCodec::new(4);
         assert_eq!(decode_all(&mut codec, &[b"1234\r"]), vec![line(b"1234")]);
+    }
+
+    #[test]
+    fn end_line_takes_a_partial_line_and_the_stream_goes_on() {
+        let mut codec = LineCodec::new(10);
+        let mut buf = BytesMut::from(&b"one\ntw"[..]);
+        assert_eq!(codec.end_line(&mut buf).expect("end"), Some(line(b"one")));
+        assert!(codec.has_partial(&buf));
+        assert_eq!(codec.end_line(&mut buf).expect("end"), Some(line(b"tw")));
+        assert_eq!(codec.end_line(&mut buf).expect("end"), None);
+        assert!(!codec.has_partial(&buf));
+        // A `\n` arriving late is an empty line of its own, not the end of "tw" again.
+        buf.extend_from_slice(b"\nthree\n");
+        assert_eq!(codec.decode(&mut buf).expect("decode"), Some(line(b"")));
+        assert_eq!(
+            codec.decode(&mut buf).expect("decode"),
+            Some(line(b"three"))
+        );
+    }
+
+    #[test]
+    fn end_line_ends_the_skipping_of_an_over_long_line() {
+        let mut codec = LineCodec::new(4);
+        let mut buf = BytesMut::from(&b"123456"[..]);
+        assert_eq!(
+            codec.decode(&mut buf).expect("decode"),
+            Some(Frame::TooLong)
+        );
+        assert!(codec.has_partial(&buf));
+        assert_eq!(codec.end_line(&mut buf).expect("end"), None);
+        assert!(!codec.has_partial(&buf));
+        buf.extend_from_slice(b"ok\n");
+        assert_eq!(codec.decode(&mut buf).expect("decode"), Some(line(b"ok")));
     }
 
     #[test]

@@ -60,6 +60,12 @@ impl Event {
     pub fn each_line(&self) -> impl Iterator<Item = &[u8]> {
         self.line.split_inclusive(|&b| b == b'\n')
     }
+
+    /// Whether it holds a member's chat lines (which `--echo` also sends back to their sender),
+    /// not a server notice.
+    pub fn is_chat(&self) -> bool {
+        self.first_id.is_some()
+    }
 }
 
 /// A reader's start in a room: the channel from the join on, and the history just before it, taken

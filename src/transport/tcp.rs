@@ -4,6 +4,7 @@
 //! lines it missed once it catches up.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -109,9 +110,11 @@ enum End {
     Idle,
 }
 
-/// Whose writer this is: room events from this member are skipped.
+/// Whose writer this is: room events from this member are skipped, but its chat lines under
+/// `--echo`.
 struct Recipient {
     id: MemberId,
+    echo: bool,
 }
 
 /// Why a connection's writer stopped.
@@ -126,6 +129,7 @@ enum WriteEnd {
 /// Per-connection settings taken from the hub's configuration.
 struct Limits {
     max_line: usize,
+    partial_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
     sendq: Option<usize>,
 }
@@ -162,11 +166,15 @@ async fn connection(
             return Ok(());
         }
     };
-    let me = Recipient { id: member.id() };
+    let me = Recipient {
+        id: member.id(),
+        echo: hub.config().echo,
+    };
     let room = Arc::clone(member.room());
     let config = hub.config();
     let limits = Limits {
         max_line: config.max_line,
+        partial_timeout: config.partial_timeout,
         idle_timeout: config.idle_timeout,
         sendq: config.sendq,
     };
@@ -203,7 +211,14 @@ async fn connection(
             written = &mut write => match written {
                 Ok(()) => (None, Ok(())),
                 Err(WriteEnd::TooSlow) => (Some("too slow"), Ok(())),
-                Err(WriteEnd::Io(e)) => (Some("connection error"), Err(e)),
+                Err(WriteEnd::Io(e)) => {
+                    // The peer is gone, often with a reset, but what it sent before going may be
+                    // unread: handle that first (a pending `/quit` is a quit), boundedly.
+                    match tokio::time::timeout(GOODBYE_TIMEOUT, &mut read).await {
+                        Ok(Ok(End::Quit)) => (None, Ok(())),
+                        _ => (Some("connection error"), Err(e)),
+                    }
+                }
                 Err(WriteEnd::HubClosed | WriteEnd::Interrupted(_)) => (None, Ok(())),
             },
         }
@@ -231,7 +246,7 @@ async fn read_lines(
     shutdown: &CancellationToken,
 ) -> std::io::Result<End> {
     let max_line = limits.max_line;
-    let mut frames = LineReader::new(reader, max_line);
+    let mut frames = LineReader::new(reader, limits);
     loop {
         // Chat gathered from one read is published just before waiting for the socket again.
         let room = Arc::clone(member.room());
@@ -290,25 +305,38 @@ async fn read_lines(
 
 /// Frames lines off a socket with a buffer that exists only while bytes are pending, so an idle
 /// connection holds no read buffer (tokio-util's `FramedRead` keeps 8 KiB per connection).
+///
+/// A partial line that waits `--partial-timeout` for its end is taken as complete: some clients
+/// (the seed's own) send each message without a newline. One timer is armed per partial line, when
+/// the reader first waits for the socket with it pending, and dropped once a line is framed.
 struct LineReader {
     half: OwnedReadHalf,
     codec: LineCodec,
     buf: BytesMut,
+    partial_timeout: Option<Duration>,
+    /// The pending partial line's deadline, while one is pending.
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// The stream has ended: at its end or with `error`, which is returned once every line already
+    /// received is framed (a client that resets the connection still has them handled).
     eof: bool,
+    error: Option<std::io::Error>,
 }
 
 impl LineReader {
-    fn new(half: OwnedReadHalf, max_line: usize) -> LineReader {
+    fn new(half: OwnedReadHalf, limits: &Limits) -> LineReader {
         LineReader {
             half,
-            codec: LineCodec::new(max_line),
+            codec: LineCodec::new(limits.max_line),
             buf: BytesMut::new(),
+            partial_timeout: limits.partial_timeout,
+            deadline: None,
             eof: false,
+            error: None,
         }
     }
 
-    /// The next frame, or None at end of stream. Cancel-safe: bytes are only taken off the socket
-    /// synchronously, after readiness.
+    /// The next frame, or None at end of stream; a read error comes only after every frame read
+    /// before it. Cancel-safe: bytes are only taken off the socket synchronously, after readiness.
     /// `before_wait` runs each time no whole line is buffered, just before waiting for more bytes;
     /// `room` is asked before every socket read, so a burst is paced to what the room can absorb.
     async fn next(
@@ -318,25 +346,72 @@ impl LineReader {
     ) -> std::io::Result<Option<Frame>> {
         loop {
             if let Some(frame) = self.codec.decode(&mut self.buf)? {
+                // Whatever is left is a new partial line, with its own deadline.
+                self.deadline = None;
                 return Ok(Some(frame));
             }
             if self.eof {
-                return self.codec.decode_eof(&mut self.buf);
+                if let Some(frame) = self.codec.end_line(&mut self.buf)? {
+                    return Ok(Some(frame));
+                }
+                return match self.error.take() {
+                    Some(e) => Err(e),
+                    None => Ok(None),
+                };
             }
             if self.buf.is_empty() {
                 self.buf = BytesMut::new();
             }
             before_wait();
             room.pace_sender().await;
-            self.half.readable().await?;
+            if !self.codec.has_partial(&self.buf) {
+                self.deadline = None;
+            } else if self.deadline.is_none() {
+                // A deadline too far away to represent is no deadline.
+                let at = self
+                    .partial_timeout
+                    .and_then(|timeout| Instant::now().checked_add(timeout));
+                self.deadline = at.map(|at| Box::pin(tokio::time::sleep_until(at)));
+            }
+            let ready = match self.deadline.as_mut() {
+                Some(deadline) => tokio::select! {
+                    // Bytes already there come first: a partial line whose rest has arrived (while
+                    // this member was paced, say) is not cut.
+                    biased;
+                    ready = self.half.readable() => Some(ready),
+                    () = deadline.as_mut() => None,
+                },
+                None => Some(self.half.readable().await),
+            };
+            match ready {
+                None => {
+                    self.deadline = None;
+                    if let Some(frame) = self.codec.end_line(&mut self.buf)? {
+                        return Ok(Some(frame));
+                    }
+                    continue;
+                }
+                Some(Err(e)) => self.end(Some(e)),
+                Some(Ok(())) => {}
+            }
+            if self.eof {
+                continue;
+            }
             self.buf.reserve(READ_CHUNK);
             match self.half.try_read_buf(&mut self.buf) {
-                Ok(0) => self.eof = true,
+                Ok(0) => self.end(None),
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
+                Err(e) => self.end(Some(e)),
             }
         }
+    }
+
+    /// Marks the end of the stream; the lines already received are still framed.
+    fn end(&mut self, error: Option<std::io::Error>) {
+        self.eof = true;
+        self.error = error;
+        self.deadline = None;
     }
 }
 
@@ -640,8 +715,10 @@ impl Progress {
                 self.batch_end = event.end;
                 self.next = event.seq + 1;
                 self.line_next = Some(event.line_end());
-                // Not our own lines, and nothing from before we arrived (we subscribed just before).
-                if event.from != me.id && event.seq >= self.since {
+                // Not our own lines (but our chat under --echo), and nothing from before we arrived
+                // (we subscribed just before).
+                let own = event.from == me.id && !(me.echo && event.is_chat());
+                if !own && event.seq >= self.since {
                     append_event(batch, &event, direct.show_ids());
                 }
                 if event.from == SERVER && event.line == protocol::notice(SHUTDOWN_NOTICE) {

@@ -136,8 +136,11 @@ struct RosterEntry {
 }
 
 impl RosterEntry {
-    fn wants(&self, event: &Event) -> bool {
-        self.id != event.from && event.seq >= self.since && event.seq < self.until
+    /// Whether this peer gets `event`: not its own (but its chat lines under `--echo`), and only
+    /// while it is in the room.
+    fn wants(&self, event: &Event, echo: bool) -> bool {
+        let own = self.id == event.from && !(echo && event.is_chat());
+        !own && event.seq >= self.since && event.seq < self.until
     }
 }
 
@@ -149,6 +152,8 @@ struct Peers {
     socket: Arc<UdpSocket>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// `--echo`: members get their own chat lines back.
+    echo: bool,
 }
 
 impl Peers {
@@ -204,6 +209,7 @@ pub fn start(socket: UdpSocket, hub: Hub, shutdown: CancellationToken, tracker: 
         socket: Arc::clone(&socket),
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
+        echo: hub.config().echo,
     });
     tracker.spawn(evict(Arc::clone(&peers), shutdown.clone()));
     tracker.spawn(receive(socket, hub, peers, shutdown));
@@ -550,8 +556,8 @@ fn new_token() -> std::io::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Sends every event of one room to its UDP peers but the sender, one datagram per line; stops
-/// when the room has no UDP peer left or closes.
+/// Sends every event of one room to its UDP peers but the sender (who gets its own chat lines too
+/// under `--echo`), one datagram per line; stops when the room has no UDP peer left or closes.
 async fn fan_out(
     cursor: Cursor,
     room: String,
@@ -572,7 +578,7 @@ async fn fan_out(
                     return;
                 };
                 tracing::debug!(peers = roster.len(), from = event.from, %room, "udp fan-out");
-                for peer in roster.iter().filter(|p| p.wants(&event)) {
+                for peer in roster.iter().filter(|p| p.wants(&event, peers.echo)) {
                     // One datagram per line. A failed send concerns one peer; the eviction timer
                     // deals with the dead.
                     match event.first_id {
@@ -670,6 +676,7 @@ mod tests {
             socket: Arc::clone(&socket),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            echo: false,
         };
         let (a, b): (SocketAddr, SocketAddr) = (
             "127.0.0.1:1".parse().expect("a"),

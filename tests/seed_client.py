@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""The seed's own chat clients, reduced to what they put on the wire (driven by tests/seed_clients.rs).
+
+TCP, as the seed's client: one sock.send(data.encode()) per message with no newline, GAP seconds
+apart, then "/quit" (no newline) followed at once by close() while the server's welcome is still
+unread, which makes the kernel answer with a reset rather than a FIN.
+
+UDP, as the seed's client: "#ping#" every PING seconds from a second thread, one datagram per
+message with no newline, GAP seconds apart, then "/quit".
+
+Usage: seed_client.py tcp|udp HOST PORT GAP [PING] -- MESSAGE...
+Prints "sent N" after each message and, for TCP, "unread before close: yes|no" just before closing,
+so the test can tell the reset path was taken.
+"""
+
+import socket
+import sys
+import threading
+import time
+
+
+def log(text):
+    print(text, flush=True)
+
+
+def tcp(host, port, gap, messages):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.connect((host, port))
+    for i, data in enumerate(messages):
+        if i:
+            time.sleep(gap)
+        sock.send(data.encode())
+        log(f"sent {i}")
+    time.sleep(gap)
+    # Peek without consuming: the seed never reads, so the welcome should still be waiting.
+    try:
+        unread = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        unread = b""
+    log("unread before close: " + ("yes" if unread else "no"))
+    sock.send("/quit".encode())
+    sock.close()
+
+
+def udp(host, port, gap, ping, messages):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    log(f"bound {sock.getsockname()[0]}:{sock.getsockname()[1]}")
+    stop = threading.Event()
+
+    def heartbeat():
+        while not stop.is_set():
+            sock.sendto(b"#ping#", (host, port))
+            stop.wait(ping)
+
+    pinger = threading.Thread(target=heartbeat, daemon=True)
+    pinger.start()
+    # The first ping joins; give it a head start so the messages come from a member.
+    time.sleep(gap)
+    for i, data in enumerate(messages):
+        if i:
+            time.sleep(gap)
+        sock.sendto(data.encode(), (host, port))
+        log(f"sent {i}")
+    time.sleep(gap)
+    sock.sendto("/quit".encode(), (host, port))
+    stop.set()
+    pinger.join(timeout=5)
+    sock.close()
+
+
+def main(argv):
+    if "--" not in argv:
+        sys.exit(__doc__)
+    split = argv.index("--")
+    head, messages = argv[1:split], argv[split + 1 :]
+    mode, host, port, gap = head[0], head[1], int(head[2]), float(head[3])
+    if mode == "tcp":
+        tcp(host, port, gap, messages)
+    elif mode == "udp":
+        udp(host, port, gap, float(head[4]), messages)
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -699,20 +699,31 @@ mod tests {
         out
     }
 
-    /// What decoding must give: split on `\n`, drop one trailing `\r`, long lines flagged.
+    /// What decoding must give: split at `\r\n`, `\n` or a lone `\r`, long lines flagged.
     fn model(max: usize, data: &[u8]) -> Vec<Frame> {
-        let mut parts: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+        let mut parts: Vec<Vec<u8>> = vec![Vec::new()];
+        let mut i = 0;
+        while i < data.len() {
+            match data[i] {
+                b'\r' if data.get(i + 1) == Some(&b'\n') => {
+                    parts.push(Vec::new());
+                    i += 1;
+                }
+                b'\r' | b'\n' => parts.push(Vec::new()),
+                b => parts.last_mut().expect("one part at least").push(b),
+            }
+            i += 1;
+        }
         if parts.last().is_some_and(|p| p.is_empty()) {
             parts.pop();
         }
         parts
             .into_iter()
             .map(|p| {
-                let p = p.strip_suffix(b"\r").unwrap_or(p);
                 if p.len() > max {
                     Frame::TooLong
                 } else {
-                    Frame::Line(BytesMut::from(p))
+                    Frame::Line(BytesMut::from(&p[..]))
                 }
             })
             .collect()

@@ -1,5 +1,5 @@
 //! Property-based fuzzing of everything a client's bytes go through before they reach other people:
-//! the TCP line framing ([`LineCodec`]) and the protocol parser ([`protocol::parse`], `sanitize`,
+//! the TCP line framing ([`LineCodec`], and [`datagram_lines`] for UDP) and the protocol parser ([`protocol::parse`], `sanitize`,
 //! `validate_nick` and the line formatting).
 //!
 //! cargo-fuzz needs a nightly toolchain that CI cannot fetch, so this is proptest. In the normal
@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 
 use bytes::BytesMut;
 use chatd::names::{self, NameError};
-use chatd::protocol::codec::{Frame, LineCodec};
+use chatd::protocol::codec::{datagram_lines, Frame, LineCodec};
 use chatd::protocol::{self, Command, Input};
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
@@ -465,12 +465,23 @@ proptest! {
 // Codec properties.
 // ---------------------------------------------------------------------------------------------
 
-/// What the codec should yield, as an independent model: split the whole stream on `\n`, strip one
-/// `\r` before it, and call a line longer than `max` (after stripping) TooLong. An over-long line
-/// is one TooLong however many reads it arrives in. At end of stream the bytes after the last
-/// `\n` are a final line by the same rules, unless there are none.
+/// What the codec should yield, as an independent model: a line ends at `\r\n`, `\n` or a lone
+/// `\r`, and a line longer than `max` is TooLong. An over-long line is one TooLong however many
+/// reads it arrives in. At end of stream the bytes after the last line end are a final line by the
+/// same rules, unless there are none.
 fn reference_frames(stream: &[u8], max: usize) -> Vec<Frame> {
-    let mut lines: Vec<&[u8]> = stream.split(|&b| b == b'\n').collect();
+    // Every line end becomes one `\n`; then the stream splits on `\n` alone.
+    let mut normalised = Vec::with_capacity(stream.len());
+    let mut bytes = stream.iter().peekable();
+    while let Some(&b) = bytes.next() {
+        if b == b'\r' {
+            bytes.next_if_eq(&&b'\n');
+            normalised.push(b'\n');
+        } else {
+            normalised.push(b);
+        }
+    }
+    let mut lines: Vec<&[u8]> = normalised.split(|&b| b == b'\n').collect();
     let tail = lines.pop().expect("split yields at least one piece");
     if !tail.is_empty() {
         lines.push(tail);
@@ -478,7 +489,6 @@ fn reference_frames(stream: &[u8], max: usize) -> Vec<Frame> {
     lines
         .into_iter()
         .map(|line| {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
             if line.len() > max {
                 Frame::TooLong
             } else {
@@ -491,6 +501,25 @@ fn reference_frames(stream: &[u8], max: usize) -> Vec<Frame> {
 /// Feeds `stream` to a fresh codec in the pieces ending at `cuts` (then the rest), draining it
 /// after each piece as `FramedRead` does, then decodes to the end of the stream.
 fn decode_chunked(max: usize, stream: &[u8], cuts: &[usize]) -> Result<Vec<Frame>, TestCaseError> {
+    decode_with(max, stream, cuts, false)
+}
+
+/// Like [`decode_chunked`], but after each piece the pending partial line is taken as complete,
+/// as `--partial-timeout` does when a client stops mid-line.
+fn decode_ending_lines(
+    max: usize,
+    stream: &[u8],
+    cuts: &[usize],
+) -> Result<Vec<Frame>, TestCaseError> {
+    decode_with(max, stream, cuts, true)
+}
+
+fn decode_with(
+    max: usize,
+    stream: &[u8],
+    cuts: &[usize],
+    end_lines: bool,
+) -> Result<Vec<Frame>, TestCaseError> {
     let mut codec = LineCodec::new(max);
     let mut buf = BytesMut::new();
     let mut frames = Vec::new();
@@ -504,15 +533,24 @@ fn decode_chunked(max: usize, stream: &[u8], cuts: &[usize]) -> Result<Vec<Frame
             frames.push(frame);
             prop_assert!(frames.len() <= limit, "decode keeps yielding frames");
         }
-        // Between reads only a partial line is held, and no more of it than the limit plus room
-        // for a `\r`: however much a client sends without a newline, memory stays bounded.
+        // Between reads only a partial line is held, and no more of it than the limit (every
+        // line end, a `\r` too, ends a line at once): however much a client sends without a line
+        // end, memory stays bounded.
         prop_assert!(!buf.contains(&b'\n'), "decode left a newline in {:?}", buf);
-        prop_assert!(
-            buf.len() <= max + 1,
-            "{} bytes held, max {}",
-            buf.len(),
-            max
-        );
+        prop_assert!(!buf.contains(&b'\r'), "decode left a CR in {:?}", buf);
+        prop_assert!(buf.len() <= max, "{} bytes held, max {}", buf.len(), max);
+        prop_assert_eq!(codec.has_partial(&buf) || buf.is_empty(), true);
+        if end_lines {
+            while let Some(frame) = codec.end_line(&mut buf).map_err(fail)? {
+                frames.push(frame);
+                prop_assert!(frames.len() <= limit, "end_line keeps yielding frames");
+            }
+            prop_assert!(buf.is_empty(), "end_line left {:?}", buf);
+            prop_assert!(
+                !codec.has_partial(&buf),
+                "a partial line is left after end_line"
+            );
+        }
     }
     while let Some(frame) = codec.decode_eof(&mut buf).map_err(fail)? {
         frames.push(frame);
@@ -520,6 +558,25 @@ fn decode_chunked(max: usize, stream: &[u8], cuts: &[usize]) -> Result<Vec<Frame
     }
     prop_assert!(buf.is_empty(), "{:?} left over at end of stream", buf);
     Ok(frames)
+}
+
+/// The stream as the model sees it when every cut ends the partial line: a `\n` at each cut that
+/// falls inside a line (after a byte that is not a line end). A cut right after a `\r` adds
+/// nothing: that line has already ended, and a `\n` after it still belongs to it.
+fn with_line_ends_at(stream: &[u8], cuts: &[usize]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(stream.len() + cuts.len());
+    let mut start = 0;
+    let mut cuts = cuts.to_vec();
+    cuts.dedup();
+    for &cut in &cuts {
+        out.extend_from_slice(&stream[start..cut]);
+        start = cut;
+        if cut > 0 && !matches!(stream[cut - 1], b'\r' | b'\n') {
+            out.push(b'\n');
+        }
+    }
+    out.extend_from_slice(&stream[start..]);
+    out
 }
 
 fn fail(e: std::io::Error) -> TestCaseError {
@@ -531,7 +588,8 @@ fn stream_bytes() -> impl Strategy<Value = Vec<u8>> {
     let piece = prop_oneof![
         3 => Just(b"\n".to_vec()),
         2 => Just(b"\r\n".to_vec()),
-        1 => Just(b"\r".to_vec()),
+        2 => Just(b"\r".to_vec()),
+        1 => Just(b"\r\r\n\n".to_vec()),
         4 => prop::collection::vec(b'a'..=b'z', 0..80),
         1 => prop::collection::vec(any::<u8>(), 0..8),
         1 => wire_bytes(),
@@ -567,6 +625,38 @@ proptest! {
         prop_assert_eq!(&trickled, &expected, "byte by byte, max {}", max);
     }
 
+    /// Ending the partial line after a read (the partial timeout) is the same as a line end
+    /// there: `\r\n` split by it stays one line end, and an over-long line stays one TooLong.
+    #[test]
+    fn ending_partial_lines_is_a_line_end_at_the_cut((stream, max, cuts) in chunked_stream()) {
+        let expected = reference_frames(&with_line_ends_at(&stream, &cuts), max);
+        let ended = decode_ending_lines(max, &stream, &cuts)?;
+        prop_assert_eq!(&ended, &expected, "ended at {:?}, max {}", cuts, max);
+        for frame in ended {
+            if let Frame::Line(line) = frame {
+                prop_assert!(line.len() <= max, "{}-byte line, max {}", line.len(), max);
+            }
+        }
+    }
+
+    /// A datagram splits into lines like a stream that ends there, except that a datagram with
+    /// no line at all (empty, or a lone line end) still carries one empty line.
+    #[test]
+    fn datagram_lines_match_the_stream_model(stream in stream_bytes()) {
+        let lines: Vec<&[u8]> = datagram_lines(&stream).collect();
+        let mut expected: Vec<Vec<u8>> = reference_frames(&stream, usize::MAX)
+            .into_iter()
+            .map(|frame| match frame {
+                Frame::Line(line) => line.to_vec(),
+                Frame::TooLong => unreachable!("no line is longer than usize::MAX"),
+            })
+            .collect();
+        if expected.is_empty() {
+            expected.push(Vec::new());
+        }
+        prop_assert_eq!(lines, expected.iter().map(Vec::as_slice).collect::<Vec<_>>());
+    }
+
     /// The cap holds on its own terms (not only via the model), and every line that makes it
     /// through the codec parses into something safe: the whole TCP input path.
     #[test]
@@ -575,6 +665,7 @@ proptest! {
             if let Frame::Line(line) = frame {
                 prop_assert!(line.len() <= max, "{}-byte line, max {}", line.len(), max);
                 prop_assert!(!line.contains(&b'\n'));
+                prop_assert!(!line.contains(&b'\r'));
                 check_parsed(&protocol::parse(&line))?;
             }
         }

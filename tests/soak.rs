@@ -300,7 +300,8 @@ impl Kind {
 }
 
 /// Junk lines and what the room must receive instead: escapes and controls stripped, invalid UTF-8
-/// replaced. The same payloads go out as TCP lines and as UDP datagrams.
+/// replaced, a lone `\r` ending a line (so `j7` arrives as two lines, both listed, split at `\r`).
+/// The same payloads go out as TCP lines and as UDP datagrams.
 const JUNK: &[(&[u8], &str)] = &[
     (b"j0 trickled", "j0 trickled"),
     (b"j1 \x1b[2J\x1b[1;31mred\x1b[0m text", "j1 red text"),
@@ -315,7 +316,7 @@ const JUNK: &[(&[u8], &str)] = &[
     (b"j4 nul\x00 bell\x07 bs\x08 del\x7f", "j4 nul bell bs del"),
     (b"j5 rtl\xe2\x80\xaeevil\xe2\x81\xa6x", "j5 rtlevilx"),
     (b"j6 c1\xc2\x9b2Jx", "j6 c1x"),
-    (b"j7 cr\rmid\ttab", "j7 crmid\ttab"),
+    (b"j7 cr\rj7 mid\ttab", "j7 cr\rj7 mid\ttab"),
     (b"j8 dcs\x1bPq#0;2;0;0;0\x1b\\ after", "j8 dcs after"),
 ];
 /// A nickname that is invalid once its bytes are decoded.
@@ -346,7 +347,9 @@ fn relay_is_expected(from: &str, body: &str) -> bool {
         Kind::TcpMidUtf8 => {
             body.starts_with("midutf8 ") && CUT_UTF8.iter().any(|(_, cut)| body.ends_with(cut))
         }
-        Kind::TcpJunk | Kind::UdpJunk => JUNK.iter().any(|(_, clean)| body == *clean),
+        Kind::TcpJunk | Kind::UdpJunk => JUNK
+            .iter()
+            .any(|(_, clean)| clean.split('\r').any(|line| body == line)),
         Kind::UdpChurner => body.starts_with("uchurn "),
         Kind::UdpFlooder => body.starts_with("uflood "),
         Kind::UdpVanisher => body.starts_with("uvanish "),

@@ -1,7 +1,8 @@
-//! TCP line framing as a tokio-util [`Decoder`]: `\n`-terminated lines (a `\r` before it is
-//! tolerated), with a length cap that reports an over-long line once and then skips it, keeping the
-//! connection usable. tokio-util's own `LinesCodec` ends the stream after such an error and rejects
-//! invalid UTF-8, which is why chatd has its own.
+//! TCP line framing as a tokio-util [`Decoder`]: a line ends at `\n`, `\r\n` or a lone `\r` (some
+//! clients end lines with `\r` alone), with a length cap that reports an over-long line once and
+//! then skips it, keeping the connection usable. tokio-util's own `LinesCodec` ends the stream
+//! after such an error and rejects invalid UTF-8, which is why chatd has its own. [`datagram_lines`]
+//! applies the same line ends to a UDP datagram.
 
 use bytes::{Buf, BytesMut};
 use tokio_util::codec::Decoder;
@@ -11,7 +12,7 @@ use tokio_util::codec::Decoder;
 pub enum Frame {
     /// A complete line, without its terminator; may be invalid UTF-8.
     Line(BytesMut),
-    /// A line went past the limit; it is being (or has been) discarded up to its newline.
+    /// A line went past the limit; it is being (or has been) discarded up to its end.
     TooLong,
 }
 
@@ -19,10 +20,15 @@ pub enum Frame {
 #[derive(Debug, Clone)]
 pub struct LineCodec {
     max_len: usize,
-    /// How far the buffer has already been searched for `\n`, so a slow trickle is not rescanned.
+    /// How far the buffer has already been searched for a line end, so a slow trickle is not
+    /// rescanned.
     scanned: usize,
     /// True while skipping the rest of an over-long line.
     discarding: bool,
+    /// The last line ended at a `\r`: a `\n` right after it is the rest of the same `\r\n`, even
+    /// when it arrives in a later read. The line is not held back waiting for it, so a client that
+    /// ends lines with `\r` alone is answered at once.
+    after_cr: bool,
 }
 
 impl LineCodec {
@@ -32,6 +38,7 @@ impl LineCodec {
             max_len,
             scanned: 0,
             discarding: false,
+            after_cr: false,
         }
     }
 
@@ -48,6 +55,8 @@ impl LineCodec {
         if let Some(frame) = self.decode(buf)? {
             return Ok(Some(frame));
         }
+        // `after_cr` stays: with nothing pending, the last line ended at a `\r`, and a `\n` coming
+        // next is still the rest of that `\r\n`.
         self.scanned = 0;
         if self.discarding {
             // Already reported as too long; the line ends here and nothing of it is delivered.
@@ -58,9 +67,9 @@ impl LineCodec {
         if buf.is_empty() {
             return Ok(None);
         }
-        let line = strip_cr(buf.split());
-        // `decode` holds up to `max_len + 1` bytes in case the last is a `\r` before the `\n`; no
-        // `\n` is coming now, so the cap must be applied here too.
+        let line = buf.split();
+        // `decode` never holds more than `max_len` bytes of a partial line; checked again here so
+        // the cap does not depend on that.
         if line.len() > self.max_len {
             return Ok(Some(Frame::TooLong));
         }
@@ -68,11 +77,30 @@ impl LineCodec {
     }
 }
 
-fn strip_cr(mut line: BytesMut) -> BytesMut {
-    if line.last() == Some(&b'\r') {
-        line.truncate(line.len() - 1);
-    }
-    line
+/// The lines one datagram carries, split at the same line ends as TCP (`\n`, `\r\n` or a lone
+/// `\r`); one trailing line end is dropped. Always at least one line, possibly empty, so an empty
+/// datagram still counts (as a heartbeat, or to join).
+pub fn datagram_lines(datagram: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let body = datagram.strip_suffix(b"\n").unwrap_or(datagram);
+    let body = body.strip_suffix(b"\r").unwrap_or(body);
+    let mut rest = Some(body);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        match memchr::memchr2(b'\n', b'\r', text) {
+            Some(end) => {
+                let mut next = end + 1;
+                if text[end] == b'\r' && text.get(next) == Some(&b'\n') {
+                    next += 1;
+                }
+                rest = Some(&text[next..]);
+                Some(&text[..end])
+            }
+            None => {
+                rest = None;
+                Some(text)
+            }
+        }
+    })
 }
 
 impl Decoder for LineCodec {
@@ -81,10 +109,18 @@ impl Decoder for LineCodec {
 
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, Self::Error> {
         loop {
-            let newline = memchr::memchr(b'\n', &buf[self.scanned..]).map(|i| i + self.scanned);
-            match newline {
+            if self.after_cr && !buf.is_empty() {
+                // The byte after a line-ending `\r`: a `\n` there completes that `\r\n`.
+                if buf[0] == b'\n' {
+                    buf.advance(1);
+                }
+                self.after_cr = false;
+            }
+            let end = memchr::memchr2(b'\n', b'\r', &buf[self.scanned..]).map(|i| i + self.scanned);
+            match end {
                 Some(end) => {
                     self.scanned = 0;
+                    self.after_cr = buf[end] == b'\r';
                     if self.discarding {
                         self.discarding = false;
                         buf.advance(end + 1);
@@ -92,7 +128,6 @@ impl Decoder for LineCodec {
                     }
                     let mut line = buf.split_to(end + 1);
                     line.truncate(end);
-                    let line = strip_cr(line);
                     if line.len() > self.max_len {
                         return Ok(Some(Frame::TooLong));
                     }
@@ -103,8 +138,9 @@ impl Decoder for LineCodec {
                     self.scanned = 0;
                     return Ok(None);
                 }
-                // One extra byte of room for a `\r` that may precede the coming `\n`.
-                None if buf.len() > self.max_len + 1 => {
+                // Every line end ends a line by itself (a `\r` included), so nothing past the cap
+                // need be kept.
+                None if buf.len() > self.max_len => {
                     buf.clear();
                     self.scanned = 0;
                     self.discarding = true;
@@ -119,7 +155,7 @@ impl Decoder for LineCodec {
     }
 
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, Self::Error> {
-        // A last line without a newline (netcat's Ctrl-D mid-line) still counts.
+        // A last line without its end (netcat's Ctrl-D mid-line) still counts.
         self.end_line(buf)
     }
 }
@@ -198,11 +234,61 @@ mod tests {
     }
 
     #[test]
+    fn lone_cr_ends_a_line() {
+        let mut codec = LineCodec::new(100);
+        let frames = decode_all(&mut codec, &[b"a\rb\r\rc"]);
+        assert_eq!(frames, vec![line(b"a"), line(b"b"), line(b""), line(b"c")]);
+    }
+
+    #[test]
+    fn crlf_split_across_reads_is_one_line_end() {
+        let mut codec = LineCodec::new(100);
+        let mut buf = BytesMut::from(&b"a\r"[..]);
+        // The line is complete at the `\r`: it is not held back waiting for a `\n`.
+        assert_eq!(codec.decode(&mut buf).expect("decode"), Some(line(b"a")));
+        assert!(!codec.has_partial(&buf));
+        buf.extend_from_slice(b"\nb\n");
+        assert_eq!(codec.decode(&mut buf).expect("decode"), Some(line(b"b")));
+        assert_eq!(codec.decode(&mut buf).expect("decode"), None);
+        // Byte by byte too.
+        let mut codec = LineCodec::new(100);
+        assert_eq!(
+            decode_all(
+                &mut codec,
+                &[b"x", b"\r", b"\n", b"\r", b"\n", b"y\r", b"\n"]
+            ),
+            vec![line(b"x"), line(b""), line(b"y")]
+        );
+    }
+
+    #[test]
+    fn a_cr_ends_an_over_long_line_and_its_lf_is_not_a_line() {
+        let mut codec = LineCodec::new(4);
+        let frames = decode_all(&mut codec, &[b"123456", b"\r", b"\nok\r\n"]);
+        assert_eq!(frames, vec![Frame::TooLong, line(b"ok")]);
+    }
+
+    #[test]
+    fn a_partial_line_is_held_until_the_limit_and_no_further() {
+        let mut codec = LineCodec::new(4);
+        let mut buf = BytesMut::from(&b"1234"[..]);
+        assert_eq!(codec.decode(&mut buf).expect("decode"), None);
+        assert!(codec.has_partial(&buf));
+        buf.extend_from_slice(b"5");
+        assert_eq!(
+            codec.decode(&mut buf).expect("decode"),
+            Some(Frame::TooLong)
+        );
+        assert!(buf.is_empty());
+        // Still part of the over-long line, though nothing of it is kept.
+        assert!(codec.has_partial(&buf));
+    }
+
+    #[test]
     fn end_line_takes_a_partial_line_and_the_stream_goes_on() {
         let mut codec = LineCodec::new(10);
         let mut buf = BytesMut::from(&b"one\ntw"[..]);
         assert_eq!(codec.end_line(&mut buf).expect("end"), Some(line(b"one")));
-        assert!(codec.has_partial(&buf));
         assert_eq!(codec.end_line(&mut buf).expect("end"), Some(line(b"tw")));
         assert_eq!(codec.end_line(&mut buf).expect("end"), None);
         assert!(!codec.has_partial(&buf));
@@ -216,6 +302,17 @@ mod tests {
     }
 
     #[test]
+    fn end_line_after_a_cr_has_nothing_to_end() {
+        let mut codec = LineCodec::new(10);
+        let mut buf = BytesMut::from(&b"a\r"[..]);
+        assert_eq!(codec.end_line(&mut buf).expect("end"), Some(line(b"a")));
+        assert_eq!(codec.end_line(&mut buf).expect("end"), None);
+        // The `\n` that follows, however late, still belongs to that `\r`.
+        buf.extend_from_slice(b"\nb\n");
+        assert_eq!(codec.decode(&mut buf).expect("decode"), Some(line(b"b")));
+    }
+
+    #[test]
     fn end_line_ends_the_skipping_of_an_over_long_line() {
         let mut codec = LineCodec::new(4);
         let mut buf = BytesMut::from(&b"123456"[..]);
@@ -223,11 +320,29 @@ mod tests {
             codec.decode(&mut buf).expect("decode"),
             Some(Frame::TooLong)
         );
-        assert!(codec.has_partial(&buf));
         assert_eq!(codec.end_line(&mut buf).expect("end"), None);
         assert!(!codec.has_partial(&buf));
         buf.extend_from_slice(b"ok\n");
         assert_eq!(codec.decode(&mut buf).expect("decode"), Some(line(b"ok")));
+    }
+
+    #[test]
+    fn datagram_lines_split_at_every_line_end() {
+        let lines = |d: &'static [u8]| datagram_lines(d).collect::<Vec<&[u8]>>();
+        assert_eq!(lines(b"hi"), vec![&b"hi"[..]]);
+        assert_eq!(lines(b"hi\n"), vec![&b"hi"[..]]);
+        assert_eq!(lines(b"hi\r\n"), vec![&b"hi"[..]]);
+        assert_eq!(lines(b"hi\r"), vec![&b"hi"[..]]);
+        assert_eq!(lines(b""), vec![&b""[..]]);
+        assert_eq!(lines(b"\n"), vec![&b""[..]]);
+        assert_eq!(
+            lines(b"first line\nsecond line\n"),
+            vec![&b"first line"[..], b"second line"]
+        );
+        assert_eq!(
+            lines(b"a\rb\r\nc\n\nd"),
+            vec![&b"a"[..], b"b", b"c", b"", b"d"]
+        );
     }
 
     #[test]

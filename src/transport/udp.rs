@@ -1,6 +1,7 @@
-//! UDP transport: one datagram is one message. Three tasks share the socket: the receiver turns
-//! datagrams into member input (a new address joins with its first datagram), the fan-out task sends
-//! room events to every peer, and the eviction task removes peers silent for two heartbeats.
+//! UDP transport: one datagram is one message, or one per line when it holds several. Three tasks
+//! share the socket: the receiver turns datagrams into member input (a new address joins with its
+//! first datagram), the fan-out task sends room events to every peer, and the eviction task removes
+//! peers silent for two heartbeats.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -22,7 +23,7 @@ use crate::guard::presence::{deadline_after, Presence};
 use crate::guard::reply_budget::{ReplyBudget, Tally};
 use crate::hub::{Event, Hub, MemberId, Outbox, Transport};
 use crate::member::{Flow, Member};
-use crate::protocol::{self, Command, Input};
+use crate::protocol::{self, codec, Command, Input};
 use crate::room::Room;
 
 /// Big enough for any UDP payload, so an over-long datagram is seen whole and refused, never cut.
@@ -257,24 +258,38 @@ async fn receive(socket: Arc<UdpSocket>, hub: Hub, peers: Arc<Peers>, shutdown: 
             guard.dropped(Dropped::OwnAddress, addr, now);
             continue;
         }
-        let (token, body) = protocol::split_token(protocol::strip_terminator(&buf[..len]));
-        let datagram = Datagram {
-            from: addr,
-            size: len,
-            token,
-            server_line: protocol::is_server_line(body),
-            input: (body.len() <= max_line).then(|| protocol::parse(body)),
-        };
-        isolated(&peers, addr, || {
-            handle_datagram(
-                &socket,
-                &hub,
-                &peers,
-                cookies.as_ref(),
-                &mut guard,
-                datagram,
-            )
-        });
+        let (token, body) = protocol::split_token(&buf[..len]);
+        let server_line = protocol::is_server_line(body);
+        // Each line of the datagram is a message of its own, admitted by the flood guard one by
+        // one; a datagram over the limit is one refusal.
+        let fits = protocol::strip_terminator(body).len() <= max_line;
+        let mut lines = codec::datagram_lines(body)
+            .take(if fits { usize::MAX } else { 1 })
+            .peekable();
+        while let Some(line) = lines.next() {
+            let datagram = Datagram {
+                from: addr,
+                size: len,
+                token,
+                server_line,
+                input: fits.then(|| protocol::parse(line)),
+            };
+            isolated(&peers, addr, || {
+                handle_datagram(
+                    &socket,
+                    &hub,
+                    &peers,
+                    cookies.as_ref(),
+                    &mut guard,
+                    datagram,
+                )
+            });
+            // Only a member's lines go on: a stranger (challenged, refused, banned) or a member
+            // that just left is answered once per datagram, never once per line.
+            if lines.peek().is_some() && !peers.lock().members.contains_key(&addr) {
+                break;
+            }
+        }
     }
     // The peers stay in the table until the last UDP task lets go of it: the fan-out may still
     // owe them the shutdown notice. Leaving is silent by then.

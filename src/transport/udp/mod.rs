@@ -1,16 +1,17 @@
-//! UDP transport: one datagram is one message, or one per line when it holds several. Three tasks
-//! share the socket: the receiver turns datagrams into member input (a new address joins with its
-//! first datagram), the fan-out task sends room events to every peer, and the eviction task removes
-//! peers silent for two heartbeats.
+//! UDP transport: one datagram is one message, or one per line when it holds several. The tasks
+//! sharing the socket: the receiver here turns datagrams into member input (a new address joins
+//! with its first datagram); one fan-out task per room with UDP members sends that room's events to
+//! its peers, and the eviction task removes peers silent for two heartbeats ([`fanout`]). The table
+//! they share, with each room's roster, is in [`peers`].
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use tokio::net::UdpSocket;
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -18,180 +19,19 @@ use tokio_util::task::TaskTracker;
 use crate::guard::cookie::{unix_now, CookieJar};
 use crate::guard::limits::Admit;
 use crate::guard::own_address::OwnAddresses;
-use crate::guard::pacing::Cursor;
 use crate::guard::presence::{deadline_after, Presence};
 use crate::guard::reply_budget::{ReplyBudget, Tally};
-use crate::hub::{Event, Hub, MemberId, Outbox, Transport};
+use crate::hub::{Hub, Outbox, Transport};
 use crate::member::{Flow, Member};
 use crate::protocol::{self, codec, Command, Input};
-use crate::room::Room;
 
 /// Big enough for any UDP payload, so an over-long datagram is seen whole and refused, never cut.
 const RECV_BUFFER: usize = 64 * 1024;
-/// Most addresses remembered as kicked for flooding.
-const MAX_BANNED: usize = 4096;
+mod fanout;
+mod peers;
 
-/// The UDP members: presence deadlines plus the member sessions, under one lock so they never
-/// disagree. A std mutex: it is never held across an `.await`.
-struct PeerTable {
-    presence: Presence<SocketAddr>,
-    members: HashMap<SocketAddr, Member>,
-    /// Who each room's fan-out task sends to, by room key. A room is here exactly while a fan-out
-    /// task serves it.
-    rooms: HashMap<String, RoomRoster>,
-    /// Addresses kicked for flooding, ignored until the given time so they cannot simply rejoin.
-    /// Bounded by [`MAX_BANNED`]: under a spoofing storm the ban is best effort.
-    banned: HashMap<SocketAddr, Instant>,
-    /// Session tokens of the members that asked for one (`#token#`): every datagram from such an
-    /// address must carry it, so a forged source cannot speak for the member.
-    tokens: HashMap<SocketAddr, String>,
-}
-
-/// One room's UDP destinations, rebuilt lazily after joins, moves and leaves so a burst of them
-/// costs one rebuild, not one each.
-#[derive(Default)]
-struct RoomRoster {
-    roster: Arc<Vec<RosterEntry>>,
-    stale: bool,
-    /// Members that moved on while the fan-out still had the room's earlier lines to send them.
-    departed: Vec<RosterEntry>,
-}
-
-impl PeerTable {
-    fn is_banned(&mut self, addr: &SocketAddr, now: Instant) -> bool {
-        match self.banned.get(addr) {
-            Some(until) if *until > now => true,
-            Some(_) => {
-                self.banned.remove(addr);
-                false
-            }
-            None => false,
-        }
-    }
-
-    fn ban(&mut self, addr: SocketAddr, until: Instant, now: Instant) {
-        if self.banned.len() >= MAX_BANNED {
-            self.banned.retain(|_, t| *t > now);
-        }
-        if self.banned.len() < MAX_BANNED {
-            self.banned.insert(addr, until);
-        }
-    }
-
-    fn remove(&mut self, addr: &SocketAddr) -> Option<Member> {
-        self.presence.remove(addr);
-        self.tokens.remove(addr);
-        let member = self.members.remove(addr)?;
-        self.touch_room(&member.room().name().key);
-        Some(member)
-    }
-
-    fn touch_room(&mut self, key: &str) {
-        if let Some(roster) = self.rooms.get_mut(key) {
-            roster.stale = true;
-        }
-    }
-
-    /// The destinations for an event at `seq` of room `key`, or None when the room has no UDP
-    /// member left, in which case its fan-out stops.
-    fn roster(&mut self, key: &str, seq: u64) -> Option<Arc<Vec<RosterEntry>>> {
-        let room = self.rooms.get_mut(key)?;
-        let before = room.departed.len();
-        room.departed.retain(|d| d.until > seq);
-        if room.stale || room.departed.len() != before {
-            let mut roster: Vec<RosterEntry> = self
-                .members
-                .iter()
-                .filter(|(_, m)| m.room().name().key == key)
-                .map(|(addr, m)| RosterEntry {
-                    addr: *addr,
-                    id: m.id(),
-                    since: m.since(),
-                    until: u64::MAX,
-                    show_ids: m.shows_ids(),
-                })
-                .collect();
-            roster.extend(room.departed.iter().cloned());
-            room.roster = Arc::new(roster);
-            room.stale = false;
-        }
-        if room.roster.is_empty() {
-            self.rooms.remove(key);
-            return None;
-        }
-        Some(Arc::clone(&room.roster))
-    }
-}
-
-/// One fan-out destination.
-#[derive(Debug, Clone)]
-struct RosterEntry {
-    addr: SocketAddr,
-    id: MemberId,
-    /// Events before this predate the peer's arrival (the roster may be rebuilt after they were sent).
-    since: u64,
-    /// Events from this on came after the peer left for another room.
-    until: u64,
-    /// `/ids on`: chat lines carry their history ids.
-    show_ids: bool,
-}
-
-impl RosterEntry {
-    /// Whether this peer gets `event`: not its own (but its chat lines under `--echo`), and only
-    /// while it is in the room.
-    fn wants(&self, event: &Event, echo: bool) -> bool {
-        let own = self.id == event.from && !(echo && event.is_chat());
-        !own && event.seq >= self.since && event.seq < self.until
-    }
-}
-
-/// What every UDP task shares: the table, and what it takes to start a room's fan-out.
-struct Peers {
-    table: Mutex<PeerTable>,
-    /// Wakes the eviction task when the first peer arrives in an empty table.
-    wake: Notify,
-    socket: Arc<UdpSocket>,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-    /// `--echo`: members get their own chat lines back.
-    echo: bool,
-}
-
-impl Peers {
-    fn lock(&self) -> MutexGuard<'_, PeerTable> {
-        self.table.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Makes sure `room` has a fan-out task now that a UDP member arrived there at `since`. A new
-    /// task reads from the arriving member's own subscription, so it starts exactly at its seam;
-    /// a running one started earlier and already covers it.
-    fn follow(
-        self: &Arc<Self>,
-        table: &mut PeerTable,
-        room: &Arc<Room>,
-        events: broadcast::Receiver<Event>,
-        since: u64,
-    ) {
-        let key = room.name().key.clone();
-        if let Some(roster) = table.rooms.get_mut(&key) {
-            roster.stale = true;
-            return;
-        }
-        table.rooms.insert(
-            key.clone(),
-            RoomRoster {
-                stale: true,
-                ..RoomRoster::default()
-            },
-        );
-        // UDP sends never wait for a peer, so the fan-out is only ever behind for want of CPU:
-        // count it when pacing TCP senders (see `crate::guard::pacing`), or a burst would
-        // overtake every UDP peer.
-        let cursor = room.track_reader(since);
-        self.tracker
-            .spawn(fan_out(cursor, key, events, Arc::clone(self)));
-    }
-}
+use fanout::evict;
+use peers::{PeerTable, Peers, RosterEntry};
 
 /// Starts serving UDP on `socket` until `shutdown` is cancelled: spawns the receiver and eviction
 /// tasks onto `tracker`, and a fan-out task for each room while it has UDP members.
@@ -569,96 +409,6 @@ fn new_token() -> std::io::Result<String> {
     let mut bytes = [0u8; 8];
     getrandom::getrandom(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// Sends every event of one room to its UDP peers but the sender (who gets its own chat lines too
-/// under `--echo`), one datagram per line; stops when the room has no UDP peer left or closes.
-async fn fan_out(
-    cursor: Cursor,
-    room: String,
-    mut events: broadcast::Receiver<Event>,
-    peers: Arc<Peers>,
-) {
-    loop {
-        let event = tokio::select! {
-            // Events first, so the shutdown notice queued before cancellation still goes out.
-            biased;
-            event = events.recv() => event,
-            _ = peers.shutdown.cancelled() => return,
-        };
-        match event {
-            Ok(event) => {
-                cursor.advance(event.seq + 1);
-                let Some(roster) = peers.lock().roster(&room, event.seq) else {
-                    return;
-                };
-                tracing::debug!(peers = roster.len(), from = event.from, %room, "udp fan-out");
-                for peer in roster.iter().filter(|p| p.wants(&event, peers.echo)) {
-                    // One datagram per line. A failed send concerns one peer; the eviction timer
-                    // deals with the dead.
-                    match event.first_id {
-                        Some(first) if peer.show_ids => {
-                            for (id, line) in (first..).zip(event.each_line()) {
-                                let line = protocol::with_id(id, line);
-                                let _ = peers.socket.send_to(&line, peer.addr).await;
-                            }
-                        }
-                        _ => {
-                            for line in event.each_line() {
-                                let _ = peers.socket.send_to(line, peer.addr).await;
-                            }
-                        }
-                    }
-                }
-            }
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::warn!(missed, %room, "udp fan-out fell behind the room");
-            }
-            Err(broadcast::error::RecvError::Closed) => {
-                let mut table = peers.lock();
-                if table.rooms.get(&room).is_some_and(|r| r.roster.is_empty()) {
-                    table.rooms.remove(&room);
-                }
-                return;
-            }
-        }
-    }
-}
-
-/// Sleeps until the earliest presence deadline and evicts whoever is overdue by then.
-async fn evict(peers: Arc<Peers>, shutdown: CancellationToken) {
-    loop {
-        let next = peers.lock().presence.next_deadline();
-        let sleep = async {
-            match next {
-                Some(deadline) => tokio::time::sleep_until(deadline).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = peers.wake.notified() => continue,
-            _ = sleep => {}
-        }
-        let gone: Vec<Member> = {
-            let mut table = peers.lock();
-            let expired = table.presence.expire(Instant::now());
-            expired
-                .iter()
-                .filter_map(|addr| table.remove(addr))
-                .collect()
-        };
-        // Leave outside the lock: it broadcasts, and the receiver should not wait on that.
-        for member in gone {
-            tracing::debug!(name = member.name(), "udp peer timed out");
-            // One member's leaving must not end eviction for everyone.
-            if std::panic::catch_unwind(AssertUnwindSafe(|| member.leave(Some("timed out"))))
-                .is_err()
-            {
-                tracing::error!("panic while evicting a peer");
-            }
-        }
-    }
 }
 
 /// Binds a UDP socket.

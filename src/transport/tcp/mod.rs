@@ -1,0 +1,258 @@
+//! TCP transport: an acceptor and one task per connection, each a thin adapter between a socket and
+//! the hub. The connection task runs its reader and writer side by side, so a member that does not
+//! read only stalls its own writer: the room's ring buffer keeps its place, and it is told how many
+//! lines it missed once it catches up. [`reader`] and [`writer`] are the two halves.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::hub::{DirectQueue, Hub, MemberId, Outbox, Transport};
+use crate::member::Member;
+use crate::outbox::WhenFull;
+use crate::protocol;
+
+mod reader;
+mod writer;
+
+use reader::read_lines;
+use writer::write_lines;
+
+/// With `--sendq off`, bytes of replies (and private messages) that may wait for one member before
+/// more are refused whole and counted, so memory stays bounded all the same.
+const DIRECT_BUDGET_WITHOUT_SENDQ: usize = 1 << 20;
+/// Room bytes the kernel may hold unsent for one member. More waits in the room's ring instead,
+/// where it can be skipped: at shutdown this leaves room in the socket for the notice, which then
+/// reaches even a member that only reads after the server has gone.
+const KERNEL_UNSENT: i32 = 128 * 1024;
+/// How long a goodbye write may take at shutdown before the socket is dropped anyway.
+const GOODBYE_TIMEOUT: Duration = Duration::from_millis(300);
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_RETRIES: u32 = 3;
+/// Longest pause between accept retries after resource errors such as EMFILE.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A member's reply queue: replies count against `--sendq` like room traffic, and one that does not
+/// fit makes the member too slow; without a send queue they are refused whole past a fixed budget,
+/// and the member is told how many it missed.
+fn direct_queue(sendq: Option<usize>) -> DirectQueue {
+    match sendq {
+        Some(limit) => DirectQueue::new(limit, WhenFull::Disconnect),
+        None => DirectQueue::new(DIRECT_BUDGET_WITHOUT_SENDQ, WhenFull::DropAndCount),
+    }
+}
+
+/// Accepts connections until `shutdown` is cancelled, spawning each onto `tracker`.
+pub async fn serve(
+    listener: TcpListener,
+    hub: Hub,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, addr)) => {
+                backoff = Duration::from_millis(1);
+                let hub = hub.clone();
+                let shutdown = shutdown.clone();
+                tracker.spawn(async move {
+                    if let Err(e) = connection(stream, addr, hub, shutdown).await {
+                        tracing::debug!(%addr, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            Err(e) => {
+                // EMFILE and friends: retrying at once would spin; back off and keep serving
+                // the connections we already have.
+                tracing::warn!(error = %e, ?backoff, "accept failed");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Why a connection's reader stopped.
+enum End {
+    Eof,
+    Quit,
+    Shutdown,
+    Flooding,
+    Idle,
+}
+
+/// Whose writer this is: room events from this member are skipped, but its chat lines under
+/// `--echo`.
+struct Recipient {
+    id: MemberId,
+    echo: bool,
+}
+
+/// Why a connection's writer stopped.
+enum WriteEnd {
+    Io(std::io::Error),
+    TooSlow,
+    HubClosed,
+    /// Server shutdown while the socket was full, this many bytes into the batch.
+    Interrupted(usize),
+}
+
+/// Per-connection settings taken from the hub's configuration.
+struct Limits {
+    max_line: usize,
+    partial_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
+    sendq: Option<usize>,
+}
+
+async fn connection(
+    stream: TcpStream,
+    addr: SocketAddr,
+    hub: Hub,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    // Keepalive finds peers that vanished without a FIN (cable pulled, host gone) in about 90 s.
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_RETRIES);
+    let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+    if let Some(limit) = hub.config().sendq {
+        // Linux grows the send buffer of a peer that does not read up to net.ipv4.tcp_wmem's
+        // maximum (4 MiB by default), and the send queue only counts what the kernel would not
+        // take: cap the kernel's share at the same limit, so a non-reader is cut off near --sendq
+        // instead of pinning megabytes of kernel memory first.
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(limit);
+    }
+    set_unsent_limit(&stream, KERNEL_UNSENT);
+    let (reader, mut writer) = stream.into_split();
+    let direct = Arc::new(direct_queue(hub.config().sendq));
+    let outbox = Outbox::Tcp(Arc::clone(&direct));
+    let (mut member, sub) = match Member::join(&hub, Transport::Tcp, addr, outbox) {
+        Ok(joined) => joined,
+        Err(e) => {
+            let line = protocol::error(&e.to_string());
+            let _ = tokio::time::timeout(GOODBYE_TIMEOUT, writer.write_all(&line)).await;
+            return Ok(());
+        }
+    };
+    let me = Recipient {
+        id: member.id(),
+        echo: hub.config().echo,
+    };
+    let room = Arc::clone(member.room());
+    let config = hub.config();
+    let limits = Limits {
+        max_line: config.max_line,
+        partial_timeout: config.partial_timeout,
+        idle_timeout: config.idle_timeout,
+        sendq: config.sendq,
+    };
+    let (reason, result) = {
+        // Cancelled by server shutdown, or by this connection's reader when it is done, so the
+        // writer drains what is already queued (the shutdown notice, replies to a last command
+        // from `echo /who | nc`) and stops.
+        let finish = shutdown.child_token();
+        let read = read_lines(reader, &mut member, &limits, &shutdown);
+        let write = write_lines(
+            &mut writer,
+            room,
+            sub,
+            &direct,
+            me,
+            &limits,
+            (&finish, &shutdown),
+        );
+        tokio::pin!(read, write);
+        tokio::select! {
+            end = &mut read => match end {
+                Ok(End::Shutdown | End::Quit | End::Eof) => {
+                    finish.cancel();
+                    match tokio::time::timeout(GOODBYE_TIMEOUT, &mut write).await {
+                        // Its replies overflowed before it hung up (`nc -N < commands`).
+                        Ok(Err(WriteEnd::TooSlow)) => (Some("too slow"), Ok(())),
+                        _ => (None, Ok(())),
+                    }
+                }
+                Ok(End::Flooding) => (Some("flooding"), Ok(())),
+                Ok(End::Idle) => (Some("idle timeout"), Ok(())),
+                Err(e) => (Some("connection error"), Err(e)),
+            },
+            written = &mut write => match written {
+                Ok(()) => (None, Ok(())),
+                Err(WriteEnd::TooSlow) => (Some("too slow"), Ok(())),
+                Err(WriteEnd::Io(e)) => {
+                    // The peer is gone, often with a reset, but what it sent before going may be
+                    // unread: handle that first (a pending `/quit` is a quit), boundedly.
+                    match tokio::time::timeout(GOODBYE_TIMEOUT, &mut read).await {
+                        Ok(Ok(End::Quit)) => (None, Ok(())),
+                        _ => (Some("connection error"), Err(e)),
+                    }
+                }
+                Err(WriteEnd::HubClosed | WriteEnd::Interrupted(_)) => (None, Ok(())),
+            },
+        }
+    };
+    match reason {
+        Some("too slow") => {
+            // Its socket is full, so this last word is best effort.
+            let _ = writer.try_write(&protocol::error("too slow, disconnected"));
+        }
+        Some(reason @ ("flooding" | "idle timeout")) => {
+            let line = protocol::error(&format!("disconnected: {reason}"));
+            let _ = tokio::time::timeout(GOODBYE_TIMEOUT, writer.write_all(&line)).await;
+        }
+        _ => {}
+    }
+    member.leave(reason);
+    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, writer.shutdown()).await;
+    result
+}
+
+/// Caps the bytes the kernel accepts for `stream` beyond what it has sent (TCP_NOTSENT_LOWAT);
+/// best effort, where the platform has it.
+fn set_unsent_limit(stream: &TcpStream, bytes: i32) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: setsockopt reads exactly `size_of::<c_int>()` bytes from a live local; the fd
+        // belongs to `stream`, which outlives the call.
+        let _ = unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_NOTSENT_LOWAT,
+                (&bytes as *const i32).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (stream, bytes);
+}
+
+/// Binds a TCP listener with address reuse, so a restarted server does not wait out TIME_WAIT.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}

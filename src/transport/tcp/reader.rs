@@ -1,0 +1,200 @@
+//! The reading half of a TCP connection: frames lines off the socket (a partial line that waits
+//! too long counts as complete), paces them through flood control and the room, and hands them to
+//! the member.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::time::{Instant, Sleep};
+use tokio_util::codec::Decoder;
+use tokio_util::sync::CancellationToken;
+
+use super::{End, Limits};
+use crate::guard::limits::Admit;
+use crate::member::{Flow, Member};
+use crate::protocol;
+use crate::protocol::codec::{Frame, LineCodec};
+use crate::room::Room;
+
+/// How much to read from a socket at once.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// Reads, paces and handles the member's lines until it leaves, ends its input or is cut off.
+pub(super) async fn read_lines(
+    reader: OwnedReadHalf,
+    member: &mut Member,
+    limits: &Limits,
+    shutdown: &CancellationToken,
+) -> std::io::Result<End> {
+    let max_line = limits.max_line;
+    let mut frames = LineReader::new(reader, limits);
+    loop {
+        // Chat gathered from one read is published just before waiting for the socket again.
+        let room = Arc::clone(member.room());
+        let next = async {
+            let frame = frames.next(&room, || member.flush());
+            match limits.idle_timeout {
+                Some(idle) => tokio::time::timeout(idle, frame).await.ok(),
+                None => Some(frame.await),
+            }
+        };
+        let frame = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(End::Shutdown),
+            frame = next => match frame {
+                Some(frame) => frame,
+                None => return Ok(End::Idle),
+            },
+        };
+        let line = match frame {
+            Ok(None) => return Ok(End::Eof),
+            Err(e) => return Err(e),
+            Ok(Some(Frame::TooLong)) => {
+                member.reply(protocol::error(&format!(
+                    "line too long (max {max_line} bytes); discarded"
+                )));
+                continue;
+            }
+            Ok(Some(Frame::Line(line))) => line,
+        };
+        // A client that sends faster than it is read would otherwise keep this task in the reader:
+        // its writer (and its send-queue check) shares the task and must get its turn.
+        tokio::task::consume_budget().await;
+        let input = protocol::parse_tcp_line(&line);
+        // Pacing ("fakelag"): while over the rate, stop reading this socket. The flooder's kernel
+        // buffers fill and its writes block; nobody else waits and nothing is dropped.
+        loop {
+            match member.admit(&input, Instant::now()) {
+                Admit::Now => break,
+                Admit::Later { wait, first } => {
+                    member.flush();
+                    if first {
+                        member.reply(protocol::error("slow down: your lines are being delayed"));
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(End::Shutdown),
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+                Admit::Kick => return Ok(End::Flooding),
+            }
+        }
+        if member.gather(input) == Flow::Quit {
+            return Ok(End::Quit);
+        }
+    }
+}
+
+/// Frames lines off a socket with a buffer that exists only while bytes are pending, so an idle
+/// connection holds no read buffer (tokio-util's `FramedRead` keeps 8 KiB per connection).
+///
+/// A partial line that waits `--partial-timeout` for its end is taken as complete: some clients
+/// (the seed's own) send each message without a newline. One timer is armed per partial line, when
+/// the reader first waits for the socket with it pending, and dropped once a line is framed.
+struct LineReader {
+    half: OwnedReadHalf,
+    codec: LineCodec,
+    buf: BytesMut,
+    partial_timeout: Option<Duration>,
+    /// The pending partial line's deadline, while one is pending.
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// The stream has ended: at its end or with `error`, which is returned once every line already
+    /// received is framed (a client that resets the connection still has them handled).
+    eof: bool,
+    error: Option<std::io::Error>,
+}
+
+impl LineReader {
+    fn new(half: OwnedReadHalf, limits: &Limits) -> LineReader {
+        LineReader {
+            half,
+            codec: LineCodec::new(limits.max_line),
+            buf: BytesMut::new(),
+            partial_timeout: limits.partial_timeout,
+            deadline: None,
+            eof: false,
+            error: None,
+        }
+    }
+
+    /// The next frame, or None at end of stream; a read error comes only after every frame read
+    /// before it. Cancel-safe: bytes are only taken off the socket synchronously, after readiness.
+    /// `before_wait` runs each time no whole line is buffered, just before waiting for more bytes;
+    /// `room` is asked before every socket read, so a burst is paced to what the room can absorb.
+    async fn next(
+        &mut self,
+        room: &Room,
+        mut before_wait: impl FnMut(),
+    ) -> std::io::Result<Option<Frame>> {
+        loop {
+            if let Some(frame) = self.codec.decode(&mut self.buf)? {
+                // Whatever is left is a new partial line, with its own deadline.
+                self.deadline = None;
+                return Ok(Some(frame));
+            }
+            if self.eof {
+                if let Some(frame) = self.codec.end_line(&mut self.buf)? {
+                    return Ok(Some(frame));
+                }
+                return match self.error.take() {
+                    Some(e) => Err(e),
+                    None => Ok(None),
+                };
+            }
+            if self.buf.is_empty() {
+                self.buf = BytesMut::new();
+            }
+            before_wait();
+            room.pace_sender().await;
+            if !self.codec.has_partial(&self.buf) {
+                self.deadline = None;
+            } else if self.deadline.is_none() {
+                // A deadline too far away to represent is no deadline.
+                let at = self
+                    .partial_timeout
+                    .and_then(|timeout| Instant::now().checked_add(timeout));
+                self.deadline = at.map(|at| Box::pin(tokio::time::sleep_until(at)));
+            }
+            let ready = match self.deadline.as_mut() {
+                Some(deadline) => tokio::select! {
+                    // Bytes already there come first: a partial line whose rest has arrived (while
+                    // this member was paced, say) is not cut.
+                    biased;
+                    ready = self.half.readable() => Some(ready),
+                    () = deadline.as_mut() => None,
+                },
+                None => Some(self.half.readable().await),
+            };
+            match ready {
+                None => {
+                    self.deadline = None;
+                    if let Some(frame) = self.codec.end_line(&mut self.buf)? {
+                        return Ok(Some(frame));
+                    }
+                    continue;
+                }
+                Some(Err(e)) => self.end(Some(e)),
+                Some(Ok(())) => {}
+            }
+            if self.eof {
+                continue;
+            }
+            self.buf.reserve(READ_CHUNK);
+            match self.half.try_read_buf(&mut self.buf) {
+                Ok(0) => self.end(None),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => self.end(Some(e)),
+            }
+        }
+    }
+
+    /// Marks the end of the stream; the lines already received are still framed.
+    fn end(&mut self, error: Option<std::io::Error>) {
+        self.eof = true;
+        self.error = error;
+        self.deadline = None;
+    }
+}

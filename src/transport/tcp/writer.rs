@@ -1,0 +1,362 @@
+//! The writing half of a TCP connection: room events and the member's replies, batched into as
+//! few writes as possible, following the member from room to room, and cut off past `--sendq`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{set_unsent_limit, Limits, Recipient, WriteEnd};
+use crate::guard::pacing::Cursor;
+use crate::hub::{DirectQueue, Event, SERVER};
+use crate::outbox::{Direct, RoomSwitch};
+use crate::protocol;
+use crate::room::{Room, Subscription};
+
+/// The room's last line, which every member gets last (see [`Hub::announce_shutdown`]).
+const SHUTDOWN_NOTICE: &str = "server shutting down";
+/// Stop gathering pending lines into one write past this many bytes.
+const WRITE_BATCH: usize = 64 * 1024;
+/// How often a writer stuck on a full socket re-checks its send queue.
+const SENDQ_CHECK: Duration = Duration::from_millis(100);
+/// Lagging the room this many times within [`LAG_WINDOW`] counts as too slow.
+const MAX_LAGS: usize = 3;
+const LAG_WINDOW: Duration = Duration::from_secs(60);
+
+/// Writes room events and direct lines, batching everything already pending into one write, and
+/// follows the member from room to room. Stops once `shutdown` is cancelled and what was pending
+/// is written; at server shutdown (`server` cancelled) it stops at once, after the line it is
+/// writing, with `* server shutting down`.
+pub(super) async fn write_lines(
+    writer: &mut OwnedWriteHalf,
+    room: Arc<Room>,
+    sub: Subscription,
+    direct: &DirectQueue,
+    me: Recipient,
+    limits: &Limits,
+    (shutdown, server): (&CancellationToken, &CancellationToken),
+) -> Result<(), WriteEnd> {
+    let mut batch = Vec::new();
+    let mut reading = Reading::new(room, sub, limits.sendq.is_some());
+    // Whether the shutdown notice from the room has been written whole.
+    let mut told = false;
+    loop {
+        if server.is_cancelled() {
+            // Past whatever room traffic this member is still behind on.
+            return goodbye(writer, &[], told).await;
+        }
+        let mut closing = false;
+        // Reply bytes in this batch: they count against the send queue until written.
+        let mut replies = 0;
+        tokio::select! {
+            // Direct lines first: the welcome must precede any room traffic.
+            biased;
+            item = direct.pop() => {
+                let item = item.map_err(|_| WriteEnd::TooSlow)?;
+                replies += reading.direct(&mut batch, item, &me, direct)?;
+            }
+            event = reading.events.recv() => reading.progress.take(&mut batch, event, &me, direct)?,
+            _ = shutdown.cancelled() => closing = true,
+        }
+        // Take whatever else is already waiting, so a burst costs one syscall rather than one each.
+        let mut caught_up = false;
+        while batch.len() < WRITE_BATCH {
+            if let Some(item) = direct.try_pop().map_err(|_| WriteEnd::TooSlow)? {
+                replies += reading.direct(&mut batch, item, &me, direct)?;
+                continue;
+            }
+            let event = match reading.events.try_recv() {
+                Ok(event) => Ok(event),
+                Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                    Err(broadcast::error::RecvError::Lagged(missed))
+                }
+                Err(broadcast::error::TryRecvError::Empty) => {
+                    caught_up = true;
+                    break;
+                }
+                Err(broadcast::error::TryRecvError::Closed) => break,
+            };
+            reading.progress.take(&mut batch, event, &me, direct)?;
+        }
+        if caught_up {
+            reading.cursor.caught_up(reading.progress.next);
+        } else {
+            reading.cursor.advance(reading.progress.next);
+        }
+        if !batch.is_empty() {
+            match write_batch(writer, &batch, &reading, direct, limits.sendq, server).await {
+                Ok(()) => {}
+                Err(WriteEnd::Interrupted(at)) => {
+                    return goodbye(writer, rest_of_line(&batch, at), false).await;
+                }
+                Err(e) => return Err(e),
+            }
+            direct.written(replies);
+            // Give the buffer back: an idle connection should hold no write buffer at all, and
+            // one allocation per batch is cheap next to the syscall.
+            batch = Vec::new();
+        }
+        told |= std::mem::take(&mut reading.progress.notice_taken);
+        reading.delivered = reading.progress.batch_end;
+        if closing {
+            if server.is_cancelled() {
+                return goodbye(writer, &[], told).await;
+            }
+            return Ok(());
+        }
+    }
+}
+
+/// The room a writer reads from and how far it has got.
+struct Reading {
+    room: Arc<Room>,
+    events: broadcast::Receiver<Event>,
+    /// Counts this reader for pacing the room's senders.
+    cursor: Cursor,
+    progress: Progress,
+    /// Room bytes this writer has delivered (or skipped) so far; the gap to the room's total is
+    /// its send queue.
+    delivered: u64,
+}
+
+impl Reading {
+    fn new(room: Arc<Room>, sub: Subscription, enforce_lags: bool) -> Reading {
+        let cursor = room.track_reader(sub.since);
+        Reading {
+            cursor,
+            delivered: sub.bytes,
+            progress: Progress {
+                batch_end: sub.bytes,
+                next: sub.since,
+                since: sub.since,
+                line_next: None,
+                lagged: None,
+                notice_taken: false,
+                lags: LagHistory {
+                    enforce: enforce_lags,
+                    recent: Default::default(),
+                },
+            },
+            events: sub.events,
+            room,
+        }
+    }
+
+    /// Appends a direct item: a reply as it is, a room switch by finishing the old room's lines up
+    /// to where the member left and then reading the new room from where it joined. Returns the
+    /// reply bytes taken, which count against the send queue until written.
+    fn direct(
+        &mut self,
+        batch: &mut Vec<u8>,
+        item: Direct,
+        me: &Recipient,
+        direct: &DirectQueue,
+    ) -> Result<usize, WriteEnd> {
+        let switch = match item {
+            Direct::Reply(reply) => {
+                batch.extend_from_slice(&reply);
+                return Ok(reply.len());
+            }
+            Direct::Switch(switch) => switch,
+        };
+        let RoomSwitch { room, sub, left_at } = *switch;
+        loop {
+            let event = match self.events.try_recv() {
+                Ok(event) if event.seq >= left_at => break,
+                Ok(event) => Ok(event),
+                Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                    Err(broadcast::error::RecvError::Lagged(missed))
+                }
+                Err(_) => break,
+            };
+            self.progress.take(batch, event, me, direct)?;
+        }
+        if let Some(missed) = self.progress.lagged.take() {
+            batch.extend_from_slice(&protocol::error(&format!(
+                "you missed {missed} messages in {}",
+                self.room.label()
+            )));
+        }
+        let lags = std::mem::take(&mut self.progress.lags.recent);
+        *self = Reading::new(room, sub, self.progress.lags.enforce);
+        // Lagging is about the member, not the room: its record follows it.
+        self.progress.lags.recent = lags;
+        Ok(0)
+    }
+}
+
+/// The last words at server shutdown: the rest of a line cut short (so the notice starts a line of
+/// its own), then the notice unless the member already has it.
+async fn goodbye(writer: &mut OwnedWriteHalf, rest: &[u8], told: bool) -> Result<(), WriteEnd> {
+    // The room the unsent limit kept free in the socket is for these last words.
+    set_unsent_limit(writer.as_ref(), i32::MAX);
+    let mut last = rest.to_vec();
+    if !told {
+        last.extend_from_slice(&protocol::notice(SHUTDOWN_NOTICE));
+    }
+    // Bounded by the connection's goodbye timeout: a member that still does not read loses it.
+    writer.write_all(&last).await.map_err(WriteEnd::Io)
+}
+
+/// What is left of the line being written at byte `at` of `batch` (empty at a line boundary).
+fn rest_of_line(batch: &[u8], at: usize) -> &[u8] {
+    if at == 0 || batch.get(at - 1) == Some(&b'\n') {
+        return &[];
+    }
+    let rest = batch.get(at..).unwrap_or_default();
+    match memchr::memchr(b'\n', rest) {
+        Some(end) => &rest[..=end],
+        None => rest,
+    }
+}
+
+/// Writes one batch. While the peer's socket is full it checks the send queue: room bytes past what
+/// this writer delivered plus its replies not yet written. Past `sendq` the member is too slow and
+/// is let go. Server shutdown (`server`) interrupts the wait, saying how much was written.
+async fn write_batch(
+    writer: &mut OwnedWriteHalf,
+    batch: &[u8],
+    reading: &Reading,
+    direct: &DirectQueue,
+    sendq: Option<usize>,
+    server: &CancellationToken,
+) -> Result<(), WriteEnd> {
+    let mut written = 0;
+    while written < batch.len() {
+        match writer.try_write(&batch[written..]) {
+            Ok(0) => return Err(WriteEnd::Io(std::io::ErrorKind::WriteZero.into())),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                // Held up by the client, not by the server: never pace senders for it.
+                reading.cursor.exempt();
+                loop {
+                    tokio::select! {
+                        ready = writer.writable() => {
+                            ready.map_err(WriteEnd::Io)?;
+                            break;
+                        }
+                        _ = server.cancelled() => return Err(WriteEnd::Interrupted(written)),
+                        _ = tokio::time::sleep(SENDQ_CHECK), if sendq.is_some() => {
+                            let room = reading
+                                .room
+                                .bytes_produced()
+                                .saturating_sub(reading.delivered);
+                            let unsent = room.saturating_add(direct.pending() as u64);
+                            let over = sendq.is_some_and(|limit| unsent > limit as u64);
+                            if direct.overflowed() || over {
+                                return Err(WriteEnd::TooSlow);
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => return Err(WriteEnd::Io(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Remembers recent lags, to tell a reader that falls behind once from one that always does.
+struct LagHistory {
+    /// False with `--sendq off`: lagging readers are then only told what they missed.
+    enforce: bool,
+    recent: std::collections::VecDeque<Instant>,
+}
+
+impl LagHistory {
+    /// Records a lag; true when this makes too many within the window.
+    fn record(&mut self, now: Instant) -> bool {
+        if !self.enforce {
+            return false;
+        }
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) > LAG_WINDOW)
+        {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(now);
+        self.recent.len() >= MAX_LAGS
+    }
+}
+
+/// Where a writer is in its room's channel.
+struct Progress {
+    /// Room bytes up to the last event taken (see [`Event::end`]).
+    batch_end: u64,
+    /// The next event to take, for pacing senders (see `crate::guard::pacing`).
+    next: u64,
+    /// Events before this one predate the member's arrival in the room.
+    since: u64,
+    /// The line number just past the last event taken, to count lines missed in a lag.
+    line_next: Option<u64>,
+    /// Set by a lag: events overtaken, until the next event tells how many lines that was.
+    lagged: Option<u64>,
+    /// Set when the room's shutdown notice goes into the batch.
+    notice_taken: bool,
+    lags: LagHistory,
+}
+
+impl Progress {
+    /// Appends what `event` means for this member to `batch`.
+    fn take(
+        &mut self,
+        batch: &mut Vec<u8>,
+        event: Result<Event, broadcast::error::RecvError>,
+        me: &Recipient,
+        direct: &DirectQueue,
+    ) -> Result<(), WriteEnd> {
+        match event {
+            Ok(event) => {
+                if let Some(events) = self.lagged.take() {
+                    // Events can hold several lines: count the lines between the last one taken
+                    // and this one, so the member learns exactly how much it lost.
+                    let missed = match self.line_next {
+                        Some(line) => event.line_no.saturating_sub(line),
+                        None => events,
+                    };
+                    batch.extend_from_slice(&protocol::error(&format!(
+                        "you missed {missed} messages"
+                    )));
+                }
+                self.batch_end = event.end;
+                self.next = event.seq + 1;
+                self.line_next = Some(event.line_end());
+                // Not our own lines (but our chat under --echo), and nothing from before we arrived
+                // (we subscribed just before).
+                let own = event.from == me.id && !(me.echo && event.is_chat());
+                if !own && event.seq >= self.since {
+                    append_event(batch, &event, direct.show_ids());
+                }
+                if event.from == SERVER && event.line == protocol::notice(SHUTDOWN_NOTICE) {
+                    self.notice_taken = true;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                if self.lags.record(Instant::now()) {
+                    return Err(WriteEnd::TooSlow);
+                }
+                self.lagged = Some(missed);
+            }
+            Err(broadcast::error::RecvError::Closed) => return Err(WriteEnd::HubClosed),
+        }
+        Ok(())
+    }
+}
+
+/// Appends an event's lines, each chat line prefixed with its history id for `/ids on`.
+fn append_event(batch: &mut Vec<u8>, event: &Event, show_ids: bool) {
+    match event.first_id {
+        Some(first) if show_ids => {
+            for (id, line) in (first..).zip(event.each_line()) {
+                batch.extend_from_slice(&protocol::with_id(id, line));
+            }
+        }
+        _ => batch.extend_from_slice(&event.line),
+    }
+}

@@ -510,26 +510,20 @@ impl Hub {
     /// Everyone in `room`, sorted by name.
     pub fn members_in(&self, room: &Room) -> Vec<MemberInfo> {
         let key = &room.name().key;
-        let mut list: Vec<MemberInfo> = self
-            .registry()
-            .members
-            .values()
-            .filter(|e| &e.room.name().key == key)
-            .map(|e| MemberInfo {
-                name: e.name.clone(),
-                transport: e.transport,
-            })
-            .collect();
-        list.sort_by(|a, b| a.name.cmp(&b.name));
-        list
+        self.list_members(|e| &e.room.name().key == key)
     }
 
     /// Everyone on the server, sorted by name.
     pub fn members(&self) -> Vec<MemberInfo> {
+        self.list_members(|_| true)
+    }
+
+    fn list_members(&self, wanted: impl Fn(&Entry) -> bool) -> Vec<MemberInfo> {
         let mut list: Vec<MemberInfo> = self
             .registry()
             .members
             .values()
+            .filter(|e| wanted(e))
             .map(|e| MemberInfo {
                 name: e.name.clone(),
                 transport: e.transport,

@@ -4,19 +4,6 @@ mod common;
 
 use common::{start_server, TcpClient, UdpClient};
 
-/// Waits for someone's join notice and returns their name.
-async fn joined(watcher: &mut TcpClient) -> String {
-    loop {
-        let line = watcher.recv().await;
-        if let Some(name) = line
-            .strip_prefix("* ")
-            .and_then(|l| l.strip_suffix(" joined"))
-        {
-            return name.to_string();
-        }
-    }
-}
-
 #[tokio::test]
 async fn udp_datagram_with_two_lines_is_two_messages() {
     // What `printf 'first line\nsecond line\n' | nc -u -w1 HOST PORT` sends: one datagram.
@@ -24,7 +11,7 @@ async fn udp_datagram_with_two_lines_is_two_messages() {
     let mut watcher = TcpClient::connect(server.tcp).await;
     let udp = UdpClient::bind(server.udp).await;
     udp.send_raw(b"first line\nsecond line\n").await;
-    let name = joined(&mut watcher).await;
+    let name = watcher.expect_joined().await;
     assert_eq!(watcher.recv().await, format!("<{name}> first line"));
     assert_eq!(watcher.recv().await, format!("<{name}> second line"));
     // Every line end counts, `\r\n` as one.

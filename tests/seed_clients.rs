@@ -41,19 +41,6 @@ async fn seed_client(args: &[&str]) -> String {
     stdout
 }
 
-/// Waits for someone's join notice and returns their name.
-async fn joined(watcher: &mut TcpClient) -> String {
-    loop {
-        let line = watcher.recv().await;
-        if let Some(name) = line
-            .strip_prefix("* ")
-            .and_then(|l| l.strip_suffix(" joined"))
-        {
-            return name.to_string();
-        }
-    }
-}
-
 #[tokio::test]
 async fn seed_tcp_client_reaches_netcat_as_two_lines_and_a_leave() {
     let server = start_server("").await;
@@ -71,7 +58,7 @@ async fn seed_tcp_client_reaches_netcat_as_two_lines_and_a_leave() {
         ])
         .await
     });
-    let seed = joined(&mut watcher).await;
+    let seed = watcher.expect_joined().await;
     assert_eq!(watcher.recv().await, format!("<{seed}> hello from seed"));
     assert_eq!(watcher.recv().await, format!("<{seed}> second seed msg"));
     // The pending `/quit` is a quit, even though the connection was reset rather than closed.
@@ -103,7 +90,7 @@ async fn seed_style_udp_client_keeps_working() {
         ])
         .await
     });
-    let seed = joined(&mut watcher).await;
+    let seed = watcher.expect_joined().await;
     assert_eq!(watcher.recv().await, format!("<{seed}> udp one"));
     assert_eq!(watcher.recv().await, format!("<{seed}> udp two"));
     assert_eq!(watcher.recv().await, format!("* {seed} left"));
@@ -122,7 +109,7 @@ async fn line_cap_applies_to_partial_lines() {
         let over = "o".repeat(17);
         seed_client(&["tcp", "127.0.0.1", &port, GAP, "--", &fits, &over, "after"]).await
     });
-    let seed = joined(&mut watcher).await;
+    let seed = watcher.expect_joined().await;
     assert_eq!(watcher.recv().await, format!("<{seed}> {}", "f".repeat(16)));
     // The 17-byte partial line is refused; the timeout still ends it, so the next one goes through.
     assert_eq!(watcher.recv().await, format!("<{seed}> after"));
@@ -202,7 +189,7 @@ async fn complete_lines_and_a_pending_quit_survive_a_reset() {
     let server = start_server("").await;
     let mut watcher = TcpClient::connect(server.tcp).await;
     send_and_reset(server.tcp, b"one\ntwo\n/quit").await;
-    let name = joined(&mut watcher).await;
+    let name = watcher.expect_joined().await;
     assert_eq!(watcher.recv().await, format!("<{name}> one"));
     assert_eq!(watcher.recv().await, format!("<{name}> two"));
     assert_eq!(watcher.recv().await, format!("* {name} left"));
@@ -214,7 +201,7 @@ async fn pending_text_is_delivered_on_a_reset() {
     let server = start_server("").await;
     let mut watcher = TcpClient::connect(server.tcp).await;
     send_and_reset(server.tcp, b"last words").await;
-    let name = joined(&mut watcher).await;
+    let name = watcher.expect_joined().await;
     assert_eq!(watcher.recv().await, format!("<{name}> last words"));
     assert_eq!(
         watcher.recv().await,

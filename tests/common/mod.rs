@@ -196,6 +196,19 @@ impl TcpClient {
         }
     }
 
+    /// Waits for someone's join notice (`* NAME joined`) and returns their name.
+    pub async fn expect_joined(&mut self) -> String {
+        loop {
+            let line = self.recv().await;
+            if let Some(name) = line
+                .strip_prefix("* ")
+                .and_then(|l| l.strip_suffix(" joined"))
+            {
+                return name.to_string();
+            }
+        }
+    }
+
     /// Waits until someone is announced as having taken the name `nick`.
     pub async fn expect_renamed(&mut self, nick: &str) -> Vec<String> {
         let suffix = format!(" is now known as {nick}");

@@ -5,13 +5,11 @@
 //! they share, with each room's roster, is in [`peers`].
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::net::UdpSocket;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -19,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::guard::cookie::{unix_now, CookieJar};
 use crate::guard::limits::Admit;
 use crate::guard::own_address::OwnAddresses;
-use crate::guard::presence::{deadline_after, Presence};
+use crate::guard::presence::deadline_after;
 use crate::guard::reply_budget::{ReplyBudget, Tally};
 use crate::hub::{Hub, Outbox, Transport};
 use crate::member::{Flow, Member};
@@ -31,27 +29,20 @@ mod fanout;
 mod peers;
 
 use fanout::evict;
-use peers::{PeerTable, Peers, RosterEntry};
+use peers::{Peers, RosterEntry};
 
 /// Starts serving UDP on `socket` until `shutdown` is cancelled: spawns the receiver and eviction
 /// tasks onto `tracker`, and a fan-out task for each room while it has UDP members.
 pub fn start(socket: UdpSocket, hub: Hub, shutdown: CancellationToken, tracker: &TaskTracker) {
     let socket = Arc::new(socket);
     let timeout = hub.config().heartbeat.saturating_mul(2);
-    let peers = Arc::new(Peers {
-        table: Mutex::new(PeerTable {
-            presence: Presence::new(timeout),
-            members: HashMap::new(),
-            rooms: HashMap::new(),
-            banned: HashMap::new(),
-            tokens: HashMap::new(),
-        }),
-        wake: Notify::new(),
-        socket: Arc::clone(&socket),
-        shutdown: shutdown.clone(),
-        tracker: tracker.clone(),
-        echo: hub.config().echo,
-    });
+    let peers = Arc::new(Peers::new(
+        Arc::clone(&socket),
+        timeout,
+        shutdown.clone(),
+        tracker.clone(),
+        hub.config().echo,
+    ));
     tracker.spawn(evict(Arc::clone(&peers), shutdown.clone()));
     tracker.spawn(receive(socket, hub, peers, shutdown));
 }
@@ -429,20 +420,13 @@ mod tests {
                 .await
                 .expect("bind"),
         );
-        let peers = Peers {
-            table: Mutex::new(PeerTable {
-                presence: Presence::new(std::time::Duration::from_secs(10)),
-                members: HashMap::new(),
-                rooms: HashMap::new(),
-                banned: HashMap::new(),
-                tokens: HashMap::new(),
-            }),
-            wake: Notify::new(),
-            socket: Arc::clone(&socket),
-            shutdown: CancellationToken::new(),
-            tracker: TaskTracker::new(),
-            echo: false,
-        };
+        let peers = Peers::new(
+            Arc::clone(&socket),
+            std::time::Duration::from_secs(10),
+            CancellationToken::new(),
+            TaskTracker::new(),
+            false,
+        );
         let (a, b): (SocketAddr, SocketAddr) = (
             "127.0.0.1:1".parse().expect("a"),
             "127.0.0.1:2".parse().expect("b"),

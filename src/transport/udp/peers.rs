@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, Notify};
@@ -146,6 +147,31 @@ pub(super) struct Peers {
 }
 
 impl Peers {
+    /// An empty table for `socket`, evicting peers silent for `timeout`; fan-outs it starts run on
+    /// `tracker` until `shutdown`.
+    pub(super) fn new(
+        socket: Arc<UdpSocket>,
+        timeout: Duration,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+        echo: bool,
+    ) -> Peers {
+        Peers {
+            table: Mutex::new(PeerTable {
+                presence: Presence::new(timeout),
+                members: HashMap::new(),
+                rooms: HashMap::new(),
+                banned: HashMap::new(),
+                tokens: HashMap::new(),
+            }),
+            wake: Notify::new(),
+            socket,
+            shutdown,
+            tracker,
+            echo,
+        }
+    }
+
     pub(super) fn lock(&self) -> MutexGuard<'_, PeerTable> {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -93,6 +93,13 @@ pub struct ServerArgs {
     /// `guest-N` (for LANs where everyone knows everyone).
     #[arg(long)]
     pub show_addresses: bool,
+    /// The server's name in `/info` and `chatc scan` (default: the host name; at most 64 bytes).
+    #[arg(long, value_name = "NAME", value_parser = crate::info::parse_name)]
+    pub name: Option<String>,
+    /// Describe the server in `/info`: `KEY=VALUE`, repeatable (at most 32); values that parse as
+    /// numbers are JSON numbers, a value in double quotes stays a string.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = crate::info::parse_meta)]
+    pub meta: Vec<(String, serde_json::Value)>,
 }
 
 /// Default for `--udp-reply-budget`.
@@ -256,6 +263,12 @@ pub struct Config {
     pub partial_timeout: OptionalDuration,
     /// Whether members get their own chat lines back.
     pub echo: bool,
+    /// The server's name, as `/info` gives it.
+    pub name: String,
+    /// What `--meta` says about the server, as `/info` gives it.
+    pub meta: serde_json::Map<String, serde_json::Value>,
+    /// The transports served (`tcp`, `udp`, ...), as `/info` lists them; set by whoever binds them.
+    pub transports: Vec<&'static str>,
 }
 
 impl Default for Config {
@@ -280,6 +293,9 @@ impl Default for Config {
             show_addresses: false,
             partial_timeout: Some(DEFAULT_PARTIAL_TIMEOUT),
             echo: false,
+            name: crate::info::host_name(),
+            meta: serde_json::Map::new(),
+            transports: Vec::new(),
         }
     }
 }
@@ -307,6 +323,9 @@ impl ServerArgs {
             show_addresses: self.show_addresses,
             partial_timeout: self.partial_timeout,
             echo: self.echo,
+            name: self.name.clone().unwrap_or_else(crate::info::host_name),
+            meta: self.meta.iter().cloned().collect(),
+            transports: Vec::new(),
         }
     }
 }

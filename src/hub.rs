@@ -233,6 +233,8 @@ struct Shared {
     closing: AtomicBool,
     store: Store,
     config: Config,
+    /// When the hub was built, for `/info`'s uptime.
+    started: Instant,
 }
 
 /// Cheap-to-clone handle to the rooms and their members.
@@ -273,6 +275,7 @@ impl Hub {
                 closing: AtomicBool::new(false),
                 store,
                 config,
+                started: Instant::now(),
             }),
         }
     }
@@ -280,6 +283,11 @@ impl Hub {
     /// The configuration the hub was built with.
     pub fn config(&self) -> &Config {
         &self.shared.config
+    }
+
+    /// How long the hub has been running.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.shared.started.elapsed()
     }
 
     /// The history store.

@@ -12,6 +12,7 @@
 //!   with the clock passed in.
 //! - [`protocol`]: pure parsing of incoming lines/datagrams, formatting of outgoing lines, and TCP
 //!   line framing.
+//! - [`info`]: the server's description as one line of JSON (`/info`, UDP `#info#`).
 //! - [`client`]: the bundled async client behind `chatc`.
 //!
 //! The load generator the benchmarks use is its own crate, `loadgen/`.
@@ -20,6 +21,7 @@ pub mod client;
 pub mod config;
 pub mod guard;
 pub mod hub;
+pub mod info;
 pub mod member;
 pub mod names;
 pub mod outbox;

@@ -227,6 +227,9 @@ impl Member {
                     "message ids off"
                 }));
             }
+            Command::Info => {
+                self.reply(crate::info::line(&self.hub));
+            }
             Command::Help => {
                 self.reply(join_lines(
                     protocol::HELP.iter().map(|l| protocol::notice(l)),

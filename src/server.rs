@@ -91,7 +91,13 @@ pub async fn run(
 
 /// Serves until `shutdown` completes, then tells every member, closes every socket, stores the
 /// last history and returns once all tasks have finished (or after a short grace period).
-pub async fn serve(config: Config, store: Store, listeners: Listeners, shutdown: impl Future) {
+pub async fn serve(mut config: Config, store: Store, listeners: Listeners, shutdown: impl Future) {
+    if listeners.tcp.is_some() {
+        config.transports.push("tcp");
+    }
+    if listeners.udp.is_some() {
+        config.transports.push("udp");
+    }
     let hub = Hub::new(config, store.clone());
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();

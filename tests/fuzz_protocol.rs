@@ -145,7 +145,7 @@ fn check_parsed(input: &Input) -> Result<(), TestCaseError> {
             }
             Command::Nick(name) => assert_shown("nick argument", name)?,
             Command::Join(room) => assert_shown("room argument", room)?,
-            Command::Rooms | Command::History(_) | Command::Ids(_) => {}
+            Command::Rooms | Command::History(_) | Command::Ids(_) | Command::Info => {}
             Command::Msg { to, text } => {
                 assert_shown("msg recipient", to)?;
                 prop_assert!(!to.contains(char::is_whitespace), "recipient {:?}", to);

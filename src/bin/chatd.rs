@@ -29,6 +29,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     if args.tcp.is_none() && args.udp.is_none() {
         anyhow::bail!("nothing to serve: give --tcp PORT and/or --udp PORT (see --help)");
     }
+    chatd::info::check_meta(&args.meta).map_err(anyhow::Error::msg)?;
     match server::raise_fd_limit() {
         Ok((old, new)) if new > old => {
             tracing::info!(old, new, "raised the open-file limit to the hard limit")

@@ -5,6 +5,7 @@
 //! - [`cookie`]: stateless UDP address validation.
 //! - [`presence`]: the UDP heartbeat deadline table behind eviction.
 //! - [`reply_budget`]: one global budget for UDP replies a forged source could trigger.
+//! - [`source_rate`]: per-source limits for UDP requests from non-members (`#info#`).
 //! - [`own_address`]: recognises datagrams claiming to come from the server itself.
 
 pub mod cookie;
@@ -13,3 +14,4 @@ pub mod own_address;
 pub mod pacing;
 pub mod presence;
 pub mod reply_budget;
+pub mod source_rate;

@@ -17,6 +17,9 @@ pub const PING: &str = "#ping#";
 pub const PONG: &str = "#pong#";
 /// A UDP member asks for a session token with this (see [`split_token`]).
 pub const TOKEN_REQUEST: &str = "#token#";
+/// A UDP datagram asking for the server's description without joining; it may be padded with
+/// spaces, and must be, to earn an answer bigger than three times itself.
+pub const INFO_REQUEST: &str = "#info#";
 /// How the server's answer to [`TOKEN_REQUEST`] starts; the token follows.
 pub const TOKEN_ANSWER: &str = "* your session token: ";
 /// Longest session token accepted in a datagram's prefix, in bytes.
@@ -58,6 +61,8 @@ pub enum Command {
     Rooms,
     /// `/history [N]` or `/history since ID`: replay the room's recent lines.
     History(HistoryRequest),
+    /// `/info`: the server's description as one line of JSON.
+    Info,
     /// `/ids on|off`: show each chat line's history id, so a client can catch up later.
     Ids(bool),
     /// A command used without its required argument; carries the usage line to show.
@@ -86,6 +91,7 @@ pub const HELP: &[&str] = &[
     "  /history since ID  replay what came after message ID",
     "  /ids on|off      show message ids, to catch up later",
     "  /msg NAME text   send a private message (any room)",
+    "  /info            the server's description, as one line of JSON",
     "  /quit [reason]   leave",
     "  /help            this list",
     "  //text           send a line that starts with /",
@@ -160,6 +166,7 @@ fn parse_command(line: &str) -> Command {
         "join" if rest.is_empty() => Command::Usage("usage: /join ROOM"),
         "join" => Command::Join(rest.to_string()),
         "rooms" => Command::Rooms,
+        "info" => Command::Info,
         "history" => parse_history(rest),
         "ids" => match rest.to_ascii_lowercase().as_str() {
             "on" => Command::Ids(true),
@@ -242,7 +249,19 @@ pub fn token_from_answer(line: &[u8]) -> Option<&str> {
 /// challenge). A server must never answer one from an address that is not a member: two servers
 /// would answer each other forever, and a forged source is all it takes to start them.
 pub fn is_server_line(datagram: &[u8]) -> bool {
-    datagram.starts_with(b"* ") || datagram.starts_with(b"! ")
+    datagram.starts_with(b"* ") || datagram.starts_with(b"! ") || is_info_document(datagram)
+}
+
+/// Whether `line` is the start of a server's description (`{"name":...`, see `crate::info`), which
+/// is what a UDP `#info#` is answered with.
+pub fn is_info_document(line: &[u8]) -> bool {
+    line.starts_with(br#"{"name":"#)
+}
+
+/// Whether a UDP datagram (its session-token prefix already split off) asks for the server's
+/// description: [`INFO_REQUEST`], optionally padded with whitespace.
+pub fn is_info_request(datagram: &[u8]) -> bool {
+    datagram.trim_ascii() == INFO_REQUEST.as_bytes()
 }
 
 /// Strips terminal control: C0/C1 control characters (except tab), whole ANSI escape sequences
@@ -414,6 +433,16 @@ mod tests {
         assert_eq!(&out[..], &one_by_one[..]);
     }
     use super::*;
+
+    #[test]
+    fn info_requests_and_the_command() {
+        assert!(is_info_request(b"#info#"));
+        assert!(is_info_request(format!("{INFO_REQUEST:<300}\n").as_bytes()));
+        assert!(!is_info_request(b"#info# please"));
+        assert!(!is_info_request(b"#infos#"));
+        assert_eq!(parse(b"/info"), Input::Command(Command::Info));
+        assert_eq!(parse(b"/INFO"), Input::Command(Command::Info));
+    }
 
     #[test]
     fn plain_text_is_chat() {
@@ -646,6 +675,8 @@ mod tests {
         assert!(!is_server_line(b"hello"));
         assert!(!is_server_line(b"*bold*"));
         assert!(!is_server_line(b"#ping#"));
+        assert!(is_server_line(br#"{"name":"lab","version":"0.1.0"}"#));
+        assert!(!is_server_line(br#"{"x":1}"#));
     }
 
     #[test]

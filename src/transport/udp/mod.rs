@@ -19,6 +19,7 @@ use crate::guard::limits::Admit;
 use crate::guard::own_address::OwnAddresses;
 use crate::guard::presence::deadline_after;
 use crate::guard::reply_budget::{ReplyBudget, Tally};
+use crate::guard::source_rate::SourceRate;
 use crate::hub::{Hub, Outbox, Transport};
 use crate::member::{Flow, Member};
 use crate::protocol::{self, codec, Command, Input};
@@ -26,6 +27,7 @@ use crate::protocol::{self, codec, Command, Input};
 /// Big enough for any UDP payload, so an over-long datagram is seen whole and refused, never cut.
 const RECV_BUFFER: usize = 64 * 1024;
 mod fanout;
+mod info;
 mod peers;
 
 use fanout::evict;
@@ -62,7 +64,7 @@ async fn receive(socket: Arc<UdpSocket>, hub: Hub, peers: Arc<Peers>, shutdown: 
         None
     };
     let mut guard = match socket.local_addr() {
-        Ok(bound) => Guard::new(bound, hub.config().udp_reply_budget),
+        Ok(bound) => Guard::new(bound, hub.config()),
         Err(e) => {
             // Without knowing its own address the server could be made to answer itself.
             tracing::error!(error = %e, "UDP socket has no local address; UDP disabled");
@@ -90,6 +92,12 @@ async fn receive(socket: Arc<UdpSocket>, hub: Hub, peers: Arc<Peers>, shutdown: 
             continue;
         }
         let (token, body) = protocol::split_token(&buf[..len]);
+        if protocol::is_info_request(body) {
+            // Answered to members and strangers alike, and nobody joins by asking.
+            let work = || info::answer(&socket, &hub, &peers, &mut guard, addr, len);
+            isolated(&peers, addr, work);
+            continue;
+        }
         let server_line = protocol::is_server_line(body);
         // Each line of the datagram is a message of its own, admitted by the flood guard one by
         // one; a datagram over the limit is one refusal.
@@ -176,16 +184,19 @@ enum Dropped {
 struct Guard {
     own: OwnAddresses,
     budget: ReplyBudget,
+    /// Per-source limit on `#info#` requests, which come from strangers as often as from members.
+    info_rate: SourceRate,
     own_address: Tally,
     server_line: Tally,
     no_token: Tally,
 }
 
 impl Guard {
-    fn new(bound: SocketAddr, budget: u32) -> Guard {
+    fn new(bound: SocketAddr, config: &crate::config::Config) -> Guard {
         Guard {
             own: OwnAddresses::new(bound),
-            budget: ReplyBudget::new(budget, Instant::now()),
+            budget: ReplyBudget::new(config.udp_reply_budget, Instant::now()),
+            info_rate: SourceRate::new(config.rate, config.burst),
             own_address: Tally::default(),
             server_line: Tally::default(),
             no_token: Tally::default(),

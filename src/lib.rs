@@ -3,10 +3,9 @@
 //! Module map (data flows top-down; nothing below `hub` imports anything above it):
 //! - [`server`]: binds the transports and runs them over one hub until shutdown.
 //! - [`config`]: the `chatd` command line and server settings.
-//! - [`transport`]: thin adapters (TCP, UDP) between sockets and members.
+//! - [`web`]: the HTTP listener: the chat page, WebSocket members, health and info.
+//! - [`transport`]: thin adapters (TCP, UDP, WebSocket) between sockets and members.
 //! - [`member`]: one member's session, shared by every transport: chat and commands.
-//! - [`control`]: what others ask of a member (kicks, kills, the end of a password check).
-//! - [`auth`]: accounts, password hashing and attempt limits.
 //! - [`outbox`]: where lines for one member go (a TCP queue or a UDP address).
 //! - [`names`]: which member names are allowed and when two names are the same.
 //! - [`hub`]: the room (one broadcast channel of pre-formatted lines) and the member registry.
@@ -19,10 +18,8 @@
 //!
 //! The load generator the benchmarks use is its own crate, `loadgen/`.
 
-pub mod auth;
 pub mod client;
 pub mod config;
-pub mod control;
 pub mod guard;
 pub mod hub;
 pub mod info;
@@ -34,3 +31,4 @@ pub mod room;
 pub mod server;
 pub mod store;
 pub mod transport;
+pub mod web;

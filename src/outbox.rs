@@ -48,7 +48,8 @@ static DEFERRED_UDP: Semaphore = Semaphore::const_new(DEFERRED_UDP_REPLIES);
 /// Where replies meant for one member go.
 #[derive(Debug, Clone)]
 pub enum Outbox {
-    /// A TCP connection's bounded queue, drained by its writer.
+    /// A connection's bounded queue, drained by its writer (TCP, and WebSocket, which shares the
+    /// TCP writer).
     Tcp(Arc<DirectQueue>),
     /// A UDP peer: replies are sent straight from the shared socket.
     Udp(Arc<UdpSocket>, SocketAddr),

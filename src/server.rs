@@ -15,6 +15,7 @@ use crate::hub::Hub;
 use crate::store::sqlite::OpenError;
 use crate::store::Store;
 use crate::transport::{tcp, udp};
+use crate::web;
 
 /// How long shutdown waits for connections to say goodbye before returning anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
@@ -26,6 +27,8 @@ pub struct Listeners {
     pub tcp: Option<TcpListener>,
     /// The UDP socket, if serving UDP.
     pub udp: Option<UdpSocket>,
+    /// The HTTP listener (page, WebSocket, metrics), if serving HTTP.
+    pub http: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -50,12 +53,24 @@ impl Listeners {
             }
             None => None,
         };
-        Ok(Listeners { tcp, udp })
+        let http = match args.http {
+            Some(port) => {
+                let addr = SocketAddr::new(args.bind, port);
+                Some(tcp::bind(addr).map_err(|e| bind_error("http", addr, e))?)
+            }
+            None => None,
+        };
+        Ok(Listeners { tcp, udp, http })
     }
 
     /// The TCP address actually bound (useful with port 0).
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.tcp.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The HTTP address actually bound (useful with port 0).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The UDP address actually bound (useful with port 0).
@@ -98,10 +113,27 @@ pub async fn serve(mut config: Config, store: Store, listeners: Listeners, shutd
     if listeners.udp.is_some() {
         config.transports.push("udp");
     }
+    if listeners.http.is_some() {
+        config.transports.push("web");
+    }
     let hub = Hub::new(config, store.clone());
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
     let (tcp_addr, udp_addr) = (listeners.tcp_addr(), listeners.udp_addr());
+    let http_addr = listeners.http_addr();
+    // The web listener outlives the others during shutdown, so `/healthz` answers 503 while
+    // members are told goodbye; WebSocket members are on `tracker` like TCP connections.
+    let (web_stop, web_tracker) = (CancellationToken::new(), TaskTracker::new());
+    if let Some(listener) = listeners.http {
+        web_tracker.spawn(web::serve(
+            listener,
+            hub.clone(),
+            web::Tasks {
+                members: (token.clone(), tracker.clone()),
+                http: (web_stop.clone(), web_tracker.clone()),
+            },
+        ));
+    }
     if let Some(listener) = listeners.tcp {
         tracker.spawn(tcp::serve(
             listener,
@@ -120,6 +152,9 @@ pub async fn serve(mut config: Config, store: Store, listeners: Listeners, shutd
     if let Some(addr) = udp_addr {
         tracing::info!("listening udp={addr}");
     }
+    if let Some(addr) = http_addr {
+        tracing::info!("listening http={addr}");
+    }
     shutdown.await;
     tracing::info!(members = hub.member_count(), "shutting down");
     hub.announce_shutdown();
@@ -131,6 +166,9 @@ pub async fn serve(mut config: Config, store: Store, listeners: Listeners, shutd
     {
         tracing::warn!("some connections did not finish in time; dropping them");
     }
+    web_stop.cancel();
+    web_tracker.close();
+    let _ = tokio::time::timeout(web::STOP_GRACE, web_tracker.wait()).await;
     drop(hub);
     store.close(SHUTDOWN_GRACE).await;
     let (written, dropped) = crate::store::counts(store.stats());

@@ -3,3 +3,4 @@
 
 pub mod tcp;
 pub mod udp;
+pub mod ws;

@@ -24,18 +24,21 @@ pub struct TestServer {
     pub tcp: SocketAddr,
     /// Where its UDP socket is.
     pub udp: SocketAddr,
+    /// Where its HTTP listener (page, WebSocket, metrics) is.
+    pub http: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
 
-/// Starts a server on 127.0.0.1 with both transports on OS-chosen ports, plus `extra` flags.
+/// Starts a server on 127.0.0.1 with every transport on OS-chosen ports, plus `extra` flags.
 pub async fn start_server(extra: &str) -> TestServer {
-    let args: ServerArgs = format!("--tcp 0 --udp 0 --bind 127.0.0.1 {extra}")
+    let args: ServerArgs = format!("--tcp 0 --udp 0 --http 0 --bind 127.0.0.1 {extra}")
         .parse()
         .expect("test server arguments");
     let listeners = Listeners::bind(&args).await.expect("bind test server");
     let tcp = listeners.tcp_addr().expect("tcp address");
     let udp = listeners.udp_addr().expect("udp address");
+    let http = listeners.http_addr().expect("http address");
     let (stop, stopped) = oneshot::channel::<()>();
     let run = server::run(args.config(), listeners, async move {
         let _ = stopped.await;
@@ -44,6 +47,7 @@ pub async fn start_server(extra: &str) -> TestServer {
     TestServer {
         tcp,
         udp,
+        http,
         stop: Some(stop),
         task: Some(task),
     }

@@ -17,8 +17,8 @@ use crate::member::Member;
 use crate::outbox::WhenFull;
 use crate::protocol;
 
-mod reader;
-mod writer;
+pub(in crate::transport) mod reader;
+pub(in crate::transport) mod writer;
 
 use reader::read_lines;
 use writer::write_lines;
@@ -31,7 +31,7 @@ const DIRECT_BUDGET_WITHOUT_SENDQ: usize = 1 << 20;
 /// reaches even a member that only reads after the server has gone.
 const KERNEL_UNSENT: i32 = 128 * 1024;
 /// How long a goodbye write may take at shutdown before the socket is dropped anyway.
-const GOODBYE_TIMEOUT: Duration = Duration::from_millis(300);
+pub(in crate::transport) const GOODBYE_TIMEOUT: Duration = Duration::from_millis(300);
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_RETRIES: u32 = 3;
@@ -41,7 +41,7 @@ const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 /// A member's reply queue: replies count against `--sendq` like room traffic, and one that does not
 /// fit makes the member too slow; without a send queue they are refused whole past a fixed budget,
 /// and the member is told how many it missed.
-fn direct_queue(sendq: Option<usize>) -> DirectQueue {
+pub(in crate::transport) fn direct_queue(sendq: Option<usize>) -> DirectQueue {
     match sendq {
         Some(limit) => DirectQueue::new(limit, WhenFull::Disconnect),
         None => DirectQueue::new(DIRECT_BUDGET_WITHOUT_SENDQ, WhenFull::DropAndCount),
@@ -87,7 +87,7 @@ pub async fn serve(
 }
 
 /// Why a connection's reader stopped.
-enum End {
+pub(in crate::transport) enum End {
     Eof,
     Quit,
     Shutdown,
@@ -97,13 +97,13 @@ enum End {
 
 /// Whose writer this is: room events from this member are skipped, but its chat lines under
 /// `--echo`.
-struct Recipient {
-    id: MemberId,
-    echo: bool,
+pub(in crate::transport) struct Recipient {
+    pub(in crate::transport) id: MemberId,
+    pub(in crate::transport) echo: bool,
 }
 
 /// Why a connection's writer stopped.
-enum WriteEnd {
+pub(in crate::transport) enum WriteEnd {
     Io(std::io::Error),
     TooSlow,
     HubClosed,
@@ -112,11 +112,11 @@ enum WriteEnd {
 }
 
 /// Per-connection settings taken from the hub's configuration.
-struct Limits {
-    max_line: usize,
-    partial_timeout: Option<Duration>,
-    idle_timeout: Option<Duration>,
-    sendq: Option<usize>,
+pub(in crate::transport) struct Limits {
+    pub(in crate::transport) max_line: usize,
+    pub(in crate::transport) partial_timeout: Option<Duration>,
+    pub(in crate::transport) idle_timeout: Option<Duration>,
+    pub(in crate::transport) sendq: Option<usize>,
 }
 
 async fn connection(

@@ -31,9 +31,6 @@ pub(super) async fn read_lines(
 ) -> std::io::Result<End> {
     let max_line = limits.max_line;
     let mut frames = LineReader::new(reader, limits);
-    // Kicks, kills and finished account commands, between lines; never closed while the member
-    // lives (it keeps a sender), so a `None` only means there are none.
-    let mut controls = member.take_controls();
     loop {
         // Chat gathered from one read is published just before waiting for the socket again.
         let room = Arc::clone(member.room());
@@ -44,20 +41,8 @@ pub(super) async fn read_lines(
                 None => Some(frame.await),
             }
         };
-        let control = async {
-            match controls.as_mut() {
-                Some(rx) => rx.recv().await,
-                None => std::future::pending().await,
-            }
-        };
         let frame = tokio::select! {
             _ = shutdown.cancelled() => return Ok(End::Shutdown),
-            Some(control) = control => {
-                if member.control(control) == Flow::Quit {
-                    return Ok(End::Quit);
-                }
-                continue;
-            }
             frame = next => match frame {
                 Some(frame) => frame,
                 None => return Ok(End::Idle),
@@ -67,39 +52,54 @@ pub(super) async fn read_lines(
             Ok(None) => return Ok(End::Eof),
             Err(e) => return Err(e),
             Ok(Some(Frame::TooLong)) => {
-                member.reply(protocol::error(&format!(
-                    "line too long (max {max_line} bytes); discarded"
-                )));
+                too_long(member, max_line);
                 continue;
             }
             Ok(Some(Frame::Line(line))) => line,
         };
-        // A client that sends faster than it is read would otherwise keep this task in the reader:
-        // its writer (and its send-queue check) shares the task and must get its turn.
-        tokio::task::consume_budget().await;
-        let input = protocol::parse_tcp_line(&line);
-        // Pacing ("fakelag"): while over the rate, stop reading this socket. The flooder's kernel
-        // buffers fill and its writes block; nobody else waits and nothing is dropped.
-        loop {
-            match member.admit(&input, Instant::now()) {
-                Admit::Now => break,
-                Admit::Later { wait, first } => {
-                    member.flush();
-                    if first {
-                        member.reply(protocol::error("slow down: your lines are being delayed"));
-                    }
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return Ok(End::Shutdown),
-                        _ = tokio::time::sleep(wait) => {}
-                    }
-                }
-                Admit::Kick => return Ok(End::Flooding),
-            }
-        }
-        if member.gather(input) == Flow::Quit {
-            return Ok(End::Quit);
+        if let Some(end) = take_line(member, &line, shutdown).await {
+            return Ok(end);
         }
     }
+}
+
+/// Tells the member its line was longer than `--max-line` and dropped.
+pub(in crate::transport) fn too_long(member: &Member, max_line: usize) {
+    member.reply(protocol::error(&format!(
+        "line too long (max {max_line} bytes); discarded"
+    )));
+}
+
+/// Paces one framed line through flood control and the room, and hands it to the member (chat is
+/// gathered: the caller flushes before waiting for more input). `Some` when the connection ends.
+pub(in crate::transport) async fn take_line(
+    member: &mut Member,
+    line: &[u8],
+    shutdown: &CancellationToken,
+) -> Option<End> {
+    // A client that sends faster than it is read would otherwise keep this task in the reader:
+    // its writer (and its send-queue check) shares the task and must get its turn.
+    tokio::task::consume_budget().await;
+    let input = protocol::parse_tcp_line(line);
+    // Pacing ("fakelag"): while over the rate, stop reading this socket. The flooder's kernel
+    // buffers fill and its writes block; nobody else waits and nothing is dropped.
+    loop {
+        match member.admit(&input, Instant::now()) {
+            Admit::Now => break,
+            Admit::Later { wait, first } => {
+                member.flush();
+                if first {
+                    member.reply(protocol::error("slow down: your lines are being delayed"));
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Some(End::Shutdown),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            Admit::Kick => return Some(End::Flooding),
+        }
+    }
+    (member.gather(input) == Flow::Quit).then_some(End::Quit)
 }
 
 /// Frames lines off a socket with a buffer that exists only while bytes are pending, so an idle

@@ -1,5 +1,7 @@
-//! The writing half of a TCP connection: room events and the member's replies, batched into as
-//! few writes as possible, following the member from room to room, and cut off past `--sendq`.
+//! The writing half of a connection: room events and the member's replies, batched into as few
+//! writes as possible, following the member from room to room, and cut off past `--sendq`. The
+//! loop is shared by every stream transport; only the last step, getting a batch of whole lines
+//! onto the wire, differs ([`LineSink`]: bytes for TCP, one frame per line for WebSocket).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,21 +20,77 @@ use crate::protocol;
 use crate::room::{Room, Subscription};
 
 /// The room's last line, which every member gets last (see [`Hub::announce_shutdown`]).
-const SHUTDOWN_NOTICE: &str = "server shutting down";
+pub(in crate::transport) const SHUTDOWN_NOTICE: &str = "server shutting down";
 /// Stop gathering pending lines into one write past this many bytes.
 const WRITE_BATCH: usize = 64 * 1024;
 /// How often a writer stuck on a full socket re-checks its send queue.
-const SENDQ_CHECK: Duration = Duration::from_millis(100);
+pub(in crate::transport) const SENDQ_CHECK: Duration = Duration::from_millis(100);
 /// Lagging the room this many times within [`LAG_WINDOW`] counts as too slow.
 const MAX_LAGS: usize = 3;
 const LAG_WINDOW: Duration = Duration::from_secs(60);
+
+/// Where a connection's writer puts its batches: the one part of writing that differs between
+/// transports.
+pub(in crate::transport) trait LineSink {
+    /// Writes `batch` (whole lines) out. While the peer does not take it, tells `backlog` it is
+    /// held up and checks it every [`SENDQ_CHECK`], ending with [`WriteEnd::TooSlow`] past the
+    /// send queue; server shutdown (`server`) interrupts it, saying how many bytes were written.
+    async fn write_batch(
+        &mut self,
+        batch: &[u8],
+        backlog: &Backlog<'_>,
+        server: &CancellationToken,
+    ) -> Result<(), WriteEnd>;
+
+    /// The last words at server shutdown: `rest` (the end of a line cut short), then the notice
+    /// unless `told`.
+    async fn goodbye(&mut self, rest: &[u8], told: bool) -> Result<(), WriteEnd>;
+
+    /// Waits until the sink wants to prove the peer alive (a WebSocket ping) and does so; TCP
+    /// leaves that to the kernel's keepalive and never wakes.
+    async fn keepalive(&mut self) -> Result<(), WriteEnd> {
+        std::future::pending().await
+    }
+}
+
+/// What a writer stuck on a full socket checks: how far this member is behind.
+pub(in crate::transport) struct Backlog<'a> {
+    reading: &'a Reading,
+    direct: &'a DirectQueue,
+    sendq: Option<usize>,
+}
+
+impl Backlog<'_> {
+    /// The client, not the server, is holding up delivery: never pace senders for it.
+    pub(in crate::transport) fn held_up(&self) {
+        self.reading.cursor.exempt();
+    }
+
+    /// Whether checking makes sense: only with a send queue.
+    pub(in crate::transport) fn enforced(&self) -> bool {
+        self.sendq.is_some()
+    }
+
+    /// Room bytes past what this writer delivered plus its replies not yet written, against
+    /// `--sendq`: true when the member is too slow.
+    pub(in crate::transport) fn too_slow(&self) -> bool {
+        let room = self
+            .reading
+            .room
+            .bytes_produced()
+            .saturating_sub(self.reading.delivered);
+        let unsent = room.saturating_add(self.direct.pending() as u64);
+        let over = self.sendq.is_some_and(|limit| unsent > limit as u64);
+        self.direct.overflowed() || over
+    }
+}
 
 /// Writes room events and direct lines, batching everything already pending into one write, and
 /// follows the member from room to room. Stops once `shutdown` is cancelled and what was pending
 /// is written; at server shutdown (`server` cancelled) it stops at once, after the line it is
 /// writing, with `* server shutting down`.
-pub(super) async fn write_lines(
-    writer: &mut OwnedWriteHalf,
+pub(in crate::transport) async fn write_lines(
+    writer: &mut impl LineSink,
     room: Arc<Room>,
     sub: Subscription,
     direct: &DirectQueue,
@@ -47,7 +105,7 @@ pub(super) async fn write_lines(
     loop {
         if server.is_cancelled() {
             // Past whatever room traffic this member is still behind on.
-            return goodbye(writer, &[], told).await;
+            return writer.goodbye(&[], told).await;
         }
         let mut closing = false;
         // Reply bytes in this batch: they count against the send queue until written.
@@ -61,6 +119,7 @@ pub(super) async fn write_lines(
             }
             event = reading.events.recv() => reading.progress.take(&mut batch, event, &me, direct)?,
             _ = shutdown.cancelled() => closing = true,
+            alive = writer.keepalive() => alive?,
         }
         // Take whatever else is already waiting, so a burst costs one syscall rather than one each.
         let mut caught_up = false;
@@ -88,10 +147,15 @@ pub(super) async fn write_lines(
             reading.cursor.advance(reading.progress.next);
         }
         if !batch.is_empty() {
-            match write_batch(writer, &batch, &reading, direct, limits.sendq, server).await {
+            let backlog = Backlog {
+                reading: &reading,
+                direct,
+                sendq: limits.sendq,
+            };
+            match writer.write_batch(&batch, &backlog, server).await {
                 Ok(()) => {}
                 Err(WriteEnd::Interrupted(at)) => {
-                    return goodbye(writer, rest_of_line(&batch, at), false).await;
+                    return writer.goodbye(rest_of_line(&batch, at), false).await;
                 }
                 Err(e) => return Err(e),
             }
@@ -104,7 +168,7 @@ pub(super) async fn write_lines(
         reading.delivered = reading.progress.batch_end;
         if closing {
             if server.is_cancelled() {
-                return goodbye(writer, &[], told).await;
+                return writer.goodbye(&[], told).await;
             }
             return Ok(());
         }
@@ -112,7 +176,7 @@ pub(super) async fn write_lines(
 }
 
 /// The room a writer reads from and how far it has got.
-struct Reading {
+pub(in crate::transport) struct Reading {
     room: Arc<Room>,
     events: broadcast::Receiver<Event>,
     /// Counts this reader for pacing the room's senders.
@@ -189,17 +253,51 @@ impl Reading {
     }
 }
 
-/// The last words at server shutdown: the rest of a line cut short (so the notice starts a line of
-/// its own), then the notice unless the member already has it.
-async fn goodbye(writer: &mut OwnedWriteHalf, rest: &[u8], told: bool) -> Result<(), WriteEnd> {
-    // The room the unsent limit kept free in the socket is for these last words.
-    set_unsent_limit(writer.as_ref(), i32::MAX);
-    let mut last = rest.to_vec();
-    if !told {
-        last.extend_from_slice(&protocol::notice(SHUTDOWN_NOTICE));
+impl LineSink for OwnedWriteHalf {
+    async fn write_batch(
+        &mut self,
+        batch: &[u8],
+        backlog: &Backlog<'_>,
+        server: &CancellationToken,
+    ) -> Result<(), WriteEnd> {
+        let mut written = 0;
+        while written < batch.len() {
+            match self.try_write(&batch[written..]) {
+                Ok(0) => return Err(WriteEnd::Io(std::io::ErrorKind::WriteZero.into())),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    backlog.held_up();
+                    loop {
+                        tokio::select! {
+                            ready = self.writable() => {
+                                ready.map_err(WriteEnd::Io)?;
+                                break;
+                            }
+                            _ = server.cancelled() => return Err(WriteEnd::Interrupted(written)),
+                            _ = tokio::time::sleep(SENDQ_CHECK), if backlog.enforced() => {
+                                if backlog.too_slow() {
+                                    return Err(WriteEnd::TooSlow);
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => return Err(WriteEnd::Io(e)),
+            }
+        }
+        Ok(())
     }
-    // Bounded by the connection's goodbye timeout: a member that still does not read loses it.
-    writer.write_all(&last).await.map_err(WriteEnd::Io)
+
+    async fn goodbye(&mut self, rest: &[u8], told: bool) -> Result<(), WriteEnd> {
+        // The room the unsent limit kept free in the socket is for these last words.
+        set_unsent_limit(self.as_ref(), i32::MAX);
+        let mut last = rest.to_vec();
+        if !told {
+            last.extend_from_slice(&protocol::notice(SHUTDOWN_NOTICE));
+        }
+        // Bounded by the connection's goodbye timeout: a member that still does not read loses it.
+        self.write_all(&last).await.map_err(WriteEnd::Io)
+    }
 }
 
 /// What is left of the line being written at byte `at` of `batch` (empty at a line boundary).
@@ -212,52 +310,6 @@ fn rest_of_line(batch: &[u8], at: usize) -> &[u8] {
         Some(end) => &rest[..=end],
         None => rest,
     }
-}
-
-/// Writes one batch. While the peer's socket is full it checks the send queue: room bytes past what
-/// this writer delivered plus its replies not yet written. Past `sendq` the member is too slow and
-/// is let go. Server shutdown (`server`) interrupts the wait, saying how much was written.
-async fn write_batch(
-    writer: &mut OwnedWriteHalf,
-    batch: &[u8],
-    reading: &Reading,
-    direct: &DirectQueue,
-    sendq: Option<usize>,
-    server: &CancellationToken,
-) -> Result<(), WriteEnd> {
-    let mut written = 0;
-    while written < batch.len() {
-        match writer.try_write(&batch[written..]) {
-            Ok(0) => return Err(WriteEnd::Io(std::io::ErrorKind::WriteZero.into())),
-            Ok(n) => written += n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                // Held up by the client, not by the server: never pace senders for it.
-                reading.cursor.exempt();
-                loop {
-                    tokio::select! {
-                        ready = writer.writable() => {
-                            ready.map_err(WriteEnd::Io)?;
-                            break;
-                        }
-                        _ = server.cancelled() => return Err(WriteEnd::Interrupted(written)),
-                        _ = tokio::time::sleep(SENDQ_CHECK), if sendq.is_some() => {
-                            let room = reading
-                                .room
-                                .bytes_produced()
-                                .saturating_sub(reading.delivered);
-                            let unsent = room.saturating_add(direct.pending() as u64);
-                            let over = sendq.is_some_and(|limit| unsent > limit as u64);
-                            if direct.overflowed() || over {
-                                return Err(WriteEnd::TooSlow);
-                            }
-                        }
-                    }
-                }
-            }
-            Err(e) => return Err(WriteEnd::Io(e)),
-        }
-    }
-    Ok(())
 }
 
 /// Remembers recent lags, to tell a reader that falls behind once from one that always does.

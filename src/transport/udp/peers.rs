@@ -6,13 +6,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
-use tokio::sync::{broadcast, mpsc, Notify};
+use tokio::sync::{broadcast, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::fanout::fan_out;
-use crate::control::Control;
 use crate::guard::presence::Presence;
 use crate::hub::{Event, MemberId};
 use crate::member::Member;
@@ -145,8 +144,6 @@ pub(super) struct Peers {
     pub(super) tracker: TaskTracker,
     /// `--echo`: members get their own chat lines back.
     pub(super) echo: bool,
-    /// Controls for UDP members (kicks, kills, finished account commands), for the receiver.
-    pub(super) controls: mpsc::Sender<(SocketAddr, MemberId, Control)>,
 }
 
 impl Peers {
@@ -158,7 +155,6 @@ impl Peers {
         shutdown: CancellationToken,
         tracker: TaskTracker,
         echo: bool,
-        controls: mpsc::Sender<(SocketAddr, MemberId, Control)>,
     ) -> Peers {
         Peers {
             table: Mutex::new(PeerTable {
@@ -173,7 +169,6 @@ impl Peers {
             shutdown,
             tracker,
             echo,
-            controls,
         }
     }
 

@@ -1,0 +1,293 @@
+//! WebSocket transport: a browser member, one text frame per line each way, speaking the same
+//! protocol as TCP. It is a thin adapter over the TCP connection's halves: frames are cut into
+//! lines by the same codec and paced by the same reader step, and the same writer loop follows the
+//! member from room to room and cuts it off past `--sendq`; only putting lines on the wire differs
+//! ([`WsSink`]). A ping every `--heartbeat` proves the browser alive: a tab silent for two intervals
+//! and a bit is let go.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::stream::{SplitSink, SplitStream};
+use futures::{FutureExt, SinkExt, StreamExt};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio_util::codec::Decoder;
+use tokio_util::sync::CancellationToken;
+
+use super::tcp::reader::{take_line, too_long};
+use super::tcp::writer::{write_lines, Backlog, LineSink, SENDQ_CHECK, SHUTDOWN_NOTICE};
+use super::tcp::{direct_queue, End, Limits, Recipient, WriteEnd, GOODBYE_TIMEOUT};
+use crate::hub::{Hub, Outbox, Transport};
+use crate::member::Member;
+use crate::protocol;
+use crate::protocol::codec::{Frame, LineCodec};
+
+/// Largest WebSocket message taken at all, for a given `--max-line`: longer lines than the limit
+/// are answered and dropped as over TCP, but a message this big ends the connection (its bytes
+/// would have to be held whole first).
+pub fn max_message(max_line: usize) -> usize {
+    max_line.saturating_mul(4).clamp(64 * 1024, 1 << 20)
+}
+
+/// How long past two heartbeats a browser may stay silent (no pong, no line) before it is let go.
+const PONG_SLACK: Duration = Duration::from_millis(500);
+
+/// Why a WebSocket's reader stopped, beyond what a TCP reader knows.
+enum Stop {
+    /// As for TCP.
+    End(End),
+    /// No pong or anything else for two heartbeats: the tab is gone.
+    Unanswered,
+    /// The connection broke.
+    Broken,
+}
+
+/// Serves one upgraded WebSocket from `addr` as a member until it leaves, is cut off, or the
+/// server shuts down (`shutdown`): then it gets `* server shutting down` and a close frame.
+pub async fn connection(
+    socket: WebSocket,
+    addr: SocketAddr,
+    hub: Hub,
+    shutdown: CancellationToken,
+) {
+    let (sink, stream) = socket.split();
+    let config = hub.config();
+    let mut sink = WsSink::new(sink, config.heartbeat);
+    let direct = Arc::new(direct_queue(config.sendq));
+    let outbox = Outbox::Tcp(Arc::clone(&direct));
+    let (mut member, sub) = match Member::join(&hub, Transport::Web, addr, outbox) {
+        Ok(joined) => joined,
+        Err(e) => {
+            let _ = tokio::time::timeout(GOODBYE_TIMEOUT, sink.last_words(&e.to_string())).await;
+            return;
+        }
+    };
+    let me = Recipient {
+        id: member.id(),
+        echo: config.echo,
+    };
+    let room = Arc::clone(member.room());
+    let limits = Limits {
+        max_line: config.max_line,
+        partial_timeout: None,
+        idle_timeout: config.idle_timeout,
+        sendq: config.sendq,
+    };
+    let alive = config.heartbeat.saturating_mul(2) + PONG_SLACK;
+    let reason = {
+        let finish = shutdown.child_token();
+        let read = read_frames(stream, &mut member, &limits, alive, &shutdown);
+        let write = write_lines(
+            &mut sink,
+            room,
+            sub,
+            &direct,
+            me,
+            &limits,
+            (&finish, &shutdown),
+        );
+        tokio::pin!(read, write);
+        tokio::select! {
+            stop = &mut read => match stop {
+                Stop::End(End::Shutdown | End::Quit | End::Eof) => {
+                    finish.cancel();
+                    match tokio::time::timeout(GOODBYE_TIMEOUT, &mut write).await {
+                        Ok(Err(WriteEnd::TooSlow)) => Some("too slow"),
+                        _ => None,
+                    }
+                }
+                Stop::End(End::Flooding) => Some("flooding"),
+                Stop::End(End::Idle) => Some("idle timeout"),
+                Stop::Unanswered => Some("ping timeout"),
+                Stop::Broken => Some("connection error"),
+            },
+            written = &mut write => match written {
+                Ok(()) | Err(WriteEnd::HubClosed | WriteEnd::Interrupted(_)) => None,
+                Err(WriteEnd::TooSlow) => Some("too slow"),
+                Err(WriteEnd::Io(_)) => Some("connection error"),
+            },
+        }
+    };
+    let last = match reason {
+        Some("too slow") => Some("too slow, disconnected".to_string()),
+        Some(reason @ ("flooding" | "idle timeout" | "ping timeout")) => {
+            Some(format!("disconnected: {reason}"))
+        }
+        _ => None,
+    };
+    member.leave(reason);
+    // A member too slow to read has a full socket: its last words are best effort, like TCP's.
+    let goodbye = match &last {
+        Some(words) => sink.last_words(words).boxed(),
+        None => sink.close().boxed(),
+    };
+    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, goodbye).await;
+}
+
+/// Reads frames until the member leaves, ends its input or is cut off. Every text (or binary)
+/// message is one line, framed by the TCP codec so that line endings, `--max-line` and control
+/// characters follow the same rules; a message with line breaks in it is several lines.
+async fn read_frames(
+    mut stream: SplitStream<WebSocket>,
+    member: &mut Member,
+    limits: &Limits,
+    alive: Duration,
+    shutdown: &CancellationToken,
+) -> Stop {
+    let mut codec = LineCodec::new(limits.max_line);
+    let mut buf = BytesMut::new();
+    let mut heard = Instant::now();
+    let mut last_line = Instant::now();
+    loop {
+        let next = match stream.next().now_or_never() {
+            Some(next) => next,
+            None => {
+                // Chat gathered from what was waiting is published before waiting again.
+                member.flush();
+                let idle = limits.idle_timeout.map(|idle| last_line + idle);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Stop::End(End::Shutdown),
+                    _ = tokio::time::sleep_until(heard + alive) => return Stop::Unanswered,
+                    _ = sleep_until_some(idle) => return Stop::End(End::Idle),
+                    next = stream.next() => next,
+                }
+            }
+        };
+        heard = Instant::now();
+        let data: Bytes = match next {
+            None | Some(Ok(Message::Close(_))) => return Stop::End(End::Eof),
+            Some(Err(_)) => return Stop::Broken,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Text(text))) => text.into(),
+            Some(Ok(Message::Binary(data))) => data,
+        };
+        last_line = heard;
+        buf.extend_from_slice(&data);
+        buf.put_u8(b'\n');
+        // Bounded: every frame consumes bytes of a message no longer than `max_message`.
+        while let Ok(Some(frame)) = codec.decode(&mut buf) {
+            let line = match frame {
+                Frame::TooLong => {
+                    too_long(member, limits.max_line);
+                    continue;
+                }
+                Frame::Line(line) => line,
+            };
+            if let Some(end) = take_line(member, &line, shutdown).await {
+                return Stop::End(end);
+            }
+        }
+        if buf.is_empty() {
+            // Keep no read buffer while idle.
+            buf = BytesMut::new();
+        }
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The sending half of a WebSocket: each line of a batch is one text frame, and a ping goes out
+/// every heartbeat.
+pub struct WsSink {
+    sink: SplitSink<WebSocket, Message>,
+    ping: Interval,
+}
+
+impl WsSink {
+    fn new(sink: SplitSink<WebSocket, Message>, heartbeat: Duration) -> WsSink {
+        let mut ping = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        WsSink { sink, ping }
+    }
+
+    /// Sends `! words` and closes the socket.
+    async fn last_words(&mut self, words: &str) -> Result<(), axum::Error> {
+        self.sink.feed(text_frame(&protocol::error(words))).await?;
+        self.close().await
+    }
+
+    /// Sends a close frame ("going away" at shutdown is the same code browsers know).
+    async fn close(&mut self) -> Result<(), axum::Error> {
+        let frame = CloseFrame {
+            code: axum::extract::ws::close_code::NORMAL,
+            reason: "".into(),
+        };
+        self.sink.send(Message::Close(Some(frame))).await
+    }
+}
+
+/// One line (with or without its `\n`) as a text frame; bytes that are not UTF-8 (the server only
+/// ever sends UTF-8) would be replaced rather than break the frame.
+fn text_frame(line: &[u8]) -> Message {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    Message::Text(String::from_utf8_lossy(line).into_owned().into())
+}
+
+fn io_error(e: axum::Error) -> WriteEnd {
+    WriteEnd::Io(std::io::Error::other(e))
+}
+
+impl LineSink for WsSink {
+    async fn write_batch(
+        &mut self,
+        batch: &[u8],
+        backlog: &Backlog<'_>,
+        server: &CancellationToken,
+    ) -> Result<(), WriteEnd> {
+        let sink = &mut self.sink;
+        let send = async move {
+            for line in batch.split_inclusive(|&b| b == b'\n') {
+                sink.feed(text_frame(line)).await?;
+            }
+            sink.flush().await
+        };
+        tokio::pin!(send);
+        if let Poll::Ready(sent) = futures::poll!(&mut send) {
+            return sent.map_err(io_error);
+        }
+        backlog.held_up();
+        loop {
+            tokio::select! {
+                sent = &mut send => return sent.map_err(io_error),
+                // Frames are whole lines: what was fed is sent whole or not at all, so the notice
+                // after this always starts a line of its own.
+                _ = server.cancelled() => return Err(WriteEnd::Interrupted(batch.len())),
+                _ = tokio::time::sleep(SENDQ_CHECK), if backlog.enforced() => {
+                    if backlog.too_slow() {
+                        return Err(WriteEnd::TooSlow);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn goodbye(&mut self, _rest: &[u8], told: bool) -> Result<(), WriteEnd> {
+        if !told {
+            self.sink
+                .feed(text_frame(&protocol::notice(SHUTDOWN_NOTICE)))
+                .await
+                .map_err(io_error)?;
+        }
+        self.sink.flush().await.map_err(io_error)
+    }
+
+    async fn keepalive(&mut self) -> Result<(), WriteEnd> {
+        self.ping.tick().await;
+        // Never wait for a full socket here: a member that does not read is the send queue's
+        // business, and its silence the reader's.
+        match self.sink.send(Message::Ping(Bytes::new())).now_or_never() {
+            Some(Err(e)) => Err(io_error(e)),
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! The HTTP listener (`--http`): the chat page at `/`, WebSocket members at `/ws`, `/healthz` and
+//! `/info`. axum routes the requests; hyper serves each connection, over any stream that reads
+//! and writes ([`serve_connection`]), so TLS can wrap the same code later.
+//!
+//! It stops after the other listeners at shutdown, so `/healthz` says 503 while members are told
+//! goodbye.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::hub::Hub;
+use crate::transport::ws;
+
+pub mod origin;
+
+/// How long the web listener's own connections get to finish once it stops.
+pub const STOP_GRACE: Duration = Duration::from_millis(300);
+/// A connection that has not sent a whole request head in this long is closed.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest pause between accept retries after resource errors such as EMFILE.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The chat page, embedded: one file with its CSS and JavaScript, no build step.
+const PAGE: &str = include_str!("page.html");
+
+/// The shutdown signals and task trackers the web listener runs under.
+#[derive(Clone)]
+pub struct Tasks {
+    /// WebSocket members: stopped and awaited with the TCP connections.
+    pub members: (CancellationToken, TaskTracker),
+    /// The listener and its plain HTTP connections: stopped last.
+    pub http: (CancellationToken, TaskTracker),
+}
+
+#[derive(Clone)]
+struct Web {
+    hub: Hub,
+    members: (CancellationToken, TaskTracker),
+}
+
+/// The routes, over `hub`.
+fn router(web: Web) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/ws", get(upgrade))
+        .route("/healthz", get(healthz))
+        .route("/info", get(info))
+        .with_state(web)
+}
+
+/// Accepts HTTP connections until `tasks.http` is cancelled; at most `--max-clients` at once
+/// (WebSocket members count against the hub's limit once upgraded instead).
+pub async fn serve(listener: TcpListener, hub: Hub, tasks: Tasks) {
+    let slots = Arc::new(Semaphore::new(
+        hub.config().max_clients.min(Semaphore::MAX_PERMITS),
+    ));
+    let sendq = hub.config().sendq;
+    let web = Web {
+        hub,
+        members: tasks.members.clone(),
+    };
+    let routes = router(web);
+    let (stop, tracker) = tasks.http;
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, addr)) => {
+                backoff = Duration::from_millis(1);
+                // Over the limit the newcomer is dropped at once: holding it would be unbounded.
+                let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                if let Some(limit) = sendq {
+                    // As for TCP members: the kernel's share of a non-reader's backlog is capped
+                    // at the send queue, so the send-queue rule sees it.
+                    let _ = socket2::SockRef::from(&stream).set_send_buffer_size(limit);
+                }
+                let routes = routes.clone();
+                let stop = stop.clone();
+                tracker.spawn(async move {
+                    let _slot = slot;
+                    serve_connection(stream, addr, routes, stop).await;
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, ?backoff, "http accept failed");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Serves HTTP/1.1 on one connection (with upgrades to WebSocket) until it ends or `stop`:
+/// generic over the stream, so a TLS stream serves the same routes.
+pub async fn serve_connection<S>(
+    stream: S,
+    addr: SocketAddr,
+    routes: Router,
+    stop: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(addr));
+        let mut routes = routes.clone();
+        async move {
+            let response: Result<Response, Infallible> =
+                tower_service::Service::call(&mut routes, request).await;
+            response
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        served = conn.as_mut() => {
+            if let Err(e) = served {
+                tracing::debug!(%addr, error = %e, "http connection ended with an error");
+            }
+        }
+        _ = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(STOP_GRACE, conn).await;
+        }
+    }
+}
+
+async fn page() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        PAGE,
+    )
+}
+
+/// 200 `ok` while serving, 503 once shutdown has begun.
+async fn healthz(State(web): State<Web>) -> impl IntoResponse {
+    if web.hub.is_closing() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    } else {
+        (StatusCode::OK, "ok\n")
+    }
+}
+
+/// The same JSON document as the `/info` command (see [`crate::info`]).
+async fn info(State(web): State<Web>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::info::json(&web.hub),
+    )
+}
+
+/// Upgrades `/ws` to a WebSocket member, unless the page asking is from another site.
+async fn upgrade(
+    State(web): State<Web>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let allowed = origin::allowed(
+        text(header::ORIGIN),
+        text(header::HOST),
+        &web.hub.config().allow_origins,
+    );
+    if !allowed {
+        return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
+    }
+    let max = ws::max_message(web.hub.config().max_line);
+    let (shutdown, tracker) = web.members;
+    // Counted with the TCP connections, so shutdown waits for its goodbye.
+    let tracked = tracker.token();
+    let hub = web.hub;
+    upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| async move {
+            let _tracked = tracked;
+            ws::connection(socket, addr, hub, shutdown).await;
+        })
+}

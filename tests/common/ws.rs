@@ -1,0 +1,136 @@
+//! A WebSocket test client (tokio-tungstenite), as a browser's page script would be: one text
+//! frame per line, every wait bounded. Test files include it with
+//! `#[path = "common/ws.rs"] mod ws;`.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::common::{name_from_welcome, TIMEOUT};
+
+/// A WebSocket member.
+pub struct WsClient {
+    /// The name the server gave us in the welcome line.
+    pub name: String,
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// What opening `/ws` got: a socket, or the HTTP status it was refused with.
+pub async fn open(
+    http: SocketAddr,
+    origin: Option<&str>,
+) -> Result<WebSocketStream<MaybeTlsStream<TcpStream>>, u16> {
+    let mut request = format!("ws://{http}/ws")
+        .into_client_request()
+        .expect("request");
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("origin", HeaderValue::from_str(origin).expect("origin"));
+    }
+    match tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("websocket handshake in time")
+    {
+        Ok((socket, _)) => Ok(socket),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(e) => panic!("websocket handshake failed: {e}"),
+    }
+}
+
+impl WsClient {
+    /// Connects (no Origin, like a non-browser tool) and reads the welcome line.
+    pub async fn connect(http: SocketAddr) -> WsClient {
+        let socket = open(http, None).await.expect("upgrade accepted");
+        Self::welcomed(socket).await
+    }
+
+    /// Takes an open socket and reads the welcome line.
+    pub async fn welcomed(socket: WebSocketStream<MaybeTlsStream<TcpStream>>) -> WsClient {
+        let mut client = WsClient {
+            name: String::new(),
+            socket,
+        };
+        let welcome = client.recv().await;
+        assert!(
+            welcome.starts_with("* "),
+            "welcome expected, got {welcome:?}"
+        );
+        client.name = name_from_welcome(&welcome);
+        client
+    }
+
+    /// Connects and takes `nick`, waiting for the confirmation.
+    pub async fn with_nick(http: SocketAddr, nick: &str) -> WsClient {
+        let mut client = Self::connect(http).await;
+        client.send(&format!("/nick {nick}")).await;
+        client
+            .expect(&format!("* you are now known as {nick}"))
+            .await;
+        client.name = nick.to_string();
+        client
+    }
+
+    /// Sends one line as one text frame.
+    pub async fn send(&mut self, line: &str) {
+        tokio::time::timeout(TIMEOUT, self.socket.send(Message::text(line)))
+            .await
+            .expect("send in time")
+            .expect("send");
+    }
+
+    /// The next frame, whatever it is (pings are answered on the way); None when closed.
+    pub async fn frame(&mut self) -> Option<Message> {
+        match tokio::time::timeout(TIMEOUT, self.socket.next()).await {
+            Ok(Some(Ok(message))) => Some(message),
+            Ok(_) => None,
+            Err(_) => panic!("no frame within {TIMEOUT:?}"),
+        }
+    }
+
+    /// The next text frame (one line), skipping pings and pongs.
+    pub async fn recv(&mut self) -> String {
+        loop {
+            match self.frame().await {
+                Some(Message::Text(text)) => return text.to_string(),
+                Some(Message::Ping(_) | Message::Pong(_)) => continue,
+                other => panic!("a line expected, got {other:?}"),
+            }
+        }
+    }
+
+    /// Receives lines until one equals `expected`, returning the lines skipped on the way.
+    pub async fn expect(&mut self, expected: &str) -> Vec<String> {
+        let mut skipped = Vec::new();
+        loop {
+            let line = self.recv().await;
+            if line == expected {
+                return skipped;
+            }
+            skipped.push(line);
+            assert!(skipped.len() < 10_000, "never got {expected:?}");
+        }
+    }
+
+    /// Receives lines until the server's close frame, returning them; the socket ends after it.
+    pub async fn expect_close(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            match self.frame().await {
+                Some(Message::Text(text)) => lines.push(text.to_string()),
+                Some(Message::Close(_)) => return lines,
+                Some(_) => {}
+                None => panic!("connection ended without a close frame after {lines:?}"),
+            }
+            assert!(lines.len() < 10_000, "no close frame");
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Browser members over WebSocket (`--http`, `/ws`): the same protocol and the same rules as TCP,
+//! one text frame per line.
+mod common;
+#[path = "common/ws.rs"]
+mod ws;
+
+use std::time::Duration;
+
+use common::{start_server, TcpClient, UdpClient, TIMEOUT};
+use ws::WsClient;
+
+#[tokio::test]
+async fn a_websocket_member_chats_with_tcp_and_udp_members_across_rooms() {
+    let server = start_server("").await;
+    let mut web = WsClient::with_nick(server.http, "webby").await;
+    let mut tcp = TcpClient::connect(server.tcp).await;
+    web.expect(&format!("* {} joined", tcp.name)).await;
+    tcp.send("/nick tcpy").await;
+    web.expect(&format!("* {} is now known as tcpy", tcp.name))
+        .await;
+    let udp = UdpClient::join(server.udp).await;
+    web.expect(&format!("* {} joined", udp.name)).await;
+
+    web.send("hello from a browser").await;
+    tcp.expect("<webby> hello from a browser").await;
+    udp.expect("<webby> hello from a browser").await;
+    tcp.send("hello back").await;
+    web.expect("<tcpy> hello back").await;
+    udp.send("and from udp").await;
+    web.expect(&format!("<{}> and from udp", udp.name)).await;
+
+    web.send("/who").await;
+    let mut who = Vec::new();
+    web.expect("* 3 here:").await;
+    for _ in 0..3 {
+        who.push(web.recv().await);
+    }
+    assert!(
+        who.contains(&"*   webby (web) (you)".to_string()),
+        "{who:?}"
+    );
+    assert!(who.contains(&"*   tcpy (tcp)".to_string()), "{who:?}");
+
+    // Into another room: only those there hear it, in both directions.
+    web.send("/join dev").await;
+    web.expect("* you are in #dev with 0 others").await;
+    tcp.send("/join dev").await;
+    web.expect("* tcpy joined #dev").await;
+    web.send("in dev").await;
+    tcp.expect("<webby> in dev").await;
+    tcp.send("dev reply").await;
+    web.expect("<tcpy> dev reply").await;
+    udp.send("lobby only").await;
+    web.send("/rooms").await;
+    let listed = web.expect("* 2 rooms:").await;
+    assert!(
+        listed.iter().all(|l| !l.contains("lobby only")),
+        "lobby chat leaked into #dev: {listed:?}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_page_from_another_site_cannot_open_a_socket() {
+    let server = start_server("--allow-origin https://app.example").await;
+    let own = format!("http://{}", server.http);
+    let refused = ws::open(server.http, Some("http://evil.example")).await;
+    assert_eq!(refused.err(), Some(403));
+    let other_port = ws::open(server.http, Some("http://127.0.0.1:1")).await;
+    assert_eq!(other_port.err(), Some(403));
+    // The page's own origin, and one listed with --allow-origin, are let in.
+    let same = ws::open(server.http, Some(&own)).await.expect("own origin");
+    WsClient::welcomed(same).await;
+    let listed = ws::open(server.http, Some("https://app.example"))
+        .await
+        .expect("listed origin");
+    WsClient::welcomed(listed).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_reading_websocket_is_cut_off_by_the_send_queue_while_others_get_everything() {
+    let server = start_server("--sendq 65536 --rate off").await;
+    let mut reader = WsClient::connect(server.http).await;
+    // Greeted, then never read again.
+    let stuck = WsClient::connect(server.http).await;
+    reader.expect(&format!("* {} joined", stuck.name)).await;
+    let mut sender = TcpClient::connect(server.tcp).await;
+    reader.expect(&format!("* {} joined", sender.name)).await;
+
+    // 1.5 MB of room traffic: far more than 64 KiB plus both sides' socket buffers.
+    let pad = "w".repeat(500);
+    let total = 3000;
+    let from = sender.name.clone();
+    let send = async {
+        for i in 0..total {
+            sender.send(&format!("{i} {pad}")).await;
+        }
+        sender
+    };
+    let receive = async {
+        let mut left = None;
+        for i in 0..total {
+            loop {
+                let line = reader.recv().await;
+                if line.starts_with(&format!("* {} left", stuck.name)) {
+                    left = Some(line);
+                    continue;
+                }
+                assert_eq!(line, format!("<{from}> {i} {pad}"));
+                break;
+            }
+        }
+        (reader, left)
+    };
+    let (_sender, (mut reader, left)) = tokio::join!(send, receive);
+    let left = match left {
+        Some(line) => line,
+        None => {
+            let skipped = reader
+                .expect(&format!("* {} left (too slow)", stuck.name))
+                .await;
+            assert!(skipped.is_empty(), "{skipped:?}");
+            format!("* {} left (too slow)", stuck.name)
+        }
+    };
+    assert_eq!(left, format!("* {} left (too slow)", stuck.name));
+    drop(stuck);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_dead_tab_that_answers_no_ping_is_let_go_within_two_heartbeats() {
+    let server = start_server("--heartbeat 200ms").await;
+    let mut watcher = TcpClient::connect(server.tcp).await;
+    // Connected and greeted, then never polled again: its pings go unanswered.
+    let dead = ws::open(server.http, None).await.expect("upgrade");
+    let name = watcher.expect_match(|l| l.ends_with(" joined")).await;
+    assert!(name.is_empty());
+    let started = std::time::Instant::now();
+    let left = watcher
+        .expect_match(|l| l.ends_with(" left (ping timeout)"))
+        .await;
+    assert!(left.is_empty(), "{left:?}");
+    assert!(
+        started.elapsed() < TIMEOUT,
+        "noticed only after {:?}",
+        started.elapsed()
+    );
+    drop(dead);
+
+    // A live tab answers its pings (tungstenite does as it reads) and stays.
+    let mut live = WsClient::connect(server.http).await;
+    watcher.expect(&format!("* {} joined", live.name)).await;
+    let stay = tokio::time::timeout(Duration::from_millis(1200), live.recv()).await;
+    assert!(stay.is_err(), "a live tab got {stay:?}");
+    live.send("still here").await;
+    watcher.expect(&format!("<{}> still here", live.name)).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn lines_follow_the_tcp_rules_for_length_control_characters_and_flooding() {
+    let server = start_server("--max-line 64 --rate 2/s --burst 3 --flood-kick 1s").await;
+    let mut web = WsClient::connect(server.http).await;
+    let mut tcp = TcpClient::connect(server.tcp).await;
+    web.expect(&format!("* {} joined", tcp.name)).await;
+    web.send(&"x".repeat(100)).await;
+    web.expect("! line too long (max 64 bytes); discarded")
+        .await;
+    // Control characters are removed as over TCP; a frame with a line break is two lines.
+    web.send("bell\u{7}ed").await;
+    tcp.expect(&format!("<{}> belled", web.name)).await;
+    web.send("one\ntwo").await;
+    tcp.expect(&format!("<{}> one", web.name)).await;
+    tcp.expect(&format!("<{}> two", web.name)).await;
+    for i in 0..50 {
+        web.send(&format!("flood {i}")).await;
+    }
+    let rest = web.expect_close().await;
+    assert!(
+        rest.contains(&"! disconnected: flooding".to_string()),
+        "{rest:?}"
+    );
+    tcp.expect(&format!("* {} left (flooding)", web.name)).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_says_goodbye_then_sends_a_close_frame() {
+    let server = start_server("").await;
+    let mut web = WsClient::connect(server.http).await;
+    server.shutdown().await;
+    assert_eq!(web.expect_close().await, vec!["* server shutting down"]);
+}

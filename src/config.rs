@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::auth::password::Cost;
 use crate::guard::limits::Rate;
 use crate::protocol;
 
@@ -87,9 +88,19 @@ pub struct ServerArgs {
     /// Chat lines each room keeps and replays to joiners (0 turns history off).
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=100_000))]
     pub history: u32,
-    /// Keep history in this SQLite database (created if absent), so it survives a restart.
-    #[arg(long, value_name = "PATH")]
+    /// Keep history, accounts, room operators, topics and bans in this SQLite database (created
+    /// if absent), so they survive a restart (`--history-db` is the older name).
+    #[arg(long = "db", alias = "history-db", value_name = "PATH")]
     pub history_db: Option<PathBuf>,
+    /// An account that is a server operator once logged in (repeatable).
+    #[arg(long = "oper", value_name = "NAME")]
+    pub opers: Vec<String>,
+    /// Argon2id memory per password hash, in KiB (64 to 1048576; lower only for tests).
+    #[arg(long, value_name = "KIB", default_value_t = Cost::DEFAULT.memory_kib, value_parser = clap::value_parser!(u32).range(64..=1_048_576))]
+    pub argon2_memory: u32,
+    /// Argon2id passes over that memory (1 to 16).
+    #[arg(long, value_name = "N", default_value_t = Cost::DEFAULT.iterations, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub argon2_passes: u32,
     /// Most rooms open at once, the lobby included.
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_rooms: u32,
@@ -277,6 +288,10 @@ pub struct Config {
     pub meta: serde_json::Map<String, serde_json::Value>,
     /// The transports served (`tcp`, `udp`, ...), as `/info` lists them; set by whoever binds them.
     pub transports: Vec<&'static str>,
+    /// Accounts (by name) that are server operators once logged in.
+    pub opers: Vec<String>,
+    /// What hashing one password costs.
+    pub argon2: Cost,
     /// Page origins besides the server's own that may open WebSockets.
     pub allow_origins: Vec<String>,
 }
@@ -306,6 +321,8 @@ impl Default for Config {
             name: crate::info::host_name(),
             meta: serde_json::Map::new(),
             transports: Vec::new(),
+            opers: Vec::new(),
+            argon2: Cost::DEFAULT,
             allow_origins: Vec::new(),
         }
     }
@@ -337,6 +354,11 @@ impl ServerArgs {
             name: self.name.clone().unwrap_or_else(crate::info::host_name),
             meta: self.meta.iter().cloned().collect(),
             transports: Vec::new(),
+            opers: self.opers.clone(),
+            argon2: Cost {
+                memory_kib: self.argon2_memory,
+                iterations: self.argon2_passes,
+            },
             allow_origins: self.allow_origin.clone(),
         }
     }
@@ -395,6 +417,16 @@ mod tests {
         let seed: ServerArgs = "--partial-timeout off --echo".parse().expect("seed");
         assert_eq!(seed.config().partial_timeout, None);
         assert!(seed.config().echo);
+        let accounts: ServerArgs = "--history-db a.db --oper ann --oper bob --argon2-memory 64"
+            .parse()
+            .expect("accounts");
+        let config = accounts.config();
+        assert_eq!(config.history_db, Some(PathBuf::from("a.db")));
+        assert_eq!(config.opers, vec!["ann".to_string(), "bob".to_string()]);
+        assert_eq!(config.argon2.memory_kib, 64);
+        let db: ServerArgs = "--db b.db".parse().expect("db");
+        assert_eq!(db.config().history_db, Some(PathBuf::from("b.db")));
+        assert_eq!(defaults.config().argon2, Cost::DEFAULT);
     }
 
     #[test]

@@ -13,7 +13,9 @@ use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use crate::auth::Accounts;
 use crate::config::Config;
+use crate::control::{Control, ControlTx};
 use crate::names::{self, NameError};
 pub use crate::outbox::{DirectQueue, Outbox};
 use crate::protocol;
@@ -66,6 +68,12 @@ pub enum RenameError {
     /// Someone else has it, or one that looks the same (see [`crate::names::key`]).
     #[error("that name is taken")]
     Taken,
+    /// The name is registered to an account this member is not logged in to.
+    #[error("{0} is registered; /login {0} PASSWORD")]
+    Registered(String),
+    /// Another session is logged in to the account.
+    #[error("{0} is in use by another session")]
+    InUse(String),
 }
 
 /// Why a move to another room was refused; the member stays where it was.
@@ -92,6 +100,27 @@ pub struct MemberInfo {
     pub name: String,
     /// How it is connected.
     pub transport: Transport,
+    /// Whether it is logged in to its name's account.
+    pub registered: bool,
+}
+
+/// A member someone acts on: who it is and how to reach it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Its id.
+    pub id: MemberId,
+    /// Its name.
+    pub name: String,
+    /// Where it connects from.
+    pub addr: SocketAddr,
+    /// The account it is logged in to (its key), if any.
+    pub account: Option<String>,
+    /// The room it is in.
+    pub room: Arc<Room>,
+    /// Its replies.
+    pub outbox: Outbox,
+    /// Its controls.
+    pub control: ControlTx,
 }
 
 /// One room as `/rooms` lists it.
@@ -137,6 +166,23 @@ struct Entry {
     transport: Transport,
     outbox: Outbox,
     room: Arc<Room>,
+    /// The account (by key) the member is logged in to.
+    account: Option<String>,
+    control: ControlTx,
+}
+
+impl Entry {
+    fn target(&self, id: MemberId) -> Target {
+        Target {
+            id,
+            name: self.name.clone(),
+            addr: self.addr,
+            account: self.account.clone(),
+            room: Arc::clone(&self.room),
+            outbox: self.outbox.clone(),
+            control: self.control.clone(),
+        }
+    }
 }
 
 struct RoomEntry {
@@ -235,6 +281,7 @@ struct Shared {
     slots: Arc<Semaphore>,
     closing: AtomicBool,
     store: Store,
+    accounts: Accounts,
     config: Config,
     /// When the hub was built, for `/info`'s uptime.
     started: Instant,
@@ -276,6 +323,7 @@ impl Hub {
                     config.max_clients.min(Semaphore::MAX_PERMITS),
                 )),
                 closing: AtomicBool::new(false),
+                accounts: Accounts::new(store.accounts_db(), config.argon2),
                 store,
                 config,
                 started: Instant::now(),
@@ -296,6 +344,11 @@ impl Hub {
     /// The history store.
     pub fn store(&self) -> &Store {
         &self.shared.store
+    }
+
+    /// The registered accounts.
+    pub fn accounts(&self) -> &Accounts {
+        &self.shared.accounts
     }
 
     /// The room everyone starts in.
@@ -319,6 +372,7 @@ impl Hub {
         transport: Transport,
         addr: SocketAddr,
         outbox: &Outbox,
+        control: ControlTx,
     ) -> Result<Seat, JoinError> {
         if self.is_closing() {
             return Err(JoinError::ShuttingDown);
@@ -347,6 +401,8 @@ impl Hub {
                     transport,
                     outbox: outbox.clone(),
                     room: Arc::clone(&lobby),
+                    account: None,
+                    control,
                 },
             );
             if let Some(entry) = registry.rooms.get_mut(&lobby.name().key) {
@@ -485,10 +541,78 @@ impl Hub {
         let Some(entry) = registry.members.get_mut(&id) else {
             return Err(RenameError::Taken);
         };
+        if let Some(registered) = self.shared.accounts.registered(&key) {
+            if entry.account.as_deref() != Some(key.as_str()) {
+                return Err(RenameError::Registered(registered));
+            }
+        }
         let old = std::mem::replace(&mut entry.name, new.clone());
         registry.names.remove(&names::key(&old));
         registry.names.insert(key, id);
         Ok((old, new))
+    }
+
+    /// Gives member `id` the name of the account it just logged in to (`name` as registered) and
+    /// marks it logged in; returns the old name and the new one. Refused while another session
+    /// holds the name.
+    pub fn login(&self, id: MemberId, name: &str) -> Result<(String, String), RenameError> {
+        let key = names::key(name);
+        let mut registry = self.registry();
+        if registry.names.get(&key).is_some_and(|&owner| owner != id) {
+            return Err(RenameError::InUse(name.to_string()));
+        }
+        let Some(entry) = registry.members.get_mut(&id) else {
+            return Err(RenameError::Taken);
+        };
+        let old = std::mem::replace(&mut entry.name, name.to_string());
+        entry.account = Some(key.clone());
+        registry.names.remove(&names::key(&old));
+        registry.names.insert(key, id);
+        Ok((old, name.to_string()))
+    }
+
+    /// Sets (after `/register`) or clears (after `/unregister`) the account member `id` is
+    /// logged in to.
+    pub fn set_account(&self, id: MemberId, account: Option<String>) {
+        if let Some(entry) = self.registry().members.get_mut(&id) {
+            entry.account = account;
+        }
+    }
+
+    /// The account (by key) member `id` is logged in to.
+    pub fn account_of(&self, id: MemberId) -> Option<String> {
+        self.registry()
+            .members
+            .get(&id)
+            .and_then(|e| e.account.clone())
+    }
+
+    /// The member named `name` (compared as [`names::key`] does), in any room.
+    pub fn target(&self, name: &str) -> Option<Target> {
+        let registry = self.registry();
+        let id = *registry.names.get(&names::key(name))?;
+        registry.members.get(&id).map(|e| e.target(id))
+    }
+
+    /// Member `id` itself, as others would act on it.
+    pub fn target_by_id(&self, id: MemberId) -> Option<Target> {
+        self.registry().members.get(&id).map(|e| e.target(id))
+    }
+
+    /// Every member matching `pick`.
+    pub fn targets(&self, pick: impl Fn(&Target) -> bool) -> Vec<Target> {
+        self.registry()
+            .members
+            .iter()
+            .map(|(&id, e)| e.target(id))
+            .filter(|t| pick(t))
+            .collect()
+    }
+
+    /// Sends member `id` a control without waiting; false if it is gone or its queue is full.
+    pub fn control(&self, id: MemberId, control: Control) -> bool {
+        let tx = self.registry().members.get(&id).map(|e| e.control.clone());
+        tx.is_some_and(|tx| tx.try_send(control).is_ok())
     }
 
     /// Keeps member `id`'s name for its address `addr` until `until`, whoever asks for it: called
@@ -538,6 +662,7 @@ impl Hub {
             .map(|e| MemberInfo {
                 name: e.name.clone(),
                 transport: e.transport,
+                registered: e.account.is_some(),
             })
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));

@@ -6,6 +6,8 @@
 //! - [`web`]: the HTTP listener: the chat page, WebSocket members, health and info.
 //! - [`transport`]: thin adapters (TCP, UDP, WebSocket) between sockets and members.
 //! - [`member`]: one member's session, shared by every transport: chat and commands.
+//! - [`control`]: what others ask of a member (kicks, kills, the end of a password check).
+//! - [`auth`]: accounts, password hashing and attempt limits.
 //! - [`outbox`]: where lines for one member go (a TCP queue or a UDP address).
 //! - [`names`]: which member names are allowed and when two names are the same.
 //! - [`hub`]: the room (one broadcast channel of pre-formatted lines) and the member registry.
@@ -18,8 +20,10 @@
 //!
 //! The load generator the benchmarks use is its own crate, `loadgen/`.
 
+pub mod auth;
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod guard;
 pub mod hub;
 pub mod info;

@@ -2,6 +2,10 @@
 //! room and the hub. The TCP and UDP adapters only frame bytes and hand them here, so every rule
 //! lives once.
 
+mod account;
+mod moderate;
+
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -10,6 +14,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+use crate::control::{self, Control, ControlRx, ControlTx};
 use crate::guard::limits::{Admit, FloodGuard};
 use crate::hub::{Hub, JoinError, MemberId, Moved, Outbox, Transport};
 use crate::outbox::RoomSwitch;
@@ -66,7 +71,18 @@ pub struct Member {
     show_ids: bool,
     /// Held only to give the slot back when the member goes.
     slot: Option<OwnedSemaphorePermit>,
+    addr: SocketAddr,
+    /// Where controls for this member go, and (until the transport takes it) where they arrive.
+    control_tx: ControlTx,
+    controls: Option<ControlRx>,
+    /// An account command is running on the blocking pool: input waits in `held` until it ends,
+    /// so replies keep their order.
+    busy: bool,
+    held: VecDeque<Input>,
 }
+
+/// Most lines held while an account command runs; past it they are refused, with a reply.
+const HELD_LIMIT: usize = 64;
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -83,7 +99,8 @@ impl Member {
         addr: SocketAddr,
         outbox: Outbox,
     ) -> Result<(Member, Subscription), JoinError> {
-        let seat = hub.join(transport, addr, &outbox)?;
+        let (control_tx, controls) = control::channel();
+        let seat = hub.join(transport, addr, &outbox, control_tx.clone())?;
         let config = hub.config();
         let flood = FloodGuard::new(config.rate, config.burst, config.flood_kick, Instant::now());
         let mut sub = seat.sub;
@@ -102,6 +119,11 @@ impl Member {
             relocated: None,
             show_ids: false,
             slot: Some(seat.slot),
+            addr,
+            control_tx,
+            controls: Some(controls),
+            busy: false,
+            held: VecDeque::new(),
         };
         let history = std::mem::take(&mut sub.history);
         if !history.is_empty() {
@@ -135,6 +157,45 @@ impl Member {
         self.show_ids
     }
 
+    /// Where controls for this member arrive (kicks, kills, finished account commands), once: the
+    /// transport waits on it beside the member's input and hands each to [`Member::control`].
+    pub fn take_controls(&mut self) -> Option<ControlRx> {
+        self.controls.take()
+    }
+
+    /// Applies a control someone sent this member.
+    pub fn control(&mut self, control: Control) -> Flow {
+        match control {
+            Control::Auth(done) => {
+                self.auth_done(done);
+                self.busy = false;
+                // What arrived meanwhile, in order, until another account command starts.
+                while !self.busy {
+                    let Some(input) = self.held.pop_front() else {
+                        break;
+                    };
+                    if self.gather(input) == Flow::Quit {
+                        return Flow::Quit;
+                    }
+                }
+                self.flush();
+            }
+            Control::Kick { room, notice } => {
+                if self.room.name().key == room {
+                    self.flush();
+                    self.reply(protocol::error(&notice));
+                    self.move_to(crate::room::LOBBY);
+                }
+            }
+            Control::Kill { notice, departure } => {
+                self.reply(protocol::error(&notice));
+                self.leave_now(Departure::Server(&departure));
+                return Flow::Quit;
+            }
+        }
+        Flow::Continue
+    }
+
     /// The last room move, once: transports that keep their own rosters follow it.
     pub fn take_relocation(&mut self) -> Option<Relocation> {
         self.relocated.take()
@@ -166,6 +227,20 @@ impl Member {
     /// input that is not chat), so lines that arrived together reach the room as one event. A
     /// transport that gathers must flush before it waits for more input.
     pub fn gather(&mut self, input: Input) -> Flow {
+        let waits = !matches!(
+            input,
+            Input::Empty | Input::Ping | Input::Pong(_) | Input::Command(Command::Quit(_))
+        );
+        if self.busy && waits {
+            if self.held.len() < HELD_LIMIT {
+                self.held.push_back(input);
+            } else {
+                self.reply(protocol::error(
+                    "still checking your password; line not taken",
+                ));
+            }
+            return Flow::Continue;
+        }
         match input {
             // Presence was already refreshed by the transport; validation answers from members
             // (a retransmitted #pong#) need nothing either.
@@ -235,8 +310,13 @@ impl Member {
                     protocol::HELP.iter().map(|l| protocol::notice(l)),
                 ));
             }
+            Command::Account(command) => self.account_command(command),
+            Command::Mod(command) => self.moderate(command),
             Command::Usage(usage) => {
                 self.reply(protocol::error(usage));
+            }
+            Command::Malformed(why) => {
+                self.reply(protocol::error(&why));
             }
             Command::Unknown(word) => {
                 self.reply(protocol::error(&format!(
@@ -407,8 +487,13 @@ impl Member {
             } else {
                 ""
             };
+            let registered = if member.registered {
+                ", registered"
+            } else {
+                ""
+            };
             protocol::notice(&format!(
-                "  {} ({}){me}",
+                "  {} ({}{registered}){me}",
                 member.name,
                 member.transport.as_str()
             ))

@@ -153,6 +153,10 @@ fn check_parsed(input: &Input) -> Result<(), TestCaseError> {
                 assert_one_line(&protocol::private_line("alice", text))?;
             }
             Command::Usage(usage) => assert_shown("usage", usage)?,
+            // Echoed back in an error.
+            Command::Malformed(why) => assert_one_line(&protocol::error(why))?,
+            // Parsed from the same sanitised line as everything else; unit-tested in the library.
+            Command::Account(_) | Command::Mod(_) => {}
             Command::Unknown(word) => {
                 // The word after the slash, echoed back in an error. It is empty for a bare "/"
                 // (or "/ text"), which the error message shows as "unknown command /": fine.

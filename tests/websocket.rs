@@ -193,3 +193,26 @@ async fn shutdown_says_goodbye_then_sends_a_close_frame() {
     server.shutdown().await;
     assert_eq!(web.expect_close().await, vec!["* server shutting down"]);
 }
+
+#[tokio::test]
+async fn a_websocket_member_registers_like_a_tcp_one() {
+    // Account commands finish on the blocking pool and come back through the member's controls,
+    // which the WebSocket reader waits on as the TCP reader does.
+    let dir = std::env::temp_dir().join(format!("chatd-ws-accounts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let db = dir.join("chatd.db");
+    let server = start_server(&format!(
+        "--history 0 --argon2-memory 64 --argon2-passes 1 --db {}",
+        db.display()
+    ))
+    .await;
+    let mut web = WsClient::with_nick(server.http, "wanda").await;
+    web.send("/register hunter2hunter2").await;
+    web.expect("* wanda is registered to you; next time: /login wanda PASSWORD")
+        .await;
+    web.send("/who").await;
+    web.expect("*   wanda (web, registered) (you)").await;
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

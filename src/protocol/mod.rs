@@ -5,6 +5,7 @@
 //! to thousands of members costs one allocation, not one per recipient.
 
 pub mod codec;
+pub mod moderation;
 
 use std::borrow::Cow;
 
@@ -65,8 +66,14 @@ pub enum Command {
     Info,
     /// `/ids on|off`: show each chat line's history id, so a client can catch up later.
     Ids(bool),
+    /// `/register`, `/login`, `/password`, `/unregister` (see [`moderation`]).
+    Account(moderation::AccountCommand),
+    /// What room and server operators do (see [`moderation`]).
+    Mod(moderation::ModCommand),
     /// A command used without its required argument; carries the usage line to show.
     Usage(&'static str),
+    /// A command whose arguments are wrong; carries what to tell the member.
+    Malformed(String),
     /// Anything else that starts with a single `/`.
     Unknown(String),
 }
@@ -93,6 +100,22 @@ pub const HELP: &[&str] = &[
     "  /msg NAME text   send a private message (any room)",
     "  /info            the server's description, as one line of JSON",
     "  /quit [reason]   leave",
+    "accounts:",
+    "  /register PASSWORD       keep your current name for you",
+    "  /login NAME PASSWORD     take your registered name",
+    "  /password OLD NEW        change your password",
+    "  /unregister PASSWORD     give the name up",
+    "room operators (the room's creator, and whom it /op's):",
+    "  /topic [TEXT]            show or set the topic",
+    "  /op NAME, /deop NAME     share or withdraw operator rights",
+    "  /kick NAME [reason]      send someone to #lobby",
+    "  /ban NAME|ADDR[/N] [DURATION] [reason], /unban ..., /bans",
+    "  /mute NAME [DURATION], /unmute NAME",
+    "  /slow SECONDS            one line per SECONDS per member (0: off)",
+    "server operators (--oper):",
+    "  /kill NAME [reason], /gban ADDR[/N] DURATION [reason], /ungban ADDR[/N]",
+    "  /wall TEXT, /lockdown on|off",
+    "durations: 30s, 10m, 2h, 7d",
     "  /help            this list",
     "  //text           send a line that starts with /",
 ];
@@ -150,7 +173,15 @@ fn parse_command(line: &str) -> Command {
         Some((word, rest)) => (word, rest.trim()),
         None => (line, ""),
     };
-    match word.to_ascii_lowercase().as_str() {
+    let lower = word.to_ascii_lowercase();
+    if let Some(parsed) = moderation::parse(&lower, rest) {
+        return match parsed {
+            Ok(moderation::Parsed::Account(account)) => Command::Account(account),
+            Ok(moderation::Parsed::Mod(command)) => Command::Mod(command),
+            Err(usage) => Command::Malformed(usage),
+        };
+    }
+    match lower.as_str() {
         "quit" | "exit" => Command::Quit((!rest.is_empty()).then(|| rest.to_string())),
         "nick" if rest.is_empty() => Command::Usage("usage: /nick NAME"),
         "nick" => Command::Nick(rest.to_string()),

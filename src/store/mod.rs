@@ -6,6 +6,7 @@
 //! [`history`] for the scrollback ring every room keeps.
 
 pub mod history;
+pub mod meta;
 pub mod sqlite;
 
 use std::collections::{HashMap, VecDeque};
@@ -38,7 +39,14 @@ struct Inner {
     /// them here, including lines still queued for the database, so ids never repeat.
     archive: Mutex<Archive>,
     db: Option<sqlite::SqliteStore>,
+    /// Accounts and moderation state in the same database file, when there is one.
+    meta: Option<Arc<meta::MetaDb>>,
+    /// Room and server state without a database: kept for the server's lifetime, bounded.
+    state: Mutex<HashMap<String, String>>,
 }
+
+/// Most state values (rooms with operators, topics or bans) kept without a database.
+const MAX_MEMORY_STATE: usize = 100_000;
 
 /// A cheap-to-clone handle to the history store.
 #[derive(Clone)]
@@ -61,7 +69,7 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// History in memory only, remembering at most `max_rooms` closed rooms.
     pub fn memory(max_rooms: usize) -> Store {
-        Store::with(None, max_rooms, Arc::default())
+        Store::with(None, None, max_rooms, Arc::default())
     }
 
     /// History in the SQLite database at `path` (created if absent), keeping `keep` lines a room;
@@ -69,10 +77,22 @@ impl Store {
     pub fn sqlite(path: &Path, keep: usize, max_rooms: usize) -> Result<Store, sqlite::OpenError> {
         let stats = Arc::new(StoreStats::default());
         let db = sqlite::SqliteStore::open(path, keep, Arc::clone(&stats))?;
-        Ok(Store::with(Some(db), max_rooms, stats))
+        let meta =
+            meta::MetaDb::open(path).map_err(|source| sqlite::OpenError::new(path, source))?;
+        Ok(Store::with(
+            Some(db),
+            Some(Arc::new(meta)),
+            max_rooms,
+            stats,
+        ))
     }
 
-    fn with(db: Option<sqlite::SqliteStore>, max_rooms: usize, stats: Arc<StoreStats>) -> Store {
+    fn with(
+        db: Option<sqlite::SqliteStore>,
+        meta: Option<Arc<meta::MetaDb>>,
+        max_rooms: usize,
+        stats: Arc<StoreStats>,
+    ) -> Store {
         Store {
             inner: Arc::new(Inner {
                 archive: Mutex::new(Archive {
@@ -80,6 +100,8 @@ impl Store {
                     ..Archive::default()
                 }),
                 db,
+                meta,
+                state: Mutex::default(),
             }),
             stats,
         }
@@ -135,6 +157,45 @@ impl Store {
             }
             archive.order.push_back(room.to_string());
             archive.rooms.insert(room.to_string(), history);
+        }
+    }
+
+    /// The accounts database, when there is one (without it accounts live in memory).
+    pub fn accounts_db(&self) -> Option<Arc<meta::MetaDb>> {
+        self.inner.meta.clone()
+    }
+
+    /// A stored state value (a room's operators, topic and bans; the server's bans).
+    pub fn get_state(&self, key: &str) -> Option<String> {
+        match &self.inner.meta {
+            Some(db) => db.get(key).unwrap_or_else(|e| {
+                tracing::error!(key, error = %e, "cannot read moderation state");
+                None
+            }),
+            None => lock(&self.inner.state).get(key).cloned(),
+        }
+    }
+
+    /// Stores a state value, read back by [`Store::get_state`] at once; `None` removes it.
+    pub fn set_state(&self, key: &str, value: Option<&str>) {
+        match &self.inner.meta {
+            Some(db) => {
+                if let Err(e) = db.set(key, value) {
+                    tracing::error!(key, error = %e, "cannot store moderation state");
+                }
+            }
+            None => {
+                let mut state = lock(&self.inner.state);
+                match value {
+                    Some(value) if state.len() < MAX_MEMORY_STATE || state.contains_key(key) => {
+                        state.insert(key.to_string(), value.to_string());
+                    }
+                    Some(_) => tracing::warn!(key, "too many rooms with state; not kept"),
+                    None => {
+                        state.remove(key);
+                    }
+                }
+            }
         }
     }
 

@@ -38,6 +38,16 @@ pub struct OpenError {
     source: rusqlite::Error,
 }
 
+impl OpenError {
+    /// The error for the database at `path`.
+    pub fn new(path: &Path, source: rusqlite::Error) -> OpenError {
+        OpenError {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
 struct Pending {
     room: String,
     line: HistoryLine,

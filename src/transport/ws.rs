@@ -22,7 +22,7 @@ use super::tcp::reader::{take_line, too_long};
 use super::tcp::writer::{write_lines, Backlog, LineSink, SENDQ_CHECK, SHUTDOWN_NOTICE};
 use super::tcp::{direct_queue, End, Limits, Recipient, WriteEnd, GOODBYE_TIMEOUT};
 use crate::hub::{Hub, Outbox, Transport};
-use crate::member::Member;
+use crate::member::{Flow, Member};
 use crate::protocol;
 use crate::protocol::codec::{Frame, LineCodec};
 
@@ -142,6 +142,8 @@ async fn read_frames(
     let mut buf = BytesMut::new();
     let mut heard = Instant::now();
     let mut last_line = Instant::now();
+    // Kicks, kills and finished account commands, between frames, as for TCP.
+    let mut controls = member.take_controls();
     loop {
         let next = match stream.next().now_or_never() {
             Some(next) => next,
@@ -149,8 +151,20 @@ async fn read_frames(
                 // Chat gathered from what was waiting is published before waiting again.
                 member.flush();
                 let idle = limits.idle_timeout.map(|idle| last_line + idle);
+                let control = async {
+                    match controls.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     _ = shutdown.cancelled() => return Stop::End(End::Shutdown),
+                    Some(control) = control => {
+                        if member.control(control) == Flow::Quit {
+                            return Stop::End(End::Quit);
+                        }
+                        continue;
+                    }
                     _ = tokio::time::sleep_until(heard + alive) => return Stop::Unanswered,
                     _ = sleep_until_some(idle) => return Stop::End(End::Idle),
                     next = stream.next() => next,

@@ -31,6 +31,9 @@ pub(super) async fn read_lines(
 ) -> std::io::Result<End> {
     let max_line = limits.max_line;
     let mut frames = LineReader::new(reader, limits);
+    // Kicks, kills and finished account commands, between lines; never closed while the member
+    // lives (it keeps a sender), so a `None` only means there are none.
+    let mut controls = member.take_controls();
     loop {
         // Chat gathered from one read is published just before waiting for the socket again.
         let room = Arc::clone(member.room());
@@ -41,8 +44,20 @@ pub(super) async fn read_lines(
                 None => Some(frame.await),
             }
         };
+        let control = async {
+            match controls.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         let frame = tokio::select! {
             _ = shutdown.cancelled() => return Ok(End::Shutdown),
+            Some(control) = control => {
+                if member.control(control) == Flow::Quit {
+                    return Ok(End::Quit);
+                }
+                continue;
+            }
             frame = next => match frame {
                 Some(frame) => frame,
                 None => return Ok(End::Idle),

@@ -10,17 +10,19 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::control::{Control, ControlRx};
 use crate::guard::cookie::{unix_now, CookieJar};
 use crate::guard::limits::Admit;
 use crate::guard::own_address::OwnAddresses;
 use crate::guard::presence::deadline_after;
 use crate::guard::reply_budget::{ReplyBudget, Tally};
 use crate::guard::source_rate::SourceRate;
-use crate::hub::{Hub, Outbox, Transport};
+use crate::hub::{Hub, MemberId, Outbox, Transport};
 use crate::member::{Flow, Member};
 use crate::protocol::{self, codec, Command, Input};
 
@@ -31,12 +33,13 @@ mod info;
 mod peers;
 
 use fanout::evict;
-use peers::{Peers, RosterEntry};
+use peers::{PeerTable, Peers, RosterEntry};
 
 /// Starts serving UDP on `socket` until `shutdown` is cancelled: spawns the receiver and eviction
 /// tasks onto `tracker`, and a fan-out task for each room while it has UDP members.
 pub fn start(socket: UdpSocket, hub: Hub, shutdown: CancellationToken, tracker: &TaskTracker) {
     let socket = Arc::new(socket);
+    let (controls, control_rx) = mpsc::channel(CONTROLS);
     let timeout = hub.config().heartbeat.saturating_mul(2);
     let peers = Arc::new(Peers::new(
         Arc::clone(&socket),
@@ -44,12 +47,22 @@ pub fn start(socket: UdpSocket, hub: Hub, shutdown: CancellationToken, tracker: 
         shutdown.clone(),
         tracker.clone(),
         hub.config().echo,
+        controls,
     ));
     tracker.spawn(evict(Arc::clone(&peers), shutdown.clone()));
-    tracker.spawn(receive(socket, hub, peers, shutdown));
+    tracker.spawn(receive(socket, hub, peers, control_rx, shutdown));
 }
 
-async fn receive(socket: Arc<UdpSocket>, hub: Hub, peers: Arc<Peers>, shutdown: CancellationToken) {
+/// Controls for UDP members that may wait for the receiver at once.
+const CONTROLS: usize = 1024;
+
+async fn receive(
+    socket: Arc<UdpSocket>,
+    hub: Hub,
+    peers: Arc<Peers>,
+    mut controls: mpsc::Receiver<(SocketAddr, MemberId, Control)>,
+    shutdown: CancellationToken,
+) {
     let max_line = hub.config().max_line;
     let cookies = if hub.config().udp_validate {
         match CookieJar::random() {
@@ -75,6 +88,10 @@ async fn receive(socket: Arc<UdpSocket>, hub: Hub, peers: Arc<Peers>, shutdown: 
     loop {
         let received = tokio::select! {
             _ = shutdown.cancelled() => break,
+            Some((addr, id, control)) = controls.recv() => {
+                isolated(&peers, addr, || apply_control(&peers, addr, id, control));
+                continue;
+            }
             received = socket.recv_from(&mut buf) => received,
         };
         let (len, addr) = match received {
@@ -317,8 +334,11 @@ fn handle_datagram(
             addr,
             Outbox::Udp(Arc::clone(socket), addr),
         ) {
-            Ok((member, sub)) => {
+            Ok((mut member, sub)) => {
                 let room = Arc::clone(member.room());
+                if let Some(rx) = member.take_controls() {
+                    forward_controls(peers, addr, member.id(), rx);
+                }
                 slot.insert(member);
                 peers.follow(table, &room, sub.events, sub.since);
             }
@@ -357,29 +377,7 @@ fn handle_datagram(
         Admit::Now => {
             let toggles_ids = matches!(input, Input::Command(Command::Ids(_)));
             let flow = member.handle(input);
-            let moved = member.take_relocation();
-            let (id, shows_ids, room) =
-                (member.id(), member.shows_ids(), Arc::clone(member.room()));
-            if flow == Flow::Quit {
-                table.remove(&addr);
-            } else if let Some(moved) = moved {
-                let departed = RosterEntry {
-                    addr,
-                    id,
-                    since: moved.from_since,
-                    until: moved.left_at,
-                    show_ids: shows_ids,
-                };
-                if let Some(old) = table.rooms.get_mut(&moved.from.name().key) {
-                    old.departed.push(departed);
-                    old.stale = true;
-                }
-                if let Some(events) = moved.events {
-                    peers.follow(table, &room, events, moved.since);
-                }
-            } else if toggles_ids {
-                table.touch_room(&room.name().key);
-            }
+            settle(peers, table, addr, flow, toggles_ids);
         }
         Admit::Later { first, .. } => {
             // UDP cannot be paced: the datagram is dropped, with one warning per burst.
@@ -404,6 +402,72 @@ fn handle_datagram(
             }
         }
     }
+}
+
+/// Follows up on what a member's input or control did: a quit leaves the table, a move changes
+/// the fan-out rosters, an `/ids` toggle refreshes its room's.
+fn settle(
+    peers: &Arc<Peers>,
+    table: &mut PeerTable,
+    addr: SocketAddr,
+    flow: Flow,
+    toggles_ids: bool,
+) {
+    let Some(member) = table.members.get_mut(&addr) else {
+        return;
+    };
+    let moved = member.take_relocation();
+    let (id, shows_ids, room) = (member.id(), member.shows_ids(), Arc::clone(member.room()));
+    if flow == Flow::Quit {
+        table.remove(&addr);
+    } else if let Some(moved) = moved {
+        let departed = RosterEntry {
+            addr,
+            id,
+            since: moved.from_since,
+            until: moved.left_at,
+            show_ids: shows_ids,
+        };
+        if let Some(old) = table.rooms.get_mut(&moved.from.name().key) {
+            old.departed.push(departed);
+            old.stale = true;
+        }
+        if let Some(events) = moved.events {
+            peers.follow(table, &room, events, moved.since);
+        }
+    } else if toggles_ids {
+        table.touch_room(&room.name().key);
+    }
+}
+
+/// Relays one UDP member's controls to the receiver, until the member is gone.
+fn forward_controls(peers: &Peers, addr: SocketAddr, id: MemberId, mut rx: ControlRx) {
+    let tx = peers.controls.clone();
+    let shutdown = peers.shutdown.clone();
+    peers.tracker.spawn(async move {
+        loop {
+            let control = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                control = rx.recv() => control,
+            };
+            let Some(control) = control else { return };
+            if tx.send((addr, id, control)).await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// Applies a control to the UDP member `id` at `addr`, if it is still there.
+fn apply_control(peers: &Arc<Peers>, addr: SocketAddr, id: MemberId, control: Control) {
+    let mut guarded = peers.lock();
+    let table = &mut *guarded;
+    let Some(member) = table.members.get_mut(&addr).filter(|m| m.id() == id) else {
+        return;
+    };
+    // Held input replayed after an account command may toggle ids too.
+    let flow = member.control(control);
+    settle(peers, table, addr, flow, true);
 }
 
 /// A fresh random session token: 64 bits as hex, far beyond guessing one datagram at a time.
@@ -437,6 +501,7 @@ mod tests {
             CancellationToken::new(),
             TaskTracker::new(),
             false,
+            mpsc::channel(1).0,
         );
         let (a, b): (SocketAddr, SocketAddr) = (
             "127.0.0.1:1".parse().expect("a"),

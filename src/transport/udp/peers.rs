@@ -6,12 +6,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::{broadcast, mpsc, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::fanout::fan_out;
+use crate::control::Control;
 use crate::guard::presence::Presence;
 use crate::hub::{Event, MemberId};
 use crate::member::Member;
@@ -144,6 +145,8 @@ pub(super) struct Peers {
     pub(super) tracker: TaskTracker,
     /// `--echo`: members get their own chat lines back.
     pub(super) echo: bool,
+    /// Controls for UDP members (kicks, kills, finished account commands), for the receiver.
+    pub(super) controls: mpsc::Sender<(SocketAddr, MemberId, Control)>,
 }
 
 impl Peers {
@@ -155,6 +158,7 @@ impl Peers {
         shutdown: CancellationToken,
         tracker: TaskTracker,
         echo: bool,
+        controls: mpsc::Sender<(SocketAddr, MemberId, Control)>,
     ) -> Peers {
         Peers {
             table: Mutex::new(PeerTable {
@@ -169,6 +173,7 @@ impl Peers {
             shutdown,
             tracker,
             echo,
+            controls,
         }
     }
 

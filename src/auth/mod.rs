@@ -1,0 +1,319 @@
+//! Accounts: registered names and their Argon2id password hashes, and the limits on guessing.
+//!
+//! Every account is kept in memory (so `/nick` can ask whether a name is registered under the
+//! hub's lock, without I/O), and written through to the database when there is one
+//! ([`crate::store::meta`]); without one they are gone at exit. Hashing and the database writes
+//! that follow it run on tokio's blocking pool, at most [`HASHERS`] at once, so a burst of logins
+//! costs CPU beside chat, never the async workers that deliver it. The in-memory map is updated
+//! only after the database write succeeds, in the same blocking job: whoever asks next reads what
+//! was written.
+//!
+//! - [`password`]: hashing and checking. [`attempts`]: the attempt limits.
+
+pub mod attempts;
+pub mod password;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::names;
+use crate::protocol::moderation::Secret;
+use crate::store::meta::{MetaDb, StoredAccount};
+use attempts::Attempts;
+use password::Cost;
+
+/// Most password hashes computed at once: each takes one core and the configured memory.
+pub const HASHERS: usize = 2;
+/// Most account commands waiting for a hasher; more are refused at once ("server busy").
+const MAX_WAITING: usize = 1024;
+/// Most accounts the server holds.
+pub const MAX_ACCOUNTS: usize = 100_000;
+
+/// Why an account command failed, as the member is told.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// The name is registered already.
+    #[error("{0} is already registered")]
+    Registered(String),
+    /// No such account, or the wrong password (one answer for both, so names cannot be probed).
+    #[error("wrong name or password")]
+    Refused,
+    /// Too many attempts from this address or for this account.
+    #[error("too many attempts, wait {0}s")]
+    TooMany(u64),
+    /// Too many account commands waiting.
+    #[error("server busy; try again in a moment")]
+    Busy,
+    /// The server holds [`MAX_ACCOUNTS`].
+    #[error("the server has too many accounts")]
+    Full,
+    /// The database or the hasher failed (logged; the member is told only this).
+    #[error("accounts are not available right now")]
+    Unavailable,
+}
+
+#[derive(Debug, Clone)]
+struct Account {
+    name: String,
+    phc: String,
+}
+
+struct Inner {
+    accounts: Mutex<HashMap<String, Account>>,
+    db: Option<Arc<MetaDb>>,
+    attempts: Mutex<(Attempts<IpAddr>, Attempts<String>)>,
+    hashers: Semaphore,
+    waiting: AtomicUsize,
+    cost: Cost,
+}
+
+/// A cheap-to-clone handle to the accounts.
+#[derive(Clone)]
+pub struct Accounts {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Accounts {
+    /// Accounts hashed at `cost`, read from and written to `db` when given.
+    pub fn new(db: Option<Arc<MetaDb>>, cost: Cost) -> Accounts {
+        let mut accounts = HashMap::new();
+        if let Some(db) = &db {
+            match db.accounts(MAX_ACCOUNTS) {
+                Ok(stored) => {
+                    for (key, a) in stored {
+                        accounts.insert(
+                            key,
+                            Account {
+                                name: a.name,
+                                phc: a.phc,
+                            },
+                        );
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot read accounts"),
+            }
+        }
+        Accounts {
+            inner: Arc::new(Inner {
+                accounts: Mutex::new(accounts),
+                db,
+                attempts: Mutex::new((Attempts::default(), Attempts::default())),
+                hashers: Semaphore::new(HASHERS),
+                waiting: AtomicUsize::new(0),
+                cost,
+            }),
+        }
+    }
+
+    /// The registered name with this [`names::key`], if any.
+    pub fn registered(&self, key: &str) -> Option<String> {
+        lock(&self.inner.accounts).get(key).map(|a| a.name.clone())
+    }
+
+    /// How many accounts there are.
+    pub fn count(&self) -> usize {
+        lock(&self.inner.accounts).len()
+    }
+
+    /// Counts a password attempt from `ip` for the account `key`; refused past the limits.
+    pub fn attempt(&self, ip: IpAddr, key: &str) -> Result<(), AuthError> {
+        let now = Instant::now();
+        let mut guard = lock(&self.inner.attempts);
+        let (by_ip, by_account) = &mut *guard;
+        let wait = |d: std::time::Duration| AuthError::TooMany(d.as_secs().max(1));
+        // Both checked before either counts, so one spent key does not eat into the other.
+        by_ip.attempt(&[ip], now).map_err(wait)?;
+        if let Err(d) = by_account.attempt(&[key.to_string()], now) {
+            return Err(wait(d));
+        }
+        Ok(())
+    }
+
+    /// Runs `work` on the blocking pool once a hasher is free.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Inner) -> Result<T, AuthError> + Send + 'static,
+    ) -> Result<T, AuthError> {
+        if self.inner.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING {
+            self.inner.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(AuthError::Busy);
+        }
+        let permit = self.inner.hashers.acquire().await;
+        self.inner.waiting.fetch_sub(1, Ordering::SeqCst);
+        let Ok(_permit) = permit else {
+            return Err(AuthError::Unavailable);
+        };
+        let inner = Arc::clone(&self.inner);
+        match tokio::task::spawn_blocking(move || work(&inner)).await {
+            Ok(result) => result,
+            Err(e) => {
+                tracing::error!(error = %e, "account work failed");
+                Err(AuthError::Unavailable)
+            }
+        }
+    }
+
+    /// Registers `name` with `password`.
+    pub async fn register(&self, name: String, password: Secret) -> Result<(), AuthError> {
+        self.blocking(move |inner| {
+            let key = names::key(&name);
+            {
+                let accounts = lock(&inner.accounts);
+                if let Some(held) = accounts.get(&key) {
+                    return Err(AuthError::Registered(held.name.clone()));
+                }
+                if accounts.len() >= MAX_ACCOUNTS {
+                    return Err(AuthError::Full);
+                }
+            }
+            let phc = hash(inner.cost, &password)?;
+            drop(password);
+            inner.store(&key, Account { name, phc })
+        })
+        .await
+    }
+
+    /// Checks `password` for the account named `name`; returns the account's name as registered.
+    pub async fn login(&self, name: String, password: Secret) -> Result<String, AuthError> {
+        self.blocking(move |inner| inner.check(&names::key(&name), &password))
+            .await
+            .map(|a| a.name)
+    }
+
+    /// Changes the password of account `key` from `old` to `new`.
+    pub async fn change(&self, key: String, old: Secret, new: Secret) -> Result<(), AuthError> {
+        self.blocking(move |inner| {
+            let account = inner.check(&key, &old)?;
+            drop(old);
+            let phc = hash(inner.cost, &new)?;
+            drop(new);
+            inner.store(
+                &key,
+                Account {
+                    name: account.name,
+                    phc,
+                },
+            )
+        })
+        .await
+    }
+
+    /// Removes account `key`, if `password` is its password.
+    pub async fn unregister(&self, key: String, password: Secret) -> Result<(), AuthError> {
+        self.blocking(move |inner| {
+            inner.check(&key, &password)?;
+            drop(password);
+            if let Some(db) = &inner.db {
+                db.delete_account(&key).map_err(|e| {
+                    tracing::error!(error = %e, "cannot delete account");
+                    AuthError::Unavailable
+                })?;
+            }
+            lock(&inner.accounts).remove(&key);
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn hash(cost: Cost, password: &Secret) -> Result<String, AuthError> {
+    password::hash(cost, password).map_err(|e| {
+        tracing::error!(error = %e, "password hashing failed");
+        AuthError::Unavailable
+    })
+}
+
+impl Inner {
+    /// The account `key` if `password` is right. A missing account costs a hash all the same, so
+    /// timing does not tell which names are registered.
+    fn check(&self, key: &str, password: &Secret) -> Result<Account, AuthError> {
+        let account = lock(&self.accounts).get(key).cloned();
+        match account {
+            Some(account) if password::verify(&account.phc, password) => Ok(account),
+            Some(_) => Err(AuthError::Refused),
+            None => {
+                let _ = password::hash(self.cost, password);
+                Err(AuthError::Refused)
+            }
+        }
+    }
+
+    fn store(&self, key: &str, account: Account) -> Result<(), AuthError> {
+        if let Some(db) = &self.db {
+            let stored = StoredAccount {
+                name: account.name.clone(),
+                phc: account.phc.clone(),
+            };
+            db.put_account(key, &stored).map_err(|e| {
+                tracing::error!(error = %e, "cannot store account");
+                AuthError::Unavailable
+            })?;
+        }
+        lock(&self.accounts).insert(key.to_string(), account);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHEAP: Cost = Cost {
+        memory_kib: 64,
+        iterations: 1,
+    };
+
+    #[tokio::test]
+    async fn register_login_change_unregister_in_memory() {
+        let accounts = Accounts::new(None, CHEAP);
+        accounts
+            .register("Alice".into(), Secret::new("pw1"))
+            .await
+            .expect("register");
+        assert_eq!(accounts.registered("alice").as_deref(), Some("Alice"));
+        assert_eq!(
+            accounts.register("alice".into(), Secret::new("x")).await,
+            Err(AuthError::Registered("Alice".into()))
+        );
+        assert_eq!(
+            accounts.login("ALICE".into(), Secret::new("pw1")).await,
+            Ok("Alice".into())
+        );
+        assert_eq!(
+            accounts.login("alice".into(), Secret::new("bad")).await,
+            Err(AuthError::Refused)
+        );
+        assert_eq!(
+            accounts.login("nobody".into(), Secret::new("pw1")).await,
+            Err(AuthError::Refused)
+        );
+        accounts
+            .change("alice".into(), Secret::new("pw1"), Secret::new("pw2"))
+            .await
+            .expect("change");
+        assert_eq!(
+            accounts.login("alice".into(), Secret::new("pw1")).await,
+            Err(AuthError::Refused)
+        );
+        assert_eq!(
+            accounts
+                .unregister("alice".into(), Secret::new("pw1"))
+                .await,
+            Err(AuthError::Refused)
+        );
+        accounts
+            .unregister("alice".into(), Secret::new("pw2"))
+            .await
+            .expect("unregister");
+        assert_eq!(accounts.registered("alice"), None);
+    }
+}

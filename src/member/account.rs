@@ -1,0 +1,166 @@
+//! A member's account commands: checked and limited here, hashed on the blocking pool
+//! ([`crate::auth`]), and finished when the result comes back as a [`Control::Auth`], in order
+//! with the member's other input (which waits meanwhile, see [`Member::gather`]).
+
+use std::future::Future;
+
+use super::Member;
+use crate::auth::AuthError;
+use crate::control::{AuthDone, Control};
+use crate::names;
+use crate::protocol::{self, moderation::AccountCommand};
+
+impl Member {
+    /// Starts an account command.
+    pub(super) fn account_command(&mut self, command: AccountCommand) {
+        let accounts = self.hub.accounts().clone();
+        let account = self.hub.account_of(self.id);
+        let ip = self.addr.ip();
+        match command {
+            AccountCommand::Register(password) => {
+                let name = self.name.clone();
+                let key = names::key(&name);
+                if account.is_some() || accounts.registered(&key).is_some() {
+                    self.reply(protocol::error(&format!("{name} is already registered")));
+                    return;
+                }
+                if names::normalize(&name).is_err()
+                    || name.to_lowercase().starts_with(names::GUEST_PREFIX)
+                {
+                    self.reply(protocol::error(
+                        "pick a name first (/nick NAME), then /register PASSWORD",
+                    ));
+                    return;
+                }
+                if self.limited(ip, &key) {
+                    return;
+                }
+                self.run_auth(async move {
+                    let result = accounts.register(name.clone(), password).await;
+                    AuthDone::Registered(name, result)
+                });
+            }
+            AccountCommand::Login { name, password } => {
+                let key = names::key(&name);
+                if account.as_deref() == Some(key.as_str()) {
+                    self.reply(protocol::error(&format!(
+                        "you are logged in as {} already",
+                        self.name
+                    )));
+                    return;
+                }
+                if self.limited(ip, &key) {
+                    return;
+                }
+                self.run_auth(
+                    async move { AuthDone::LoggedIn(accounts.login(name, password).await) },
+                );
+            }
+            AccountCommand::Password { old, new } => {
+                let Some(key) = account else {
+                    self.reply(protocol::error("log in first: /login NAME PASSWORD"));
+                    return;
+                };
+                if self.limited(ip, &key) {
+                    return;
+                }
+                self.run_auth(
+                    async move { AuthDone::Changed(accounts.change(key, old, new).await) },
+                );
+            }
+            AccountCommand::Unregister(password) => {
+                let Some(key) = account else {
+                    self.reply(protocol::error("log in first: /login NAME PASSWORD"));
+                    return;
+                };
+                if self.limited(ip, &key) {
+                    return;
+                }
+                self.run_auth(async move {
+                    let result = accounts.unregister(key.clone(), password).await;
+                    AuthDone::Unregistered(key, result)
+                });
+            }
+        }
+    }
+
+    /// Counts an attempt; true (and the member told) when over the limit.
+    fn limited(&self, ip: std::net::IpAddr, key: &str) -> bool {
+        match self.hub.accounts().attempt(ip, key) {
+            Ok(()) => false,
+            Err(e) => {
+                tracing::info!(%ip, account = key, "account attempts over the limit");
+                self.reply(protocol::error(&e.to_string()));
+                true
+            }
+        }
+    }
+
+    /// Runs `job` off this member's task; its result comes back as a control.
+    fn run_auth(&mut self, job: impl Future<Output = AuthDone> + Send + 'static) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.reply(protocol::error(&AuthError::Unavailable.to_string()));
+            return;
+        };
+        self.busy = true;
+        let tx = self.control_tx.clone();
+        runtime.spawn(async move {
+            let done = job.await;
+            // Gone members need no answer.
+            let _ = tx.send(Control::Auth(done)).await;
+        });
+    }
+
+    /// Finishes an account command with its result.
+    pub(super) fn auth_done(&mut self, done: AuthDone) {
+        let addr = self.addr;
+        match done {
+            AuthDone::Registered(name, Ok(())) => {
+                self.hub.set_account(self.id, Some(names::key(&name)));
+                tracing::info!(%addr, account = %name, "account registered");
+                self.reply(protocol::notice(&format!(
+                    "{name} is registered to you; next time: /login {name} PASSWORD"
+                )));
+            }
+            AuthDone::LoggedIn(Ok(name)) => match self.hub.login(self.id, &name) {
+                Ok((old, new)) => {
+                    tracing::info!(%addr, account = %new, "logged in");
+                    self.name = new.clone();
+                    self.reply(protocol::notice(&format!("you are logged in as {new}")));
+                    if old != new {
+                        self.room.broadcast(
+                            self.id,
+                            protocol::notice(&format!("{old} is now known as {new}")),
+                        );
+                    }
+                }
+                Err(e) => {
+                    self.reply(protocol::error(&e.to_string()));
+                }
+            },
+            AuthDone::Changed(Ok(())) => {
+                tracing::info!(%addr, account = %self.name, "password changed");
+                self.reply(protocol::notice("password changed"));
+            }
+            AuthDone::Unregistered(key, Ok(())) => {
+                if self.hub.account_of(self.id).as_deref() == Some(key.as_str()) {
+                    self.hub.set_account(self.id, None);
+                }
+                tracing::info!(%addr, account = %self.name, "account removed");
+                self.reply(protocol::notice(&format!(
+                    "{} is no longer registered",
+                    self.name
+                )));
+            }
+            AuthDone::LoggedIn(Err(e)) => {
+                tracing::info!(%addr, error = %e, "login refused");
+                self.reply(protocol::error(&e.to_string()));
+            }
+            AuthDone::Registered(_, Err(e))
+            | AuthDone::Changed(Err(e))
+            | AuthDone::Unregistered(_, Err(e)) => {
+                self.reply(protocol::error(&e.to_string()));
+            }
+        }
+    }
+}

@@ -1,5 +1,5 @@
 //! `chatc`: the bundled chatd client. Sends stdin line by line and prints what
-//! the server sends; all the work is in [`chatd::client`].
+//! the server sends; `chatc scan` finds servers. All the work is in [`chatd::client`].
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,7 +12,11 @@ use tracing_subscriber::EnvFilter;
 /// Chat with a chatd server over TCP or UDP: lines read from stdin are sent,
 /// lines from the server are printed. `/quit` or end of input leaves.
 #[derive(Debug, Parser)]
-#[command(name = "chatc", version)]
+#[command(
+    name = "chatc",
+    version,
+    after_help = "To find servers on a network: chatc scan --help"
+)]
 struct Args {
     /// Server address as HOST:PORT.
     server: String,
@@ -35,8 +39,109 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
     parse_duration_in(s, (client::MIN_HEARTBEAT, client::MAX_HEARTBEAT))
 }
 
+/// Find chatd servers: ask every target for its server info and list those that answer.
+#[derive(Debug, Parser)]
+#[command(name = "chatc scan", bin_name = "chatc scan", version)]
+struct ScanArgs {
+    /// Addresses to ask: `192.168.1.7`, `192.168.110.1-40` (a range of the last octet),
+    /// `10.0.0.0/28` (at most a /16), each optionally with `:PORT`; IPv6 one at a time
+    /// (`::1`, `[::1]:9001`).
+    #[arg(required = true, value_name = "TARGET")]
+    targets: Vec<String>,
+    /// Port for targets that do not give one.
+    #[arg(long, default_value_t = 9001, value_parser = clap::value_parser!(u16).range(1..))]
+    port: u16,
+    /// Ask over UDP (`#info#`, without joining) instead of TCP (`/info`).
+    #[arg(long)]
+    udp: bool,
+    /// How long each target has to answer (10ms to 1m).
+    #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_scan_timeout)]
+    timeout: Duration,
+    /// Most targets asked at once (1 to 4096).
+    #[arg(long, value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    concurrency: u32,
+    /// Print one JSON object per answering server, one per line, instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Also name the two servers most alike in these numeric meta fields (comma-separated).
+    #[arg(long, value_name = "F1,F2,...", value_delimiter = ',')]
+    similar: Vec<String>,
+}
+
+fn parse_scan_timeout(s: &str) -> Result<Duration, String> {
+    parse_duration_in(s, (Duration::from_millis(10), Duration::from_secs(60)))
+}
+
+/// Exit status of `chatc scan`: 0 when a server answered, 1 when none did, 2 on bad arguments.
+fn scan_main(argv: Vec<std::ffi::OsString>) -> ExitCode {
+    use chatd::client::scan;
+    use std::io::{IsTerminal, Write};
+    let args = ScanArgs::parse_from(argv);
+    let targets = match client::targets::expand(&args.targets, args.port) {
+        Ok(targets) => targets,
+        Err(e) => {
+            eprintln!("chatc scan: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.similar.iter().any(|f| f.trim().is_empty()) {
+        eprintln!("chatc scan: --similar takes field names separated by commas");
+        return ExitCode::from(2);
+    }
+    let options = scan::ScanOptions {
+        targets,
+        udp: args.udp,
+        timeout: args.timeout,
+        concurrency: args.concurrency as usize,
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("chatc: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Drawn on stderr, and only when it is a terminal: piped output stays clean.
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(options.targets.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let report = rt.block_on(scan::scan(&options, || bar.inc(1)));
+    bar.finish_and_clear();
+    let mut out = if args.json {
+        scan::json_lines(&report)
+    } else {
+        scan::table(&report)
+    };
+    if !args.similar.is_empty() {
+        let fields: Vec<String> = args.similar.iter().map(|f| f.trim().to_string()).collect();
+        let found = scan::similar(&report, &fields);
+        out.push_str(&if args.json {
+            scan::similar_json(&report, &fields, &found)
+        } else {
+            scan::similar_text(&report, &fields, &found)
+        });
+    }
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush());
+    if report.found.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == "scan") {
+        argv.remove(0);
+        return scan_main(argv);
+    }
+    let args = Args::parse_from(argv);
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),

@@ -8,6 +8,13 @@
 //!
 //! The wire format is described in `notes/wire.md`: lines end with `\n` on
 //! TCP; on UDP one datagram carries one line.
+//!
+//! Beside the session: [`scan`] finds servers on a network ([`targets`] says which addresses,
+//! [`similar`] compares what they say about themselves).
+
+pub mod scan;
+pub mod similar;
+pub mod targets;
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};

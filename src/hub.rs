@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use crate::auth::Accounts;
 use crate::config::Config;
 use crate::control::{Control, ControlTx};
+use crate::metrics::Metrics;
 use crate::names::{self, NameError};
 pub use crate::outbox::{DirectQueue, Outbox};
 use crate::protocol;
@@ -285,6 +286,7 @@ struct Shared {
     config: Config,
     /// When the hub was built, for `/info`'s uptime.
     started: Instant,
+    metrics: Metrics,
 }
 
 /// Cheap-to-clone handle to the rooms and their members.
@@ -327,6 +329,7 @@ impl Hub {
                 store,
                 config,
                 started: Instant::now(),
+                metrics: Metrics::new(),
             }),
         }
     }
@@ -334,6 +337,11 @@ impl Hub {
     /// The configuration the hub was built with.
     pub fn config(&self) -> &Config {
         &self.shared.config
+    }
+
+    /// The counters `/metrics` reports, for the transports to count into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
     }
 
     /// How long the hub has been running.

@@ -3,6 +3,7 @@
 //! Module map (data flows top-down; nothing below `hub` imports anything above it):
 //! - [`server`]: binds the transports and runs them over one hub until shutdown.
 //! - [`config`]: the `chatd` command line and server settings.
+//! - [`metrics`]: the counters behind `/metrics`, cheap atomics the transports count into.
 //! - [`web`]: the HTTP listener: the chat page, WebSocket members, health and info.
 //! - [`transport`]: thin adapters (TCP, UDP, WebSocket) between sockets and members.
 //! - [`member`]: one member's session, shared by every transport: chat and commands.
@@ -28,6 +29,7 @@ pub mod guard;
 pub mod hub;
 pub mod info;
 pub mod member;
+pub mod metrics;
 pub mod names;
 pub mod outbox;
 pub mod protocol;

@@ -271,6 +271,10 @@ impl Member {
         if self.gathered_lines > 0 {
             // Take the buffer whole, so an idle member keeps no allocation behind.
             let lines = std::mem::take(&mut self.gathered).freeze();
+            self.hub
+                .metrics()
+                .lines_in(self.transport)
+                .inc_by(u64::from(self.gathered_lines));
             self.room
                 .say(self.id, lines, std::mem::take(&mut self.gathered_lines));
         }
@@ -534,6 +538,9 @@ impl Member {
 
     /// Leaves, telling the room the server's reason (`* NAME left (reason)`).
     pub fn leave(mut self, reason: Option<&str>) {
+        if !self.gone {
+            self.hub.metrics().departed(reason);
+        }
         self.leave_now(reason.map_or(Departure::Silent, Departure::Server));
     }
 

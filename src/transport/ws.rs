@@ -69,6 +69,7 @@ pub async fn connection(
     let me = Recipient {
         id: member.id(),
         echo: config.echo,
+        out: hub.metrics().delivery(Transport::Web),
     };
     let room = Arc::clone(member.room());
     let limits = Limits {

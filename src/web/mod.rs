@@ -61,6 +61,7 @@ fn router(web: Web) -> Router {
         .route("/ws", get(upgrade))
         .route("/healthz", get(healthz))
         .route("/info", get(info))
+        .route("/metrics", get(metrics))
         .with_state(web)
 }
 
@@ -179,6 +180,17 @@ async fn info(State(web): State<Web>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "application/json")],
         crate::info::json(&web.hub),
+    )
+}
+
+/// The counters in the Prometheus text format.
+async fn metrics(State(web): State<Web>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        crate::metrics::render(&web.hub),
     )
 }
 

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::hub::{DirectQueue, Hub, MemberId, Outbox, Transport};
 use crate::member::Member;
+use crate::metrics::Delivery;
 use crate::outbox::WhenFull;
 use crate::protocol;
 
@@ -100,6 +101,8 @@ pub(in crate::transport) enum End {
 pub(in crate::transport) struct Recipient {
     pub(in crate::transport) id: MemberId,
     pub(in crate::transport) echo: bool,
+    /// What its deliveries count into.
+    pub(in crate::transport) out: Delivery,
 }
 
 /// Why a connection's writer stopped.
@@ -154,6 +157,7 @@ async fn connection(
     let me = Recipient {
         id: member.id(),
         echo: hub.config().echo,
+        out: hub.metrics().delivery(Transport::Tcp),
     };
     let room = Arc::clone(member.room());
     let config = hub.config();

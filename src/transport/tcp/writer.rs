@@ -153,7 +153,7 @@ pub(in crate::transport) async fn write_lines(
                 sendq: limits.sendq,
             };
             match writer.write_batch(&batch, &backlog, server).await {
-                Ok(()) => {}
+                Ok(()) => me.out.delivered(&batch),
                 Err(WriteEnd::Interrupted(at)) => {
                     return writer.goodbye(rest_of_line(&batch, at), false).await;
                 }
@@ -240,6 +240,7 @@ impl Reading {
             self.progress.take(batch, event, me, direct)?;
         }
         if let Some(missed) = self.progress.lagged.take() {
+            me.out.lags.inc();
             batch.extend_from_slice(&protocol::error(&format!(
                 "you missed {missed} messages in {}",
                 self.room.label()
@@ -372,6 +373,7 @@ impl Progress {
                         Some(line) => event.line_no.saturating_sub(line),
                         None => events,
                     };
+                    me.out.lags.inc();
                     batch.extend_from_slice(&protocol::error(&format!(
                         "you missed {missed} messages"
                     )));

@@ -43,12 +43,18 @@ pub(super) async fn fan_out(
                         Some(first) if peer.show_ids => {
                             for (id, line) in (first..).zip(event.each_line()) {
                                 let line = protocol::with_id(id, line);
-                                let _ = peers.socket.send_to(&line, peer.addr).await;
+                                if let Ok(n) = peers.socket.send_to(&line, peer.addr).await {
+                                    peers.out.lines.inc();
+                                    peers.out.bytes.inc_by(n as u64);
+                                }
                             }
                         }
                         _ => {
                             for line in event.each_line() {
-                                let _ = peers.socket.send_to(line, peer.addr).await;
+                                if let Ok(n) = peers.socket.send_to(line, peer.addr).await {
+                                    peers.out.lines.inc();
+                                    peers.out.bytes.inc_by(n as u64);
+                                }
                             }
                         }
                     }

@@ -41,14 +41,16 @@ pub fn start(socket: UdpSocket, hub: Hub, shutdown: CancellationToken, tracker: 
     let socket = Arc::new(socket);
     let (controls, control_rx) = mpsc::channel(CONTROLS);
     let timeout = hub.config().heartbeat.saturating_mul(2);
-    let peers = Arc::new(Peers::new(
+    let mut peers = Peers::new(
         Arc::clone(&socket),
         timeout,
         shutdown.clone(),
         tracker.clone(),
         hub.config().echo,
         controls,
-    ));
+    );
+    peers.out = hub.metrics().delivery(Transport::Udp);
+    let peers = Arc::new(peers);
     tracker.spawn(evict(Arc::clone(&peers), shutdown.clone()));
     tracker.spawn(receive(socket, hub, peers, control_rx, shutdown));
 }

@@ -16,6 +16,7 @@ use crate::control::Control;
 use crate::guard::presence::Presence;
 use crate::hub::{Event, MemberId};
 use crate::member::Member;
+use crate::metrics::Delivery;
 use crate::room::Room;
 
 /// Most addresses remembered as kicked for flooding.
@@ -147,6 +148,8 @@ pub(super) struct Peers {
     pub(super) echo: bool,
     /// Controls for UDP members (kicks, kills, finished account commands), for the receiver.
     pub(super) controls: mpsc::Sender<(SocketAddr, MemberId, Control)>,
+    /// What fan-out deliveries count into (detached counters until the server sets the hub's).
+    pub(super) out: Delivery,
 }
 
 impl Peers {
@@ -174,6 +177,7 @@ impl Peers {
             tracker,
             echo,
             controls,
+            out: crate::metrics::Metrics::new().delivery(crate::hub::Transport::Udp),
         }
     }
 

@@ -4,7 +4,7 @@
 //! room; the rooms themselves ([`crate::room::Room`]) carry the traffic. Lines for one member only
 //! (replies, private messages) go to that member's [`Outbox`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::names::{self, NameError};
 pub use crate::outbox::{DirectQueue, Outbox};
 use crate::protocol;
+use crate::room::moderation::Who;
 pub use crate::room::{Event, MemberId, SERVER};
 use crate::room::{Room, RoomName, RoomNameError, Subscription};
 use crate::store::Store;
@@ -92,6 +93,9 @@ pub enum MoveError {
     /// The member is gone (it left while the command was handled).
     #[error("you are not in any room")]
     Gone,
+    /// A ban on the member's account or address (`#room`).
+    #[error("you are banned from {0}")]
+    Banned(String),
 }
 
 /// One member as `/who` lists it.
@@ -191,6 +195,12 @@ struct RoomEntry {
     members: usize,
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Most names held for flood-kicked members at once; past it, reserving is best effort.
 const MAX_RESERVED: usize = 4096;
 
@@ -283,6 +293,8 @@ struct Shared {
     closing: AtomicBool,
     store: Store,
     accounts: Accounts,
+    /// `--oper` accounts, by key.
+    opers: HashSet<String>,
     config: Config,
     /// When the hub was built, for `/info`'s uptime.
     started: Instant,
@@ -326,6 +338,7 @@ impl Hub {
                 )),
                 closing: AtomicBool::new(false),
                 accounts: Accounts::new(store.accounts_db(), config.argon2),
+                opers: config.opers.iter().map(|n| names::key(n)).collect(),
                 store,
                 config,
                 started: Instant::now(),
@@ -352,6 +365,11 @@ impl Hub {
     /// The history store.
     pub fn store(&self) -> &Store {
         &self.shared.store
+    }
+
+    /// Whether the account with this key is a server operator (`--oper`).
+    pub fn is_oper(&self, account: Option<&str>) -> bool {
+        account.is_some_and(|a| self.shared.opers.contains(a))
     }
 
     /// The registered accounts.
@@ -447,6 +465,16 @@ impl Hub {
             if current.name().key == name.key {
                 return Err(MoveError::AlreadyThere(current.name().display.clone()));
             }
+            let (account, addr) = match registry.members.get(&id) {
+                Some(entry) => (entry.account.clone(), entry.addr),
+                None => return Err(MoveError::Gone),
+            };
+            let mover = Who {
+                id,
+                account: account.as_deref(),
+                ip: addr.ip(),
+            };
+            let created = !registry.rooms.contains_key(&name.key);
             let target = match registry.rooms.get(&name.key) {
                 Some(entry) => Arc::clone(&entry.room),
                 None => {
@@ -470,6 +498,20 @@ impl Hub {
                     room
                 }
             };
+            let banned = !self.is_oper(account.as_deref())
+                && target.moderate(|m| m.banned(mover, now_ms()).is_some());
+            if banned {
+                if created {
+                    // Opened only to find the ban: close it again.
+                    if let Some(entry) = registry.rooms.remove(&name.key) {
+                        entry.room.archive();
+                    }
+                }
+                return Err(MoveError::Banned(target.label()));
+            }
+            if created {
+                target.moderate(|m| m.grant(mover));
+            }
             let others = registry
                 .rooms
                 .get_mut(&name.key)
@@ -487,6 +529,7 @@ impl Hub {
             };
             // The seam in the old room: everything before this was sent while the member was there.
             let left_at = current.next_seq();
+            current.member_left(id);
             registry.vacate(&current);
             let sub = target.subscribe(self.shared.config.history);
             (current, target, sub, left_at, others, who)
@@ -522,6 +565,7 @@ impl Hub {
                         registry.per_ip.remove(&ip);
                     }
                 }
+                entry.room.member_left(id);
                 registry.vacate(&entry.room);
             }
             entry

@@ -79,6 +79,8 @@ pub struct Member {
     /// so replies keep their order.
     busy: bool,
     held: VecDeque<Input>,
+    /// The account (by key) this member is logged in to, as the hub also knows it.
+    account: Option<String>,
 }
 
 /// Most lines held while an account command runs; past it they are refused, with a reply.
@@ -124,6 +126,7 @@ impl Member {
             controls: Some(controls),
             busy: false,
             held: VecDeque::new(),
+            account: None,
         };
         let history = std::mem::take(&mut sub.history);
         if !history.is_empty() {
@@ -184,6 +187,11 @@ impl Member {
                 if self.room.name().key == room {
                     self.flush();
                     self.reply(protocol::error(&notice));
+                    if room == crate::room::LOBBY {
+                        // Out of the lobby there is nowhere to go but away.
+                        self.leave_now(Departure::Server("kicked"));
+                        return Flow::Quit;
+                    }
                     self.move_to(crate::room::LOBBY);
                 }
             }
@@ -251,6 +259,9 @@ impl Member {
                 Flow::Continue
             }
             Input::Chat(text) => {
+                if !self.may_speak() {
+                    return Flow::Continue;
+                }
                 protocol::write_chat_line(&mut self.gathered, &self.name, &text);
                 self.gathered_lines += 1;
                 if self.gathered.len() >= GATHER_LIMIT {
@@ -373,6 +384,12 @@ impl Member {
             to.label(),
             if others == 1 { "" } else { "s" }
         ))];
+        if let Some(topic) = to.moderate(|m| m.lasting.topic.clone()) {
+            lines.push(protocol::notice(&format!(
+                "topic of {}: {topic}",
+                to.label()
+            )));
+        }
         if !history.is_empty() {
             lines.extend(self.history_block(&history, 0));
         }

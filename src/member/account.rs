@@ -14,7 +14,7 @@ impl Member {
     /// Starts an account command.
     pub(super) fn account_command(&mut self, command: AccountCommand) {
         let accounts = self.hub.accounts().clone();
-        let account = self.hub.account_of(self.id);
+        let account = self.account.clone();
         let ip = self.addr.ip();
         match command {
             AccountCommand::Register(password) => {
@@ -116,7 +116,8 @@ impl Member {
         let addr = self.addr;
         match done {
             AuthDone::Registered(name, Ok(())) => {
-                self.hub.set_account(self.id, Some(names::key(&name)));
+                self.account = Some(names::key(&name));
+                self.hub.set_account(self.id, self.account.clone());
                 tracing::info!(%addr, account = %name, "account registered");
                 self.reply(protocol::notice(&format!(
                     "{name} is registered to you; next time: /login {name} PASSWORD"
@@ -126,6 +127,7 @@ impl Member {
                 Ok((old, new)) => {
                     tracing::info!(%addr, account = %new, "logged in");
                     self.name = new.clone();
+                    self.account = Some(names::key(&new));
                     self.reply(protocol::notice(&format!("you are logged in as {new}")));
                     if old != new {
                         self.room.broadcast(
@@ -145,6 +147,7 @@ impl Member {
             AuthDone::Unregistered(key, Ok(())) => {
                 if self.hub.account_of(self.id).as_deref() == Some(key.as_str()) {
                     self.hub.set_account(self.id, None);
+                    self.account = None;
                 }
                 tracing::info!(%addr, account = %self.name, "account removed");
                 self.reply(protocol::notice(&format!(

@@ -1,11 +1,538 @@
-//! A member's moderation commands.
+//! A member's moderation commands: who may do what to whom, and what everyone is told. The rules
+//! live here, above every transport, so TCP, UDP and any later transport apply them alike; the
+//! state itself is [`crate::room::moderation`] (per room) and [`crate::auth::server`] (server-wide).
+//!
+//! Room operators act on members of their own room; server operators (`--oper`, logged in) act
+//! anywhere, are the only operators of `#lobby`, and cannot be acted on by room operators. Every
+//! action is logged (target `chatd::moderation`) with who did what to whom.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::Member;
-use crate::protocol::{self, moderation::ModCommand};
+use crate::control::Control;
+use crate::hub::Target;
+use crate::names;
+use crate::protocol::moderation::{AddrBlock, BanTarget, ModCommand};
+use crate::protocol::{self};
+use crate::room::moderation::{Ban, Banned, Muted, Refusal, Who};
+use crate::room::LOBBY;
+
+fn now_ms() -> i64 {
+    super::now_ms()
+}
+
+fn for_how_long(duration: Option<Duration>) -> String {
+    match duration {
+        Some(d) => format!("for {}", humantime::format_duration(d)),
+        None => "for good".to_string(),
+    }
+}
+
+fn because(reason: &Option<String>) -> String {
+    reason
+        .as_ref()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default()
+}
 
 impl Member {
+    fn whoami(&self) -> Who<'_> {
+        Who {
+            id: self.id,
+            account: self.account.as_deref(),
+            ip: self.addr.ip(),
+        }
+    }
+
+    /// Whether this member is a server operator.
+    pub(super) fn is_oper(&self) -> bool {
+        self.hub.is_oper(self.account.as_deref())
+    }
+
+    /// Whether this member is an operator of its room (server operators are, everywhere).
+    fn is_room_op(&self) -> bool {
+        self.is_oper()
+            || (self.room.name().key != LOBBY && self.room.moderate(|m| m.is_op(self.whoami())))
+    }
+
+    /// Checks chat against mutes and slow mode; false (and the member told) when refused.
+    pub(super) fn may_speak(&self) -> bool {
+        match self.room.may_speak(self.whoami(), self.is_oper()) {
+            Ok(()) => true,
+            Err(Refusal::Muted) => {
+                self.reply(protocol::error(&format!(
+                    "you are muted in {}",
+                    self.room.label()
+                )));
+                false
+            }
+            Err(Refusal::Slow(wait)) => {
+                self.reply(protocol::error(&format!(
+                    "slow mode in {}: wait {}s",
+                    self.room.label(),
+                    wait.as_secs_f64().ceil() as u64
+                )));
+                false
+            }
+        }
+    }
+
+    fn log(&self, action: &str, whom: &str, detail: &str) {
+        tracing::info!(
+            target: "chatd::moderation",
+            by = %self.name,
+            action,
+            whom,
+            room = %self.room.label(),
+            detail,
+            "moderation"
+        );
+    }
+
+    /// Refuses (false) unless this member is an operator of its room.
+    fn require_op(&self) -> bool {
+        if self.is_room_op() {
+            return true;
+        }
+        self.reply(protocol::error(&format!(
+            "you are not an operator of {}",
+            self.room.label()
+        )));
+        false
+    }
+
+    /// Refuses (false) unless this member is a server operator.
+    fn require_oper(&self) -> bool {
+        if self.is_oper() {
+            return true;
+        }
+        self.reply(protocol::error("you are not a server operator"));
+        false
+    }
+
+    /// The member named `name` in this room, one this member may act on: not itself (`yourself`
+    /// says what it cannot do), and not a server operator unless this member is one too.
+    fn target_here(&self, name: &str, yourself: &str) -> Option<Target> {
+        self.target_anywhere(name, yourself, false)
+    }
+
+    /// Like [`Member::target_here`], but `anywhere` also finds members of other rooms (a ban
+    /// by name covers a member wherever it is).
+    fn target_anywhere(&self, name: &str, yourself: &str, anywhere: bool) -> Option<Target> {
+        let Some(target) = self.hub.target(name) else {
+            self.reply(protocol::error(&format!("no such member: {name}")));
+            return None;
+        };
+        if target.id == self.id {
+            self.reply(protocol::error(&format!("you cannot {yourself} yourself")));
+            return None;
+        }
+        if target.room.name().key != self.room.name().key && !self.is_oper() && !anywhere {
+            self.reply(protocol::error(&format!(
+                "{} is not in {}",
+                target.name,
+                self.room.label()
+            )));
+            return None;
+        }
+        if self.hub.is_oper(target.account.as_deref()) && !self.is_oper() {
+            self.reply(protocol::error(&format!(
+                "{} is a server operator",
+                target.name
+            )));
+            return None;
+        }
+        Some(target)
+    }
+
     /// Applies a moderation command.
-    pub(super) fn moderate(&mut self, _command: ModCommand) {
-        self.reply(protocol::error("moderation is not available yet"));
+    pub(super) fn moderate(&mut self, command: ModCommand) {
+        match command {
+            ModCommand::Topic(None) => {
+                let label = self.room.label();
+                self.reply(protocol::notice(
+                    &match self.room.moderate(|m| m.lasting.topic.clone()) {
+                        Some(topic) => format!("topic of {label}: {topic}"),
+                        None => format!("{label} has no topic"),
+                    },
+                ));
+            }
+            ModCommand::Topic(Some(topic)) => {
+                if self.require_op() {
+                    self.room.moderate(|m| m.set_topic(Some(topic.clone())));
+                    self.log("topic", "", &topic);
+                    self.room.broadcast(
+                        crate::room::SERVER,
+                        protocol::notice(&format!(
+                            "{} set the topic of {}: {topic}",
+                            self.name,
+                            self.room.label()
+                        )),
+                    );
+                }
+            }
+            ModCommand::Op(name) => self.op(&name, true),
+            ModCommand::Deop(name) => self.op(&name, false),
+            ModCommand::Kick { name, reason } => self.kick(&name, reason),
+            ModCommand::Ban {
+                target,
+                duration,
+                reason,
+            } => self.ban(target, duration, reason),
+            ModCommand::Unban(target) => self.unban(target),
+            ModCommand::Bans => self.list_bans(),
+            ModCommand::Mute { name, duration } => self.mute(&name, duration),
+            ModCommand::Unmute(name) => self.unmute(&name),
+            ModCommand::Slow(seconds) => self.slow(seconds),
+            server => self.server_command(server),
+        }
+    }
+
+    fn op(&self, name: &str, grant: bool) {
+        if !self.require_op() {
+            return;
+        }
+        let label = self.room.label();
+        if self.room.name().key == LOBBY {
+            self.reply(protocol::error(
+                "the operators of #lobby are the server operators (--oper)",
+            ));
+            return;
+        }
+        let Some(target) = self.target_here(name, if grant { "op" } else { "deop" }) else {
+            return;
+        };
+        let who = Who {
+            id: target.id,
+            account: target.account.as_deref(),
+            ip: target.addr.ip(),
+        };
+        let changed = self.room.moderate(|m| {
+            if grant {
+                let was = m.is_op(who);
+                m.grant(who);
+                !was
+            } else {
+                m.revoke(who)
+            }
+        });
+        if !changed {
+            self.reply(protocol::error(&format!(
+                "{} is {} an operator of {label}",
+                target.name,
+                if grant { "already" } else { "not" }
+            )));
+            return;
+        }
+        self.log(if grant { "op" } else { "deop" }, &target.name, "");
+        let how = match (grant, target.account.is_some()) {
+            (true, true) => "is now an operator of",
+            (true, false) => "is now an operator (while here) of",
+            (false, _) => "is no longer an operator of",
+        };
+        self.room.broadcast(
+            crate::room::SERVER,
+            protocol::notice(&format!("{} {how} {label} (by {})", target.name, self.name)),
+        );
+    }
+
+    /// Sends `target` out of the room it is in (to the lobby, or off the server from the lobby).
+    fn send_away(&self, target: &Target, notice: String) -> bool {
+        self.hub.control(
+            target.id,
+            Control::Kick {
+                room: target.room.name().key.clone(),
+                notice,
+            },
+        )
+    }
+
+    fn kick(&self, name: &str, reason: Option<String>) {
+        if !self.require_op() {
+            return;
+        }
+        let Some(target) = self.target_here(name, "kick") else {
+            return;
+        };
+        let label = target.room.label();
+        let why = because(&reason);
+        if !self.send_away(
+            &target,
+            format!("you were kicked from {label} by {}{why}", self.name),
+        ) {
+            self.reply(protocol::error(&format!(
+                "{} cannot be reached right now; try again",
+                target.name
+            )));
+            return;
+        }
+        self.log("kick", &target.name, reason.as_deref().unwrap_or(""));
+        target.room.broadcast(
+            crate::room::SERVER,
+            protocol::notice(&format!("{} was kicked by {}{why}", target.name, self.name)),
+        );
+    }
+
+    fn ban(&self, target: BanTarget, duration: Option<Duration>, reason: Option<String>) {
+        if !self.require_op() {
+            return;
+        }
+        let (banned, present) = match target {
+            // Operators are spared by address bans, so this cannot lock the operator out.
+            BanTarget::Block(block) => (Banned::Block(block), None),
+            BanTarget::Name(name) => match self.hub.target(&name) {
+                Some(target) => {
+                    let Some(target) = self.target_anywhere(&target.name, "ban", true) else {
+                        return;
+                    };
+                    let banned = match &target.account {
+                        Some(key) => Banned::Account {
+                            key: key.clone(),
+                            name: target.name.clone(),
+                        },
+                        None => Banned::Block(AddrBlock::single(target.addr.ip())),
+                    };
+                    (banned, Some(target))
+                }
+                None => {
+                    let key = names::key(&name);
+                    match self.hub.accounts().registered(&key) {
+                        Some(registered) if self.hub.is_oper(Some(&key)) && !self.is_oper() => {
+                            self.reply(protocol::error(&format!(
+                                "{registered} is a server operator"
+                            )));
+                            return;
+                        }
+                        Some(registered) => (
+                            Banned::Account {
+                                key,
+                                name: registered,
+                            },
+                            None,
+                        ),
+                        None => {
+                            self.reply(protocol::error(&format!("no such member: {name}")));
+                            return;
+                        }
+                    }
+                }
+            },
+        };
+        let label = self.room.label();
+        let until_ms = duration
+            .map(|d| now_ms().saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)));
+        let ban = Ban {
+            target: banned.clone(),
+            until_ms,
+            reason: reason.clone(),
+            by: self.name.clone(),
+        };
+        let kept_all = self.room.moderate(|m| m.ban(ban, now_ms()));
+        let whose = match (&banned, &present) {
+            (Banned::Account { name, .. }, _) => format!("{name}'s account"),
+            (Banned::Block(block), Some(t)) => format!("address {block} ({}, a guest)", t.name),
+            (Banned::Block(block), None) => format!("address {block}"),
+        };
+        let long = for_how_long(duration);
+        let why = because(&reason);
+        self.log("ban", &banned.to_string(), &format!("{long}{why}"));
+        if !kept_all {
+            self.reply(protocol::error(&format!(
+                "{label} holds too many bans; the oldest was lifted"
+            )));
+        }
+        self.reply(protocol::notice(&format!(
+            "{whose} is banned from {label} {long}"
+        )));
+        // Everyone the ban covers who is here now goes too.
+        let key = self.room.name().key.clone();
+        let room = std::sync::Arc::clone(&self.room);
+        let oper = |t: &Target| self.hub.is_oper(t.account.as_deref());
+        let covered = self.hub.targets(|t| {
+            t.room.name().key == key
+                && t.id != self.id
+                && room.moderate(|m| {
+                    m.banned(
+                        Who {
+                            id: t.id,
+                            account: t.account.as_deref(),
+                            ip: t.addr.ip(),
+                        },
+                        now_ms(),
+                    )
+                    .is_some()
+                })
+        });
+        for target in covered.into_iter().filter(|t| !oper(t)) {
+            if self.send_away(
+                &target,
+                format!("you are banned from {label} by {}{why}", self.name),
+            ) {
+                self.room.broadcast(
+                    crate::room::SERVER,
+                    protocol::notice(&format!("{} was banned by {}{why}", target.name, self.name)),
+                );
+            }
+        }
+    }
+
+    fn unban(&self, target: BanTarget) {
+        if !self.require_op() {
+            return;
+        }
+        let banned = match target {
+            BanTarget::Block(block) => Banned::Block(block),
+            BanTarget::Name(name) => {
+                let key = names::key(&name);
+                let shown = self.room.moderate(|m| {
+                    m.lasting.bans.iter().find_map(|b| match &b.target {
+                        Banned::Account { key: k, name } if *k == key => Some(name.clone()),
+                        _ => None,
+                    })
+                });
+                Banned::Account {
+                    key,
+                    name: shown.unwrap_or(name),
+                }
+            }
+        };
+        let label = self.room.label();
+        if self.room.moderate(|m| m.unban(&banned)) {
+            self.log("unban", &banned.to_string(), "");
+            self.reply(protocol::notice(&format!(
+                "{banned} is no longer banned from {label}"
+            )));
+        } else {
+            self.reply(protocol::error(&format!(
+                "no ban on {banned} in {label} (see /bans)"
+            )));
+        }
+    }
+
+    fn list_bans(&self) {
+        if !self.require_op() {
+            return;
+        }
+        let now = now_ms();
+        let bans = self.room.moderate(|m| m.bans(now).to_vec());
+        let mut lines = vec![protocol::notice(&format!(
+            "{} ban{} in {}:",
+            bans.len(),
+            if bans.len() == 1 { "" } else { "s" },
+            self.room.label()
+        ))];
+        for ban in bans.iter().take(100) {
+            let left = ban.until_ms.map(|until| {
+                Duration::from_secs(u64::try_from((until - now).max(0) / 1000).unwrap_or(0))
+            });
+            let left = match left {
+                Some(d) => format!("{} left", humantime::format_duration(d)),
+                None => "for good".to_string(),
+            };
+            lines.push(protocol::notice(&format!(
+                "  {} by {}, {left}{}",
+                ban.target,
+                ban.by,
+                because(&ban.reason)
+            )));
+        }
+        self.reply(super::join_lines(lines.into_iter()));
+    }
+
+    fn mute(&self, name: &str, duration: Option<Duration>) {
+        if !self.require_op() {
+            return;
+        }
+        let Some(target) = self.target_here(name, "mute") else {
+            return;
+        };
+        let muted = match &target.account {
+            Some(key) => Muted::Account(key.clone()),
+            None => Muted::Session(target.id),
+        };
+        let now = Instant::now();
+        let until = duration.and_then(|d| now.checked_add(d));
+        let label = self.room.label();
+        if !self.room.moderate(|m| m.mute(muted, until, now)) {
+            self.reply(protocol::error(&format!("{label} holds too many mutes")));
+            return;
+        }
+        let long = match duration {
+            Some(d) => format!(" for {}", humantime::format_duration(d)),
+            None => String::new(),
+        };
+        self.log("mute", &target.name, &long);
+        target.outbox.send(protocol::error(&format!(
+            "you are muted in {label} by {}{long}",
+            self.name
+        )));
+        self.room.broadcast(
+            crate::room::SERVER,
+            protocol::notice(&format!("{} was muted by {}{long}", target.name, self.name)),
+        );
+    }
+
+    fn unmute(&self, name: &str) {
+        if !self.require_op() {
+            return;
+        }
+        let Some(target) = self.target_here(name, "unmute") else {
+            return;
+        };
+        let mut lifted = false;
+        if let Some(key) = &target.account {
+            lifted |= self
+                .room
+                .moderate(|m| m.unmute(&Muted::Account(key.clone())));
+        }
+        lifted |= self.room.moderate(|m| m.unmute(&Muted::Session(target.id)));
+        if !lifted {
+            self.reply(protocol::error(&format!(
+                "{} is not muted in {}",
+                target.name,
+                self.room.label()
+            )));
+            return;
+        }
+        self.log("unmute", &target.name, "");
+        target.outbox.send(protocol::notice(&format!(
+            "you may speak in {} again",
+            self.room.label()
+        )));
+        self.room.broadcast(
+            crate::room::SERVER,
+            protocol::notice(&format!("{} was unmuted by {}", target.name, self.name)),
+        );
+    }
+
+    fn slow(&self, seconds: u64) {
+        if !self.require_op() {
+            return;
+        }
+        let every = (seconds > 0).then(|| Duration::from_secs(seconds));
+        self.room.moderate(|m| m.set_slow(every));
+        self.log("slow", "", &seconds.to_string());
+        let label = self.room.label();
+        self.room.broadcast(
+            crate::room::SERVER,
+            protocol::notice(&match every {
+                Some(_) => format!(
+                    "slow mode in {label}: one line per {seconds}s per member (operators exempt), set by {}",
+                    self.name
+                ),
+                None => format!("slow mode in {label} is off (by {})", self.name),
+            }),
+        );
+    }
+
+    /// Server operators' commands (`/kill`, `/gban`, `/ungban`, `/wall`, `/lockdown`).
+    fn server_command(&self, command: ModCommand) {
+        if !self.require_oper() {
+            return;
+        }
+        let _ = command;
+        self.reply(protocol::error("not available yet"));
     }
 }

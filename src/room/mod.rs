@@ -5,11 +5,12 @@
 //! once and each reader keeps only a cursor into a bounded ring: a slow reader costs no memory
 //! beyond the ring and never slows the sender, and a busy room never slows a quiet one.
 //!
-//! - [`name`]: room-name rules. The scrollback itself is [`crate::store::history`].
+//! - [`name`]: room-name rules. [`moderation`]: operators, topic, bans, mutes, slow mode. The scrollback itself is [`crate::store::history`].
 
+pub mod moderation;
 pub mod name;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -19,6 +20,7 @@ use tokio::sync::broadcast;
 use crate::guard::pacing::{Cursor, Pacer};
 use crate::store::history::{History, HistoryLine, Replay};
 use crate::store::Store;
+use moderation::{Lasting, Moderation, Refusal, Who};
 pub use name::{RoomName, RoomNameError, LOBBY};
 
 /// Identifies a member for the lifetime of the server; never reused.
@@ -101,6 +103,11 @@ pub struct Room {
     next_seq: AtomicU64,
     pacer: Arc<Pacer>,
     store: Store,
+    /// Operators, topic, bans, mutes, slow mode. Its own lock, taken after the hub's registry
+    /// when both are held, never before it.
+    moderation: Mutex<Moderation>,
+    /// Whether a mute or slow mode is on, read without the lock on every chat line.
+    restricted: AtomicBool,
 }
 
 impl std::fmt::Debug for Room {
@@ -121,7 +128,19 @@ impl Room {
     pub fn new(name: RoomName, backlog: usize, history: usize, store: Store) -> Room {
         let (tx, _) = broadcast::channel(backlog.max(1));
         let restored = store.load(&name.key, history);
+        let lasting = store
+            .get_state(&state_key(&name.key))
+            .and_then(|json| match serde_json::from_str::<Lasting>(&json) {
+                Ok(lasting) => Some(lasting),
+                Err(e) => {
+                    tracing::error!(room = %name.key, error = %e, "unreadable room state; ignored");
+                    None
+                }
+            })
+            .unwrap_or_default();
         Room {
+            moderation: Mutex::new(Moderation::restored(lasting)),
+            restricted: AtomicBool::new(false),
             tx,
             backlog: backlog.max(1),
             state: Mutex::new(State {
@@ -138,6 +157,42 @@ impl Room {
 
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads or changes the room's moderation state; what lasts is stored when `change` changed it,
+    /// under the same lock, so stored states follow each other in order.
+    pub fn moderate<T>(&self, change: impl FnOnce(&mut Moderation) -> T) -> T {
+        let mut state = self.moderation.lock().unwrap_or_else(|p| p.into_inner());
+        let before = state.lasting.clone();
+        let result = change(&mut state);
+        if state.lasting != before {
+            let json = serde_json::to_string(&state.lasting).ok();
+            let value = json.filter(|_| !state.lasting.is_empty());
+            self.store
+                .set_state(&state_key(&self.name.key), value.as_deref());
+        }
+        self.restricted.store(state.restricts(), Ordering::Relaxed);
+        result
+    }
+
+    /// A member left the room: a guest's operator rights end (see [`Moderation::left`]).
+    pub fn member_left(&self, id: MemberId) {
+        self.moderation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .left(id);
+    }
+
+    /// Whether `who` may say a chat line now (see [`Moderation::may_speak`]); free while no mute
+    /// or slow mode is on.
+    pub fn may_speak(&self, who: Who<'_>, op: bool) -> Result<(), Refusal> {
+        if !self.restricted.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.moderate(|m| {
+            let op = op || m.is_op(who);
+            m.may_speak(who, op, tokio::time::Instant::now())
+        })
     }
 
     /// The room's name.
@@ -259,6 +314,10 @@ impl Room {
             .wait(|| self.next_seq(), high, capacity / 4)
             .await;
     }
+}
+
+fn state_key(room: &str) -> String {
+    format!("room:{room}")
 }
 
 #[cfg(test)]

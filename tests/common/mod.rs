@@ -381,3 +381,25 @@ pub fn cpu_time(pid: u32) -> std::time::Duration {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Duration::from_millis(ticks * 1000 / hz)
 }
+
+impl TcpClient {
+    /// Connects from the local address `from` (another loopback address, say 127.0.0.2, so a
+    /// test can tell members apart by address) and reads the welcome line.
+    pub async fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> TcpClient {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind(SocketAddr::new(from, 0)).expect("bind local");
+        let stream = tokio::time::timeout(TIMEOUT, socket.connect(addr))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        let (read, write) = stream.into_split();
+        let mut client = TcpClient {
+            name: String::new(),
+            lines: FramedRead::new(read, LinesCodec::new_with_max_length(1 << 20)),
+            writer: FramedWrite::new(write, LinesCodec::new()),
+        };
+        let welcome = client.recv().await;
+        client.name = name_from_welcome(&welcome);
+        client
+    }
+}

@@ -1,0 +1,377 @@
+//! A room's moderation state as a value: its operators, topic, bans, mutes and slow mode, with the
+//! clock passed in. The room keeps it beside its channel and stores the lasting part (operators
+//! with accounts, the topic, bans) through the store after every change.
+//!
+//! Registered members are named by account (their operator rights, bans and mutes outlive a
+//! session); guests by their session (operator rights, mutes) or their address (bans).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::protocol::moderation::AddrBlock;
+use crate::room::MemberId;
+
+/// Most bans a room holds; past it the oldest are dropped (and the operator told).
+pub const MAX_BANS: usize = 1000;
+/// Most mutes a room holds at once.
+pub const MAX_MUTES: usize = 10_000;
+/// Most members remembered for slow mode before the longest-quiet are forgotten.
+const MAX_SPEAKERS: usize = 10_000;
+
+/// Who a member is, for moderation.
+#[derive(Debug, Clone, Copy)]
+pub struct Who<'a> {
+    /// Its session.
+    pub id: MemberId,
+    /// The account it is logged in to (its key).
+    pub account: Option<&'a str>,
+    /// Where it connects from.
+    pub ip: IpAddr,
+}
+
+/// What a ban is on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Banned {
+    /// A registered account: its key and its name as shown.
+    Account {
+        /// [`crate::names::key`] of the name.
+        key: String,
+        /// The name.
+        name: String,
+    },
+    /// An address or block (guests, and anyone else from there who is not an operator).
+    Block(AddrBlock),
+}
+
+impl std::fmt::Display for Banned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Banned::Account { name, .. } => write!(f, "account {name}"),
+            Banned::Block(block) => write!(f, "address {block}"),
+        }
+    }
+}
+
+/// One ban.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Ban {
+    /// On whom.
+    pub target: Banned,
+    /// When it ends (Unix ms); for good when absent.
+    pub until_ms: Option<i64>,
+    /// Why, if said.
+    pub reason: Option<String>,
+    /// The operator who set it.
+    pub by: String,
+}
+
+impl Ban {
+    fn active(&self, now_ms: i64) -> bool {
+        self.until_ms.is_none_or(|until| until > now_ms)
+    }
+}
+
+/// What outlives the server: stored as JSON with the room.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Lasting {
+    /// Operators by account key.
+    pub ops: BTreeSet<String>,
+    /// The topic.
+    pub topic: Option<String>,
+    /// The bans.
+    pub bans: Vec<Ban>,
+}
+
+impl Lasting {
+    /// Whether there is nothing to store.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty() && self.topic.is_none() && self.bans.is_empty()
+    }
+}
+
+/// Whom a mute is on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Muted {
+    /// A registered account (by key).
+    Account(String),
+    /// A guest's session.
+    Session(MemberId),
+}
+
+/// Why a chat line was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The member is muted.
+    Muted,
+    /// Slow mode: it may speak again after this long.
+    Slow(Duration),
+}
+
+/// A room's moderation state.
+#[derive(Debug, Default)]
+pub struct Moderation {
+    /// What is stored.
+    pub lasting: Lasting,
+    guest_ops: HashSet<MemberId>,
+    mutes: HashMap<Muted, Option<Instant>>,
+    slow: Option<Duration>,
+    spoke: HashMap<MemberId, Instant>,
+}
+
+impl Moderation {
+    /// A room's state as stored.
+    pub fn restored(lasting: Lasting) -> Moderation {
+        Moderation {
+            lasting,
+            ..Moderation::default()
+        }
+    }
+
+    /// Whether this member is an operator of the room (server operators aside).
+    pub fn is_op(&self, who: Who<'_>) -> bool {
+        self.guest_ops.contains(&who.id)
+            || who.account.is_some_and(|a| self.lasting.ops.contains(a))
+    }
+
+    /// Makes a member an operator: for good by account, or for its session.
+    pub fn grant(&mut self, who: Who<'_>) {
+        match who.account {
+            Some(account) => {
+                self.lasting.ops.insert(account.to_string());
+            }
+            None => {
+                self.guest_ops.insert(who.id);
+            }
+        }
+    }
+
+    /// Withdraws a member's operator rights; false if it had none.
+    pub fn revoke(&mut self, who: Who<'_>) -> bool {
+        let session = self.guest_ops.remove(&who.id);
+        let account = who.account.is_some_and(|a| self.lasting.ops.remove(a));
+        session || account
+    }
+
+    /// A member left the room: a guest's rights were only while it was there.
+    pub fn left(&mut self, id: MemberId) {
+        self.guest_ops.remove(&id);
+        self.spoke.remove(&id);
+    }
+
+    /// Sets the topic.
+    pub fn set_topic(&mut self, topic: Option<String>) {
+        self.lasting.topic = topic;
+    }
+
+    /// Adds (or replaces) a ban; returns false when one had to be dropped to make room.
+    pub fn ban(&mut self, ban: Ban, now_ms: i64) -> bool {
+        self.lasting
+            .bans
+            .retain(|b| b.active(now_ms) && b.target != ban.target);
+        let mut kept_all = true;
+        if self.lasting.bans.len() >= MAX_BANS {
+            self.lasting.bans.remove(0);
+            kept_all = false;
+        }
+        self.lasting.bans.push(ban);
+        kept_all
+    }
+
+    /// Lifts the ban on `target`; false if there was none.
+    pub fn unban(&mut self, target: &Banned) -> bool {
+        let before = self.lasting.bans.len();
+        self.lasting.bans.retain(|b| &b.target != target);
+        self.lasting.bans.len() != before
+    }
+
+    /// The bans in force, dropping those that ended.
+    pub fn bans(&mut self, now_ms: i64) -> &[Ban] {
+        self.lasting.bans.retain(|b| b.active(now_ms));
+        &self.lasting.bans
+    }
+
+    /// The ban keeping this member out, if any. Operators are not kept out by address bans, so
+    /// no operator locks itself out by banning a block it is in.
+    pub fn banned(&self, who: Who<'_>, now_ms: i64) -> Option<&Ban> {
+        let op = self.is_op(who);
+        self.lasting.bans.iter().find(|b| {
+            b.active(now_ms)
+                && match &b.target {
+                    Banned::Account { key, .. } => who.account == Some(key.as_str()),
+                    Banned::Block(block) => !op && block.contains(who.ip),
+                }
+        })
+    }
+
+    /// Mutes `target` until `until` (or until unmuted); false if the room holds too many mutes.
+    pub fn mute(&mut self, target: Muted, until: Option<Instant>, now: Instant) -> bool {
+        if self.mutes.len() >= MAX_MUTES && !self.mutes.contains_key(&target) {
+            self.mutes
+                .retain(|_, until| until.is_none_or(|until| until > now));
+            if self.mutes.len() >= MAX_MUTES {
+                return false;
+            }
+        }
+        self.mutes.insert(target, until);
+        true
+    }
+
+    /// Lifts a mute; false if there was none.
+    pub fn unmute(&mut self, target: &Muted) -> bool {
+        self.mutes.remove(target).is_some()
+    }
+
+    /// Sets slow mode (`None`: off).
+    pub fn set_slow(&mut self, every: Option<Duration>) {
+        self.slow = every;
+        self.spoke.clear();
+    }
+
+    /// Whether anything can refuse a chat line now (mutes or slow mode), so the room can skip
+    /// [`Moderation::may_speak`] otherwise.
+    pub fn restricts(&self) -> bool {
+        !self.mutes.is_empty() || self.slow.is_some()
+    }
+
+    /// Whether this member may say a line at `now`; counts the line for slow mode when it may.
+    /// Operators are never slowed, and are muted only if someone muted them.
+    pub fn may_speak(&mut self, who: Who<'_>, op: bool, now: Instant) -> Result<(), Refusal> {
+        let keys = [
+            who.account.map(|a| Muted::Account(a.to_string())),
+            Some(Muted::Session(who.id)),
+        ];
+        for key in keys.into_iter().flatten() {
+            match self.mutes.get(&key) {
+                Some(Some(until)) if *until <= now => {
+                    self.mutes.remove(&key);
+                }
+                Some(_) => return Err(Refusal::Muted),
+                None => {}
+            }
+        }
+        let Some(every) = self.slow else {
+            return Ok(());
+        };
+        if op {
+            return Ok(());
+        }
+        if let Some(last) = self.spoke.get(&who.id) {
+            let since = now.saturating_duration_since(*last);
+            if since < every {
+                return Err(Refusal::Slow(every - since));
+            }
+        }
+        if self.spoke.len() >= MAX_SPEAKERS {
+            self.spoke
+                .retain(|_, last| now.saturating_duration_since(*last) < every);
+        }
+        self.spoke.insert(who.id, now);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guest(id: MemberId) -> Who<'static> {
+        Who {
+            id,
+            account: None,
+            ip: "10.0.0.1".parse().expect("ip"),
+        }
+    }
+
+    #[test]
+    fn guests_are_operators_for_their_session_accounts_for_good() {
+        let mut room = Moderation::default();
+        room.grant(guest(1));
+        assert!(room.is_op(guest(1)));
+        room.left(1);
+        assert!(!room.is_op(guest(1)));
+        let alice = Who {
+            id: 2,
+            account: Some("alice"),
+            ..guest(2)
+        };
+        room.grant(alice);
+        let later = Who { id: 9, ..alice };
+        assert!(room.is_op(later), "a new session of the account");
+        assert!(room.revoke(later));
+        assert!(!room.is_op(alice));
+        assert!(room.lasting.is_empty());
+    }
+
+    #[test]
+    fn bans_end_and_address_bans_spare_operators() {
+        let mut room = Moderation::default();
+        let block = AddrBlock::parse("10.0.0.0/24").expect("block");
+        room.ban(
+            Ban {
+                target: Banned::Block(block),
+                until_ms: Some(1000),
+                reason: None,
+                by: "op".into(),
+            },
+            0,
+        );
+        assert!(room.banned(guest(1), 999).is_some());
+        assert!(room.banned(guest(1), 1000).is_none(), "ended");
+        room.grant(guest(1));
+        assert!(room.banned(guest(1), 0).is_none(), "an operator is spared");
+        room.ban(
+            Ban {
+                target: Banned::Account {
+                    key: "bob".into(),
+                    name: "Bob".into(),
+                },
+                until_ms: None,
+                reason: Some("spam".into()),
+                by: "op".into(),
+            },
+            0,
+        );
+        let bob = Who {
+            id: 5,
+            account: Some("bob"),
+            ip: "192.0.2.1".parse().expect("ip"),
+        };
+        assert!(room.banned(bob, i64::MAX).is_some(), "for good");
+        assert_eq!(room.bans(2000).len(), 1, "the ended one is gone");
+        assert!(room.unban(&Banned::Account {
+            key: "bob".into(),
+            name: "Bob".into()
+        }));
+        assert!(room.banned(bob, 0).is_none());
+    }
+
+    #[test]
+    fn mutes_refuse_until_they_end_and_slow_mode_spares_operators() {
+        let mut room = Moderation::default();
+        let now = Instant::now();
+        assert!(!room.restricts());
+        room.mute(Muted::Session(1), Some(now + Duration::from_secs(5)), now);
+        assert!(room.restricts());
+        assert_eq!(room.may_speak(guest(1), false, now), Err(Refusal::Muted));
+        assert_eq!(room.may_speak(guest(2), false, now), Ok(()));
+        let later = now + Duration::from_secs(5);
+        assert_eq!(room.may_speak(guest(1), false, later), Ok(()));
+        room.set_slow(Some(Duration::from_secs(10)));
+        assert_eq!(room.may_speak(guest(2), false, later), Ok(()));
+        assert_eq!(
+            room.may_speak(guest(2), false, later + Duration::from_secs(4)),
+            Err(Refusal::Slow(Duration::from_secs(6)))
+        );
+        assert_eq!(
+            room.may_speak(guest(2), true, later + Duration::from_secs(4)),
+            Ok(())
+        );
+        assert_eq!(
+            room.may_speak(guest(2), false, later + Duration::from_secs(10)),
+            Ok(())
+        );
+    }
+}

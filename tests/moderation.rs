@@ -1,0 +1,345 @@
+//! Room operators over real sockets: the creator is operator, `/op`, `/topic` (shown to joiners),
+//! kick, ban (by name and by address, with expiry), mute and slow mode over TCP and UDP, everyone
+//! else refused, and operators, topics and bans kept across a restart in SQLite.
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{start_server, TcpClient, UdpClient, TIMEOUT};
+
+const CHEAP: &str = "--history 0 --argon2-memory 64 --argon2-passes 1";
+
+fn temp_db(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("chatd-moderation-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join("chatd.db")
+}
+
+fn other_address() -> IpAddr {
+    "127.0.0.2".parse().expect("ip")
+}
+
+async fn register(addr: SocketAddr, name: &str) -> TcpClient {
+    let mut client = TcpClient::with_nick(addr, name).await;
+    client.send(&format!("/register pw-{name}")).await;
+    client
+        .expect(&format!(
+            "* {name} is registered to you; next time: /login {name} PASSWORD"
+        ))
+        .await;
+    client
+}
+
+async fn join(client: &mut TcpClient, room: &str) {
+    client.send(&format!("/join {room}")).await;
+    client
+        .expect_match(|l| l.starts_with(&format!("* you are in #{room} with")))
+        .await;
+}
+
+#[tokio::test]
+async fn the_creator_is_operator_and_everyone_else_is_refused_every_operator_command() {
+    let server = start_server(CHEAP).await;
+    let mut alice = register(server.tcp, "alice").await;
+    join(&mut alice, "den").await;
+    let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
+    join(&mut bob, "den").await;
+    for command in [
+        "/topic mine now",
+        "/op bob",
+        "/deop alice",
+        "/kick alice",
+        "/ban alice",
+        "/ban 10.0.0.0/8 1h",
+        "/unban alice",
+        "/bans",
+        "/mute alice",
+        "/unmute alice",
+        "/slow 5",
+    ] {
+        bob.send(command).await;
+        assert_eq!(
+            bob.recv().await,
+            "! you are not an operator of #den",
+            "{command}"
+        );
+    }
+    for command in [
+        "/kill alice",
+        "/gban 10.0.0.0/8 1h",
+        "/ungban 10.0.0.0/8",
+        "/wall hello",
+        "/lockdown on",
+    ] {
+        bob.send(command).await;
+        assert_eq!(
+            bob.recv().await,
+            "! you are not a server operator",
+            "{command}"
+        );
+    }
+    // In the lobby only server operators are operators, the lobby's first member included.
+    alice.send("/join lobby").await;
+    alice
+        .expect_match(|l| l.starts_with("* you are in #lobby"))
+        .await;
+    alice.send("/kick bob").await;
+    alice.expect("! you are not an operator of #lobby").await;
+    alice.send("/topic").await;
+    alice.expect("* #lobby has no topic").await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_topic_reaches_the_room_and_every_joiner_and_op_shares_the_rights() {
+    let server = start_server(CHEAP).await;
+    let mut alice = TcpClient::with_nick(server.tcp, "alice").await;
+    join(&mut alice, "den").await;
+    let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
+    join(&mut bob, "den").await;
+    alice.send("/topic  plans for Friday ").await;
+    bob.expect("* alice set the topic of #den: plans for Friday")
+        .await;
+    let mut carol = TcpClient::with_nick(server.tcp, "carol").await;
+    carol.send("/join den").await;
+    carol.expect("* you are in #den with 2 others").await;
+    assert_eq!(carol.recv().await, "* topic of #den: plans for Friday");
+    carol.send("/topic").await;
+    carol.expect("* topic of #den: plans for Friday").await;
+
+    alice.send("/op bob").await;
+    carol
+        .expect("* bob is now an operator (while here) of #den (by alice)")
+        .await;
+    bob.send("/topic new").await;
+    carol.expect("* bob set the topic of #den: new").await;
+    alice.send("/deop bob").await;
+    carol
+        .expect("* bob is no longer an operator of #den (by alice)")
+        .await;
+    bob.send("/topic again").await;
+    bob.expect("! you are not an operator of #den").await;
+    alice.send("/op nobody").await;
+    alice.expect("! no such member: nobody").await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn kick_moves_a_member_to_the_lobby_on_tcp_and_udp() {
+    let server = start_server(CHEAP).await;
+    let mut alice = TcpClient::with_nick(server.tcp, "alice").await;
+    join(&mut alice, "den").await;
+    let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
+    join(&mut bob, "den").await;
+    let udp = UdpClient::join(server.udp).await;
+    udp.send("/nick dan").await;
+    udp.expect("* you are now known as dan").await;
+    udp.send("/join den").await;
+    udp.expect("* you are in #den with 2 others").await;
+    alice.expect("* dan joined #den").await;
+
+    alice.send("/kick alice").await;
+    alice.expect("! you cannot kick yourself").await;
+    alice.send("/kick nobody").await;
+    alice.expect("! no such member: nobody").await;
+    // What bob was sent before the kick still reaches it.
+    alice.send("last words").await;
+    alice.send("/kick bob spamming").await;
+    bob.expect("<alice> last words").await;
+    assert_eq!(bob.recv().await, "* bob was kicked by alice (spamming)");
+    assert_eq!(
+        bob.recv().await,
+        "! you were kicked from #den by alice (spamming)"
+    );
+    bob.expect_match(|l| l.starts_with("* you are in #lobby with"))
+        .await;
+    udp.expect("* bob was kicked by alice (spamming)").await;
+
+    alice.send("/kick dan").await;
+    udp.expect("! you were kicked from #den by alice").await;
+    udp.expect("* you are in #lobby with 1 other").await;
+    alice.expect("* dan was kicked by alice").await;
+    // A kicked member may come back (a ban is what keeps it out).
+    bob.send("/join den").await;
+    bob.expect("* you are in #den with 1 other").await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn bans_by_account_and_by_address_keep_members_out_until_they_end() {
+    let server = start_server(CHEAP).await;
+    let mut alice = register(server.tcp, "alice").await;
+    join(&mut alice, "den").await;
+    let mut bob = register(server.tcp, "bob").await;
+    join(&mut bob, "den").await;
+    let mut guest = TcpClient::connect_from(server.tcp, other_address()).await;
+    guest.send("/nick carol").await;
+    guest.expect("* you are now known as carol").await;
+    join(&mut guest, "den").await;
+
+    alice.send("/ban bob 5x").await;
+    alice
+        .expect_match(|l| l.starts_with("! bad duration 5x: "))
+        .await;
+    alice.send("/ban alice").await;
+    alice.expect("! you cannot ban yourself").await;
+
+    alice.send("/ban bob 1h flooding").await;
+    alice
+        .expect("* bob's account is banned from #den for 1h")
+        .await;
+    bob.expect("! you are banned from #den by alice (flooding)")
+        .await;
+    bob.expect_match(|l| l.starts_with("* you are in #lobby"))
+        .await;
+    bob.send("/join den").await;
+    bob.expect("! you are banned from #den").await;
+
+    alice.send("/ban carol 1s").await;
+    alice
+        .expect("* address 127.0.0.2 (carol, a guest) is banned from #den for 1s")
+        .await;
+    guest.expect("! you are banned from #den by alice").await;
+    guest
+        .expect_match(|l| l.starts_with("* you are in #lobby"))
+        .await;
+    guest.send("/join den").await;
+    guest.expect("! you are banned from #den").await;
+    // A new guest from that address is kept out too, and one from elsewhere is not.
+    let mut other = TcpClient::connect_from(server.tcp, other_address()).await;
+    other.send("/join den").await;
+    other.expect("! you are banned from #den").await;
+
+    alice.send("/bans").await;
+    alice.expect("* 2 bans in #den:").await;
+    let first = alice.recv().await;
+    assert!(first.starts_with("*   account bob by alice, "), "{first}");
+    assert!(first.ends_with(" left (flooding)"), "{first}");
+    let second = alice.recv().await;
+    assert!(
+        second.starts_with("*   address 127.0.0.2 by alice, "),
+        "{second}"
+    );
+
+    // The address ban ends by itself.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    guest.send("/join den").await;
+    guest.expect("* you are in #den with 1 other").await;
+    alice.send("/unban bob").await;
+    alice
+        .expect("* account bob is no longer banned from #den")
+        .await;
+    bob.send("/join den").await;
+    bob.expect("* you are in #den with 2 others").await;
+    alice.send("/unban bob").await;
+    alice
+        .expect("! no ban on account bob in #den (see /bans)")
+        .await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn muted_members_are_told_on_tcp_and_udp_and_slow_mode_spares_operators() {
+    let server = start_server(CHEAP).await;
+    let mut alice = TcpClient::with_nick(server.tcp, "alice").await;
+    join(&mut alice, "den").await;
+    let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
+    join(&mut bob, "den").await;
+    let udp = UdpClient::join(server.udp).await;
+    udp.send("/nick dan").await;
+    udp.expect("* you are now known as dan").await;
+    udp.send("/join den").await;
+    udp.expect("* you are in #den with 2 others").await;
+
+    alice.send("/mute dan").await;
+    udp.expect("! you are muted in #den by alice").await;
+    bob.expect("* dan was muted by alice").await;
+    udp.send("can anyone hear me").await;
+    udp.expect("! you are muted in #den").await;
+    alice.send("/mute bob 1s").await;
+    bob.expect("! you are muted in #den by alice for 1s").await;
+    bob.send("me neither").await;
+    bob.expect("! you are muted in #den").await;
+    // Nobody got the refused lines: the next line anyone sees is alice's.
+    alice.send("marker").await;
+    assert_eq!(udp.recv().await, "* bob was muted by alice for 1s");
+    assert_eq!(udp.recv().await, "<alice> marker");
+    bob.expect("<alice> marker").await;
+    alice.send("/unmute dan").await;
+    udp.expect("* you may speak in #den again").await;
+    udp.send("back").await;
+    bob.expect("<dan> back").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    bob.send("free again").await;
+    alice.expect("<bob> free again").await;
+
+    alice.send("/slow 60").await;
+    bob.expect("* slow mode in #den: one line per 60s per member (operators exempt), set by alice")
+        .await;
+    bob.send("one").await;
+    alice.expect("<bob> one").await;
+    bob.send("two").await;
+    bob.expect("! slow mode in #den: wait 60s").await;
+    udp.expect("<bob> one").await;
+    udp.send("first").await;
+    alice.expect("<dan> first").await;
+    udp.send("second").await;
+    let slowed = udp.recv().await;
+    assert!(slowed.starts_with("! slow mode in #den: wait "), "{slowed}");
+    alice.send("ops are exempt 1").await;
+    alice.send("ops are exempt 2").await;
+    bob.expect("<alice> ops are exempt 1").await;
+    bob.expect("<alice> ops are exempt 2").await;
+    alice.send("/slow 0").await;
+    bob.expect("* slow mode in #den is off (by alice)").await;
+    bob.send("three").await;
+    alice.expect("<bob> three").await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn operators_topics_and_bans_survive_a_restart_with_a_database() {
+    let db = temp_db("restart");
+    let flags = format!("{CHEAP} --db {}", db.display());
+    let server = start_server(&flags).await;
+    let mut alice = register(server.tcp, "alice").await;
+    join(&mut alice, "den").await;
+    let mut bob = register(server.tcp, "bob").await;
+    alice.send("/topic kept across restarts").await;
+    alice
+        .expect("* alice set the topic of #den: kept across restarts")
+        .await;
+    alice.send("/ban bob").await;
+    alice
+        .expect("* bob's account is banned from #den for good")
+        .await;
+    bob.send("/quit").await;
+    bob.expect_closed().await;
+    server.shutdown().await;
+
+    let server = start_server(&flags).await;
+    let mut alice = TcpClient::connect(server.tcp).await;
+    alice.send("/login alice pw-alice").await;
+    alice.expect("* you are logged in as alice").await;
+    let mut guest = TcpClient::with_nick(server.tcp, "guest").await;
+    // The guest reopens the room (and is its operator while there); alice's rights came back.
+    guest.send("/join den").await;
+    guest.expect("* you are in #den with 0 others").await;
+    assert_eq!(guest.recv().await, "* topic of #den: kept across restarts");
+    alice.send("/join den").await;
+    alice.expect("* you are in #den with 1 other").await;
+    alice.send("/bans").await;
+    alice.expect("* 1 ban in #den:").await;
+    let mut bob = TcpClient::connect(server.tcp).await;
+    bob.send("/login bob pw-bob").await;
+    bob.expect("* you are logged in as bob").await;
+    bob.send("/join den").await;
+    bob.expect("! you are banned from #den").await;
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(db.parent().expect("dir"));
+    let _ = TIMEOUT;
+}

@@ -150,10 +150,15 @@ async fn kick_moves_a_member_to_the_lobby_on_tcp_and_udp() {
     alice.send("last words").await;
     alice.send("/kick bob spamming").await;
     bob.expect("<alice> last words").await;
-    assert_eq!(bob.recv().await, "* bob was kicked by alice (spamming)");
+    // The room's notice and bob's own come by different paths, in either order.
+    let mut told = [bob.recv().await, bob.recv().await];
+    told.sort();
     assert_eq!(
-        bob.recv().await,
-        "! you were kicked from #den by alice (spamming)"
+        told,
+        [
+            "! you were kicked from #den by alice (spamming)",
+            "* bob was kicked by alice (spamming)"
+        ]
     );
     bob.expect_match(|l| l.starts_with("* you are in #lobby with"))
         .await;
@@ -266,9 +271,16 @@ async fn muted_members_are_told_on_tcp_and_udp_and_slow_mode_spares_operators() 
     bob.expect("! you are muted in #den").await;
     // Nobody got the refused lines: the next line anyone sees is alice's.
     alice.send("marker").await;
-    assert_eq!(udp.recv().await, "* bob was muted by alice for 1s");
-    assert_eq!(udp.recv().await, "<alice> marker");
-    bob.expect("<alice> marker").await;
+    let skipped = udp.expect("<alice> marker").await;
+    assert!(
+        !skipped.iter().any(|l| l.contains("me neither")),
+        "{skipped:?}"
+    );
+    let skipped = bob.expect("<alice> marker").await;
+    assert!(
+        !skipped.iter().any(|l| l.contains("hear me")),
+        "{skipped:?}"
+    );
     alice.send("/unmute dan").await;
     udp.expect("* you may speak in #den again").await;
     udp.send("back").await;

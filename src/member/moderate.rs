@@ -258,6 +258,11 @@ impl Member {
         };
         let label = target.room.label();
         let why = because(&reason);
+        // Told first, so the kicked member too sees it before its move.
+        target.room.broadcast(
+            crate::room::SERVER,
+            protocol::notice(&format!("{} was kicked by {}{why}", target.name, self.name)),
+        );
         if !self.send_away(
             &target,
             format!("you were kicked from {label} by {}{why}", self.name),
@@ -269,10 +274,6 @@ impl Member {
             return;
         }
         self.log("kick", &target.name, reason.as_deref().unwrap_or(""));
-        target.room.broadcast(
-            crate::room::SERVER,
-            protocol::notice(&format!("{} was kicked by {}{why}", target.name, self.name)),
-        );
     }
 
     fn ban(&self, target: BanTarget, duration: Option<Duration>, reason: Option<String>) {
@@ -366,15 +367,14 @@ impl Member {
                 })
         });
         for target in covered.into_iter().filter(|t| !oper(t)) {
-            if self.send_away(
+            self.room.broadcast(
+                crate::room::SERVER,
+                protocol::notice(&format!("{} was banned by {}{why}", target.name, self.name)),
+            );
+            self.send_away(
                 &target,
                 format!("you are banned from {label} by {}{why}", self.name),
-            ) {
-                self.room.broadcast(
-                    crate::room::SERVER,
-                    protocol::notice(&format!("{} was banned by {}{why}", target.name, self.name)),
-                );
-            }
+            );
         }
     }
 

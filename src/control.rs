@@ -50,7 +50,7 @@ pub enum Control {
     Kill {
         /// What the member is told before it goes.
         notice: String,
-        /// The reason the room is told (`* NAME left (REASON)`).
-        departure: String,
+        /// The reason the room is told (`* NAME left (REASON)`); none when it was told already.
+        departure: Option<String>,
     },
 }

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use crate::auth::server::ServerGuard;
 use crate::auth::Accounts;
 use crate::config::Config;
 use crate::control::{Control, ControlTx};
@@ -59,6 +60,9 @@ pub enum JoinError {
     /// The server is shutting down.
     #[error("server shutting down")]
     ShuttingDown,
+    /// A server ban (`/gban`) covers the address.
+    #[error("you are banned from this server")]
+    Banned,
 }
 
 /// Why a nick change was refused.
@@ -295,6 +299,8 @@ struct Shared {
     accounts: Accounts,
     /// `--oper` accounts, by key.
     opers: HashSet<String>,
+    /// Server bans and lockdown.
+    guard: ServerGuard,
     config: Config,
     /// When the hub was built, for `/info`'s uptime.
     started: Instant,
@@ -339,6 +345,7 @@ impl Hub {
                 closing: AtomicBool::new(false),
                 accounts: Accounts::new(store.accounts_db(), config.argon2),
                 opers: config.opers.iter().map(|n| names::key(n)).collect(),
+                guard: ServerGuard::new(store.clone()),
                 store,
                 config,
                 started: Instant::now(),
@@ -372,6 +379,20 @@ impl Hub {
         account.is_some_and(|a| self.shared.opers.contains(a))
     }
 
+    /// Server bans and lockdown.
+    pub fn guard(&self) -> &ServerGuard {
+        &self.shared.guard
+    }
+
+    /// Every open room.
+    pub fn open_rooms(&self) -> Vec<Arc<Room>> {
+        self.registry()
+            .rooms
+            .values()
+            .map(|e| Arc::clone(&e.room))
+            .collect()
+    }
+
     /// The registered accounts.
     pub fn accounts(&self) -> &Accounts {
         &self.shared.accounts
@@ -402,6 +423,9 @@ impl Hub {
     ) -> Result<Seat, JoinError> {
         if self.is_closing() {
             return Err(JoinError::ShuttingDown);
+        }
+        if self.shared.guard.banned(addr.ip(), now_ms()).is_some() {
+            return Err(JoinError::Banned);
         }
         let slot: OwnedSemaphorePermit = Arc::clone(&self.shared.slots)
             .try_acquire_owned()

@@ -83,6 +83,10 @@ pub struct Member {
     account: Option<String>,
 }
 
+/// What guests are told while the server is locked down (`/lockdown on`).
+const LOCKED_DOWN: &str =
+    "the server admits registered members only right now; /login NAME PASSWORD";
+
 /// Most lines held while an account command runs; past it they are refused, with a reply.
 const HELD_LIMIT: usize = 64;
 
@@ -131,6 +135,9 @@ impl Member {
         let history = std::mem::take(&mut sub.history);
         if !history.is_empty() {
             member.reply(join_lines(member.history_block(&history, 0).into_iter()));
+        }
+        if hub.guard().lockdown() {
+            member.reply(protocol::error(LOCKED_DOWN));
         }
         Ok((member, sub))
     }
@@ -197,7 +204,10 @@ impl Member {
             }
             Control::Kill { notice, departure } => {
                 self.reply(protocol::error(&notice));
-                self.leave_now(Departure::Server(&departure));
+                self.leave_now(match departure.as_deref() {
+                    Some(reason) => Departure::Server(reason),
+                    None => Departure::Silent,
+                });
                 return Flow::Quit;
             }
         }
@@ -239,6 +249,9 @@ impl Member {
             input,
             Input::Empty | Input::Ping | Input::Pong(_) | Input::Command(Command::Quit(_))
         );
+        if waits && self.locked_out(&input) {
+            return Flow::Continue;
+        }
         if self.busy && waits {
             if self.held.len() < HELD_LIMIT {
                 self.held.push_back(input);

@@ -57,6 +57,7 @@ struct Counters {
     flood_disconnects: Counter,
     ping_timeouts: Counter,
     udp_evictions: Counter,
+    moderation: Family<Labels, Counter>,
 }
 
 /// The server's counters: a cheap-to-clone handle the hub holds and every transport counts into.
@@ -108,6 +109,7 @@ impl Metrics {
                 ping_timeouts: ping,
                 disconnects,
                 udp_evictions: Counter::default(),
+                moderation: Family::default(),
             }),
         }
     }
@@ -138,6 +140,14 @@ impl Metrics {
         counter.inc();
     }
 
+    /// Counts a moderation action (`kick`, `ban`, `kill`, ...) carried out.
+    pub fn moderated(&self, action: &'static str) {
+        self.counters
+            .moderation
+            .get_or_create(&vec![("action", action)])
+            .inc();
+    }
+
     fn register(&self, registry: &mut Registry) {
         let c = &self.counters;
         registry.register(
@@ -164,6 +174,11 @@ impl Metrics {
             "disconnects",
             "Members let go: sendq (too slow), flood, ping_timeout (a silent browser)",
             c.disconnects.clone(),
+        );
+        registry.register(
+            "moderation_actions",
+            "Moderation commands carried out (kick, ban, mute, kill, gban, ...), by action",
+            c.moderation.clone(),
         );
         registry.register(
             "udp_evictions",

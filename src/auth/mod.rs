@@ -8,10 +8,12 @@
 //! only after the database write succeeds, in the same blocking job: whoever asks next reads what
 //! was written.
 //!
-//! - [`password`]: hashing and checking. [`attempts`]: the attempt limits.
+//! - [`password`]: hashing and checking. [`attempts`]: the attempt limits. [`server`]: server
+//!   bans and lockdown.
 
 pub mod attempts;
 pub mod password;
+pub mod server;
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -11,11 +11,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::Member;
+use crate::auth::server::GBan;
 use crate::control::Control;
 use crate::hub::Target;
 use crate::names;
-use crate::protocol::moderation::{AddrBlock, BanTarget, ModCommand};
-use crate::protocol::{self};
+use crate::protocol::moderation::{AccountCommand, AddrBlock, BanTarget, ModCommand};
+use crate::protocol::{self, Command, Input};
 use crate::room::moderation::{Ban, Banned, Muted, Refusal, Who};
 use crate::room::LOBBY;
 
@@ -79,7 +80,8 @@ impl Member {
         }
     }
 
-    fn log(&self, action: &str, whom: &str, detail: &str) {
+    fn log(&self, action: &'static str, whom: &str, detail: &str) {
+        self.hub.metrics().moderated(action);
         tracing::info!(
             target: "chatd::moderation",
             by = %self.name,
@@ -527,12 +529,135 @@ impl Member {
         );
     }
 
+    /// While the server is locked down, whether `input` is refused to this member (a guest may
+    /// only log in, ask for help and leave); true (and the member told) when it is.
+    pub(super) fn locked_out(&self, input: &Input) -> bool {
+        if self.account.is_some() || !self.hub.guard().lockdown() {
+            return false;
+        }
+        let allowed = matches!(
+            input,
+            Input::Command(
+                Command::Account(AccountCommand::Login { .. }) | Command::Help | Command::Quit(_)
+            )
+        );
+        if !allowed {
+            self.reply(protocol::error(super::LOCKED_DOWN));
+        }
+        !allowed
+    }
+
+    /// Disconnects `target`, telling its room first.
+    fn kill_member(&self, target: &Target, why: &str) {
+        target.room.broadcast(
+            crate::room::SERVER,
+            protocol::notice(&format!(
+                "{} was disconnected by {}{why}",
+                target.name, self.name
+            )),
+        );
+        self.hub.control(
+            target.id,
+            Control::Kill {
+                notice: format!("you were disconnected by {}{why}", self.name),
+                departure: None,
+            },
+        );
+    }
+
     /// Server operators' commands (`/kill`, `/gban`, `/ungban`, `/wall`, `/lockdown`).
     fn server_command(&self, command: ModCommand) {
         if !self.require_oper() {
             return;
         }
-        let _ = command;
-        self.reply(protocol::error("not available yet"));
+        match command {
+            ModCommand::Kill { name, reason } => {
+                let Some(target) = self.target_here(&name, "kill") else {
+                    return;
+                };
+                let why = because(&reason);
+                self.log("kill", &target.name, reason.as_deref().unwrap_or(""));
+                self.kill_member(&target, &why);
+                self.reply(protocol::notice(&format!(
+                    "{} is disconnected",
+                    target.name
+                )));
+            }
+            ModCommand::Gban {
+                block,
+                duration,
+                reason,
+            } => {
+                let until_ms = now_ms()
+                    .saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX));
+                self.hub.guard().ban(
+                    GBan {
+                        block,
+                        until_ms,
+                        reason: reason.clone(),
+                        by: self.name.clone(),
+                    },
+                    now_ms(),
+                );
+                let why = because(&reason);
+                let long = for_how_long(Some(duration));
+                self.log("gban", &block.to_string(), &format!("{long}{why}"));
+                // Server operators from there stay: they could not come back to lift it.
+                let covered = self.hub.targets(|t| {
+                    block.contains(t.addr.ip())
+                        && t.id != self.id
+                        && !self.hub.is_oper(t.account.as_deref())
+                });
+                for target in &covered {
+                    self.kill_member(target, &why);
+                }
+                self.reply(protocol::notice(&format!(
+                    "address {block} is banned from the server {long}; {} member{} disconnected",
+                    covered.len(),
+                    if covered.len() == 1 { "" } else { "s" }
+                )));
+            }
+            ModCommand::Ungban(block) => {
+                if self.hub.guard().unban(&block) {
+                    self.log("ungban", &block.to_string(), "");
+                    self.reply(protocol::notice(&format!(
+                        "address {block} is no longer banned from the server"
+                    )));
+                } else {
+                    self.reply(protocol::error(&format!("no server ban on {block}")));
+                }
+            }
+            ModCommand::Wall(text) => {
+                self.log("wall", "", &text);
+                let line = protocol::notice(&format!("[server] {}: {text}", self.name));
+                for room in self.hub.open_rooms() {
+                    room.broadcast(crate::room::SERVER, line.clone());
+                }
+            }
+            ModCommand::Lockdown(on) => {
+                let was = self.hub.guard().set_lockdown(on);
+                if was == on {
+                    self.reply(protocol::notice(&format!(
+                        "lockdown is {} already",
+                        if on { "on" } else { "off" }
+                    )));
+                    return;
+                }
+                self.log("lockdown", "", if on { "on" } else { "off" });
+                let line = protocol::notice(&if on {
+                    format!(
+                        "lockdown on (by {}): only registered members may speak; guests may /login",
+                        self.name
+                    )
+                } else {
+                    format!("lockdown off (by {})", self.name)
+                });
+                for room in self.hub.open_rooms() {
+                    room.broadcast(crate::room::SERVER, line.clone());
+                }
+            }
+            // Room commands were handled by the caller.
+            _ => {}
+        }
     }
 }

@@ -386,6 +386,14 @@ impl TcpClient {
     /// Connects from the local address `from` (another loopback address, say 127.0.0.2, so a
     /// test can tell members apart by address) and reads the welcome line.
     pub async fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> TcpClient {
+        let mut client = Self::connect_from_raw(addr, from).await;
+        let welcome = client.recv().await;
+        client.name = name_from_welcome(&welcome);
+        client
+    }
+
+    /// Connects from the local address `from` without reading anything.
+    pub async fn connect_from_raw(addr: SocketAddr, from: std::net::IpAddr) -> TcpClient {
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");
         socket.bind(SocketAddr::new(from, 0)).expect("bind local");
         let stream = tokio::time::timeout(TIMEOUT, socket.connect(addr))
@@ -393,13 +401,10 @@ impl TcpClient {
             .expect("connect in time")
             .expect("connect");
         let (read, write) = stream.into_split();
-        let mut client = TcpClient {
+        TcpClient {
             name: String::new(),
             lines: FramedRead::new(read, LinesCodec::new_with_max_length(1 << 20)),
             writer: FramedWrite::new(write, LinesCodec::new()),
-        };
-        let welcome = client.recv().await;
-        client.name = name_from_welcome(&welcome);
-        client
+        }
     }
 }

@@ -216,3 +216,37 @@ async fn a_websocket_member_registers_like_a_tcp_one() {
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reading_tab_in_a_busy_room_still_gets_pinged_and_stays() {
+    let server = start_server("--heartbeat 100ms --rate off --sendq off").await;
+    let mut web = WsClient::connect(server.http).await;
+    let mut sender = TcpClient::connect(server.tcp).await;
+    web.expect(&format!("* {} joined", sender.name)).await;
+    // Traffic without a pause for well over two heartbeats, so the writer always has a line
+    // ready; the tab only reads (tungstenite answers pings as it reads) and never says anything.
+    let from = sender.name.clone();
+    let flood = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let mut i = 0u64;
+        while started.elapsed() < Duration::from_millis(800) {
+            sender.send(&format!("busy {i} {}", "b".repeat(200))).await;
+            i += 1;
+        }
+        sender.send("done").await;
+        sender
+    });
+    let done = format!("<{from}> done");
+    let mut lines = 0u64;
+    loop {
+        let line = web.recv().await;
+        assert!(!line.starts_with('!'), "after {lines} lines: {line:?}");
+        if line == done {
+            break;
+        }
+        lines += 1;
+        assert!(lines < 10_000_000, "never got {done:?}");
+    }
+    let _sender = flood.await.expect("sender");
+    server.shutdown().await;
+}

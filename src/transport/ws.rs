@@ -259,8 +259,14 @@ impl LineSink for WsSink {
         backlog: &Backlog<'_>,
         server: &CancellationToken,
     ) -> Result<(), WriteEnd> {
+        // A ping that fell due while the room kept the writer busy goes out with this batch: the
+        // writer's own wait for the ping timer loses to traffic that is always ready.
+        let due = self.ping.tick().now_or_never().is_some();
         let sink = &mut self.sink;
         let send = async move {
+            if due {
+                sink.feed(Message::Ping(Bytes::new())).await?;
+            }
             for line in batch.split_inclusive(|&b| b == b'\n') {
                 sink.feed(text_frame(line)).await?;
             }

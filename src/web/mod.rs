@@ -1,5 +1,5 @@
-//! The HTTP listener (`--http`): the chat page at `/`, WebSocket members at `/ws`, `/healthz` and
-//! `/info`. axum routes the requests; hyper serves each connection, over any stream that reads
+//! The HTTP listener (`--http`): the chat page at `/`, WebSocket members at `/ws`, `/metrics`,
+//! `/healthz` and `/info`. axum routes the requests; hyper serves each connection, over any stream that reads
 //! and writes ([`serve_connection`]), so TLS can wrap the same code later.
 //!
 //! It stops after the other listeners at shutdown, so `/healthz` says 503 while members are told

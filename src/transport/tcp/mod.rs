@@ -1,7 +1,9 @@
 //! TCP transport: an acceptor and one task per connection, each a thin adapter between a socket and
 //! the hub. The connection task runs its reader and writer side by side, so a member that does not
 //! read only stalls its own writer: the room's ring buffer keeps its place, and it is told how many
-//! lines it missed once it catches up. [`reader`] and [`writer`] are the two halves.
+//! lines it missed once it catches up. [`reader`] and [`writer`] are the two halves; the WebSocket
+//! transport ([`super::ws`]) runs on the same halves, so the rules for lines, pacing, rooms and the
+//! send queue live here once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

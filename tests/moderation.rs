@@ -355,3 +355,29 @@ async fn operators_topics_and_bans_survive_a_restart_with_a_database() {
     let _ = std::fs::remove_dir_all(db.parent().expect("dir"));
     let _ = TIMEOUT;
 }
+
+#[tokio::test]
+async fn a_ban_on_a_udp_guest_bans_its_address_and_moves_it_out() {
+    let server = start_server(CHEAP).await;
+    let mut alice = TcpClient::with_nick(server.tcp, "alice").await;
+    join(&mut alice, "den").await;
+    let udp = UdpClient::join(server.udp).await;
+    udp.send("/nick dan").await;
+    udp.expect("* you are now known as dan").await;
+    udp.send("/join den").await;
+    udp.expect("* you are in #den with 1 other").await;
+    alice.send("/ban dan 1s").await;
+    alice
+        .expect("* address 127.0.0.1 (dan, a guest) is banned from #den for 1s")
+        .await;
+    udp.expect("! you are banned from #den by alice").await;
+    udp.expect("* you are in #lobby with 0 others").await;
+    udp.send("/join den").await;
+    udp.expect("! you are banned from #den").await;
+    // The operator is spared by the ban on its own address, and the ban ends by itself.
+    alice.send("hello").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    udp.send("/join den").await;
+    udp.expect("* you are in #den with 1 other").await;
+    server.shutdown().await;
+}

@@ -3,7 +3,7 @@
 //! Every account is kept in memory (so `/nick` can ask whether a name is registered under the
 //! hub's lock, without I/O), and written through to the database when there is one
 //! ([`crate::store::meta`]); without one they are gone at exit. Hashing and the database writes
-//! that follow it run on tokio's blocking pool, at most [`HASHERS`] at once, so a burst of logins
+//! that follow it run on tokio's blocking pool, at most [`hashers`] at once, so a burst of logins
 //! costs CPU beside chat, never the async workers that deliver it. The in-memory map is updated
 //! only after the database write succeeds, in the same blocking job: whoever asks next reads what
 //! was written.
@@ -29,8 +29,11 @@ use crate::store::meta::{MetaDb, StoredAccount};
 use attempts::Attempts;
 use password::Cost;
 
-/// Most password hashes computed at once: each takes one core and the configured memory.
-pub const HASHERS: usize = 2;
+/// Most password hashes computed at once: half the cores (at least one), since each takes a
+/// whole core and the configured memory, and the other half must stay free for chat.
+pub fn hashers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
 /// Most account commands waiting for a hasher; more are refused at once ("server busy").
 const MAX_WAITING: usize = 1024;
 /// Most accounts the server holds.
@@ -109,7 +112,7 @@ impl Accounts {
                 accounts: Mutex::new(accounts),
                 db,
                 attempts: Mutex::new((Attempts::default(), Attempts::default())),
-                hashers: Semaphore::new(HASHERS),
+                hashers: Semaphore::new(hashers()),
                 waiting: AtomicUsize::new(0),
                 cost,
             }),

@@ -738,7 +738,12 @@ impl Hub {
             .map(|e| MemberInfo {
                 name: e.name.clone(),
                 transport: e.transport,
-                registered: e.account.is_some(),
+                // Logged in and still under the account's name (a `/nick` away from it keeps the
+                // login, not the mark).
+                registered: e
+                    .account
+                    .as_deref()
+                    .is_some_and(|a| a == names::key(&e.name)),
             })
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));

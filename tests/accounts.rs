@@ -58,6 +58,12 @@ async fn a_registered_name_is_refused_to_guests_until_they_log_in() {
     guest.expect("*   alice (tcp, registered) (you)").await;
     guest.send("/login alice hunter2").await;
     guest.expect("! you are logged in as alice already").await;
+    // A nick away from the account keeps the login but not the mark.
+    guest.send("/nick alias").await;
+    guest.expect("* you are now known as alias").await;
+    guest.send("/who").await;
+    guest.expect("* 1 here:").await;
+    guest.expect("*   alias (tcp) (you)").await;
     server.shutdown().await;
 }
 

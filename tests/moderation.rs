@@ -381,3 +381,17 @@ async fn a_ban_on_a_udp_guest_bans_its_address_and_moves_it_out() {
     udp.expect("* you are in #den with 1 other").await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn giving_up_an_account_gives_up_its_operator_rights() {
+    let server = start_server(CHEAP).await;
+    let mut alice = register(server.tcp, "alice").await;
+    join(&mut alice, "den").await;
+    alice.send("/topic mine").await;
+    alice.expect("* alice set the topic of #den: mine").await;
+    alice.send("/unregister pw-alice").await;
+    alice.expect("* alice is no longer registered").await;
+    alice.send("/topic still mine?").await;
+    alice.expect("! you are not an operator of #den").await;
+    server.shutdown().await;
+}

@@ -149,6 +149,12 @@ impl Member {
                     self.hub.set_account(self.id, None);
                     self.account = None;
                 }
+                // Whoever registers the name next must not inherit its operator rights.
+                for room in self.hub.open_rooms() {
+                    room.moderate(|m| {
+                        m.lasting.ops.remove(&key);
+                    });
+                }
                 tracing::info!(%addr, account = %self.name, "account removed");
                 self.reply(protocol::notice(&format!(
                     "{} is no longer registered",

@@ -4,6 +4,8 @@
 //! `FANOUT_CASES=closed100,idle10k cargo bench --bench fanout` or
 //! `cargo bench --bench fanout -- closed100 idle10k`; `FANOUT_QUICK=1` shortens every case.
 //! `FANOUT_MSGS=N` sets the closed-loop cases' messages per sender (default 1000).
+//! `closed100-web` runs closed100's load through WebSocket members (`--http`) and prints the
+//! ratios against plain TCP.
 //! `FANOUT_IDLE_READ=0` makes idle clients hold their sockets without reading; `FANOUT_CHATD=PATH`
 //! measures another chatd build (say, from before a change) instead of this one.
 //! Prints one table and writes the same figures as JSON (path printed; `FANOUT_REPORT` overrides).
@@ -50,6 +52,7 @@ const ALL_CASES: &[&str] = &[
     "closed100",
     "closed100-nohistory",
     "closed100-sqlite",
+    "closed100-web",
     "closed1000",
     "open100",
     "open1000",
@@ -94,6 +97,7 @@ fn tcp_case(name: &str, clients: usize, senders: usize, k: u32, rate: Option<f64
         deadline: Duration::from_secs(60),
         drain_idle: Duration::from_secs(3),
         connect_concurrency: 64,
+        tcp_over_ws: false,
     }
 }
 
@@ -115,6 +119,16 @@ fn build_case(name: &str, quick: bool) -> Option<Case> {
                 history: None,
             }
         }
+        "closed100-web" => Case {
+            spec: FanoutSpec {
+                tcp_over_ws: true,
+                ..tcp_case(name, 100, 10, closed_k, None)
+            },
+            ncat: false,
+            p99_target: None,
+            load: "as closed100, every client a WebSocket member (/ws, one frame per line)".into(),
+            history: None,
+        },
         "closed100-nohistory" | "closed100-sqlite" => {
             let (history, how) = if name.ends_with("nohistory") {
                 (History::Off, "history off (--history 0)")
@@ -415,6 +429,7 @@ async fn run(
     let ratios = ratios(&fanout);
     let targets = targets(&fanout, &targets_of);
     notes.extend(history_overhead(&fanout));
+    notes.extend(web_against_tcp(&fanout));
     let report = Report {
         command: command_line(),
         quick,
@@ -465,6 +480,9 @@ async fn one_case(
             let db = db_dir.join("history.db");
             args.extend(["--history-db".into(), db.display().to_string()]);
         }
+    }
+    if spec.tcp_over_ws {
+        args.extend(["--http".into(), "0".into()]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut server = match (kind, ncat) {
@@ -524,6 +542,31 @@ fn history_overhead(results: &[FanoutResult]) -> Vec<String> {
         ))
     })
     .collect()
+}
+
+/// closed100 through the web face (WebSocket members) against plain TCP, from the same run.
+fn web_against_tcp(results: &[FanoutResult]) -> Vec<String> {
+    let find = |name: &str| {
+        results
+            .iter()
+            .find(|r| r.server == ServerKind::Chatd && r.spec.name == name)
+    };
+    let (Some(web), Some(tcp)) = (find("closed100-web"), find("closed100")) else {
+        return Vec::new();
+    };
+    let per_delivery = |r: &FanoutResult| r.server_cpu_s / (r.received.max(1) as f64);
+    let div = |a: f64, b: f64| a / b.max(f64::MIN_POSITIVE);
+    vec![format!(
+        "WebSocket: {} deliveries/s = {:.3}x plain TCP ({}); server CPU per delivery {:.3}x; \
+         p99 {:.0} us = {:.3}x TCP's {:.0} us (the load generator's bridge adds a loopback hop)",
+        fmt_rate(web.deliveries_per_s),
+        div(web.deliveries_per_s, tcp.deliveries_per_s),
+        fmt_rate(tcp.deliveries_per_s),
+        div(per_delivery(web), per_delivery(tcp)),
+        web.p99_us,
+        div(web.p99_us, tcp.p99_us),
+        tcp.p99_us,
+    )]
 }
 
 fn ratios(results: &[FanoutResult]) -> Vec<Ratio> {

@@ -51,6 +51,9 @@ pub struct FanoutSpec {
     pub drain_idle: Duration,
     /// TCP handshakes in flight while connecting (ncat's listen backlog is 10, so keep it low there).
     pub connect_concurrency: usize,
+    /// The TCP clients are WebSocket members instead (`/ws` on the server's `--http` port), each
+    /// bridged to a plain stream by [`crate::ws`]: the same load through the web face.
+    pub tcp_over_ws: bool,
 }
 
 fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -177,9 +180,18 @@ pub async fn run_fanout(server: &mut ServerProc, spec: &FanoutSpec) -> Result<Fa
     let mut tcp_connected = 0;
     {
         let (addr, kind) = (server.tcp, server.kind);
+        let web = match (spec.tcp_over_ws, server.http) {
+            (false, _) => None,
+            (true, Some(http)) => Some(http),
+            (true, None) => anyhow::bail!("a WebSocket case needs a server started with --http"),
+        };
         let mut attempts = futures::stream::iter(0..spec.tcp_clients)
             .map(|i| async move {
-                let r = conn::connect_greeted(addr, None, kind, Duration::from_secs(10)).await;
+                let wait = Duration::from_secs(10);
+                let r = match web {
+                    Some(http) => crate::ws::connect_greeted_ws(http, kind, wait).await,
+                    None => conn::connect_greeted(addr, None, kind, wait).await,
+                };
                 (i, r)
             })
             .buffer_unordered(spec.connect_concurrency.max(1));

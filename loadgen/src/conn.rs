@@ -79,7 +79,7 @@ fn set_bind_no_port(socket: &TcpSocket) -> std::io::Result<()> {
 
 /// Reads lines until one is the server's greeting; whatever follows it in the same read is
 /// dropped (only notices can come before the case starts sending).
-async fn wait_greeting(stream: &mut TcpStream, kind: ServerKind) -> Result<()> {
+pub(crate) async fn wait_greeting(stream: &mut TcpStream, kind: ServerKind) -> Result<()> {
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     let mut scanned = 0;

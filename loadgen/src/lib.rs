@@ -10,6 +10,7 @@
 //! - [`udp`]: every UDP peer's receive side on one epoll thread.
 //! - [`case`]: one fan-out case end to end.
 //! - [`idle`]: idle connections by the ten thousand, for memory per connection.
+//! - [`ws`]: WebSocket members, bridged to plain streams for the web cases.
 //! - [`sys`]: CPU, memory, descriptor limits and UDP drop counters from the OS.
 
 pub mod case;
@@ -22,6 +23,7 @@ pub mod send;
 pub mod server;
 pub mod sys;
 pub mod udp;
+pub mod ws;
 
 pub use case::{run_fanout, FanoutResult, FanoutSpec, FlowResult};
 pub use hist::Histogram;

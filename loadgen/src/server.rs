@@ -62,6 +62,8 @@ pub struct ServerProc {
     pub tcp: SocketAddr,
     /// Its UDP address (chatd only).
     pub udp: Option<SocketAddr>,
+    /// Its HTTP address, when started with `--http` (chatd only).
+    pub http: Option<SocketAddr>,
     /// Its process id, for `/proc` readings.
     pub pid: u32,
     child: Child,
@@ -73,6 +75,7 @@ pub struct ServerProc {
 struct Found {
     tcp: Option<SocketAddr>,
     udp: Option<SocketAddr>,
+    http: Option<SocketAddr>,
 }
 
 /// Extracts the address after `key` (e.g. `tcp=`) in a log line, ignoring colour codes around it.
@@ -95,8 +98,10 @@ pub fn find_on_path(name: &str) -> Option<PathBuf> {
 
 impl ServerProc {
     /// Starts chatd at `bin` with `args` (which should ask for ports 0) and waits until it logs
-    /// both `listening tcp=ADDR` and, if `want_udp`, `listening udp=ADDR`.
+    /// both `listening tcp=ADDR` and, if `want_udp`, `listening udp=ADDR` (and `listening
+    /// http=ADDR` when `args` ask for `--http`).
     pub async fn start_chatd(bin: &Path, args: &[&str], want_udp: bool) -> Result<ServerProc> {
+        let want_http = args.contains(&"--http");
         let mut cmd = Command::new(bin);
         cmd.args(args)
             // Plain log lines are easier to parse; info level is enough for the listening lines.
@@ -110,8 +115,13 @@ impl ServerProc {
                 if let Some(a) = addr_after(line, "udp=") {
                     found.udp = Some(a);
                 }
+                if let Some(a) = addr_after(line, "http=") {
+                    found.http = Some(a);
+                }
             }
-            found.tcp.is_some() && (!want_udp || found.udp.is_some())
+            found.tcp.is_some()
+                && (!want_udp || found.udp.is_some())
+                && (!want_http || found.http.is_some())
         })
         .await
     }
@@ -170,7 +180,7 @@ impl ServerProc {
             while let Ok(Some(line)) = lines.next_line().await {
                 if tx.is_some() && ready(&line, &mut found) {
                     if let Some(tx) = tx.take() {
-                        let _ = tx.send((found.tcp, found.udp));
+                        let _ = tx.send((found.tcp, found.udp, found.http));
                     }
                 }
                 if let Ok(mut tail) = tail.lock() {
@@ -185,14 +195,16 @@ impl ServerProc {
             kind,
             tcp: ([127, 0, 0, 1], 0).into(),
             udp: None,
+            http: None,
             pid,
             child,
             log,
         };
         match tokio::time::timeout(START_TIMEOUT, rx).await {
-            Ok(Ok((Some(tcp), udp))) => {
+            Ok(Ok((Some(tcp), udp, http))) => {
                 server.tcp = tcp;
                 server.udp = udp;
+                server.http = http;
                 Ok(server)
             }
             Ok(_) => {

@@ -1,0 +1,64 @@
+//! The fan-out bench's WebSocket case, in miniature: the load generator's WebSocket members (bridged
+//! to plain streams) get every line through chatd's web face, as its TCP clients do. Seconds, not a
+//! measurement: it proves the bench measures what it says.
+use std::time::Duration;
+
+use loadgen::{run_fanout, FanoutSpec, ServerProc};
+
+fn spec(name: &str, tcp_over_ws: bool) -> FanoutSpec {
+    FanoutSpec {
+        name: name.into(),
+        tcp_clients: 6,
+        udp_clients: 0,
+        tcp_senders: 2,
+        udp_senders: 0,
+        msgs_per_sender: 50,
+        rate_per_sender: None,
+        udp_ping_every: Duration::from_secs(1),
+        deadline: Duration::from_secs(20),
+        drain_idle: Duration::from_secs(2),
+        connect_concurrency: 8,
+        tcp_over_ws,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_members_in_the_bench_get_every_line_like_tcp_clients() {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_chatd"));
+    let args = [
+        "--tcp",
+        "0",
+        "--http",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--rate",
+        "off",
+        "--sendq",
+        "off",
+    ];
+    for (name, web) in [("mini-tcp", false), ("mini-web", true)] {
+        let mut server = ServerProc::start_chatd(bin, &args, false)
+            .await
+            .expect("chatd starts");
+        assert!(
+            server.http.is_some(),
+            "the http address was read off the log"
+        );
+        let result = run_fanout(&mut server, &spec(name, web)).await.expect(name);
+        server.stop().await;
+        assert_eq!(
+            result.tcp_connected, 6,
+            "{name}: {:?}",
+            result.connect_errors
+        );
+        // Every client reads every line but its own: 2 senders x 50 lines to 5 others each.
+        assert_eq!(result.expected, 500, "{name}");
+        assert_eq!(
+            result.received, result.expected,
+            "{name}: loss {}",
+            result.loss
+        );
+        assert_eq!(result.duplicates, 0, "{name}");
+    }
+}

@@ -33,6 +33,10 @@ struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = client::DEFAULT_MAX_LINE as u32,
           value_parser = clap::value_parser!(u32).range(1..=client::MAX_LINE_LIMIT as i64))]
     max_line: u32,
+    /// Colour names and notices: `auto` (when stdout is a terminal and NO_COLOR is not set),
+    /// `always` or `never`.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    color: client::paint::ColorChoice,
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
@@ -171,7 +175,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = rt.block_on(client::run(cfg, tokio::io::stdin(), tokio::io::stdout()));
+    use std::io::IsTerminal;
+    let stdout_is_terminal = std::io::stdout().is_terminal();
+    let no_color = std::env::var("NO_COLOR").ok();
+    let colour = args.color.colour(stdout_is_terminal, no_color.as_deref());
+    let editor =
+        stdout_is_terminal && std::io::stdin().is_terminal() && client::terminal::supported();
+    let result = if editor {
+        client::terminal::run(&rt, cfg, colour)
+    } else if colour {
+        rt.block_on(client::terminal::run_painted(
+            cfg,
+            tokio::io::stdin(),
+            tokio::io::stdout(),
+        ))
+    } else {
+        // Pipes: exactly the plain client scripts rely on.
+        rt.block_on(client::run(cfg, tokio::io::stdin(), tokio::io::stdout()))
+    };
     // Stdin is read by a blocking thread whose read cannot be cancelled: when
     // the server goes away while a terminal is idle, waiting for that thread
     // would hang until the user pressed enter.

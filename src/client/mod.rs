@@ -9,12 +9,15 @@
 //! The wire format is described in `notes/wire.md`: lines end with `\n` on
 //! TCP; on UDP one datagram carries one line.
 //!
-//! Beside the session: [`scan`] finds servers on a network ([`targets`] says which addresses,
-//! [`similar`] compares what they say about themselves).
+//! On a terminal, [`terminal`] puts a line editor in front of the same session and paints what
+//! arrives ([`paint`]). Beside the session: [`scan`] finds servers on a network ([`targets`] says
+//! which addresses, [`similar`] compares what they say about themselves).
 
+pub mod paint;
 pub mod scan;
 pub mod similar;
 pub mod targets;
+pub mod terminal;
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -652,7 +655,7 @@ async fn write_line<O: AsyncWrite + Unpin>(output: &mut O, line: &[u8]) -> Resul
 /// with or without a reason). Asking the server's own parser keeps the two in
 /// agreement: a client that kept going after the server dropped it would, on
 /// UDP, rejoin with its next heartbeat.
-fn is_quit(line: &str) -> bool {
+pub(crate) fn is_quit(line: &str) -> bool {
     matches!(
         protocol::parse(line.as_bytes()),
         Input::Command(Command::Quit(_))

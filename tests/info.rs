@@ -209,3 +209,33 @@ fn bad_meta_and_names_are_refused_at_startup() {
         );
     }
 }
+
+#[tokio::test]
+async fn info_answers_count_against_the_udp_reply_budget() {
+    let server = start_server(&format!("{FLAGS} --udp-reply-budget 1 --rate off")).await;
+    // A member first: its own replies are not unsolicited, so it can show what the server did.
+    let member = UdpClient::join(server.udp).await;
+    let first = stranger().await;
+    let second = UdpSocket::bind("127.0.0.2:0")
+        .await
+        .expect("bind 127.0.0.2");
+    parse(ask(&first, server.udp, &request(512)).await.trim_end());
+    // The budget (one a second) is spent: this one goes unanswered...
+    second
+        .send_to(request(512).as_bytes(), server.udp)
+        .await
+        .expect("send");
+    // ...which shows once the member's answer, asked for after it, is here.
+    member.send("/info").await;
+    loop {
+        if member.recv().await.starts_with('{') {
+            break;
+        }
+    }
+    let mut buf = vec![0u8; 70_000];
+    assert!(
+        second.try_recv_from(&mut buf).is_err(),
+        "no answer past the budget"
+    );
+    server.shutdown().await;
+}

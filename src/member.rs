@@ -136,6 +136,12 @@ impl Member {
         if !history.is_empty() {
             member.reply(join_lines(member.history_block(&history, 0).into_iter()));
         }
+        if let Some(topic) = member.room.moderate(|m| m.lasting.topic.clone()) {
+            member.reply(protocol::notice(&format!(
+                "topic of {}: {topic}",
+                member.room.label()
+            )));
+        }
         if hub.guard().lockdown() {
             member.reply(protocol::error(LOCKED_DOWN));
         }

@@ -231,6 +231,9 @@ async fn room_operators_cannot_act_on_a_server_operator_but_it_can_act_anywhere(
     alice
         .expect("* root set the topic of #lobby: welcome all")
         .await;
+    // Everyone arriving in the lobby is shown its topic with the welcome.
+    let mut newcomer = TcpClient::connect(server.tcp).await;
+    assert_eq!(newcomer.recv().await, "* topic of #lobby: welcome all");
     server.shutdown().await;
 }
 

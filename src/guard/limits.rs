@@ -96,6 +96,11 @@ impl TokenBucket {
         self.refill(now);
         self.tokens
     }
+
+    /// Tokens a flooding member must let build up before it counts as having stopped.
+    fn forgiving_level(&self) -> f64 {
+        (self.burst / 2.0).max(2.0)
+    }
 }
 
 /// What a transport should do with one more message from a member.
@@ -140,9 +145,11 @@ impl FloodGuard {
         let Some(bucket) = &mut self.bucket else {
             return Admit::Now;
         };
-        // With a token to spare after this message, the member is back under the rate: whatever
-        // flood there was is over, and it is forgiven.
-        if bucket.available(now) >= 2.0 {
+        // A member that let the bucket refill to half its burst (and at least a token to spare
+        // after this message) took a real break: whatever flood there was is over, and it is
+        // forgiven. Half the burst, not just two tokens, so that a reader held up by a busy
+        // machine for a few tokens' time does not forgive a flooder it was pacing.
+        if bucket.available(now) >= bucket.forgiving_level() {
             self.flooding_since = None;
             self.warned = false;
         }
@@ -283,6 +290,43 @@ mod tests {
             }
         }
         assert_eq!(guard.admit(now + Duration::from_secs(10)), Admit::Now);
+        assert_eq!(guard.flooding_since, None);
+    }
+
+    #[test]
+    fn a_stall_of_a_few_tokens_time_does_not_forgive_a_flood() {
+        // A TCP flooder whose reader the machine holds up now and then for 4 tokens' time
+        // (40 ms at 100/s) is still kicked on time: it never took a real break.
+        let t0 = Instant::now();
+        let kick = Duration::from_secs(3);
+        let mut guard = FloodGuard::new(Rate::PerSecond(100.0), 100, kick, t0);
+        let mut now = t0;
+        let mut kicked_at = None;
+        for i in 0..100_000u32 {
+            match guard.admit(now) {
+                Admit::Now => {}
+                Admit::Later { wait, .. } => now += wait,
+                Admit::Kick => {
+                    kicked_at = Some(now);
+                    break;
+                }
+            }
+            if i % 50 == 0 {
+                now += ms(40);
+            }
+        }
+        let kicked_at = kicked_at.expect("a stalled flood is kicked all the same");
+        assert!(
+            kicked_at - t0 < kick + Duration::from_secs(1),
+            "{:?}",
+            kicked_at - t0
+        );
+        // Half a second of real quiet (half the burst) forgives.
+        let mut guard = FloodGuard::new(Rate::PerSecond(100.0), 100, kick, t0);
+        let mut now = t0;
+        while !matches!(guard.admit(now), Admit::Later { .. }) {}
+        now += ms(600);
+        assert_eq!(guard.admit(now), Admit::Now);
         assert_eq!(guard.flooding_since, None);
     }
 

@@ -365,7 +365,8 @@ async fn run(
         match (&ncat, case.ncat) {
             (Some(_), true) => servers.push(ServerKind::Ncat),
             (None, true) => {}
-            (_, false) if case.history.is_some() => {}
+            // Only the UDP cases lack an ncat run for want of a UDP broker; the others are variants.
+            (_, false) if case.spec.udp_clients == 0 => {}
             (_, false) => notes.push(format!(
                 "{name}: chatd only (ncat --chat has no UDP broker)"
             )),

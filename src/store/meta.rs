@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::lock;
 
@@ -35,13 +35,7 @@ pub struct MetaDb {
 impl MetaDb {
     /// Opens the tables in the database at `path`, creating them if needed.
     pub fn open(path: &Path) -> rusqlite::Result<MetaDb> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(BUSY)?;
+        let conn = super::sqlite::open(path, BUSY)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS accounts (
                  key   TEXT PRIMARY KEY,

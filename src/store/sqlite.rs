@@ -61,7 +61,9 @@ pub struct SqliteStore {
     stats: Arc<StoreStats>,
 }
 
-fn open(path: &Path, busy: Duration) -> rusqlite::Result<Connection> {
+/// Opens (creating if absent) the database at `path`, waiting at most `busy` for another
+/// connection's lock.
+pub(super) fn open(path: &Path, busy: Duration) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE

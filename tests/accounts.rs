@@ -5,31 +5,12 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use common::{start_server, TcpClient, UdpClient, TIMEOUT};
+use common::{register, start_server, temp_db, TcpClient, UdpClient, TIMEOUT};
 
 /// Cheap hashing: the cost is a flag, and these tests hash dozens of passwords.
 pub const CHEAP: &str = "--history 0 --argon2-memory 64 --argon2-passes 1";
-
-fn temp_db(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("chatd-accounts-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir.join("chatd.db")
-}
-
-async fn register(addr: std::net::SocketAddr, name: &str, password: &str) -> TcpClient {
-    let mut client = TcpClient::with_nick(addr, name).await;
-    client.send(&format!("/register {password}")).await;
-    client
-        .expect(&format!(
-            "* {name} is registered to you; next time: /login {name} PASSWORD"
-        ))
-        .await;
-    client
-}
 
 #[tokio::test]
 async fn a_registered_name_is_refused_to_guests_until_they_log_in() {

@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{start_server, TcpClient, UdpClient, TIMEOUT};
+use common::{start_server, temp_db, TcpClient, UdpClient, TIMEOUT};
 
 /// `[HH:MM] <from> text` with any time: the text after the stamp, checking the stamp's shape.
 fn replayed(line: &str) -> &str {
@@ -20,13 +19,6 @@ fn replayed(line: &str) -> &str {
         "stamp {stamp:?}"
     );
     rest
-}
-
-fn temp_db(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("chatd-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir.join("history.db")
 }
 
 #[tokio::test]
@@ -254,7 +246,8 @@ async fn a_database_that_cannot_be_opened_is_a_clear_startup_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("cannot open history database") && stderr.contains("history.db"),
+        stderr.contains("cannot open history database")
+            && stderr.contains(&db.display().to_string()),
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");

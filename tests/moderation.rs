@@ -4,35 +4,11 @@
 
 mod common;
 
-use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{start_server, TcpClient, UdpClient, TIMEOUT};
+use common::{other_address, register, start_server, temp_db, TcpClient, UdpClient, TIMEOUT};
 
 const CHEAP: &str = "--history 0 --argon2-memory 64 --argon2-passes 1";
-
-fn temp_db(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("chatd-moderation-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir.join("chatd.db")
-}
-
-fn other_address() -> IpAddr {
-    "127.0.0.2".parse().expect("ip")
-}
-
-async fn register(addr: SocketAddr, name: &str) -> TcpClient {
-    let mut client = TcpClient::with_nick(addr, name).await;
-    client.send(&format!("/register pw-{name}")).await;
-    client
-        .expect(&format!(
-            "* {name} is registered to you; next time: /login {name} PASSWORD"
-        ))
-        .await;
-    client
-}
 
 async fn join(client: &mut TcpClient, room: &str) {
     client.send(&format!("/join {room}")).await;
@@ -44,7 +20,7 @@ async fn join(client: &mut TcpClient, room: &str) {
 #[tokio::test]
 async fn the_creator_is_operator_and_everyone_else_is_refused_every_operator_command() {
     let server = start_server(CHEAP).await;
-    let mut alice = register(server.tcp, "alice").await;
+    let mut alice = register(server.tcp, "alice", "pw-alice").await;
     join(&mut alice, "den").await;
     let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
     join(&mut bob, "den").await;
@@ -177,9 +153,9 @@ async fn kick_moves_a_member_to_the_lobby_on_tcp_and_udp() {
 #[tokio::test]
 async fn bans_by_account_and_by_address_keep_members_out_until_they_end() {
     let server = start_server(CHEAP).await;
-    let mut alice = register(server.tcp, "alice").await;
+    let mut alice = register(server.tcp, "alice", "pw-alice").await;
     join(&mut alice, "den").await;
-    let mut bob = register(server.tcp, "bob").await;
+    let mut bob = register(server.tcp, "bob", "pw-bob").await;
     join(&mut bob, "den").await;
     let mut guest = TcpClient::connect_from(server.tcp, other_address()).await;
     guest.send("/nick carol").await;
@@ -318,9 +294,9 @@ async fn operators_topics_and_bans_survive_a_restart_with_a_database() {
     let db = temp_db("restart");
     let flags = format!("{CHEAP} --db {}", db.display());
     let server = start_server(&flags).await;
-    let mut alice = register(server.tcp, "alice").await;
+    let mut alice = register(server.tcp, "alice", "pw-alice").await;
     join(&mut alice, "den").await;
-    let mut bob = register(server.tcp, "bob").await;
+    let mut bob = register(server.tcp, "bob", "pw-bob").await;
     alice.send("/topic kept across restarts").await;
     alice
         .expect("* alice set the topic of #den: kept across restarts")
@@ -385,7 +361,7 @@ async fn a_ban_on_a_udp_guest_bans_its_address_and_moves_it_out() {
 #[tokio::test]
 async fn giving_up_an_account_gives_up_its_operator_rights() {
     let server = start_server(CHEAP).await;
-    let mut alice = register(server.tcp, "alice").await;
+    let mut alice = register(server.tcp, "alice", "pw-alice").await;
     join(&mut alice, "den").await;
     alice.send("/topic mine").await;
     alice.expect("* alice set the topic of #den: mine").await;

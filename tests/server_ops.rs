@@ -8,24 +8,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{start_server, TcpClient, UdpClient, TIMEOUT};
+use common::{other_address, register, start_server, TcpClient, UdpClient, TIMEOUT};
 
 const FLAGS: &str = "--history 0 --argon2-memory 64 --argon2-passes 1 --oper root";
-
-fn other_address() -> IpAddr {
-    "127.0.0.2".parse().expect("ip")
-}
-
-async fn register(addr: SocketAddr, name: &str) -> TcpClient {
-    let mut client = TcpClient::with_nick(addr, name).await;
-    client.send(&format!("/register pw-{name}")).await;
-    client
-        .expect(&format!(
-            "* {name} is registered to you; next time: /login {name} PASSWORD"
-        ))
-        .await;
-    client
-}
 
 /// A UDP socket on another loopback address, as a member from elsewhere.
 async fn udp_from(server: SocketAddr, from: IpAddr) -> tokio::net::UdpSocket {
@@ -63,7 +48,7 @@ async fn scrape_metrics(http: SocketAddr) -> String {
 #[tokio::test]
 async fn kill_disconnects_a_member_on_tcp_and_udp() {
     let server = start_server(FLAGS).await;
-    let mut root = register(server.tcp, "root").await;
+    let mut root = register(server.tcp, "root", "pw-root").await;
     let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
     let udp = UdpClient::join(server.udp).await;
     udp.send("/nick dan").await;
@@ -98,7 +83,7 @@ async fn kill_disconnects_a_member_on_tcp_and_udp() {
 #[tokio::test]
 async fn gban_disconnects_and_refuses_an_address_on_tcp_and_udp_until_it_ends() {
     let server = start_server(FLAGS).await;
-    let mut root = register(server.tcp, "root").await;
+    let mut root = register(server.tcp, "root", "pw-root").await;
     let mut guest = TcpClient::connect_from(server.tcp, other_address()).await;
     let udp = udp_from(server.udp, other_address()).await;
     udp.send(b"#ping#").await.expect("send");
@@ -146,8 +131,8 @@ async fn gban_disconnects_and_refuses_an_address_on_tcp_and_udp_until_it_ends() 
 #[tokio::test]
 async fn wall_reaches_every_room_and_lockdown_admits_registered_members_only() {
     let server = start_server(FLAGS).await;
-    let mut root = register(server.tcp, "root").await;
-    let mut alice = register(server.tcp, "alice").await;
+    let mut root = register(server.tcp, "root", "pw-root").await;
+    let mut alice = register(server.tcp, "alice", "pw-alice").await;
     alice.send("/quit").await;
     alice.expect_closed().await;
     let mut carol = TcpClient::with_nick(server.tcp, "carol").await;
@@ -194,7 +179,7 @@ async fn wall_reaches_every_room_and_lockdown_admits_registered_members_only() {
 #[tokio::test]
 async fn room_operators_cannot_act_on_a_server_operator_but_it_can_act_anywhere() {
     let server = start_server(FLAGS).await;
-    let mut root = register(server.tcp, "root").await;
+    let mut root = register(server.tcp, "root", "pw-root").await;
     let mut alice = TcpClient::with_nick(server.tcp, "alice").await;
     alice.send("/join den").await;
     alice.expect("* you are in #den with 0 others").await;
@@ -310,7 +295,7 @@ async fn every_moderation_action_is_logged_with_who_did_what_to_whom() {
             }
         }
     });
-    let mut root = register(addr, "root").await;
+    let mut root = register(addr, "root", "pw-root").await;
     let mut bob = TcpClient::with_nick(addr, "bob").await;
     root.send("/kill bob bye").await;
     bob.expect_closed().await;

@@ -408,3 +408,33 @@ impl TcpClient {
         }
     }
 }
+
+/// A fresh, empty directory for one test's database, named after the test binary and `tag`;
+/// returns the database path inside it (the test removes the directory when done).
+pub fn temp_db(tag: &str) -> std::path::PathBuf {
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let dir = std::env::temp_dir().join(format!("chatd-{binary}-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join("chatd.db")
+}
+
+/// A second loopback address, for a member that must come from somewhere else.
+pub fn other_address() -> std::net::IpAddr {
+    std::net::IpAddr::from([127, 0, 0, 2])
+}
+
+/// Connects, takes `name` and registers it with `password`, waiting for the confirmation.
+pub async fn register(addr: SocketAddr, name: &str, password: &str) -> TcpClient {
+    let mut client = TcpClient::with_nick(addr, name).await;
+    client.send(&format!("/register {password}")).await;
+    client
+        .expect(&format!(
+            "* {name} is registered to you; next time: /login {name} PASSWORD"
+        ))
+        .await;
+    client
+}

@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{register, start_server, temp_db, TcpClient, UdpClient, TIMEOUT};
+use common::{register, spawn_logged_chatd, start_server, temp_db, TcpClient, UdpClient, TIMEOUT};
 
 /// Cheap hashing: the cost is a flag, and these tests hash dozens of passwords.
 pub const CHEAP: &str = "--history 0 --argon2-memory 64 --argon2-passes 1";
@@ -172,31 +172,9 @@ async fn accounts_survive_a_restart_with_a_database() {
 
 #[tokio::test]
 async fn no_password_ever_appears_in_the_servers_log() {
-    use tokio::io::AsyncBufReadExt;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatd"))
-        .args(["--tcp", "0", "--bind", "127.0.0.1"])
-        .args(CHEAP.split_whitespace())
-        .env("RUST_LOG", "trace")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn chatd");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = tokio::io::BufReader::new(stderr).lines();
-    let log = Arc::new(Mutex::new(String::new()));
-    let addr = loop {
-        let line = tokio::time::timeout(TIMEOUT, lines.next_line())
-            .await
-            .expect("log in time")
-            .expect("read log")
-            .expect("chatd still running");
-        log.lock().expect("log").push_str(&line);
-        if let Some(addr) = line.split("listening tcp=").nth(1) {
-            break addr.trim().parse().expect("addr");
-        }
-    };
+    let args: Vec<&str> = CHEAP.split_whitespace().collect();
+    let (mut child, addr, before, mut lines) = spawn_logged_chatd(&args, "trace").await;
+    let log = Arc::new(Mutex::new(before.concat()));
     let collected = Arc::clone(&log);
     let drain = tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {

@@ -8,7 +8,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{other_address, register, start_server, TcpClient, UdpClient, TIMEOUT};
+use common::{
+    other_address, register, spawn_logged_chatd, start_server, TcpClient, UdpClient, TIMEOUT,
+};
 
 const FLAGS: &str = "--history 0 --argon2-memory 64 --argon2-passes 1 --oper root";
 
@@ -260,29 +262,8 @@ async fn help_lists_the_account_and_moderation_commands() {
 
 #[tokio::test]
 async fn every_moderation_action_is_logged_with_who_did_what_to_whom() {
-    use tokio::io::AsyncBufReadExt;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatd"))
-        .args(["--tcp", "0", "--bind", "127.0.0.1"])
-        .args(FLAGS.split_whitespace())
-        .env("RUST_LOG", "info")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn chatd");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = tokio::io::BufReader::new(stderr).lines();
-    let addr: SocketAddr = loop {
-        let line = tokio::time::timeout(TIMEOUT, lines.next_line())
-            .await
-            .expect("log in time")
-            .expect("read log")
-            .expect("chatd running");
-        if let Some(addr) = line.split("listening tcp=").nth(1) {
-            break addr.trim().parse().expect("addr");
-        }
-    };
+    let args: Vec<&str> = FLAGS.split_whitespace().collect();
+    let (_child, addr, _, mut lines) = spawn_logged_chatd(&args, "info").await;
     let log = Arc::new(Mutex::new(Vec::<String>::new()));
     let collected = Arc::clone(&log);
     let (seen, mut kill_logged) = tokio::sync::mpsc::channel::<()>(8);

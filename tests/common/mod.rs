@@ -438,3 +438,45 @@ pub async fn register(addr: SocketAddr, name: &str, password: &str) -> TcpClient
         .await;
     client
 }
+
+/// The built `chatd` serving TCP only on 127.0.0.1 with `args` and `RUST_LOG=rust_log`; returns the
+/// child, its TCP address, the log lines up to "listening", and the rest of its log to read on.
+pub async fn spawn_logged_chatd(
+    args: &[&str],
+    rust_log: &str,
+) -> (
+    tokio::process::Child,
+    SocketAddr,
+    Vec<String>,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatd"))
+        .args(["--tcp", "0", "--bind", "127.0.0.1"])
+        .args(args)
+        .env("RUST_LOG", rust_log)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn chatd");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let mut before = Vec::new();
+    loop {
+        let line = tokio::time::timeout(TIMEOUT, lines.next_line())
+            .await
+            .expect("log in time")
+            .expect("read log")
+            .expect("chatd exited before listening");
+        let addr = line
+            .split("listening tcp=")
+            .nth(1)
+            .map(|a| a.trim().parse().expect("tcp addr"));
+        before.push(line);
+        if let Some(addr) = addr {
+            return (child, addr, before, lines);
+        }
+    }
+}

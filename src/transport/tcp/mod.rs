@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use futures::FutureExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,8 +24,8 @@ use crate::protocol;
 pub(in crate::transport) mod reader;
 pub(in crate::transport) mod writer;
 
-use reader::read_lines;
-use writer::write_lines;
+use reader::{read_lines, LineSource};
+use writer::{write_lines, LineSink};
 
 /// With `--sendq off`, bytes of replies (and private messages) that may wait for one member before
 /// more are refused whole and counted, so memory stays bounded all the same.
@@ -130,36 +131,57 @@ async fn connection(
     hub: Hub,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    tune(&stream, &hub);
+    let (reader, writer) = stream.into_split();
+    serve_member(reader, writer, (addr, Transport::Tcp), hub, shutdown).await
+}
+
+/// Socket options every stream member's connection gets, over plain TCP or under TLS.
+pub(in crate::transport) fn tune(stream: &TcpStream, hub: &Hub) {
     let _ = stream.set_nodelay(true);
     // Keepalive finds peers that vanished without a FIN (cable pulled, host gone) in about 90 s.
     let keepalive = socket2::TcpKeepalive::new()
         .with_time(KEEPALIVE_IDLE)
         .with_interval(KEEPALIVE_INTERVAL)
         .with_retries(KEEPALIVE_RETRIES);
-    let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+    let _ = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive);
     if let Some(limit) = hub.config().sendq {
         // Linux grows the send buffer of a peer that does not read up to net.ipv4.tcp_wmem's
         // maximum (4 MiB by default), and the send queue only counts what the kernel would not
         // take: cap the kernel's share at the same limit, so a non-reader is cut off near --sendq
         // instead of pinning megabytes of kernel memory first.
-        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(limit);
+        let _ = socket2::SockRef::from(stream).set_send_buffer_size(limit);
     }
-    set_unsent_limit(&stream, KERNEL_UNSENT);
-    let (reader, mut writer) = stream.into_split();
+    set_unsent_limit(stream, KERNEL_UNSENT);
+}
+
+/// Serves one stream connection, already split into its halves, as a member from `addr` over
+/// `transport` until it leaves, is cut off, or the server shuts down. Plain TCP and TLS differ
+/// only in the halves ([`reader::LineSource`], [`writer::LineSink`]).
+pub(in crate::transport) async fn serve_member<W>(
+    reader: impl LineSource,
+    mut writer: W,
+    (addr, transport): (SocketAddr, Transport),
+    hub: Hub,
+    shutdown: CancellationToken,
+) -> std::io::Result<()>
+where
+    W: LineSink + AsyncWrite + Unpin,
+{
     let direct = Arc::new(direct_queue(hub.config().sendq));
     let outbox = Outbox::Tcp(Arc::clone(&direct));
-    let (mut member, sub) = match Member::join(&hub, Transport::Tcp, addr, outbox) {
+    let (mut member, sub) = match Member::join(&hub, transport, addr, outbox) {
         Ok(joined) => joined,
         Err(e) => {
             let line = protocol::error(&e.to_string());
-            let _ = tokio::time::timeout(GOODBYE_TIMEOUT, writer.write_all(&line)).await;
+            let _ = tokio::time::timeout(GOODBYE_TIMEOUT, say(&mut writer, &line)).await;
             return Ok(());
         }
     };
     let me = Recipient {
         id: member.id(),
         echo: hub.config().echo,
-        out: hub.metrics().delivery(Transport::Tcp),
+        out: hub.metrics().delivery(transport),
     };
     let room = Arc::clone(member.room());
     let config = hub.config();
@@ -216,18 +238,24 @@ async fn connection(
     };
     match reason {
         Some("too slow") => {
-            // Its socket is full, so this last word is best effort.
-            let _ = writer.try_write(&protocol::error("too slow, disconnected"));
+            // Its socket is full, so this last word is best effort: never wait for it.
+            let _ = say(&mut writer, &protocol::error("too slow, disconnected")).now_or_never();
         }
         Some(reason @ ("flooding" | "idle timeout")) => {
             let line = protocol::error(&format!("disconnected: {reason}"));
-            let _ = tokio::time::timeout(GOODBYE_TIMEOUT, writer.write_all(&line)).await;
+            let _ = tokio::time::timeout(GOODBYE_TIMEOUT, say(&mut writer, &line)).await;
         }
         _ => {}
     }
     member.leave(reason);
     let _ = tokio::time::timeout(GOODBYE_TIMEOUT, writer.shutdown()).await;
     result
+}
+
+/// Writes `line` out whole (through any buffer the stream keeps, such as TLS's).
+async fn say(writer: &mut (impl AsyncWrite + Unpin), line: &[u8]) -> std::io::Result<()> {
+    writer.write_all(line).await?;
+    writer.flush().await
 }
 
 /// Caps the bytes the kernel accepts for `stream` beyond what it has sent (TCP_NOTSENT_LOWAT);

@@ -20,11 +20,37 @@ use crate::protocol::codec::{Frame, LineCodec};
 use crate::room::Room;
 
 /// How much to read from a socket at once.
-const READ_CHUNK: usize = 8 * 1024;
+pub(in crate::transport) const READ_CHUNK: usize = 8 * 1024;
+
+/// Where a stream connection's bytes come from: the one part of reading that differs between plain
+/// TCP and TLS.
+pub(in crate::transport) trait LineSource {
+    /// Waits until bytes (or the end of the stream) are there and appends them to `buf`; 0 at the
+    /// end. Cancel-safe: nothing is lost when the wait is abandoned.
+    async fn read_into(&mut self, buf: &mut BytesMut) -> std::io::Result<usize>;
+}
+
+impl LineSource for OwnedReadHalf {
+    async fn read_into(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
+        loop {
+            self.readable().await?;
+            // Reserved only once bytes are there, so an idle connection holds no read buffer.
+            buf.reserve(READ_CHUNK);
+            match self.try_read_buf(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if buf.is_empty() {
+                        *buf = BytesMut::new();
+                    }
+                }
+                read => return read,
+            }
+        }
+    }
+}
 
 /// Reads, paces and handles the member's lines until it leaves, ends its input or is cut off.
-pub(super) async fn read_lines(
-    reader: OwnedReadHalf,
+pub(in crate::transport) async fn read_lines(
+    reader: impl LineSource,
     member: &mut Member,
     limits: &Limits,
     shutdown: &CancellationToken,
@@ -123,8 +149,8 @@ pub(in crate::transport) async fn take_line(
 /// A partial line that waits `--partial-timeout` for its end is taken as complete: some clients
 /// (the seed's own) send each message without a newline. One timer is armed per partial line, when
 /// the reader first waits for the socket with it pending, and dropped once a line is framed.
-struct LineReader {
-    half: OwnedReadHalf,
+struct LineReader<R> {
+    half: R,
     codec: LineCodec,
     buf: BytesMut,
     partial_timeout: Option<Duration>,
@@ -136,8 +162,8 @@ struct LineReader {
     error: Option<std::io::Error>,
 }
 
-impl LineReader {
-    fn new(half: OwnedReadHalf, limits: &Limits) -> LineReader {
+impl<R: LineSource> LineReader<R> {
+    fn new(half: R, limits: &Limits) -> LineReader<R> {
         LineReader {
             half,
             codec: LineCodec::new(limits.max_line),
@@ -150,7 +176,7 @@ impl LineReader {
     }
 
     /// The next frame, or None at end of stream; a read error comes only after every frame read
-    /// before it. Cancel-safe: bytes are only taken off the socket synchronously, after readiness.
+    /// before it. Cancel-safe, as [`LineSource::read_into`] is.
     /// `before_wait` runs each time no whole line is buffered, just before waiting for more bytes;
     /// `room` is asked before every socket read, so a burst is paced to what the room can absorb.
     async fn next(
@@ -187,36 +213,26 @@ impl LineReader {
                     .and_then(|timeout| Instant::now().checked_add(timeout));
                 self.deadline = at.map(|at| Box::pin(tokio::time::sleep_until(at)));
             }
-            let ready = match self.deadline.as_mut() {
+            let read = match self.deadline.as_mut() {
                 Some(deadline) => tokio::select! {
                     // Bytes already there come first: a partial line whose rest has arrived (while
                     // this member was paced, say) is not cut.
                     biased;
-                    ready = self.half.readable() => Some(ready),
+                    read = self.half.read_into(&mut self.buf) => Some(read),
                     () = deadline.as_mut() => None,
                 },
-                None => Some(self.half.readable().await),
+                None => Some(self.half.read_into(&mut self.buf).await),
             };
-            match ready {
+            match read {
                 None => {
                     self.deadline = None;
                     if let Some(frame) = self.codec.end_line(&mut self.buf)? {
                         return Ok(Some(frame));
                     }
-                    continue;
                 }
+                Some(Ok(0)) => self.end(None),
+                Some(Ok(_)) => {}
                 Some(Err(e)) => self.end(Some(e)),
-                Some(Ok(())) => {}
-            }
-            if self.eof {
-                continue;
-            }
-            self.buf.reserve(READ_CHUNK);
-            match self.half.try_read_buf(&mut self.buf) {
-                Ok(0) => self.end(None),
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => self.end(Some(e)),
             }
         }
     }

@@ -7,9 +7,14 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use ipnet::IpNet;
+
 use crate::auth::password::Cost;
 use crate::guard::limits::Rate;
 use crate::protocol;
+
+pub mod file;
+pub mod reload;
 
 /// The `chatd` command line.
 #[derive(Debug, Clone, Parser)]
@@ -19,6 +24,10 @@ use crate::protocol;
     about = "Chat relay speaking TCP and UDP at once (netcat-friendly)"
 )]
 pub struct ServerArgs {
+    /// Read settings from this TOML file (keys are these flags' names; flags given here win) and
+    /// re-read it on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Serve TCP on this port (0 lets the OS choose).
     #[arg(long, value_name = "PORT")]
     pub tcp: Option<u16>,
@@ -119,6 +128,14 @@ pub struct ServerArgs {
     /// numbers are JSON numbers, a value in double quotes stays a string.
     #[arg(long, value_name = "KEY=VALUE", value_parser = crate::info::parse_meta)]
     pub meta: Vec<(String, serde_json::Value)>,
+    /// Expect a PROXY protocol header (v1 or v2) from `--trusted-proxy` peers on the TCP
+    /// listener; a header from anyone else closes the connection.
+    #[arg(long)]
+    pub proxy_protocol: bool,
+    /// A proxy (address or CIDR, `10.0.0.0/8`) whose PROXY headers and `X-Forwarded-For` are
+    /// believed; repeatable.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = crate::transport::proxy::parse_cidr)]
+    pub trusted_proxy: Vec<IpNet>,
 }
 
 /// Default for `--udp-reply-budget`.
@@ -294,6 +311,10 @@ pub struct Config {
     pub argon2: Cost,
     /// Page origins besides the server's own that may open WebSockets.
     pub allow_origins: Vec<String>,
+    /// Whether trusted proxies send a PROXY protocol header on the TCP listener.
+    pub proxy_protocol: bool,
+    /// The proxies whose PROXY headers and `X-Forwarded-For` are believed.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for Config {
@@ -324,6 +345,8 @@ impl Default for Config {
             opers: Vec::new(),
             argon2: Cost::DEFAULT,
             allow_origins: Vec::new(),
+            proxy_protocol: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -360,6 +383,8 @@ impl ServerArgs {
                 iterations: self.argon2_passes,
             },
             allow_origins: self.allow_origin.clone(),
+            proxy_protocol: self.proxy_protocol,
+            trusted_proxies: self.trusted_proxy.clone(),
         }
     }
 }

@@ -9,8 +9,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::guard::slots::{Slot, Slots};
 use tokio::time::Instant;
 
 use crate::auth::server::ServerGuard;
@@ -152,7 +154,7 @@ pub struct Seat {
     /// Its reading position in that room.
     pub sub: Subscription,
     /// Held to give the `--max-clients` slot back when the member goes.
-    pub slot: OwnedSemaphorePermit,
+    pub slot: Slot,
 }
 
 /// Where a member went: the new room and its reading position there, and where it left the old.
@@ -293,7 +295,7 @@ struct Shared {
     /// registry, then a room's state, never the other way round.
     registry: Mutex<Registry>,
     lobby: Arc<Room>,
-    slots: Arc<Semaphore>,
+    slots: Arc<Slots>,
     closing: AtomicBool,
     store: Store,
     accounts: Accounts,
@@ -301,7 +303,8 @@ struct Shared {
     opers: HashSet<String>,
     /// Server bans and lockdown.
     guard: ServerGuard,
-    config: Config,
+    /// Swapped whole by a reload; read without a lock.
+    config: ArcSwap<Config>,
     /// When the hub was built, for `/info`'s uptime.
     started: Instant,
     metrics: Metrics,
@@ -338,25 +341,40 @@ impl Hub {
                     ..Registry::default()
                 }),
                 lobby,
-                // Clamped: the semaphore panics above its maximum (the flag is bounded far below it).
-                slots: Arc::new(Semaphore::new(
-                    config.max_clients.min(Semaphore::MAX_PERMITS),
-                )),
+                slots: Slots::new(config.max_clients),
                 closing: AtomicBool::new(false),
                 accounts: Accounts::new(store.accounts_db(), config.argon2),
                 opers: config.opers.iter().map(|n| names::key(n)).collect(),
                 guard: ServerGuard::new(store.clone()),
                 store,
-                config,
+                config: ArcSwap::from_pointee(config),
                 started: Instant::now(),
                 metrics: Metrics::new(),
             }),
         }
     }
 
-    /// The configuration the hub was built with.
-    pub fn config(&self) -> &Config {
-        &self.shared.config
+    /// The configuration in force (a reload may swap it: read it where it is used).
+    pub fn config(&self) -> Arc<Config> {
+        self.shared.config.load_full()
+    }
+
+    /// Swaps in a reloaded configuration. Members keep their connections; what is read at each
+    /// join or connection (greeting, limits, rates) takes the new values from now on, the member
+    /// limit and open rooms' history sizes at once.
+    pub fn reconfigure(&self, mut next: Config) {
+        let old = self.config();
+        // Which transports are served is the listeners' business, not the file's.
+        next.transports = old.transports.clone();
+        self.shared.slots.resize(next.max_clients);
+        let history = next.history;
+        self.shared.config.store(Arc::new(next));
+        // After the swap: a room opened from now on already has the new size.
+        if history != old.history {
+            for room in self.open_rooms() {
+                room.set_history(history);
+            }
+        }
     }
 
     /// The counters `/metrics` reports, for the transports to count into.
@@ -427,21 +445,19 @@ impl Hub {
         if self.shared.guard.banned(addr.ip(), now_ms()).is_some() {
             return Err(JoinError::Banned);
         }
-        let slot: OwnedSemaphorePermit = Arc::clone(&self.shared.slots)
-            .try_acquire_owned()
-            .map_err(|_| JoinError::Full)?;
+        let slot = self.shared.slots.try_take().ok_or(JoinError::Full)?;
+        let config = self.config();
         let lobby = Arc::clone(&self.shared.lobby);
         let (id, name, sub) = {
             let mut registry = self.registry();
             let from_ip = registry.per_ip.entry(addr.ip()).or_insert(0);
-            if *from_ip >= self.shared.config.max_per_ip {
+            if *from_ip >= config.max_per_ip {
                 return Err(JoinError::TooManyFromAddress);
             }
             *from_ip += 1;
             let id = registry.next_id;
             registry.next_id += 1;
-            let name =
-                registry.default_name(id, addr, transport, self.shared.config.show_addresses);
+            let name = registry.default_name(id, addr, transport, config.show_addresses);
             registry.names.insert(names::key(&name), id);
             registry.members.insert(
                 id,
@@ -459,11 +475,11 @@ impl Hub {
                 entry.members += 1;
             }
             // Subscribing under the registry lock: the join notice below comes after the seam.
-            (id, name, lobby.subscribe(self.shared.config.history))
+            (id, name, lobby.subscribe(config.history))
         };
         // Only the member itself learns its address (unless `--show-addresses`).
         outbox.send(protocol::welcome(
-            &self.shared.config.motd,
+            &config.motd,
             &names::welcome_name(&name, addr),
         ));
         lobby.broadcast(id, protocol::notice(&format!("{name} joined")));
@@ -502,10 +518,10 @@ impl Hub {
             let target = match registry.rooms.get(&name.key) {
                 Some(entry) => Arc::clone(&entry.room),
                 None => {
-                    if registry.rooms.len() >= self.shared.config.max_rooms {
+                    let config = self.config();
+                    if registry.rooms.len() >= config.max_rooms {
                         return Err(MoveError::TooManyRooms);
                     }
-                    let config = &self.shared.config;
                     let room = Arc::new(Room::new(
                         name.clone(),
                         config.backlog,
@@ -555,7 +571,7 @@ impl Hub {
             let left_at = current.next_seq();
             current.member_left(id);
             registry.vacate(&current);
-            let sub = target.subscribe(self.shared.config.history);
+            let sub = target.subscribe(self.config().history);
             (current, target, sub, left_at, others, who)
         };
         from.broadcast(

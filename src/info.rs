@@ -6,6 +6,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::config::Config;
 use crate::hub::Hub;
 use crate::protocol;
 
@@ -53,9 +54,8 @@ pub struct Info<'a> {
     pub meta: &'a Map<String, Value>,
 }
 
-/// The description of the server behind `hub`, as of now.
-pub fn info(hub: &Hub) -> Info<'_> {
-    let config = hub.config();
+/// The description of the server behind `hub`, as of now, under its configuration `config`.
+pub fn info<'a>(hub: &Hub, config: &'a Config) -> Info<'a> {
     let all = hub.rooms();
     let rooms_total = all.len();
     let rooms = all
@@ -82,7 +82,7 @@ pub fn info(hub: &Hub) -> Info<'_> {
 /// The description as one line of JSON, without a line end (`{"name":...}`).
 pub fn json(hub: &Hub) -> String {
     // Serialising a struct of strings, numbers and a JSON map cannot fail.
-    serde_json::to_string(&info(hub)).unwrap_or_else(|_| "{}".to_string())
+    serde_json::to_string(&info(hub, &hub.config())).unwrap_or_else(|_| "{}".to_string())
 }
 
 /// The description as a line ready to send (with its `\n`).

@@ -2,10 +2,11 @@
 //!
 //! Module map (data flows top-down; nothing below `hub` imports anything above it):
 //! - [`server`]: binds the transports and runs them over one hub until shutdown.
-//! - [`config`]: the `chatd` command line and server settings.
+//! - [`config`]: the `chatd` command line, the `--config` file and what a SIGHUP reload changes.
 //! - [`metrics`]: the counters behind `/metrics`, cheap atomics the transports count into.
 //! - [`web`]: the HTTP listener: the chat page, WebSocket members, health and info.
-//! - [`transport`]: thin adapters (TCP, UDP, WebSocket) between sockets and members.
+//! - [`transport`]: thin adapters (TCP, UDP, WebSocket) between sockets and members, and the
+//!   PROXY protocol in front of them.
 //! - [`member`]: one member's session, shared by every transport: chat and commands.
 //! - [`control`]: what others ask of a member (kicks, kills, the end of a password check).
 //! - [`auth`]: accounts, password hashing and attempt limits.

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::control::{self, Control, ControlRx, ControlTx};
@@ -70,7 +69,7 @@ pub struct Member {
     relocated: Option<Relocation>,
     show_ids: bool,
     /// Held only to give the slot back when the member goes.
-    slot: Option<OwnedSemaphorePermit>,
+    slot: Option<crate::guard::slots::Slot>,
     addr: SocketAddr,
     /// Where controls for this member go, and (until the transport takes it) where they arrive.
     control_tx: ControlTx,

@@ -7,9 +7,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::config::reload::Reload;
 use crate::config::{Config, ServerArgs};
 use crate::hub::Hub;
 use crate::store::sqlite::OpenError;
@@ -106,7 +108,19 @@ pub async fn run(
 
 /// Serves until `shutdown` completes, then tells every member, closes every socket, stores the
 /// last history and returns once all tasks have finished (or after a short grace period).
-pub async fn serve(mut config: Config, store: Store, listeners: Listeners, shutdown: impl Future) {
+pub async fn serve(config: Config, store: Store, listeners: Listeners, shutdown: impl Future) {
+    serve_reloading(config, store, listeners, shutdown, None).await;
+}
+
+/// Serves like [`serve`], and swaps in each configuration `reloads` delivers (the binary's SIGHUP
+/// reload) without touching a connection.
+pub async fn serve_reloading(
+    mut config: Config,
+    store: Store,
+    listeners: Listeners,
+    shutdown: impl Future,
+    reloads: Option<mpsc::UnboundedReceiver<Reload>>,
+) {
     if listeners.tcp.is_some() {
         config.transports.push("tcp");
     }
@@ -119,6 +133,23 @@ pub async fn serve(mut config: Config, store: Store, listeners: Listeners, shutd
     let hub = Hub::new(config, store.clone());
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
+    if let Some(mut reloads) = reloads {
+        let (hub, token) = (hub.clone(), token.clone());
+        tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    next = reloads.recv() => match next {
+                        Some(next) => {
+                            hub.reconfigure(next.config);
+                            crate::config::reload::log(&next.changes);
+                        }
+                        None => return,
+                    },
+                }
+            }
+        });
+    }
     let (tcp_addr, udp_addr) = (listeners.tcp_addr(), listeners.udp_addr());
     let http_addr = listeners.http_addr();
     // The web listener outlives the others during shutdown, so `/healthz` answers 503 while

@@ -81,11 +81,13 @@ async fn members(chatd: &Chatd) -> (TcpClient, UdpClient) {
 }
 
 #[tokio::test]
-async fn sighup_is_logged_and_ignored() {
+async fn sighup_without_a_config_file_is_logged_and_changes_nothing() {
     let mut chatd = Chatd::start().await;
     let (mut tcp, udp) = members(&chatd).await;
     chatd.signal(libc::SIGHUP);
-    chatd.log_value("SIGHUP received; ignored").await;
+    chatd
+        .log_value("SIGHUP received; no --config file to reload")
+        .await;
     // Still serving both transports.
     udp.send("still up").await;
     assert_eq!(tcp.recv().await, format!("<{}> still up", udp.name));

@@ -1,14 +1,29 @@
 //! `chatd`: the chat server. Parses arguments, sets up logging and runs the library's server.
 
-use clap::Parser;
+use std::ffi::OsString;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, Notify};
 use tracing_subscriber::EnvFilter;
 
+use chatd::config::file::{self, LoadError};
+use chatd::config::reload::{self, Reload};
 use chatd::config::ServerArgs;
 use chatd::server::{self, Listeners};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match serve(ServerArgs::parse()).await {
+    let cli: Vec<OsString> = std::env::args_os().collect();
+    let args = match file::load(&cli) {
+        Ok(args) => args,
+        // Usage errors exit 2 and `--help` 0, as clap always did.
+        Err(LoadError::Args(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("chatd: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match serve(cli, args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // One clear line, not a debug dump: this is what a person starting the server reads.
@@ -18,7 +33,7 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+async fn serve(cli: Vec<OsString>, args: ServerArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -29,7 +44,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     if args.tcp.is_none() && args.udp.is_none() {
         anyhow::bail!("nothing to serve: give --tcp PORT and/or --udp PORT (see --help)");
     }
-    chatd::info::check_meta(&args.meta).map_err(anyhow::Error::msg)?;
+    reload::check(&args).map_err(anyhow::Error::msg)?;
     match server::raise_fd_limit() {
         Ok((old, new)) if new > old => {
             tracing::info!(old, new, "raised the open-file limit to the hard limit")
@@ -40,18 +55,69 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let config = args.config();
     // Before binding: a database that cannot be opened is a startup error, not a later surprise.
     let store = server::open_store(&config)?;
-    let signal = shutdown_signal()?;
+    let hangups = Arc::new(Notify::new());
+    let signal = shutdown_signal(Arc::clone(&hangups))?;
     let listeners = Listeners::bind(&args).await?;
-    server::serve(config, store, listeners, signal).await;
+    let (reloads, reloaded) = mpsc::unbounded_channel();
+    tokio::spawn(reload_on_hangup(cli, args, hangups, reloads));
+    server::serve_reloading(config, store, listeners, signal, Some(reloaded)).await;
     Ok(())
+}
+
+/// On each SIGHUP, reads the `--config` file again (with the same command line, which still
+/// wins) and hands the server the new configuration with every key that changed, which it logs
+/// once applied. A file that no longer loads is logged and the running configuration kept.
+async fn reload_on_hangup(
+    cli: Vec<OsString>,
+    mut running: ServerArgs,
+    hangups: Arc<Notify>,
+    reloads: mpsc::UnboundedSender<Reload>,
+) {
+    loop {
+        hangups.notified().await;
+        if running.config.is_none() {
+            tracing::info!("SIGHUP received; no --config file to reload");
+            continue;
+        }
+        let cli = cli.clone();
+        // File reading and parsing are blocking, if brief.
+        let loaded = tokio::task::spawn_blocking(move || {
+            let next = file::load(&cli).map_err(|e| e.to_string())?;
+            reload::check(&next)?;
+            Ok::<_, String>(next)
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        let next = match loaded {
+            Ok(next) => next,
+            Err(e) => {
+                let e = e
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim_start_matches("error: ");
+                tracing::error!("config reload failed; the running configuration is kept: {e}");
+                continue;
+            }
+        };
+        let (effective, changes) = reload::plan(&running, &next);
+        let reload = Reload {
+            config: effective.config(),
+            changes,
+        };
+        if reloads.send(reload).is_err() {
+            return;
+        }
+        running = effective;
+    }
 }
 
 /// Completes on any signal whose default action would end the process (Ctrl-C, SIGTERM, SIGQUIT,
 /// SIGUSR1, ...), so each of them gets the graceful shutdown with its notice instead of killing the
-/// server mid-sentence. SIGHUP is logged and ignored until there is configuration to reload. The
+/// server mid-sentence. SIGHUP wakes `hangups` (the config reload) instead. The
 /// handlers are installed before this returns (not on first poll), so a signal that arrives right
 /// after the server says it is listening is not lost.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+fn shutdown_signal(hangups: Arc<Notify>) -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use std::task::Poll;
@@ -81,7 +147,7 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             let name = std::future::poll_fn(|cx| {
                 // A hangup (the terminal closed, or a reload request) is not a reason to stop.
                 while let Poll::Ready(Some(())) = hangup.poll_recv(cx) {
-                    tracing::info!("SIGHUP received; ignored (nothing to reload)");
+                    hangups.notify_one();
                 }
                 for (name, stop) in &mut stops {
                     if stop.poll_recv(cx).is_ready() {
@@ -96,6 +162,7 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     }
     #[cfg(not(unix))]
     {
+        let _ = hangups;
         Ok(async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -7,6 +7,7 @@
 //! - [`reply_budget`]: one global budget for UDP replies a forged source could trigger.
 //! - [`source_rate`]: per-source limits for UDP requests from non-members (`#info#`).
 //! - [`own_address`]: recognises datagrams claiming to come from the server itself.
+//! - [`slots`]: the `--max-clients` limit, resizable while members hold slots.
 
 pub mod cookie;
 pub mod limits;
@@ -14,4 +15,5 @@ pub mod own_address;
 pub mod pacing;
 pub mod presence;
 pub mod reply_budget;
+pub mod slots;
 pub mod source_rate;

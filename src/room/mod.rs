@@ -259,6 +259,11 @@ impl Room {
         });
     }
 
+    /// Keeps `n` history lines from now on (a config reload).
+    pub fn set_history(&self, n: usize) {
+        self.state().history.set_capacity(n);
+    }
+
     /// The last `n` history lines.
     pub fn recent(&self, n: usize) -> Vec<HistoryLine> {
         self.state().history.last(n)

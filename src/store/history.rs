@@ -53,6 +53,13 @@ impl History {
         history
     }
 
+    /// Keeps at most `capacity` lines from now on (a config reload), dropping the oldest beyond.
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity;
+        let excess = self.lines.len().saturating_sub(capacity);
+        self.lines.drain(..excess);
+    }
+
     /// The id the next line will get.
     pub fn next_id(&self) -> u64 {
         self.next_id

@@ -210,7 +210,15 @@ async fn upgrade(
     if !allowed {
         return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
     }
-    let max = ws::max_message(web.hub.config().max_line);
+    let config = web.hub.config();
+    // Behind a trusted reverse proxy the member is whoever the proxy says (its port is unknown).
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let addr = crate::transport::proxy::forwarded_for(&config.trusted_proxies, addr, forwarded)
+        .map_or(addr, |ip| SocketAddr::new(ip, 0));
+    let max = ws::max_message(config.max_line);
     let (shutdown, tracker) = web.members;
     // Counted with the TCP connections, so shutdown waits for its goodbye.
     let tracked = tracker.token();

@@ -20,6 +20,7 @@ use crate::member::Member;
 use crate::metrics::Delivery;
 use crate::outbox::WhenFull;
 use crate::protocol;
+use crate::transport::proxy;
 
 pub(in crate::transport) mod reader;
 pub(in crate::transport) mod writer;
@@ -66,13 +67,20 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((stream, addr)) => {
+            Ok((mut stream, peer)) => {
                 backoff = Duration::from_millis(1);
                 let hub = hub.clone();
                 let shutdown = shutdown.clone();
                 tracker.spawn(async move {
+                    let addr = tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        real = proxy::real_address(&mut stream, peer, &hub) => match real {
+                            Some(addr) => addr,
+                            None => return,
+                        },
+                    };
                     if let Err(e) = connection(stream, addr, hub, shutdown).await {
-                        tracing::debug!(%addr, error = %e, "connection ended with an error");
+                        proxy::log_ended(addr, &e);
                     }
                 });
             }
@@ -123,6 +131,9 @@ pub(in crate::transport) struct Limits {
     pub(in crate::transport) partial_timeout: Option<Duration>,
     pub(in crate::transport) idle_timeout: Option<Duration>,
     pub(in crate::transport) sendq: Option<usize>,
+    /// Close the connection if its first bytes are a PROXY header (`--proxy-protocol`, from a
+    /// peer that is not a trusted proxy).
+    pub(in crate::transport) refuse_proxy_header: bool,
 }
 
 async fn connection(
@@ -190,6 +201,8 @@ where
         partial_timeout: config.partial_timeout,
         idle_timeout: config.idle_timeout,
         sendq: config.sendq,
+        refuse_proxy_header: config.proxy_protocol
+            && !proxy::is_trusted(&config.trusted_proxies, addr.ip()),
     };
     let (reason, result) = {
         // Cancelled by server shutdown, or by this connection's reader when it is done, so the

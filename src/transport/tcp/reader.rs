@@ -160,6 +160,8 @@ struct LineReader<R> {
     /// received is framed (a client that resets the connection still has them handled).
     eof: bool,
     error: Option<std::io::Error>,
+    /// The first read is still to come and must not be a PROXY header.
+    refuse_proxy_header: bool,
 }
 
 impl<R: LineSource> LineReader<R> {
@@ -172,6 +174,7 @@ impl<R: LineSource> LineReader<R> {
             deadline: None,
             eof: false,
             error: None,
+            refuse_proxy_header: limits.refuse_proxy_header,
         }
     }
 
@@ -231,6 +234,15 @@ impl<R: LineSource> LineReader<R> {
                     }
                 }
                 Some(Ok(0)) => self.end(None),
+                Some(Ok(_)) if std::mem::take(&mut self.refuse_proxy_header) => {
+                    if crate::transport::proxy::looks_like_header(&self.buf) {
+                        // Not one line of it is chat: drop it all before ending.
+                        self.buf.clear();
+                        self.end(Some(std::io::Error::other(
+                            crate::transport::proxy::Refused::Untrusted,
+                        )));
+                    }
+                }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => self.end(Some(e)),
             }

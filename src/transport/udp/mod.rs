@@ -79,7 +79,7 @@ async fn receive(
         None
     };
     let mut guard = match socket.local_addr() {
-        Ok(bound) => Guard::new(bound, hub.config()),
+        Ok(bound) => Guard::new(bound, &hub.config()),
         Err(e) => {
             // Without knowing its own address the server could be made to answer itself.
             tracing::error!(error = %e, "UDP socket has no local address; UDP disabled");

@@ -1,0 +1,125 @@
+//! What a SIGHUP reload changes: the file is read again (through [`super::file::load`], with the
+//! same command line, which still wins), and each key that differs from the running value is
+//! either applied at once or reported as needing a restart (ports, the database...).
+
+use super::ServerArgs;
+
+/// What a reload does with one changed key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Applied to the running server.
+    Applied(&'static str),
+    /// Kept at its running value until the server is restarted.
+    NeedsRestart(&'static str),
+}
+
+/// A reloaded configuration on its way to the running server, with what changed (logged once
+/// the server has applied it, so whoever reads the log sees it in force).
+#[derive(Debug)]
+pub struct Reload {
+    /// The configuration to run with from now on.
+    pub config: super::Config,
+    /// Every key that differs from before.
+    pub changes: Vec<Change>,
+}
+
+/// Logs each changed key as applied or as needing a restart.
+pub fn log(changes: &[Change]) {
+    if changes.is_empty() {
+        tracing::info!("config reloaded: nothing changed");
+    }
+    for change in changes {
+        match change {
+            Change::Applied(key) => tracing::info!("config reloaded: {key} applied"),
+            Change::NeedsRestart(key) => {
+                tracing::warn!("config reloaded: {key} changed but needs a restart")
+            }
+        }
+    }
+}
+
+/// Checks what the flags' own parsers cannot see alone (at start and on every reload).
+pub fn check(args: &ServerArgs) -> Result<(), String> {
+    crate::info::check_meta(&args.meta)?;
+    if args.proxy_protocol && args.trusted_proxy.is_empty() {
+        return Err("--proxy-protocol needs --trusted-proxy CIDR: whose headers to believe".into());
+    }
+    Ok(())
+}
+
+/// Compares the running arguments with the reloaded ones: returns the arguments to run with
+/// from now on (the running ones, with every key that can change live taken from `next`) and each
+/// key that differs.
+pub fn plan(running: &ServerArgs, next: &ServerArgs) -> (ServerArgs, Vec<Change>) {
+    let mut effective = running.clone();
+    let mut changes = Vec::new();
+    macro_rules! keys {
+        (live: $($live:ident = $live_key:literal),* ; restart: $($fixed:ident = $fixed_key:literal),* $(,)?) => {
+            $(
+                if running.$live != next.$live {
+                    effective.$live = next.$live.clone();
+                    changes.push(Change::Applied($live_key));
+                }
+            )*
+            $(
+                if running.$fixed != next.$fixed {
+                    changes.push(Change::NeedsRestart($fixed_key));
+                }
+            )*
+        };
+    }
+    keys!(
+        live: motd = "motd", max_line = "max-line", max_clients = "max-clients",
+            max_per_ip = "max-per-ip", rate = "rate", burst = "burst", flood_kick = "flood-kick",
+            sendq = "sendq", idle_timeout = "idle-timeout", partial_timeout = "partial-timeout",
+            echo = "echo", history = "history", show_addresses = "show-addresses", name = "name",
+            meta = "meta", allow_origin = "allow-origin", proxy_protocol = "proxy-protocol",
+            trusted_proxy = "trusted-proxy";
+        restart: tcp = "tcp", udp = "udp", http = "http", bind = "bind", heartbeat = "heartbeat",
+            backlog = "backlog", udp_validate = "udp-validate", history_db = "db", opers = "oper",
+            argon2_memory = "argon2-memory", argon2_passes = "argon2-passes",
+            max_rooms = "max-rooms", udp_reply_budget = "udp-reply-budget",
+    );
+    (effective, changes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(text: &str) -> ServerArgs {
+        text.parse().expect("arguments")
+    }
+
+    #[test]
+    fn live_keys_are_taken_and_the_rest_waits_for_a_restart() {
+        let running = args("--tcp 9000 --motd old --max-per-ip 4 --history 10");
+        let next = args("--tcp 9001 --motd new --max-per-ip 4 --history 20 --db x.db --rate 2");
+        let (effective, changes) = plan(&running, &next);
+        assert_eq!(
+            changes,
+            [
+                Change::Applied("motd"),
+                Change::Applied("rate"),
+                Change::Applied("history"),
+                Change::NeedsRestart("tcp"),
+                Change::NeedsRestart("db"),
+            ]
+        );
+        assert_eq!(effective.motd, "new");
+        assert_eq!(effective.history, 20);
+        assert_eq!(effective.tcp, Some(9000), "still the bound port");
+        assert_eq!(effective.history_db, None);
+        assert_eq!(effective.config().rate, next.config().rate);
+    }
+
+    #[test]
+    fn nothing_changed_is_nothing_to_say() {
+        let running = args("--tcp 9000 --oper ann --trusted-proxy 10.0.0.0/8");
+        assert_eq!(plan(&running, &running.clone()).1, []);
+        // A key still different after a reload is said again: it still needs the restart.
+        let next = args("--tcp 9001 --oper ann --trusted-proxy 10.0.0.0/8");
+        let (effective, _) = plan(&running, &next);
+        assert_eq!(plan(&effective, &next).1, [Change::NeedsRestart("tcp")]);
+    }
+}

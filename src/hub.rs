@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
@@ -308,6 +308,8 @@ struct Shared {
     /// When the hub was built, for `/info`'s uptime.
     started: Instant,
     metrics: Metrics,
+    /// Counts reloads, so a member can see cheaply that its rates may have changed.
+    generation: AtomicU64,
 }
 
 /// Cheap-to-clone handle to the rooms and their members.
@@ -350,6 +352,7 @@ impl Hub {
                 config: ArcSwap::from_pointee(config),
                 started: Instant::now(),
                 metrics: Metrics::new(),
+                generation: AtomicU64::new(0),
             }),
         }
     }
@@ -369,12 +372,18 @@ impl Hub {
         self.shared.slots.resize(next.max_clients);
         let history = next.history;
         self.shared.config.store(Arc::new(next));
+        self.shared.generation.fetch_add(1, Ordering::Release);
         // After the swap: a room opened from now on already has the new size.
         if history != old.history {
             for room in self.open_rooms() {
                 room.set_history(history);
             }
         }
+    }
+
+    /// How many reloads the configuration has been through (one atomic load, for per-line checks).
+    pub fn config_generation(&self) -> u64 {
+        self.shared.generation.load(Ordering::Acquire)
     }
 
     /// The counters `/metrics` reports, for the transports to count into.

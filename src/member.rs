@@ -62,6 +62,8 @@ pub struct Member {
     gone: bool,
     since: u64,
     flood: FloodGuard,
+    /// The configuration generation `flood` was tuned for.
+    flood_generation: u64,
     /// Chat lines gathered by [`Member::gather`] and not yet published, and how many.
     gathered: BytesMut,
     gathered_lines: u32,
@@ -106,6 +108,7 @@ impl Member {
     ) -> Result<(Member, Subscription), JoinError> {
         let (control_tx, controls) = control::channel();
         let seat = hub.join(transport, addr, &outbox, control_tx.clone())?;
+        let flood_generation = hub.config_generation();
         let config = hub.config();
         let flood = FloodGuard::new(config.rate, config.burst, config.flood_kick, Instant::now());
         let mut sub = seat.sub;
@@ -119,6 +122,7 @@ impl Member {
             gone: false,
             since: sub.since,
             flood,
+            flood_generation,
             gathered: BytesMut::new(),
             gathered_lines: 0,
             relocated: None,
@@ -235,7 +239,17 @@ impl Member {
     pub fn admit(&mut self, input: &Input, now: Instant) -> Admit {
         match input {
             Input::Empty | Input::Ping | Input::Pong(_) => Admit::Now,
-            Input::Chat(_) | Input::Command(_) | Input::TokenRequest => self.flood.admit(now),
+            Input::Chat(_) | Input::Command(_) | Input::TokenRequest => {
+                let generation = self.hub.config_generation();
+                if generation != self.flood_generation {
+                    // Reloaded rates reach the members already connected too.
+                    self.flood_generation = generation;
+                    let config = self.hub.config();
+                    self.flood
+                        .retune(config.rate, config.burst, config.flood_kick, now);
+                }
+                self.flood.admit(now)
+            }
         }
     }
 

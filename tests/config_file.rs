@@ -215,3 +215,29 @@ async fn a_broken_file_on_sighup_keeps_the_server_as_it_was() {
     ann.send("unaffected").await;
     bob.expect("<ann> unaffected").await;
 }
+
+#[tokio::test]
+async fn sighup_applies_new_rates_to_members_already_connected() {
+    let path = config_file("rate", "rate = \"off\"\n");
+    let config = path.to_str().expect("utf-8 path");
+    let (child, addr, _, mut lines) = spawn_logged_chatd(&["--config", config], "info").await;
+    let mut ann = TcpClient::with_nick(addr, "ann").await;
+    let mut bob = TcpClient::with_nick(addr, "bob").await;
+    for n in 0..5 {
+        ann.send(&format!("unlimited {n}")).await;
+    }
+    let skipped = bob.expect("<ann> unlimited 4").await;
+    assert!(
+        skipped.iter().all(|l| !l.contains("slow down")),
+        "{skipped:?}"
+    );
+    rewrite(&path, "rate = 1\nburst = 1\n");
+    hangup(&child);
+    log_until(&mut lines, "config reloaded: rate applied").await;
+    log_until(&mut lines, "config reloaded: burst applied").await;
+    ann.send("first").await;
+    ann.send("second").await;
+    ann.expect("! slow down: your lines are being delayed")
+        .await;
+    bob.expect("<ann> first").await;
+}

@@ -47,14 +47,19 @@ pub fn check(args: &ServerArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Compares the running arguments with the reloaded ones: returns the arguments to run with
-/// from now on (the running ones, with every key that can change live taken from `next`) and each
-/// key that differs.
-pub fn plan(running: &ServerArgs, next: &ServerArgs) -> (ServerArgs, Vec<Change>) {
-    let mut effective = running.clone();
-    let mut changes = Vec::new();
-    macro_rules! keys {
-        (live: $($live:ident = $live_key:literal),* ; restart: $($fixed:ident = $fixed_key:literal),* $(,)?) => {
+/// Declares, once, which keys a reload applies and which wait for a restart: [`plan`] compares
+/// them and [`KEYS`] lists them (a test checks that every flag is in one list or the other).
+macro_rules! reload_keys {
+    (live: $($live:ident = $live_key:literal),* ; restart: $($fixed:ident = $fixed_key:literal),* $(,)?) => {
+        /// Every flag a reload looks at, by name.
+        pub const KEYS: &[&str] = &[$($live_key,)* $($fixed_key,)*];
+
+        /// Compares the running arguments with the reloaded ones: returns the arguments to run
+        /// with from now on (the running ones, with every key that can change live taken from
+        /// `next`) and each key that differs.
+        pub fn plan(running: &ServerArgs, next: &ServerArgs) -> (ServerArgs, Vec<Change>) {
+            let mut effective = running.clone();
+            let mut changes = Vec::new();
             $(
                 if running.$live != next.$live {
                     effective.$live = next.$live.clone();
@@ -66,22 +71,24 @@ pub fn plan(running: &ServerArgs, next: &ServerArgs) -> (ServerArgs, Vec<Change>
                     changes.push(Change::NeedsRestart($fixed_key));
                 }
             )*
-        };
-    }
-    keys!(
-        live: motd = "motd", max_line = "max-line", max_clients = "max-clients",
-            max_per_ip = "max-per-ip", rate = "rate", burst = "burst", flood_kick = "flood-kick",
-            sendq = "sendq", idle_timeout = "idle-timeout", partial_timeout = "partial-timeout",
-            echo = "echo", history = "history", show_addresses = "show-addresses", name = "name",
-            meta = "meta", allow_origin = "allow-origin", proxy_protocol = "proxy-protocol",
-            trusted_proxy = "trusted-proxy";
-        restart: tcp = "tcp", udp = "udp", http = "http", bind = "bind", heartbeat = "heartbeat",
-            backlog = "backlog", udp_validate = "udp-validate", history_db = "db", opers = "oper",
-            argon2_memory = "argon2-memory", argon2_passes = "argon2-passes",
-            max_rooms = "max-rooms", udp_reply_budget = "udp-reply-budget",
-    );
-    (effective, changes)
+            (effective, changes)
+        }
+    };
 }
+
+reload_keys!(
+    live: motd = "motd", max_line = "max-line", max_clients = "max-clients",
+        max_per_ip = "max-per-ip", rate = "rate", burst = "burst", flood_kick = "flood-kick",
+        sendq = "sendq", idle_timeout = "idle-timeout", partial_timeout = "partial-timeout",
+        echo = "echo", history = "history", show_addresses = "show-addresses", name = "name",
+        meta = "meta", allow_origin = "allow-origin", proxy_protocol = "proxy-protocol",
+        trusted_proxy = "trusted-proxy";
+    restart: config = "config", tcp = "tcp", udp = "udp", http = "http", bind = "bind",
+        heartbeat = "heartbeat", backlog = "backlog", udp_validate = "udp-validate",
+        history_db = "db", opers = "oper", argon2_memory = "argon2-memory",
+        argon2_passes = "argon2-passes", max_rooms = "max-rooms",
+        udp_reply_budget = "udp-reply-budget",
+);
 
 #[cfg(test)]
 mod tests {
@@ -111,6 +118,19 @@ mod tests {
         assert_eq!(effective.tcp, Some(9000), "still the bound port");
         assert_eq!(effective.history_db, None);
         assert_eq!(effective.config().rate, next.config().rate);
+    }
+
+    #[test]
+    fn every_flag_is_either_live_or_needs_a_restart() {
+        use clap::CommandFactory;
+        // A new flag must be sorted here, or a reload would change it silently or never say so.
+        for arg in ServerArgs::command().get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            assert!(
+                KEYS.contains(&long),
+                "--{long} is missing from reload_keys!"
+            );
+        }
     }
 
     #[test]

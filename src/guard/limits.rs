@@ -119,6 +119,9 @@ pub enum Admit {
 #[derive(Debug, Clone)]
 pub struct FloodGuard {
     bucket: Option<TokenBucket>,
+    /// What the guard was built for, so a reload with the same rates changes nothing.
+    rate: Rate,
+    burst: u32,
     kick_after: Duration,
     /// When the member last went over the rate without since dropping back under it.
     flooding_since: Option<Instant>,
@@ -134,9 +137,19 @@ impl FloodGuard {
                 Rate::Off => None,
                 Rate::PerSecond(rate) => Some(TokenBucket::new(rate, burst, now)),
             },
+            rate,
+            burst,
             kick_after,
             flooding_since: None,
             warned: false,
+        }
+    }
+
+    /// Takes new rates (a config reload) for a member already connected: the guard starts afresh
+    /// under them, with a full burst; the same rates again change nothing.
+    pub fn retune(&mut self, rate: Rate, burst: u32, kick_after: Duration, now: Instant) {
+        if (rate, burst, kick_after) != (self.rate, self.burst, self.kick_after) {
+            *self = FloodGuard::new(rate, burst, kick_after, now);
         }
     }
 
@@ -173,6 +186,25 @@ impl FloodGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retuning_applies_new_rates_and_ignores_the_same_ones() {
+        let now = Instant::now();
+        let kick = Duration::from_secs(30);
+        let mut guard = FloodGuard::new(Rate::Off, 1, kick, now);
+        for _ in 0..5 {
+            assert_eq!(guard.admit(now), Admit::Now);
+        }
+        guard.retune(Rate::PerSecond(1.0), 1, kick, now);
+        assert_eq!(guard.admit(now), Admit::Now);
+        assert!(matches!(guard.admit(now), Admit::Later { first: true, .. }));
+        // The same rates again: the flood in progress is not forgiven.
+        guard.retune(Rate::PerSecond(1.0), 1, kick, now);
+        assert!(matches!(
+            guard.admit(now),
+            Admit::Later { first: false, .. }
+        ));
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

@@ -167,6 +167,19 @@ mod tests {
     }
 
     #[test]
+    fn a_new_capacity_trims_or_makes_room() {
+        let mut h = filled(5, 5);
+        h.set_capacity(2);
+        let ids: Vec<u64> = h.last(10).iter().map(|l| l.id).collect();
+        assert_eq!(ids, vec![4, 5]);
+        h.set_capacity(4);
+        h.push(9, Bytes::from_static(b"<a> more"));
+        h.push(9, Bytes::from_static(b"<a> more"));
+        assert_eq!(h.len(), 4);
+        assert_eq!(h.next_id(), 8);
+    }
+
+    #[test]
     fn keeps_the_last_lines_with_growing_ids() {
         let h = filled(3, 5);
         let ids: Vec<u64> = h.last(10).iter().map(|l| l.id).collect();

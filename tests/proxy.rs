@@ -205,3 +205,62 @@ async fn x_forwarded_for_counts_only_from_a_trusted_proxy() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_server_ban_hits_the_real_address_not_the_proxy() {
+    let server = start_server(
+        "--proxy-protocol --trusted-proxy 127.0.0.1 --argon2-memory 64 --argon2-passes 1 --oper root",
+    )
+    .await;
+    // The operator connects directly, from an address that is not a proxy.
+    let mut root = TcpClient::connect_from(server.tcp, other_address()).await;
+    root.send("/nick root").await;
+    root.expect("* you are now known as root").await;
+    root.send("/register pw-root").await;
+    root.expect("* root is registered to you; next time: /login root PASSWORD")
+        .await;
+    let (mut abuser, _) = through_proxy(server.tcp, &v1("203.0.113.66", 1000)).await;
+    let (mut neighbour, _) = through_proxy(server.tcp, &v1("203.0.113.67", 1001)).await;
+    root.send("/gban 203.0.113.66 1h abuse").await;
+    root.expect_match(|l| l.starts_with("* address 203.0.113.66 is banned from the server"))
+        .await;
+    abuser.expect_closed().await;
+    let (mut again, refusal) = through_proxy(server.tcp, &v1("203.0.113.66", 1002)).await;
+    assert_eq!(refusal, "! you are banned from this server");
+    again.expect_closed().await;
+    // Everyone else behind the same proxy is unaffected.
+    neighbour.send("still here").await;
+    root.expect(&format!("<{}> still here", neighbour.name))
+        .await;
+    let (_, welcome) = through_proxy(server.tcp, &v1("203.0.113.68", 1003)).await;
+    assert!(welcome.contains("(203.0.113.68:1003)"), "{welcome}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refused_header_is_logged_with_the_peer() {
+    let (_child, addr, _, mut lines) = common::spawn_logged_chatd(
+        &["--proxy-protocol", "--trusted-proxy", "127.0.0.1"],
+        "info",
+    )
+    .await;
+    let mut broken = TcpClient::connect_raw(addr).await;
+    broken
+        .send_raw(b"PROXY TCP4 999.1.1.1 127.0.0.1 1 2\r\n")
+        .await;
+    broken.expect_closed().await;
+    let logged = async {
+        loop {
+            match lines.next_line().await.expect("read log") {
+                Some(line) if line.contains("closing connection") => return line,
+                Some(_) => {}
+                None => panic!("chatd exited"),
+            }
+        }
+    };
+    let line = tokio::time::timeout(TIMEOUT, logged)
+        .await
+        .expect("the refusal is logged");
+    assert!(line.contains("malformed PROXY header"), "{line}");
+    assert!(line.contains("peer=127.0.0.1:"), "{line}");
+}

@@ -3,12 +3,20 @@
 //! Run: `cargo bench --bench fanout` (everything, about 10 minutes at most), or pick cases with
 //! `FANOUT_CASES=closed100,idle10k cargo bench --bench fanout` or
 //! `cargo bench --bench fanout -- closed100 idle10k`; `FANOUT_QUICK=1` shortens every case.
-//! `FANOUT_MSGS=N` sets the closed-loop cases' messages per sender (default 1000).
+//! `FANOUT_MSGS=N` sets the closed-loop cases' messages per sender (default 1000);
+//! `FANOUT_MSGS_OF=closed100:20000,closed1000:2000` per case.
 //! `closed100-web` runs closed100's load through WebSocket members (`--http`) and prints the
 //! ratios against plain TCP.
 //! `FANOUT_IDLE_READ=0` makes idle clients hold their sockets without reading; `FANOUT_CHATD=PATH`
 //! measures another chatd build (say, from before a change) instead of this one.
 //! Prints one table and writes the same figures as JSON (path printed; `FANOUT_REPORT` overrides).
+//! The TCP cases also run against nats-server (`FANOUT_NATS=PATH`, else `nats-server` on PATH or
+//! /usr/sbin), at its default and at GOMAXPROCS=1; the closing table puts each server's CPU per
+//! delivery side by side. On more than 4 cores the server is pinned to 2 and the generator to the
+//! rest; on fewer they share.
+
+#[path = "fanout/cpu.rs"]
+mod cpu;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -41,6 +49,9 @@ const CHATD_ARGS: &[&str] = &[
     "200000",
 ];
 
+/// Cores the server gets when the machine has enough to pin (see `loadgen::sys::core_split`).
+const SERVER_CORES: usize = 2;
+
 /// The descriptor limit the bench asks for (capped by /proc/sys/fs/nr_open); chatd inherits it.
 const NOFILE_WANT: u64 = 1_048_576;
 
@@ -63,7 +74,7 @@ const ALL_CASES: &[&str] = &[
     "idle100k",
 ];
 
-/// A fan-out case and whether ncat can run it (it has no UDP broker mode).
+/// A fan-out case and whether ncat (and nats-server) can run it (neither has a UDP broker mode).
 struct Case {
     spec: FanoutSpec,
     ncat: bool,
@@ -107,6 +118,9 @@ fn build_case(name: &str, quick: bool) -> Option<Case> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if quick { 200 } else { 1000 });
+    // FANOUT_MSGS_OF=closed100:20000,... sets it per case, so short cases run long enough for
+    // /proc's 10 ms CPU ticks to measure them.
+    let closed_k = per_case_msgs(name).unwrap_or(closed_k);
     let open_s: u32 = if quick { 3 } else { 10 };
     let case = match name {
         "closed10" | "closed100" | "closed1000" => {
@@ -207,6 +221,15 @@ fn build_case(name: &str, quick: bool) -> Option<Case> {
     Some(case)
 }
 
+/// The messages per sender `FANOUT_MSGS_OF` gives case `name`, if any.
+fn per_case_msgs(name: &str) -> Option<u32> {
+    let spec = std::env::var("FANOUT_MSGS_OF").ok()?;
+    spec.split(',').find_map(|item| {
+        let (case, msgs) = item.trim().split_once(':')?;
+        (case == name).then(|| msgs.parse().ok()).flatten()
+    })
+}
+
 #[derive(Serialize)]
 struct Ratio {
     case: String,
@@ -249,6 +272,7 @@ struct Report {
     fanout: Vec<FanoutResult>,
     ratios: Vec<Ratio>,
     targets: Vec<TargetCheck>,
+    cpu_table: Vec<cpu::Row>,
     idle: Option<IdleResult>,
     errors: Vec<CaseError>,
     notes: Vec<String>,
@@ -320,6 +344,20 @@ fn main() -> Result<()> {
             None
         }
     };
+    match loadgen::sys::core_split(loadgen::sys::cores(), SERVER_CORES) {
+        Some((_, generator)) => match loadgen::sys::pin(0, &generator) {
+            Ok(()) => notes.push(format!(
+                "the server is pinned to cores 0-{} and this generator to the other {}",
+                SERVER_CORES - 1,
+                generator.len()
+            )),
+            Err(e) => notes.push(format!("could not pin the generator: {e:#}")),
+        },
+        None => notes.push(format!(
+            "{} cores: the server and this generator share them (no pinning below 5 cores)",
+            loadgen::sys::cores()
+        )),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -346,6 +384,13 @@ async fn run(
         eprintln!("WARNING: {msg}");
         notes.push(msg.into());
     }
+    let nats = std::env::var_os("FANOUT_NATS")
+        .map(PathBuf::from)
+        .or_else(|| loadgen::server::find_on_path("nats-server"))
+        .or_else(|| Some(PathBuf::from("/usr/sbin/nats-server")).filter(|p| p.is_file()));
+    if nats.is_none() {
+        notes.push("nats-server not found (apt-get install nats-server): no NATS column".into());
+    }
     eprintln!(
         "fanout: cases {} (quick={quick}); descriptor limit {nofile_limit:?}",
         cases.join(",")
@@ -371,9 +416,17 @@ async fn run(
                 "{name}: chatd only (ncat --chat has no UDP broker)"
             )),
         }
+        if case.ncat && nats.is_some() {
+            servers.extend([ServerKind::Nats, ServerKind::NatsOneProc]);
+        }
         for kind in servers {
             eprintln!("fanout: {name} on {} ...", kind.name());
-            match one_case(kind, &chatd_bin, ncat.as_deref(), &case).await {
+            let other = if kind.is_nats() {
+                nats.as_deref()
+            } else {
+                ncat.as_deref()
+            };
+            match one_case(kind, &chatd_bin, other, &case).await {
                 Ok(r) => {
                     eprintln!(
                         "  {} received {}/{} p99 {} in {:.1}s",
@@ -429,6 +482,7 @@ async fn run(
 
     let ratios = ratios(&fanout);
     let targets = targets(&fanout, &targets_of);
+    let cpu_table = cpu::rows(&fanout, &cases);
     notes.extend(history_overhead(&fanout));
     notes.extend(web_against_tcp(&fanout));
     let report = Report {
@@ -444,12 +498,14 @@ async fn run(
         fanout,
         ratios,
         targets,
+        cpu_table,
         idle,
         errors,
         notes,
         total_wall_s: started.elapsed().as_secs_f64(),
     };
     print!("{}", render(&report));
+    print!("{}", cpu::render(&report.cpu_table));
     let path = report_path();
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -462,11 +518,12 @@ async fn run(
 }
 
 /// Starts a fresh server for one case (ncat in particular does not survive many clients leaving
-/// at once), runs the case and kills the server whatever happened.
+/// at once), runs the case and kills the server whatever happened. `other` is the ncat or
+/// nats-server binary when `kind` is one of those.
 async fn one_case(
     kind: ServerKind,
     chatd_bin: &Path,
-    ncat: Option<&Path>,
+    other: Option<&Path>,
     case: &Case,
 ) -> Result<FanoutResult> {
     let spec = &case.spec;
@@ -486,13 +543,23 @@ async fn one_case(
         args.extend(["--http".into(), "0".into()]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut server = match (kind, ncat) {
+    let mut server = match (kind, other) {
         (ServerKind::Chatd, _) => {
             ServerProc::start_chatd(chatd_bin, &args, spec.udp_clients > 0).await?
         }
         (ServerKind::Ncat, Some(ncat)) => ServerProc::start_ncat(ncat, NCAT_MAX_CONNS).await?,
         (ServerKind::Ncat, None) => bail!("ncat not installed (apt-get install ncat)"),
+        (ServerKind::Nats | ServerKind::NatsOneProc, Some(nats)) => {
+            ServerProc::start_nats(nats, kind).await?
+        }
+        (ServerKind::Nats | ServerKind::NatsOneProc, None) => bail!("nats-server not installed"),
     };
+    if let (Some((cores, _)), Some(pid)) = (
+        loadgen::sys::core_split(loadgen::sys::cores(), SERVER_CORES),
+        server.pid,
+    ) {
+        loadgen::sys::pin(pid, &cores)?;
+    }
     let mut spec = spec.clone();
     if kind == ServerKind::Ncat {
         // Listen backlog of 10: more handshakes in flight overflow it into silent SYN cookies.
@@ -625,6 +692,8 @@ fn command_line() -> String {
     for var in [
         "FANOUT_CASES",
         "FANOUT_QUICK",
+        "FANOUT_MSGS",
+        "FANOUT_MSGS_OF",
         "FANOUT_IDLE_READ",
         "FANOUT_CHATD",
     ] {

@@ -319,7 +319,12 @@ pub async fn run_fanout(server: &mut ServerProc, spec: &FanoutSpec) -> Result<Fa
                 }
             }
         };
-        jobs.push(SenderJob { id, side, pace });
+        jobs.push(SenderJob {
+            id,
+            side,
+            pace,
+            nats: server.kind.is_nats(),
+        });
     }
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let stop = shared.stop.clone();
@@ -570,6 +575,8 @@ struct SenderJob {
     id: u32,
     side: SenderSide,
     pace: Pace,
+    /// TCP senders speak NATS (`PUB`) instead of plain lines.
+    nats: bool,
 }
 
 /// Runs all senders concurrently on the current (sender) runtime; returns each one's id, TCP write
@@ -582,9 +589,19 @@ async fn run_senders(
     stop: tokio_util::sync::CancellationToken,
 ) -> Vec<(u32, Option<OwnedWriteHalf>, SendStats)> {
     let mut set = JoinSet::new();
-    for SenderJob { id, side, pace } in jobs {
+    for SenderJob {
+        id,
+        side,
+        pace,
+        nats,
+    } in jobs
+    {
         let stop = stop.clone();
         match side {
+            SenderSide::Tcp(wr) if nats => set.spawn(async move {
+                let (wr, stats) = send::send_nats(wr, id, k, pace, start, clock, stop).await;
+                (id, Some(wr), stats)
+            }),
             SenderSide::Tcp(wr) => set.spawn(async move {
                 let (wr, stats) = send::send_tcp(wr, id, k, pace, start, clock, stop).await;
                 (id, Some(wr), stats)

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use futures::StreamExt;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 
 use super::server::ServerKind;
@@ -52,6 +52,9 @@ pub async fn connect_greeted(
         let mut stream = socket.connect(server).await?;
         stream.set_nodelay(true)?;
         wait_greeting(&mut stream, kind).await?;
+        if kind.is_nats() {
+            nats_subscribe(&mut stream).await?;
+        }
         Ok::<_, anyhow::Error>(stream)
     })
     .await
@@ -77,9 +80,31 @@ fn set_bind_no_port(socket: &TcpSocket) -> std::io::Result<()> {
     }
 }
 
+/// What a NATS client says after the server's `INFO`: no `+OK` per command, no copies of its own
+/// messages (like chatd and ncat), one subscription to the room, and a `PING` whose `PONG` proves
+/// the subscription is in place before the case starts sending.
+pub const NATS_HELLO: &[u8] =
+    b"CONNECT {\"verbose\":false,\"echo\":false}\r\nSUB room 1\r\nPING\r\n";
+
+/// Subject every NATS client publishes to and subscribes to.
+pub const NATS_SUBJECT: &str = "room";
+
+/// Sends [`NATS_HELLO`] and waits for the server's `PONG`.
+async fn nats_subscribe(stream: &mut TcpStream) -> Result<()> {
+    stream.write_all(NATS_HELLO).await?;
+    wait_line(stream, |line| line.starts_with(b"PONG"))
+        .await
+        .context("waiting for PONG after SUB")
+}
+
 /// Reads lines until one is the server's greeting; whatever follows it in the same read is
 /// dropped (only notices can come before the case starts sending).
 pub(crate) async fn wait_greeting(stream: &mut TcpStream, kind: ServerKind) -> Result<()> {
+    wait_line(stream, |line| kind.is_greeting(line)).await
+}
+
+/// Reads lines until `wanted` accepts one, dropping the rest of that read.
+async fn wait_line(stream: &mut TcpStream, wanted: impl Fn(&[u8]) -> bool) -> Result<()> {
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     let mut scanned = 0;
@@ -95,7 +120,7 @@ pub(crate) async fn wait_greeting(stream: &mut TcpStream, kind: ServerKind) -> R
         let mut start = scanned;
         for nl in memchr::memchr_iter(b'\n', &buf[scanned..]) {
             let end = scanned + nl;
-            if kind.is_greeting(&buf[start..end]) {
+            if wanted(&buf[start..end]) {
                 return Ok(());
             }
             start = end + 1;

@@ -320,7 +320,7 @@ pub async fn run_idle(server: &mut ServerProc, spec: &IdleSpec) -> Result<IdleRe
             } else {
                 0.0
             },
-            server_fds: super::sys::open_fds(server.pid).ok(),
+            server_fds: server.pid.and_then(|p| super::sys::open_fds(p).ok()),
             server_cpu_s: server.cpu_ns().unwrap_or(0).saturating_sub(cpu0) as f64 / 1e9,
             closed_by_server: herd.closed_by_server(),
         });

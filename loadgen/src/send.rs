@@ -56,6 +56,23 @@ impl Outlet for OwnedWriteHalf {
     }
 }
 
+/// A NATS publisher: each message goes out as `PUB room 64` and the same 64-byte payload.
+pub struct NatsPub(pub OwnedWriteHalf);
+
+/// `PUB room 64\r\n`, then the payload, then `\r\n`.
+const NATS_PUB_HEAD: &[u8] = b"PUB room 64\r\n";
+
+impl Outlet for NatsPub {
+    async fn put(&mut self, line: &[u8; MSG_LEN]) -> std::io::Result<()> {
+        let mut frame = [0u8; NATS_PUB_HEAD.len() + MSG_LEN + 2];
+        frame[..NATS_PUB_HEAD.len()].copy_from_slice(NATS_PUB_HEAD);
+        frame[NATS_PUB_HEAD.len()..NATS_PUB_HEAD.len() + MSG_LEN].copy_from_slice(line);
+        frame[NATS_PUB_HEAD.len() + MSG_LEN..].copy_from_slice(b"\r\n");
+        // One write per message, as for the line protocols.
+        self.0.write_all(&frame).await
+    }
+}
+
 impl Outlet for &std::net::UdpSocket {
     async fn put(&mut self, line: &[u8; MSG_LEN]) -> std::io::Result<()> {
         // The socket is nonblocking and read by another thread; a full send buffer on loopback
@@ -136,6 +153,21 @@ pub async fn send_tcp(
 ) -> (OwnedWriteHalf, SendStats) {
     let stats = send_loop(id, count, pace, start, clock, &stop, &mut wr).await;
     (wr, stats)
+}
+
+/// Runs a NATS publisher (see [`NatsPub`]); the write half is handed back as for [`send_tcp`].
+pub async fn send_nats(
+    wr: OwnedWriteHalf,
+    id: u32,
+    count: u32,
+    pace: Pace,
+    start: Instant,
+    clock: Clock,
+    stop: CancellationToken,
+) -> (OwnedWriteHalf, SendStats) {
+    let mut out = NatsPub(wr);
+    let stats = send_loop(id, count, pace, start, clock, &stop, &mut out).await;
+    (out.0, stats)
 }
 
 /// Runs a UDP sender: one datagram per message on a socket connected to the server.

@@ -1,5 +1,6 @@
-//! Starting and stopping the servers under test (chatd, and `ncat --chat` as the baseline), and
-//! recognising each one's greeting so a client is only counted once the server has accepted it.
+//! Starting and stopping the servers under test (chatd, and `ncat --chat` and nats-server as the
+//! baselines), and recognising each one's greeting so a client is only counted once the server has
+//! accepted it.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -23,6 +24,11 @@ pub enum ServerKind {
     Chatd,
     /// `ncat --chat`, greeting with `<announce> … is connected as <userN>.`.
     Ncat,
+    /// nats-server at its default GOMAXPROCS (one per core): clients speak the NATS protocol
+    /// (`CONNECT`, `SUB room 1`, `PUB room N`), greeted by `INFO {…}`.
+    Nats,
+    /// nats-server with `GOMAXPROCS=1`, its best on a small machine.
+    NatsOneProc,
 }
 
 impl ServerKind {
@@ -31,7 +37,14 @@ impl ServerKind {
         match self {
             ServerKind::Chatd => "chatd",
             ServerKind::Ncat => "ncat",
+            ServerKind::Nats => "nats",
+            ServerKind::NatsOneProc => "nats-1proc",
         }
+    }
+
+    /// Whether clients speak the NATS protocol to this server.
+    pub fn is_nats(self) -> bool {
+        matches!(self, ServerKind::Nats | ServerKind::NatsOneProc)
     }
 
     /// True if `line` is the line this server sends a client it has just accepted.
@@ -44,6 +57,7 @@ impl ServerKind {
                 line.starts_with(b"<announce> ")
                     && memchr::memmem::find(line, b" is connected as ").is_some()
             }
+            ServerKind::Nats | ServerKind::NatsOneProc => line.starts_with(b"INFO {"),
         }
     }
 }
@@ -64,9 +78,11 @@ pub struct ServerProc {
     pub udp: Option<SocketAddr>,
     /// Its HTTP address, when started with `--http` (chatd only).
     pub http: Option<SocketAddr>,
-    /// Its process id, for `/proc` readings.
-    pub pid: u32,
-    child: Child,
+    /// Its process id, for `/proc` readings (none for a server [`ServerProc::attach`]ed to
+    /// without one: its CPU is then unknown).
+    pub pid: Option<u32>,
+    /// None for a server this process did not start.
+    child: Option<Child>,
     log: Arc<Mutex<VecDeque<String>>>,
 }
 
@@ -149,6 +165,50 @@ impl ServerProc {
         .await
     }
 
+    /// Starts `nats-server` on a free loopback port (at GOMAXPROCS=1 for
+    /// [`ServerKind::NatsOneProc`]) and waits until it says it accepts clients.
+    pub async fn start_nats(bin: &Path, kind: ServerKind) -> Result<ServerProc> {
+        if !kind.is_nats() {
+            bail!("start_nats needs a NATS kind, not {}", kind.name());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut cmd = Command::new(bin);
+        cmd.args(["-a", "127.0.0.1", "-p"]).arg(port.to_string());
+        if kind == ServerKind::NatsOneProc {
+            cmd.env("GOMAXPROCS", "1");
+        }
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        Self::spawn(kind, cmd, move |line, found| {
+            if line.contains("Listening for client connections") || line.contains("Server is ready")
+            {
+                found.tcp = Some(addr);
+            }
+            found.tcp.is_some()
+        })
+        .await
+    }
+
+    /// A server someone else started, at `tcp` (and `udp`), speaking `kind`'s protocol. With its
+    /// `pid` the figures include its CPU time.
+    pub fn attach(
+        kind: ServerKind,
+        tcp: SocketAddr,
+        udp: Option<SocketAddr>,
+        pid: Option<u32>,
+    ) -> ServerProc {
+        ServerProc {
+            kind,
+            tcp,
+            udp,
+            http: None,
+            pid,
+            child: None,
+            log: Arc::default(),
+        }
+    }
+
     async fn spawn(
         kind: ServerKind,
         mut cmd: Command,
@@ -196,8 +256,8 @@ impl ServerProc {
             tcp: ([127, 0, 0, 1], 0).into(),
             udp: None,
             http: None,
-            pid,
-            child,
+            pid: Some(pid),
+            child: Some(child),
             log,
         };
         match tokio::time::timeout(START_TIMEOUT, rx).await {
@@ -209,8 +269,13 @@ impl ServerProc {
             }
             Ok(_) => {
                 // stderr closed before the listening lines: the process died (e.g. a bad flag).
-                let status =
-                    tokio::time::timeout(Duration::from_secs(2), server.child.wait()).await;
+                let status = match server.child.as_mut() {
+                    Some(child) => tokio::time::timeout(Duration::from_secs(2), child.wait())
+                        .await
+                        .map(|s| s.map(|s| s.to_string()))
+                        .map_err(|_| "still running"),
+                    None => Err("not ours"),
+                };
                 bail!(
                     "{} exited before listening ({status:?}); stderr:\n{}",
                     kind.name(),
@@ -235,23 +300,28 @@ impl ServerProc {
 
     /// The server's CPU time so far, in nanoseconds.
     pub fn cpu_ns(&self) -> Result<u64> {
-        sys::proc_cpu_ns(self.pid)
+        sys::proc_cpu_ns(self.pid.ok_or_else(|| anyhow!("no pid for the server"))?)
     }
 
     /// The server's resident memory, in KiB.
     pub fn rss_kib(&self) -> Result<u64> {
-        sys::vm_rss_kib(self.pid)
+        sys::vm_rss_kib(self.pid.ok_or_else(|| anyhow!("no pid for the server"))?)
     }
 
-    /// True while the process has not exited.
+    /// True while the process has not exited (always, for a server this process did not start).
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => true,
+        }
     }
 
-    /// Kills the server and reaps it.
+    /// Kills the server and reaps it (leaves a server it did not start alone).
     pub async fn stop(mut self) {
-        let _ = self.child.start_kill();
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+            let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+        }
     }
 }
 
@@ -281,5 +351,7 @@ mod tests {
         assert!(!ServerKind::Chatd.is_greeting(b"* 127.0.0.1:6 joined"));
         assert!(ServerKind::Ncat.is_greeting(b"<announce> 127.0.0.1 is connected as <user5>."));
         assert!(!ServerKind::Ncat.is_greeting(b"<announce> already connected: nobody."));
+        assert!(ServerKind::Nats.is_greeting(b"INFO {\"server_id\":\"X\"}\r"));
+        assert!(!ServerKind::NatsOneProc.is_greeting(b"MSG room 1 64\r"));
     }
 }

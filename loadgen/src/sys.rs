@@ -117,6 +117,54 @@ pub fn open_fds(pid: u32) -> Result<usize> {
         .count())
 }
 
+/// Online CPUs, for deciding whether the server and the generator can have cores of their own.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// How to split the machine's cores between the server and the generator: on more than 4 cores
+/// the server gets the first `server` cores and the generator the rest; on fewer they share.
+pub fn core_split(cores: usize, server: usize) -> Option<(Vec<usize>, Vec<usize>)> {
+    (cores > 4 && server > 0 && server < cores)
+        .then(|| ((0..server).collect(), (server..cores).collect()))
+}
+
+/// Pins every thread of process `pid` (0: this process) to `cpus`, so server and generator stop
+/// competing for the same cores. Threads started later inherit the mask of the thread that starts
+/// them, so pinning right after start (or, for this process, before its runtime) covers them all.
+pub fn pin(pid: u32, cpus: &[usize]) -> Result<()> {
+    // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &cpu in cpus {
+        if cpu >= libc::CPU_SETSIZE as usize {
+            return Err(anyhow!("cpu {cpu} beyond CPU_SETSIZE"));
+        }
+        // SAFETY: CPU_SET writes one bit inside `set`; cpu is below the set's capacity (checked).
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    let pid = if pid == 0 { std::process::id() } else { pid };
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .with_context(|| format!("listing /proc/{pid}/task"))?;
+    for task in tasks.flatten() {
+        let Some(tid) = task
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: `set` is a valid cpu_set_t of the size passed; a gone thread just fails.
+        let rc = unsafe { libc::sched_setaffinity(tid, std::mem::size_of_val(&set), &set) };
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ESRCH) {
+                return Err(anyhow!("sched_setaffinity({tid}): {e}"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The descriptor limit after [`raise_nofile`].
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct NofileLimit {

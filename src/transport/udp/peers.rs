@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -150,6 +151,8 @@ pub(super) struct Peers {
     pub(super) controls: mpsc::Sender<(SocketAddr, MemberId, Control)>,
     /// What fan-out deliveries count into (detached counters until the server sets the hub's).
     pub(super) out: Delivery,
+    /// Whether fan-outs send with `sendmmsg`; cleared for good where the system refuses it.
+    pub(super) batching: AtomicBool,
 }
 
 impl Peers {
@@ -178,6 +181,7 @@ impl Peers {
             echo,
             controls,
             out: crate::metrics::Metrics::new().delivery(crate::hub::Transport::Udp),
+            batching: AtomicBool::new(true),
         }
     }
 

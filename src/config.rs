@@ -136,6 +136,9 @@ pub struct ServerArgs {
     /// believed; repeatable.
     #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = crate::transport::proxy::parse_cidr)]
     pub trusted_proxy: Vec<IpNet>,
+    /// `--cluster` and the flags that go with it.
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterArgs,
 }
 
 /// Default for `--udp-reply-budget`.
@@ -315,6 +318,8 @@ pub struct Config {
     pub proxy_protocol: bool,
     /// The proxies whose PROXY headers and `X-Forwarded-For` are believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// `--cluster`: how this node joins the others.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Default for Config {
@@ -347,6 +352,7 @@ impl Default for Config {
             allow_origins: Vec::new(),
             proxy_protocol: false,
             trusted_proxies: Vec::new(),
+            cluster: None,
         }
     }
 }
@@ -385,6 +391,7 @@ impl ServerArgs {
             allow_origins: self.allow_origin.clone(),
             proxy_protocol: self.proxy_protocol,
             trusted_proxies: self.trusted_proxy.clone(),
+            cluster: self.cluster.config(),
         }
     }
 }

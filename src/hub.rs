@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::auth::server::ServerGuard;
 use crate::auth::Accounts;
+use crate::cluster::Bridge;
 use crate::config::Config;
 use crate::control::{Control, ControlTx};
 use crate::metrics::Metrics;
@@ -113,6 +114,8 @@ pub struct MemberInfo {
     pub transport: Transport,
     /// Whether it is logged in to its name's account.
     pub registered: bool,
+    /// The node it is on, when that is another node of the cluster.
+    pub node: Option<String>,
 }
 
 /// A member someone acts on: who it is and how to reach it.
@@ -183,6 +186,17 @@ struct Entry {
 }
 
 impl Entry {
+    fn remote(&self, id: MemberId) -> crate::cluster::wire::RemoteMember {
+        crate::cluster::wire::RemoteMember {
+            id,
+            name: self.name.clone(),
+            room: self.room.name().key.clone(),
+            label: self.room.label(),
+            transport: self.transport.as_str().to_string(),
+            registered: self.account.as_deref() == Some(names::key(&self.name).as_str()),
+        }
+    }
+
     fn target(&self, id: MemberId) -> Target {
         Target {
             id,
@@ -224,6 +238,8 @@ struct Registry {
     next_id: MemberId,
     /// Number of the next `guest-N` name.
     next_guest: u64,
+    /// What ends guest names (`--cluster`: `.NODE`, so they are unique cluster-wide).
+    guest_suffix: String,
 }
 
 impl Registry {
@@ -265,7 +281,7 @@ impl Registry {
         // number of members and reserved names).
         loop {
             self.next_guest += 1;
-            let name = names::default_name(self.next_guest, addr, false);
+            let name = names::default_name(self.next_guest, addr, false) + &self.guest_suffix;
             if !self.is_taken(&names::key(&name), id, addr) {
                 return name;
             }
@@ -310,6 +326,8 @@ struct Shared {
     metrics: Metrics,
     /// Counts reloads, so a member can see cheaply that its rates may have changed.
     generation: AtomicU64,
+    /// `--cluster`: the bridge to the other nodes.
+    cluster: Option<Bridge>,
 }
 
 /// Cheap-to-clone handle to the rooms and their members.
@@ -321,6 +339,11 @@ pub struct Hub {
 impl Hub {
     /// A hub with the given limits and greeting, keeping history in `store`.
     pub fn new(config: Config, store: Store) -> Hub {
+        Hub::with_cluster(config, store, None)
+    }
+
+    /// A hub that is one node of a cluster when `cluster` is given.
+    pub fn with_cluster(config: Config, store: Store, cluster: Option<Bridge>) -> Hub {
         let lobby = Arc::new(Room::new(
             RoomName::lobby(),
             config.backlog,
@@ -335,10 +358,14 @@ impl Hub {
                 members: 0,
             },
         );
-        Hub {
+        let hub = Hub {
             shared: Arc::new(Shared {
                 registry: Mutex::new(Registry {
                     next_id: SERVER + 1,
+                    guest_suffix: cluster
+                        .as_ref()
+                        .map(Bridge::guest_suffix)
+                        .unwrap_or_default(),
                     rooms,
                     ..Registry::default()
                 }),
@@ -351,10 +378,33 @@ impl Hub {
                 store,
                 config: ArcSwap::from_pointee(config),
                 started: Instant::now(),
-                metrics: Metrics::new(),
+                metrics: cluster.as_ref().map(Bridge::metrics).unwrap_or_default(),
+                cluster,
                 generation: AtomicU64::new(0),
             }),
+        };
+        if let Some(cluster) = hub.cluster() {
+            cluster.room_opened(hub.lobby());
         }
+        hub
+    }
+
+    /// The bridge to the other nodes (`--cluster`).
+    pub fn cluster(&self) -> Option<&Bridge> {
+        self.shared.cluster.as_ref()
+    }
+
+    /// This node's members as the other nodes see them, and the last presence change they
+    /// include (taken together under the registry lock).
+    pub fn cluster_roster(&self) -> (u64, Vec<crate::cluster::wire::RemoteMember>) {
+        let registry = self.registry();
+        let version = self.cluster().map_or(0, Bridge::version);
+        let members = registry
+            .members
+            .iter()
+            .map(|(&id, e)| e.remote(id))
+            .collect();
+        (version, members)
     }
 
     /// The configuration in force (a reload may swap it: read it where it is used).
@@ -483,6 +533,9 @@ impl Hub {
             if let Some(entry) = registry.rooms.get_mut(&lobby.name().key) {
                 entry.members += 1;
             }
+            if let (Some(cluster), Some(entry)) = (self.cluster(), registry.members.get(&id)) {
+                cluster.joined(entry.remote(id));
+            }
             // Subscribing under the registry lock: the join notice below comes after the seam.
             (id, name, lobby.subscribe(config.history))
         };
@@ -544,6 +597,9 @@ impl Hub {
                             members: 0,
                         },
                     );
+                    if let Some(cluster) = self.cluster() {
+                        cluster.room_opened(&room);
+                    }
                     room
                 }
             };
@@ -581,6 +637,9 @@ impl Hub {
             current.member_left(id);
             registry.vacate(&current);
             let sub = target.subscribe(self.config().history);
+            if let Some(cluster) = self.cluster() {
+                cluster.moved(id, &target);
+            }
             (current, target, sub, left_at, others, who)
         };
         from.broadcast(
@@ -616,6 +675,9 @@ impl Hub {
                 }
                 entry.room.member_left(id);
                 registry.vacate(&entry.room);
+                if let Some(cluster) = self.cluster() {
+                    cluster.left(id);
+                }
             }
             entry
         };
@@ -636,7 +698,7 @@ impl Hub {
         let Some(addr) = registry.members.get(&id).map(|e| e.addr) else {
             return Err(RenameError::Taken);
         };
-        if registry.is_taken(&key, id, addr) {
+        if registry.is_taken(&key, id, addr) || self.cluster().is_some_and(|c| c.refuses(&key)) {
             return Err(RenameError::Taken);
         }
         let Some(entry) = registry.members.get_mut(&id) else {
@@ -648,6 +710,9 @@ impl Hub {
             }
         }
         let old = std::mem::replace(&mut entry.name, new.clone());
+        if let Some(cluster) = self.cluster() {
+            cluster.renamed(id, &new, entry.account.as_deref() == Some(key.as_str()));
+        }
         registry.names.remove(&names::key(&old));
         registry.names.insert(key, id);
         Ok((old, new))
@@ -667,6 +732,9 @@ impl Hub {
         };
         let old = std::mem::replace(&mut entry.name, name.to_string());
         entry.account = Some(key.clone());
+        if let Some(cluster) = self.cluster() {
+            cluster.renamed(id, name, true);
+        }
         registry.names.remove(&names::key(&old));
         registry.names.insert(key, id);
         Ok((old, name.to_string()))
@@ -769,6 +837,7 @@ impl Hub {
                     .account
                     .as_deref()
                     .is_some_and(|a| a == names::key(&e.name)),
+                node: None,
             })
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
@@ -808,6 +877,9 @@ impl Hub {
     /// silent.
     pub fn announce_shutdown(&self) {
         self.shared.closing.store(true, Ordering::SeqCst);
+        if let Some(cluster) = self.cluster() {
+            cluster.shutdown();
+        }
         let rooms: Vec<Arc<Room>> = self
             .registry()
             .rooms

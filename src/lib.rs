@@ -19,11 +19,13 @@
 //!   line framing.
 //! - [`info`]: the server's description as one line of JSON (`/info`, UDP `#info#`).
 //! - [`client`]: the bundled async client behind `chatc`.
+//! - [`cluster`]: `--cluster`: nodes joined through NATS (room relay, presence, heartbeats).
 //!
 //! The load generator the benchmarks use is its own crate, `loadgen/`.
 
 pub mod auth;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod guard;

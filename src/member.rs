@@ -453,7 +453,10 @@ impl Member {
     }
 
     fn rooms(&self) {
-        let rooms = self.hub.rooms();
+        let mut rooms = self.hub.rooms();
+        if let Some(cluster) = self.hub.cluster() {
+            crate::cluster::merge_rooms(&mut rooms, cluster.rooms());
+        }
         let count = protocol::notice(&format!("{} rooms:", rooms.len()));
         let listed = rooms.iter().take(ROOMS_LIMIT).map(|room| {
             let here = if room.label == self.room.label() {
@@ -532,7 +535,10 @@ impl Member {
     }
 
     fn who(&self) {
-        let members = self.hub.members_in(&self.room);
+        let mut members = self.hub.members_in(&self.room);
+        if let Some(cluster) = self.hub.cluster() {
+            crate::cluster::merge_members(&mut members, cluster.members_in(&self.room.name().key));
+        }
         let count = protocol::notice(&format!("{} here:", members.len()));
         let listed = members.iter().take(WHO_LIMIT).map(|member| {
             let me = if member.name == self.name {
@@ -545,10 +551,12 @@ impl Member {
             } else {
                 ""
             };
+            let node = member.node.as_deref().map(|n| format!(" on {n}"));
             protocol::notice(&format!(
-                "  {} ({}{registered}){me}",
+                "  {} ({}{}{registered}){me}",
                 member.name,
-                member.transport.as_str()
+                member.transport.as_str(),
+                node.unwrap_or_default()
             ))
         });
         let rest = (members.len() > WHO_LIMIT)
@@ -559,9 +567,20 @@ impl Member {
 
     fn private(&self, to: &str, text: &str) {
         match self.hub.find(to) {
-            None => {
-                self.reply(protocol::error(&format!("no such member: {to}")));
-            }
+            None => match self.hub.cluster().map(|c| {
+                c.send_private(
+                    &crate::names::key(to),
+                    protocol::private_line(&self.name, text),
+                )
+            }) {
+                Some(Ok(())) => {}
+                Some(Err(crate::cluster::PrivateError::Busy)) => {
+                    self.reply(protocol::error("cluster link busy; message dropped"));
+                }
+                _ => {
+                    self.reply(protocol::error(&format!("no such member: {to}")));
+                }
+            },
             Some((id, _)) if id == self.id => {
                 self.reply(protocol::error("that is you"));
             }

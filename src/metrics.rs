@@ -58,6 +58,7 @@ struct Counters {
     ping_timeouts: Counter,
     udp_evictions: Counter,
     moderation: Family<Labels, Counter>,
+    cluster_drops: Family<Labels, Counter>,
 }
 
 /// The server's counters: a cheap-to-clone handle the hub holds and every transport counts into.
@@ -110,6 +111,7 @@ impl Metrics {
                 disconnects,
                 udp_evictions: Counter::default(),
                 moderation: Family::default(),
+                cluster_drops: Family::default(),
             }),
         }
     }
@@ -148,6 +150,15 @@ impl Metrics {
             .inc();
     }
 
+    /// The counter of cluster messages dropped for `why` (`--cluster`: a full queue, a relay
+    /// that fell behind its room, a slow NATS subscriber, a failed publish, a malformed message).
+    pub fn cluster_dropped(&self, why: &'static str) -> Counter {
+        self.counters
+            .cluster_drops
+            .get_or_create(&vec![("reason", why)])
+            .clone()
+    }
+
     fn register(&self, registry: &mut Registry) {
         let c = &self.counters;
         registry.register(
@@ -184,6 +195,11 @@ impl Metrics {
             "udp_evictions",
             "UDP peers evicted for missing their heartbeats",
             c.udp_evictions.clone(),
+        );
+        registry.register(
+            "cluster_drops",
+            "Cluster messages dropped (--cluster), by reason",
+            c.cluster_drops.clone(),
         );
     }
 }

@@ -13,7 +13,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::reload::Reload;
 use crate::config::{Config, ServerArgs};
-use crate::hub::Hub;
 use crate::store::sqlite::OpenError;
 use crate::store::Store;
 use crate::transport::{tcp, udp};
@@ -130,9 +129,9 @@ pub async fn serve_reloading(
     if listeners.http.is_some() {
         config.transports.push("web");
     }
-    let hub = Hub::new(config, store.clone());
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let hub = crate::cluster::relay::join(config, store.clone(), &token, &tracker).await;
     if let Some(mut reloads) = reloads {
         let (hub, token) = (hub.clone(), token.clone());
         tracker.spawn(async move {

@@ -1,0 +1,305 @@
+//! chatd nodes joined through NATS: a thin bridge that publishes what local members say and puts
+//! what other nodes said into the local rooms, as the bytes the origin formatted.
+//!
+//! - [`config`]: the `--cluster` flags.
+//! - [`subject`]: subject, stream and bucket names; names are encoded before they become tokens.
+//! - [`wire`]: what travels: room lines, private lines, presence.
+//! - [`presence`]: the other nodes' members, their heartbeats and resynchronisation (pure).
+//! - [`link`]: the NATS connection and its events.
+//! - [`relay`]: the tasks: room relays, the publisher, the subscribers.
+//!
+//! To a room the bridge looks like one more reader: a relay task per open room reads its events
+//! and publishes those of local members; what comes in is injected with the sender id [`REMOTE`],
+//! which the relay skips, so nothing is published twice. Nothing here runs without `--cluster`:
+//! the hub holds an `Option<Bridge>` looked at on joins, leaves, renames and room openings only.
+
+pub mod config;
+pub mod link;
+pub mod presence;
+pub mod relay;
+pub mod subject;
+pub mod wire;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::metrics::Metrics;
+use crate::room::{MemberId, Room};
+pub use config::{ClusterArgs, ClusterConfig};
+use presence::Table;
+use subject::Subjects;
+use wire::{Change, RemoteMember};
+
+/// The sender id of lines another node said: never a local member, so relays skip them.
+pub const REMOTE: MemberId = MemberId::MAX;
+
+/// Room lines, presence changes and private lines waiting for the publisher. Presence and private
+/// lines are dropped and counted past it (a dropped change makes the other nodes resynchronise);
+/// a room relay waits instead, falling behind its room's ring, which counts what it skips.
+const OUTBOX: usize = 4096;
+
+/// What the publisher task sends, in this order, for the hub and the room relays.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A room's lines, encoded, for its subject.
+    Room(String, Bytes),
+    /// A numbered presence change.
+    Change(u64, Change),
+    /// A private line for a member of `node` whose name key is `to`.
+    Private {
+        /// The recipient's node.
+        node: String,
+        /// The recipient's name key.
+        to: String,
+        /// The formatted line.
+        line: Bytes,
+    },
+}
+
+/// Why a private line could not be sent to another node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrivateError {
+    /// Nobody in the cluster has that name.
+    #[error("no such member")]
+    Unknown,
+    /// The link is too busy right now.
+    #[error("cluster link busy; message dropped")]
+    Busy,
+}
+
+struct Inner {
+    node: String,
+    boot: u64,
+    subjects: Subjects,
+    client: async_nats::Client,
+    out: mpsc::Sender<Outbound>,
+    /// The last presence change numbered; bumped under the hub's registry lock, so a roster taken
+    /// under that lock holds exactly the changes up to it.
+    version: AtomicU64,
+    table: Mutex<Table>,
+    closing: AtomicBool,
+    timeout: std::time::Duration,
+    metrics: Metrics,
+}
+
+impl Inner {
+    fn timeout(&self) -> std::time::Duration {
+        self.timeout
+    }
+}
+
+/// The hub's handle on the cluster: cheap to clone.
+#[derive(Clone)]
+pub struct Bridge {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Bridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bridge")
+            .field("node", &self.inner.node)
+            .finish()
+    }
+}
+
+impl Bridge {
+    /// A bridge over `client` for `config`, and the receiving end of its publisher's queue.
+    pub fn new(
+        config: &ClusterConfig,
+        client: async_nats::Client,
+        metrics: Metrics,
+    ) -> (Bridge, mpsc::Receiver<Outbound>) {
+        let (out, rx) = mpsc::channel(OUTBOX);
+        let mut boot = [0u8; 8];
+        // A clock-based boot id is as good when the OS has no randomness to give.
+        if getrandom::getrandom(&mut boot).is_err() {
+            boot = (std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64))
+            .to_le_bytes();
+        }
+        let bridge = Bridge {
+            inner: Arc::new(Inner {
+                node: config.node.clone(),
+                boot: u64::from_le_bytes(boot),
+                subjects: Subjects::new(&config.name),
+                client,
+                out,
+                version: AtomicU64::new(0),
+                table: Mutex::new(Table::new(config.timeout)),
+                closing: AtomicBool::new(false),
+                timeout: config.timeout,
+                metrics,
+            }),
+        };
+        (bridge, rx)
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.inner.node
+    }
+
+    /// What ends this node's guest names (`guest-3.NODE`), so they are unique cluster-wide.
+    pub fn guest_suffix(&self) -> String {
+        format!(".{}", self.inner.node)
+    }
+
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.inner.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts relaying a newly opened room's local lines to the cluster.
+    pub fn room_opened(&self, room: &Arc<Room>) {
+        let events = room.subscribe(0).events;
+        let subject = self.inner.subjects.room(&room.name().key);
+        tokio::spawn(relay::relay_room(self.clone(), subject, events));
+    }
+
+    /// The number of the next presence change; call under the hub's registry lock.
+    fn change(&self, change: Change) {
+        let version = self.inner.version.fetch_add(1, Ordering::SeqCst) + 1;
+        if self
+            .inner
+            .out
+            .try_send(Outbound::Change(version, change))
+            .is_err()
+        {
+            self.inner.metrics.cluster_dropped("presence").inc();
+        }
+    }
+
+    /// A local member joined (call under the hub's registry lock).
+    pub fn joined(&self, member: RemoteMember) {
+        self.change(Change::Join(member));
+    }
+
+    /// A local member left (call under the hub's registry lock).
+    pub fn left(&self, id: MemberId) {
+        self.change(Change::Leave { id });
+    }
+
+    /// A local member changed its name (call under the hub's registry lock).
+    pub fn renamed(&self, id: MemberId, name: &str, registered: bool) {
+        self.change(Change::Rename {
+            id,
+            name: name.to_string(),
+            registered,
+        });
+    }
+
+    /// A local member moved (call under the hub's registry lock).
+    pub fn moved(&self, id: MemberId, room: &Room) {
+        self.change(Change::Move {
+            id,
+            room: room.name().key.clone(),
+            label: room.label(),
+        });
+    }
+
+    /// The last change numbered (read under the hub's registry lock with a roster).
+    pub fn version(&self) -> u64 {
+        self.inner.version.load(Ordering::SeqCst)
+    }
+
+    /// The counters, shared with the hub.
+    pub fn metrics(&self) -> Metrics {
+        self.inner.metrics.clone()
+    }
+
+    /// Whether a local member may not take the name with this key: a member of another node has
+    /// it, or it is a guest name (given out by the nodes, each with its own suffix).
+    pub fn refuses(&self, key: &str) -> bool {
+        key.starts_with(&crate::names::key(crate::names::GUEST_PREFIX))
+            || self.table().find(key).is_some()
+    }
+
+    /// Sends a private line to the member of another node named (by key) `to`.
+    pub fn send_private(&self, to: &str, line: Bytes) -> Result<(), PrivateError> {
+        let node = match self.table().find(to) {
+            Some((node, _)) => node.to_string(),
+            None => return Err(PrivateError::Unknown),
+        };
+        let sent = self.inner.out.try_send(Outbound::Private {
+            node,
+            to: to.to_string(),
+            line,
+        });
+        sent.map_err(|_| {
+            self.inner.metrics.cluster_dropped("private").inc();
+            PrivateError::Busy
+        })
+    }
+
+    /// Members of other nodes in the room with key `room`, with their node, sorted by name.
+    pub fn members_in(&self, room: &str) -> Vec<(String, RemoteMember)> {
+        let mut list = self.table().members(|m| m.room == room);
+        list.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+        list
+    }
+
+    /// Rooms members of other nodes are in: (key, label, members).
+    pub fn rooms(&self) -> Vec<(String, String, usize)> {
+        let mut rooms: std::collections::HashMap<String, (String, usize)> = Default::default();
+        for (_, member) in self.table().members(|_| true) {
+            rooms.entry(member.room).or_insert((member.label, 0)).1 += 1;
+        }
+        rooms
+            .into_iter()
+            .map(|(key, (label, n))| (key, label, n))
+            .collect()
+    }
+
+    /// The other live nodes.
+    pub fn nodes(&self) -> Vec<String> {
+        let mut nodes = self.table().nodes();
+        nodes.sort();
+        nodes
+    }
+
+    /// The node is shutting down: relays stop (the shutdown notice is this node's own), and the
+    /// publisher says goodbye when its tasks are cancelled.
+    pub fn shutdown(&self) {
+        self.inner.closing.store(true, Ordering::SeqCst);
+    }
+
+    fn closing(&self) -> bool {
+        self.inner.closing.load(Ordering::SeqCst)
+    }
+}
+
+/// Adds other nodes' members to a local `/who` list, marked with their node, sorted by name.
+pub fn merge_members(list: &mut Vec<crate::hub::MemberInfo>, remote: Vec<(String, RemoteMember)>) {
+    use crate::hub::Transport;
+    for (node, member) in remote {
+        let transport = match member.transport.as_str() {
+            "udp" => Transport::Udp,
+            "web" => Transport::Web,
+            _ => Transport::Tcp,
+        };
+        list.push(crate::hub::MemberInfo {
+            name: member.name,
+            transport,
+            registered: member.registered,
+            node: Some(node),
+        });
+    }
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+}
+
+/// Adds other nodes' members to a local `/rooms` list, busiest first, then by name.
+pub fn merge_rooms(list: &mut Vec<crate::hub::RoomInfo>, remote: Vec<(String, String, usize)>) {
+    for (key, label, members) in remote {
+        let here = list
+            .iter_mut()
+            .find(|r| r.label.trim_start_matches('#').eq_ignore_ascii_case(&key));
+        match here {
+            Some(room) => room.members += members,
+            None => list.push(crate::hub::RoomInfo { label, members }),
+        }
+    }
+    list.sort_by(|a, b| b.members.cmp(&a.members).then(a.label.cmp(&b.label)));
+}

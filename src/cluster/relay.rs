@@ -1,0 +1,478 @@
+//! The bridge's tasks: a relay per open room (local lines out), the publisher (presence,
+//! heartbeats, private lines, in order, never from a socket's read loop), and the subscribers that
+//! put other nodes' lines into the local rooms and keep the presence table current.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::{Client, Subscriber};
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::{broadcast, mpsc, Notify};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::link::LinkEvent;
+use super::presence::Outcome;
+use super::subject::Topic;
+use super::wire::{self, Presence, RemoteMember, Roster};
+use super::{Bridge, Outbound, REMOTE};
+use crate::hub::Hub;
+use crate::protocol::{self, Departure};
+use crate::room::Event;
+
+/// How long startup waits for the subscriptions to reach the NATS server.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(3);
+/// How long a goodbye may take at shutdown.
+const BYE_WAIT: Duration = Duration::from_millis(300);
+/// Most members in one roster answer (NATS' default 1 MiB payload holds about this many).
+const MAX_ROSTER: usize = 8000;
+
+/// Reads one room's events and publishes those of local members, in order. Ends when the room is
+/// gone. A link that cannot keep up makes it lag behind the room's ring: what it skipped is
+/// counted as dropped.
+pub async fn relay_room(bridge: Bridge, subject: String, mut events: broadcast::Receiver<Event>) {
+    loop {
+        match events.recv().await {
+            Ok(event) => {
+                if event.from == REMOTE || bridge.closing() {
+                    continue;
+                }
+                let payload = wire::encode_room(
+                    &bridge.inner.node,
+                    event.is_chat(),
+                    event.lines,
+                    &event.line,
+                );
+                // Through the publisher, so other nodes hear this room's lines in order with this
+                // node's presence changes.
+                let queued = bridge
+                    .inner
+                    .out
+                    .send(Outbound::Room(subject.clone(), payload));
+                if queued.await.is_err() {
+                    return;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(%subject, skipped = n, "cluster relay fell behind its room");
+                bridge.inner.metrics.cluster_dropped("relay_lag").inc_by(n);
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// The hub for `config`: a plain one without `--cluster`; with it, one node of the cluster, its
+/// tasks started on `tracker`. A link that cannot even be set up (an unreadable credentials
+/// file) is logged and the node serves its local members alone.
+pub async fn join(
+    config: crate::config::Config,
+    store: crate::store::Store,
+    token: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Hub {
+    let Some(cluster) = config.cluster.clone() else {
+        return Hub::new(config, store);
+    };
+    let (client, link) = match super::link::connect(&cluster).await {
+        Ok(connected) => connected,
+        Err(e) => {
+            tracing::error!(error = %e, "cluster link not set up; serving local members only");
+            return Hub::new(config, store);
+        }
+    };
+    let (bridge, outbound) = Bridge::new(&cluster, client, crate::metrics::Metrics::new());
+    let hub = Hub::with_cluster(config, store, Some(bridge.clone()));
+    if let Err(e) = start(&bridge, &hub, outbound, link, token, tracker).await {
+        tracing::error!(error = %e, "cluster subscriptions failed; serving local members only");
+    }
+    tracing::info!(node = %cluster.node, cluster = %cluster.name, "cluster joined");
+    hub
+}
+
+/// Subscribes to everything this node hears, waits (bounded) until the server has the
+/// subscriptions, and starts the tasks on `tracker`; they stop on `token`.
+pub async fn start(
+    bridge: &Bridge,
+    hub: &Hub,
+    outbound: mpsc::Receiver<Outbound>,
+    link: mpsc::Receiver<LinkEvent>,
+    token: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<(), async_nats::SubscribeError> {
+    let inner = &bridge.inner;
+    let client = &inner.client;
+    let subjects = &inner.subjects;
+    let all = client.subscribe(subjects.all()).await?;
+    let private = client.subscribe(subjects.msg(&inner.node)).await?;
+    let roster = client.subscribe(subjects.roster(&inner.node)).await?;
+    // A flush only writes the subscriptions out; an answer from the server (any answer, even
+    // "no responders") means it has read them, so lines published from now on reach this node.
+    let round_trip = client.request("$JS.API.INFO", Bytes::new());
+    if tokio::time::timeout(SUBSCRIBE_WAIT, round_trip)
+        .await
+        .is_err()
+    {
+        tracing::warn!("cluster not reachable yet; serving local members meanwhile");
+    }
+    let heartbeat_now = Arc::new(Notify::new());
+    let syncing = Arc::new(Mutex::new(HashSet::new()));
+    let tasks = Tasks {
+        bridge: bridge.clone(),
+        hub: hub.clone(),
+        heartbeat_now,
+        syncing,
+    };
+    tracker.spawn(stop_on(token.clone(), tasks.clone().hear(all)));
+    tracker.spawn(stop_on(token.clone(), tasks.clone().private(private)));
+    tracker.spawn(stop_on(token.clone(), tasks.clone().roster(roster)));
+    tracker.spawn(stop_on(token.clone(), tasks.clone().sweep()));
+    tracker.spawn(stop_on(token.clone(), tasks.clone().link(link)));
+    tracker.spawn(tasks.publisher(outbound, token.clone()));
+    Ok(())
+}
+
+async fn stop_on(token: CancellationToken, task: impl std::future::Future<Output = ()>) {
+    tokio::select! {
+        _ = token.cancelled() => {}
+        _ = task => {}
+    }
+}
+
+#[derive(Clone)]
+struct Tasks {
+    bridge: Bridge,
+    hub: Hub,
+    heartbeat_now: Arc<Notify>,
+    /// Nodes whose roster is being asked for, so one is asked once at a time.
+    syncing: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Tasks {
+    fn client(&self) -> &Client {
+        &self.bridge.inner.client
+    }
+
+    fn node(&self) -> &str {
+        &self.bridge.inner.node
+    }
+
+    fn dropped(&self, why: &'static str) {
+        self.bridge.inner.metrics.cluster_dropped(why).inc();
+    }
+
+    /// Everything every node hears, in the order each origin sent it: room lines into the local
+    /// rooms, presence into the table.
+    async fn hear(self, mut sub: Subscriber) {
+        while let Some(message) = sub.next().await {
+            match self.bridge.inner.subjects.topic(message.subject.as_str()) {
+                Some(Topic::Room(room)) => self.room_lines(&room, &message.payload),
+                Some(Topic::Presence(_)) => self.presence(&message.payload),
+                None => self.dropped("malformed"),
+            }
+        }
+    }
+
+    /// Other nodes' room lines into the local room.
+    fn room_lines(&self, room: &str, payload: &Bytes) {
+        let Some(lines) = wire::decode_room(payload) else {
+            self.dropped("malformed");
+            return;
+        };
+        if lines.origin == self.node() {
+            return;
+        }
+        // A room nobody here is in needs nothing.
+        if let Some(room) = self.hub.room(room) {
+            if lines.chat {
+                room.say(REMOTE, lines.bytes, lines.count);
+            } else {
+                room.broadcast(REMOTE, lines.bytes);
+            }
+        }
+    }
+
+    /// Private lines for members of this node.
+    async fn private(self, mut sub: Subscriber) {
+        while let Some(message) = sub.next().await {
+            let Some(private) = wire::decode_private(&message.payload) else {
+                self.dropped("malformed");
+                continue;
+            };
+            match self.hub.find(&private.to) {
+                Some((_, outbox)) => {
+                    if !outbox.send(private.bytes) {
+                        self.dropped("private");
+                    }
+                }
+                None => self.dropped("private"),
+            }
+        }
+    }
+
+    /// Puts `line` in the local room with key `room`, if it is open.
+    fn tell_room(&self, room: &str, line: Bytes) {
+        if let Some(room) = self.hub.room(room) {
+            room.broadcast(REMOTE, line);
+        }
+    }
+
+    fn announce(
+        &self,
+        gone: &[(String, RemoteMember)],
+        came: &[(String, RemoteMember)],
+        why: &str,
+    ) {
+        for (_, member) in gone {
+            self.tell_room(
+                &member.room,
+                protocol::left_notice(&member.name, Departure::Server(why)),
+            );
+        }
+        for (_, member) in came {
+            self.tell_room(
+                &member.room,
+                protocol::notice(&format!("{} joined", member.name)),
+            );
+        }
+    }
+
+    fn follow(&self, node: &str, outcome: Outcome) {
+        self.announce(&outcome.gone, &outcome.came, "node restarted");
+        if outcome.new_node {
+            // So it learns of this node at once rather than at the next beat.
+            self.heartbeat_now.notify_one();
+        }
+        if outcome.need_roster {
+            self.sync(node.to_string());
+        }
+    }
+
+    /// A heartbeat or presence change of another node.
+    fn presence(&self, payload: &Bytes) {
+        {
+            let Ok(presence) = serde_json::from_slice::<Presence>(payload) else {
+                self.dropped("malformed");
+                return;
+            };
+            let now = Instant::now();
+            let (node, outcome) = {
+                let mut table = self.bridge.table();
+                match presence {
+                    Presence::Heartbeat {
+                        node,
+                        boot,
+                        version,
+                    } if node != self.node() => {
+                        let outcome = table.heartbeat(&node, boot, version, now);
+                        (node, outcome)
+                    }
+                    Presence::Change {
+                        node,
+                        boot,
+                        version,
+                        change,
+                    } if node != self.node() => {
+                        let outcome = table.change(&node, boot, version, change, now);
+                        (node, outcome)
+                    }
+                    Presence::Bye { node, boot } if node != self.node() => {
+                        let outcome = table.bye(&node, boot);
+                        drop(table);
+                        self.announce(&outcome.gone, &[], "node stopped");
+                        return;
+                    }
+                    _ => return,
+                }
+            };
+            self.follow(&node, outcome);
+        }
+    }
+
+    /// Asks `node` for its whole roster, once at a time, in the background.
+    fn sync(&self, node: String) {
+        {
+            let mut syncing = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
+            if !syncing.insert(node.clone()) {
+                return;
+            }
+        }
+        let tasks = self.clone();
+        tokio::spawn(async move {
+            let subject = tasks.bridge.inner.subjects.roster(&node);
+            let wait = tasks.bridge.inner.timeout();
+            let answer =
+                tokio::time::timeout(wait, tasks.client().request(subject, Bytes::new())).await;
+            tasks
+                .syncing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&node);
+            let roster = match answer {
+                Ok(Ok(message)) => serde_json::from_slice::<Roster>(&message.payload).ok(),
+                _ => None,
+            };
+            let Some(roster) = roster.filter(|r| r.node == node) else {
+                tracing::debug!(%node, "no roster from node");
+                return;
+            };
+            let outcome = tasks.bridge.table().roster(roster, Instant::now());
+            tasks.announce(&outcome.gone, &outcome.came, "gone meanwhile");
+        });
+    }
+
+    /// Answers requests for this node's roster.
+    async fn roster(self, mut sub: Subscriber) {
+        while let Some(message) = sub.next().await {
+            let Some(reply) = message.reply else { continue };
+            let (version, mut members) = self.hub.cluster_roster();
+            if members.len() > MAX_ROSTER {
+                tracing::warn!(members = members.len(), "roster too long; cut to fit");
+                members.truncate(MAX_ROSTER);
+            }
+            let roster = Roster {
+                node: self.node().to_string(),
+                boot: self.bridge.inner.boot,
+                version,
+                members,
+            };
+            let Ok(payload) = serde_json::to_vec(&roster) else {
+                continue;
+            };
+            if self.client().publish(reply, payload.into()).await.is_err() {
+                self.dropped("publish");
+            }
+        }
+    }
+
+    /// Loses nodes that stopped beating: their members are shown leaving.
+    async fn sweep(self) {
+        let timeout = self.bridge.inner.timeout();
+        loop {
+            let deadline = self.bridge.table().next_deadline();
+            tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + timeout)).await;
+            let lost = self.bridge.table().expire(Instant::now());
+            for (node, members) in lost {
+                tracing::warn!(%node, members = members.len(), "cluster node lost");
+                let gone: Vec<(String, RemoteMember)> =
+                    members.into_iter().map(|m| (node.clone(), m)).collect();
+                self.announce(&gone, &[], "node lost");
+            }
+        }
+    }
+
+    /// Tells every local room something.
+    fn tell_everyone(&self, text: &str) {
+        let line = protocol::notice(text);
+        for room in self.hub.open_rooms() {
+            room.broadcast(REMOTE, line.clone());
+        }
+    }
+
+    /// Follows the link: members hear when it goes and comes back, and presence is resynchronised.
+    async fn link(self, mut events: mpsc::Receiver<LinkEvent>) {
+        let mut was_down = false;
+        while let Some(event) = events.recv().await {
+            match event {
+                LinkEvent::Down => {
+                    tracing::warn!("cluster link lost");
+                    if !was_down {
+                        self.tell_everyone("cluster link lost");
+                    }
+                    was_down = true;
+                }
+                LinkEvent::Up => {
+                    tracing::info!("cluster link up");
+                    if was_down {
+                        self.tell_everyone("cluster link restored");
+                        for node in self.bridge.nodes() {
+                            self.sync(node);
+                        }
+                    }
+                    was_down = false;
+                    self.heartbeat_now.notify_one();
+                }
+                LinkEvent::SlowConsumer => {
+                    tracing::warn!("cluster subscriber too slow; NATS dropped messages");
+                    self.dropped("slow_consumer");
+                }
+            }
+        }
+    }
+
+    /// Publishes presence changes, private lines and heartbeats in order; says goodbye on `token`.
+    async fn publisher(self, mut outbound: mpsc::Receiver<Outbound>, token: CancellationToken) {
+        let inner = &self.bridge.inner;
+        let own = inner.subjects.presence(&inner.node);
+        let mut published = 0u64;
+        let mut beat = tokio::time::interval(inner.timeout() / 3);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let presence = tokio::select! {
+                _ = token.cancelled() => break,
+                _ = beat.tick() => self.heartbeat(published),
+                _ = self.heartbeat_now.notified() => self.heartbeat(published),
+                next = outbound.recv() => match next {
+                    None => break,
+                    Some(Outbound::Room(subject, payload)) => {
+                        if self.client().publish(subject, payload).await.is_err() {
+                            self.dropped("publish");
+                        }
+                        continue;
+                    }
+                    Some(Outbound::Change(version, change)) => {
+                        published = version;
+                        Presence::Change {
+                            node: inner.node.clone(),
+                            boot: inner.boot,
+                            version,
+                            change,
+                        }
+                    }
+                    Some(Outbound::Private { node, to, line }) => {
+                        let payload = wire::encode_private(&inner.node, &to, &line);
+                        if self.client().publish(inner.subjects.msg(&node), payload).await.is_err() {
+                            self.dropped("publish");
+                        }
+                        continue;
+                    }
+                },
+            };
+            self.publish_presence(&own, &presence).await;
+        }
+        let bye = Presence::Bye {
+            node: inner.node.clone(),
+            boot: inner.boot,
+        };
+        let _ = tokio::time::timeout(BYE_WAIT, async {
+            self.publish_presence(&own, &bye).await;
+            let _ = self.client().flush().await;
+        })
+        .await;
+    }
+
+    fn heartbeat(&self, version: u64) -> Presence {
+        Presence::Heartbeat {
+            node: self.bridge.inner.node.clone(),
+            boot: self.bridge.inner.boot,
+            version,
+        }
+    }
+
+    async fn publish_presence(&self, subject: &str, presence: &Presence) {
+        let Ok(payload) = serde_json::to_vec(presence) else {
+            return;
+        };
+        if self
+            .client()
+            .publish(subject.to_string(), payload.into())
+            .await
+            .is_err()
+        {
+            self.dropped("publish");
+        }
+    }
+}

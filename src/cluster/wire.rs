@@ -1,0 +1,245 @@
+//! What travels between nodes, pure: room lines and private lines as a one-line header followed by
+//! the bytes formatted at the origin (relayed untouched), presence as small JSON documents.
+//!
+//! Every message names its origin node, so a node drops its own and never re-publishes what it
+//! received.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+
+use super::subject::{token, untoken};
+
+/// Longest header line accepted.
+const MAX_HEADER: usize = 256;
+
+/// A room's lines as another node said them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomLines {
+    /// The node they come from.
+    pub origin: String,
+    /// Chat lines (kept in history) rather than a notice.
+    pub chat: bool,
+    /// How many lines `bytes` holds.
+    pub count: u32,
+    /// The complete lines, each ending in `\n`.
+    pub bytes: Bytes,
+}
+
+/// A private line for one member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Private {
+    /// The node it comes from.
+    pub origin: String,
+    /// The recipient's name key ([`crate::names::key`]).
+    pub to: String,
+    /// The complete line.
+    pub bytes: Bytes,
+}
+
+fn with_header(header: &str, body: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(header.len() + 1 + body.len());
+    out.put_slice(header.as_bytes());
+    out.put_u8(b'\n');
+    out.put_slice(body);
+    out.freeze()
+}
+
+fn split_header(payload: &Bytes) -> Option<(Vec<&str>, Bytes)> {
+    let end = memchr::memchr(b'\n', &payload[..payload.len().min(MAX_HEADER)])?;
+    let header = std::str::from_utf8(&payload[..end]).ok()?;
+    Some((header.split(' ').collect(), payload.slice(end + 1..)))
+}
+
+/// Encodes a room event: `c ORIGIN COUNT` or `n ORIGIN`, then the lines.
+pub fn encode_room(origin: &str, chat: bool, count: u32, bytes: &[u8]) -> Bytes {
+    let header = if chat {
+        format!("c {} {count}", token(origin))
+    } else {
+        format!("n {}", token(origin))
+    };
+    with_header(&header, bytes)
+}
+
+/// Decodes [`encode_room`]; `None` for anything malformed (counted and dropped by the caller).
+pub fn decode_room(payload: &Bytes) -> Option<RoomLines> {
+    let (fields, bytes) = split_header(payload)?;
+    let lines = u32::try_from(memchr::memchr_iter(b'\n', &bytes).count()).ok()?;
+    if lines == 0 || bytes.last() != Some(&b'\n') {
+        return None;
+    }
+    let (chat, origin) = match fields.as_slice() {
+        ["c", origin, count] if count.parse::<u32>().ok()? == lines => (true, origin),
+        ["n", origin] => (false, origin),
+        _ => return None,
+    };
+    Some(RoomLines {
+        origin: untoken(origin)?,
+        chat,
+        count: lines,
+        bytes,
+    })
+}
+
+/// Encodes a private line: `p ORIGIN TO`, then the line.
+pub fn encode_private(origin: &str, to: &str, line: &[u8]) -> Bytes {
+    with_header(&format!("p {} {}", token(origin), token(to)), line)
+}
+
+/// Decodes [`encode_private`].
+pub fn decode_private(payload: &Bytes) -> Option<Private> {
+    let (fields, bytes) = split_header(payload)?;
+    match fields.as_slice() {
+        ["p", origin, to] if bytes.last() == Some(&b'\n') => Some(Private {
+            origin: untoken(origin)?,
+            to: untoken(to)?,
+            bytes,
+        }),
+        _ => None,
+    }
+}
+
+/// One member as other nodes see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteMember {
+    /// Its id on its node.
+    pub id: u64,
+    /// Its display name.
+    pub name: String,
+    /// Its room's key.
+    pub room: String,
+    /// Its room as members see it (`#name`).
+    pub label: String,
+    /// `tcp`, `udp` or `web`.
+    pub transport: String,
+    /// Logged in under its name's account.
+    pub registered: bool,
+}
+
+/// A change in one node's members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// A member joined (or is now known to be there).
+    Join(RemoteMember),
+    /// Member `id` left.
+    Leave {
+        /// Its id.
+        id: u64,
+    },
+    /// Member `id` is now named `name`.
+    Rename {
+        /// Its id.
+        id: u64,
+        /// The new name.
+        name: String,
+        /// Logged in under it.
+        registered: bool,
+    },
+    /// Member `id` moved to another room.
+    Move {
+        /// Its id.
+        id: u64,
+        /// The room's key.
+        room: String,
+        /// The room as members see it.
+        label: String,
+    },
+}
+
+/// What a node says on its presence subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    /// "I am alive, and my member list is at `version`."
+    Heartbeat {
+        /// The sender.
+        node: String,
+        /// Which run of the node (new on every start).
+        boot: u64,
+        /// How many changes it has published.
+        version: u64,
+    },
+    /// One change, numbered.
+    Change {
+        /// The sender.
+        node: String,
+        /// Which run of the node.
+        boot: u64,
+        /// This change's number (one past the previous one).
+        version: u64,
+        /// What changed.
+        change: Change,
+    },
+    /// The node is stopping: its members are gone.
+    Bye {
+        /// The sender.
+        node: String,
+        /// Which run of the node.
+        boot: u64,
+    },
+}
+
+/// A node's whole member list, the answer on its roster subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Roster {
+    /// The node.
+    pub node: String,
+    /// Which run of the node.
+    pub boot: u64,
+    /// The list includes every change up to this one (and maybe a few after it).
+    pub version: u64,
+    /// Its members.
+    pub members: Vec<RemoteMember>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_lines_round_trip() {
+        let payload = encode_room("node.a", true, 2, b"<a> one\n<a> two\n");
+        let lines = decode_room(&payload).expect("decodes");
+        assert_eq!(lines.origin, "node.a");
+        assert!(lines.chat);
+        assert_eq!(lines.count, 2);
+        assert_eq!(&lines.bytes[..], b"<a> one\n<a> two\n");
+        let notice = decode_room(&encode_room("b", false, 1, b"* x joined\n")).expect("notice");
+        assert!(!notice.chat);
+    }
+
+    #[test]
+    fn malformed_room_lines_are_refused() {
+        for bad in [
+            &b""[..],
+            b"c a 1",
+            b"c a 2\n<a> one\n",
+            b"c a 1\n<a> no end",
+            b"x a\n* y\n",
+            b"n a.b\n* y\n",
+            b"n a\n",
+        ] {
+            assert_eq!(decode_room(&Bytes::copy_from_slice(bad)), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn private_lines_round_trip() {
+        let payload = encode_private("a", "bob smith", b"* from x: hi\n");
+        let private = decode_private(&payload).expect("decodes");
+        assert_eq!(private.to, "bob smith");
+        assert_eq!(&private.bytes[..], b"* from x: hi\n");
+        assert_eq!(decode_private(&Bytes::from_static(b"p a\nx\n")), None);
+    }
+
+    #[test]
+    fn presence_is_json() {
+        let hb = Presence::Heartbeat {
+            node: "a".into(),
+            boot: 7,
+            version: 3,
+        };
+        let text = serde_json::to_string(&hb).expect("json");
+        assert_eq!(serde_json::from_str::<Presence>(&text).ok(), Some(hb));
+    }
+}

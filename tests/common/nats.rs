@@ -1,0 +1,128 @@
+//! A real nats-server for cluster tests: JetStream on, a free port on 127.0.0.1, its store in a
+//! temp dir; restartable on the same port and store. Fails naming the Debian package when the
+//! binary is missing.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use tokio::io::AsyncBufReadExt;
+use tokio::process::{Child, Command};
+
+use crate::common::TIMEOUT;
+
+/// Where Debian's `nats-server` package puts the binary; `PATH` is tried first.
+const DEBIAN_PATH: &str = "/usr/sbin/nats-server";
+
+/// A running nats-server.
+pub struct Nats {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Its JetStream store.
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+fn binary() -> String {
+    let on_path = std::process::Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if on_path {
+        return "nats-server".into();
+    }
+    if std::path::Path::new(DEBIAN_PATH).exists() {
+        return DEBIAN_PATH.into();
+    }
+    panic!("nats-server not found: install the Debian package `nats-server` (apt-get install nats-server)");
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("port").port()
+}
+
+impl Nats {
+    /// Starts a fresh server (`tag` names its store dir).
+    pub async fn start(tag: &str) -> Nats {
+        let dir = std::env::temp_dir().join(format!("chatd-nats-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("nats store dir");
+        let mut nats = Nats {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        nats.launch().await;
+        nats
+    }
+
+    /// `nats://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The chatd flags joining node `node` to this server, with a short heartbeat timeout.
+    pub fn flags(&self, node: &str) -> String {
+        format!(
+            "--cluster {} --node {node} --cluster-timeout 1s",
+            self.url()
+        )
+    }
+
+    async fn launch(&mut self) {
+        let mut child = Command::new(binary())
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn nats-server");
+        let stderr = child.stderr.take().expect("nats-server stderr");
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        loop {
+            let line = tokio::time::timeout(TIMEOUT, lines.next_line())
+                .await
+                .expect("nats-server ready in time")
+                .expect("read nats-server log")
+                .expect("nats-server exited before it was ready");
+            if line.contains("Server is ready") {
+                break;
+            }
+        }
+        // Keep draining its log so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.child = Some(child);
+    }
+
+    /// Kills the server (SIGKILL) and waits until it is gone.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            let _ = tokio::time::timeout(TIMEOUT, child.wait()).await;
+        }
+    }
+
+    /// Starts it again on the same port with the same store.
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        self.launch().await;
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -136,9 +136,23 @@ pub struct ServerArgs {
     /// believed; repeatable.
     #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = crate::transport::proxy::parse_cidr)]
     pub trusted_proxy: Vec<IpNet>,
-    /// `--cluster` and the flags that go with it.
-    #[command(flatten)]
-    pub cluster: crate::cluster::ClusterArgs,
+    /// Join a cluster through this NATS server (`nats://HOST:PORT`; a token or user:password may
+    /// be in the URL); the server needs JetStream (`nats-server -js`).
+    #[arg(long, value_name = "URL")]
+    pub cluster: Option<String>,
+    /// This node's name in the cluster (1 to 24 letters, digits or '-'; default: the host name
+    /// and the process id).
+    #[arg(long, value_name = "NAME", requires = "cluster", value_parser = crate::cluster::config::parse_node)]
+    pub node: Option<String>,
+    /// The cluster's name: clusters with different names can share one NATS server.
+    #[arg(long, value_name = "NAME", default_value = "chatd")]
+    pub cluster_name: String,
+    /// A NATS credentials file (`.creds`: a user JWT and its nkey seed).
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    pub cluster_creds: Option<PathBuf>,
+    /// A node silent this long is taken for dead: its members are shown leaving (500ms to 1h).
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = crate::cluster::config::parse_timeout)]
+    pub cluster_timeout: Duration,
 }
 
 /// Default for `--udp-reply-budget`.
@@ -391,7 +405,7 @@ impl ServerArgs {
             allow_origins: self.allow_origin.clone(),
             proxy_protocol: self.proxy_protocol,
             trusted_proxies: self.trusted_proxy.clone(),
-            cluster: self.cluster.config(),
+            cluster: crate::cluster::config::from_args(self),
         }
     }
 }

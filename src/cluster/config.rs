@@ -3,28 +3,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// `chatd`'s cluster flags (flattened into [`crate::config::ServerArgs`]).
-#[derive(Debug, Clone, clap::Args)]
-pub struct ClusterArgs {
-    /// Join a cluster through this NATS server (`nats://HOST:PORT`; a token or user:password may
-    /// be in the URL); the server needs JetStream (`nats-server -js`).
-    #[arg(long, value_name = "URL")]
-    pub cluster: Option<String>,
-    /// This node's name in the cluster (1 to 24 letters, digits or '-'; default: the host name
-    /// and the process id).
-    #[arg(long, value_name = "NAME", requires = "cluster", value_parser = parse_node)]
-    pub node: Option<String>,
-    /// The cluster's name: clusters with different names can share one NATS server.
-    #[arg(long, value_name = "NAME", default_value = "chatd")]
-    pub cluster_name: String,
-    /// A NATS credentials file (`.creds`: a user JWT and its nkey seed).
-    #[arg(long, value_name = "FILE", requires = "cluster")]
-    pub cluster_creds: Option<PathBuf>,
-    /// A node silent this long is taken for dead: its members are shown leaving (500ms to 1h).
-    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_timeout)]
-    pub cluster_timeout: Duration,
-}
-
 /// How this node joins its cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
@@ -56,7 +34,8 @@ pub fn parse_node(text: &str) -> Result<String, String> {
     }
 }
 
-fn parse_timeout(text: &str) -> Result<Duration, String> {
+/// Checks a `--cluster-timeout`.
+pub fn parse_timeout(text: &str) -> Result<Duration, String> {
     crate::config::parse_duration_in(
         text,
         (Duration::from_millis(500), Duration::from_secs(3600)),
@@ -74,18 +53,16 @@ pub fn default_node() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-impl ClusterArgs {
-    /// The settings, when `--cluster` is given.
-    pub fn config(&self) -> Option<ClusterConfig> {
-        let url = self.cluster.clone()?;
-        Some(ClusterConfig {
-            url,
-            node: self.node.clone().unwrap_or_else(default_node),
-            name: self.cluster_name.clone(),
-            creds: self.cluster_creds.clone(),
-            timeout: self.cluster_timeout,
-        })
-    }
+/// The settings the `--cluster` flags give, when `--cluster` is there.
+pub fn from_args(args: &crate::config::ServerArgs) -> Option<ClusterConfig> {
+    let url = args.cluster.clone()?;
+    Some(ClusterConfig {
+        url,
+        node: args.node.clone().unwrap_or_else(default_node),
+        name: args.cluster_name.clone(),
+        creds: args.cluster_creds.clone(),
+        timeout: args.cluster_timeout,
+    })
 }
 
 #[cfg(test)]

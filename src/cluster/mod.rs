@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 use crate::room::{MemberId, Room};
-pub use config::{ClusterArgs, ClusterConfig};
+pub use config::ClusterConfig;
 use presence::Table;
 use subject::Subjects;
 use wire::{Change, RemoteMember};

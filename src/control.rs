@@ -46,6 +46,15 @@ pub enum Control {
         /// What the member is told.
         notice: String,
     },
+    /// `--cluster`: the claim of a new nick across the cluster ended.
+    Claimed {
+        /// The name asked for, in its normal form.
+        name: String,
+        /// Its key.
+        key: String,
+        /// The claim's revision, or why there is none.
+        claim: Result<u64, crate::cluster::names::ClaimError>,
+    },
     /// Disconnected by a server operator (or a server ban).
     Kill {
         /// What the member is told before it goes.

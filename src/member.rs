@@ -3,6 +3,7 @@
 //! lives once.
 
 mod account;
+mod cluster;
 mod moderate;
 
 use std::collections::VecDeque;
@@ -185,8 +186,12 @@ impl Member {
     /// Applies a control someone sent this member.
     pub fn control(&mut self, control: Control) -> Flow {
         match control {
-            Control::Auth(done) => {
-                self.auth_done(done);
+            Control::Auth(_) | Control::Claimed { .. } => {
+                match control {
+                    Control::Auth(done) => self.auth_done(done),
+                    Control::Claimed { name, key, claim } => self.claimed(name, key, claim),
+                    _ => {}
+                }
                 self.busy = false;
                 // What arrived meanwhile, in order, until another account command starts.
                 while !self.busy {
@@ -375,9 +380,18 @@ impl Member {
     }
 
     fn rename(&mut self, new: &str) {
+        if self.claim_first(new) {
+            return;
+        }
+        self.rename_now(new);
+    }
+
+    /// Renames at once (in a cluster: once the name is claimed); false when refused.
+    fn rename_now(&mut self, new: &str) -> bool {
         match self.hub.rename(self.id, new) {
             Ok((old, new)) if old == new => {
                 self.reply(protocol::notice(&format!("you are already {new}")));
+                true
             }
             Ok((old, new)) => {
                 self.name = new.clone();
@@ -386,9 +400,11 @@ impl Member {
                     self.id,
                     protocol::notice(&format!("{old} is now known as {new}")),
                 );
+                true
             }
             Err(e) => {
                 self.reply(protocol::error(&e.to_string()));
+                false
             }
         }
     }

@@ -6,6 +6,7 @@
 //! - [`wire`]: what travels: room lines, private lines, presence.
 //! - [`presence`]: the other nodes' members, their heartbeats and resynchronisation (pure).
 //! - [`link`]: the NATS connection and its events.
+//! - [`names`]: names claimed cluster-wide in a JetStream key-value bucket.
 //! - [`relay`]: the tasks: room relays, the publisher, the subscribers.
 //!
 //! To a room the bridge looks like one more reader: a relay task per open room reads its events
@@ -15,11 +16,13 @@
 
 pub mod config;
 pub mod link;
+pub mod names;
 pub mod presence;
 pub mod relay;
 pub mod subject;
 pub mod wire;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -59,6 +62,14 @@ pub enum Outbound {
     },
 }
 
+/// The receiving ends of the bridge's queues, for the tasks that drain them.
+pub struct Queues {
+    /// What the publisher sends.
+    pub outbound: mpsc::Receiver<Outbound>,
+    /// Name claims to give back.
+    pub releases: mpsc::Receiver<(String, u64)>,
+}
+
 /// Why a private line could not be sent to another node.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PrivateError {
@@ -83,6 +94,11 @@ struct Inner {
     closing: AtomicBool,
     timeout: std::time::Duration,
     metrics: Metrics,
+    names: names::Names,
+    /// The name each local member holds cluster-wide: its key and the claim's revision.
+    claims: Mutex<HashMap<MemberId, (String, u64)>>,
+    /// Claims to give back, for the names task.
+    releases: mpsc::Sender<(String, u64)>,
 }
 
 impl Inner {
@@ -111,8 +127,10 @@ impl Bridge {
         config: &ClusterConfig,
         client: async_nats::Client,
         metrics: Metrics,
-    ) -> (Bridge, mpsc::Receiver<Outbound>) {
+    ) -> (Bridge, Queues) {
         let (out, rx) = mpsc::channel(OUTBOX);
+        let (releases, released) = mpsc::channel(OUTBOX);
+        let subjects = Subjects::new(&config.name);
         let mut boot = [0u8; 8];
         // A clock-based boot id is as good when the OS has no randomness to give.
         if getrandom::getrandom(&mut boot).is_err() {
@@ -125,7 +143,10 @@ impl Bridge {
             inner: Arc::new(Inner {
                 node: config.node.clone(),
                 boot: u64::from_le_bytes(boot),
-                subjects: Subjects::new(&config.name),
+                names: names::Names::new(client.clone(), subjects.names_bucket()),
+                claims: Mutex::default(),
+                releases,
+                subjects,
                 client,
                 out,
                 version: AtomicU64::new(0),
@@ -135,7 +156,77 @@ impl Bridge {
                 metrics,
             }),
         };
-        (bridge, rx)
+        (
+            bridge,
+            Queues {
+                outbound: rx,
+                releases: released,
+            },
+        )
+    }
+
+    fn claims(&self) -> MutexGuard<'_, HashMap<MemberId, (String, u64)>> {
+        self.inner.claims.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn release_later(&self, claim: (String, u64)) {
+        if self.inner.releases.try_send(claim).is_err() {
+            self.inner.metrics.cluster_dropped("release").inc();
+        }
+    }
+
+    /// Starts claiming the name `new` for member `id` (now named `current`) cluster-wide; the
+    /// answer comes back on `control` as [`crate::control::Control::Claimed`]. `Ok(false)`: no
+    /// claim is needed (the same name in another case); `Err`: refused at once, with the reason.
+    pub fn start_claim(
+        &self,
+        id: MemberId,
+        current: &str,
+        new: &str,
+        control: crate::control::ControlTx,
+    ) -> Result<bool, String> {
+        let new = crate::names::normalize(new).map_err(|e| e.to_string())?;
+        let key = crate::names::key(&new);
+        if key == crate::names::key(current) {
+            return Ok(false);
+        }
+        if self.refuses(&key) {
+            return Err(names::ClaimError::Taken.to_string());
+        }
+        let bridge = self.clone();
+        tokio::spawn(async move {
+            let holder = names::Holder {
+                node: bridge.inner.node.clone(),
+                boot: bridge.inner.boot,
+                id,
+            };
+            let claim = bridge.inner.names.claim(&key, &holder).await;
+            let answer = crate::control::Control::Claimed {
+                name: new,
+                key: key.clone(),
+                claim: claim.clone(),
+            };
+            if control.send(answer).await.is_err() {
+                // The member is gone: its claim with it.
+                if let Ok(revision) = claim {
+                    bridge.release_later((key, revision));
+                }
+            }
+        });
+        Ok(true)
+    }
+
+    /// Member `id` now goes by the name claimed at `revision`; the name it had is given back.
+    pub fn claimed(&self, id: MemberId, key: String, revision: u64) {
+        let old = self.claims().insert(id, (key, revision));
+        if let Some(old) = old {
+            self.release_later(old);
+        }
+    }
+
+    /// A claim that was not used after all (the local rename failed) goes back.
+    pub fn unclaim(&self, key: String, revision: u64) {
+        self.release_later((key, revision));
     }
 
     /// This node's name.
@@ -177,9 +268,16 @@ impl Bridge {
         self.change(Change::Join(member));
     }
 
-    /// A local member left (call under the hub's registry lock).
+    /// A local member left (call under the hub's registry lock): its name goes back too.
     pub fn left(&self, id: MemberId) {
-        self.change(Change::Leave { id });
+        // While stopping, members go silently here and the node's goodbye tells the others.
+        if !self.closing() {
+            self.change(Change::Leave { id });
+        }
+        let claim = self.claims().remove(&id);
+        if let Some(claim) = claim {
+            self.release_later(claim);
+        }
     }
 
     /// A local member changed its name (call under the hub's registry lock).

@@ -84,9 +84,9 @@ pub async fn join(
             return Hub::new(config, store);
         }
     };
-    let (bridge, outbound) = Bridge::new(&cluster, client, crate::metrics::Metrics::new());
+    let (bridge, queues) = Bridge::new(&cluster, client, crate::metrics::Metrics::new());
     let hub = Hub::with_cluster(config, store, Some(bridge.clone()));
-    if let Err(e) = start(&bridge, &hub, outbound, link, token, tracker).await {
+    if let Err(e) = start(&bridge, &hub, queues, link, token, tracker).await {
         tracing::error!(error = %e, "cluster subscriptions failed; serving local members only");
     }
     tracing::info!(node = %cluster.node, cluster = %cluster.name, "cluster joined");
@@ -98,7 +98,7 @@ pub async fn join(
 pub async fn start(
     bridge: &Bridge,
     hub: &Hub,
-    outbound: mpsc::Receiver<Outbound>,
+    queues: super::Queues,
     link: mpsc::Receiver<LinkEvent>,
     token: &CancellationToken,
     tracker: &TaskTracker,
@@ -118,6 +118,9 @@ pub async fn start(
     {
         tracing::warn!("cluster not reachable yet; serving local members meanwhile");
     }
+    if !inner.names.open().await {
+        tracing::warn!("names bucket not reachable yet; nick claims wait for it");
+    }
     let heartbeat_now = Arc::new(Notify::new());
     let syncing = Arc::new(Mutex::new(HashSet::new()));
     let tasks = Tasks {
@@ -131,7 +134,11 @@ pub async fn start(
     tracker.spawn(stop_on(token.clone(), tasks.clone().roster(roster)));
     tracker.spawn(stop_on(token.clone(), tasks.clone().sweep()));
     tracker.spawn(stop_on(token.clone(), tasks.clone().link(link)));
-    tracker.spawn(tasks.publisher(outbound, token.clone()));
+    tracker.spawn(stop_on(
+        token.clone(),
+        tasks.clone().releases(queues.releases),
+    ));
+    tracker.spawn(tasks.publisher(queues.outbound, token.clone()));
     Ok(())
 }
 
@@ -240,8 +247,18 @@ impl Tasks {
         }
     }
 
-    fn follow(&self, node: &str, outcome: Outcome) {
-        self.announce(&outcome.gone, &outcome.came, "node restarted");
+    fn follow(&self, node: &str, boot: u64, outcome: Outcome) {
+        self.announce(&[], &outcome.came, "");
+        if !outcome.gone.is_empty() {
+            // An earlier run of the node, whose members are gone with it.
+            let members = outcome.gone.into_iter().map(|(_, m)| m).collect();
+            let (tasks, node) = (self.clone(), node.to_string());
+            tokio::spawn(async move {
+                tasks
+                    .node_gone(&node, members, Some(boot), "node restarted")
+                    .await;
+            });
+        }
         if outcome.new_node {
             // So it learns of this node at once rather than at the next beat.
             self.heartbeat_now.notify_one();
@@ -259,7 +276,7 @@ impl Tasks {
                 return;
             };
             let now = Instant::now();
-            let (node, outcome) = {
+            let (node, boot, outcome) = {
                 let mut table = self.bridge.table();
                 match presence {
                     Presence::Heartbeat {
@@ -268,7 +285,7 @@ impl Tasks {
                         version,
                     } if node != self.node() => {
                         let outcome = table.heartbeat(&node, boot, version, now);
-                        (node, outcome)
+                        (node, boot, outcome)
                     }
                     Presence::Change {
                         node,
@@ -277,18 +294,22 @@ impl Tasks {
                         change,
                     } if node != self.node() => {
                         let outcome = table.change(&node, boot, version, change, now);
-                        (node, outcome)
+                        (node, boot, outcome)
                     }
                     Presence::Bye { node, boot } if node != self.node() => {
                         let outcome = table.bye(&node, boot);
                         drop(table);
-                        self.announce(&outcome.gone, &[], "node stopped");
+                        let members = outcome.gone.into_iter().map(|(_, m)| m).collect();
+                        let tasks = self.clone();
+                        tokio::spawn(async move {
+                            tasks.node_gone(&node, members, None, "node stopped").await;
+                        });
                         return;
                     }
                     _ => return,
                 }
             };
-            self.follow(&node, outcome);
+            self.follow(&node, boot, outcome);
         }
     }
 
@@ -348,6 +369,38 @@ impl Tasks {
         }
     }
 
+    /// Gives back claims of members that left or changed name.
+    async fn releases(self, mut releases: mpsc::Receiver<(String, u64)>) {
+        while let Some((key, revision)) = releases.recv().await {
+            self.bridge.inner.names.release(&key, revision).await;
+        }
+    }
+
+    /// Gives back the names members of `node` (lost or stopped) held, then shows them leaving:
+    /// whoever sees one leave may take its name at once.
+    /// `keep_boot`: the node's current run, whose claims stay (it restarted).
+    async fn node_gone(
+        &self,
+        node: &str,
+        members: Vec<RemoteMember>,
+        keep_boot: Option<u64>,
+        why: &str,
+    ) {
+        let keys: Vec<String> = members
+            .iter()
+            .map(|m| crate::names::key(&m.name))
+            .filter(|k| !k.starts_with(&crate::names::key(crate::names::GUEST_PREFIX)))
+            .collect();
+        self.bridge
+            .inner
+            .names
+            .release_node(node, keep_boot, &keys)
+            .await;
+        let gone: Vec<(String, RemoteMember)> =
+            members.into_iter().map(|m| (node.to_string(), m)).collect();
+        self.announce(&gone, &[], why);
+    }
+
     /// Loses nodes that stopped beating: their members are shown leaving.
     async fn sweep(self) {
         let timeout = self.bridge.inner.timeout();
@@ -357,9 +410,7 @@ impl Tasks {
             let lost = self.bridge.table().expire(Instant::now());
             for (node, members) in lost {
                 tracing::warn!(%node, members = members.len(), "cluster node lost");
-                let gone: Vec<(String, RemoteMember)> =
-                    members.into_iter().map(|m| (node.clone(), m)).collect();
-                self.announce(&gone, &[], "node lost");
+                self.node_gone(&node, members, None, "node lost").await;
             }
         }
     }

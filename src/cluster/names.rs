@@ -1,0 +1,201 @@
+//! Names unique cluster-wide: a nick is claimed by an atomic create in a JetStream key-value
+//! bucket (one key per name key), so two members racing for one name on two nodes cannot both
+//! get it. A claim's value says who holds it (`NODE BOOT ID`); it is deleted, at the revision it
+//! was created with, when the member leaves or changes name. nats-server 2.9's buckets have no
+//! per-key TTL, so the nodes that notice another one is lost delete that node's claims themselves.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+use tokio::sync::OnceCell;
+
+use super::subject::token;
+
+/// Longest wait for one key-value operation.
+const KV_WAIT: Duration = Duration::from_secs(2);
+
+/// Why a name could not be claimed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimError {
+    /// Someone in the cluster holds it.
+    #[error("that name is taken")]
+    Taken,
+    /// The bucket cannot be reached now.
+    #[error("names cannot be checked across the cluster right now; try again")]
+    Unreachable,
+}
+
+/// Who holds a claim, as its value says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// The node.
+    pub node: String,
+    /// The node's run.
+    pub boot: u64,
+    /// The member's id there.
+    pub id: u64,
+}
+
+impl Holder {
+    /// The value stored under a claimed name.
+    pub fn encode(&self) -> Bytes {
+        Bytes::from(format!("{} {} {}", token(&self.node), self.boot, self.id))
+    }
+
+    /// Reads a stored value.
+    pub fn decode(value: &[u8]) -> Option<Holder> {
+        let text = std::str::from_utf8(value).ok()?;
+        let mut fields = text.split(' ');
+        let holder = Holder {
+            node: super::subject::untoken(fields.next()?)?,
+            boot: fields.next()?.parse().ok()?,
+            id: fields.next()?.parse().ok()?,
+        };
+        fields.next().is_none().then_some(holder)
+    }
+}
+
+/// The key a name key is stored under (bucket keys allow fewer characters than names).
+pub fn bucket_key(name_key: &str) -> String {
+    token(name_key)
+}
+
+/// The names bucket, opened (created if need be) on first use.
+pub struct Names {
+    js: jetstream::Context,
+    bucket: String,
+    store: OnceCell<kv::Store>,
+}
+
+impl Names {
+    /// The bucket named `bucket`, reached through `client`.
+    pub fn new(client: async_nats::Client, bucket: String) -> Names {
+        Names {
+            js: jetstream::new(client),
+            bucket,
+            store: OnceCell::new(),
+        }
+    }
+
+    async fn store(&self) -> Option<&kv::Store> {
+        let open = self.store.get_or_try_init(|| async {
+            // The stream a bucket is, made by hand: async-nats' `create_key_value` first asks for
+            // the account's limits, whose answer from nats-server 2.9 it cannot read.
+            let config = jetstream::stream::Config {
+                name: format!("KV_{}", self.bucket),
+                description: Some("chatd: claimed member names".into()),
+                subjects: vec![format!("$KV.{}.>", self.bucket)],
+                max_messages_per_subject: 1,
+                storage: jetstream::stream::StorageType::File,
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                discard: jetstream::stream::DiscardPolicy::New,
+                num_replicas: 1,
+                ..Default::default()
+            };
+            let made = async {
+                self.js
+                    .get_or_create_stream(config)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.js
+                    .get_key_value(self.bucket.clone())
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            tokio::time::timeout(KV_WAIT, made)
+                .await
+                .map_err(|_| "timed out".to_string())?
+        });
+        match open.await {
+            Ok(store) => Some(store),
+            Err(e) => {
+                tracing::warn!(bucket = %self.bucket, error = %e, "names bucket not reachable");
+                None
+            }
+        }
+    }
+
+    /// Opens the bucket now (at startup), so the first claim does not wait for it.
+    pub async fn open(&self) -> bool {
+        self.store().await.is_some()
+    }
+
+    /// Claims the name with key `name_key` for `holder`; returns the claim's revision.
+    pub async fn claim(&self, name_key: &str, holder: &Holder) -> Result<u64, ClaimError> {
+        let store = self.store().await.ok_or(ClaimError::Unreachable)?;
+        let create = store.create(bucket_key(name_key), holder.encode());
+        match tokio::time::timeout(KV_WAIT, create).await {
+            Ok(Ok(revision)) => Ok(revision),
+            Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => Err(ClaimError::Taken),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "name claim failed");
+                Err(ClaimError::Unreachable)
+            }
+            Err(_) => Err(ClaimError::Unreachable),
+        }
+    }
+
+    /// Gives a claim back, if it is still the one made at `revision`.
+    pub async fn release(&self, name_key: &str, revision: u64) {
+        let Some(store) = self.store().await else {
+            return;
+        };
+        let delete = store.delete_expect_revision(bucket_key(name_key), Some(revision));
+        match tokio::time::timeout(KV_WAIT, delete).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "name release refused (claimed again)"),
+            Err(_) => tracing::warn!("name release timed out"),
+        }
+    }
+
+    /// Gives back the claims of `node` (a node found lost, stopped or restarted) among the names
+    /// with these keys; those of its run `keep_boot`, if given, stay.
+    pub async fn release_node(&self, node: &str, keep_boot: Option<u64>, name_keys: &[String]) {
+        let Some(store) = self.store().await else {
+            return;
+        };
+        for name_key in name_keys {
+            let key = bucket_key(name_key);
+            let Ok(Ok(Some(entry))) = tokio::time::timeout(KV_WAIT, store.entry(key.clone())).await
+            else {
+                continue;
+            };
+            let held_there = entry.operation == kv::Operation::Put
+                && Holder::decode(&entry.value)
+                    .is_some_and(|h| h.node == node && Some(h.boot) != keep_boot);
+            if held_there {
+                let delete = store.delete_expect_revision(&key, Some(entry.revision));
+                let _ = tokio::time::timeout(KV_WAIT, delete).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holders_round_trip() {
+        let holder = Holder {
+            node: "node.1".into(),
+            boot: 42,
+            id: 7,
+        };
+        assert_eq!(Holder::decode(&holder.encode()), Some(holder));
+        assert_eq!(Holder::decode(b"a 1"), None);
+        assert_eq!(Holder::decode(b"a 1 2 3"), None);
+        assert_eq!(Holder::decode(b"a.b 1 2"), None);
+    }
+
+    #[test]
+    fn bucket_keys_hold_only_key_characters() {
+        let key = bucket_key("ünï.x y");
+        assert!(key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    }
+}

@@ -1,0 +1,127 @@
+//! `--cluster` presence: `/who` and `/rooms` show the whole cluster, names are unique across it
+//! (claimed in a JetStream key-value bucket), and a node killed with SIGKILL is noticed within
+//! `--cluster-timeout`: its members are shown leaving and their names are free again.
+mod common;
+#[path = "common/nats.rs"]
+mod nats;
+
+use std::time::{Duration, Instant};
+
+use common::{spawn_chatd, start_server, TcpClient, UdpClient};
+use nats::Nats;
+
+#[tokio::test]
+async fn who_and_rooms_list_the_whole_cluster() {
+    let nats = Nats::start("who").await;
+    let a = start_server(&nats.flags("a")).await;
+    let b = start_server(&nats.flags("b")).await;
+    let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
+    let cy = UdpClient::join(b.udp).await;
+    ann.expect(&format!("* {} joined", cy.name)).await;
+    let mut bob = TcpClient::connect(b.tcp).await;
+    ann.expect(&format!("* {} joined", bob.name)).await;
+    bob.send("/nick bob").await;
+    bob.expect("* you are now known as bob").await;
+    bob.send("/join rust").await;
+    // The move reached a before its notice did.
+    ann.expect("* bob left #lobby").await;
+    ann.send("/who").await;
+    ann.expect("* 2 here:").await;
+    assert_eq!(ann.recv().await, "*   ann (tcp) (you)");
+    assert_eq!(ann.recv().await, format!("*   {} (udp on b)", cy.name));
+    ann.send("/rooms").await;
+    ann.expect("* 2 rooms:").await;
+    assert_eq!(ann.recv().await, "*   #lobby (2 members) (you are here)");
+    assert_eq!(ann.recv().await, "*   #rust (1 member)");
+    // A node that stops says so: its members are shown leaving.
+    b.shutdown().await;
+    ann.expect(&format!("* {} left (node stopped)", cy.name))
+        .await;
+    ann.send("/who").await;
+    ann.expect("* 1 here:").await;
+}
+
+#[tokio::test]
+async fn two_nodes_claiming_one_name_at_once_exactly_one_wins() {
+    let nats = Nats::start("race").await;
+    let a = start_server(&nats.flags("a")).await;
+    let b = start_server(&nats.flags("b")).await;
+    let mut x = TcpClient::connect(a.tcp).await;
+    let mut y = TcpClient::connect(b.tcp).await;
+    x.expect(&format!("* {} joined", y.name)).await;
+    let won = |line: &str, name: &str| line == format!("* you are now known as {name}");
+    let mut wins = (0, 0);
+    for round in 0..15 {
+        let name = format!("racer{round}");
+        let command = format!("/nick {name}");
+        tokio::join!(x.send(&command), y.send(&command));
+        let answer =
+            |line: &str| line.starts_with("* you are now known as") || line.starts_with("! ");
+        let (mut from_x, mut from_y) = (String::new(), String::new());
+        for (client, out) in [(&mut x, &mut from_x), (&mut y, &mut from_y)] {
+            loop {
+                let line = client.recv().await;
+                if answer(&line) {
+                    *out = line;
+                    break;
+                }
+            }
+        }
+        let (x_won, y_won) = (won(&from_x, &name), won(&from_y, &name));
+        assert!(
+            x_won != y_won,
+            "round {round}: exactly one wins: {from_x:?} / {from_y:?}"
+        );
+        let lost = if x_won { &from_y } else { &from_x };
+        assert_eq!(lost, "! that name is taken", "round {round}");
+        if x_won {
+            wins.0 += 1;
+        } else {
+            wins.1 += 1;
+        }
+    }
+    assert_eq!(wins.0 + wins.1, 15);
+}
+
+#[tokio::test]
+async fn a_node_killed_with_sigkill_is_noticed_in_time_and_its_names_are_free() {
+    let nats = Nats::start("kill").await;
+    let url = nats.url();
+    let flags = |node: &'static str| {
+        vec![
+            "--cluster".to_string(),
+            url.clone(),
+            "--node".into(),
+            node.into(),
+            "--cluster-timeout".into(),
+            "1s".into(),
+        ]
+    };
+    let (fa, fb) = (flags("a"), flags("b"));
+    let (_a, a_tcp, _) =
+        spawn_chatd(&fa.iter().map(String::as_str).collect::<Vec<_>>(), None).await;
+    let (mut b, b_tcp, _) =
+        spawn_chatd(&fb.iter().map(String::as_str).collect::<Vec<_>>(), None).await;
+    let mut watcher = TcpClient::connect(a_tcp).await;
+    let mut victim = TcpClient::connect(b_tcp).await;
+    watcher.expect(&format!("* {} joined", victim.name)).await;
+    victim.send("/nick victim").await;
+    victim.expect("* you are now known as victim").await;
+    watcher
+        .expect(&format!("* {} is now known as victim", victim.name))
+        .await;
+    watcher.send("/nick victim").await;
+    watcher.expect("! that name is taken").await;
+    b.start_kill().expect("kill -9 node b");
+    let killed = Instant::now();
+    watcher.expect("* victim left (node lost)").await;
+    let noticed = killed.elapsed();
+    assert!(
+        noticed < Duration::from_millis(1800),
+        "noticed after {noticed:?}, bound 1s (+ one heartbeat)"
+    );
+    watcher.send("/nick victim").await;
+    watcher.expect("* you are now known as victim").await;
+    watcher.send("/who").await;
+    watcher.expect("* 1 here:").await;
+}

@@ -8,7 +8,9 @@
 //! `closed100-web` runs closed100's load through WebSocket members (`--http`) and prints the
 //! ratios against plain TCP.
 //! `FANOUT_IDLE_READ=0` makes idle clients hold their sockets without reading; `FANOUT_CHATD=PATH`
-//! measures another chatd build (say, from before a change) instead of this one.
+//! measures another chatd build (say, from before a change) instead of this one;
+//! `FANOUT_CHATD_BASE=PATH` runs a second build beside it in every case (`chatd-base`), so before
+//! and after come from the same run.
 //! Prints one table and writes the same figures as JSON (path printed; `FANOUT_REPORT` overrides).
 //! The TCP cases also run against nats-server (`FANOUT_NATS=PATH`, else `nats-server` on PATH or
 //! /usr/sbin), at its default and at GOMAXPROCS=1; the closing table puts each server's CPU per
@@ -378,6 +380,8 @@ async fn run(
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_chatd")));
     let ncat = loadgen::server::find_on_path("ncat");
+    // FANOUT_CHATD_BASE runs a second chatd build beside the first, for before/after in one run.
+    let chatd_base = std::env::var_os("FANOUT_CHATD_BASE").map(PathBuf::from);
     if ncat.is_none() {
         let msg = "ncat not found on PATH: the baseline needs nmap's ncat, install it with \
                    `apt-get install ncat`; running the chatd-only parts";
@@ -407,6 +411,9 @@ async fn run(
         loads.push((name.clone(), case.load.clone()));
         targets_of.push((name.clone(), case.p99_target));
         let mut servers = vec![ServerKind::Chatd];
+        if chatd_base.is_some() {
+            servers.push(ServerKind::ChatdBase);
+        }
         match (&ncat, case.ncat) {
             (Some(_), true) => servers.push(ServerKind::Ncat),
             (None, true) => {}
@@ -421,7 +428,9 @@ async fn run(
         }
         for kind in servers {
             eprintln!("fanout: {name} on {} ...", kind.name());
-            let other = if kind.is_nats() {
+            let other = if kind == ServerKind::ChatdBase {
+                chatd_base.as_deref()
+            } else if kind.is_nats() {
                 nats.as_deref()
             } else {
                 ncat.as_deref()
@@ -547,6 +556,10 @@ async fn one_case(
         (ServerKind::Chatd, _) => {
             ServerProc::start_chatd(chatd_bin, &args, spec.udp_clients > 0).await?
         }
+        (ServerKind::ChatdBase, Some(base)) => {
+            ServerProc::start_chatd_as(kind, base, &args, spec.udp_clients > 0).await?
+        }
+        (ServerKind::ChatdBase, None) => bail!("FANOUT_CHATD_BASE not set"),
         (ServerKind::Ncat, Some(ncat)) => ServerProc::start_ncat(ncat, NCAT_MAX_CONNS).await?,
         (ServerKind::Ncat, None) => bail!("ncat not installed (apt-get install ncat)"),
         (ServerKind::Nats | ServerKind::NatsOneProc, Some(nats)) => {
@@ -696,6 +709,7 @@ fn command_line() -> String {
         "FANOUT_MSGS_OF",
         "FANOUT_IDLE_READ",
         "FANOUT_CHATD",
+        "FANOUT_CHATD_BASE",
     ] {
         if let Ok(v) = std::env::var(var) {
             let _ = write!(cmd, "{var}={v} ");

@@ -24,6 +24,8 @@ pub struct Row {
     pub case: String,
     /// Servers in the order they ran, with their figures.
     pub cells: Vec<(&'static str, Cell)>,
+    /// chatd CPU per delivery ÷ chatd-base's (`FANOUT_CHATD_BASE`, the build before a change).
+    pub cpu_vs_base: Option<f64>,
     /// chatd CPU per delivery ÷ ncat's.
     pub cpu_vs_ncat: Option<f64>,
     /// chatd CPU per delivery ÷ the lower of nats-server's two runs.
@@ -54,7 +56,13 @@ pub fn rows(results: &[FanoutResult], cases: &[String]) -> Vec<Row> {
             continue;
         };
         let mut cells = vec![("chatd", chatd)];
-        for kind in [ServerKind::Ncat, ServerKind::Nats, ServerKind::NatsOneProc] {
+        let kinds = [
+            ServerKind::ChatdBase,
+            ServerKind::Ncat,
+            ServerKind::Nats,
+            ServerKind::NatsOneProc,
+        ];
+        for kind in kinds {
             if let Some(c) = of(kind) {
                 cells.push((kind.name(), c));
             }
@@ -69,6 +77,7 @@ pub fn rows(results: &[FanoutResult], cases: &[String]) -> Vec<Row> {
         let div = |a: f64, b: f64| (b > 0.0).then(|| a / b);
         out.push(Row {
             case: case.clone(),
+            cpu_vs_base: of(ServerKind::ChatdBase).and_then(|b| div(chatd.cpu_us, b.cpu_us)),
             cpu_vs_ncat: of(ServerKind::Ncat).and_then(|n| div(chatd.cpu_us, n.cpu_us)),
             cpu_vs_nats: best(|c| c.cpu_us).and_then(|n| div(chatd.cpu_us, n)),
             p99_vs_nats: best(|c| c.p99_us).and_then(|n| div(chatd.p99_us, n)),
@@ -108,9 +117,10 @@ pub fn render(rows: &[Row]) -> String {
         let ratio = |r: Option<f64>| r.map_or("-".into(), |r| format!("{r:.2}x"));
         let _ = writeln!(
             s,
-            "{:<11} {} | chatd cpu {} ncat, {} nats; p99 {} nats",
+            "{:<11} {} | chatd cpu {} base, {} ncat, {} nats; p99 {} nats",
             row.case,
             cells.join(" | "),
+            ratio(row.cpu_vs_base),
             ratio(row.cpu_vs_ncat),
             ratio(row.cpu_vs_nats),
             ratio(row.p99_vs_nats),

@@ -24,6 +24,9 @@ pub enum ServerKind {
     Chatd,
     /// `ncat --chat`, greeting with `<announce> … is connected as <userN>.`.
     Ncat,
+    /// Another chatd build run beside [`ServerKind::Chatd`] in the same benchmark (say, from
+    /// before a change), so before and after share one run's conditions.
+    ChatdBase,
     /// nats-server at its default GOMAXPROCS (one per core): clients speak the NATS protocol
     /// (`CONNECT`, `SUB room 1`, `PUB room N`), greeted by `INFO {…}`.
     Nats,
@@ -36,6 +39,7 @@ impl ServerKind {
     pub fn name(self) -> &'static str {
         match self {
             ServerKind::Chatd => "chatd",
+            ServerKind::ChatdBase => "chatd-base",
             ServerKind::Ncat => "ncat",
             ServerKind::Nats => "nats",
             ServerKind::NatsOneProc => "nats-1proc",
@@ -50,7 +54,7 @@ impl ServerKind {
     /// True if `line` is the line this server sends a client it has just accepted.
     pub fn is_greeting(self, line: &[u8]) -> bool {
         match self {
-            ServerKind::Chatd => {
+            ServerKind::Chatd | ServerKind::ChatdBase => {
                 line.starts_with(b"* ") && memchr::memmem::find(line, b" - you are ").is_some()
             }
             ServerKind::Ncat => {
@@ -117,13 +121,23 @@ impl ServerProc {
     /// both `listening tcp=ADDR` and, if `want_udp`, `listening udp=ADDR` (and `listening
     /// http=ADDR` when `args` ask for `--http`).
     pub async fn start_chatd(bin: &Path, args: &[&str], want_udp: bool) -> Result<ServerProc> {
+        Self::start_chatd_as(ServerKind::Chatd, bin, args, want_udp).await
+    }
+
+    /// [`ServerProc::start_chatd`], reported as `kind` (for [`ServerKind::ChatdBase`]).
+    pub async fn start_chatd_as(
+        kind: ServerKind,
+        bin: &Path,
+        args: &[&str],
+        want_udp: bool,
+    ) -> Result<ServerProc> {
         let want_http = args.contains(&"--http");
         let mut cmd = Command::new(bin);
         cmd.args(args)
             // Plain log lines are easier to parse; info level is enough for the listening lines.
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info");
-        Self::spawn(ServerKind::Chatd, cmd, move |line, found| {
+        Self::spawn(kind, cmd, move |line, found| {
             if line.contains("listening") {
                 if let Some(a) = addr_after(line, "tcp=") {
                     found.tcp = Some(a);

@@ -92,6 +92,8 @@ struct Inner {
     version: AtomicU64,
     table: Mutex<Table>,
     closing: AtomicBool,
+    /// Whether the link is up now (lost nodes' claims are given back only then).
+    link_up: AtomicBool,
     timeout: std::time::Duration,
     metrics: Metrics,
     names: names::Names,
@@ -152,6 +154,7 @@ impl Bridge {
                 version: AtomicU64::new(0),
                 table: Mutex::new(Table::new(config.timeout)),
                 closing: AtomicBool::new(false),
+                link_up: AtomicBool::new(true),
                 timeout: config.timeout,
                 metrics,
             }),

@@ -138,16 +138,24 @@ impl Names {
         }
     }
 
-    /// Gives a claim back, if it is still the one made at `revision`.
-    pub async fn release(&self, name_key: &str, revision: u64) {
+    /// Gives a claim back, if it is still the one made at `revision`; false when the bucket
+    /// could not be reached (try again later).
+    pub async fn release(&self, name_key: &str, revision: u64) -> bool {
         let Some(store) = self.store().await else {
-            return;
+            return false;
         };
         let delete = store.delete_expect_revision(bucket_key(name_key), Some(revision));
         match tokio::time::timeout(KV_WAIT, delete).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::debug!(error = %e, "name release refused (claimed again)"),
-            Err(_) => tracing::warn!("name release timed out"),
+            Ok(Ok(())) => true,
+            Ok(Err(e)) if e.kind() == kv::DeleteErrorKind::WrongLastRevision => {
+                tracing::debug!("name release refused: claimed again meanwhile");
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "name release failed; retried later");
+                false
+            }
+            Err(_) => false,
         }
     }
 

@@ -37,6 +37,8 @@ struct Node {
     members: HashMap<u64, RemoteMember>,
     /// A roster of this run has arrived: later ones are resynchronisations.
     synced: bool,
+    /// The node was known earlier in this run (and lost): its first roster is a return.
+    returning: bool,
 }
 
 /// The members of every other live node.
@@ -79,6 +81,7 @@ impl Table {
                     last_seen: now,
                     members: HashMap::new(),
                     synced: false,
+                    returning: !out.new_node,
                 },
             );
         }
@@ -196,7 +199,7 @@ impl Table {
         }
         out.need_roster = false;
         // A node's first roster tells who was there already, not who came.
-        let first = !std::mem::replace(&mut entry.synced, true);
+        let first = !std::mem::replace(&mut entry.synced, true) && !entry.returning;
         entry.version = roster.version;
         let mut old = std::mem::take(&mut entry.members);
         for member in roster.members {
@@ -415,6 +418,25 @@ mod tests {
         assert!(out.gone.is_empty());
         assert!(table.find("ann").is_some());
         assert!(table.heartbeat("a", 1, 1, now).need_roster, "asked again");
+    }
+
+    #[test]
+    fn a_lost_node_that_returns_brings_its_members_back() {
+        let start = Instant::now();
+        let mut table = Table::new(T);
+        let roster = Roster {
+            node: "a".into(),
+            boot: 1,
+            version: 1,
+            members: vec![member(1, "ann")],
+        };
+        table.roster(roster.clone(), start);
+        assert_eq!(table.expire(start + T).len(), 1);
+        let back = start + T + T;
+        let out = table.heartbeat("a", 1, 1, back);
+        assert!(out.need_roster && !out.new_node);
+        let out = table.roster(roster, back);
+        assert_eq!(out.came, vec![("a".to_string(), member(1, "ann"))]);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_nats::{Client, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::sync::{broadcast, mpsc, Notify};
+use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -27,6 +27,8 @@ use crate::room::Event;
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(3);
 /// How long a goodbye may take at shutdown.
 const BYE_WAIT: Duration = Duration::from_millis(300);
+/// Most claims waiting to be given back after a failure.
+const RETRIED_RELEASES: usize = 4096;
 /// Most members in one roster answer (NATS' default 1 MiB payload holds about this many).
 const MAX_ROSTER: usize = 8000;
 
@@ -133,10 +135,11 @@ pub async fn start(
     tracker.spawn(stop_on(token.clone(), tasks.clone().private(private)));
     tracker.spawn(stop_on(token.clone(), tasks.clone().roster(roster)));
     tracker.spawn(stop_on(token.clone(), tasks.clone().sweep()));
-    tracker.spawn(stop_on(token.clone(), tasks.clone().link(link)));
+    let (flush, flushes) = mpsc::channel(4);
+    tracker.spawn(stop_on(token.clone(), tasks.clone().link(link, flush)));
     tracker.spawn(stop_on(
         token.clone(),
-        tasks.clone().releases(queues.releases),
+        tasks.clone().releases(queues.releases, flushes),
     ));
     tracker.spawn(tasks.publisher(queues.outbound, token.clone()));
     Ok(())
@@ -369,10 +372,45 @@ impl Tasks {
         }
     }
 
-    /// Gives back claims of members that left or changed name.
-    async fn releases(self, mut releases: mpsc::Receiver<(String, u64)>) {
-        while let Some((key, revision)) = releases.recv().await {
-            self.bridge.inner.names.release(&key, revision).await;
+    /// Gives back claims of members that left or changed name; those the bucket could not take
+    /// (the link was down) are tried again every second, a bounded number of them.
+    async fn releases(
+        self,
+        mut releases: mpsc::Receiver<(String, u64)>,
+        mut flushes: mpsc::Receiver<oneshot::Sender<()>>,
+    ) {
+        let mut pending: Vec<(String, u64)> = Vec::new();
+        let mut retry = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                Some(done) = flushes.recv() => {
+                    let mut still = Vec::new();
+                    for (key, revision) in pending.drain(..) {
+                        if !self.bridge.inner.names.release(&key, revision).await {
+                            still.push((key, revision));
+                        }
+                    }
+                    pending = still;
+                    let _ = done.send(());
+                }
+                next = releases.recv() => {
+                    let Some((key, revision)) = next else { return };
+                    if !self.bridge.inner.names.release(&key, revision).await
+                        && pending.len() < RETRIED_RELEASES
+                    {
+                        pending.push((key, revision));
+                    }
+                }
+                _ = retry.tick(), if !pending.is_empty() => {
+                    let mut still = Vec::new();
+                    for (key, revision) in pending.drain(..) {
+                        if !self.bridge.inner.names.release(&key, revision).await {
+                            still.push((key, revision));
+                        }
+                    }
+                    pending = still;
+                }
+            }
         }
     }
 
@@ -391,11 +429,20 @@ impl Tasks {
             .map(|m| crate::names::key(&m.name))
             .filter(|k| !k.starts_with(&crate::names::key(crate::names::GUEST_PREFIX)))
             .collect();
-        self.bridge
+        // Cut off from NATS, this node cannot tell a lost node from its own lost link: the claims
+        // stay, and come back with their members when the link does.
+        if self
+            .bridge
             .inner
-            .names
-            .release_node(node, keep_boot, &keys)
-            .await;
+            .link_up
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            self.bridge
+                .inner
+                .names
+                .release_node(node, keep_boot, &keys)
+                .await;
+        }
         let gone: Vec<(String, RemoteMember)> =
             members.into_iter().map(|m| (node.to_string(), m)).collect();
         self.announce(&gone, &[], why);
@@ -424,12 +471,20 @@ impl Tasks {
     }
 
     /// Follows the link: members hear when it goes and comes back, and presence is resynchronised.
-    async fn link(self, mut events: mpsc::Receiver<LinkEvent>) {
+    async fn link(
+        self,
+        mut events: mpsc::Receiver<LinkEvent>,
+        flush: mpsc::Sender<oneshot::Sender<()>>,
+    ) {
         let mut was_down = false;
         while let Some(event) = events.recv().await {
             match event {
                 LinkEvent::Down => {
                     tracing::warn!("cluster link lost");
+                    self.bridge
+                        .inner
+                        .link_up
+                        .store(false, std::sync::atomic::Ordering::SeqCst);
                     if !was_down {
                         self.tell_everyone("cluster link lost");
                     }
@@ -437,7 +492,17 @@ impl Tasks {
                 }
                 LinkEvent::Up => {
                     tracing::info!("cluster link up");
+                    self.bridge
+                        .inner
+                        .link_up
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
                     if was_down {
+                        // Names given up while the link was down are free before members hear
+                        // the link is back.
+                        let (done, flushed) = oneshot::channel();
+                        if flush.try_send(done).is_ok() {
+                            let _ = tokio::time::timeout(SUBSCRIBE_WAIT, flushed).await;
+                        }
                         self.tell_everyone("cluster link restored");
                         for node in self.bridge.nodes() {
                             self.sync(node);

@@ -137,6 +137,9 @@ impl Member {
             account: None,
         };
         let history = std::mem::take(&mut sub.history);
+        if let Some(notice) = member.history_fallback() {
+            member.reply(notice);
+        }
         if !history.is_empty() {
             member.reply(join_lines(member.history_block(&history, 0).into_iter()));
         }
@@ -348,7 +351,10 @@ impl Member {
                 if let Outbox::Tcp(queue) = &self.outbox {
                     queue.set_show_ids(on);
                 }
-                self.reply(protocol::notice(if on {
+                self.reply(protocol::notice(if on && self.hub.store().mirrored() {
+                    // The cluster's ids are the stream's, known only once a line is stored.
+                    "message ids on: /history lines start with #ID, the same on every node"
+                } else if on {
                     "message ids on: chat lines start with #ID"
                 } else {
                     "message ids off"
@@ -438,6 +444,7 @@ impl Member {
                 to.label()
             )));
         }
+        lines.extend(self.history_fallback());
         if !history.is_empty() {
             lines.extend(self.history_block(&history, 0));
         }
@@ -498,6 +505,9 @@ impl Member {
             self.reply(protocol::notice("history is off on this server"));
             return;
         }
+        if let Some(notice) = self.history_fallback() {
+            self.reply(notice);
+        }
         let (gone, lines) = match request {
             HistoryRequest::Last(n) => (0, self.room.recent(n.unwrap_or(keep))),
             HistoryRequest::Since(id) => {
@@ -514,6 +524,14 @@ impl Member {
             return;
         }
         self.reply(join_lines(self.history_block(&lines, gone).into_iter()));
+    }
+
+    /// With `--cluster` while the cluster's history cannot be read: a notice that this node's own
+    /// history (and its ids) stands in for it.
+    fn history_fallback(&self) -> Option<Bytes> {
+        self.hub.store().mirror_down().then(|| {
+            protocol::notice("cluster history unavailable: this node's own history follows")
+        })
     }
 
     /// The replay of `lines`: a header naming the room and the ids, a notice for lines that are

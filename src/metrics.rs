@@ -151,7 +151,8 @@ impl Metrics {
     }
 
     /// The counter of cluster messages dropped for `why` (`--cluster`: a full queue, a relay
-    /// that fell behind its room, a slow NATS subscriber, a failed publish, a malformed message).
+    /// that fell behind its room, a slow NATS subscriber, a failed publish, a malformed message,
+    /// a line the history stream did not take: `history`, `history_lag`).
     pub fn cluster_dropped(&self, why: &'static str) -> Counter {
         self.counters
             .cluster_drops

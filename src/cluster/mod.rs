@@ -8,6 +8,7 @@
 //! - [`link`]: the NATS connection and its events.
 //! - [`names`]: names claimed cluster-wide in a JetStream key-value bucket.
 //! - [`relay`]: the tasks: room relays, the publisher, the subscribers.
+//! - [`history`]: room history in a JetStream stream, read back into every node's mirror.
 //!
 //! To a room the bridge looks like one more reader: a relay task per open room reads its events
 //! and publishes those of local members; what comes in is injected with the sender id [`REMOTE`],
@@ -15,6 +16,7 @@
 //! the hub holds an `Option<Bridge>` looked at on joins, leaves, renames and room openings only.
 
 pub mod config;
+pub mod history;
 pub mod link;
 pub mod names;
 pub mod presence;
@@ -101,6 +103,7 @@ struct Inner {
     claims: Mutex<HashMap<MemberId, (String, u64)>>,
     /// Claims to give back, for the names task.
     releases: mpsc::Sender<(String, u64)>,
+    history: history::Queue,
 }
 
 impl Inner {
@@ -157,6 +160,7 @@ impl Bridge {
                 link_up: AtomicBool::new(true),
                 timeout: config.timeout,
                 metrics,
+                history: history::Queue::default(),
             }),
         };
         (
@@ -251,6 +255,9 @@ impl Bridge {
         let events = room.subscribe(0).events;
         let subject = self.inner.subjects.room(&room.name().key);
         tokio::spawn(relay::relay_room(self.clone(), subject, events));
+        let events = room.subscribe(0).events;
+        let subject = self.inner.subjects.history(&room.name().key);
+        tokio::spawn(history::relay(self.clone(), subject, events));
     }
 
     /// The number of the next presence change; call under the hub's registry lock.

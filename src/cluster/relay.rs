@@ -91,6 +91,8 @@ pub async fn join(
     if let Err(e) = start(&bridge, &hub, queues, link, token, tracker).await {
         tracing::error!(error = %e, "cluster subscriptions failed; serving local members only");
     }
+    let (keep, rooms) = (hub.config().history, hub.config().max_rooms);
+    super::history::start(&bridge, hub.store(), keep, rooms, token, tracker).await;
     tracing::info!(node = %cluster.node, cluster = %cluster.name, "cluster joined");
     hub
 }

@@ -6,6 +6,8 @@
 //! - `all.presence.<node>`: that node's heartbeats, joins, leaves, renames and moves.
 //! - `node.<node>.msg`: private lines for members on that node.
 //! - `node.<node>.roster`: ask that node for its whole member list (request/reply).
+//! - `history.<room>`: a room's chat lines, one message a line, kept in the stream
+//!   `chatd-history-<cluster>` (the last `--history` per room).
 //!
 //! Everything every node hears is under `all.`, read by one subscription, so a node hears one
 //! origin's presence changes and room lines in the order that node sent them.
@@ -121,6 +123,29 @@ impl Subjects {
         format!("{}.node.{}.roster", self.prefix, token(node))
     }
 
+    /// A room's chat lines as the history stream keeps them (by room key).
+    pub fn history(&self, room: &str) -> String {
+        format!("{}.history.{}", self.prefix, token(room))
+    }
+
+    /// Every room's history subject: what the history stream holds.
+    pub fn history_all(&self) -> String {
+        format!("{}.history.*", self.prefix)
+    }
+
+    /// The room key of a [`Subjects::history`] subject.
+    pub fn history_room(&self, subject: &str) -> Option<String> {
+        let rest = subject
+            .strip_prefix(&self.prefix)?
+            .strip_prefix(".history.")?;
+        untoken(rest)
+    }
+
+    /// The JetStream stream of room history.
+    pub fn history_stream(&self) -> String {
+        format!("chatd-history-{}", self.cluster)
+    }
+
     /// The key-value bucket of claimed names.
     pub fn names_bucket(&self) -> String {
         format!("chatd-names-{}", self.cluster)
@@ -171,5 +196,13 @@ mod tests {
         assert_eq!(a.topic("chatd.prod.all.other.x"), None);
         assert_eq!(a.msg("node 1"), "chatd.prod.node.node_201.msg");
         assert_eq!(a.names_bucket(), "chatd-names-prod");
+        assert_eq!(a.history("a.b"), "chatd.prod.history.a_2eb");
+        assert_eq!(
+            a.history_room(&a.history("a.b c")).as_deref(),
+            Some("a.b c")
+        );
+        assert_eq!(a.history_room(&b.history("x")), None);
+        assert_eq!(a.history_room(&a.room("x")), None);
+        assert_eq!(b.history_stream(), "chatd-history-prod_2eeu");
     }
 }

@@ -50,6 +50,9 @@ pub struct Event {
     pub first_id: Option<u64>,
     /// The complete outgoing lines, each ending in `\n`.
     pub line: Bytes,
+    /// Whether `first_id` is worth showing (`/ids on`): not with `--cluster`, whose ids are the
+    /// stream's, given after delivery.
+    pub ids: bool,
 }
 
 impl Event {
@@ -213,7 +216,10 @@ impl Room {
             since: self.next_seq.load(Ordering::Relaxed),
             bytes: state.bytes,
             lines: state.lines,
-            history: state.history.last(replay),
+            history: self
+                .store
+                .live_mirror(|m| m.last(&self.name.key, replay))
+                .unwrap_or_else(|| state.history.last(replay)),
         }
     }
 
@@ -256,6 +262,7 @@ impl Room {
             lines: count,
             first_id,
             line: lines,
+            ids: !self.store.mirrored(),
         });
     }
 
@@ -266,17 +273,27 @@ impl Room {
 
     /// The last `n` history lines.
     pub fn recent(&self, n: usize) -> Vec<HistoryLine> {
-        self.state().history.last(n)
+        let key = &self.name.key;
+        self.store
+            .live_mirror(|m| m.last(key, n))
+            .unwrap_or_else(|| self.state().history.last(n))
     }
 
     /// History after line `id`, and how much of what was asked for is gone.
     pub fn since(&self, id: u64) -> Replay {
-        self.state().history.since(id)
+        let key = &self.name.key;
+        self.store
+            .live_mirror(|m| m.since(key, id))
+            .unwrap_or_else(|| self.state().history.since(id))
     }
 
-    /// The id the next chat line will get.
+    /// The id the next chat line will get (with the cluster's history, an id past every line
+    /// seen so far).
     pub fn next_id(&self) -> u64 {
-        self.state().history.next_id()
+        let key = &self.name.key;
+        self.store
+            .live_mirror(|m| m.next_id(key))
+            .unwrap_or_else(|| self.state().history.next_id())
     }
 
     /// Hands the room's history to the store when the room closes (the in-memory store keeps it

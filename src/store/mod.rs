@@ -7,11 +7,12 @@
 
 pub mod history;
 pub mod meta;
+pub mod mirror;
 pub mod sqlite;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::store::history::{History, HistoryLine};
@@ -43,6 +44,10 @@ struct Inner {
     meta: Option<Arc<meta::MetaDb>>,
     /// Room and server state without a database: kept for the server's lifetime, bounded.
     state: Mutex<HashMap<String, String>>,
+    /// The cluster's history (`--cluster`), read by rooms while it is live.
+    mirror: Mutex<Option<mirror::Mirror>>,
+    /// Whether there is a mirror, read without its lock on every chat line.
+    mirrored: AtomicBool,
 }
 
 /// Most state values (rooms with operators, topics or bans) kept without a database.
@@ -102,6 +107,8 @@ impl Store {
                 db,
                 meta,
                 state: Mutex::default(),
+                mirror: Mutex::default(),
+                mirrored: AtomicBool::new(false),
             }),
             stats,
         }
@@ -197,6 +204,38 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// From now on rooms read the cluster's history (fed by [`Store::mirror`]) while it is live,
+    /// keeping `keep` lines a room in at most `max_rooms` rooms.
+    pub fn enable_mirror(&self, keep: usize, max_rooms: usize) {
+        *lock(&self.inner.mirror) = Some(mirror::Mirror::new(keep, max_rooms));
+        self.inner.mirrored.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether rooms' ids are the cluster's: then live lines carry none (the stream gives a
+    /// line its id only after it was delivered); `/history` shows them.
+    pub fn mirrored(&self) -> bool {
+        self.inner.mirrored.load(Ordering::Relaxed)
+    }
+
+    /// Reads or changes the cluster's history, when there is one.
+    pub fn mirror<T>(&self, f: impl FnOnce(&mut mirror::Mirror) -> T) -> Option<T> {
+        lock(&self.inner.mirror).as_mut().map(f)
+    }
+
+    /// The cluster's history when it is live; `None` without `--cluster` or while it is not.
+    pub fn live_mirror<T>(&self, f: impl FnOnce(&mirror::Mirror) -> T) -> Option<T> {
+        lock(&self.inner.mirror)
+            .as_ref()
+            .filter(|m| m.live())
+            .map(f)
+    }
+
+    /// True with `--cluster` while the cluster's history cannot be read: rooms fall back on this
+    /// node's own history, and members are told.
+    pub fn mirror_down(&self) -> bool {
+        lock(&self.inner.mirror).as_ref().is_some_and(|m| !m.live())
     }
 
     /// Writes out what is queued and stops the writer; waits at most `grace`.

@@ -406,7 +406,7 @@ impl Progress {
 /// Appends an event's lines, each chat line prefixed with its history id for `/ids on`.
 fn append_event(batch: &mut Vec<u8>, event: &Event, show_ids: bool) {
     match event.first_id {
-        Some(first) if show_ids => {
+        Some(first) if show_ids && event.ids => {
             for (id, line) in (first..).zip(event.each_line()) {
                 batch.extend_from_slice(&protocol::with_id(id, line));
             }

@@ -97,7 +97,7 @@ pub(super) async fn fan_out(
 fn gather(out: &mut Vec<Datagram>, event: &Event, roster: &[RosterEntry], echo: bool) {
     for peer in roster.iter().filter(|p| p.wants(event, echo)) {
         match event.first_id {
-            Some(first) if peer.show_ids => {
+            Some(first) if peer.show_ids && event.ids => {
                 for (id, line) in (first..).zip(event.each_line()) {
                     out.push((protocol::with_id(id, line), peer.addr));
                 }

@@ -1,0 +1,196 @@
+//! `--cluster` history: room lines kept in a JetStream stream (real nats-server), so every node
+//! replays the same lines with the same ids (stream sequences), including what was said while a
+//! node was down; without NATS a node replays its own history and says so.
+mod common;
+#[path = "common/nats.rs"]
+mod nats;
+
+use common::{spawn_chatd, start_server, TcpClient, TestServer};
+use nats::Nats;
+
+const FALLBACK: &str = "* cluster history unavailable: this node's own history follows";
+
+async fn node(nats: &Nats, name: &str) -> TestServer {
+    start_server(&nats.flags(name)).await
+}
+
+/// The lines of one `/history` reply (after its header, up to `* end of history`).
+async fn history(client: &mut TcpClient, request: &str) -> Vec<String> {
+    client.send(request).await;
+    client
+        .expect_match(|l| l.starts_with("* last ") && l.contains(" message"))
+        .await;
+    let mut lines = Vec::new();
+    loop {
+        let line = client.recv().await;
+        if line == "* end of history" {
+            return lines;
+        }
+        lines.push(line);
+    }
+}
+
+/// Asks `/history` until its last line ends with `last` (the stream stores a line a moment after
+/// members got it); bounded.
+async fn history_until(client: &mut TcpClient, last: &str) -> Vec<String> {
+    for _ in 0..50 {
+        let lines = history(client, "/history").await;
+        if lines.last().is_some_and(|l| l.ends_with(last)) {
+            return lines;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("history never ended with {last:?}");
+}
+
+/// `#ID [HH:MM] <who> text` -> ID.
+fn id_of(line: &str) -> u64 {
+    line.strip_prefix('#')
+        .and_then(|l| l.split(' ').next())
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("no id on {line:?}"))
+}
+
+/// The text after the `[HH:MM] ` stamp.
+fn text_of(line: &str) -> &str {
+    line.split_once("] ").map_or(line, |(_, text)| text)
+}
+
+async fn spawn_node(nats: &Nats, name: &str) -> (tokio::process::Child, std::net::SocketAddr) {
+    let flags = nats.flags(name);
+    let args: Vec<&str> = flags.split(' ').collect();
+    let (child, tcp, _) = spawn_chatd(&args, None).await;
+    (child, tcp)
+}
+
+#[tokio::test]
+async fn lines_said_while_a_node_was_down_are_replayed_there_after_it_restarts() {
+    let nats = Nats::start("hist-down").await;
+    let a = node(&nats, "a").await;
+    let (mut b, b_tcp) = spawn_node(&nats, "b").await;
+    let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
+    ann.send("before b went down").await;
+    history_until(&mut ann, "<ann> before b went down").await;
+    b.kill().await.expect("kill node b");
+    ann.send("while b was down").await;
+    ann.send("still down").await;
+    history_until(&mut ann, "<ann> still down").await;
+    let (_b, b_tcp_again) = spawn_node(&nats, "b").await;
+    assert_ne!(b_tcp, b_tcp_again, "a new process");
+    let mut cy = TcpClient::connect(b_tcp_again).await;
+    let header = cy
+        .expect_match(|l| l.starts_with("* last 3 messages in #lobby"))
+        .await;
+    assert!(!header.iter().any(|l| l == FALLBACK), "{header:?}");
+    let mut replay = Vec::new();
+    for _ in 0..3 {
+        replay.push(text_of(&cy.recv().await).to_string());
+    }
+    assert_eq!(
+        replay,
+        [
+            "<ann> before b went down",
+            "<ann> while b was down",
+            "<ann> still down"
+        ]
+    );
+    cy.expect("* end of history").await;
+}
+
+#[tokio::test]
+async fn two_nodes_show_the_same_history_with_the_same_ids() {
+    let nats = Nats::start("hist-same").await;
+    let a = node(&nats, "a").await;
+    let b = node(&nats, "b").await;
+    let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
+    let mut bob = TcpClient::with_nick(b.tcp, "bob").await;
+    ann.expect_renamed("bob").await;
+    for client in [&mut ann, &mut bob] {
+        client.send("/ids on").await;
+        client
+            .expect("* message ids on: /history lines start with #ID, the same on every node")
+            .await;
+    }
+    // A line in another room first takes stream sequence 1: lobby ids are the stream's, not
+    // this room's own count.
+    ann.send("/join other").await;
+    ann.expect_match(|l| l.starts_with("* you are in #other"))
+        .await;
+    ann.send("elsewhere").await;
+    history_until(&mut ann, "<ann> elsewhere").await;
+    ann.send("/join lobby").await;
+    ann.expect_match(|l| l.starts_with("* you are in #lobby"))
+        .await;
+    ann.send("one from a").await;
+    bob.expect("<ann> one from a").await;
+    bob.send("two from b").await;
+    ann.expect("<bob> two from b").await;
+    ann.send("three from a").await;
+    bob.expect("<ann> three from a").await;
+    let on_a = history_until(&mut ann, "<ann> three from a").await;
+    let on_b = history_until(&mut bob, "<ann> three from a").await;
+    assert_eq!(on_a.len(), 3, "{on_a:?}");
+    assert_eq!(on_a, on_b, "same lines, same ids, same times");
+    let ids: Vec<u64> = on_a.iter().map(|l| id_of(l)).collect();
+    assert_eq!(ids, [2, 3, 4], "stream sequences: {on_a:?}");
+
+    // `/history since ID` on the other node: what came after the first line, by stream sequence.
+    let since = history(&mut bob, &format!("/history since {}", ids[0])).await;
+    assert_eq!(since, on_a[1..].to_vec());
+    let none = format!("/history since {}", ids[2]);
+    bob.send(&none).await;
+    bob.expect_match(|l| l.starts_with("* no messages in #lobby after that"))
+        .await;
+}
+
+#[tokio::test]
+async fn without_nats_at_start_a_node_replays_its_own_history_and_says_so() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let a = start_server(&format!("--cluster {url} --node a --cluster-timeout 1s")).await;
+    let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
+    ann.send("said alone").await;
+    let mut cy = TcpClient::connect(a.tcp).await;
+    let lines = cy.expect("* end of history").await;
+    assert!(lines.iter().any(|l| l == FALLBACK), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.ends_with("] <ann> said alone")),
+        "{lines:?}"
+    );
+}
+
+#[tokio::test]
+async fn when_nats_goes_a_node_falls_back_to_its_own_history_and_says_so() {
+    let mut nats = Nats::start("hist-gone").await;
+    let a = node(&nats, "a").await;
+    let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
+    let mut cy = TcpClient::connect(a.tcp).await;
+    ann.send("kept by the stream").await;
+    history_until(&mut ann, "<ann> kept by the stream").await;
+    nats.kill().await;
+    ann.expect("* cluster link lost").await;
+    ann.send("said while nats is gone").await;
+    // A dead JetStream delays no member: the line is delivered at once.
+    cy.expect("<ann> said while nats is gone").await;
+    for _ in 0..50 {
+        ann.send("/history").await;
+        let first = ann.recv().await;
+        if first == FALLBACK {
+            let lines = ann.expect("* end of history").await;
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.ends_with("] <ann> said while nats is gone")),
+                "its own history goes on: {lines:?}"
+            );
+            return;
+        }
+        ann.expect("* end of history").await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("never fell back to its own history");
+}

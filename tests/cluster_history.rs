@@ -152,15 +152,19 @@ async fn without_nats_at_start_a_node_replays_its_own_history_and_says_so() {
         .port();
     let url = format!("nats://127.0.0.1:{port}");
     let a = start_server(&format!("--cluster {url} --node a --cluster-timeout 1s")).await;
-    let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
+    // The node waits (bounded) for NATS before serving; the first welcome can take that long.
+    let mut ann = TcpClient::connect_raw(a.tcp).await;
+    let welcome = tokio::time::timeout(3 * common::TIMEOUT, ann.recv_line())
+        .await
+        .expect("welcome once the node gave up waiting for NATS")
+        .expect("welcome");
+    ann.name = common::name_from_welcome(&welcome);
     ann.send("said alone").await;
     let mut cy = TcpClient::connect(a.tcp).await;
     let lines = cy.expect("* end of history").await;
     assert!(lines.iter().any(|l| l == FALLBACK), "{lines:?}");
-    assert!(
-        lines.iter().any(|l| l.ends_with("] <ann> said alone")),
-        "{lines:?}"
-    );
+    let said = format!("] <{}> said alone", ann.name);
+    assert!(lines.iter().any(|l| l.ends_with(&said)), "{lines:?}");
 }
 
 #[tokio::test]

@@ -75,6 +75,22 @@ struct Inner {
     hashers: Semaphore,
     waiting: AtomicUsize,
     cost: Cost,
+    /// With `--cluster`: where account changes go, and where an account unknown here is looked up.
+    cluster: std::sync::OnceLock<Shared>,
+}
+
+/// Looks an account up in the cluster's bucket by its state key (`account:KEY`): its JSON.
+pub type Lookup =
+    Arc<dyn Fn(String) -> futures::future::BoxFuture<'static, Option<String>> + Send + Sync>;
+
+struct Shared {
+    sink: crate::store::StateSink,
+    lookup: Lookup,
+}
+
+/// The state key of the account with this key, as the cluster's bucket holds it.
+pub fn account_key(key: &str) -> String {
+    format!("account:{key}")
 }
 
 /// A cheap-to-clone handle to the accounts.
@@ -115,7 +131,36 @@ impl Accounts {
                 hashers: Semaphore::new(hashers()),
                 waiting: AtomicUsize::new(0),
                 cost,
+                cluster: std::sync::OnceLock::new(),
             }),
+        }
+    }
+
+    /// With `--cluster`: changes go to `sink` too, and logins for accounts unknown here ask
+    /// `lookup` (the bucket is the source of truth).
+    pub fn share(&self, sink: crate::store::StateSink, lookup: Lookup) {
+        let _ = self.inner.cluster.set(Shared { sink, lookup });
+    }
+
+    /// Applies an account change that came from the cluster's bucket (`None`: removed).
+    pub fn apply(&self, key: &str, json: Option<&str>) {
+        let mut accounts = lock(&self.inner.accounts);
+        match json.map(serde_json::from_str::<StoredAccount>) {
+            Some(Ok(a)) => {
+                if accounts.len() < MAX_ACCOUNTS || accounts.contains_key(key) {
+                    accounts.insert(
+                        key.to_string(),
+                        Account {
+                            name: a.name,
+                            phc: a.phc,
+                        },
+                    );
+                }
+            }
+            Some(Err(e)) => tracing::error!(key, error = %e, "unreadable account from the cluster"),
+            None => {
+                accounts.remove(key);
+            }
         }
     }
 
@@ -189,6 +234,16 @@ impl Accounts {
 
     /// Checks `password` for the account named `name`; returns the account's name as registered.
     pub async fn login(&self, name: String, password: Secret) -> Result<String, AuthError> {
+        let key = names::key(&name);
+        if let Some(shared) = self.inner.cluster.get() {
+            if self.registered(&key).is_none() {
+                // Registered on another node a moment ago: the bucket knows it already.
+                let found = (shared.lookup)(account_key(&key)).await;
+                if found.is_some() {
+                    self.apply(&key, found.as_deref());
+                }
+            }
+        }
         self.blocking(move |inner| inner.check(&names::key(&name), &password))
             .await
             .map(|a| a.name)
@@ -224,6 +279,7 @@ impl Accounts {
                 })?;
             }
             lock(&inner.accounts).remove(&key);
+            inner.share(&key, None);
             Ok(())
         })
         .await
@@ -263,8 +319,25 @@ impl Inner {
                 AuthError::Unavailable
             })?;
         }
+        let json = serde_json::to_string(&StoredAccount {
+            name: account.name.clone(),
+            phc: account.phc.clone(),
+        })
+        .ok();
         lock(&self.accounts).insert(key.to_string(), account);
+        self.share(key, json);
         Ok(())
+    }
+
+    fn share(&self, key: &str, json: Option<String>) {
+        if let Some(shared) = self.cluster.get() {
+            if shared.sink.try_send((account_key(key), json)).is_err() {
+                tracing::error!(
+                    key,
+                    "cluster state queue full; account kept on this node only"
+                );
+            }
+        }
     }
 }
 
@@ -276,6 +349,44 @@ mod tests {
         memory_kib: 64,
         iterations: 1,
     };
+
+    #[tokio::test]
+    async fn shared_accounts_send_their_changes_and_take_the_cluster_s() {
+        let accounts = Accounts::new(None, CHEAP);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let stored = {
+            let other = Accounts::new(None, CHEAP);
+            other
+                .register("Bob".into(), Secret::new("pw"))
+                .await
+                .expect("register");
+            let phc = lock(&other.inner.accounts)["bob"].phc.clone();
+            serde_json::to_string(&StoredAccount {
+                name: "Bob".into(),
+                phc,
+            })
+            .expect("json")
+        };
+        let lookup: Lookup = Arc::new(move |key| {
+            let found = (key == "account:bob").then(|| stored.clone());
+            Box::pin(async move { found })
+        });
+        accounts.share(tx, lookup);
+        accounts
+            .register("Alice".into(), Secret::new("pw1"))
+            .await
+            .expect("register");
+        let (key, json) = rx.try_recv().expect("the change went out");
+        assert_eq!(key, "account:alice");
+        assert!(json.is_some_and(|j| j.contains("\"name\":\"Alice\"")));
+        assert_eq!(
+            accounts.login("bob".into(), Secret::new("pw")).await,
+            Ok("Bob".into()),
+            "an account unknown here is looked up"
+        );
+        accounts.apply("alice", None);
+        assert_eq!(accounts.registered("alice"), None, "removed elsewhere");
+    }
 
     #[tokio::test]
     async fn register_login_change_unregister_in_memory() {

@@ -10,7 +10,8 @@ use crate::store::Store;
 
 /// Most server bans; past it the oldest is lifted.
 pub const MAX_GBANS: usize = 10_000;
-const STATE_KEY: &str = "server:gbans";
+/// The state key the bans are stored under.
+pub const STATE_KEY: &str = "server:gbans";
 
 /// One server ban.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -44,6 +45,16 @@ impl ServerGuard {
             lockdown: AtomicBool::new(false),
             store,
         }
+    }
+
+    /// Reads the bans again from the store (another node changed them).
+    pub fn reload(&self) {
+        let bans = self
+            .store
+            .get_state(STATE_KEY)
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default();
+        *self.bans() = bans;
     }
 
     fn bans(&self) -> MutexGuard<'_, Vec<GBan>> {

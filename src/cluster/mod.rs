@@ -9,6 +9,7 @@
 //! - [`names`]: names claimed cluster-wide in a JetStream key-value bucket.
 //! - [`relay`]: the tasks: room relays, the publisher, the subscribers.
 //! - [`history`]: room history in a JetStream stream, read back into every node's mirror.
+//! - [`meta`]: accounts, bans and room state in a JetStream key-value bucket, watched.
 //!
 //! To a room the bridge looks like one more reader: a relay task per open room reads its events
 //! and publishes those of local members; what comes in is injected with the sender id [`REMOTE`],
@@ -18,6 +19,7 @@
 pub mod config;
 pub mod history;
 pub mod link;
+pub mod meta;
 pub mod names;
 pub mod presence;
 pub mod relay;

@@ -93,6 +93,7 @@ pub async fn join(
     }
     let (keep, rooms) = (hub.config().history, hub.config().max_rooms);
     super::history::start(&bridge, hub.store(), keep, rooms, token, tracker).await;
+    super::meta::start(&bridge, &hub, token, tracker).await;
     tracing::info!(node = %cluster.node, cluster = %cluster.name, "cluster joined");
     hub
 }

@@ -146,6 +146,11 @@ impl Subjects {
         format!("chatd-history-{}", self.cluster)
     }
 
+    /// The key-value bucket of accounts, bans and room state.
+    pub fn meta_bucket(&self) -> String {
+        format!("chatd-meta-{}", self.cluster)
+    }
+
     /// The key-value bucket of claimed names.
     pub fn names_bucket(&self) -> String {
         format!("chatd-names-{}", self.cluster)
@@ -204,5 +209,6 @@ mod tests {
         assert_eq!(a.history_room(&b.history("x")), None);
         assert_eq!(a.history_room(&a.room("x")), None);
         assert_eq!(b.history_stream(), "chatd-history-prod_2eeu");
+        assert_eq!(b.meta_bucket(), "chatd-meta-prod_2eeu");
     }
 }

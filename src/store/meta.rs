@@ -19,7 +19,7 @@ use super::lock;
 const BUSY: Duration = Duration::from_secs(1);
 
 /// One stored account.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoredAccount {
     /// The name as registered (its normal form).
     pub name: String,

@@ -48,7 +48,12 @@ struct Inner {
     mirror: Mutex<Option<mirror::Mirror>>,
     /// Whether there is a mirror, read without its lock on every chat line.
     mirrored: AtomicBool,
+    /// With `--cluster`: where state changes go to reach the cluster's bucket.
+    sink: std::sync::OnceLock<StateSink>,
 }
+
+/// Where changed state values go (`--cluster`): the key and the new value, `None` for removed.
+pub type StateSink = tokio::sync::mpsc::Sender<(String, Option<String>)>;
 
 /// Most state values (rooms with operators, topics or bans) kept without a database.
 const MAX_MEMORY_STATE: usize = 100_000;
@@ -109,6 +114,7 @@ impl Store {
                 state: Mutex::default(),
                 mirror: Mutex::default(),
                 mirrored: AtomicBool::new(false),
+                sink: std::sync::OnceLock::new(),
             }),
             stats,
         }
@@ -183,8 +189,33 @@ impl Store {
         }
     }
 
-    /// Stores a state value, read back by [`Store::get_state`] at once; `None` removes it.
+    /// Stores a state value, read back by [`Store::get_state`] at once; `None` removes it. With
+    /// `--cluster` it also goes to the cluster's bucket (never waiting: a full queue is logged).
     pub fn set_state(&self, key: &str, value: Option<&str>) {
+        self.put_state(key, value);
+        self.share_state(key, value);
+    }
+
+    /// Sends a changed value to the cluster, when there is one.
+    pub fn share_state(&self, key: &str, value: Option<&str>) {
+        if let Some(sink) = self.inner.sink.get() {
+            let change = (key.to_string(), value.map(str::to_string));
+            if sink.try_send(change).is_err() {
+                tracing::error!(
+                    key,
+                    "cluster state queue full; change kept on this node only"
+                );
+            }
+        }
+    }
+
+    /// From now on changed state goes to `sink` too (`--cluster`).
+    pub fn set_sink(&self, sink: StateSink) {
+        let _ = self.inner.sink.set(sink);
+    }
+
+    /// Stores a state value on this node only (one that came from the cluster's bucket).
+    pub fn put_state(&self, key: &str, value: Option<&str>) {
         match &self.inner.meta {
             Some(db) => {
                 if let Err(e) = db.set(key, value) {

@@ -1,0 +1,190 @@
+//! Accounts, server bans and room state held cluster-wide (`--cluster`): every state value a node
+//! stores (`account:KEY`, `server:gbans`, `room:KEY`) also goes to the JetStream key-value bucket
+//! `chatd-meta-<cluster>`, and every node watches the bucket and applies what changed, so the
+//! bucket is the source of truth and the local store (memory or SQLite) its copy. A server ban set
+//! on one node disconnects the members it covers on every node and refuses their addresses there.
+//!
+//! Writes leave through a bounded queue and a task of their own: no member waits on NATS. Two
+//! nodes changing one value at once: the last write wins.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::subject::{token, untoken};
+use super::Bridge;
+use crate::control::Control;
+use crate::hub::Hub;
+
+/// State changes waiting for the bucket.
+const QUEUE: usize = 1024;
+/// How long one bucket request may take.
+const KV_WAIT: Duration = Duration::from_secs(2);
+/// Pause before watching again after the watch failed.
+const RETRY: Duration = Duration::from_millis(500);
+
+async fn open(js: &jetstream::Context, bucket: &str) -> Result<kv::Store, String> {
+    // Made by hand, as the names bucket is: async-nats' `create_key_value` cannot read nats-server
+    // 2.9's answer about account limits.
+    let config = jetstream::stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some("chatd: accounts, bans, room state".into()),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        storage: jetstream::stream::StorageType::File,
+        allow_rollup: true,
+        allow_direct: true,
+        num_replicas: 1,
+        ..Default::default()
+    };
+    let made = async {
+        js.get_or_create_stream(config)
+            .await
+            .map_err(|e| e.to_string())?;
+        js.get_key_value(bucket.to_string())
+            .await
+            .map_err(|e| e.to_string())
+    };
+    tokio::time::timeout(KV_WAIT, made)
+        .await
+        .map_err(|_| "timed out".to_string())?
+}
+
+/// Opens the bucket, hands the store and the accounts their way out to it, and starts the writer
+/// and the watcher on `tracker` (they stop on `token`). Without the bucket, state stays per node
+/// (logged).
+pub async fn start(bridge: &Bridge, hub: &Hub, token: &CancellationToken, tracker: &TaskTracker) {
+    let js = jetstream::new(bridge.inner.client.clone());
+    let name = bridge.inner.subjects.meta_bucket();
+    let store = match open(&js, &name).await {
+        Ok(store) => store,
+        Err(e) => {
+            tracing::error!(bucket = %name, error = %e, "cluster state bucket not reachable; accounts and bans stay on this node");
+            return;
+        }
+    };
+    let (tx, rx) = mpsc::channel(QUEUE);
+    hub.store().set_sink(tx.clone());
+    let lookup_store = store.clone();
+    hub.accounts().share(
+        tx,
+        std::sync::Arc::new(move |key: String| {
+            let store = lookup_store.clone();
+            Box::pin(async move {
+                let got =
+                    tokio::time::timeout(KV_WAIT, store.get(super::subject::token(&key))).await;
+                match got {
+                    Ok(Ok(Some(value))) => String::from_utf8(value.to_vec()).ok(),
+                    _ => None,
+                }
+            })
+        }),
+    );
+    let stop = token.clone();
+    let writer = write(store.clone(), rx);
+    tracker.spawn(async move {
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = writer => {}
+        }
+    });
+    let stop = token.clone();
+    let watcher = watch(store, hub.clone());
+    tracker.spawn(async move {
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = watcher => {}
+        }
+    });
+}
+
+async fn write(store: kv::Store, mut rx: mpsc::Receiver<(String, Option<String>)>) {
+    while let Some((key, value)) = rx.recv().await {
+        let kv_key = token(&key);
+        let done = match value {
+            Some(value) => tokio::time::timeout(KV_WAIT, store.put(kv_key, Bytes::from(value)))
+                .await
+                .map(|r| r.map(drop).map_err(|e| e.to_string())),
+            None => tokio::time::timeout(KV_WAIT, store.delete(kv_key))
+                .await
+                .map(|r| r.map_err(|e| e.to_string())),
+        };
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(%key, error = %e, "cluster state not written"),
+            Err(_) => tracing::error!(%key, "cluster state not written in time"),
+        }
+    }
+}
+
+async fn watch(store: kv::Store, hub: Hub) {
+    loop {
+        match store.watch_with_history(">").await {
+            Ok(mut entries) => {
+                while let Some(entry) = entries.next().await {
+                    match entry {
+                        Ok(entry) => apply(&hub, &entry),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cluster state watch failed");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cluster state not watched; retrying"),
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// Applies one change another node (or this one) wrote to the bucket.
+fn apply(hub: &Hub, entry: &kv::Entry) {
+    let Some(key) = untoken(&entry.key) else {
+        return;
+    };
+    let value = match entry.operation {
+        kv::Operation::Put => std::str::from_utf8(&entry.value).ok(),
+        kv::Operation::Delete | kv::Operation::Purge => None,
+    };
+    if let Some(account) = key.strip_prefix("account:") {
+        hub.accounts().apply(account, value);
+        return;
+    }
+    hub.store().put_state(&key, value);
+    if key == crate::auth::server::STATE_KEY {
+        hub.guard().reload();
+        disconnect_banned(hub);
+    }
+}
+
+/// Disconnects the members of this node a server ban now covers (server operators stay).
+fn disconnect_banned(hub: &Hub) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let covered = hub.targets(|t| {
+        hub.guard().banned(t.addr.ip(), now).is_some() && !hub.is_oper(t.account.as_deref())
+    });
+    for target in covered {
+        let why = hub
+            .guard()
+            .banned(target.addr.ip(), now)
+            .and_then(|b| b.reason)
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        // No notice to the room here: the node that set the ban may be disconnecting the same
+        // member already, and its room hears it leave either way.
+        hub.control(
+            target.id,
+            Control::Kill {
+                notice: format!("you were disconnected: banned from the server{why}"),
+                departure: None,
+            },
+        );
+    }
+}

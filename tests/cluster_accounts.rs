@@ -1,0 +1,78 @@
+//! `--cluster` accounts and server bans: kept in a JetStream key-value bucket (real nats-server),
+//! so an account registered on one node logs in on another, and a server ban set on one node
+//! disconnects and refuses the address on every node.
+mod common;
+#[path = "common/nats.rs"]
+mod nats;
+
+use common::{other_address, register, start_server, TcpClient, TestServer};
+use nats::Nats;
+
+const FLAGS: &str = "--argon2-memory 64 --argon2-passes 1 --oper root";
+
+async fn node(nats: &Nats, name: &str) -> TestServer {
+    start_server(&format!("{} {FLAGS}", nats.flags(name))).await
+}
+
+#[tokio::test]
+async fn an_account_registered_on_one_node_logs_in_on_another() {
+    let nats = Nats::start("acct-login").await;
+    let a = node(&nats, "a").await;
+    let b = node(&nats, "b").await;
+    let mut watcher = TcpClient::connect(b.tcp).await;
+    let mut alice = register(a.tcp, "alice", "pw-alice").await;
+    watcher.expect_renamed("alice").await;
+    alice.send("/quit").await;
+    watcher
+        .expect_match(|l| l.starts_with("* alice left"))
+        .await;
+    let mut again = TcpClient::connect(b.tcp).await;
+    again.send("/login alice wrong").await;
+    again.expect("! wrong name or password").await;
+    again.send("/login alice pw-alice").await;
+    again.expect("* you are logged in as alice").await;
+    again.send("/who").await;
+    again
+        .expect_match(|l| l.starts_with("*   alice (tcp, registered) (you)"))
+        .await;
+}
+
+#[tokio::test]
+async fn a_server_ban_set_on_one_node_applies_on_every_node() {
+    let nats = Nats::start("acct-gban").await;
+    let a = node(&nats, "a").await;
+    let b = node(&nats, "b").await;
+    let mut victim = TcpClient::connect_from(b.tcp, other_address()).await;
+    let mut bystander = TcpClient::connect(b.tcp).await;
+    let mut root = register(a.tcp, "root", "pw-root").await;
+    bystander.expect_renamed("root").await;
+    root.send("/gban 127.0.0.2 1h abuse").await;
+    root.expect("* address 127.0.0.2 is banned from the server for 1h; 0 members disconnected")
+        .await;
+    let last = victim.expect_closed().await;
+    assert!(
+        last.contains(&"! you were disconnected: banned from the server (abuse)".to_string()),
+        "{last:?}"
+    );
+    // New connections from there are refused on the other node too; others are welcome.
+    let mut refused = TcpClient::connect_from_raw(b.tcp, other_address()).await;
+    assert_eq!(refused.recv().await, "! you are banned from this server");
+    refused.expect_closed().await;
+    let welcome = TcpClient::connect(b.tcp).await;
+    assert!(welcome.name.starts_with("guest-"), "{}", welcome.name);
+    // Lifted on one node, lifted everywhere.
+    root.send("/ungban 127.0.0.2").await;
+    root.expect("* address 127.0.0.2 is no longer banned from the server")
+        .await;
+    let mut tries = 0;
+    loop {
+        let mut back = TcpClient::connect_from_raw(b.tcp, other_address()).await;
+        let first = back.recv().await;
+        if first.starts_with("* welcome") {
+            break;
+        }
+        tries += 1;
+        assert!(tries < 50, "still refused: {first:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

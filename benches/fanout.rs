@@ -17,6 +17,8 @@
 //! delivery side by side. On more than 4 cores the server is pinned to 2 and the generator to the
 //! rest; on fewer they share.
 
+#[path = "fanout/cluster.rs"]
+mod cluster;
 #[path = "fanout/cpu.rs"]
 mod cpu;
 
@@ -74,6 +76,8 @@ const ALL_CASES: &[&str] = &[
     "mixed",
     "idle10k",
     "idle100k",
+    "cluster2",
+    "cluster3",
 ];
 
 /// A fan-out case and whether ncat (and nats-server) can run it (neither has a UDP broker mode).
@@ -404,7 +408,10 @@ async fn run(
     let mut errors = Vec::new();
     let mut loads = Vec::new();
     let mut targets_of = Vec::new();
-    for name in cases.iter().filter(|c| !c.starts_with("idle")) {
+    for name in cases
+        .iter()
+        .filter(|c| !c.starts_with("idle") && !c.starts_with("cluster"))
+    {
         let Some(case) = build_case(name, quick) else {
             continue;
         };
@@ -458,6 +465,16 @@ async fn run(
             }
         }
     }
+
+    // The cluster cases print their own table (one node beside two or three).
+    let cluster_table = if cases.iter().any(|c| c.starts_with("cluster")) {
+        match cluster::run(&cases, &chatd_bin, nats.as_deref(), CHATD_ARGS, quick).await {
+            Ok(lines) => lines,
+            Err(e) => vec![format!("cluster cases failed: {e:#}")],
+        }
+    } else {
+        Vec::new()
+    };
 
     let idle_levels: Vec<usize> = [("idle10k", 10_000), ("idle100k", 100_000)]
         .iter()
@@ -515,6 +532,9 @@ async fn run(
     };
     print!("{}", render(&report));
     print!("{}", cpu::render(&report.cpu_table));
+    for line in &cluster_table {
+        println!("{line}");
+    }
     let path = report_path();
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;

@@ -179,7 +179,12 @@ pub async fn run_fanout(server: &mut ServerProc, spec: &FanoutSpec) -> Result<Fa
     let mut writers = Vec::new();
     let mut tcp_connected = 0;
     {
-        let (addr, kind) = (server.tcp, server.kind);
+        let (first, kind) = (server.tcp, server.kind);
+        // Receivers go round the cluster's nodes; senders all speak to the first.
+        let nodes: Vec<std::net::SocketAddr> =
+            std::iter::once(first).chain(server.peers.clone()).collect();
+        let nodes = &nodes;
+        let senders = spec.tcp_senders;
         let web = match (spec.tcp_over_ws, server.http) {
             (false, _) => None,
             (true, Some(http)) => Some(http),
@@ -190,7 +195,14 @@ pub async fn run_fanout(server: &mut ServerProc, spec: &FanoutSpec) -> Result<Fa
                 let wait = Duration::from_secs(10);
                 let r = match web {
                     Some(http) => crate::ws::connect_greeted_ws(http, kind, wait).await,
-                    None => conn::connect_greeted(addr, None, kind, wait).await,
+                    None => {
+                        let addr = if i < senders {
+                            first
+                        } else {
+                            nodes[(i - senders) % nodes.len()]
+                        };
+                        conn::connect_greeted(addr, None, kind, wait).await
+                    }
                 };
                 (i, r)
             })

@@ -85,6 +85,9 @@ pub struct ServerProc {
     /// Its process id, for `/proc` readings (none for a server [`ServerProc::attach`]ed to
     /// without one: its CPU is then unknown).
     pub pid: Option<u32>,
+    /// Other nodes of the same chatd cluster: [`crate::case::run_fanout`] puts the receivers on
+    /// this server and these in turn (senders stay on this one). Empty for a lone server.
+    pub peers: Vec<SocketAddr>,
     /// None for a server this process did not start.
     child: Option<Child>,
     log: Arc<Mutex<VecDeque<String>>>,
@@ -218,6 +221,7 @@ impl ServerProc {
             udp,
             http: None,
             pid,
+            peers: Vec::new(),
             child: None,
             log: Arc::default(),
         }
@@ -271,6 +275,7 @@ impl ServerProc {
             udp: None,
             http: None,
             pid: Some(pid),
+            peers: Vec::new(),
             child: Some(child),
             log,
         };

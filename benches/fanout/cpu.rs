@@ -108,7 +108,7 @@ pub fn render(rows: &[Row]) -> String {
                     String::new()
                 };
                 format!(
-                    "{name} {:.2}us p99 {}{loss}",
+                    "{name} {:.3}us p99 {}{loss}",
                     c.cpu_us,
                     super::fmt_us(c.p99_us)
                 )

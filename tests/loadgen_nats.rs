@@ -34,11 +34,10 @@ fn nats_server() -> Option<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_clients_in_the_bench_get_every_message() {
-    let Some(bin) = nats_server() else {
-        // .ci/run installs it; a developer machine without it says so instead of failing.
-        eprintln!("SKIPPED: nats-server is not installed (apt-get install nats-server)");
-        return;
-    };
+    // .ci/run installs it; like every test needing an outside program, a missing one is a failure.
+    let bin = nats_server().expect(
+        "nats-server not found: install the Debian package `nats-server` (apt-get install nats-server)",
+    );
     for kind in [ServerKind::Nats, ServerKind::NatsOneProc] {
         let mut server = ServerProc::start_nats(&bin, kind)
             .await

@@ -5,8 +5,8 @@
 //! `cargo bench --bench fanout -- closed100 idle10k`; `FANOUT_QUICK=1` shortens every case.
 //! `FANOUT_MSGS=N` sets the closed-loop cases' messages per sender (default 1000);
 //! `FANOUT_MSGS_OF=closed100:20000,closed1000:2000` per case.
-//! `closed100-web` runs closed100's load through WebSocket members (`--http`) and prints the
-//! ratios against plain TCP.
+//! `closed100-web` runs closed100's load through WebSocket members (`--http`), `closed100-tls`
+//! through TLS members (`--tls`), and each prints its ratios against plain TCP.
 //! `FANOUT_IDLE_READ=0` makes idle clients hold their sockets without reading; `FANOUT_CHATD=PATH`
 //! measures another chatd build (say, from before a change) instead of this one;
 //! `FANOUT_CHATD_BASE=PATH` runs a second build beside it in every case (`chatd-base`), so before
@@ -68,6 +68,7 @@ const ALL_CASES: &[&str] = &[
     "closed100-nohistory",
     "closed100-sqlite",
     "closed100-web",
+    "closed100-tls",
     "closed1000",
     "open100",
     "open1000",
@@ -115,6 +116,7 @@ fn tcp_case(name: &str, clients: usize, senders: usize, k: u32, rate: Option<f64
         drain_idle: Duration::from_secs(3),
         connect_concurrency: 64,
         tcp_over_ws: false,
+        tcp_over_tls: false,
     }
 }
 
@@ -147,6 +149,16 @@ fn build_case(name: &str, quick: bool) -> Option<Case> {
             ncat: false,
             p99_target: None,
             load: "as closed100, every client a WebSocket member (/ws, one frame per line)".into(),
+            history: None,
+        },
+        "closed100-tls" => Case {
+            spec: FanoutSpec {
+                tcp_over_tls: true,
+                ..tcp_case(name, 100, 10, closed_k, None)
+            },
+            ncat: false,
+            p99_target: None,
+            load: "as closed100, every client a TLS member (--tls, --self-signed)".into(),
             history: None,
         },
         "closed100-nohistory" | "closed100-sqlite" => {
@@ -510,7 +522,8 @@ async fn run(
     let targets = targets(&fanout, &targets_of);
     let cpu_table = cpu::rows(&fanout, &cases);
     notes.extend(history_overhead(&fanout));
-    notes.extend(web_against_tcp(&fanout));
+    notes.extend(against_tcp(&fanout, "closed100-web", "WebSocket"));
+    notes.extend(against_tcp(&fanout, "closed100-tls", "TLS"));
     let report = Report {
         command: command_line(),
         quick,
@@ -570,6 +583,9 @@ async fn one_case(
     }
     if spec.tcp_over_ws {
         args.extend(["--http".into(), "0".into()]);
+    }
+    if spec.tcp_over_tls {
+        args.extend(["--tls".into(), "0".into(), "--self-signed".into()]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut server = match (kind, other) {
@@ -645,20 +661,21 @@ fn history_overhead(results: &[FanoutResult]) -> Vec<String> {
     .collect()
 }
 
-/// closed100 through the web face (WebSocket members) against plain TCP, from the same run.
-fn web_against_tcp(results: &[FanoutResult]) -> Vec<String> {
+/// closed100 through another face (`case`: WebSocket or TLS members) against plain TCP, from the
+/// same run.
+fn against_tcp(results: &[FanoutResult], case: &str, label: &str) -> Vec<String> {
     let find = |name: &str| {
         results
             .iter()
             .find(|r| r.server == ServerKind::Chatd && r.spec.name == name)
     };
-    let (Some(web), Some(tcp)) = (find("closed100-web"), find("closed100")) else {
+    let (Some(web), Some(tcp)) = (find(case), find("closed100")) else {
         return Vec::new();
     };
     let per_delivery = |r: &FanoutResult| r.server_cpu_s / (r.received.max(1) as f64);
     let div = |a: f64, b: f64| a / b.max(f64::MIN_POSITIVE);
     vec![format!(
-        "WebSocket: {} deliveries/s = {:.3}x plain TCP ({}); server CPU per delivery {:.3}x; \
+        "{label}: {} deliveries/s = {:.3}x plain TCP ({}); server CPU per delivery {:.3}x; \
          p99 {:.0} us = {:.3}x TCP's {:.0} us (the load generator's bridge adds a loopback hop)",
         fmt_rate(web.deliveries_per_s),
         div(web.deliveries_per_s, tcp.deliveries_per_s),

@@ -42,6 +42,27 @@ pub struct ServerArgs {
     /// repeatable.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allow_origin: Vec<String>,
+    /// Serve the line protocol over TLS on this port (needs `--cert`/`--key` or `--self-signed`).
+    #[arg(long, value_name = "PORT")]
+    pub tls: Option<u16>,
+    /// The certificate chain (PEM, leaf first) for `--tls` and HTTPS; re-read on SIGHUP.
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "key",
+        conflicts_with = "self_signed"
+    )]
+    pub cert: Option<PathBuf>,
+    /// The certificate's private key (PEM); re-read on SIGHUP.
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Generate a throwaway certificate for localhost, 127.0.0.1 and ::1 at start (development
+    /// and tests; its SHA-256 fingerprint is logged).
+    #[arg(long)]
+    pub self_signed: bool,
+    /// Close a TLS connection whose handshake is not done after this long (100ms to 5m).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_handshake_timeout)]
+    pub tls_handshake_timeout: Duration,
     /// Address to bind both transports to.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
     pub bind: IpAddr,
@@ -230,6 +251,15 @@ pub fn parse_partial_timeout(text: &str) -> Result<OptionalDuration, String> {
     parse_duration_in(text, PARTIAL_TIMEOUT_RANGE).map(Some)
 }
 
+/// `--tls-handshake-timeout` bounds.
+pub const HANDSHAKE_TIMEOUT_RANGE: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(300));
+
+/// Parses a `--tls-handshake-timeout` (within [`HANDSHAKE_TIMEOUT_RANGE`]).
+pub fn parse_handshake_timeout(text: &str) -> Result<Duration, String> {
+    parse_duration_in(text, HANDSHAKE_TIMEOUT_RANGE)
+}
+
 /// Parses a `--heartbeat` (within [`HEARTBEAT_RANGE`]).
 pub fn parse_heartbeat(text: &str) -> Result<Duration, String> {
     parse_duration_in(text, HEARTBEAT_RANGE)
@@ -334,6 +364,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// `--cluster`: how this node joins the others.
     pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// How long a TLS handshake may take before the connection is closed.
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for Config {
@@ -367,6 +399,7 @@ impl Default for Config {
             proxy_protocol: false,
             trusted_proxies: Vec::new(),
             cluster: None,
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -406,6 +439,7 @@ impl ServerArgs {
             proxy_protocol: self.proxy_protocol,
             trusted_proxies: self.trusted_proxy.clone(),
             cluster: crate::cluster::config::from_args(self),
+            tls_handshake_timeout: self.tls_handshake_timeout,
         }
     }
 }
@@ -499,6 +533,10 @@ mod tests {
             "--partial-timeout 9ms",
             "--partial-timeout 61m",
             "--partial-timeout 18446744073709551615s",
+            "--tls-handshake-timeout 99ms",
+            "--tls-handshake-timeout 6m",
+            "--cert a.pem",
+            "--cert a.pem --key a.key --self-signed",
         ] {
             assert!(refused.parse::<ServerArgs>().is_err(), "{refused} accepted");
         }

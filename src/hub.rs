@@ -34,6 +34,8 @@ use crate::store::Store;
 pub enum Transport {
     /// A TCP connection.
     Tcp,
+    /// A TCP connection inside TLS (`--tls`).
+    Tls,
     /// A UDP peer kept alive by heartbeats.
     Udp,
     /// A WebSocket from a browser (`--http`).
@@ -45,6 +47,7 @@ impl Transport {
     pub fn as_str(self) -> &'static str {
         match self {
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
             Transport::Udp => "udp",
             Transport::Web => "web",
         }

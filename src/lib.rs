@@ -5,7 +5,7 @@
 //! - [`config`]: the `chatd` command line, the `--config` file and what a SIGHUP reload changes.
 //! - `metrics`: the counters behind `/metrics`, cheap atomics the transports count into.
 //! - [`web`]: the HTTP listener: the chat page, WebSocket members, health and info.
-//! - [`transport`]: thin adapters (TCP, UDP, WebSocket) between sockets and members, and the
+//! - [`transport`]: thin adapters (TCP, TLS, UDP, WebSocket) between sockets and members, and the
 //!   PROXY protocol in front of them.
 //! - [`member`]: one member's session, shared by every transport: chat and commands.
 //! - `control`: what others ask of a member (kicks, kills, the end of a password check).

@@ -17,7 +17,12 @@ use crate::hub::{Hub, Transport};
 
 type Labels = Vec<(&'static str, &'static str)>;
 
-const TRANSPORTS: [Transport; 3] = [Transport::Tcp, Transport::Udp, Transport::Web];
+const TRANSPORTS: [Transport; 4] = [
+    Transport::Tcp,
+    Transport::Udp,
+    Transport::Web,
+    Transport::Tls,
+];
 
 fn transport_label(transport: Transport) -> Labels {
     vec![("transport", transport.as_str())]
@@ -27,7 +32,7 @@ fn transport_label(transport: Transport) -> Labels {
 #[derive(Debug, Clone, Default)]
 struct PerTransport {
     family: Family<Labels, Counter>,
-    each: [Counter; 3],
+    each: [Counter; TRANSPORTS.len()],
 }
 
 impl PerTransport {
@@ -42,6 +47,7 @@ impl PerTransport {
             Transport::Tcp => &self.each[0],
             Transport::Udp => &self.each[1],
             Transport::Web => &self.each[2],
+            Transport::Tls => &self.each[3],
         }
     }
 }
@@ -208,7 +214,7 @@ impl Metrics {
 /// What is read off the hub at scrape time.
 #[derive(Debug)]
 struct Live {
-    members: [usize; 3],
+    members: [usize; TRANSPORTS.len()],
     rooms: usize,
     history: (u64, u64),
 }
@@ -261,7 +267,7 @@ pub fn render(hub: &Hub) -> String {
         "chatd's version",
         Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
     );
-    let mut members = [0; 3];
+    let mut members = [0; TRANSPORTS.len()];
     for member in hub.members() {
         if let Some(i) = TRANSPORTS.iter().position(|t| *t == member.transport) {
             members[i] += 1;

@@ -15,6 +15,7 @@ use crate::config::reload::Reload;
 use crate::config::{Config, ServerArgs};
 use crate::store::sqlite::OpenError;
 use crate::store::Store;
+use crate::transport::tls::{self, CertStore};
 use crate::transport::{tcp, udp};
 use crate::web;
 
@@ -30,6 +31,10 @@ pub struct Listeners {
     pub udp: Option<UdpSocket>,
     /// The HTTP listener (page, WebSocket, metrics), if serving HTTP.
     pub http: Option<TcpListener>,
+    /// The TLS listener for the line protocol, if serving `--tls`.
+    pub tls: Option<TcpListener>,
+    /// The certificate for `--tls` and HTTPS: with one, `--http` serves HTTPS.
+    pub certs: Option<CertStore>,
 }
 
 impl Listeners {
@@ -61,7 +66,32 @@ impl Listeners {
             }
             None => None,
         };
-        Ok(Listeners { tcp, udp, http })
+        let certs = load_certs(args)?;
+        let tls = match args.tls {
+            Some(_) if certs.is_none() => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "--tls needs a certificate: --cert PEM --key PEM, or --self-signed",
+                ))
+            }
+            Some(port) => {
+                let addr = SocketAddr::new(args.bind, port);
+                Some(tcp::bind(addr).map_err(|e| bind_error("tls", addr, e))?)
+            }
+            None => None,
+        };
+        Ok(Listeners {
+            tcp,
+            udp,
+            http,
+            tls,
+            certs,
+        })
+    }
+
+    /// The TLS address actually bound (useful with port 0).
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The TCP address actually bound (useful with port 0).
@@ -77,6 +107,18 @@ impl Listeners {
     /// The UDP address actually bound (useful with port 0).
     pub fn udp_addr(&self) -> Option<SocketAddr> {
         self.udp.as_ref().and_then(|s| s.local_addr().ok())
+    }
+}
+
+/// The certificate `--cert`/`--key` name, or a new one for `--self-signed`, or none.
+fn load_certs(args: &ServerArgs) -> std::io::Result<Option<CertStore>> {
+    // Flattened to one message: it already names the file and the cause.
+    let invalid =
+        |e: tls::CertError| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string());
+    match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => CertStore::from_files(cert, key).map(Some).map_err(invalid),
+        _ if args.self_signed => CertStore::self_signed().map(Some).map_err(invalid),
+        _ => Ok(None),
     }
 }
 
@@ -129,6 +171,9 @@ pub async fn serve_reloading(
     if listeners.http.is_some() {
         config.transports.push("web");
     }
+    if listeners.tls.is_some() {
+        config.transports.push("tls");
+    }
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
     let hub = crate::cluster::relay::join(config, store.clone(), &token, &tracker).await;
@@ -150,7 +195,8 @@ pub async fn serve_reloading(
         });
     }
     let (tcp_addr, udp_addr) = (listeners.tcp_addr(), listeners.udp_addr());
-    let http_addr = listeners.http_addr();
+    let (http_addr, tls_addr) = (listeners.http_addr(), listeners.tls_addr());
+    let certs = listeners.certs;
     // The web listener outlives the others during shutdown, so `/healthz` answers 503 while
     // members are told goodbye; WebSocket members are on `tracker` like TCP connections.
     let (web_stop, web_tracker) = (CancellationToken::new(), TaskTracker::new());
@@ -162,6 +208,7 @@ pub async fn serve_reloading(
                 members: (token.clone(), tracker.clone()),
                 http: (web_stop.clone(), web_tracker.clone()),
             },
+            certs.clone(),
         ));
     }
     if let Some(listener) = listeners.tcp {
@@ -175,6 +222,30 @@ pub async fn serve_reloading(
     if let Some(socket) = listeners.udp {
         udp::start(socket, hub.clone(), token.clone(), &tracker);
     }
+    if let Some(certs) = &certs {
+        if let Some(listener) = listeners.tls {
+            tracker.spawn(tls::serve(
+                listener,
+                hub.clone(),
+                certs.clone(),
+                token.clone(),
+                tracker.clone(),
+            ));
+        }
+        match tls::reload_on_hangup(certs.clone(), token.clone()) {
+            Ok(reload) => drop(tracker.spawn(reload)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGHUP; certificates will not reload")
+            }
+        }
+        let names = tls::certs::SELF_SIGNED_NAMES.join(", ");
+        match certs.is_self_signed() {
+            true => {
+                tracing::info!(sha256 = %certs.fingerprint(), "self-signed certificate for {names}")
+            }
+            false => tracing::info!(sha256 = %certs.fingerprint(), "TLS certificate loaded"),
+        }
+    }
     // Logged once everything is subscribed: tools wait for these lines before connecting.
     if let Some(addr) = tcp_addr {
         tracing::info!("listening tcp={addr}");
@@ -183,7 +254,13 @@ pub async fn serve_reloading(
         tracing::info!("listening udp={addr}");
     }
     if let Some(addr) = http_addr {
-        tracing::info!("listening http={addr}");
+        match certs {
+            Some(_) => tracing::info!("listening https={addr}"),
+            None => tracing::info!("listening http={addr}"),
+        }
+    }
+    if let Some(addr) = tls_addr {
+        tracing::info!("listening tls={addr}");
     }
     shutdown.await;
     tracing::info!(members = hub.member_count(), "shutting down");

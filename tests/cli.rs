@@ -49,7 +49,7 @@ fn without_a_transport_it_says_what_to_give_and_fails() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         err.trim(),
-        "chatd: nothing to serve: give --tcp PORT and/or --udp PORT (see --help)"
+        "chatd: nothing to serve: give --tcp PORT, --udp PORT and/or --tls PORT (see --help)"
     );
 }
 

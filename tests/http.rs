@@ -54,7 +54,7 @@ async fn healthz_says_ok_while_serving_and_503_once_shutdown_has_begun() {
         members: (CancellationToken::new(), TaskTracker::new()),
         http: (stop.clone(), tracker.clone()),
     };
-    let served = tokio::spawn(web::serve(listener, hub.clone(), tasks));
+    let served = tokio::spawn(web::serve(listener, hub.clone(), tasks, None));
     assert_eq!(get(http, "/healthz").await, (200, "ok\n".to_string()));
     // What the server does first at shutdown, while the web listener is still up.
     hub.announce_shutdown();

@@ -24,6 +24,7 @@ fn spec(name: &str) -> FanoutSpec {
         drain_idle: Duration::from_secs(2),
         connect_concurrency: 8,
         tcp_over_ws: false,
+        tcp_over_tls: false,
     }
 }
 

@@ -19,6 +19,7 @@ fn spec(name: &str, tcp_over_ws: bool) -> FanoutSpec {
         drain_idle: Duration::from_secs(2),
         connect_concurrency: 8,
         tcp_over_ws,
+        tcp_over_tls: false,
     }
 }
 

@@ -424,3 +424,23 @@ async fn no_colour_with_no_color_set_or_on_a_pipe_unless_asked() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terminal_client_chats_over_tls_too() {
+    if !have_tmux() {
+        return;
+    }
+    let server = start_server("--tls 0 --self-signed").await;
+    let tls = server.tls.expect("tls address");
+    let tmux = Tmux::chatc(&format!("--tls --insecure {tls} --nick ann"), "");
+    tmux.wait("the prompt over TLS", |s| {
+        s.contains("* you are now known as ann") && Tmux::input_line(s) == ">"
+    });
+    let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
+    tmux.type_text("over tls");
+    tmux.press("Enter");
+    bob.expect("<ann> over tls").await;
+    bob.send("back over tcp").await;
+    tmux.wait("bob's line", |s| s.contains("<bob> back over tcp"));
+    server.shutdown().await;
+}

@@ -45,6 +45,7 @@ fn spec(nodes: usize, quick: bool) -> FanoutSpec {
         drain_idle: Duration::from_secs(3),
         connect_concurrency: 64,
         tcp_over_ws: false,
+        tcp_over_tls: false,
     }
 }
 

@@ -54,6 +54,9 @@ pub struct FanoutSpec {
     /// The TCP clients are WebSocket members instead (`/ws` on the server's `--http` port), each
     /// bridged to a plain stream by [`crate::ws`]: the same load through the web face.
     pub tcp_over_ws: bool,
+    /// The TCP clients are TLS members instead (the server's `--tls` port), bridged to plain
+    /// streams by [`crate::tls`].
+    pub tcp_over_tls: bool,
 }
 
 fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -190,12 +193,18 @@ pub async fn run_fanout(server: &mut ServerProc, spec: &FanoutSpec) -> Result<Fa
             (true, Some(http)) => Some(http),
             (true, None) => anyhow::bail!("a WebSocket case needs a server started with --http"),
         };
+        let tls = match (spec.tcp_over_tls, server.tls) {
+            (false, _) => None,
+            (true, Some(tls)) => Some(tls),
+            (true, None) => anyhow::bail!("a TLS case needs a server started with --tls"),
+        };
         let mut attempts = futures::stream::iter(0..spec.tcp_clients)
             .map(|i| async move {
                 let wait = Duration::from_secs(10);
-                let r = match web {
-                    Some(http) => crate::ws::connect_greeted_ws(http, kind, wait).await,
-                    None => {
+                let r = match (web, tls) {
+                    (Some(http), _) => crate::ws::connect_greeted_ws(http, kind, wait).await,
+                    (None, Some(tls)) => crate::tls::connect_greeted_tls(tls, kind, wait).await,
+                    (None, None) => {
                         let addr = if i < senders {
                             first
                         } else {

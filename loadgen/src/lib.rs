@@ -11,6 +11,7 @@
 //! - [`case`]: one fan-out case end to end.
 //! - [`idle`]: idle connections by the ten thousand, for memory per connection.
 //! - [`ws`]: WebSocket members, bridged to plain streams for the web cases.
+//! - [`tls`]: TLS members, bridged the same way for the TLS cases.
 //! - [`sys`]: CPU, memory, descriptor limits and UDP drop counters from the OS.
 
 pub mod case;
@@ -22,6 +23,7 @@ pub mod recv;
 pub mod send;
 pub mod server;
 pub mod sys;
+pub mod tls;
 pub mod udp;
 pub mod ws;
 

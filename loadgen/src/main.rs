@@ -30,6 +30,10 @@ struct Args {
     /// Its TCP address.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7000")]
     tcp: SocketAddr,
+    /// Its TLS address (chatd's `--tls`): the TCP clients connect there, over TLS, instead (the
+    /// certificate is not checked).
+    #[arg(long, value_name = "ADDR")]
+    tls: Option<SocketAddr>,
     /// Its UDP address (chatd only), for --udp-clients.
     #[arg(long, value_name = "ADDR")]
     udp: Option<SocketAddr>,
@@ -95,6 +99,7 @@ fn main() -> Result<()> {
         drain_idle: Duration::from_secs(3),
         connect_concurrency: args.connect_concurrency,
         tcp_over_ws: false,
+        tcp_over_tls: args.tls.is_some(),
     };
     // Clients by the thousand need descriptors; a refusal only matters if they run out.
     let _ = loadgen::sys::raise_nofile(1 << 20);
@@ -102,6 +107,7 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     let mut server = ServerProc::attach(kind, args.tcp, args.udp, args.pid);
+    server.tls = args.tls;
     let r = runtime.block_on(run_fanout(&mut server, &spec))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);

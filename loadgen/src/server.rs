@@ -82,6 +82,8 @@ pub struct ServerProc {
     pub udp: Option<SocketAddr>,
     /// Its HTTP address, when started with `--http` (chatd only).
     pub http: Option<SocketAddr>,
+    /// Its TLS address, when started with `--tls` (chatd only).
+    pub tls: Option<SocketAddr>,
     /// Its process id, for `/proc` readings (none for a server [`ServerProc::attach`]ed to
     /// without one: its CPU is then unknown).
     pub pid: Option<u32>,
@@ -99,6 +101,7 @@ struct Found {
     tcp: Option<SocketAddr>,
     udp: Option<SocketAddr>,
     http: Option<SocketAddr>,
+    tls: Option<SocketAddr>,
 }
 
 /// Extracts the address after `key` (e.g. `tcp=`) in a log line, ignoring colour codes around it.
@@ -135,6 +138,7 @@ impl ServerProc {
         want_udp: bool,
     ) -> Result<ServerProc> {
         let want_http = args.contains(&"--http");
+        let want_tls = args.contains(&"--tls");
         let mut cmd = Command::new(bin);
         cmd.args(args)
             // Plain log lines are easier to parse; info level is enough for the listening lines.
@@ -151,10 +155,14 @@ impl ServerProc {
                 if let Some(a) = addr_after(line, "http=") {
                     found.http = Some(a);
                 }
+                if let Some(a) = addr_after(line, "tls=") {
+                    found.tls = Some(a);
+                }
             }
             found.tcp.is_some()
                 && (!want_udp || found.udp.is_some())
                 && (!want_http || found.http.is_some())
+                && (!want_tls || found.tls.is_some())
         })
         .await
     }
@@ -220,6 +228,7 @@ impl ServerProc {
             tcp,
             udp,
             http: None,
+            tls: None,
             pid,
             peers: Vec::new(),
             child: None,
@@ -258,7 +267,7 @@ impl ServerProc {
             while let Ok(Some(line)) = lines.next_line().await {
                 if tx.is_some() && ready(&line, &mut found) {
                     if let Some(tx) = tx.take() {
-                        let _ = tx.send((found.tcp, found.udp, found.http));
+                        let _ = tx.send((found.tcp, found.udp, found.http, found.tls));
                     }
                 }
                 if let Ok(mut tail) = tail.lock() {
@@ -274,16 +283,18 @@ impl ServerProc {
             tcp: ([127, 0, 0, 1], 0).into(),
             udp: None,
             http: None,
+            tls: None,
             pid: Some(pid),
             peers: Vec::new(),
             child: Some(child),
             log,
         };
         match tokio::time::timeout(START_TIMEOUT, rx).await {
-            Ok(Ok((Some(tcp), udp, http))) => {
+            Ok(Ok((Some(tcp), udp, http, tls))) => {
                 server.tcp = tcp;
                 server.udp = udp;
                 server.http = http;
+                server.tls = tls;
                 Ok(server)
             }
             Ok(_) => {

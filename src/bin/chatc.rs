@@ -9,7 +9,7 @@ use chatd::config::parse_duration_in;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-/// Chat with a chatd server over TCP or UDP: lines read from stdin are sent,
+/// Chat with a chatd server over TCP, TLS or UDP: lines read from stdin are sent,
 /// lines from the server are printed. `/quit` or end of input leaves.
 #[derive(Debug, Parser)]
 #[command(
@@ -21,8 +21,25 @@ struct Args {
     /// Server address as HOST:PORT.
     server: String,
     /// Speak UDP instead of TCP.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tls")]
     udp: bool,
+    /// Speak TLS over TCP (a server's `--tls` port), checking its certificate against the
+    /// system's trust store.
+    #[arg(long)]
+    tls: bool,
+    /// With --tls: trust only the CA certificates in this PEM file (a private CA, or a server's
+    /// own self-signed certificate).
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "tls",
+        conflicts_with = "insecure"
+    )]
+    ca: Option<std::path::PathBuf>,
+    /// With --tls: do not check the certificate at all (a `--self-signed` server in
+    /// development). Anyone on the path could read and change the chat.
+    #[arg(long, requires = "tls")]
+    insecure: bool,
     /// Name to take on join.
     #[arg(long, value_name = "NAME")]
     nick: Option<String>,
@@ -164,6 +181,15 @@ fn main() -> ExitCode {
     cfg.nick = args.nick;
     cfg.heartbeat = args.heartbeat;
     cfg.max_line = args.max_line as usize;
+    cfg.tls = match (args.tls, args.ca, args.insecure) {
+        (false, _, _) => None,
+        (true, Some(ca), _) => Some(client::tls::Verify::Ca(ca)),
+        (true, None, true) => {
+            eprintln!("{}", client::tls::INSECURE_WARNING);
+            Some(client::tls::Verify::Insecure)
+        }
+        (true, None, false) => Some(client::tls::Verify::SystemRoots),
+    };
 
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -41,8 +41,10 @@ async fn serve(cli: Vec<OsString>, args: ServerArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    if args.tcp.is_none() && args.udp.is_none() {
-        anyhow::bail!("nothing to serve: give --tcp PORT and/or --udp PORT (see --help)");
+    if args.tcp.is_none() && args.udp.is_none() && args.tls.is_none() {
+        anyhow::bail!(
+            "nothing to serve: give --tcp PORT, --udp PORT and/or --tls PORT (see --help)"
+        );
     }
     reload::check(&args).map_err(anyhow::Error::msg)?;
     match server::raise_fd_limit() {

@@ -11,13 +11,15 @@
 //!
 //! On a terminal, [`terminal`] puts a line editor in front of the same session and paints what
 //! arrives ([`paint`]). Beside the session: [`scan`] finds servers on a network ([`targets`] says
-//! which addresses, [`similar`] compares what they say about themselves).
+//! which addresses, [`similar`] compares what they say about themselves). [`tls`] puts the TCP
+//! session inside TLS (`chatc --tls`).
 
 pub mod paint;
 pub mod scan;
 pub mod similar;
 pub mod targets;
 pub mod terminal;
+pub mod tls;
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -25,7 +27,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{self, Instant, MissedTickBehavior};
 use tokio_util::codec::FramedRead;
@@ -96,6 +97,8 @@ pub struct ClientConfig {
     pub quit_wait: Duration,
     /// How long one TCP connection attempt may take.
     pub connect_timeout: Duration,
+    /// Speak TLS over the TCP connection, checking the server's certificate this way.
+    pub tls: Option<tls::Verify>,
 }
 
 impl ClientConfig {
@@ -110,6 +113,7 @@ impl ClientConfig {
             max_line: DEFAULT_MAX_LINE,
             quit_wait: DEFAULT_QUIT_WAIT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            tls: None,
         }
     }
 }
@@ -163,6 +167,16 @@ pub enum ClientError {
         /// The address as given.
         server: String,
         /// The error for the last address tried.
+        #[source]
+        source: io::Error,
+    },
+    /// The TLS handshake failed: the certificate did not check out (the source says why: expired,
+    /// not valid for the host, unknown issuer) or the server does not speak TLS there.
+    #[error("TLS with {server} failed")]
+    Tls {
+        /// The address as given.
+        server: String,
+        /// What rustls said.
         #[source]
         source: io::Error,
     },
@@ -227,6 +241,9 @@ where
             "the heartbeat must be more than zero and at most {MAX_HEARTBEAT:?}"
         )));
     }
+    if cfg.transport == Transport::Udp && cfg.tls.is_some() {
+        return Err(ClientError::Config("TLS is for TCP only".into()));
+    }
     if cfg.max_line == 0 || cfg.max_line > MAX_LINE_LIMIT {
         return Err(ClientError::Config(format!(
             "the line limit must be from 1 to {MAX_LINE_LIMIT} bytes"
@@ -285,16 +302,39 @@ where
     async fn run_tcp<I: AsyncRead + Unpin>(
         &mut self,
         addrs: &[SocketAddr],
-        mut input: FramedRead<I, LineCodec>,
+        input: FramedRead<I, LineCodec>,
     ) -> Result<Exit, ClientError> {
         let stream = self.connect_tcp(addrs).await?;
         // Chat lines are small and interactive: don't let Nagle hold them back.
         if let Err(e) = stream.set_nodelay(true) {
             debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        let (rd, mut wr) = stream.into_split();
-        let mut server = FramedRead::new(rd, LineCodec::new(SERVER_LINE_MAX));
+        match &self.cfg.tls {
+            None => {
+                let (rd, wr) = stream.into_split();
+                self.run_stream(rd, wr, input).await
+            }
+            Some(verify) => {
+                let stream = tls::connect(stream, &self.cfg.server, verify).await?;
+                let (rd, wr) = tokio::io::split(stream);
+                self.run_stream(rd, wr, input).await
+            }
+        }
+    }
 
+    /// The session over a connected stream (plain TCP or TLS), both directions at once.
+    async fn run_stream<I, R, W>(
+        &mut self,
+        rd: R,
+        mut wr: W,
+        mut input: FramedRead<I, LineCodec>,
+    ) -> Result<Exit, ClientError>
+    where
+        I: AsyncRead + Unpin,
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let mut server = FramedRead::new(rd, LineCodec::new(SERVER_LINE_MAX));
         // Both directions run concurrently so a slow one never stalls the other.
         let cfg = self.cfg;
         let outgoing = tcp_outgoing(cfg, &mut input, &mut wr, &mut self.notices);
@@ -504,14 +544,15 @@ async fn too_long_notice<N: AsyncWrite + Unpin>(cfg: &ClientConfig, notices: &mu
 
 /// Copies input lines to the server until `/quit`, end of input, or the
 /// server refusing our bytes; half-closes the connection when leaving.
-async fn tcp_outgoing<I, N>(
+async fn tcp_outgoing<I, W, N>(
     cfg: &ClientConfig,
     input: &mut FramedRead<I, LineCodec>,
-    wr: &mut OwnedWriteHalf,
+    wr: &mut W,
     notices: &mut N,
 ) -> Result<InputEnd, ClientError>
 where
     I: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
     N: AsyncWrite + Unpin,
 {
     if let Some(nick) = &cfg.nick {
@@ -551,11 +592,17 @@ where
 }
 
 /// Sends one line; `Ok(false)` means the server has gone away.
-async fn tcp_send(wr: &mut OwnedWriteHalf, line: &str) -> Result<bool, ClientError> {
+async fn tcp_send(wr: &mut (impl AsyncWrite + Unpin), line: &str) -> Result<bool, ClientError> {
     let mut buf = Vec::with_capacity(line.len() + 1);
     buf.extend_from_slice(line.as_bytes());
     buf.push(b'\n');
-    match wr.write_all(&buf).await {
+    // The flush matters under TLS, where bytes wait in the session until flushed.
+    match async {
+        wr.write_all(&buf).await?;
+        wr.flush().await
+    }
+    .await
+    {
         Ok(()) => Ok(true),
         Err(e) if peer_gone(&e) => {
             debug!(error = %e, "server gone while sending");
@@ -566,8 +613,8 @@ async fn tcp_send(wr: &mut OwnedWriteHalf, line: &str) -> Result<bool, ClientErr
 }
 
 /// Prints server lines until the server closes or announces its shutdown.
-async fn tcp_incoming<O: AsyncWrite + Unpin>(
-    server: &mut FramedRead<OwnedReadHalf, LineCodec>,
+async fn tcp_incoming<R: AsyncRead + Unpin, O: AsyncWrite + Unpin>(
+    server: &mut FramedRead<R, LineCodec>,
     output: &mut O,
 ) -> Result<Exit, ClientError> {
     loop {

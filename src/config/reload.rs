@@ -82,14 +82,17 @@ reload_keys!(
         sendq = "sendq", idle_timeout = "idle-timeout", partial_timeout = "partial-timeout",
         echo = "echo", history = "history", show_addresses = "show-addresses", name = "name",
         meta = "meta", allow_origin = "allow-origin", proxy_protocol = "proxy-protocol",
-        trusted_proxy = "trusted-proxy";
+        trusted_proxy = "trusted-proxy", tls_handshake_timeout = "tls-handshake-timeout";
     restart: config = "config", tcp = "tcp", udp = "udp", http = "http", bind = "bind",
         heartbeat = "heartbeat", backlog = "backlog", udp_validate = "udp-validate",
         history_db = "db", opers = "oper", argon2_memory = "argon2-memory",
         argon2_passes = "argon2-passes", max_rooms = "max-rooms",
         udp_reply_budget = "udp-reply-budget", cluster = "cluster", node = "node",
         cluster_name = "cluster-name", cluster_creds = "cluster-creds",
-        cluster_timeout = "cluster-timeout",
+        cluster_timeout = "cluster-timeout", tls = "tls",
+        // The files' contents are re-read on every SIGHUP (`CertStore::reload`); other paths
+        // need a restart.
+        cert = "cert", key = "key", self_signed = "self-signed",
 );
 
 #[cfg(test)]
@@ -133,6 +136,22 @@ mod tests {
                 "--{long} is missing from reload_keys!"
             );
         }
+    }
+
+    #[test]
+    fn tls_keys_the_handshake_timeout_is_live_the_rest_waits() {
+        let running = args("--tls 9002 --cert a.pem --key a.key");
+        let next = args("--tls 9002 --cert b.pem --key a.key --tls-handshake-timeout 3s");
+        let (effective, changes) = plan(&running, &next);
+        assert_eq!(
+            changes,
+            [
+                Change::Applied("tls-handshake-timeout"),
+                Change::NeedsRestart("cert"),
+            ]
+        );
+        assert_eq!(effective.tls_handshake_timeout.as_secs(), 3);
+        assert_eq!(effective.cert, running.cert);
     }
 
     #[test]

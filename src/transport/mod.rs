@@ -1,7 +1,8 @@
 //! Transports: thin adapters that frame bytes off a socket and hand them to a [`crate::member`],
-//! and carry the room's lines back out.
+//! and carry the room's lines back out. TLS ([`tls`]) is TCP's connection inside a TLS session.
 
 pub mod proxy;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 pub mod ws;

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::hub::Hub;
+use crate::transport::tls::{CertStore, Handshakes};
 use crate::transport::ws;
 
 pub mod origin;
@@ -66,8 +67,10 @@ fn router(web: Web) -> Router {
 }
 
 /// Accepts HTTP connections until `tasks.http` is cancelled; at most `--max-clients` at once
-/// (WebSocket members count against the hub's limit once upgraded instead).
-pub async fn serve(listener: TcpListener, hub: Hub, tasks: Tasks) {
+/// (WebSocket members count against the hub's limit once upgraded instead). With `certs` it is
+/// HTTPS: each connection's handshake is bounded like `--tls`'s before any HTTP is read.
+pub async fn serve(listener: TcpListener, hub: Hub, tasks: Tasks, certs: Option<CertStore>) {
+    let handshakes = Handshakes::new(&hub);
     let slots = Arc::new(Semaphore::new(
         hub.config().max_clients.min(Semaphore::MAX_PERMITS),
     ));
@@ -99,9 +102,22 @@ pub async fn serve(listener: TcpListener, hub: Hub, tasks: Tasks) {
                 }
                 let routes = routes.clone();
                 let stop = stop.clone();
+                // Taken per connection, so one accepted after a reload gets the new certificate.
+                let tls = certs
+                    .as_ref()
+                    .map(|certs| (certs.http_acceptor(), handshakes.clone()));
                 tracker.spawn(async move {
                     let _slot = slot;
-                    serve_connection(stream, addr, routes, stop).await;
+                    match tls {
+                        None => serve_connection(stream, addr, routes, stop).await,
+                        Some((acceptor, handshakes)) => {
+                            let ip = addr.ip();
+                            if let Some(tls) = handshakes.accept(&acceptor, stream, ip, &stop).await
+                            {
+                                serve_connection(tls, addr, routes, stop).await;
+                            }
+                        }
+                    }
                 });
             }
             Err(e) => {

@@ -26,6 +26,8 @@ pub struct TestServer {
     pub udp: SocketAddr,
     /// Where its HTTP listener (page, WebSocket, metrics) is.
     pub http: SocketAddr,
+    /// Where its TLS listener is, when started with `--tls 0`.
+    pub tls: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -39,6 +41,7 @@ pub async fn start_server(extra: &str) -> TestServer {
     let tcp = listeners.tcp_addr().expect("tcp address");
     let udp = listeners.udp_addr().expect("udp address");
     let http = listeners.http_addr().expect("http address");
+    let tls = listeners.tls_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let run = server::run(args.config(), listeners, async move {
         let _ = stopped.await;
@@ -48,6 +51,7 @@ pub async fn start_server(extra: &str) -> TestServer {
         tcp,
         udp,
         http,
+        tls,
         stop: Some(stop),
         task: Some(task),
     }

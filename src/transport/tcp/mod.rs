@@ -274,14 +274,20 @@ async fn say(writer: &mut (impl AsyncWrite + Unpin), line: &[u8]) -> std::io::Re
 /// Caps the bytes the kernel accepts for `stream` beyond what it has sent (TCP_NOTSENT_LOWAT);
 /// best effort, where the platform has it.
 fn set_unsent_limit(stream: &TcpStream, bytes: i32) {
+    use std::os::fd::AsRawFd;
+    set_unsent_limit_fd(stream.as_raw_fd(), bytes);
+}
+
+/// [`set_unsent_limit`] for a socket known by its descriptor (one under TLS); `fd` must be an open
+/// TCP socket.
+pub(in crate::transport) fn set_unsent_limit_fd(fd: std::os::fd::RawFd, bytes: i32) {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
-        use std::os::fd::AsRawFd;
-        // SAFETY: setsockopt reads exactly `size_of::<c_int>()` bytes from a live local; the fd
-        // belongs to `stream`, which outlives the call.
+        // SAFETY: setsockopt reads exactly `size_of::<c_int>()` bytes from a live local; the
+        // caller's socket is open for the duration of the call.
         let _ = unsafe {
             libc::setsockopt(
-                stream.as_raw_fd(),
+                fd,
                 libc::IPPROTO_TCP,
                 libc::TCP_NOTSENT_LOWAT,
                 (&bytes as *const i32).cast(),
@@ -290,7 +296,7 @@ fn set_unsent_limit(stream: &TcpStream, bytes: i32) {
         };
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    let _ = (stream, bytes);
+    let _ = (fd, bytes);
 }
 
 /// Binds a TCP listener with address reuse, so a restarted server does not wait out TIME_WAIT.

@@ -5,6 +5,7 @@
 //! transport ([`super::ws`]) runs on the same halves, so the rules for lines, pacing, rooms and the
 //! send queue live here once.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +61,23 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    accept_members(listener, hub, shutdown, tracker, "tcp", connection).await
+}
+
+/// The accept loop of the TCP and TLS listeners: each connection first gets its real address (a
+/// trusted proxy's PROXY header, read before anything else, TLS included), then `serve` runs it
+/// on `tracker`; a failed connection is logged, and accept errors back off instead of spinning.
+pub(in crate::transport) async fn accept_members<S, F>(
+    listener: TcpListener,
+    hub: Hub,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    listener_name: &'static str,
+    serve: S,
+) where
+    S: Fn(TcpStream, SocketAddr, Hub, CancellationToken) -> F + Clone + Send + 'static,
+    F: Future<Output = std::io::Result<()>> + Send + 'static,
+{
     let mut backoff = Duration::from_millis(1);
     loop {
         let accepted = tokio::select! {
@@ -69,8 +87,7 @@ pub async fn serve(
         match accepted {
             Ok((mut stream, peer)) => {
                 backoff = Duration::from_millis(1);
-                let hub = hub.clone();
-                let shutdown = shutdown.clone();
+                let (hub, shutdown, serve) = (hub.clone(), shutdown.clone(), serve.clone());
                 tracker.spawn(async move {
                     let addr = tokio::select! {
                         _ = shutdown.cancelled() => return,
@@ -79,7 +96,7 @@ pub async fn serve(
                             None => return,
                         },
                     };
-                    if let Err(e) = connection(stream, addr, hub, shutdown).await {
+                    if let Err(e) = serve(stream, addr, hub, shutdown).await {
                         proxy::log_ended(addr, &e);
                     }
                 });
@@ -87,7 +104,7 @@ pub async fn serve(
             Err(e) => {
                 // EMFILE and friends: retrying at once would spin; back off and keep serving
                 // the connections we already have.
-                tracing::warn!(error = %e, ?backoff, "accept failed");
+                tracing::warn!(listener = listener_name, error = %e, ?backoff, "accept failed");
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(backoff) => {}

@@ -19,7 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{proxy, tcp};
+use super::tcp;
 use crate::hub::{Hub, Transport};
 
 pub mod certs;
@@ -34,8 +34,6 @@ pub use pending::Pending;
 pub const MAX_PENDING_HANDSHAKES: usize = 1024;
 /// Default for `--tls-handshake-timeout`.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest pause between accept retries after resource errors such as EMFILE.
-const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Handshake limits for one listener: how long one may take, and how many may be in progress
 /// (`per_ip` from one address, [`MAX_PENDING_HANDSHAKES`] in all).
@@ -101,46 +99,13 @@ pub async fn serve(
     tracker: TaskTracker,
 ) {
     let handshakes = Handshakes::new(&hub);
-    let mut backoff = Duration::from_millis(1);
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((mut stream, peer)) => {
-                backoff = Duration::from_millis(1);
-                let (hub, shutdown) = (hub.clone(), shutdown.clone());
-                let handshakes = handshakes.clone();
-                // Taken per connection, so one accepted after a reload gets the new certificate.
-                let acceptor = certs.line_acceptor();
-                tracker.spawn(async move {
-                    // A trusted proxy's PROXY header comes before the handshake, in the clear;
-                    // from then on the member is the address it names.
-                    let addr = tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        real = proxy::real_address(&mut stream, peer, &hub) => match real {
-                            Some(addr) => addr,
-                            None => return,
-                        },
-                    };
-                    if let Err(e) =
-                        connection(stream, addr, (&handshakes, &acceptor), hub, shutdown).await
-                    {
-                        proxy::log_ended(addr, &e);
-                    }
-                });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, ?backoff, "tls accept failed");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
-            }
-        }
-    }
+    let serve = move |stream, addr, hub, shutdown| {
+        let handshakes = handshakes.clone();
+        // Taken per connection, so one accepted after a reload gets the new certificate.
+        let acceptor = certs.line_acceptor();
+        async move { connection(stream, addr, (&handshakes, &acceptor), hub, shutdown).await }
+    };
+    tcp::accept_members(listener, hub, shutdown, tracker, "tls", serve).await
 }
 
 async fn connection(

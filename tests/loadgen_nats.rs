@@ -6,26 +6,11 @@
 mod common;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use loadgen::{run_fanout, FanoutSpec, ServerKind, ServerProc};
 
 fn spec(name: &str) -> FanoutSpec {
-    FanoutSpec {
-        name: name.into(),
-        tcp_clients: 6,
-        udp_clients: 0,
-        tcp_senders: 2,
-        udp_senders: 0,
-        msgs_per_sender: 50,
-        rate_per_sender: None,
-        udp_ping_every: Duration::from_secs(1),
-        deadline: Duration::from_secs(20),
-        drain_idle: Duration::from_secs(2),
-        connect_concurrency: 8,
-        tcp_over_ws: false,
-        tcp_over_tls: false,
-    }
+    FanoutSpec::small(name)
 }
 
 fn nats_server() -> Option<PathBuf> {

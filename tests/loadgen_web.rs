@@ -1,25 +1,13 @@
 //! The fan-out bench's WebSocket case, in miniature: the load generator's WebSocket members (bridged
 //! to plain streams) get every line through chatd's web face, as its TCP clients do. Seconds, not a
 //! measurement: it proves the bench measures what it says.
-use std::time::Duration;
 
 use loadgen::{run_fanout, FanoutSpec, ServerProc};
 
 fn spec(name: &str, tcp_over_ws: bool) -> FanoutSpec {
     FanoutSpec {
-        name: name.into(),
-        tcp_clients: 6,
-        udp_clients: 0,
-        tcp_senders: 2,
-        udp_senders: 0,
-        msgs_per_sender: 50,
-        rate_per_sender: None,
-        udp_ping_every: Duration::from_secs(1),
-        deadline: Duration::from_secs(20),
-        drain_idle: Duration::from_secs(2),
-        connect_concurrency: 8,
         tcp_over_ws,
-        tcp_over_tls: false,
+        ..FanoutSpec::small(name)
     }
 }
 

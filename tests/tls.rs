@@ -695,19 +695,8 @@ async fn tls_members_in_the_bench_get_every_line() {
         .expect("chatd starts");
     assert!(server.tls.is_some(), "the tls address was read off the log");
     let spec = loadgen::FanoutSpec {
-        name: "mini-tls".into(),
-        tcp_clients: 6,
-        udp_clients: 0,
-        tcp_senders: 2,
-        udp_senders: 0,
-        msgs_per_sender: 50,
-        rate_per_sender: None,
-        udp_ping_every: Duration::from_secs(1),
-        deadline: Duration::from_secs(20),
-        drain_idle: Duration::from_secs(2),
-        connect_concurrency: 8,
-        tcp_over_ws: false,
         tcp_over_tls: true,
+        ..loadgen::FanoutSpec::small("mini-tls")
     };
     let result = loadgen::run_fanout(&mut server, &spec).await.expect("case");
     server.stop().await;

@@ -59,6 +59,29 @@ pub struct FanoutSpec {
     pub tcp_over_tls: bool,
 }
 
+impl FanoutSpec {
+    /// A case of seconds, not a measurement: 6 TCP clients, 2 of them sending 50 lines each in a
+    /// closed loop. The tests use it to prove that a server mode or transport is loaded as the
+    /// bench says.
+    pub fn small(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            tcp_clients: 6,
+            udp_clients: 0,
+            tcp_senders: 2,
+            udp_senders: 0,
+            msgs_per_sender: 50,
+            rate_per_sender: None,
+            udp_ping_every: Duration::from_secs(1),
+            deadline: Duration::from_secs(20),
+            drain_idle: Duration::from_secs(2),
+            connect_concurrency: 8,
+            tcp_over_ws: false,
+            tcp_over_tls: false,
+        }
+    }
+}
+
 fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }

@@ -5,9 +5,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{spawn_logged_chatd, TcpClient, TIMEOUT};
-use tokio::io::{BufReader, Lines};
-use tokio::process::ChildStderr;
+use common::{log_until, spawn_logged_chatd, TcpClient, TIMEOUT};
 
 /// A fresh config file for one test.
 fn config_file(tag: &str, text: &str) -> PathBuf {
@@ -24,22 +22,6 @@ fn rewrite(path: &PathBuf, text: &str) {
     let next = path.with_extension("new");
     std::fs::write(&next, text).expect("write config");
     std::fs::rename(&next, path).expect("replace config");
-}
-
-/// Reads the log until a line containing `needle`, boundedly.
-async fn log_until(lines: &mut Lines<BufReader<ChildStderr>>, needle: &str) -> String {
-    let found = async {
-        loop {
-            match lines.next_line().await.expect("read log") {
-                Some(line) if line.contains(needle) => return line,
-                Some(line) => eprintln!("chatd: {line}"),
-                None => panic!("chatd exited before logging {needle:?}"),
-            }
-        }
-    };
-    tokio::time::timeout(TIMEOUT, found)
-        .await
-        .unwrap_or_else(|_| panic!("never logged {needle:?}"))
 }
 
 fn hangup(child: &tokio::process::Child) {

@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{TcpClient, TIMEOUT};
+use common::{log_until, TcpClient, TIMEOUT};
 use tokio::io::AsyncBufReadExt;
 
 const UNIT: &str = include_str!("../contrib/chatd.service");
@@ -153,21 +153,7 @@ async fn the_units_commands_start_reload_and_stop_the_server() {
         .spawn()
         .expect("spawn the unit's ExecStart");
     let mut log = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let mut log_until = async |needle: &str| -> String {
-        let found = async {
-            loop {
-                match log.next_line().await.expect("read log") {
-                    Some(line) if line.contains(needle) => return line,
-                    Some(line) => eprintln!("chatd: {line}"),
-                    None => panic!("chatd exited before logging {needle:?}"),
-                }
-            }
-        };
-        tokio::time::timeout(TIMEOUT, found)
-            .await
-            .unwrap_or_else(|_| panic!("never logged {needle:?}"))
-    };
-    let listening = log_until("listening tcp=").await;
+    let listening = log_until(&mut log, "listening tcp=").await;
     let addr = listening
         .split("listening tcp=")
         .nth(1)
@@ -188,7 +174,7 @@ async fn the_units_commands_start_reload_and_stop_the_server() {
         .await
         .expect("run ExecReload");
     assert!(status.success());
-    log_until("config reloaded: motd applied").await;
+    log_until(&mut log, "config reloaded: motd applied").await;
     let (_bob, welcome) = welcome_of(addr).await;
     assert!(welcome.starts_with("* reloaded - you are "), "{welcome}");
     assert_eq!(setting("KillSignal"), Some("SIGTERM"));

@@ -484,3 +484,23 @@ pub async fn spawn_logged_chatd(
         }
     }
 }
+
+/// Reads a chatd's log (from [`spawn_logged_chatd`] or a child of its own) until a line containing
+/// `needle`, within [`TIMEOUT`]; earlier lines are echoed to the test's output.
+pub async fn log_until(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+    needle: &str,
+) -> String {
+    let found = async {
+        loop {
+            match lines.next_line().await.expect("read log") {
+                Some(line) if line.contains(needle) => return line,
+                Some(line) => eprintln!("chatd: {line}"),
+                None => panic!("chatd exited before logging {needle:?}"),
+            }
+        }
+    };
+    tokio::time::timeout(TIMEOUT, found)
+        .await
+        .unwrap_or_else(|_| panic!("never logged {needle:?}"))
+}

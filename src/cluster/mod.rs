@@ -8,6 +8,7 @@
 //! - [`link`]: the NATS connection and its events.
 //! - [`names`]: names claimed cluster-wide in a JetStream key-value bucket.
 //! - [`relay`]: the tasks: room relays, the publisher, the subscribers.
+//! - [`roster`]: a node's whole member list, asked for and answered in parts.
 //! - [`history`]: room history in a JetStream stream, read back into every node's mirror.
 //! - [`meta`]: accounts, bans and room state in a JetStream key-value bucket, watched.
 //!
@@ -23,6 +24,7 @@ pub mod meta;
 pub mod names;
 pub mod presence;
 pub mod relay;
+pub mod roster;
 pub mod subject;
 pub mod wire;
 

@@ -29,8 +29,6 @@ const SUBSCRIBE_WAIT: Duration = Duration::from_secs(3);
 const BYE_WAIT: Duration = Duration::from_millis(300);
 /// Most claims waiting to be given back after a failure.
 const RETRIED_RELEASES: usize = 4096;
-/// Most members in one roster answer (NATS' default 1 MiB payload holds about this many).
-const MAX_ROSTER: usize = 8000;
 
 /// Reads one room's events and publishes those of local members, in order. Ends when the room is
 /// gone. A link that cannot keep up makes it lag behind the room's ring: what it skipped is
@@ -331,45 +329,39 @@ impl Tasks {
         tokio::spawn(async move {
             let subject = tasks.bridge.inner.subjects.roster(&node);
             let wait = tasks.bridge.inner.timeout();
-            let answer =
-                tokio::time::timeout(wait, tasks.client().request(subject, Bytes::new())).await;
+            let answer = super::roster::ask(tasks.client(), subject, &node, wait).await;
             tasks
                 .syncing
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&node);
             let roster = match answer {
-                Ok(Ok(message)) => serde_json::from_slice::<Roster>(&message.payload).ok(),
-                _ => None,
-            };
-            let Some(roster) = roster.filter(|r| r.node == node) else {
-                tracing::debug!(%node, "no roster from node");
-                return;
+                Ok(roster) => roster,
+                Err(e) => {
+                    // The next heartbeat of the node asks again.
+                    tracing::debug!(%node, error = %e, "no roster from node");
+                    return;
+                }
             };
             let outcome = tasks.bridge.table().roster(roster, Instant::now());
             tasks.announce(&outcome.gone, &outcome.came, "gone meanwhile");
         });
     }
 
-    /// Answers requests for this node's roster.
+    /// Answers requests for this node's roster: one snapshot per request, in parts.
     async fn roster(self, mut sub: Subscriber) {
+        let mut snapshot = 0u64;
         while let Some(message) = sub.next().await {
             let Some(reply) = message.reply else { continue };
-            let (version, mut members) = self.hub.cluster_roster();
-            if members.len() > MAX_ROSTER {
-                tracing::warn!(members = members.len(), "roster too long; cut to fit");
-                members.truncate(MAX_ROSTER);
-            }
+            let (version, members) = self.hub.cluster_roster();
+            snapshot += 1;
             let roster = Roster {
                 node: self.node().to_string(),
                 boot: self.bridge.inner.boot,
                 version,
                 members,
             };
-            let Ok(payload) = serde_json::to_vec(&roster) else {
-                continue;
-            };
-            if self.client().publish(reply, payload.into()).await.is_err() {
+            if !super::roster::answer(self.client(), reply, &roster, snapshot).await {
                 self.dropped("publish");
             }
         }

@@ -192,6 +192,109 @@ pub struct Roster {
     pub members: Vec<RemoteMember>,
 }
 
+/// One part of a node's roster answer. A roster too long for one message travels in parts: every
+/// part of one answer names the same run (`boot`), `snapshot` and `version`, and says it is part
+/// `part` (from 0) of `parts`; the requester applies the roster only once it holds all of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterPart {
+    /// The node.
+    pub node: String,
+    /// Which run of the node.
+    pub boot: u64,
+    /// Which answer of that run (two answers are two snapshots, never mixed).
+    pub snapshot: u64,
+    /// The snapshot includes every change up to this one.
+    pub version: u64,
+    /// This part's number, from 0.
+    pub part: u32,
+    /// How many parts the snapshot has.
+    pub parts: u32,
+    /// Its share of the members.
+    pub members: Vec<RemoteMember>,
+}
+
+/// [`RosterPart`] borrowing its members, for encoding without copies.
+#[derive(Serialize)]
+struct RosterPartOut<'a> {
+    node: &'a str,
+    boot: u64,
+    snapshot: u64,
+    version: u64,
+    part: u32,
+    parts: u32,
+    members: &'a [RemoteMember],
+}
+
+/// Counts the bytes JSON would take, writing none.
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn json_len(value: &impl Serialize) -> usize {
+    let mut counter = Counter(0);
+    // Serialising plain strings and numbers cannot fail; a failure only mis-sizes a part.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
+}
+
+/// Encodes one snapshot of a roster as [`RosterPart`]s of at most `max_bytes` each (a member
+/// too large for a part on its own still gets one); an empty roster is one part.
+pub fn encode_roster(roster: &Roster, snapshot: u64, max_bytes: usize) -> Vec<Bytes> {
+    let header = json_len(&RosterPartOut {
+        node: &roster.node,
+        boot: roster.boot,
+        snapshot,
+        version: roster.version,
+        part: u32::MAX,
+        parts: u32::MAX,
+        members: &[],
+    });
+    let budget = max_bytes.saturating_sub(header);
+    // Consecutive runs of members, each filling a part's budget.
+    let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+    let (mut start, mut used) = (0, 0);
+    for (i, member) in roster.members.iter().enumerate() {
+        // One more for the comma between members.
+        let len = json_len(member) + 1;
+        if i > start && used + len > budget {
+            runs.push(start..i);
+            (start, used) = (i, 0);
+        }
+        used += len;
+    }
+    runs.push(start..roster.members.len());
+    let parts = u32::try_from(runs.len()).unwrap_or(u32::MAX);
+    runs.into_iter()
+        .zip(0..parts)
+        .map(|(run, part)| {
+            let out = RosterPartOut {
+                node: &roster.node,
+                boot: roster.boot,
+                snapshot,
+                version: roster.version,
+                part,
+                parts,
+                members: &roster.members[run],
+            };
+            Bytes::from(serde_json::to_vec(&out).unwrap_or_default())
+        })
+        .collect()
+}
+
+/// Decodes one [`RosterPart`]; `None` for anything malformed.
+pub fn decode_roster_part(payload: &[u8]) -> Option<RosterPart> {
+    serde_json::from_slice(payload).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,5 +344,65 @@ mod tests {
         };
         let text = serde_json::to_string(&hb).expect("json");
         assert_eq!(serde_json::from_str::<Presence>(&text).ok(), Some(hb));
+    }
+
+    fn member(id: u64) -> RemoteMember {
+        RemoteMember {
+            id,
+            name: format!("guest-{id}.a"),
+            room: "lobby".into(),
+            label: "#lobby".into(),
+            transport: "tcp".into(),
+            registered: false,
+        }
+    }
+
+    fn roster(members: u64) -> Roster {
+        Roster {
+            node: "a".into(),
+            boot: 9,
+            version: 4,
+            members: (1..=members).map(member).collect(),
+        }
+    }
+
+    #[test]
+    fn a_long_roster_travels_in_parts_under_the_size_and_loses_nobody() {
+        let roster = roster(20_000);
+        let payloads = encode_roster(&roster, 3, 32 * 1024);
+        assert!(payloads.len() > 50, "{} parts", payloads.len());
+        let mut members = Vec::new();
+        for (i, payload) in payloads.iter().enumerate() {
+            assert!(
+                payload.len() <= 32 * 1024,
+                "part {i}: {} bytes",
+                payload.len()
+            );
+            let part = decode_roster_part(payload).expect("decodes");
+            assert_eq!((part.node.as_str(), part.boot, part.snapshot), ("a", 9, 3));
+            assert_eq!((part.version, part.part), (4, i as u32));
+            assert_eq!(part.parts as usize, payloads.len());
+            members.extend(part.members);
+        }
+        assert_eq!(members, roster.members);
+    }
+
+    #[test]
+    fn an_empty_roster_is_one_part_and_a_huge_member_gets_a_part_alone() {
+        let empty = encode_roster(&roster(0), 1, 1024);
+        assert_eq!(empty.len(), 1);
+        assert_eq!(decode_roster_part(&empty[0]).map(|p| p.parts), Some(1));
+        let mut big = roster(3);
+        big.members[1].name = "x".repeat(4000);
+        let parts = encode_roster(&big, 1, 1024);
+        assert_eq!(parts.len(), 3);
+        assert_eq!(decode_roster_part(b"{}"), None);
+    }
+
+    #[test]
+    fn the_test_clusters_roster_needs_several_parts() {
+        // tests/cluster_roster.rs holds 1,000 members on one node, under a 32 KiB max_payload.
+        assert!(encode_roster(&roster(1_000), 1, 16 * 1024).len() >= 3);
+        assert!(encode_roster(&roster(1_000), 1, 32 * 1024).len() >= 3);
     }
 }

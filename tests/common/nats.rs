@@ -19,6 +19,8 @@ pub struct Nats {
     pub port: u16,
     /// Its JetStream store.
     pub dir: PathBuf,
+    /// Extra settings, in nats-server's configuration file syntax.
+    config: String,
     child: Option<Child>,
 }
 
@@ -44,12 +46,19 @@ fn free_port() -> u16 {
 impl Nats {
     /// Starts a fresh server (`tag` names its store dir).
     pub async fn start(tag: &str) -> Nats {
+        Nats::start_with(tag, "").await
+    }
+
+    /// Starts a fresh server with extra settings in its configuration file syntax
+    /// (`max_payload: 32768`).
+    pub async fn start_with(tag: &str, config: &str) -> Nats {
         let dir = std::env::temp_dir().join(format!("chatd-nats-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("nats store dir");
         let mut nats = Nats {
             port: free_port(),
             dir,
+            config: config.to_string(),
             child: None,
         };
         nats.launch().await;
@@ -70,7 +79,13 @@ impl Nats {
     }
 
     async fn launch(&mut self) {
-        let mut child = Command::new(binary())
+        let mut command = Command::new(binary());
+        if !self.config.is_empty() {
+            let file = self.dir.join("nats.conf");
+            std::fs::write(&file, &self.config).expect("write nats-server config");
+            command.arg("-c").arg(file);
+        }
+        let mut child = command
             .args([
                 "-a",
                 "127.0.0.1",

@@ -2,18 +2,25 @@
 //! bucket (one key per name key), so two members racing for one name on two nodes cannot both
 //! get it. A claim's value says who holds it (`NODE BOOT ID`); it is deleted, at the revision it
 //! was created with, when the member leaves or changes name. nats-server 2.9's buckets have no
-//! per-key TTL, so the nodes that notice another one is lost delete that node's claims themselves.
+//! per-key TTL, so the nodes that notice another one is lost delete that node's claims themselves;
+//! claims of a node that died with nobody to notice (alone, or with the whole cluster) are found
+//! by scanning the bucket ([`Names::claims_where`], [`stranded`]).
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
+use futures::StreamExt;
 use tokio::sync::OnceCell;
 
 use super::subject::token;
 
 /// Longest wait for one key-value operation.
 const KV_WAIT: Duration = Duration::from_secs(2);
+/// Most keys one scan for stranded claims looks at (the rest wait for the next scan).
+const MAX_SCAN_KEYS: usize = 200_000;
+/// Longest a scan may take reading the bucket.
+const SCAN_WAIT: Duration = Duration::from_secs(120);
 
 /// Why a name could not be claimed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +61,39 @@ impl Holder {
         };
         fields.next().is_none().then_some(holder)
     }
+}
+
+/// Whether a claim held by `holder` is stranded, seen from the run `boot` of node `node`: held by
+/// an earlier run of this node, or by another node that is not alive (`live` says which are).
+/// Such a claim has nobody left to give it back: its node died alone, or with the whole cluster.
+pub fn stranded(holder: &Holder, node: &str, boot: u64, live: impl Fn(&str) -> bool) -> bool {
+    if holder.node == node {
+        holder.boot != boot
+    } else {
+        !live(&holder.node)
+    }
+}
+
+/// A claim as read from the bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// Its key in the bucket ([`bucket_key`]).
+    pub key: String,
+    /// The revision it was read at: it is deleted only if still at it.
+    pub revision: u64,
+    /// Who holds it.
+    pub holder: Holder,
+}
+
+/// Why a scan of the bucket stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScanError {
+    /// The bucket cannot be reached.
+    #[error("names bucket not reachable")]
+    Unreachable,
+    /// Reading it failed or took too long.
+    #[error("names bucket read failed: {0}")]
+    Read(String),
 }
 
 /// The key a name key is stored under (bucket keys allow fewer characters than names).
@@ -180,6 +220,68 @@ impl Names {
             }
         }
     }
+
+    /// The claims whose holder `wanted` picks, read key by key (values one at a time, at most
+    /// [`MAX_SCAN_KEYS`] keys, within [`SCAN_WAIT`]); stops at the first failure, since one
+    /// means the link is in trouble and the next scan does better.
+    pub async fn claims_where(
+        &self,
+        wanted: impl Fn(&Holder) -> bool,
+    ) -> Result<Vec<Claim>, ScanError> {
+        let store = self.store().await.ok_or(ScanError::Unreachable)?;
+        let scan = async {
+            // Keys first, values after: reading values while the keys' consumer pushes would let
+            // it overrun this subscriber.
+            let mut keys = Vec::new();
+            let mut listed = store
+                .keys()
+                .await
+                .map_err(|e| ScanError::Read(e.to_string()))?;
+            while let Some(key) = listed.next().await {
+                keys.push(key.map_err(|e| ScanError::Read(e.to_string()))?);
+                if keys.len() >= MAX_SCAN_KEYS {
+                    tracing::warn!(keys = keys.len(), "names bucket scan cut short");
+                    break;
+                }
+            }
+            drop(listed);
+            let mut found = Vec::new();
+            for key in keys {
+                let entry = tokio::time::timeout(KV_WAIT, store.entry(key.clone()))
+                    .await
+                    .map_err(|_| ScanError::Read("timed out".into()))?
+                    .map_err(|e| ScanError::Read(e.to_string()))?;
+                let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
+                    continue;
+                };
+                // A value chatd did not write is not chatd's to give back.
+                let Some(holder) = Holder::decode(&entry.value) else {
+                    continue;
+                };
+                if wanted(&holder) {
+                    found.push(Claim {
+                        key,
+                        revision: entry.revision,
+                        holder,
+                    });
+                }
+            }
+            Ok(found)
+        };
+        tokio::time::timeout(SCAN_WAIT, scan)
+            .await
+            .map_err(|_| ScanError::Read("timed out".into()))?
+    }
+
+    /// Deletes `claim` if it is still at the revision it was read at: a name claimed again since
+    /// is never touched. True if it went.
+    pub async fn release_claim(&self, claim: &Claim) -> bool {
+        let Some(store) = self.store().await else {
+            return false;
+        };
+        let delete = store.delete_expect_revision(&claim.key, Some(claim.revision));
+        matches!(tokio::time::timeout(KV_WAIT, delete).await, Ok(Ok(())))
+    }
 }
 
 #[cfg(test)]
@@ -205,5 +307,22 @@ mod tests {
         assert!(key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    }
+
+    #[test]
+    fn stranded_claims_are_those_of_earlier_runs_and_silent_nodes() {
+        let holder = |node: &str, boot| Holder {
+            node: node.into(),
+            boot,
+            id: 1,
+        };
+        let live = |node: &str| node == "b";
+        assert!(!stranded(&holder("a", 5), "a", 5, live), "this run's own");
+        assert!(
+            stranded(&holder("a", 4), "a", 5, live),
+            "an earlier run of this node"
+        );
+        assert!(!stranded(&holder("b", 9), "a", 5, live), "a live node's");
+        assert!(stranded(&holder("c", 9), "a", 5, live), "a silent node's");
     }
 }

@@ -289,6 +289,11 @@ impl Table {
             .collect()
     }
 
+    /// Whether `node` is alive (heard within the timeout, as of the last [`Table::expire`]).
+    pub fn is_live(&self, node: &str) -> bool {
+        self.nodes.contains_key(node)
+    }
+
     /// The live nodes.
     pub fn nodes(&self) -> Vec<String> {
         self.nodes.keys().cloned().collect()
@@ -382,6 +387,7 @@ mod tests {
         assert_eq!(lost, vec![("a".to_string(), vec![member(1, "ann")])]);
         assert!(table.find("ann").is_none());
         assert_eq!(table.nodes(), vec!["b".to_string()]);
+        assert!(table.is_live("b") && !table.is_live("a"));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_nats::{Client, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::sync::{broadcast, mpsc, oneshot, Notify};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -137,7 +137,9 @@ pub async fn start(
     tracker.spawn(stop_on(token.clone(), tasks.clone().roster(roster)));
     tracker.spawn(stop_on(token.clone(), tasks.clone().sweep()));
     let (flush, flushes) = mpsc::channel(4);
-    tracker.spawn(stop_on(token.clone(), tasks.clone().link(link, flush)));
+    let (ups, connected) = watch::channel(0u64);
+    tracker.spawn(stop_on(token.clone(), tasks.clone().link(link, flush, ups)));
+    tracker.spawn(stop_on(token.clone(), tasks.clone().stranded(connected)));
     tracker.spawn(stop_on(
         token.clone(),
         tasks.clone().releases(queues.releases, flushes),
@@ -457,6 +459,73 @@ impl Tasks {
         }
     }
 
+    /// Gives back stranded claims (see [`super::names::stranded`]) once the link has been up for
+    /// one timeout, at start and after every reconnection: by then every live node has beaten.
+    async fn stranded(self, mut connected: watch::Receiver<u64>) {
+        let timeout = self.bridge.inner.timeout();
+        loop {
+            connected.borrow_and_update();
+            tokio::select! {
+                _ = tokio::time::sleep(timeout) => {}
+                // Connected again meanwhile: the wait starts over.
+                up = connected.changed() => match up {
+                    Ok(()) => continue,
+                    Err(_) => return,
+                },
+            }
+            if self.link_up() {
+                self.release_stranded(&connected).await;
+            }
+            if connected.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn link_up(&self) -> bool {
+        self.bridge
+            .inner
+            .link_up
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn is_stranded(&self, holder: &super::names::Holder) -> bool {
+        let inner = &self.bridge.inner;
+        super::names::stranded(holder, &inner.node, inner.boot, |node| {
+            self.bridge.table().is_live(node)
+        })
+    }
+
+    /// Reads the names bucket for stranded claims, and gives back those whose node is still
+    /// silent one timeout later: a node that had just started when its claim was read has been
+    /// heard by then. Each goes only at the revision read, so a name claimed again stays.
+    async fn release_stranded(&self, connected: &watch::Receiver<u64>) {
+        let names = &self.bridge.inner.names;
+        let found = match names.claims_where(|h| self.is_stranded(h)).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "stranded names not looked for");
+                return;
+            }
+        };
+        if found.is_empty() {
+            return;
+        }
+        tracing::info!(claims = found.len(), "stranded name claims found");
+        tokio::time::sleep(self.bridge.inner.timeout()).await;
+        if !self.link_up() || connected.has_changed().unwrap_or(true) {
+            // The link went meanwhile: the next scan decides.
+            return;
+        }
+        let mut released = 0usize;
+        for claim in found.iter().filter(|c| self.is_stranded(&c.holder)) {
+            if names.release_claim(claim).await {
+                released += 1;
+            }
+        }
+        tracing::info!(released, "stranded name claims released");
+    }
+
     /// Tells every local room something.
     fn tell_everyone(&self, text: &str) {
         let line = protocol::notice(text);
@@ -470,6 +539,7 @@ impl Tasks {
         self,
         mut events: mpsc::Receiver<LinkEvent>,
         flush: mpsc::Sender<oneshot::Sender<()>>,
+        ups: watch::Sender<u64>,
     ) {
         let mut was_down = false;
         while let Some(event) = events.recv().await {
@@ -505,6 +575,7 @@ impl Tasks {
                     }
                     was_down = false;
                     self.heartbeat_now.notify_one();
+                    ups.send_modify(|n| *n += 1);
                 }
                 LinkEvent::SlowConsumer => {
                     tracing::warn!("cluster subscriber too slow; NATS dropped messages");

@@ -46,7 +46,7 @@ pub enum Control {
         /// What the member is told.
         notice: String,
     },
-    /// `--cluster`: the claim of a new nick across the cluster ended.
+    /// `--cluster`: the claim of a new nick (or a login's account name) across the cluster ended.
     Claimed {
         /// The name asked for, in its normal form.
         name: String,
@@ -54,6 +54,8 @@ pub enum Control {
         key: String,
         /// The claim's revision, or why there is none.
         claim: Result<u64, crate::cluster::names::ClaimError>,
+        /// Claimed for a `/login` whose password was right, not for a `/nick`.
+        login: bool,
     },
     /// Disconnected by a server operator (or a server ban).
     Kill {

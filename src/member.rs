@@ -190,12 +190,18 @@ impl Member {
     pub fn control(&mut self, control: Control) -> Flow {
         match control {
             Control::Auth(_) | Control::Claimed { .. } => {
+                // Cleared first: a finished login may go on to claim its name (busy again).
+                self.busy = false;
                 match control {
                     Control::Auth(done) => self.auth_done(done),
-                    Control::Claimed { name, key, claim } => self.claimed(name, key, claim),
+                    Control::Claimed {
+                        name,
+                        key,
+                        claim,
+                        login,
+                    } => self.claimed(name, key, claim, login),
                     _ => {}
                 }
-                self.busy = false;
                 // What arrived meanwhile, in order, until another account command starts.
                 while !self.busy {
                     let Some(input) = self.held.pop_front() else {

@@ -204,6 +204,43 @@ impl Bridge {
         if self.refuses(&key) {
             return Err(names::ClaimError::Taken.to_string());
         }
+        self.spawn_claim(id, new, key, false, control);
+        Ok(true)
+    }
+
+    /// Starts claiming, for member `id` who just gave the right password, the name of the
+    /// account `name` (as registered) cluster-wide; the answer comes back as
+    /// [`crate::control::Control::Claimed`] marked `login`. `Ok(false)`: the member holds that
+    /// name's claim already (it took the name by `/nick`); `Err`: refused at once, with the reason.
+    pub fn start_login_claim(
+        &self,
+        id: MemberId,
+        name: &str,
+        control: crate::control::ControlTx,
+    ) -> Result<bool, String> {
+        let key = crate::names::key(name);
+        let held = self.claims().get(&id).map(|(k, _)| k.clone());
+        let elsewhere = self.table().find(&key).is_some();
+        match login_step(held.as_deref(), &key, elsewhere) {
+            LoginStep::Held => Ok(false),
+            LoginStep::InUse => Err(crate::hub::RenameError::InUse(name.to_string()).to_string()),
+            LoginStep::Claim => {
+                self.spawn_claim(id, name.to_string(), key, true, control);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Claims `key` (of the name `name`) for member `id` in the background; the answer goes to
+    /// `control`, or the claim straight back when the member is gone.
+    fn spawn_claim(
+        &self,
+        id: MemberId,
+        name: String,
+        key: String,
+        login: bool,
+        control: crate::control::ControlTx,
+    ) {
         let bridge = self.clone();
         tokio::spawn(async move {
             let holder = names::Holder {
@@ -213,9 +250,10 @@ impl Bridge {
             };
             let claim = bridge.inner.names.claim(&key, &holder).await;
             let answer = crate::control::Control::Claimed {
-                name: new,
+                name,
                 key: key.clone(),
                 claim: claim.clone(),
+                login,
             };
             if control.send(answer).await.is_err() {
                 // The member is gone: its claim with it.
@@ -224,7 +262,6 @@ impl Bridge {
                 }
             }
         });
-        Ok(true)
     }
 
     /// Member `id` now goes by the name claimed at `revision`; the name it had is given back.
@@ -383,6 +420,27 @@ impl Bridge {
     }
 }
 
+/// What a login to the name with key `key` needs from the names bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LoginStep {
+    /// Nothing: the member's own claim (`held`, from a `/nick`) is that name already.
+    Held,
+    /// Refused at once: a member of another node goes by it.
+    InUse,
+    /// A claim, like a `/nick`'s, before the member gets the name.
+    Claim,
+}
+
+fn login_step(held: Option<&str>, key: &str, elsewhere: bool) -> LoginStep {
+    if held == Some(key) {
+        LoginStep::Held
+    } else if elsewhere {
+        LoginStep::InUse
+    } else {
+        LoginStep::Claim
+    }
+}
+
 /// Adds other nodes' members to a local `/who` list, marked with their node, sorted by name.
 pub fn merge_members(list: &mut Vec<crate::hub::MemberInfo>, remote: Vec<(String, RemoteMember)>) {
     use crate::hub::Transport;
@@ -414,4 +472,18 @@ pub fn merge_rooms(list: &mut Vec<crate::hub::RoomInfo>, remote: Vec<(String, St
         }
     }
     list.sort_by(|a, b| b.members.cmp(&a.members).then(a.label.cmp(&b.label)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_login_claims_the_name_unless_the_member_holds_it_already() {
+        assert_eq!(login_step(None, "alice", false), LoginStep::Claim);
+        assert_eq!(login_step(Some("bob"), "alice", false), LoginStep::Claim);
+        assert_eq!(login_step(Some("alice"), "alice", false), LoginStep::Held);
+        assert_eq!(login_step(None, "alice", true), LoginStep::InUse);
+        assert_eq!(login_step(Some("bob"), "alice", true), LoginStep::InUse);
+    }
 }

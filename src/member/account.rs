@@ -123,23 +123,11 @@ impl Member {
                     "{name} is registered to you; next time: /login {name} PASSWORD"
                 )));
             }
-            AuthDone::LoggedIn(Ok(name)) => match self.hub.login(self.id, &name) {
-                Ok((old, new)) => {
-                    tracing::info!(%addr, account = %new, "logged in");
-                    self.name = new.clone();
-                    self.account = Some(names::key(&new));
-                    self.reply(protocol::notice(&format!("you are logged in as {new}")));
-                    if old != new {
-                        self.room.broadcast(
-                            self.id,
-                            protocol::notice(&format!("{old} is now known as {new}")),
-                        );
-                    }
+            AuthDone::LoggedIn(Ok(name)) => {
+                if !self.login_claim_first(&name) {
+                    self.login_now(&name);
                 }
-                Err(e) => {
-                    self.reply(protocol::error(&e.to_string()));
-                }
-            },
+            }
             AuthDone::Changed(Ok(())) => {
                 tracing::info!(%addr, account = %self.name, "password changed");
                 self.reply(protocol::notice("password changed"));
@@ -169,6 +157,30 @@ impl Member {
             | AuthDone::Changed(Err(e))
             | AuthDone::Unregistered(_, Err(e)) => {
                 self.reply(protocol::error(&e.to_string()));
+            }
+        }
+    }
+
+    /// Gives the member the name of the account `name` it logged in to (in a cluster: once the
+    /// name is claimed); false when another session holds it.
+    pub(super) fn login_now(&mut self, name: &str) -> bool {
+        match self.hub.login(self.id, name) {
+            Ok((old, new)) => {
+                tracing::info!(addr = %self.addr, account = %new, "logged in");
+                self.name = new.clone();
+                self.account = Some(names::key(&new));
+                self.reply(protocol::notice(&format!("you are logged in as {new}")));
+                if old != new {
+                    self.room.broadcast(
+                        self.id,
+                        protocol::notice(&format!("{old} is now known as {new}")),
+                    );
+                }
+                true
+            }
+            Err(e) => {
+                self.reply(protocol::error(&e.to_string()));
+                false
             }
         }
     }

@@ -1,9 +1,10 @@
-//! `--cluster`: a nick is claimed across the cluster before it is taken here. The claim runs in
-//! the background; the member's input waits meanwhile (as during a password check), so its lines
-//! keep their order around the rename.
+//! `--cluster`: a nick, or the name of an account logged in to, is claimed across the cluster
+//! before it is taken here. The claim runs in the background; the member's input waits meanwhile
+//! (as during a password check), so its lines keep their order around the rename.
 
 use super::Member;
 use crate::cluster::names::ClaimError;
+use crate::hub::RenameError;
 use crate::protocol;
 
 impl Member {
@@ -25,19 +26,53 @@ impl Member {
         }
     }
 
-    /// The claim of `name` (key `key`) ended: rename if it was won, give it back if the rename
-    /// is refused here after all.
-    pub(super) fn claimed(&mut self, name: String, key: String, claim: Result<u64, ClaimError>) {
+    /// In a cluster, after a right password for the account `name`: starts claiming its name and
+    /// returns true; the login happens when the claim ends ([`Member::claimed`]). Without a
+    /// cluster, or when the member holds that name's claim already, false.
+    pub(super) fn login_claim_first(&mut self, name: &str) -> bool {
+        let Some(cluster) = self.hub.cluster() else {
+            return false;
+        };
+        match cluster.start_login_claim(self.id, name, self.control_tx.clone()) {
+            Ok(started) => {
+                self.busy = started;
+                started
+            }
+            Err(why) => {
+                self.reply(protocol::error(&why));
+                true
+            }
+        }
+    }
+
+    /// The claim of `name` (key `key`) ended: rename (or, for a `login`, log in) if it was won,
+    /// give it back if that is refused here after all.
+    pub(super) fn claimed(
+        &mut self,
+        name: String,
+        key: String,
+        claim: Result<u64, ClaimError>,
+        login: bool,
+    ) {
         let Some(cluster) = self.hub.cluster().cloned() else {
             return;
         };
         match claim {
             Ok(revision) => {
-                if self.rename_now(&name) {
+                let taken = if login {
+                    self.login_now(&name)
+                } else {
+                    self.rename_now(&name)
+                };
+                if taken {
                     cluster.claimed(self.id, key, revision);
                 } else {
                     cluster.unclaim(key, revision);
                 }
+            }
+            // Someone anywhere holds the account's name: the same answer a holder here gets.
+            Err(ClaimError::Taken) if login => {
+                self.reply(protocol::error(&RenameError::InUse(name).to_string()));
             }
             Err(e) => {
                 self.reply(protocol::error(&e.to_string()));

@@ -115,6 +115,11 @@ pub struct ServerArgs {
     /// joining; use it on open networks.
     #[arg(long)]
     pub udp_validate: bool,
+    /// A room announces each join and leave (`* NAME joined`) while this node holds at most
+    /// this many of its members; bigger rooms stay quiet, since a join storm in a huge room
+    /// only buries the chat (0 to 1000000; 0: never announce).
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub announce_max: u32,
     /// Chat lines each room keeps and replays to joiners (0 turns history off).
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=100_000))]
     pub history: u32,
@@ -332,6 +337,8 @@ pub struct Config {
     pub idle_timeout: OptionalDuration,
     /// Whether new UDP addresses must echo a cookie before joining.
     pub udp_validate: bool,
+    /// Largest room (members on this node) that still announces joins and leaves.
+    pub announce_max: usize,
     /// Chat lines each room keeps (0: no history).
     pub history: usize,
     /// Where history is kept across restarts; memory only when absent.
@@ -368,6 +375,13 @@ pub struct Config {
     pub tls_handshake_timeout: Duration,
 }
 
+impl Config {
+    /// Whether a room holding `members` of this node's members announces joins and leaves.
+    pub fn announces(&self, members: usize) -> bool {
+        members <= self.announce_max
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -383,6 +397,7 @@ impl Default for Config {
             sendq: Some(1 << 20),
             idle_timeout: None,
             udp_validate: false,
+            announce_max: 1000,
             history: 100,
             history_db: None,
             max_rooms: 1000,
@@ -420,6 +435,7 @@ impl ServerArgs {
             sendq: self.sendq,
             idle_timeout: self.idle_timeout,
             udp_validate: self.udp_validate,
+            announce_max: self.announce_max as usize,
             history: self.history as usize,
             history_db: self.history_db.clone(),
             max_rooms: self.max_rooms as usize,
@@ -520,6 +536,8 @@ mod tests {
             "--burst 10001",
             "--sendq 0",
             "--sendq 1023",
+            "--announce-max 1000001",
+            "--announce-max -1",
             "--sendq 1073741825",
             "--heartbeat 99ms",
             "--heartbeat 61m",

@@ -294,17 +294,21 @@ impl Registry {
 
 impl Registry {
     /// One member fewer in `room`; a room other than the lobby closes when it empties.
-    fn vacate(&mut self, room: &Room) {
+    /// One member fewer in `room` (closed when it empties, unless it is the lobby); returns how
+    /// many it held with that member.
+    fn vacate(&mut self, room: &Room) -> usize {
         let key = &room.name().key;
         let Some(entry) = self.rooms.get_mut(key) else {
-            return;
+            return 1;
         };
+        let held = entry.members;
         entry.members = entry.members.saturating_sub(1);
         if entry.members == 0 && key != crate::room::LOBBY {
             if let Some(closed) = self.rooms.remove(key) {
                 closed.room.archive();
             }
         }
+        held
     }
 }
 
@@ -510,7 +514,7 @@ impl Hub {
         let slot = self.shared.slots.try_take().ok_or(JoinError::Full)?;
         let config = self.config();
         let lobby = Arc::clone(&self.shared.lobby);
-        let (id, name, sub) = {
+        let (id, name, sub, in_room) = {
             let mut registry = self.registry();
             let from_ip = registry.per_ip.entry(addr.ip()).or_insert(0);
             if *from_ip >= config.max_per_ip {
@@ -533,21 +537,27 @@ impl Hub {
                     control,
                 },
             );
-            if let Some(entry) = registry.rooms.get_mut(&lobby.name().key) {
-                entry.members += 1;
-            }
+            let in_room = registry
+                .rooms
+                .get_mut(&lobby.name().key)
+                .map_or(1, |entry| {
+                    entry.members += 1;
+                    entry.members
+                });
             if let (Some(cluster), Some(entry)) = (self.cluster(), registry.members.get(&id)) {
                 cluster.joined(entry.remote(id));
             }
             // Subscribing under the registry lock: the join notice below comes after the seam.
-            (id, name, lobby.subscribe(config.history))
+            (id, name, lobby.subscribe(config.history), in_room)
         };
         // Only the member itself learns its address (unless `--show-addresses`).
         outbox.send(protocol::welcome(
             &config.motd,
             &names::welcome_name(&name, addr),
         ));
-        lobby.broadcast(id, protocol::notice(&format!("{name} joined")));
+        if config.announces(in_room) {
+            lobby.broadcast(id, protocol::notice(&format!("{name} joined")));
+        }
         tracing::debug!(%addr, %name, transport = transport.as_str(), "joined");
         Ok(Seat {
             id,
@@ -562,7 +572,7 @@ impl Hub {
     /// and the new one sees it join.
     pub fn move_member(&self, id: MemberId, to: &str) -> Result<Moved, MoveError> {
         let name = RoomName::parse(to)?;
-        let (from, to, sub, left_at, others, who) = {
+        let (from, to, sub, left_at, others, who, held) = {
             let mut registry = self.registry();
             let Some(current) = registry.members.get(&id).map(|e| Arc::clone(&e.room)) else {
                 return Err(MoveError::Gone);
@@ -638,21 +648,26 @@ impl Hub {
             // The seam in the old room: everything before this was sent while the member was there.
             let left_at = current.next_seq();
             current.member_left(id);
-            registry.vacate(&current);
+            let held = registry.vacate(&current);
             let sub = target.subscribe(self.config().history);
             if let Some(cluster) = self.cluster() {
                 cluster.moved(id, &target);
             }
-            (current, target, sub, left_at, others, who)
+            (current, target, sub, left_at, others, who, held)
         };
-        from.broadcast(
-            id,
-            protocol::notice(&format!("{who} left {}", from.label())),
-        );
-        to.broadcast(
-            id,
-            protocol::notice(&format!("{who} joined {}", to.label())),
-        );
+        let config = self.config();
+        if config.announces(held) {
+            from.broadcast(
+                id,
+                protocol::notice(&format!("{who} left {}", from.label())),
+            );
+        }
+        if config.announces(others + 1) {
+            to.broadcast(
+                id,
+                protocol::notice(&format!("{who} joined {}", to.label())),
+            );
+        }
         Ok(Moved {
             from,
             left_at,
@@ -664,6 +679,7 @@ impl Hub {
 
     /// Removes a member and, unless the server is shutting down, tells its room why it left.
     pub fn leave(&self, id: MemberId, how: protocol::Departure<'_>) {
+        let mut held = 1;
         let entry = {
             let mut registry = self.registry();
             let entry = registry.members.remove(&id);
@@ -677,7 +693,7 @@ impl Hub {
                     }
                 }
                 entry.room.member_left(id);
-                registry.vacate(&entry.room);
+                held = registry.vacate(&entry.room);
                 if let Some(cluster) = self.cluster() {
                     cluster.left(id);
                 }
@@ -686,7 +702,7 @@ impl Hub {
         };
         let Some(entry) = entry else { return };
         tracing::debug!(name = %entry.name, ?how, "left");
-        if !self.is_closing() {
+        if !self.is_closing() && self.config().announces(held) {
             entry
                 .room
                 .broadcast(id, protocol::left_notice(&entry.name, how));
@@ -860,6 +876,17 @@ impl Hub {
             .collect();
         list.sort_by(|a, b| b.members.cmp(&a.members).then(a.label.cmp(&b.label)));
         list
+    }
+
+    /// How many of this node's members are in the room called `name` (0 if it is not open).
+    pub fn room_members(&self, name: &str) -> usize {
+        let Ok(name) = RoomName::parse(name) else {
+            return 0;
+        };
+        self.registry()
+            .rooms
+            .get(&name.key)
+            .map_or(0, |e| e.members)
     }
 
     /// The open room named `name` (any case, optional `#`), if there is one.

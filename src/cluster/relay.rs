@@ -239,13 +239,22 @@ impl Tasks {
         came: &[(String, RemoteMember)],
         why: &str,
     ) {
+        // The same rule as for local members: a room bigger than `--announce-max` stays quiet.
+        let config = self.hub.config();
+        let quiet = |room: &str| !config.announces(self.hub.room_members(room));
         for (_, member) in gone {
+            if quiet(&member.room) {
+                continue;
+            }
             self.tell_room(
                 &member.room,
                 protocol::left_notice(&member.name, Departure::Server(why)),
             );
         }
         for (_, member) in came {
+            if quiet(&member.room) {
+                continue;
+            }
             self.tell_room(
                 &member.room,
                 protocol::notice(&format!("{} joined", member.name)),

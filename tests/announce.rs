@@ -1,0 +1,68 @@
+//! `--announce-max`: a room announces joins and leaves only while it holds at most that many
+//! members; a bigger room stays quiet about them (a join storm in a huge room only buries the
+//! chat) but still carries every chat line.
+
+mod common;
+
+use common::{start_server, TcpClient};
+
+#[tokio::test]
+async fn a_room_over_the_limit_stays_quiet_about_joins_and_leaves_but_carries_chat() {
+    let server = start_server("--announce-max 2").await;
+    let mut ann = TcpClient::connect(server.tcp).await;
+    let mut bo = TcpClient::connect(server.tcp).await;
+    // The second member makes two: announced.
+    assert_eq!(ann.recv().await, format!("* {} joined", bo.name));
+    // The third makes three: not announced, so the next thing the others see is its chat.
+    let mut cy = TcpClient::connect(server.tcp).await;
+    cy.send("hello from the third").await;
+    let said = format!("<{}> hello from the third", cy.name);
+    assert_eq!(ann.recv().await, said);
+    assert_eq!(bo.recv().await, said);
+    // Leaving a room of three is quiet too.
+    cy.send("/quit").await;
+    cy.expect_closed().await;
+    bo.send("still here").await;
+    assert_eq!(ann.recv().await, format!("<{}> still here", bo.name));
+    // Leaving a room of two is told again.
+    bo.send("/quit").await;
+    let skipped = ann
+        .expect_match(|l| l.starts_with(&format!("* {} left", bo.name)))
+        .await;
+    assert!(skipped.is_empty(), "before the leave notice: {skipped:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn moves_follow_the_same_rule_in_both_rooms() {
+    let server = start_server("--announce-max 2").await;
+    let mut ann = TcpClient::with_nick(server.tcp, "ann").await;
+    let mut bo = TcpClient::with_nick(server.tcp, "bo").await;
+    ann.expect_renamed("bo").await;
+    // Leaving a lobby of two is told.
+    bo.send("/join #x").await;
+    bo.expect("* you are in #x with 0 others").await;
+    ann.expect("* bo left #lobby").await;
+    let mut cy = TcpClient::with_nick(server.tcp, "cy").await;
+    ann.expect_renamed("cy").await;
+    // A third in the lobby leaves quietly, and makes #x two: told there.
+    let mut di = TcpClient::with_nick(server.tcp, "di").await;
+    di.send("/join #x").await;
+    di.expect("* you are in #x with 1 other").await;
+    bo.expect("* di joined #x").await;
+    // A fourth joins a lobby of three and moves into an #x of three: quiet in both.
+    let mut ed = TcpClient::with_nick(server.tcp, "ed").await;
+    ed.send("/join #x").await;
+    ed.expect("* you are in #x with 2 others").await;
+    ed.send("hi x").await;
+    assert_eq!(bo.recv().await, "<ed> hi x");
+    cy.send("mark").await;
+    // The lobby saw di and ed take their names, but neither join nor leave of theirs.
+    let skipped = ann.expect("<cy> mark").await;
+    assert!(
+        skipped.iter().all(|l| l.contains(" is now known as ")),
+        "in the lobby: {skipped:?}"
+    );
+    assert_eq!(skipped.len(), 2, "in the lobby: {skipped:?}");
+    server.shutdown().await;
+}

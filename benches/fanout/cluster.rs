@@ -3,13 +3,13 @@
 //! them the same load on one chatd. Deliveries/s, latency and loss come from the load generator;
 //! the CPU of every chatd node and of nats-server from `/proc`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use loadgen::case::{run_fanout, FanoutSpec};
+use loadgen::nats::JetStream;
 use loadgen::server::ServerProc;
-use tokio::io::AsyncBufReadExt;
 
 /// One row of the cluster table.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -49,55 +49,6 @@ fn spec(nodes: usize, quick: bool) -> FanoutSpec {
     }
 }
 
-/// A nats-server with JetStream in a temp dir, killed on drop.
-struct Nats {
-    child: tokio::process::Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Nats {
-    async fn start(bin: &Path) -> Result<Nats> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let dir = std::env::temp_dir().join(format!("chatd-bench-nats-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
-        let mut child = tokio::process::Command::new(bin)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(&dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context("start nats-server")?;
-        let mut lines = tokio::io::BufReader::new(child.stderr.take().context("stderr")?).lines();
-        loop {
-            let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-                .await
-                .context("nats-server ready in time")??
-                .context("nats-server exited")?;
-            if line.contains("Server is ready") {
-                break;
-            }
-        }
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Nats { child, port, dir })
-    }
-
-    fn cpu_ns(&self) -> Result<u64> {
-        loadgen::sys::proc_cpu_ns(self.child.id().context("nats pid")?)
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn cpu_ms(servers: &[ServerProc]) -> f64 {
     servers.iter().filter_map(|s| s.cpu_ns().ok()).sum::<u64>() as f64 / 1e6
 }
@@ -111,7 +62,7 @@ async fn one(
 ) -> Result<Row> {
     let spec = spec(nodes, quick);
     let nats = if nodes > 1 {
-        Some(Nats::start(nats_bin).await?)
+        Some(JetStream::start(nats_bin, "chatd-bench").await?)
     } else {
         None
     };
@@ -121,7 +72,7 @@ async fn one(
         if let Some(nats) = &nats {
             args.extend([
                 "--cluster".into(),
-                format!("nats://127.0.0.1:{}", nats.port),
+                nats.url(),
                 "--node".into(),
                 format!("n{n}"),
             ]);

@@ -10,8 +10,8 @@ const SUB: usize = 1 << SUB_BITS;
 const MAX_EXP: u32 = 40;
 const BUCKETS: usize = ((MAX_EXP - SUB_BITS + 1) as usize + 1) * SUB;
 
-/// Latency histogram in nanoseconds.
-#[derive(Clone, Debug)]
+/// Latency histogram in nanoseconds (serialisable, so worker processes can hand theirs over).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Histogram {
     counts: Vec<u64>,
     total: u64,

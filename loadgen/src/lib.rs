@@ -12,6 +12,9 @@
 //! - [`idle`]: idle connections by the ten thousand, for memory per connection.
 //! - [`ws`]: WebSocket members, bridged to plain streams for the web cases.
 //! - [`tls`]: TLS members, bridged the same way for the TLS cases.
+//! - [`nats`]: a nats-server with JetStream for the cluster cases.
+//! - [`scale`]: the worker side of `cluster-scale` (idle members by the ten thousand, split over
+//!   processes, timing each line to reach all of them).
 //! - [`sys`]: CPU, memory, descriptor limits and UDP drop counters from the OS.
 
 pub mod case;
@@ -19,7 +22,9 @@ pub mod conn;
 pub mod hist;
 pub mod idle;
 pub mod msg;
+pub mod nats;
 pub mod recv;
+pub mod scale;
 pub mod send;
 pub mod server;
 pub mod sys;

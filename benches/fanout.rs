@@ -4,7 +4,7 @@
 //! `FANOUT_CASES=closed100,idle10k cargo bench --bench fanout` or
 //! `cargo bench --bench fanout -- closed100 idle10k`; `FANOUT_QUICK=1` shortens every case.
 //! `FANOUT_MSGS=N` sets the closed-loop cases' messages per sender (default 1000);
-//! `FANOUT_MSGS_OF=closed100:20000,closed1000:2000` per case.
+//! `FANOUT_MSGS_OF=closed100:20000,closed1000:2000` per case (`cluster:N` for every cluster row).
 //! `closed100-web` runs closed100's load through WebSocket members (`--http`), `closed100-tls`
 //! through TLS members (`--tls`), and each prints its ratios against plain TCP.
 //! `FANOUT_IDLE_READ=0` makes idle clients hold their sockets without reading; `FANOUT_CHATD=PATH`

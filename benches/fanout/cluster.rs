@@ -38,7 +38,8 @@ fn spec(nodes: usize, quick: bool) -> FanoutSpec {
         udp_clients: 0,
         tcp_senders: 3,
         udp_senders: 0,
-        msgs_per_sender: if quick { 50 } else { 300 },
+        // `FANOUT_MSGS_OF=cluster:N` lengthens every cluster row alike (its default lasts ~0.1 s).
+        msgs_per_sender: crate::per_case_msgs("cluster").unwrap_or(if quick { 50 } else { 300 }),
         rate_per_sender: None,
         udp_ping_every: Duration::from_secs(1),
         deadline: Duration::from_secs(60),

@@ -24,6 +24,7 @@ pub mod meta;
 pub mod names;
 pub mod presence;
 pub mod relay;
+pub mod room_relay;
 pub mod roster;
 pub mod subject;
 pub mod wire;
@@ -294,8 +295,14 @@ impl Bridge {
     /// Starts relaying a newly opened room's local lines to the cluster.
     pub fn room_opened(&self, room: &Arc<Room>) {
         let events = room.subscribe(0).events;
+        let cursor = room.track_reader(room.next_seq());
         let subject = self.inner.subjects.room(&room.name().key);
-        tokio::spawn(relay::relay_room(self.clone(), subject, events));
+        tokio::spawn(room_relay::relay_room(
+            self.clone(),
+            subject,
+            events,
+            cursor,
+        ));
         let events = room.subscribe(0).events;
         let subject = self.inner.subjects.history(&room.name().key);
         tokio::spawn(history::relay(self.clone(), subject, events));
@@ -417,6 +424,11 @@ impl Bridge {
 
     fn closing(&self) -> bool {
         self.inner.closing.load(Ordering::SeqCst)
+    }
+
+    /// Whether the NATS link is up (as its last event said).
+    fn link_up(&self) -> bool {
+        self.inner.link_up.load(Ordering::SeqCst)
     }
 }
 

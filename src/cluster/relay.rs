@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_nats::{Client, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -21,7 +21,6 @@ use super::wire::{self, Presence, RemoteMember, Roster};
 use super::{Bridge, Outbound, REMOTE};
 use crate::hub::Hub;
 use crate::protocol::{self, Departure};
-use crate::room::Event;
 
 /// How long startup waits for the subscriptions to reach the NATS server.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(3);
@@ -29,41 +28,6 @@ const SUBSCRIBE_WAIT: Duration = Duration::from_secs(3);
 const BYE_WAIT: Duration = Duration::from_millis(300);
 /// Most claims waiting to be given back after a failure.
 const RETRIED_RELEASES: usize = 4096;
-
-/// Reads one room's events and publishes those of local members, in order. Ends when the room is
-/// gone. A link that cannot keep up makes it lag behind the room's ring: what it skipped is
-/// counted as dropped.
-pub async fn relay_room(bridge: Bridge, subject: String, mut events: broadcast::Receiver<Event>) {
-    loop {
-        match events.recv().await {
-            Ok(event) => {
-                if event.from == REMOTE || bridge.closing() {
-                    continue;
-                }
-                let payload = wire::encode_room(
-                    &bridge.inner.node,
-                    event.is_chat(),
-                    event.lines,
-                    &event.line,
-                );
-                // Through the publisher, so other nodes hear this room's lines in order with this
-                // node's presence changes.
-                let queued = bridge
-                    .inner
-                    .out
-                    .send(Outbound::Room(subject.clone(), payload));
-                if queued.await.is_err() {
-                    return;
-                }
-            }
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!(%subject, skipped = n, "cluster relay fell behind its room");
-                bridge.inner.metrics.cluster_dropped("relay_lag").inc_by(n);
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
-    }
-}
 
 /// The hub for `config`: a plain one without `--cluster`; with it, one node of the cluster, its
 /// tasks started on `tracker`. A link that cannot even be set up (an unreadable credentials

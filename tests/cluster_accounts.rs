@@ -76,3 +76,54 @@ async fn a_server_ban_set_on_one_node_applies_on_every_node() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_room_ban_set_on_one_node_reaches_the_room_open_on_another() {
+    let nats = Nats::start("acct-rban").await;
+    let a = node(&nats, "a").await;
+    let b = node(&nats, "b").await;
+    // ann opens #den on a, so operates it; bo opens it on b (the first in a room on a node
+    // operates it there), then vic sits in it too, from another address.
+    let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
+    ann.send("/join #den").await;
+    ann.expect("* you are in #den with 0 others").await;
+    let mut bo = TcpClient::connect(b.tcp).await;
+    bo.send("/join #den").await;
+    bo.expect_match(|l| l.starts_with("* you are in #den"))
+        .await;
+    ann.expect(&format!("* {} joined #den", bo.name)).await;
+    let mut vic = TcpClient::connect_from(b.tcp, other_address()).await;
+    vic.send("/join #den").await;
+    vic.expect_match(|l| l.starts_with("* you are in #den"))
+        .await;
+    ann.expect(&format!("* {} joined #den", vic.name)).await;
+    ann.send("/ban 127.0.0.2 1h").await;
+    ann.expect("* address 127.0.0.2 is banned from #den for 1h")
+        .await;
+    // b's open #den takes the ban at once: vic is sent to the lobby, and cannot come back.
+    vic.expect("! you are banned from #den").await;
+    ann.expect(&format!("* {} was banned from #den", vic.name))
+        .await;
+    vic.send("/join #den").await;
+    vic.expect("! you are banned from #den").await;
+    // Lifted on a, lifted in b's #den.
+    ann.send("/unban 127.0.0.2").await;
+    ann.expect_match(|l| l.starts_with("* address 127.0.0.2 is no longer banned"))
+        .await;
+    let mut tries = 0;
+    loop {
+        vic.send("/join #den").await;
+        let answer = loop {
+            let line = vic.recv().await;
+            if line.starts_with("* you are in #den") || line == "! you are banned from #den" {
+                break line;
+            }
+        };
+        if answer.starts_with("* you are in #den") {
+            break;
+        }
+        tries += 1;
+        assert!(tries < 50, "still banned from #den on b");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -20,6 +20,8 @@ use super::subject::{token, untoken};
 use super::Bridge;
 use crate::control::Control;
 use crate::hub::Hub;
+use crate::protocol;
+use crate::room::moderation::Who;
 
 /// State changes waiting for the bucket.
 const QUEUE: usize = 1024;
@@ -156,17 +158,64 @@ fn apply(hub: &Hub, entry: &kv::Entry) {
         return;
     }
     hub.store().put_state(&key, value);
+    if let Some(room) = key.strip_prefix("room:") {
+        adopt_room(hub, room, value);
+    }
     if key == crate::auth::server::STATE_KEY {
         hub.guard().reload();
         disconnect_banned(hub);
     }
 }
 
+/// A room's operators, topic or bans changed on another node: a room open here takes the new
+/// state at once (a closed one reads it from the store when it opens), and the members of this
+/// node a new ban covers leave it for the lobby (server operators stay).
+fn adopt_room(hub: &Hub, room_key: &str, value: Option<&str>) {
+    let Some(room) = hub.room(room_key) else {
+        return;
+    };
+    if !room.adopt_state(value) {
+        return;
+    }
+    let now = now_ms();
+    let key = room.name().key.clone();
+    let covered = hub.targets(|t| {
+        t.room.name().key == key
+            && !hub.is_oper(t.account.as_deref())
+            && room.moderate(|m| {
+                let who = Who {
+                    id: t.id,
+                    account: t.account.as_deref(),
+                    ip: t.addr.ip(),
+                };
+                m.banned(who, now).is_some()
+            })
+    });
+    let label = room.label();
+    for target in covered {
+        room.broadcast(
+            crate::room::SERVER,
+            protocol::notice(&format!("{} was banned from {label}", target.name)),
+        );
+        hub.control(
+            target.id,
+            Control::Kick {
+                room: key.clone(),
+                notice: format!("you are banned from {label}"),
+            },
+        );
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Disconnects the members of this node a server ban now covers (server operators stay).
 fn disconnect_banned(hub: &Hub) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let now = now_ms();
     let covered = hub.targets(|t| {
         hub.guard().banned(t.addr.ip(), now).is_some() && !hub.is_oper(t.account.as_deref())
     });

@@ -178,6 +178,27 @@ impl Room {
         result
     }
 
+    /// Takes the lasting state (operators, topic, bans) as another node stored it, from `json`
+    /// (`None`: nothing lasting); not stored again, since it came from the store. Returns false
+    /// when it was what the room had already (this node's own change, seen coming back).
+    pub fn adopt_state(&self, json: Option<&str>) -> bool {
+        let lasting = match json.map(serde_json::from_str::<Lasting>) {
+            None => Lasting::default(),
+            Some(Ok(lasting)) => lasting,
+            Some(Err(e)) => {
+                tracing::error!(room = %self.name.key, error = %e, "unreadable room state; ignored");
+                return false;
+            }
+        };
+        let mut state = self.moderation.lock().unwrap_or_else(|p| p.into_inner());
+        if state.lasting == lasting {
+            return false;
+        }
+        state.lasting = lasting;
+        self.restricted.store(state.restricts(), Ordering::Relaxed);
+        true
+    }
+
     /// A member left the room: a guest's operator rights end (see [`Moderation::left`]).
     pub fn member_left(&self, id: MemberId) {
         self.moderation

@@ -28,6 +28,10 @@ pub struct Row {
     pub chatd_cpu_ms: f64,
     /// CPU of nats-server, in ms (none for one node).
     pub nats_cpu_ms: Option<f64>,
+    /// Lines the nodes told readers they missed (a reader fell behind its room's ring).
+    pub missed_notices: u64,
+    /// What the generator noticed (members cut off by a node, say).
+    pub notes: Vec<String>,
 }
 
 fn spec(nodes: usize, quick: bool) -> FanoutSpec {
@@ -109,6 +113,8 @@ async fn one(
         loss_pct: r.loss_pct,
         chatd_cpu_ms,
         nats_cpu_ms,
+        missed_notices: r.server_missed_notices,
+        notes: r.notes.clone(),
     })
 }
 
@@ -157,6 +163,14 @@ pub async fn run(
             row.nats_cpu_ms
                 .map_or("-".to_string(), |ms| format!("{ms:.0}ms"))
         ));
+        if row.missed_notices > 0 || !row.notes.is_empty() {
+            lines.push(format!(
+                "         ({} lines missed by lagging readers{}{})",
+                row.missed_notices,
+                if row.notes.is_empty() { "" } else { "; " },
+                row.notes.join("; ")
+            ));
+        }
     }
     Ok(lines)
 }

@@ -127,3 +127,18 @@ async fn a_room_ban_set_on_one_node_reaches_the_room_open_on_another() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_node_started_after_a_server_ban_refuses_the_address_from_its_first_connection() {
+    let nats = Nats::start("acct-gban-start").await;
+    let a = node(&nats, "a").await;
+    let mut root = register(a.tcp, "root", "pw-root").await;
+    root.send("/gban 127.0.0.2 1h").await;
+    root.expect("* address 127.0.0.2 is banned from the server for 1h; 0 members disconnected")
+        .await;
+    // b reads the cluster's bans before it takes anyone: its very first connection is refused.
+    let b = node(&nats, "b").await;
+    let mut refused = TcpClient::connect_from_raw(b.tcp, other_address()).await;
+    assert_eq!(refused.recv().await, "! you are banned from this server");
+    refused.expect_closed().await;
+}

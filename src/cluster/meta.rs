@@ -27,6 +27,8 @@ use crate::room::moderation::Who;
 const QUEUE: usize = 1024;
 /// How long one bucket request may take.
 const KV_WAIT: Duration = Duration::from_secs(2);
+/// How long startup waits for what the bucket holds to be applied.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(3);
 /// Pause before watching again after the watch failed.
 const RETRY: Duration = Duration::from_millis(500);
 
@@ -95,14 +97,27 @@ pub async fn start(bridge: &Bridge, hub: &Hub, token: &CancellationToken, tracke
             _ = writer => {}
         }
     });
+    // What the bucket holds now (bans above all) applies before this node takes members.
+    let (read_tx, mut read) = tokio::sync::watch::channel(
+        store
+            .status()
+            .await
+            .map_or(true, |s| s.info.state.messages == 0),
+    );
     let stop = token.clone();
-    let watcher = watch(store, hub.clone());
+    let watcher = watch(store, hub.clone(), read_tx);
     tracker.spawn(async move {
         tokio::select! {
             _ = stop.cancelled() => {}
             _ = watcher => {}
         }
     });
+    if tokio::time::timeout(CATCH_UP_WAIT, read.wait_for(|&done| done))
+        .await
+        .is_err()
+    {
+        tracing::warn!(bucket = %name, "cluster state not read in time; it applies as it arrives");
+    }
 }
 
 async fn write(store: kv::Store, mut rx: mpsc::Receiver<(String, Option<String>)>) {
@@ -124,13 +139,20 @@ async fn write(store: kv::Store, mut rx: mpsc::Receiver<(String, Option<String>)
     }
 }
 
-async fn watch(store: kv::Store, hub: Hub) {
+/// Applies every change to the bucket, from what it holds now on; `read` turns true once what it
+/// held at the start has been applied.
+async fn watch(store: kv::Store, hub: Hub, read: tokio::sync::watch::Sender<bool>) {
     loop {
         match store.watch_with_history(">").await {
             Ok(mut entries) => {
                 while let Some(entry) = entries.next().await {
                     match entry {
-                        Ok(entry) => apply(&hub, &entry),
+                        Ok(entry) => {
+                            apply(&hub, &entry);
+                            if entry.delta == 0 || entry.seen_current {
+                                read.send_replace(true);
+                            }
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "cluster state watch failed");
                             break;

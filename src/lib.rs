@@ -34,7 +34,7 @@ pub(crate) mod control;
 pub mod guard;
 pub mod hub;
 pub(crate) mod info;
-pub mod member;
+pub(crate) mod member;
 pub(crate) mod metrics;
 pub mod names;
 pub(crate) mod outbox;

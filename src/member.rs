@@ -651,11 +651,6 @@ impl Member {
         }
         self.leave_now(reason.map_or(Departure::Silent, Departure::Server));
     }
-
-    /// How this member is connected.
-    pub fn transport(&self) -> Transport {
-        self.transport
-    }
 }
 
 /// Joins complete lines into one reply, so it is queued (and refused) as a whole.

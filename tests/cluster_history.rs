@@ -198,3 +198,46 @@ async fn when_nats_goes_a_node_falls_back_to_its_own_history_and_says_so() {
     }
     panic!("never fell back to its own history");
 }
+
+/// Waits (bounded) until the cluster history stream exists with `max_msgs_per_subject` = `want`
+/// (a node opens it a moment after it starts).
+async fn stream_keeps(nats: &Nats, want: i64) {
+    let client = tokio::time::timeout(common::TIMEOUT, async_nats::connect(nats.url()))
+        .await
+        .expect("nats in time")
+        .expect("connect to nats");
+    let js = async_nats::jetstream::new(client);
+    let name = chatd::cluster::subject::Subjects::new("chatd").history_stream();
+    let mut seen = None;
+    for _ in 0..100 {
+        if let Ok(Ok(mut stream)) =
+            tokio::time::timeout(common::TIMEOUT, js.get_stream(name.clone())).await
+        {
+            if let Ok(Ok(info)) = tokio::time::timeout(common::TIMEOUT, stream.info()).await {
+                seen = Some(info.config.max_messages_per_subject);
+                if seen == Some(want) {
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the history stream keeps {seen:?}, not {want}");
+}
+
+#[tokio::test]
+async fn the_history_stream_keeps_what_the_node_started_last_asks_for() {
+    let nats = Nats::start("hist-size").await;
+    let _a = start_server(&format!("{} --history 5", nats.flags("a"))).await;
+    stream_keeps(&nats, 5).await;
+    // An operator restarting nodes with a new --history: the stream follows.
+    let b = start_server(&format!("{} --history 3", nats.flags("b"))).await;
+    stream_keeps(&nats, 3).await;
+    let mut sam = TcpClient::with_nick(b.tcp, "sam").await;
+    for n in 0..5 {
+        sam.send(&format!("line {n}")).await;
+    }
+    let lines = history_until(&mut sam, "<sam> line 4").await;
+    let texts: Vec<&str> = lines.iter().map(|l| text_of(l)).collect();
+    assert_eq!(texts.len(), 3, "{texts:?}");
+}

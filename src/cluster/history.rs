@@ -240,8 +240,28 @@ impl Reader {
             storage: stream::StorageType::File,
             ..Default::default()
         };
+        let want = config.max_messages_per_subject;
         let stream =
             tokio::time::timeout(REQUEST_WAIT, self.js.get_or_create_stream(config)).await??;
+        let have = stream.cached_info().config.max_messages_per_subject;
+        if have != want {
+            // The stream keeps what the node started last asks for, so a changed `--history`
+            // reaches the cluster's history as the nodes are restarted with it.
+            let mut resized = stream.cached_info().config.clone();
+            resized.max_messages_per_subject = want;
+            let name = resized.name.clone();
+            match tokio::time::timeout(REQUEST_WAIT, self.js.update_stream(resized)).await {
+                Ok(Ok(_)) => {
+                    tracing::warn!(stream = %name, from = have, to = want, "cluster history resized to this node's --history")
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(stream = %name, keeps = have, error = %e, "cluster history not resized to this node's --history")
+                }
+                Err(_) => {
+                    tracing::warn!(stream = %name, keeps = have, "cluster history not resized in time")
+                }
+            }
+        }
         Ok(stream)
     }
 

@@ -173,15 +173,20 @@ async fn publish(
     token: CancellationToken,
 ) {
     let mut acks = FuturesUnordered::new();
+    // While the link is down, lines wait in the queue (bounded: past it they are dropped and
+    // counted) and go to the stream once it is back, so what was said meanwhile is not lost.
+    let mut link_check = tokio::time::interval(RETRY);
     loop {
+        let up = bridge.link_up();
         tokio::select! {
             _ = token.cancelled() => break,
+            _ = link_check.tick(), if !up => {}
             Some(acked) = acks.next(), if !acks.is_empty() => {
                 if !matches!(acked, Ok(Ok(_))) {
                     bridge.history_dropped("history", 1);
                 }
             }
-            next = rx.recv(), if acks.len() < IN_FLIGHT => {
+            next = rx.recv(), if up && acks.len() < IN_FLIGHT => {
                 let Some((subject, text)) = next else { break };
                 match tokio::time::timeout(REQUEST_WAIT, js.publish(subject, text)).await {
                     Ok(Ok(ack)) => acks.push(tokio::time::timeout(REQUEST_WAIT, ack)),

@@ -3,8 +3,11 @@
 //! chat) but still carries every chat line.
 
 mod common;
+#[path = "common/nats.rs"]
+mod nats;
 
 use common::{start_server, TcpClient};
+use nats::Nats;
 
 #[tokio::test]
 async fn a_room_over_the_limit_stays_quiet_about_joins_and_leaves_but_carries_chat() {
@@ -65,4 +68,63 @@ async fn moves_follow_the_same_rule_in_both_rooms() {
     );
     assert_eq!(skipped.len(), 2, "in the lobby: {skipped:?}");
     server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_node_with_a_big_room_is_quiet_about_another_nodes_members_leaving_it() {
+    let nats = Nats::start("announce").await;
+    let a = start_server(&format!("{} --announce-max 1", nats.flags("a"))).await;
+    let b = start_server(&nats.flags("b")).await;
+    let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
+    // a's lobby holds two of a's members now: over the limit there.
+    let mut al = TcpClient::with_nick(a.tcp, "al").await;
+    ann.expect_renamed("al").await;
+    let _bo = TcpClient::with_nick(b.tcp, "bo").await;
+    ann.expect_renamed("bo").await;
+    // b stops: a would show bo leaving, but its lobby is over the limit.
+    b.shutdown().await;
+    let mut gone = false;
+    for _ in 0..100 {
+        ann.send("/who").await;
+        let count = loop {
+            let line = ann.recv().await;
+            assert!(!line.contains(" left"), "told: {line}");
+            if let Some(n) = line
+                .strip_prefix("* ")
+                .and_then(|l| l.strip_suffix(" here:"))
+            {
+                break n.parse::<usize>().expect("a member count");
+            }
+        };
+        let mut listed = Vec::new();
+        for _ in 0..count {
+            listed.push(ann.recv().await);
+        }
+        if !listed.iter().any(|l| l.contains("bo (")) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(gone, "bo never left a's /who");
+    // a shows a lost node's members leaving right after it frees their names: once al can take
+    // bo's name, any notice would have come.
+    let mut renamed = false;
+    for _ in 0..100 {
+        al.send("/nick bo").await;
+        let answer = loop {
+            let line = al.recv().await;
+            if line == "* you are now known as bo" || line.starts_with("! ") {
+                break line;
+            }
+        };
+        if answer == "* you are now known as bo" {
+            renamed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(renamed, "bo's name never came free");
+    let skipped = ann.expect("* al is now known as bo").await;
+    assert!(!skipped.iter().any(|l| l.contains(" left")), "{skipped:?}");
 }

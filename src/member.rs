@@ -406,12 +406,8 @@ impl Member {
                 true
             }
             Ok((old, new)) => {
-                self.name = new.clone();
-                self.reply(protocol::notice(&format!("you are now known as {new}")));
-                self.room.broadcast(
-                    self.id,
-                    protocol::notice(&format!("{old} is now known as {new}")),
-                );
+                let told = format!("you are now known as {new}");
+                self.took_name(&old, new, &told);
                 true
             }
             Err(e) => {
@@ -419,6 +415,19 @@ impl Member {
                 false
             }
         }
+    }
+
+    /// Takes `new` (the hub agreed) as this member's name: tells it `told`, and its room the
+    /// change, if the name changed.
+    fn took_name(&mut self, old: &str, new: String, told: &str) {
+        self.reply(protocol::notice(told));
+        if old != new {
+            self.room.broadcast(
+                self.id,
+                protocol::notice(&format!("{old} is now known as {new}")),
+            );
+        }
+        self.name = new;
     }
 
     fn move_to(&mut self, to: &str) {

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use common::{start_server, TcpClient, TIMEOUT};
-use loadgen::msg::{encode, Token, MSG_LEN};
+use loadgen::msg::{self, Token, MSG_LEN};
 use loadgen::scale::{mono_ns, Worker, WorkerSpec};
 use nats::Nats;
 
@@ -38,15 +38,11 @@ async fn workers_on_two_nodes_count_and_time_every_line_once() {
     let mut sender = TcpClient::connect(a.tcp).await;
     let sent_from = mono_ns();
     for seq in 0..LINES {
-        let mut line = [0u8; MSG_LEN];
-        encode(
-            &mut line,
-            Token {
-                sender: 0,
-                seq,
-                sent_ns: mono_ns(),
-            },
-        );
+        let line = msg::line(Token {
+            sender: 0,
+            seq,
+            sent_ns: mono_ns(),
+        });
         sender
             .send(std::str::from_utf8(&line[..MSG_LEN - 1]).expect("ascii"))
             .await;

@@ -54,6 +54,13 @@ pub fn encode(out: &mut [u8; MSG_LEN], token: Token) {
     out[MSG_LEN - 1] = b'\n';
 }
 
+/// The message line `token` makes, as a value (for callers that keep or send it whole).
+pub fn line(token: Token) -> [u8; MSG_LEN] {
+    let mut out = [0u8; MSG_LEN];
+    encode(&mut out, token);
+    out
+}
+
 /// Parses a run of ASCII digits at `s[pos..]`; `None` if there is none or it overflows. Up to 19
 /// digits cannot overflow, so the usual case skips per-digit checks: this runs for every delivery
 /// and was the generator's hottest function.

@@ -327,20 +327,15 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::msg::{encode, Token, MSG_LEN};
+    use crate::msg::Token;
 
     fn line(seq: u32, sent_ns: u64) -> Vec<u8> {
-        let mut out = [0u8; MSG_LEN];
-        encode(
-            &mut out,
-            Token {
-                sender: 0,
-                seq,
-                sent_ns,
-            },
-        );
         let mut v = b"<n1> ".to_vec();
-        v.extend_from_slice(&out);
+        v.extend_from_slice(&msg::line(Token {
+            sender: 0,
+            seq,
+            sent_ns,
+        }));
         v
     }
 

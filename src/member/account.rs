@@ -167,15 +167,9 @@ impl Member {
         match self.hub.login(self.id, name) {
             Ok((old, new)) => {
                 tracing::info!(addr = %self.addr, account = %new, "logged in");
-                self.name = new.clone();
                 self.account = Some(names::key(&new));
-                self.reply(protocol::notice(&format!("you are logged in as {new}")));
-                if old != new {
-                    self.room.broadcast(
-                        self.id,
-                        protocol::notice(&format!("{old} is now known as {new}")),
-                    );
-                }
+                let told = format!("you are logged in as {new}");
+                self.took_name(&old, new, &told);
                 true
             }
             Err(e) => {

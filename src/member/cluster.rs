@@ -8,13 +8,10 @@ use crate::hub::RenameError;
 use crate::protocol;
 
 impl Member {
-    /// In a cluster, starts claiming `new` and returns true: the rename happens when the claim
-    /// ends ([`Member::claimed`]). Without a cluster, or when no claim is needed, false.
-    pub(super) fn claim_first(&mut self, new: &str) -> bool {
-        let Some(cluster) = self.hub.cluster() else {
-            return false;
-        };
-        match cluster.start_claim(self.id, &self.name, new, self.control_tx.clone()) {
+    /// A claim was started (`Ok(true)`: wait for its answer), not needed (`Ok(false)`) or refused
+    /// at once (told why); true when the command is dealt with for now.
+    fn claim_started(&mut self, started: Result<bool, String>) -> bool {
+        match started {
             Ok(started) => {
                 self.busy = started;
                 started
@@ -26,6 +23,16 @@ impl Member {
         }
     }
 
+    /// In a cluster, starts claiming `new` and returns true: the rename happens when the claim
+    /// ends ([`Member::claimed`]). Without a cluster, or when no claim is needed, false.
+    pub(super) fn claim_first(&mut self, new: &str) -> bool {
+        let Some(cluster) = self.hub.cluster() else {
+            return false;
+        };
+        let started = cluster.start_claim(self.id, &self.name, new, self.control_tx.clone());
+        self.claim_started(started)
+    }
+
     /// In a cluster, after a right password for the account `name`: starts claiming its name and
     /// returns true; the login happens when the claim ends ([`Member::claimed`]). Without a
     /// cluster, or when the member holds that name's claim already, false.
@@ -33,16 +40,8 @@ impl Member {
         let Some(cluster) = self.hub.cluster() else {
             return false;
         };
-        match cluster.start_login_claim(self.id, name, self.control_tx.clone()) {
-            Ok(started) => {
-                self.busy = started;
-                started
-            }
-            Err(why) => {
-                self.reply(protocol::error(&why));
-                true
-            }
-        }
+        let started = cluster.start_login_claim(self.id, name, self.control_tx.clone());
+        self.claim_started(started)
     }
 
     /// The claim of `name` (key `key`) ended: rename (or, for a `login`, log in) if it was won,

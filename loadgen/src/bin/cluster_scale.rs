@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use loadgen::msg::{encode, Token, MSG_LEN};
+use loadgen::msg::{self, Token, MSG_LEN};
 use loadgen::nats::JetStream;
 use loadgen::scale::{mono_ns, Report, Worker, WorkerSpec};
 use loadgen::server::{find_on_path, ServerKind, ServerProc};
@@ -336,17 +336,12 @@ async fn measure(args: &Args, nodes: usize, members: usize, cluster: bool) -> Re
     tokio::spawn(async move { tokio::io::copy(&mut rd, &mut tokio::io::sink()).await });
     let expected = total.members as u64;
     let mut sent_ns = Vec::new();
-    let line = |seq: u32, at: u64| {
-        let mut out = [0u8; MSG_LEN];
-        encode(
-            &mut out,
-            Token {
-                sender: 0,
-                seq,
-                sent_ns: at,
-            },
-        );
-        out
+    let line = |seq: u32, sent_ns: u64| {
+        msg::line(Token {
+            sender: 0,
+            seq,
+            sent_ns,
+        })
     };
     eprintln!("cluster-scale: {} lines one at a time", args.spaced);
     for seq in 0..args.spaced {

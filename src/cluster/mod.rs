@@ -21,6 +21,7 @@ pub mod config;
 pub mod history;
 pub mod link;
 pub mod meta;
+pub mod moderation;
 pub mod names;
 pub mod presence;
 pub mod relay;
@@ -66,6 +67,13 @@ pub enum Outbound {
         to: String,
         /// The formatted line.
         line: Bytes,
+    },
+    /// A moderation command for a member of `node`, encoded.
+    Action {
+        /// The member's node.
+        node: String,
+        /// The encoded [`wire::RemoteAction`].
+        payload: Bytes,
     },
 }
 
@@ -388,6 +396,29 @@ impl Bridge {
             self.inner.metrics.cluster_dropped("private").inc();
             PrivateError::Busy
         })
+    }
+
+    /// The node and presence of the member of another node called `name`, if there is one.
+    pub fn remote_member(&self, name: &str) -> Option<(String, RemoteMember)> {
+        let key = crate::names::key(name);
+        self.table()
+            .find(&key)
+            .map(|(node, member)| (node.to_string(), member.clone()))
+    }
+
+    /// Sends `action` to `node`, which carries it out; never waits (a full queue refuses it).
+    pub fn send_action(&self, node: &str, action: &wire::RemoteAction) -> bool {
+        let Some(payload) = wire::encode_action(&self.inner.node, action) else {
+            return false;
+        };
+        let sent = self.inner.out.try_send(Outbound::Action {
+            node: node.to_string(),
+            payload,
+        });
+        if sent.is_err() {
+            self.inner.metrics.cluster_dropped("private").inc();
+        }
+        sent.is_ok()
     }
 
     /// Members of other nodes in the room with key `room`, with their node, sorted by name.

@@ -175,6 +175,10 @@ impl Tasks {
     /// Private lines for members of this node.
     async fn private(self, mut sub: Subscriber) {
         while let Some(message) = sub.next().await {
+            if let Some((origin, action)) = wire::decode_action(&message.payload) {
+                super::moderation::carry_out(&self.hub, &self.bridge, &origin, action);
+                continue;
+            }
             let Some(private) = wire::decode_private(&message.payload) else {
                 self.dropped("malformed");
                 continue;
@@ -589,6 +593,12 @@ impl Tasks {
                     }
                     Some(Outbound::Private { node, to, line }) => {
                         let payload = wire::encode_private(&inner.node, &to, &line);
+                        if self.client().publish(inner.subjects.msg(&node), payload).await.is_err() {
+                            self.dropped("publish");
+                        }
+                        continue;
+                    }
+                    Some(Outbound::Action { node, payload }) => {
                         if self.client().publish(inner.subjects.msg(&node), payload).await.is_err() {
                             self.dropped("publish");
                         }

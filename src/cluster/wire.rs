@@ -85,6 +85,46 @@ pub fn encode_private(origin: &str, to: &str, line: &[u8]) -> Bytes {
     with_header(&format!("p {} {}", token(origin), token(to)), line)
 }
 
+/// A moderation command for a member of another node, carried out there on the actor's behalf
+/// (the actor's node has already checked that it may give it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteAction {
+    /// What to do.
+    pub action: Action,
+    /// The member's name.
+    pub target: String,
+    /// Who gives the command (its name, for the notices).
+    pub by: String,
+    /// Whether that is a server operator (who may act on other server operators).
+    pub by_oper: bool,
+    /// Why, if said.
+    pub reason: Option<String>,
+}
+
+/// The commands that reach members on other nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    /// `/kick`: out of the room with this key, to the lobby.
+    Kick(String),
+    /// `/kill`: off the server.
+    Kill,
+}
+
+/// Encodes a [`RemoteAction`]: `m ORIGIN`, then the action as JSON.
+pub fn encode_action(origin: &str, action: &RemoteAction) -> Option<Bytes> {
+    let body = serde_json::to_vec(action).ok()?;
+    Some(with_header(&format!("m {}", token(origin)), &body))
+}
+
+/// Decodes [`encode_action`]: the origin node and the action.
+pub fn decode_action(payload: &Bytes) -> Option<(String, RemoteAction)> {
+    let (fields, body) = split_header(payload)?;
+    match fields.as_slice() {
+        ["m", origin] => Some((untoken(origin)?, serde_json::from_slice(&body).ok()?)),
+        _ => None,
+    }
+}
+
 /// Decodes [`encode_private`].
 pub fn decode_private(payload: &Bytes) -> Option<Private> {
     let (fields, bytes) = split_header(payload)?;
@@ -404,5 +444,25 @@ mod tests {
         // tests/cluster_roster.rs holds 1,000 members on one node, under a 32 KiB max_payload.
         assert!(encode_roster(&roster(1_000), 1, 16 * 1024).len() >= 3);
         assert!(encode_roster(&roster(1_000), 1, 32 * 1024).len() >= 3);
+    }
+
+    #[test]
+    fn a_remote_action_travels_whole_and_nothing_else_passes_for_one() {
+        let action = RemoteAction {
+            action: Action::Kick("den".into()),
+            target: "bob".into(),
+            by: "ann".into(),
+            by_oper: false,
+            reason: Some("spam".into()),
+        };
+        let payload = encode_action("node.a", &action).expect("encodes");
+        assert_eq!(
+            decode_action(&payload),
+            Some(("node.a".to_string(), action))
+        );
+        assert_eq!(decode_private(&payload), None);
+        let private = encode_private("a", "bob", b"* hi\n");
+        assert_eq!(decode_action(&private), None);
+        assert_eq!(decode_action(&Bytes::from_static(b"m a\nnot json")), None);
     }
 }

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::Member;
 use crate::auth::server::GBan;
+use crate::cluster::wire::{Action, RemoteAction};
 use crate::control::Control;
 use crate::hub::Target;
 use crate::names;
@@ -149,6 +150,51 @@ impl Member {
         Some(target)
     }
 
+    /// With `--cluster`, when `name` is a member of another node (and of no one here): checks
+    /// what this node can (the member is in this room, unless this member is a server operator)
+    /// and sends the command `action` makes of the member's room there. True when it dealt with
+    /// the command: sent it, or refused it and said why.
+    fn act_remotely(
+        &self,
+        name: &str,
+        reason: &Option<String>,
+        action: impl FnOnce(&str) -> Action,
+    ) -> bool {
+        if self.hub.target(name).is_some() {
+            return false;
+        }
+        let Some(cluster) = self.hub.cluster() else {
+            return false;
+        };
+        let Some((node, member)) = cluster.remote_member(name) else {
+            return false;
+        };
+        if member.room != self.room.name().key && !self.is_oper() {
+            self.reply(protocol::error(&format!(
+                "{} is not in {}",
+                member.name,
+                self.room.label()
+            )));
+            return true;
+        }
+        let sent = cluster.send_action(
+            &node,
+            &RemoteAction {
+                action: action(&member.room),
+                target: member.name.clone(),
+                by: self.name.clone(),
+                by_oper: self.is_oper(),
+                reason: reason.clone(),
+            },
+        );
+        if !sent {
+            self.reply(protocol::error(
+                "the cluster cannot take that right now; try again",
+            ));
+        }
+        true
+    }
+
     /// Applies a moderation command.
     pub(super) fn moderate(&mut self, command: ModCommand) {
         match command {
@@ -253,6 +299,9 @@ impl Member {
 
     fn kick(&self, name: &str, reason: Option<String>) {
         if !self.require_op() {
+            return;
+        }
+        if self.act_remotely(name, &reason, |room| Action::Kick(room.to_string())) {
             return;
         }
         let Some(target) = self.target_here(name, "kick") else {
@@ -572,6 +621,9 @@ impl Member {
         }
         match command {
             ModCommand::Kill { name, reason } => {
+                if self.act_remotely(&name, &reason, |_| Action::Kill) {
+                    return;
+                }
                 let Some(target) = self.target_here(&name, "kill") else {
                     return;
                 };

@@ -1,0 +1,74 @@
+//! `--cluster` moderation: `/kick` and `/kill` reach members of other nodes (real nats-server):
+//! the command travels to the member's node and is carried out there, with the notices a local
+//! one gives; what that node refuses is told to the actor.
+mod common;
+#[path = "common/nats.rs"]
+mod nats;
+
+use common::{register, start_server, TcpClient, TestServer};
+use nats::Nats;
+
+const FLAGS: &str = "--argon2-memory 64 --argon2-passes 1 --oper root";
+
+async fn node(nats: &Nats, name: &str) -> TestServer {
+    start_server(&format!("{} {FLAGS}", nats.flags(name))).await
+}
+
+/// `client` moves to `room` and sees itself there.
+async fn join(client: &mut TcpClient, room: &str) {
+    client.send(&format!("/join {room}")).await;
+    client
+        .expect_match(|l| l.starts_with(&format!("* you are in {room}")))
+        .await;
+}
+
+#[tokio::test]
+async fn an_operator_kicks_a_member_of_another_node_out_of_the_room() {
+    let nats = Nats::start("mod-kick").await;
+    let a = node(&nats, "a").await;
+    let b = node(&nats, "b").await;
+    // ann opens #den on a, so operates it; bob sits in it on b.
+    let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
+    join(&mut ann, "#den").await;
+    let mut bob = TcpClient::with_nick(b.tcp, "bob").await;
+    join(&mut bob, "#den").await;
+    ann.expect("* bob joined #den").await;
+    ann.send("/kick bob spam").await;
+    bob.expect("* bob was kicked by ann (spam)").await;
+    bob.expect("! you were kicked from #den by ann (spam)")
+        .await;
+    bob.expect_match(|l| l.starts_with("* you are in #lobby"))
+        .await;
+    // Every node's room heard it, the operator's too.
+    ann.expect("* bob was kicked by ann (spam)").await;
+    ann.expect("* bob left #den").await;
+    // A member of another room, or of no room at all, is refused here, saying why.
+    ann.send("/kick bob").await;
+    ann.expect("! bob is not in #den").await;
+    ann.send("/kick nobody").await;
+    ann.expect("! no such member: nobody").await;
+}
+
+#[tokio::test]
+async fn a_server_operator_disconnects_a_member_of_another_node_and_others_cannot_touch_it() {
+    let nats = Nats::start("mod-kill").await;
+    let a = node(&nats, "a").await;
+    let b = node(&nats, "b").await;
+    let mut root = register(a.tcp, "root", "pw-root").await;
+    let mut bob = TcpClient::with_nick(b.tcp, "bob").await;
+    root.expect_renamed("bob").await;
+    root.send("/kill bob flooding").await;
+    root.expect("* bob is disconnected").await;
+    let last = bob.expect_closed().await;
+    assert!(
+        last.contains(&"! you were disconnected by root (flooding)".to_string()),
+        "{last:?}"
+    );
+    // A room operator on b cannot kick a server operator on a: b asks a, a refuses, b is told.
+    let mut cy = TcpClient::with_nick(b.tcp, "cy").await;
+    join(&mut cy, "#den").await;
+    join(&mut root, "#den").await;
+    cy.expect("* root joined #den").await;
+    cy.send("/kick root").await;
+    cy.expect("! root is a server operator").await;
+}

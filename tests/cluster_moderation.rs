@@ -5,7 +5,7 @@ mod common;
 #[path = "common/nats.rs"]
 mod nats;
 
-use common::{register, start_server, TcpClient, TestServer};
+use common::{other_address, register, start_server, TcpClient, TestServer};
 use nats::Nats;
 
 const FLAGS: &str = "--argon2-memory 64 --argon2-passes 1 --oper root";
@@ -34,11 +34,19 @@ async fn an_operator_kicks_a_member_of_another_node_out_of_the_room() {
     join(&mut bob, "#den").await;
     ann.expect("* bob joined #den").await;
     ann.send("/kick bob spam").await;
-    bob.expect("* bob was kicked by ann (spam)").await;
-    bob.expect("! you were kicked from #den by ann (spam)")
+    // The room's notice and bob's own come on two queues: in either order.
+    let before = bob
+        .expect_match(|l| l.starts_with("* you are in #lobby"))
         .await;
-    bob.expect_match(|l| l.starts_with("* you are in #lobby"))
-        .await;
+    for told in [
+        "* bob was kicked by ann (spam)",
+        "! you were kicked from #den by ann (spam)",
+    ] {
+        assert!(
+            before.iter().any(|l| l == told),
+            "{told:?} not in {before:?}"
+        );
+    }
     // Every node's room heard it, the operator's too.
     ann.expect("* bob was kicked by ann (spam)").await;
     ann.expect("* bob left #den").await;
@@ -71,4 +79,69 @@ async fn a_server_operator_disconnects_a_member_of_another_node_and_others_canno
     cy.expect("* root joined #den").await;
     cy.send("/kick root").await;
     cy.expect("! root is a server operator").await;
+}
+
+#[tokio::test]
+async fn an_operator_mutes_and_unmutes_a_member_of_another_node() {
+    let nats = Nats::start("mod-mute").await;
+    let a = node(&nats, "a").await;
+    let b = node(&nats, "b").await;
+    let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
+    join(&mut ann, "#den").await;
+    let mut bob = TcpClient::with_nick(b.tcp, "bob").await;
+    join(&mut bob, "#den").await;
+    ann.expect("* bob joined #den").await;
+    ann.send("/mute bob 1h").await;
+    ann.expect("* bob was muted by ann for 1h").await;
+    let told = bob.expect("* bob was muted by ann for 1h").await;
+    assert!(
+        told.iter()
+            .any(|l| l == "! you are muted in #den by ann for 1h")
+            || bob.recv().await == "! you are muted in #den by ann for 1h",
+        "{told:?}"
+    );
+    // bob's node holds the mute, so nothing bob says leaves it.
+    bob.send("hello").await;
+    bob.expect("! you are muted in #den").await;
+    ann.send("/unmute bob").await;
+    bob.expect("* you may speak in #den again").await;
+    ann.expect("* bob was unmuted by ann").await;
+    bob.send("back").await;
+    let skipped = ann.expect("<bob> back").await;
+    assert!(!skipped.iter().any(|l| l.contains("hello")), "{skipped:?}");
+    ann.send("/unmute bob").await;
+    ann.expect("! bob is not muted in #den").await;
+}
+
+#[tokio::test]
+async fn a_ban_by_name_of_a_guest_of_another_node_bans_its_address_everywhere() {
+    let nats = Nats::start("mod-ban").await;
+    let a = node(&nats, "a").await;
+    let b = node(&nats, "b").await;
+    let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
+    join(&mut ann, "#den").await;
+    let mut bob = TcpClient::connect_from(b.tcp, other_address()).await;
+    bob.send("/nick bob").await;
+    bob.expect("* you are now known as bob").await;
+    join(&mut bob, "#den").await;
+    ann.expect("* bob joined #den").await;
+    ann.send("/ban bob 1h").await;
+    // Only bob's node knows its address: it bans it and says so to ann.
+    ann.expect("* address 127.0.0.2 (bob, a guest) is banned from #den for 1h")
+        .await;
+    let before = bob
+        .expect_match(|l| l.starts_with("* you are in #lobby"))
+        .await;
+    assert!(
+        before
+            .iter()
+            .any(|l| l == "! you are banned from #den by ann"),
+        "{before:?}"
+    );
+    bob.send("/join #den").await;
+    bob.expect("! you are banned from #den").await;
+    // The ban is the room's, on every node: the address cannot come in on a either.
+    let mut again = TcpClient::connect_from(a.tcp, other_address()).await;
+    again.send("/join #den").await;
+    again.expect("! you are banned from #den").await;
 }

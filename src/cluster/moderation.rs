@@ -1,14 +1,26 @@
-//! Moderation across nodes: a `/kick` or `/kill` for a member of another node travels to that
+//! Moderation across nodes: a `/kick`, `/kill`, `/mute`, `/unmute` or `/ban NAME` for a member of another node travels to that
 //! node (on its private subject) and is carried out there, with the same notices as a local one;
 //! what goes wrong there is told to the actor as a private line. The actor's own node has checked
 //! that it may give the command; the target's node checks what only it knows (is the member
 //! still there, in that room, a server operator).
+
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::wire::{Action, RemoteAction};
 use super::Bridge;
 use crate::control::Control;
 use crate::hub::Hub;
 use crate::protocol;
+use crate::protocol::moderation::AddrBlock;
+use crate::room::moderation::{Ban, Banned, Muted};
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 
 /// Carries out `action`, sent by node `origin`.
 pub fn carry_out(hub: &Hub, bridge: &Bridge, origin: &str, action: RemoteAction) {
@@ -74,6 +86,123 @@ pub fn carry_out(hub: &Hub, bridge: &Bridge, origin: &str, action: RemoteAction)
                 target.name
             )));
             "kill"
+        }
+        Action::Ban {
+            room,
+            until_ms,
+            long,
+        } => {
+            let banned = match &target.account {
+                Some(key) => Banned::Account {
+                    key: key.clone(),
+                    name: target.name.clone(),
+                },
+                None => Banned::Block(AddrBlock::single(target.addr.ip())),
+            };
+            let whose = match &banned {
+                Banned::Account { name, .. } => format!("{name}'s account"),
+                Banned::Block(block) => format!("address {block} ({}, a guest)", target.name),
+            };
+            let ban = Ban {
+                target: banned,
+                until_ms: *until_ms,
+                reason: action.reason.clone(),
+                by: action.by.clone(),
+            };
+            let now = now_ms();
+            let open = hub.room(room);
+            let label = open
+                .as_ref()
+                .map_or_else(|| format!("#{room}"), |r| r.label());
+            let kept_all = match &open {
+                Some(open) => open.moderate(|m| m.ban(ban, now)),
+                None => crate::room::moderate_closed(hub.store(), room, |m| m.ban(ban, now)),
+            };
+            if !kept_all {
+                tell_actor(protocol::error(&format!(
+                    "{label} holds too many bans; the oldest was lifted"
+                )));
+            }
+            tell_actor(protocol::notice(&format!(
+                "{whose} is banned from {label} {long}"
+            )));
+            if target.room.name().key == *room {
+                target.room.broadcast(
+                    crate::room::SERVER,
+                    protocol::notice(&format!("{} was banned by {}{why}", target.name, action.by)),
+                );
+                hub.control(
+                    target.id,
+                    Control::Kick {
+                        room: room.clone(),
+                        notice: format!("you are banned from {label} by {}{why}", action.by),
+                    },
+                );
+            }
+            "ban"
+        }
+        Action::Mute { room, for_ms } => {
+            let Some(open) = hub.room(room).filter(|_| target.room.name().key == *room) else {
+                tell_actor(protocol::error(&format!(
+                    "{} is not in that room any more",
+                    target.name
+                )));
+                return;
+            };
+            let muted = match &target.account {
+                Some(key) => Muted::Account(key.clone()),
+                None => Muted::Session(target.id),
+            };
+            let at = Instant::now();
+            let duration = for_ms.map(Duration::from_millis);
+            let until = duration.and_then(|d| at.checked_add(d));
+            let label = open.label();
+            if !open.moderate(|m| m.mute(muted, until, at)) {
+                tell_actor(protocol::error(&format!("{label} holds too many mutes")));
+                return;
+            }
+            let long = duration
+                .map(|d| format!(" for {}", humantime::format_duration(d)))
+                .unwrap_or_default();
+            target.outbox.send(protocol::error(&format!(
+                "you are muted in {label} by {}{long}",
+                action.by
+            )));
+            open.broadcast(
+                crate::room::SERVER,
+                protocol::notice(&format!("{} was muted by {}{long}", target.name, action.by)),
+            );
+            "mute"
+        }
+        Action::Unmute(room) => {
+            let Some(open) = hub.room(room).filter(|_| target.room.name().key == *room) else {
+                tell_actor(protocol::error(&format!(
+                    "{} is not in that room any more",
+                    target.name
+                )));
+                return;
+            };
+            let mut lifted = false;
+            if let Some(key) = &target.account {
+                lifted |= open.moderate(|m| m.unmute(&Muted::Account(key.clone())));
+            }
+            lifted |= open.moderate(|m| m.unmute(&Muted::Session(target.id)));
+            let label = open.label();
+            if !lifted {
+                tell_actor(protocol::error(&format!(
+                    "{} is not muted in {label}",
+                    target.name
+                )));
+                return;
+            }
+            target
+                .outbox
+                .send(protocol::notice(&format!("you may speak in {label} again")));
+            open.broadcast(
+                crate::room::SERVER,
+                protocol::notice(&format!("{} was unmuted by {}", target.name, action.by)),
+            );
+            "unmute"
         }
     };
     hub.metrics().moderated(verb);

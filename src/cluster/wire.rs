@@ -108,6 +108,25 @@ pub enum Action {
     Kick(String),
     /// `/kill`: off the server.
     Kill,
+    /// `/ban NAME` of a guest (whose address only its node knows): the room with key `room`
+    /// bans it until `until_ms` (Unix ms), or for good; `long` says for how long.
+    Ban {
+        /// The room's key.
+        room: String,
+        /// When the ban ends.
+        until_ms: Option<i64>,
+        /// `for 1h`, `for good`.
+        long: String,
+    },
+    /// `/mute`: in the room with key `room`, for `for_ms` or until unmuted.
+    Mute {
+        /// The room's key.
+        room: String,
+        /// How long, in ms.
+        for_ms: Option<u64>,
+    },
+    /// `/unmute` in the room with this key.
+    Unmute(String),
 }
 
 /// Encodes a [`RemoteAction`]: `m ORIGIN`, then the action as JSON.

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::Member;
 use crate::auth::server::GBan;
-use crate::cluster::wire::{Action, RemoteAction};
+use crate::cluster::wire::{Action, RemoteAction, RemoteMember};
 use crate::control::Control;
 use crate::hub::Target;
 use crate::names;
@@ -158,7 +158,8 @@ impl Member {
         &self,
         name: &str,
         reason: &Option<String>,
-        action: impl FnOnce(&str) -> Action,
+        anywhere: bool,
+        action: impl FnOnce(&RemoteMember) -> Option<Action>,
     ) -> bool {
         if self.hub.target(name).is_some() {
             return false;
@@ -169,7 +170,7 @@ impl Member {
         let Some((node, member)) = cluster.remote_member(name) else {
             return false;
         };
-        if member.room != self.room.name().key && !self.is_oper() {
+        if member.room != self.room.name().key && !self.is_oper() && !anywhere {
             self.reply(protocol::error(&format!(
                 "{} is not in {}",
                 member.name,
@@ -177,10 +178,13 @@ impl Member {
             )));
             return true;
         }
+        let Some(action) = action(&member) else {
+            return false;
+        };
         let sent = cluster.send_action(
             &node,
             &RemoteAction {
-                action: action(&member.room),
+                action,
                 target: member.name.clone(),
                 by: self.name.clone(),
                 by_oper: self.is_oper(),
@@ -301,7 +305,7 @@ impl Member {
         if !self.require_op() {
             return;
         }
-        if self.act_remotely(name, &reason, |room| Action::Kick(room.to_string())) {
+        if self.act_remotely(name, &reason, false, |m| Some(Action::Kick(m.room.clone()))) {
             return;
         }
         let Some(target) = self.target_here(name, "kick") else {
@@ -349,6 +353,22 @@ impl Member {
                     (banned, Some(target))
                 }
                 None => {
+                    // A guest of another node: its node knows the address to ban. (A registered
+                    // member's account is banned here, and every node applies it.)
+                    let here = self.room.name().key.clone();
+                    let until_ms = duration.map(|d| {
+                        now_ms().saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                    });
+                    let long = for_how_long(duration);
+                    if self.act_remotely(&name, &reason, true, |m| {
+                        (!m.registered).then_some(Action::Ban {
+                            room: here,
+                            until_ms,
+                            long,
+                        })
+                    }) {
+                        return;
+                    }
                     let key = names::key(&name);
                     match self.hub.accounts().registered(&key) {
                         Some(registered) if self.hub.is_oper(Some(&key)) && !self.is_oper() => {
@@ -496,6 +516,13 @@ impl Member {
         if !self.require_op() {
             return;
         }
+        let here = self.room.name().key.clone();
+        let for_ms = duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        if self.act_remotely(name, &None, false, |_| {
+            Some(Action::Mute { room: here, for_ms })
+        }) {
+            return;
+        }
         let Some(target) = self.target_here(name, "mute") else {
             return;
         };
@@ -527,6 +554,10 @@ impl Member {
 
     fn unmute(&self, name: &str) {
         if !self.require_op() {
+            return;
+        }
+        let here = self.room.name().key.clone();
+        if self.act_remotely(name, &None, false, |_| Some(Action::Unmute(here))) {
             return;
         }
         let Some(target) = self.target_here(name, "unmute") else {
@@ -621,7 +652,7 @@ impl Member {
         }
         match command {
             ModCommand::Kill { name, reason } => {
-                if self.act_remotely(&name, &reason, |_| Action::Kill) {
+                if self.act_remotely(&name, &reason, false, |_| Some(Action::Kill)) {
                     return;
                 }
                 let Some(target) = self.target_here(&name, "kill") else {

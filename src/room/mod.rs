@@ -359,6 +359,27 @@ impl Room {
     }
 }
 
+/// Changes the lasting state of the room with key `room` while it is not open on this node,
+/// straight in `store` (which shares it with the cluster), as [`Room::moderate`] would.
+pub fn moderate_closed<T>(
+    store: &Store,
+    room: &str,
+    change: impl FnOnce(&mut Moderation) -> T,
+) -> T {
+    let key = state_key(room);
+    let lasting = store
+        .get_state(&key)
+        .and_then(|json| serde_json::from_str::<Lasting>(&json).ok())
+        .unwrap_or_default();
+    let mut state = Moderation::restored(lasting.clone());
+    let result = change(&mut state);
+    if state.lasting != lasting {
+        let json = serde_json::to_string(&state.lasting).ok();
+        store.set_state(&key, json.filter(|_| !state.lasting.is_empty()).as_deref());
+    }
+    result
+}
+
 fn state_key(room: &str) -> String {
     format!("room:{room}")
 }

@@ -145,3 +145,37 @@ async fn a_ban_by_name_of_a_guest_of_another_node_bans_its_address_everywhere() 
     again.send("/join #den").await;
     again.expect("! you are banned from #den").await;
 }
+
+#[tokio::test]
+async fn an_operator_makes_a_member_of_another_node_an_operator_and_takes_it_back() {
+    let nats = Nats::start("mod-op").await;
+    let a = node(&nats, "a").await;
+    let b = node(&nats, "b").await;
+    let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
+    join(&mut ann, "#den").await;
+    // bo opens #den on b (and operates it there); bob only sits in it.
+    let mut bo = TcpClient::with_nick(b.tcp, "bo").await;
+    join(&mut bo, "#den").await;
+    let mut bob = TcpClient::with_nick(b.tcp, "bob").await;
+    join(&mut bob, "#den").await;
+    ann.expect("* bob joined #den").await;
+    bob.send("/kick bo").await;
+    bob.expect("! you are not an operator of #den").await;
+    ann.send("/op bob").await;
+    ann.expect("* bob is now an operator (while here) of #den (by ann)")
+        .await;
+    bob.expect("* bob is now an operator (while here) of #den (by ann)")
+        .await;
+    ann.send("/op bob").await;
+    ann.expect("! bob is already an operator of #den").await;
+    // It holds on bob's node, where bob's commands are checked.
+    bob.send("/kick bo").await;
+    bo.expect_match(|l| l.starts_with("* you are in #lobby"))
+        .await;
+    join(&mut bo, "#den").await;
+    ann.send("/deop bob").await;
+    bob.expect("* bob is no longer an operator of #den (by ann)")
+        .await;
+    bob.send("/kick bo").await;
+    bob.expect("! you are not an operator of #den").await;
+}

@@ -1,4 +1,4 @@
-//! Moderation across nodes: a `/kick`, `/kill`, `/mute`, `/unmute` or `/ban NAME` for a member of another node travels to that
+//! Moderation across nodes: a `/kick`, `/kill`, `/mute`, `/unmute`, `/op`, `/deop` or `/ban NAME` for a member of another node travels to that
 //! node (on its private subject) and is carried out there, with the same notices as a local one;
 //! what goes wrong there is told to the actor as a private line. The actor's own node has checked
 //! that it may give the command; the target's node checks what only it knows (is the member
@@ -14,7 +14,7 @@ use crate::control::Control;
 use crate::hub::Hub;
 use crate::protocol;
 use crate::protocol::moderation::AddrBlock;
-use crate::room::moderation::{Ban, Banned, Muted};
+use crate::room::moderation::{Ban, Banned, Muted, Who};
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -203,6 +203,52 @@ pub fn carry_out(hub: &Hub, bridge: &Bridge, origin: &str, action: RemoteAction)
                 protocol::notice(&format!("{} was unmuted by {}", target.name, action.by)),
             );
             "unmute"
+        }
+        Action::Op { room, grant } => {
+            let Some(open) = hub.room(room).filter(|_| target.room.name().key == *room) else {
+                tell_actor(protocol::error(&format!(
+                    "{} is not in that room any more",
+                    target.name
+                )));
+                return;
+            };
+            let who = Who {
+                id: target.id,
+                account: target.account.as_deref(),
+                ip: target.addr.ip(),
+            };
+            let changed = open.moderate(|m| {
+                if *grant {
+                    let was = m.is_op(who);
+                    m.grant(who);
+                    !was
+                } else {
+                    m.revoke(who)
+                }
+            });
+            let label = open.label();
+            if !changed {
+                tell_actor(protocol::error(&format!(
+                    "{} is {} an operator of {label}",
+                    target.name,
+                    if *grant { "already" } else { "not" }
+                )));
+                return;
+            }
+            let how = match (grant, target.account.is_some()) {
+                (true, true) => "is now an operator of",
+                (true, false) => "is now an operator (while here) of",
+                (false, _) => "is no longer an operator of",
+            };
+            open.broadcast(
+                crate::room::SERVER,
+                protocol::notice(&format!("{} {how} {label} (by {})", target.name, action.by)),
+            );
+            if *grant {
+                "op"
+            } else {
+                "deop"
+            }
         }
     };
     hub.metrics().moderated(verb);

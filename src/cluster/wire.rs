@@ -127,6 +127,13 @@ pub enum Action {
     },
     /// `/unmute` in the room with this key.
     Unmute(String),
+    /// `/op` (`grant`) or `/deop` in the room with key `room`.
+    Op {
+        /// The room's key.
+        room: String,
+        /// Make an operator (true) or no longer (false).
+        grant: bool,
+    },
 }
 
 /// Encodes a [`RemoteAction`]: `m ORIGIN`, then the action as JSON.

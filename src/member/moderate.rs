@@ -253,6 +253,12 @@ impl Member {
             ));
             return;
         }
+        let here = self.room.name().key.clone();
+        if self.act_remotely(name, &None, false, |_| {
+            Some(Action::Op { room: here, grant })
+        }) {
+            return;
+        }
         let Some(target) = self.target_here(name, if grant { "op" } else { "deop" }) else {
             return;
         };

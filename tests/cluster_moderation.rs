@@ -179,3 +179,36 @@ async fn an_operator_makes_a_member_of_another_node_an_operator_and_takes_it_bac
     bob.send("/kick bo").await;
     bob.expect("! you are not an operator of #den").await;
 }
+
+#[tokio::test]
+async fn wall_and_lockdown_reach_every_room_of_every_node_once() {
+    let nats = Nats::start("mod-wall").await;
+    let a = node(&nats, "a").await;
+    let b = node(&nats, "b").await;
+    let mut root = register(a.tcp, "root", "pw-root").await;
+    let mut cy = TcpClient::with_nick(b.tcp, "cy").await;
+    root.expect_renamed("cy").await;
+    // #x is open on b only.
+    let mut dee = TcpClient::with_nick(b.tcp, "dee").await;
+    join(&mut dee, "#x").await;
+    let wall = "* [server] root: maintenance at noon";
+    root.send("/wall maintenance at noon").await;
+    root.expect(wall).await;
+    cy.expect(wall).await;
+    dee.expect(wall).await;
+    root.send("/lockdown on").await;
+    let on = "* lockdown on (by root): only registered members may speak; guests may /login";
+    for client in [&mut root, &mut cy, &mut dee] {
+        let skipped = client.expect(on).await;
+        assert!(!skipped.iter().any(|l| l == wall), "twice: {skipped:?}");
+    }
+    // b holds the lockdown too: its guests may not speak.
+    cy.send("hello").await;
+    cy.expect("! the server admits registered members only right now; /login NAME PASSWORD")
+        .await;
+    root.send("/lockdown off").await;
+    cy.expect("* lockdown off (by root)").await;
+    cy.send("hello again").await;
+    let skipped = root.expect("<cy> hello again").await;
+    assert!(!skipped.iter().any(|l| l == "<cy> hello"), "{skipped:?}");
+}

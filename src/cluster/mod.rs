@@ -421,6 +421,25 @@ impl Bridge {
         sent.is_ok()
     }
 
+    /// Sends `action` to every other node known now; never waits. False if a queue refused it.
+    pub fn to_every_node(&self, action: &wire::ServerAction) -> bool {
+        let Some(payload) = wire::encode_server_action(&self.inner.node, action) else {
+            return false;
+        };
+        let mut all = true;
+        for node in self.nodes() {
+            let sent = self.inner.out.try_send(Outbound::Action {
+                node,
+                payload: payload.clone(),
+            });
+            if sent.is_err() {
+                self.inner.metrics.cluster_dropped("private").inc();
+                all = false;
+            }
+        }
+        all
+    }
+
     /// Members of other nodes in the room with key `room`, with their node, sorted by name.
     pub fn members_in(&self, room: &str) -> Vec<(String, RemoteMember)> {
         let mut list = self.table().members(|m| m.room == room);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::wire::{Action, RemoteAction};
+use super::wire::{Action, RemoteAction, ServerAction};
 use super::Bridge;
 use crate::control::Control;
 use crate::hub::Hub;
@@ -261,4 +261,33 @@ pub fn carry_out(hub: &Hub, bridge: &Bridge, origin: &str, action: RemoteAction)
         detail = action.reason.as_deref().unwrap_or(""),
         "moderation"
     );
+}
+
+/// Tells every open room here `line`, as a line from another node (so no relay sends it on).
+pub fn tell_every_room(hub: &Hub, line: &bytes::Bytes) {
+    for room in hub.open_rooms() {
+        room.broadcast(super::REMOTE, line.clone());
+    }
+}
+
+/// The text every room hears when the lockdown is turned on or off.
+pub fn lockdown_notice(on: bool, by: &str) -> String {
+    if on {
+        format!("lockdown on (by {by}): only registered members may speak; guests may /login")
+    } else {
+        format!("lockdown off (by {by})")
+    }
+}
+
+/// Carries out a server operator's command from node `origin`.
+pub fn server_action(hub: &Hub, origin: &str, action: ServerAction) {
+    match action {
+        ServerAction::Wall(text) => tell_every_room(hub, &protocol::notice(&text)),
+        ServerAction::Lockdown { on, by } => {
+            if hub.guard().set_lockdown(on) != on {
+                tell_every_room(hub, &protocol::notice(&lockdown_notice(on, &by)));
+            }
+        }
+    }
+    tracing::info!(target: "chatd::moderation", from_node = %origin, "server command from another node");
 }

@@ -175,6 +175,10 @@ impl Tasks {
     /// Private lines for members of this node.
     async fn private(self, mut sub: Subscriber) {
         while let Some(message) = sub.next().await {
+            if let Some((origin, action)) = wire::decode_server_action(&message.payload) {
+                super::moderation::server_action(&self.hub, &origin, action);
+                continue;
+            }
             if let Some((origin, action)) = wire::decode_action(&message.payload) {
                 super::moderation::carry_out(&self.hub, &self.bridge, &origin, action);
                 continue;

@@ -136,6 +136,35 @@ pub enum Action {
     },
 }
 
+/// A server operator's command for every node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerAction {
+    /// `/wall`: this notice to every room.
+    Wall(String),
+    /// `/lockdown on|off`, by this operator.
+    Lockdown {
+        /// On or off.
+        on: bool,
+        /// The operator's name.
+        by: String,
+    },
+}
+
+/// Encodes a [`ServerAction`]: `s ORIGIN`, then the action as JSON.
+pub fn encode_server_action(origin: &str, action: &ServerAction) -> Option<Bytes> {
+    let body = serde_json::to_vec(action).ok()?;
+    Some(with_header(&format!("s {}", token(origin)), &body))
+}
+
+/// Decodes [`encode_server_action`]: the origin node and the action.
+pub fn decode_server_action(payload: &Bytes) -> Option<(String, ServerAction)> {
+    let (fields, body) = split_header(payload)?;
+    match fields.as_slice() {
+        ["s", origin] => Some((untoken(origin)?, serde_json::from_slice(&body).ok()?)),
+        _ => None,
+    }
+}
+
 /// Encodes a [`RemoteAction`]: `m ORIGIN`, then the action as JSON.
 pub fn encode_action(origin: &str, action: &RemoteAction) -> Option<Bytes> {
     let body = serde_json::to_vec(action).ok()?;
@@ -490,5 +519,12 @@ mod tests {
         let private = encode_private("a", "bob", b"* hi\n");
         assert_eq!(decode_action(&private), None);
         assert_eq!(decode_action(&Bytes::from_static(b"m a\nnot json")), None);
+        let wall = ServerAction::Wall("* [server] root: hi".into());
+        let payload = encode_server_action("a", &wall).expect("encodes");
+        assert_eq!(
+            decode_server_action(&payload),
+            Some(("a".to_string(), wall))
+        );
+        assert_eq!(decode_action(&payload), None);
     }
 }

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::Member;
 use crate::auth::server::GBan;
-use crate::cluster::wire::{Action, RemoteAction, RemoteMember};
+use crate::cluster::wire::{Action, RemoteAction, RemoteMember, ServerAction};
 use crate::control::Control;
 use crate::hub::Target;
 use crate::names;
@@ -651,6 +651,27 @@ impl Member {
         );
     }
 
+    /// Tells every room here `text`, and with `--cluster` every other node `action` (which tells
+    /// its rooms): each room of every node hears it once, since no relay passes it on.
+    fn to_every_room(&self, text: &str, action: ServerAction) {
+        let line = protocol::notice(text);
+        match self.hub.cluster() {
+            None => {
+                for room in self.hub.open_rooms() {
+                    room.broadcast(crate::room::SERVER, line.clone());
+                }
+            }
+            Some(cluster) => {
+                crate::cluster::moderation::tell_every_room(&self.hub, &line);
+                if !cluster.to_every_node(&action) {
+                    self.reply(protocol::error(
+                        "not every node could be told right now; try again",
+                    ));
+                }
+            }
+        }
+    }
+
     /// Server operators' commands (`/kill`, `/gban`, `/ungban`, `/wall`, `/lockdown`).
     fn server_command(&self, command: ModCommand) {
         if !self.require_oper() {
@@ -718,10 +739,8 @@ impl Member {
             }
             ModCommand::Wall(text) => {
                 self.log("wall", "", &text);
-                let line = protocol::notice(&format!("[server] {}: {text}", self.name));
-                for room in self.hub.open_rooms() {
-                    room.broadcast(crate::room::SERVER, line.clone());
-                }
+                let text = format!("[server] {}: {text}", self.name);
+                self.to_every_room(&text, ServerAction::Wall(text.clone()));
             }
             ModCommand::Lockdown(on) => {
                 let was = self.hub.guard().set_lockdown(on);
@@ -733,17 +752,9 @@ impl Member {
                     return;
                 }
                 self.log("lockdown", "", if on { "on" } else { "off" });
-                let line = protocol::notice(&if on {
-                    format!(
-                        "lockdown on (by {}): only registered members may speak; guests may /login",
-                        self.name
-                    )
-                } else {
-                    format!("lockdown off (by {})", self.name)
-                });
-                for room in self.hub.open_rooms() {
-                    room.broadcast(crate::room::SERVER, line.clone());
-                }
+                let text = crate::cluster::moderation::lockdown_notice(on, &self.name);
+                let by = self.name.clone();
+                self.to_every_room(&text, ServerAction::Lockdown { on, by });
             }
             // Room commands were handled by the caller.
             _ => {}

@@ -22,17 +22,22 @@ async fn join(client: &mut TcpClient, room: &str) {
         .await;
 }
 
-#[tokio::test]
-async fn an_operator_kicks_a_member_of_another_node_out_of_the_room() {
-    let nats = Nats::start("mod-kick").await;
+/// Two nodes: ann opened #den on a (so operates it), bob sits in it on b, and ann saw it.
+async fn ann_and_bob_in_den(tag: &str) -> (Nats, [TestServer; 2], TcpClient, TcpClient) {
+    let nats = Nats::start(tag).await;
     let a = node(&nats, "a").await;
     let b = node(&nats, "b").await;
-    // ann opens #den on a, so operates it; bob sits in it on b.
     let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
     join(&mut ann, "#den").await;
     let mut bob = TcpClient::with_nick(b.tcp, "bob").await;
     join(&mut bob, "#den").await;
     ann.expect("* bob joined #den").await;
+    (nats, [a, b], ann, bob)
+}
+
+#[tokio::test]
+async fn an_operator_kicks_a_member_of_another_node_out_of_the_room() {
+    let (_nats, _nodes, mut ann, mut bob) = ann_and_bob_in_den("mod-kick").await;
     ann.send("/kick bob spam").await;
     // The room's notice and bob's own come on two queues: in either order.
     let before = bob
@@ -83,14 +88,7 @@ async fn a_server_operator_disconnects_a_member_of_another_node_and_others_canno
 
 #[tokio::test]
 async fn an_operator_mutes_and_unmutes_a_member_of_another_node() {
-    let nats = Nats::start("mod-mute").await;
-    let a = node(&nats, "a").await;
-    let b = node(&nats, "b").await;
-    let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
-    join(&mut ann, "#den").await;
-    let mut bob = TcpClient::with_nick(b.tcp, "bob").await;
-    join(&mut bob, "#den").await;
-    ann.expect("* bob joined #den").await;
+    let (_nats, _nodes, mut ann, mut bob) = ann_and_bob_in_den("mod-mute").await;
     ann.send("/mute bob 1h").await;
     ann.expect("* bob was muted by ann for 1h").await;
     let told = bob.expect("* bob was muted by ann for 1h").await;

@@ -58,18 +58,11 @@ pub fn carry_out(hub: &Hub, bridge: &Bridge, origin: &str, action: RemoteAction)
                 return;
             }
             let label = target.room.label();
-            // Told first, so the kicked member too sees it before its move; every node's room
-            // hears it through the relay.
-            target.room.broadcast(
-                crate::room::SERVER,
-                protocol::notice(&format!("{} was kicked by {}{why}", target.name, action.by)),
-            );
-            hub.control(
-                target.id,
-                Control::Kick {
-                    room: room.clone(),
-                    notice: format!("you were kicked from {label} by {}{why}", action.by),
-                },
+            send_away(
+                hub,
+                &target,
+                format!("{} was kicked by {}{why}", target.name, action.by),
+                format!("you were kicked from {label} by {}{why}", action.by),
             );
             "kick"
         }
@@ -127,16 +120,11 @@ pub fn carry_out(hub: &Hub, bridge: &Bridge, origin: &str, action: RemoteAction)
                 "{whose} is banned from {label} {long}"
             )));
             if target.room.name().key == *room {
-                target.room.broadcast(
-                    crate::room::SERVER,
-                    protocol::notice(&format!("{} was banned by {}{why}", target.name, action.by)),
-                );
-                hub.control(
-                    target.id,
-                    Control::Kick {
-                        room: room.clone(),
-                        notice: format!("you are banned from {label} by {}{why}", action.by),
-                    },
+                send_away(
+                    hub,
+                    &target,
+                    format!("{} was banned by {}{why}", target.name, action.by),
+                    format!("you are banned from {label} by {}{why}", action.by),
                 );
             }
             "ban"
@@ -260,6 +248,21 @@ pub fn carry_out(hub: &Hub, bridge: &Bridge, origin: &str, action: RemoteAction)
         whom = %target.name,
         detail = action.reason.as_deref().unwrap_or(""),
         "moderation"
+    );
+}
+
+/// Tells `target`'s room `said` (every node's copy hears it through the relay), then sends
+/// `target` to the lobby with `told`: in that order, so it too sees why.
+fn send_away(hub: &Hub, target: &crate::hub::Target, said: String, told: String) {
+    target
+        .room
+        .broadcast(crate::room::SERVER, protocol::notice(&said));
+    hub.control(
+        target.id,
+        Control::Kick {
+            room: target.room.name().key.clone(),
+            notice: told,
+        },
     );
 }
 

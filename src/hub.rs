@@ -293,7 +293,6 @@ impl Registry {
 }
 
 impl Registry {
-    /// One member fewer in `room`; a room other than the lobby closes when it empties.
     /// One member fewer in `room` (closed when it empties, unless it is the lobby); returns how
     /// many it held with that member.
     fn vacate(&mut self, room: &Room) -> usize {

@@ -210,3 +210,48 @@ async fn wall_and_lockdown_reach_every_room_of_every_node_once() {
     let skipped = root.expect("<cy> hello again").await;
     assert!(!skipped.iter().any(|l| l == "<cy> hello"), "{skipped:?}");
 }
+
+#[tokio::test]
+async fn slow_mode_set_on_one_node_slows_the_room_on_every_node() {
+    let (_nats, nodes, mut ann, _bob) = ann_and_bob_in_den("mod-slow").await;
+    // bob opened #den on b, so operates it there and is never slowed; cy is not.
+    let mut cy = TcpClient::with_nick(nodes[1].tcp, "cy").await;
+    join(&mut cy, "#den").await;
+    ann.expect("* cy joined #den").await;
+    ann.send("/slow 30").await;
+    ann.expect_match(|l| l.starts_with("* slow mode in #den: one line per 30s"))
+        .await;
+    // cy's node takes slow mode from the cluster's room state: from then on its second line
+    // within 30 s is refused there. (Each `/who` marks the end of one try's replies.)
+    let mut refused = false;
+    for n in 0..50 {
+        cy.send(&format!("try {n}")).await;
+        cy.send("/who").await;
+        let replies = cy.expect_match(|l| l.ends_with(" here:")).await;
+        if replies
+            .iter()
+            .any(|l| l.starts_with("! slow mode in #den: wait "))
+        {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(refused, "cy's node never slowed #den");
+    // Off on a, off on b.
+    ann.send("/slow 0").await;
+    ann.expect_match(|l| l.starts_with("* slow mode in #den is off"))
+        .await;
+    let mut spoke = false;
+    for n in 0..50 {
+        cy.send(&format!("free {n}")).await;
+        cy.send("/who").await;
+        let replies = cy.expect_match(|l| l.ends_with(" here:")).await;
+        if !replies.iter().any(|l| l.starts_with("! slow mode")) {
+            spoke = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(spoke, "cy's node kept slow mode");
+}

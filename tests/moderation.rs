@@ -290,7 +290,7 @@ async fn muted_members_are_told_on_tcp_and_udp_and_slow_mode_spares_operators() 
 }
 
 #[tokio::test]
-async fn operators_topics_and_bans_survive_a_restart_with_a_database() {
+async fn operators_topics_bans_and_slow_mode_survive_a_restart_with_a_database() {
     let db = temp_db("restart");
     let flags = format!("{CHEAP} --db {}", db.display());
     let server = start_server(&flags).await;
@@ -304,6 +304,10 @@ async fn operators_topics_and_bans_survive_a_restart_with_a_database() {
     alice.send("/ban bob").await;
     alice
         .expect("* bob's account is banned from #den for good")
+        .await;
+    alice.send("/slow 60").await;
+    alice
+        .expect_match(|l| l.starts_with("* slow mode in #den: one line per 60s"))
         .await;
     bob.send("/quit").await;
     bob.expect_closed().await;
@@ -327,6 +331,15 @@ async fn operators_topics_and_bans_survive_a_restart_with_a_database() {
     bob.expect("* you are logged in as bob").await;
     bob.send("/join den").await;
     bob.expect("! you are banned from #den").await;
+    // Slow mode is the room's lasting state too: a member who is no operator is slowed.
+    let mut cy = TcpClient::with_nick(server.tcp, "cy").await;
+    cy.send("/join den").await;
+    cy.expect_match(|l| l.starts_with("* you are in #den"))
+        .await;
+    cy.send("one").await;
+    cy.send("two").await;
+    cy.expect_match(|l| l.starts_with("! slow mode in #den: wait "))
+        .await;
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(db.parent().expect("dir"));
     let _ = TIMEOUT;

@@ -141,9 +141,11 @@ impl Room {
                 }
             })
             .unwrap_or_default();
+        let moderation = Moderation::restored(lasting);
         Room {
-            moderation: Mutex::new(Moderation::restored(lasting)),
-            restricted: AtomicBool::new(false),
+            // A stored slow mode restricts from the start.
+            restricted: AtomicBool::new(moderation.restricts()),
+            moderation: Mutex::new(moderation),
             tx,
             backlog: backlog.max(1),
             state: Mutex::new(State {

@@ -83,12 +83,16 @@ pub struct Lasting {
     pub topic: Option<String>,
     /// The bans.
     pub bans: Vec<Ban>,
+    /// Slow mode: at most one line per member per this many seconds (absent: off). Lasting, so it
+    /// survives a restart with `--db` and reaches every node of a cluster like the topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_s: Option<u64>,
 }
 
 impl Lasting {
     /// Whether there is nothing to store.
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty() && self.topic.is_none() && self.bans.is_empty()
+        self.ops.is_empty() && self.topic.is_none() && self.bans.is_empty() && self.slow_s.is_none()
     }
 }
 
@@ -117,7 +121,6 @@ pub struct Moderation {
     pub lasting: Lasting,
     guest_ops: HashSet<MemberId>,
     mutes: HashMap<Muted, Option<Instant>>,
-    slow: Option<Duration>,
     spoke: HashMap<MemberId, Instant>,
 }
 
@@ -226,14 +229,18 @@ impl Moderation {
 
     /// Sets slow mode (`None`: off).
     pub fn set_slow(&mut self, every: Option<Duration>) {
-        self.slow = every;
+        self.lasting.slow_s = every.map(|d| d.as_secs().max(1));
         self.spoke.clear();
+    }
+
+    fn slow(&self) -> Option<Duration> {
+        self.lasting.slow_s.map(Duration::from_secs)
     }
 
     /// Whether anything can refuse a chat line now (mutes or slow mode), so the room can skip
     /// [`Moderation::may_speak`] otherwise.
     pub fn restricts(&self) -> bool {
-        !self.mutes.is_empty() || self.slow.is_some()
+        !self.mutes.is_empty() || self.lasting.slow_s.is_some()
     }
 
     /// Whether this member may say a line at `now`; counts the line for slow mode when it may.
@@ -252,7 +259,7 @@ impl Moderation {
                 None => {}
             }
         }
-        let Some(every) = self.slow else {
+        let Some(every) = self.slow() else {
             return Ok(());
         };
         if op {

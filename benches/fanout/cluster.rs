@@ -4,7 +4,6 @@
 //! the CPU of every chatd node and of nats-server from `/proc`.
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{bail, Result};
 use loadgen::case::{run_fanout, FanoutSpec};
@@ -36,22 +35,9 @@ pub struct Row {
 
 fn spec(nodes: usize, quick: bool) -> FanoutSpec {
     let clients = if quick { 60 } else { 300 };
-    FanoutSpec {
-        name: format!("cluster{nodes}"),
-        tcp_clients: clients,
-        udp_clients: 0,
-        tcp_senders: 3,
-        udp_senders: 0,
-        // `FANOUT_MSGS_OF=cluster:N` lengthens every cluster row alike (its default lasts ~0.1 s).
-        msgs_per_sender: crate::per_case_msgs("cluster").unwrap_or(if quick { 50 } else { 300 }),
-        rate_per_sender: None,
-        udp_ping_every: Duration::from_secs(1),
-        deadline: Duration::from_secs(60),
-        drain_idle: Duration::from_secs(3),
-        connect_concurrency: 64,
-        tcp_over_ws: false,
-        tcp_over_tls: false,
-    }
+    // `FANOUT_MSGS_OF=cluster:N` lengthens every cluster row alike (its default lasts ~0.1 s).
+    let msgs = crate::per_case_msgs("cluster").unwrap_or(if quick { 50 } else { 300 });
+    crate::tcp_case(&format!("cluster{nodes}"), clients, 3, msgs, None)
 }
 
 fn cpu_ms(servers: &[ServerProc]) -> f64 {

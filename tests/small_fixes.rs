@@ -189,6 +189,10 @@ async fn a_member_far_behind_still_gets_the_shutdown_notice_as_its_last_line() {
         .expect("connect in time")
         .expect("connect");
     let mut sender = TcpClient::connect(server.tcp).await;
+    // The member must be in the room before the traffic starts: had it joined later, the lines
+    // before its join would reach it as timestamped history instead of live lines.
+    sender.send("/who").await;
+    sender.expect("* 2 here:").await;
 
     // 4 MB of room traffic that the member does not read: far more than the sockets between it
     // and the server hold, so most of it is still in the room's ring at shutdown.

@@ -5,7 +5,8 @@ use common::{start_server, TcpClient, UdpClient};
 
 #[tokio::test]
 async fn over_long_tcp_line_is_refused_and_the_connection_keeps_working() {
-    let server = start_server("--max-line 100").await;
+    // No partial-line timer: a stall between the writes below must not turn a piece into a line.
+    let server = start_server("--max-line 100 --partial-timeout off").await;
     let mut alice = TcpClient::connect(server.tcp).await;
     let mut bob = TcpClient::connect(server.tcp).await;
     alice.expect(&format!("* {} joined", bob.name)).await;

@@ -69,6 +69,9 @@ async fn three_nodes_private_messages_and_room_moves() {
     let cy = UdpClient::join(c.udp).await;
     ann.expect(&format!("* {} joined", cy.name)).await;
     bob.expect(&format!("* {} joined", cy.name)).await;
+    // c has heard of ann before cy writes to her.
+    cy.send("/who").await;
+    cy.expect("*   ann (tcp on a)").await;
     ann.send("/msg bob psst").await;
     bob.expect("[private] <ann> psst").await;
     cy.send("/msg ann from udp on c").await;

@@ -11,8 +11,8 @@ use nats::Nats;
 #[tokio::test]
 async fn nodes_carry_on_locally_without_nats_and_resynchronise_when_it_is_back() {
     let mut nats = Nats::start("link").await;
-    let a = start_server(&nats.flags("a")).await;
-    let b = start_server(&nats.flags("b")).await;
+    let a = start_server(&nats.quick_flags("a")).await;
+    let b = start_server(&nats.quick_flags("b")).await;
     let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
     let mut amy = TcpClient::with_nick(a.tcp, "amy").await;
     let mut bob = TcpClient::connect(b.tcp).await;

@@ -125,8 +125,9 @@ async fn a_direct_client_without_a_header_is_welcomed_at_once_and_chats() {
     // Like netcat: connects and waits for the welcome before typing anything.
     let started = Instant::now();
     let mut ann = TcpClient::connect(server.tcp).await;
+    // Well under the 3 s a header is waited for, with room for a loaded machine.
     assert!(
-        started.elapsed() < Duration::from_secs(1),
+        started.elapsed() < Duration::from_secs(2),
         "{:?}",
         started.elapsed()
     );

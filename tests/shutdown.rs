@@ -35,7 +35,7 @@ async fn sigterm_tells_everyone_and_exits_zero_promptly() {
     let took = sent.elapsed();
     assert!(status.success(), "exit status {status:?}");
     // The requirement is one second; allow slack for a loaded CI machine without hiding a hang.
-    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
     assert_eq!(
         tcp.expect_closed().await,
         vec!["* server shutting down".to_string()]

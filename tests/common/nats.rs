@@ -61,8 +61,17 @@ impl Nats {
             config: config.to_string(),
             child: None,
         };
-        nats.launch().await;
-        nats
+        // The port was free when picked, but another test may bind it before nats-server does.
+        for _ in 0..5 {
+            match nats.launch().await {
+                Ok(()) => return nats,
+                Err(why) => {
+                    eprintln!("nats-server on port {}: {why}; trying another", nats.port);
+                    nats.port = free_port();
+                }
+            }
+        }
+        panic!("nats-server did not start on any of 5 free ports");
     }
 
     /// `nats://127.0.0.1:PORT`.
@@ -86,7 +95,9 @@ impl Nats {
         )
     }
 
-    async fn launch(&mut self) {
+    /// Starts nats-server on `self.port` and waits until it is ready; an error when it exits
+    /// first (its port was taken meanwhile, say).
+    async fn launch(&mut self) -> Result<(), String> {
         let mut command = Command::new(binary());
         if !self.config.is_empty() {
             let file = self.dir.join("nats.conf");
@@ -111,19 +122,25 @@ impl Nats {
             .expect("spawn nats-server");
         let stderr = child.stderr.take().expect("nats-server stderr");
         let mut lines = tokio::io::BufReader::new(stderr).lines();
+        let mut last = String::new();
         loop {
             let line = tokio::time::timeout(TIMEOUT, lines.next_line())
                 .await
                 .expect("nats-server ready in time")
-                .expect("read nats-server log")
-                .expect("nats-server exited before it was ready");
-            if line.contains("Server is ready") {
-                break;
+                .expect("read nats-server log");
+            match line {
+                Some(line) if line.contains("Server is ready") => break,
+                Some(line) => last = line,
+                None => {
+                    let _ = tokio::time::timeout(TIMEOUT, child.wait()).await;
+                    return Err(format!("exited before it was ready: {last}"));
+                }
             }
         }
         // Keep draining its log so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         self.child = Some(child);
+        Ok(())
     }
 
     /// Kills the server (SIGKILL) and waits until it is gone.
@@ -137,7 +154,20 @@ impl Nats {
     /// Starts it again on the same port with the same store.
     pub async fn restart(&mut self) {
         self.kill().await;
-        self.launch().await;
+        // Clients may hold the port for a moment (or a test's socket may have taken it): retry,
+        // bounded to 50 tries over about 5 s.
+        let mut why = String::new();
+        for _ in 0..50 {
+            match self.launch().await {
+                Ok(()) => return,
+                Err(e) => why = e,
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!(
+            "nats-server did not start again on port {}: {why}",
+            self.port
+        );
     }
 }
 

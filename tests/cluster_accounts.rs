@@ -26,6 +26,8 @@ async fn an_account_registered_on_one_node_logs_in_on_another() {
     watcher
         .expect_match(|l| l.starts_with("* alice left"))
         .await;
+    // a gives the name back in the background after the leave is announced.
+    nats.released("alice").await;
     let mut again = TcpClient::connect(b.tcp).await;
     again.send("/login alice wrong").await;
     again.expect("! wrong name or password").await;
@@ -136,6 +138,8 @@ async fn a_node_started_after_a_server_ban_refuses_the_address_from_its_first_co
     root.send("/gban 127.0.0.2 1h").await;
     root.expect("* address 127.0.0.2 is banned from the server for 1h; 0 members disconnected")
         .await;
+    // The ban is stored in the background after the answer: wait for it, so b's start is after.
+    nats.meta_written("server:gbans").await;
     // b reads the cluster's bans before it takes anyone: its very first connection is refused.
     let b = node(&nats, "b").await;
     let mut refused = TcpClient::connect_from_raw(b.tcp, other_address()).await;

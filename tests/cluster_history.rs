@@ -132,8 +132,12 @@ async fn two_nodes_show_the_same_history_with_the_same_ids() {
         .await;
     ann.send("one from a").await;
     bob.expect("<ann> one from a").await;
+    history_until(&mut bob, "<ann> one from a").await;
     bob.send("two from b").await;
     ann.expect("<bob> two from b").await;
+    // Each node's history relay is a task of its own: the stream is waited for before the next
+    // line is said, so the lines are stored in the order they were said.
+    history_until(&mut ann, "<bob> two from b").await;
     ann.send("three from a").await;
     bob.expect("<ann> three from a").await;
     let on_a = history_until(&mut ann, "<ann> three from a").await;
@@ -169,6 +173,9 @@ async fn without_nats_at_start_a_node_replays_its_own_history_and_says_so() {
         .expect("welcome");
     ann.name = common::name_from_welcome(&welcome);
     ann.send("said alone").await;
+    // A reply to a later command shows the line was taken into the room before cy joins.
+    ann.send("/who").await;
+    ann.expect_match(|l| l.ends_with(" here:")).await;
     let mut cy = TcpClient::connect(a.tcp).await;
     let lines = cy.expect("* end of history").await;
     assert!(lines.iter().any(|l| l == FALLBACK), "{lines:?}");

@@ -8,61 +8,13 @@ mod nats;
 
 use std::net::IpAddr;
 
-use chatd::cluster::names::bucket_key;
-use chatd::cluster::subject::{token, Subjects};
-use common::{register, start_server, TcpClient, TestServer, TIMEOUT};
-use futures::StreamExt;
+use common::{register, start_server, TcpClient, TestServer};
 use nats::Nats;
 
 const FLAGS: &str = "--argon2-memory 64 --argon2-passes 1";
 
 async fn node(nats: &Nats, name: &str) -> TestServer {
     start_server(&format!("{} {FLAGS}", nats.flags(name))).await
-}
-
-/// Waits until the latest entry under `key` in the cluster's bucket `bucket` is a value (`put`)
-/// or a deletion (not `put`).
-async fn bucket_entry(nats: &Nats, bucket: String, key: String, put: bool) {
-    let client = tokio::time::timeout(TIMEOUT, async_nats::connect(nats.url()))
-        .await
-        .expect("nats in time")
-        .expect("connect to nats");
-    let js = async_nats::jetstream::new(client);
-    let store = tokio::time::timeout(TIMEOUT, js.get_key_value(bucket))
-        .await
-        .expect("bucket in time")
-        .expect("open the bucket");
-    let mut watch = tokio::time::timeout(TIMEOUT, store.watch_with_history(&key))
-        .await
-        .expect("watch in time")
-        .expect("watch the key");
-    loop {
-        let entry = tokio::time::timeout(TIMEOUT, watch.next())
-            .await
-            .unwrap_or_else(|_| panic!("{key} not as wanted after {TIMEOUT:?}"))
-            .expect("watch open")
-            .expect("watch entry");
-        if (entry.operation == async_nats::jetstream::kv::Operation::Put) == put {
-            return;
-        }
-    }
-}
-
-/// Waits until the names bucket holds no claim on `name`. A member's claim goes back in the
-/// background after its leave (or rename) is announced, so whoever reacts to the announcement
-/// at once may still find it held for a moment; the tests wait for the bucket itself instead.
-async fn released(nats: &Nats, name: &str) {
-    let bucket = Subjects::new("chatd").names_bucket();
-    let key = bucket_key(&chatd::names::key(name));
-    bucket_entry(nats, bucket, key, false).await;
-}
-
-/// Waits until the account `name` is in the cluster's accounts bucket (written in the background
-/// after `/register` is answered), so other nodes are about to know it.
-async fn stored(nats: &Nats, name: &str) {
-    let bucket = Subjects::new("chatd").meta_bucket();
-    let key = token(&format!("account:{}", chatd::names::key(name)));
-    bucket_entry(nats, bucket, key, true).await;
 }
 
 /// Registers `name` on `server` and leaves, waiting until the name is free again.
@@ -80,8 +32,8 @@ async fn account(nats: &Nats, server: &TestServer, name: &str, from: IpAddr) {
         .await;
     owner.send("/quit").await;
     owner.expect_closed().await;
-    stored(nats, name).await;
-    released(nats, name).await;
+    nats.stored(name).await;
+    nats.released(name).await;
 }
 
 /// The next line that is one of `answers`.
@@ -138,7 +90,7 @@ async fn a_login_held_on_one_node_is_refused_on_another_until_its_holder_quits()
 
     first.send("/quit").await;
     first.expect_closed().await;
-    released(&nats, "alice").await;
+    nats.released("alice").await;
     assert_eq!(
         login(&mut second, "alice").await,
         "* you are logged in as alice"
@@ -157,7 +109,7 @@ async fn a_login_never_takes_a_name_a_member_of_another_node_holds() {
     // carol took her name by /nick on b, then registered it (the only way a name someone holds
     // becomes an account's: registering is for one's own name).
     let mut carol = register(b.tcp, "carol", "pw-carol").await;
-    stored(&nats, "carol").await;
+    nats.stored("carol").await;
     let mut other = TcpClient::connect(a.tcp).await;
     assert_eq!(
         login(&mut other, "carol").await,
@@ -170,7 +122,7 @@ async fn a_login_never_takes_a_name_a_member_of_another_node_holds() {
     // Once she goes by another name, the account's name is free for a login anywhere.
     carol.send("/nick dave").await;
     carol.expect("* you are now known as dave").await;
-    released(&nats, "carol").await;
+    nats.released("carol").await;
     assert_eq!(
         login(&mut other, "carol").await,
         "* you are logged in as carol"
@@ -191,7 +143,7 @@ async fn a_login_gives_back_the_nick_it_replaces() {
         login(&mut erin, "erin").await,
         "* you are logged in as erin"
     );
-    released(&nats, "frank").await;
+    nats.released("frank").await;
     let mut frank = TcpClient::connect(b.tcp).await;
     frank.send("/nick frank").await;
     frank.expect("* you are now known as frank").await;
@@ -245,7 +197,7 @@ async fn an_unregistered_name_stays_with_its_member_until_it_changes_name() {
     other.expect("! that name is taken").await;
     gina.send("/nick gina2").await;
     gina.expect("* you are now known as gina2").await;
-    released(&nats, "gina").await;
+    nats.released("gina").await;
     other.send("/nick gina").await;
     other.expect("* you are now known as gina").await;
 }

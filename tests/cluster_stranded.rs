@@ -9,14 +9,17 @@ mod nats;
 use common::{log_until, spawn_chatd, spawn_logged_chatd, TcpClient, TIMEOUT};
 use nats::Nats;
 
+/// Node `a` is found lost after 1 s; `b`, the node that scans, waits 2 s, which is also the window
+/// in which the tests see a found claim still held, wide enough for a loaded machine.
 fn flags(nats: &Nats, node: &str) -> Vec<String> {
+    let timeout = if node == "b" { "2s" } else { "1s" };
     [
         "--cluster",
         &nats.url(),
         "--node",
         node,
         "--cluster-timeout",
-        "1s",
+        timeout,
     ]
     .map(String::from)
     .to_vec()

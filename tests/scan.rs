@@ -122,7 +122,7 @@ async fn a_tcp_range_scan_lists_every_server_by_address_and_finds_the_similar_pa
         "--port",
         &port,
         "--timeout",
-        "500ms",
+        "2s",
         "--similar",
         "height,weight",
     ])
@@ -158,9 +158,10 @@ async fn a_tcp_range_scan_lists_every_server_by_address_and_finds_the_similar_pa
         ),
         "{out}"
     );
-    // The mute target held its query for the whole timeout, and no longer.
-    assert!(took >= Duration::from_millis(500), "{took:?}");
-    assert!(took < TIMEOUT, "{took:?}");
+    // The mute target held its query for the whole timeout, and no longer. The timeout is 2 s
+    // because the five servers share this test's runtime with the other scans.
+    assert!(took >= Duration::from_secs(2), "{took:?}");
+    assert!(took < Duration::from_secs(2) + TIMEOUT, "{took:?}");
     drop(room);
 }
 
@@ -175,7 +176,7 @@ async fn a_udp_scan_asks_without_joining_and_prints_json_lines() {
         "--udp",
         "--json",
         "--timeout",
-        "500ms",
+        "2s",
         "--similar",
         "weight,height",
     ])
@@ -197,7 +198,7 @@ async fn a_udp_scan_asks_without_joining_and_prints_json_lines() {
         serde_json::json!([format!("127.0.0.2:{port}"), format!("127.0.0.4:{port}")]),
         "{out}"
     );
-    assert!(took < TIMEOUT, "{took:?}");
+    assert!(took < Duration::from_secs(2) + TIMEOUT, "{took:?}");
     drop(room);
 }
 
@@ -211,6 +212,8 @@ async fn similar_says_so_when_fewer_than_two_servers_qualify() {
         "127.0.0.2-3",
         "--port",
         &port,
+        "--timeout",
+        "2s",
         "--similar",
         "size,height",
     ])

@@ -5,6 +5,9 @@
 
 use std::path::PathBuf;
 
+use chatd::cluster::names::bucket_key;
+use chatd::cluster::subject::{token, Subjects};
+use futures::StreamExt;
 use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
 
@@ -141,6 +144,58 @@ impl Nats {
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         self.child = Some(child);
         Ok(())
+    }
+
+    /// Waits until the latest entry under `key` in the cluster's bucket `bucket` is a value
+    /// (`put`) or a deletion (not `put`).
+    async fn bucket_entry(&self, bucket: String, key: String, put: bool) {
+        let client = tokio::time::timeout(TIMEOUT, async_nats::connect(self.url()))
+            .await
+            .expect("nats in time")
+            .expect("connect to nats");
+        let js = async_nats::jetstream::new(client);
+        let store = tokio::time::timeout(TIMEOUT, js.get_key_value(bucket))
+            .await
+            .expect("bucket in time")
+            .expect("open the bucket");
+        let mut watch = tokio::time::timeout(TIMEOUT, store.watch_with_history(&key))
+            .await
+            .expect("watch in time")
+            .expect("watch the key");
+        loop {
+            let entry = tokio::time::timeout(TIMEOUT, watch.next())
+                .await
+                .unwrap_or_else(|_| panic!("{key} not as wanted after {TIMEOUT:?}"))
+                .expect("watch open")
+                .expect("watch entry");
+            if (entry.operation == async_nats::jetstream::kv::Operation::Put) == put {
+                return;
+            }
+        }
+    }
+
+    /// Waits until the names bucket of cluster `chatd` holds no claim on `name`. A member's
+    /// claim goes back in the background after its leave (or rename) is announced, so whoever
+    /// reacts to the announcement at once may still find it held for a moment; tests wait for
+    /// the bucket itself instead.
+    pub async fn released(&self, name: &str) {
+        let bucket = Subjects::new("chatd").names_bucket();
+        let key = bucket_key(&chatd::names::key(name));
+        self.bucket_entry(bucket, key, false).await;
+    }
+
+    /// Waits until the account `name` is in the accounts bucket of cluster `chatd` (written in
+    /// the background after `/register` is answered), so other nodes are about to know it.
+    pub async fn stored(&self, name: &str) {
+        self.meta_written(&format!("account:{}", chatd::names::key(name)))
+            .await;
+    }
+
+    /// Waits until the state bucket of cluster `chatd` holds a value under `key`
+    /// (`server:gbans`, `account:NAME`), written in the background after the member was answered.
+    pub async fn meta_written(&self, key: &str) {
+        let bucket = Subjects::new("chatd").meta_bucket();
+        self.bucket_entry(bucket, token(key), true).await;
     }
 
     /// Kills the server (SIGKILL) and waits until it is gone.

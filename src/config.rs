@@ -115,9 +115,9 @@ pub struct ServerArgs {
     /// joining; use it on open networks.
     #[arg(long)]
     pub udp_validate: bool,
-    /// A room announces each join and leave (`* NAME joined`) while this node holds at most
-    /// this many of its members; bigger rooms stay quiet, since a join storm in a huge room
-    /// only buries the chat (0 to 1000000; 0: never announce).
+    /// A room announces each join and leave (`* NAME joined`) while it holds at most this many
+    /// members (with `--cluster`, on every node); bigger rooms stay quiet, since a join storm in
+    /// a huge room only buries the chat (0 to 1000000; 0: never announce).
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub announce_max: u32,
     /// Chat lines each room keeps and replays to joiners (0 turns history off).
@@ -337,7 +337,7 @@ pub struct Config {
     pub idle_timeout: OptionalDuration,
     /// Whether new UDP addresses must echo a cookie before joining.
     pub udp_validate: bool,
-    /// Largest room (members on this node) that still announces joins and leaves.
+    /// Largest room (members on every node) that still announces joins and leaves.
     pub announce_max: usize,
     /// Chat lines each room keeps (0: no history).
     pub history: usize,
@@ -376,7 +376,7 @@ pub struct Config {
 }
 
 impl Config {
-    /// Whether a room holding `members` of this node's members announces joins and leaves.
+    /// Whether a room holding `members` members announces joins and leaves.
     pub fn announces(&self, members: usize) -> bool {
         members <= self.announce_max
     }

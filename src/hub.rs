@@ -554,7 +554,7 @@ impl Hub {
             &config.motd,
             &names::welcome_name(&name, addr),
         ));
-        if config.announces(in_room) {
+        if self.announces(&lobby, in_room) {
             lobby.broadcast(id, protocol::notice(&format!("{name} joined")));
         }
         tracing::debug!(%addr, %name, transport = transport.as_str(), "joined");
@@ -654,14 +654,13 @@ impl Hub {
             }
             (current, target, sub, left_at, others, who, held)
         };
-        let config = self.config();
-        if config.announces(held) {
+        if self.announces(&from, held) {
             from.broadcast(
                 id,
                 protocol::notice(&format!("{who} left {}", from.label())),
             );
         }
-        if config.announces(others + 1) {
+        if self.announces(&to, others + 1) {
             to.broadcast(
                 id,
                 protocol::notice(&format!("{who} joined {}", to.label())),
@@ -701,7 +700,7 @@ impl Hub {
         };
         let Some(entry) = entry else { return };
         tracing::debug!(name = %entry.name, ?how, "left");
-        if !self.is_closing() && self.config().announces(held) {
+        if !self.is_closing() && self.announces(&entry.room, held) {
             entry
                 .room
                 .broadcast(id, protocol::left_notice(&entry.name, how));
@@ -886,6 +885,16 @@ impl Hub {
             .rooms
             .get(&name.key)
             .map_or(0, |e| e.members)
+    }
+
+    /// Whether a room holding `local` of this node's members announces joins and leaves: with
+    /// `--cluster` its members on the other nodes count too, so `--announce-max` is about the
+    /// whole room, not this node's share of it.
+    pub fn announces(&self, room: &Room, local: usize) -> bool {
+        let remote = self
+            .cluster()
+            .map_or(0, |cluster| cluster.remote_in_room(&room.name().key));
+        self.config().announces(local + remote)
     }
 
     /// The open room named `name` (any case, optional `#`), if there is one.

@@ -1,6 +1,6 @@
 //! `--announce-max`: a room announces joins and leaves only while it holds at most that many
 //! members; a bigger room stays quiet about them (a join storm in a huge room only buries the
-//! chat) but still carries every chat line.
+//! chat) but still carries every chat line. With `--cluster` the room is counted on every node.
 
 mod common;
 #[path = "common/nats.rs"]
@@ -126,5 +126,34 @@ async fn a_node_with_a_big_room_is_quiet_about_another_nodes_members_leaving_it(
     }
     assert!(renamed, "bo's name never came free");
     let skipped = ann.expect("* al is now known as bo").await;
+    assert!(!skipped.iter().any(|l| l.contains(" left")), "{skipped:?}");
+}
+
+#[tokio::test]
+async fn with_a_cluster_the_limit_counts_the_room_on_every_node() {
+    let nats = Nats::start("announce-cluster").await;
+    let a = start_server(&format!("{} --announce-max 2", nats.flags("a"))).await;
+    let b = start_server(&format!("{} --announce-max 2", nats.flags("b"))).await;
+    let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
+    let mut bo = TcpClient::connect(b.tcp).await;
+    // Two in the lobby, one on each node: within the limit, so bo's arrival is announced.
+    let skipped = ann.expect(&format!("* {} joined", bo.name)).await;
+    assert!(skipped.is_empty(), "{skipped:?}");
+    bo.send("/nick bo").await;
+    bo.expect("* you are now known as bo").await;
+    // b has heard of ann before the third member comes.
+    bo.send("/who").await;
+    bo.expect("*   ann (tcp on a)").await;
+    // Three now, two of them on b: over the limit for the room, though not for b's share of it.
+    let mut cy = TcpClient::with_nick(b.tcp, "cy").await;
+    let skipped = ann.expect_renamed("cy").await;
+    assert!(
+        !skipped.iter().any(|l| l.ends_with(" joined")),
+        "{skipped:?}"
+    );
+    cy.send("/quit").await;
+    cy.expect_closed().await;
+    bo.send("mark").await;
+    let skipped = ann.expect("<bo> mark").await;
     assert!(!skipped.iter().any(|l| l.contains(" left")), "{skipped:?}");
 }

@@ -440,6 +440,11 @@ impl Bridge {
         all
     }
 
+    /// How many members of other nodes are in the room with key `room`.
+    pub fn remote_in_room(&self, room: &str) -> usize {
+        self.table().in_room(room)
+    }
+
     /// Members of other nodes in the room with key `room`, with their node, sorted by name.
     pub fn members_in(&self, room: &str) -> Vec<(String, RemoteMember)> {
         let mut list = self.table().members(|m| m.room == room);

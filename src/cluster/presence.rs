@@ -47,6 +47,9 @@ pub struct Table {
     nodes: HashMap<String, Node>,
     /// Name keys to (node, member id).
     names: HashMap<String, (String, u64)>,
+    /// Room keys to how many remote members are in them, so `--announce-max` can count the whole
+    /// room without walking every member.
+    rooms: HashMap<String, usize>,
     seen: HashSet<String>,
 }
 
@@ -57,6 +60,7 @@ impl Table {
             timeout,
             nodes: HashMap::new(),
             names: HashMap::new(),
+            rooms: HashMap::new(),
             seen: HashSet::new(),
         }
     }
@@ -94,7 +98,21 @@ impl Table {
         if let Some(old) = self.nodes.remove(node) {
             for member in old.members.into_values() {
                 self.unindex(&member);
+                self.count_out(&member.room);
                 out.gone.push((node.to_string(), member));
+            }
+        }
+    }
+
+    fn count_in(&mut self, room: &str) {
+        *self.rooms.entry(room.to_string()).or_default() += 1;
+    }
+
+    fn count_out(&mut self, room: &str) {
+        if let Some(count) = self.rooms.get_mut(room) {
+            *count -= 1;
+            if *count == 0 {
+                self.rooms.remove(room);
             }
         }
     }
@@ -153,12 +171,15 @@ impl Table {
                 let old = entry.members.insert(member.id, member.clone());
                 if let Some(old) = old {
                     self.unindex(&old);
+                    self.count_out(&old.room);
                 }
                 self.index(node, &member);
+                self.count_in(&member.room);
             }
             Change::Leave { id } => {
                 if let Some(old) = entry.members.remove(&id) {
                     self.unindex(&old);
+                    self.count_out(&old.room);
                 }
             }
             Change::Rename {
@@ -178,8 +199,10 @@ impl Table {
             }
             Change::Move { id, room, label } => {
                 if let Some(member) = entry.members.get_mut(&id) {
-                    member.room = room;
+                    let from = std::mem::replace(&mut member.room, room.clone());
                     member.label = label;
+                    self.count_out(&from);
+                    self.count_in(&room);
                 }
             }
         }
@@ -209,14 +232,17 @@ impl Table {
             }
             if let Some(known) = known {
                 self.unindex(&known);
+                self.count_out(&known.room);
             }
             self.index(&roster.node, &member);
+            self.count_in(&member.room);
             if let Some(entry) = self.nodes.get_mut(&roster.node) {
                 entry.members.insert(member.id, member);
             }
         }
         for member in old.into_values() {
             self.unindex(&member);
+            self.count_out(&member.room);
             out.gone.push((roster.node.clone(), member));
         }
         out
@@ -274,6 +300,11 @@ impl Table {
         let (node, id) = self.names.get(key)?;
         let member = self.nodes.get(node)?.members.get(id)?;
         Some((node.as_str(), member))
+    }
+
+    /// How many members of other nodes are in the room with key `room`.
+    pub fn in_room(&self, room: &str) -> usize {
+        self.rooms.get(room).copied().unwrap_or(0)
     }
 
     /// Every remote member matching `wanted`, with its node.
@@ -404,6 +435,49 @@ mod tests {
         let out = table.roster(roster(vec![member(2, "bob"), member(3, "cy")]), now);
         assert_eq!(out.gone, vec![("a".to_string(), member(1, "ann"))]);
         assert_eq!(out.came, vec![("a".to_string(), member(3, "cy"))]);
+    }
+
+    #[test]
+    fn rooms_count_remote_members_through_joins_moves_rosters_and_losses() {
+        let start = Instant::now();
+        let mut table = Table::new(T);
+        table.heartbeat("a", 1, 0, start);
+        table.change("a", 1, 1, Change::Join(member(1, "ann")), start);
+        table.change("a", 1, 2, Change::Join(member(2, "bob")), start);
+        assert_eq!(table.in_room("lobby"), 2);
+        let to_den = Change::Move {
+            id: 2,
+            room: "den".into(),
+            label: "#den".into(),
+        };
+        table.change("a", 1, 3, to_den, start);
+        assert_eq!((table.in_room("lobby"), table.in_room("den")), (1, 1));
+        // The same join twice counts once.
+        table.change("a", 1, 4, Change::Join(member(1, "ann")), start);
+        assert_eq!(table.in_room("lobby"), 1);
+        // A roster replaces what was known: bob is gone, cy came.
+        table.roster(
+            Roster {
+                node: "a".into(),
+                boot: 1,
+                version: 9,
+                members: vec![member(1, "ann"), member(3, "cy")],
+            },
+            start,
+        );
+        assert_eq!((table.in_room("lobby"), table.in_room("den")), (2, 0));
+        table.heartbeat("b", 1, 0, start);
+        table.change("b", 1, 1, Change::Join(member(1, "di")), start);
+        assert_eq!(table.in_room("lobby"), 3);
+        table.change("b", 1, 2, Change::Leave { id: 1 }, start);
+        assert_eq!(table.in_room("lobby"), 2);
+        table.expire(start + T);
+        assert_eq!(
+            table.in_room("lobby"),
+            0,
+            "a lost node takes its members along"
+        );
+        assert!(table.rooms.is_empty(), "no empty rooms kept");
     }
 
     #[test]

@@ -211,9 +211,13 @@ impl Tasks {
         came: &[(String, RemoteMember)],
         why: &str,
     ) {
-        // The same rule as for local members: a room bigger than `--announce-max` stays quiet.
+        // The same rule as for local members: a room bigger than `--announce-max`, counting its
+        // members on every node, stays quiet.
         let config = self.hub.config();
-        let quiet = |room: &str| !config.announces(self.hub.room_members(room));
+        let quiet = |room: &str| {
+            let remote = self.bridge.remote_in_room(room);
+            !config.announces(self.hub.room_members(room) + remote)
+        };
         for (_, member) in gone {
             if quiet(&member.room) {
                 continue;

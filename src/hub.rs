@@ -173,7 +173,7 @@ pub struct Moved {
     pub to: Arc<Room>,
     /// The reading position in the new room, with the history to replay.
     pub sub: Subscription,
-    /// Members in the new room besides the mover.
+    /// Members in the new room besides the mover (with `--cluster`, on every node).
     pub others: usize,
 }
 
@@ -626,10 +626,15 @@ impl Hub {
                 }
                 return Err(MoveError::Banned(target.label()));
             }
-            if created {
+            // With `--cluster`, a room this node opens may be full on other nodes already: only
+            // the room's first member anywhere operates it, not the first on each node.
+            let remote = self
+                .cluster()
+                .map_or(0, |cluster| cluster.remote_in_room(&name.key));
+            if created && remote == 0 {
                 target.moderate(|m| m.grant(mover));
             }
-            let others = registry
+            let local_others = registry
                 .rooms
                 .get_mut(&name.key)
                 .map(|entry| {
@@ -652,7 +657,15 @@ impl Hub {
             if let Some(cluster) = self.cluster() {
                 cluster.moved(id, &target);
             }
-            (current, target, sub, left_at, others, who, held)
+            (
+                current,
+                target,
+                sub,
+                left_at,
+                local_others + remote,
+                who,
+                held,
+            )
         };
         if self.announces(&from, held) {
             from.broadcast(
@@ -660,7 +673,8 @@ impl Hub {
                 protocol::notice(&format!("{who} left {}", from.label())),
             );
         }
-        if self.announces(&to, others + 1) {
+        // `others` counts the room on every node already.
+        if self.config().announces(others + 1) {
             to.broadcast(
                 id,
                 protocol::notice(&format!("{who} joined {}", to.label())),

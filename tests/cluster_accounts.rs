@@ -84,8 +84,8 @@ async fn a_room_ban_set_on_one_node_reaches_the_room_open_on_another() {
     let nats = Nats::start("acct-rban").await;
     let a = node(&nats, "a").await;
     let b = node(&nats, "b").await;
-    // ann opens #den on a, so operates it; bo opens it on b (the first in a room on a node
-    // operates it there), then vic sits in it too, from another address.
+    // ann opens #den on a, so operates it; bo opens it on b (no operator: ann was first), then
+    // vic sits in it too, from another address.
     let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
     ann.send("/join #den").await;
     ann.expect("* you are in #den with 0 others").await;

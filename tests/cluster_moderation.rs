@@ -162,13 +162,39 @@ async fn a_ban_by_name_of_a_guest_of_another_node_bans_its_address_everywhere() 
 }
 
 #[tokio::test]
+async fn only_the_first_member_of_a_room_in_the_whole_cluster_operates_it() {
+    let nats = Nats::start("mod-first").await;
+    let a = node(&nats, "a").await;
+    let b = node(&nats, "b").await;
+    let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
+    ann.send("/join #den").await;
+    ann.expect("* you are in #den with 0 others").await;
+    let mut bob = TcpClient::with_nick(b.tcp, "bob").await;
+    // b has heard that ann is in #den before bob opens the room there.
+    bob.send("/rooms").await;
+    bob.expect("*   #den (1 member)").await;
+    // The room is new to b, not to the cluster: bob is not its operator, and hears who is there.
+    bob.send("/join #den").await;
+    bob.expect("* you are in #den with 1 other").await;
+    ann.expect("* bob joined #den").await;
+    bob.send("/kick ann").await;
+    bob.expect("! you are not an operator of #den").await;
+    bob.send("/topic mine now").await;
+    bob.expect("! you are not an operator of #den").await;
+    // ann, who opened it first, operates it on every node.
+    ann.send("/kick bob").await;
+    bob.expect_match(|l| l.starts_with("* you are in #lobby"))
+        .await;
+}
+
+#[tokio::test]
 async fn an_operator_makes_a_member_of_another_node_an_operator_and_takes_it_back() {
     let nats = Nats::start("mod-op").await;
     let a = node(&nats, "a").await;
     let b = node(&nats, "b").await;
     let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
     join(&mut ann, "#den").await;
-    // bo opens #den on b (and operates it there); bob only sits in it.
+    // bo and bob sit in #den on b; ann, who opened it first, operates it.
     let mut bo = TcpClient::with_nick(b.tcp, "bo").await;
     join(&mut bo, "#den").await;
     let mut bob = TcpClient::with_nick(b.tcp, "bob").await;

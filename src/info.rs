@@ -52,6 +52,9 @@ pub struct Info<'a> {
     pub uptime_s: u64,
     /// What `--meta` says.
     pub meta: &'a Map<String, Value>,
+    /// With `--cluster`: the cluster this node is part of (the counts above are this node's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::Summary>,
 }
 
 /// The description of the server behind `hub`, as of now, under its configuration `config`.
@@ -66,16 +69,18 @@ pub fn info<'a>(hub: &Hub, config: &'a Config) -> Info<'a> {
             members: room.members,
         })
         .collect();
+    let members = hub.member_count();
     Info {
         name: &config.name,
         version: env!("CARGO_PKG_VERSION"),
         motd: &config.motd,
-        members: hub.member_count(),
+        members,
         rooms,
         rooms_total,
         transports: &config.transports,
         uptime_s: hub.uptime().as_secs(),
         meta: &config.meta,
+        cluster: hub.cluster().map(|cluster| cluster.summary(members)),
     }
 }
 

@@ -1,4 +1,4 @@
-//! `--cluster` presence: `/who` and `/rooms` show the whole cluster, names are unique across it
+//! `--cluster` presence: `/who`, `/rooms` and `/info` show the whole cluster, names are unique across it
 //! (claimed in a JetStream key-value bucket), and a node killed with SIGKILL is noticed within
 //! `--cluster-timeout`: its members are shown leaving and their names are free again.
 mod common;
@@ -33,12 +33,35 @@ async fn who_and_rooms_list_the_whole_cluster() {
     ann.expect("* 2 rooms:").await;
     assert_eq!(ann.recv().await, "*   #lobby (2 members) (you are here)");
     assert_eq!(ann.recv().await, "*   #rust (1 member)");
+    // `/info` counts this node's members, and the cluster's beside them.
+    let doc = info(&mut ann).await;
+    assert_eq!(doc["members"], 1, "{doc}");
+    assert_eq!(
+        doc["cluster"],
+        serde_json::json!({"name": "chatd", "node": "a", "nodes": 2, "members": 3, "link": "up"}),
+        "{doc}"
+    );
     // A node that stops says so: its members are shown leaving.
     b.shutdown().await;
     ann.expect(&format!("* {} left (node stopped)", cy.name))
         .await;
     ann.send("/who").await;
     ann.expect("* 1 here:").await;
+    let doc = info(&mut ann).await;
+    assert_eq!(doc["cluster"]["nodes"], 1, "{doc}");
+    assert_eq!(doc["cluster"]["members"], 1, "{doc}");
+}
+
+/// Asks for `/info` and returns the document.
+async fn info(client: &mut TcpClient) -> serde_json::Value {
+    client.send("/info").await;
+    for _ in 0..100 {
+        let line = client.recv().await;
+        if line.starts_with('{') {
+            return serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        }
+    }
+    panic!("no /info document");
 }
 
 #[tokio::test]

@@ -74,6 +74,10 @@ async fn info_over_tcp_is_one_line_of_json_describing_the_server() {
         doc["meta"],
         serde_json::json!({"height": 178, "weight": 60.5, "size": "XXL", "id": "1527406014"})
     );
+    assert!(
+        doc.get("cluster").is_none(),
+        "no cluster without --cluster: {doc}"
+    );
     server.shutdown().await;
 }
 

@@ -98,6 +98,8 @@ pub enum PrivateError {
 
 struct Inner {
     node: String,
+    /// `--cluster-name`, as given (the subjects hold it encoded).
+    cluster_name: String,
     boot: u64,
     subjects: Subjects,
     client: async_nats::Client,
@@ -139,6 +141,21 @@ impl std::fmt::Debug for Bridge {
     }
 }
 
+/// What `/info` says of the cluster a node is part of.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    /// `--cluster-name`.
+    pub name: String,
+    /// This node's name.
+    pub node: String,
+    /// Live nodes, this one included.
+    pub nodes: usize,
+    /// Members on every live node.
+    pub members: usize,
+    /// `up`, or `down` while this node has lost NATS (and knows only its own members).
+    pub link: &'static str,
+}
+
 impl Bridge {
     /// A bridge over `client` for `config`, and the receiving end of its publisher's queue.
     pub fn new(
@@ -160,6 +177,7 @@ impl Bridge {
         let bridge = Bridge {
             inner: Arc::new(Inner {
                 node: config.node.clone(),
+                cluster_name: config.name.clone(),
                 boot: u64::from_le_bytes(boot),
                 names: names::Names::new(client.clone(), subjects.names_bucket()),
                 claims: Mutex::default(),
@@ -289,6 +307,21 @@ impl Bridge {
     /// This node's name.
     pub fn node(&self) -> &str {
         &self.inner.node
+    }
+
+    /// The cluster as `/info` describes it, for a node holding `local_members` members.
+    pub fn summary(&self, local_members: usize) -> Summary {
+        let (nodes, remote) = {
+            let table = self.table();
+            (table.nodes().len(), table.member_count())
+        };
+        Summary {
+            name: self.inner.cluster_name.clone(),
+            node: self.inner.node.clone(),
+            nodes: nodes + 1,
+            members: local_members + remote,
+            link: if self.link_up() { "up" } else { "down" },
+        }
     }
 
     /// What ends this node's guest names (`guest-3.NODE`), so they are unique cluster-wide.

@@ -302,6 +302,11 @@ impl Table {
         Some((node.as_str(), member))
     }
 
+    /// How many members the other live nodes hold.
+    pub fn member_count(&self) -> usize {
+        self.nodes.values().map(|n| n.members.len()).sum()
+    }
+
     /// How many members of other nodes are in the room with key `room`.
     pub fn in_room(&self, room: &str) -> usize {
         self.rooms.get(room).copied().unwrap_or(0)
@@ -469,6 +474,7 @@ mod tests {
         table.heartbeat("b", 1, 0, start);
         table.change("b", 1, 1, Change::Join(member(1, "di")), start);
         assert_eq!(table.in_room("lobby"), 3);
+        assert_eq!(table.member_count(), 3);
         table.change("b", 1, 2, Change::Leave { id: 1 }, start);
         assert_eq!(table.in_room("lobby"), 2);
         table.expire(start + T);

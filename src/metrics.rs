@@ -217,6 +217,8 @@ struct Live {
     members: [usize; TRANSPORTS.len()],
     rooms: usize,
     history: (u64, u64),
+    /// `--cluster`: the cluster as this node sees it.
+    cluster: Option<crate::cluster::Summary>,
 }
 
 impl Collector for Live {
@@ -254,6 +256,34 @@ impl Collector for Live {
             None,
             dropped.metric_type(),
         )?)?;
+        if let Some(cluster) = &self.cluster {
+            let gauges = [
+                (
+                    "chatd_cluster_nodes",
+                    "Live nodes of the cluster (--cluster), this one included.",
+                    cluster.nodes,
+                ),
+                (
+                    "chatd_cluster_members",
+                    "Members on every live node of the cluster (--cluster).",
+                    cluster.members,
+                ),
+                (
+                    "chatd_cluster_link_up",
+                    "1 while this node is connected to NATS (--cluster), 0 while it is cut off.",
+                    usize::from(cluster.link == "up"),
+                ),
+            ];
+            for (name, help, value) in gauges {
+                let gauge = ConstGauge::new(value as i64);
+                gauge.encode(encoder.encode_descriptor(
+                    name,
+                    help,
+                    None,
+                    gauge.metric_type(),
+                )?)?;
+            }
+        }
         Ok(())
     }
 }
@@ -273,10 +303,12 @@ pub fn render(hub: &Hub) -> String {
             members[i] += 1;
         }
     }
+    let local: usize = members.iter().sum();
     let live = Live {
         members,
         rooms: hub.rooms().len(),
         history: crate::store::counts(hub.store().stats()),
+        cluster: hub.cluster().map(|cluster| cluster.summary(local)),
     };
     // Not under the prefix: a collector names its own metrics.
     let mut outer = Registry::default();

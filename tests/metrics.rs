@@ -1,5 +1,7 @@
 //! `/metrics`: the Prometheus text format, with counters that move with traffic.
 mod common;
+#[path = "common/nats.rs"]
+mod nats;
 #[path = "common/ws.rs"]
 mod ws;
 
@@ -10,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use common::{start_server, TcpClient, UdpClient, TIMEOUT};
+use nats::Nats;
 use ws::WsClient;
 
 /// Samples by `name{labels}` as written, after checking the text is well-formed: every sample
@@ -133,6 +136,10 @@ async fn metrics_parse_as_prometheus_text_and_move_with_traffic() {
     assert_eq!(get(&before, "chatd_rooms"), 1.0);
     assert_eq!(get(&before, "chatd_history_writes_total"), 0.0);
     assert_eq!(get(&before, "chatd_history_drops_total"), 0.0);
+    assert!(
+        !before.keys().any(|k| k.starts_with("chatd_cluster_")),
+        "no cluster without --cluster"
+    );
     assert_eq!(get(&before, "chatd_lag_notices_total"), 0.0);
     assert_eq!(get(&before, "chatd_udp_evictions_total"), 0.0);
 
@@ -190,4 +197,27 @@ async fn a_udp_eviction_is_counted() {
     let samples = scrape(server.http).await;
     assert_eq!(get(&samples, "chatd_udp_evictions_total"), 1.0);
     server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cluster_node_reports_the_live_nodes_their_members_and_its_link() {
+    let mut nats = Nats::start("metrics").await;
+    let a = start_server(&nats.flags("a")).await;
+    let b = start_server(&nats.flags("b")).await;
+    let mut ann = TcpClient::connect(a.tcp).await;
+    let bob = TcpClient::connect(b.tcp).await;
+    ann.expect(&format!("* {} joined", bob.name)).await;
+    let up = scrape(a.http).await;
+    assert_eq!(get(&up, "chatd_cluster_nodes"), 2.0);
+    assert_eq!(get(&up, "chatd_cluster_members"), 2.0);
+    assert_eq!(get(&up, "chatd_cluster_link_up"), 1.0);
+    assert_eq!(
+        get(&up, "chatd_members{transport=\"tcp\"}"),
+        1.0,
+        "this node's own"
+    );
+    nats.kill().await;
+    ann.expect("* cluster link lost").await;
+    let down = scrape(a.http).await;
+    assert_eq!(get(&down, "chatd_cluster_link_up"), 0.0);
 }

@@ -216,30 +216,46 @@ fn bad_meta_and_names_are_refused_at_startup() {
 
 #[tokio::test]
 async fn info_answers_count_against_the_udp_reply_budget() {
-    let server = start_server(&format!("{FLAGS} --udp-reply-budget 1 --rate off")).await;
-    // A member first: its own replies are not unsolicited, so it can show what the server did.
-    let member = UdpClient::join(server.udp).await;
-    let first = stranger().await;
-    let second = UdpSocket::bind("127.0.0.2:0")
-        .await
-        .expect("bind 127.0.0.2");
-    parse(ask(&first, server.udp, &request(512)).await.trim_end());
-    // The budget (one a second) is spent: this one goes unanswered...
-    second
-        .send_to(request(512).as_bytes(), server.udp)
-        .await
-        .expect("send");
-    // ...which shows once the member's answer, asked for after it, is here.
-    member.send("/info").await;
-    loop {
-        if member.recv().await.starts_with('{') {
-            break;
+    // The budget refills one answer a second, so the check below means something only when the
+    // second stranger's request came within that second; on a machine stalled for longer the
+    // round is tried again (at most 3 rounds).
+    for round in 1..=3 {
+        let server = start_server(&format!("{FLAGS} --udp-reply-budget 1 --rate off")).await;
+        // A member first: its own replies are not unsolicited, so it can show what the server did.
+        let member = UdpClient::join(server.udp).await;
+        let first = stranger().await;
+        let second = UdpSocket::bind("127.0.0.2:0")
+            .await
+            .expect("bind 127.0.0.2");
+        let spent = tokio::time::Instant::now();
+        parse(ask(&first, server.udp, &request(512)).await.trim_end());
+        // The budget (one a second) is spent: this one goes unanswered...
+        second
+            .send_to(request(512).as_bytes(), server.udp)
+            .await
+            .expect("send");
+        // ...which shows once the member's answer, asked for after it, is here.
+        member.send("/info").await;
+        loop {
+            if member.recv().await.starts_with('{') {
+                break;
+            }
         }
+        if spent.elapsed() >= std::time::Duration::from_millis(900) {
+            eprintln!(
+                "round {round} took {:?}: the budget may have refilled",
+                spent.elapsed()
+            );
+            server.shutdown().await;
+            continue;
+        }
+        let mut buf = vec![0u8; 70_000];
+        assert!(
+            second.try_recv_from(&mut buf).is_err(),
+            "no answer past the budget"
+        );
+        server.shutdown().await;
+        return;
     }
-    let mut buf = vec![0u8; 70_000];
-    assert!(
-        second.try_recv_from(&mut buf).is_err(),
-        "no answer past the budget"
-    );
-    server.shutdown().await;
+    panic!("three rounds in a row took a second or more: the machine is too slow to check this");
 }

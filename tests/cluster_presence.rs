@@ -7,7 +7,8 @@ mod nats;
 
 use std::time::{Duration, Instant};
 
-use common::{spawn_chatd, start_server, TcpClient, UdpClient};
+use chatd::cluster::names::{bucket_key, Holder};
+use common::{spawn_chatd, start_server, TcpClient, UdpClient, TIMEOUT};
 use nats::Nats;
 
 #[tokio::test]
@@ -62,6 +63,48 @@ async fn info(client: &mut TcpClient) -> serde_json::Value {
         }
     }
     panic!("no /info document");
+}
+
+#[tokio::test]
+async fn a_name_held_by_nobody_known_is_taken_once_its_claim_goes_back_a_moment_later() {
+    let nats = Nats::start("free-soon").await;
+    let a = start_server(&nats.flags("a")).await;
+    let mut taker = TcpClient::connect(a.tcp).await;
+    // The first claim opens the names bucket.
+    taker.send("/nick warm").await;
+    taker.expect("* you are now known as warm").await;
+    // Claims by a member nobody here knows of: like one of another node who just left, whose
+    // node gives the name back in the background a moment after its leave was seen.
+    let names = nats.names_bucket().await;
+    let ghost = Holder {
+        node: "gone".into(),
+        boot: 1,
+        id: 7,
+    };
+    for name in ["seat", "kept"] {
+        let created = names.create(bucket_key(&chatd::names::key(name)), ghost.encode());
+        tokio::time::timeout(TIMEOUT, created)
+            .await
+            .expect("in time")
+            .expect("claim for the ghost");
+    }
+    taker.send("/nick seat").await;
+    // Given back 100 ms after the claim was asked for: within the second the node keeps trying.
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let deleted = names.delete(bucket_key(&chatd::names::key("seat")));
+        tokio::time::timeout(TIMEOUT, deleted)
+            .await
+            .expect("in time")
+            .expect("give the claim back");
+    });
+    taker.expect("* you are now known as seat").await;
+    release.await.expect("released");
+    // A claim that stays is refused after the few tries, not waited on.
+    let asked = Instant::now();
+    taker.send("/nick kept").await;
+    taker.expect("! that name is taken").await;
+    assert!(asked.elapsed() < TIMEOUT, "{:?}", asked.elapsed());
 }
 
 #[tokio::test]

@@ -9,10 +9,11 @@ mod nats;
 use common::{log_until, spawn_chatd, spawn_logged_chatd, TcpClient, TIMEOUT};
 use nats::Nats;
 
-/// Node `a` is found lost after 1 s; `b`, the node that scans, waits 2 s, which is also the window
-/// in which the tests see a found claim still held, wide enough for a loaded machine.
+/// Node `a` is found lost after 1 s; `b`, the node that scans, waits 3 s, which is also the window
+/// in which the tests see a found claim still held: wide enough for a loaded machine and for the
+/// second a claim of a name held by nobody known is retried.
 fn flags(nats: &Nats, node: &str) -> Vec<String> {
-    let timeout = if node == "b" { "2s" } else { "1s" };
+    let timeout = if node == "b" { "3s" } else { "1s" };
     [
         "--cluster",
         &nats.url(),

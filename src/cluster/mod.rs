@@ -51,6 +51,10 @@ pub const REMOTE: MemberId = MemberId::MAX;
 /// lines are dropped and counted past it (a dropped change makes the other nodes resynchronise);
 /// a room relay waits instead, falling behind its room's ring, which counts what it skips.
 const OUTBOX: usize = 4096;
+/// How often a claim that found its name held, by nobody the presence table knows, is tried
+/// again before it is refused, and how long apart (a second in all).
+const TAKEN_RETRIES: usize = 10;
+const TAKEN_RETRY_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What the publisher task sends, in this order, for the hub and the room relays.
 #[derive(Debug)]
@@ -275,7 +279,17 @@ impl Bridge {
                 boot: bridge.inner.boot,
                 id,
             };
-            let claim = bridge.inner.names.claim(&key, &holder).await;
+            let mut claim = bridge.inner.names.claim(&key, &holder).await;
+            // A name whose holder just left is given back in the background, so a claim made
+            // on seeing the leave can still find it held. While no member anywhere goes by the
+            // name, try again a few times before saying it is taken.
+            for _ in 0..TAKEN_RETRIES {
+                if claim != Err(names::ClaimError::Taken) || bridge.table().find(&key).is_some() {
+                    break;
+                }
+                tokio::time::sleep(TAKEN_RETRY_EVERY).await;
+                claim = bridge.inner.names.claim(&key, &holder).await;
+            }
             let answer = crate::control::Control::Claimed {
                 name,
                 key: key.clone(),

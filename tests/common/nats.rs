@@ -174,6 +174,22 @@ impl Nats {
         }
     }
 
+    /// The names bucket of cluster `chatd` (it exists once a node has claimed a name).
+    pub async fn names_bucket(&self) -> async_nats::jetstream::kv::Store {
+        let client = tokio::time::timeout(TIMEOUT, async_nats::connect(self.url()))
+            .await
+            .expect("nats in time")
+            .expect("connect to nats");
+        let js = async_nats::jetstream::new(client);
+        tokio::time::timeout(
+            TIMEOUT,
+            js.get_key_value(Subjects::new("chatd").names_bucket()),
+        )
+        .await
+        .expect("bucket in time")
+        .expect("open the names bucket")
+    }
+
     /// Waits until the names bucket of cluster `chatd` holds no claim on `name`. A member's
     /// claim goes back in the background after its leave (or rename) is announced, so whoever
     /// reacts to the announcement at once may still find it held for a moment; tests wait for

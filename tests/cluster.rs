@@ -130,3 +130,19 @@ async fn one_senders_lines_arrive_in_order_on_every_node() {
         assert_eq!(on_c.recv().await, want, "udp member on c");
     }
 }
+
+#[tokio::test]
+async fn private_lines_reach_a_member_of_another_node_with_the_longest_name() {
+    let nats = Nats::start("long-name").await;
+    let a = node(&nats, "a").await;
+    let b = node(&nats, "b").await;
+    let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
+    // 32 characters of three UTF-8 bytes each: the longest name, and a long subject token.
+    let name = "漢".repeat(32);
+    let mut far = TcpClient::with_nick(b.tcp, &name).await;
+    ann.expect_renamed(&name).await;
+    ann.send(&format!("/msg {name} hello there")).await;
+    far.expect("[private] <ann> hello there").await;
+    far.send("/msg ann and back").await;
+    ann.expect(&format!("[private] <{name}> and back")).await;
+}

@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use super::subject::{token, untoken};
 
-/// Longest header line accepted.
-const MAX_HEADER: usize = 256;
+/// Longest header line accepted: room for `p NODE KEY` with the longest name (32 characters,
+/// which look-alike folding may lengthen, of up to 4 bytes each, every byte escaped as 3 in a
+/// token). 256, as it was, refused private lines to members with long non-ASCII names.
+const MAX_HEADER: usize = 4096;
 
 /// A room's lines as another node said them.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -39,6 +39,10 @@ pub fn untoken(token: &str) -> Option<String> {
     if token == "_" {
         return Some(String::new());
     }
+    if token.is_empty() {
+        // `token` writes the empty name as `_`: nothing encodes to no token at all.
+        return None;
+    }
     let bytes = token.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -184,6 +188,7 @@ mod tests {
         assert_eq!(untoken("a_61"), None, "plain bytes are never escaped");
         assert_eq!(untoken("a.b"), None);
         assert_eq!(untoken("a_2"), None);
+        assert_eq!(untoken(""), None, "the empty name is `_`");
     }
 
     #[test]

@@ -5,7 +5,9 @@ mod common;
 #[path = "common/nats.rs"]
 mod nats;
 
-use common::{other_address, register, start_server, TcpClient, TestServer};
+use bytes::Bytes;
+use chatd::cluster::subject::token;
+use common::{other_address, register, start_server, TcpClient, TestServer, TIMEOUT};
 use nats::Nats;
 
 const FLAGS: &str = "--argon2-memory 64 --argon2-passes 1 --oper root";
@@ -145,4 +147,71 @@ async fn a_node_started_after_a_server_ban_refuses_the_address_from_its_first_co
     let mut refused = TcpClient::connect_from_raw(b.tcp, other_address()).await;
     assert_eq!(refused.recv().await, "! you are banned from this server");
     refused.expect_closed().await;
+}
+
+#[tokio::test]
+async fn garbage_in_the_state_bucket_is_ignored_and_every_node_keeps_serving() {
+    let nats = Nats::start("acct-garbage").await;
+    let a = node(&nats, "a").await;
+    let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
+    ann.send("/join #den").await;
+    ann.expect("* you are in #den with 0 others").await;
+    // Whatever wrote these (a bug, an older version, a person with the nats CLI), they are not
+    // what chatd writes: unreadable accounts, room state and server bans.
+    let meta = nats.meta_bucket().await;
+    let garbage: [(&str, &[u8]); 5] = [
+        ("account:ann", b"\xff\xfe not utf-8"),
+        ("account:bob", b"{\"hash\": 5}"),
+        ("room:den", b"{not json"),
+        ("server:gbans", b"[[["),
+        ("nothing:known", b"?"),
+    ];
+    for (key, value) in garbage {
+        let put = meta.put(token(key), Bytes::from_static(value));
+        tokio::time::timeout(TIMEOUT, put)
+            .await
+            .expect("in time")
+            .expect("put garbage");
+    }
+    // A real change after the garbage: once a node has it, it has read the garbage too.
+    let mut carol = register(a.tcp, "carol", "pw-carol").await;
+    carol.send("/quit").await;
+    carol.expect_closed().await;
+    nats.stored("carol").await;
+    nats.released("carol").await;
+    // A node started now reads all of it before it takes members, and serves.
+    let b = node(&nats, "b").await;
+    let mut again = TcpClient::connect(b.tcp).await;
+    again.send("/login carol pw-carol").await;
+    again.expect("* you are logged in as carol").await;
+    // a goes on as before: ann still operates #den (its unreadable state was ignored), new
+    // members get in, and lines cross the nodes.
+    ann.send("/topic still ours").await;
+    ann.expect("* ann set the topic of #den: still ours").await;
+    let mut dan = TcpClient::with_nick(a.tcp, "dan").await;
+    dan.send("/join #den").await;
+    dan.expect_match(|l| l.starts_with("* you are in #den"))
+        .await;
+    again.send("/join #den").await;
+    again
+        .expect_match(|l| l.starts_with("* you are in #den"))
+        .await;
+    dan.expect("* carol joined #den").await;
+    again.send("hello from b").await;
+    dan.expect("<carol> hello from b").await;
+    // And a's watch of the bucket went on past the garbage: a server ban set on b reaches a.
+    let mut root = register(b.tcp, "root", "pw-root").await;
+    root.send("/gban 127.0.0.2 1h").await;
+    root.expect("* address 127.0.0.2 is banned from the server for 1h; 0 members disconnected")
+        .await;
+    let mut tries = 0;
+    loop {
+        let mut probe = TcpClient::connect_from_raw(a.tcp, other_address()).await;
+        if probe.recv().await == "! you are banned from this server" {
+            break;
+        }
+        tries += 1;
+        assert!(tries < 50, "a never took the ban set after the garbage");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -176,18 +176,25 @@ impl Nats {
 
     /// The names bucket of cluster `chatd` (it exists once a node has claimed a name).
     pub async fn names_bucket(&self) -> async_nats::jetstream::kv::Store {
+        self.bucket(Subjects::new("chatd").names_bucket()).await
+    }
+
+    /// The state bucket (accounts, bans, room state) of cluster `chatd` (it exists once a node
+    /// has started).
+    pub async fn meta_bucket(&self) -> async_nats::jetstream::kv::Store {
+        self.bucket(Subjects::new("chatd").meta_bucket()).await
+    }
+
+    async fn bucket(&self, name: String) -> async_nats::jetstream::kv::Store {
         let client = tokio::time::timeout(TIMEOUT, async_nats::connect(self.url()))
             .await
             .expect("nats in time")
             .expect("connect to nats");
         let js = async_nats::jetstream::new(client);
-        tokio::time::timeout(
-            TIMEOUT,
-            js.get_key_value(Subjects::new("chatd").names_bucket()),
-        )
-        .await
-        .expect("bucket in time")
-        .expect("open the names bucket")
+        tokio::time::timeout(TIMEOUT, js.get_key_value(name))
+            .await
+            .expect("bucket in time")
+            .expect("open the bucket")
     }
 
     /// Waits until the names bucket of cluster `chatd` holds no claim on `name`. A member's

@@ -172,7 +172,15 @@ fn apply(hub: &Hub, entry: &kv::Entry) {
         return;
     };
     let value = match entry.operation {
-        kv::Operation::Put => std::str::from_utf8(&entry.value).ok(),
+        kv::Operation::Put => match std::str::from_utf8(&entry.value) {
+            Ok(value) => Some(value),
+            Err(_) => {
+                // Not a value chatd writes: ignored, as unreadable JSON is, never taken for a
+                // deletion (which would drop an account or a room's operators and bans).
+                tracing::error!(%key, "unreadable cluster state (not UTF-8); ignored");
+                return;
+            }
+        },
         kv::Operation::Delete | kv::Operation::Purge => None,
     };
     if let Some(account) = key.strip_prefix("account:") {

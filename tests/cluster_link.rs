@@ -5,6 +5,9 @@ mod common;
 #[path = "common/nats.rs"]
 mod nats;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use common::{start_server, TcpClient};
 use nats::Nats;
 
@@ -60,4 +63,118 @@ async fn nodes_carry_on_locally_without_nats_and_resynchronise_when_it_is_back()
     // cal's name was given back after all: it can be claimed again.
     amy.send("/nick cal").await;
     amy.expect("* you are now known as cal").await;
+}
+
+/// The numbers of the `<loud> n N` lines a client gets until `<loud> done`, and its other lines.
+async fn loud_numbers(client: &mut TcpClient) -> (Vec<u32>, Vec<String>) {
+    let (mut seen, mut other) = (Vec::new(), Vec::new());
+    for _ in 0..100_000 {
+        let line = client.recv().await;
+        if line == "<loud> done" {
+            return (seen, other);
+        }
+        match line.strip_prefix("<loud> n ").and_then(|n| n.parse().ok()) {
+            Some(n) => seen.push(n),
+            None => other.push(line),
+        }
+    }
+    panic!("never got <loud> done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_restarted_under_a_steady_stream_of_lines_loses_nothing_locally_and_nothing_twice() {
+    let mut nats = Nats::start("link-load").await;
+    let a = start_server(&format!("{} --rate off", nats.flags("a"))).await;
+    let b = start_server(&format!("{} --rate off", nats.flags("b"))).await;
+    let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
+    let mut bob = TcpClient::with_nick(b.tcp, "bob").await;
+    ann.expect_renamed("bob").await;
+    let mut loud = TcpClient::with_nick(a.tcp, "loud").await;
+    bob.expect_renamed("loud").await;
+    ann.expect_renamed("loud").await;
+
+    // One line a millisecond from a member of a, across the outage, until 300 lines after the
+    // link is back (bounded: 20,000 lines).
+    let restored = Arc::new(AtomicBool::new(false));
+    let sending = {
+        let restored = restored.clone();
+        tokio::spawn(async move {
+            let mut after = 0;
+            for i in 0..20_000u32 {
+                loud.send(&format!("n {i}")).await;
+                if restored.load(Ordering::SeqCst) {
+                    after += 1;
+                    if after == 300 {
+                        loud.send("done").await;
+                        return (loud, i);
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            panic!("the link never came back");
+        })
+    };
+    let bob_reads = tokio::spawn(async move {
+        let got = loud_numbers(&mut bob).await;
+        (bob, got)
+    });
+    // Let lines flow, then take NATS away and bring it back while they keep coming.
+    let mut on_a = Vec::new();
+    for _ in 0..200 {
+        on_a.push(ann.recv().await);
+    }
+    nats.kill().await;
+    on_a.extend(ann.expect("* cluster link lost").await);
+    nats.restart().await;
+    on_a.extend(ann.expect("* cluster link restored").await);
+    restored.store(true, Ordering::SeqCst);
+    let (rest, other) = loud_numbers(&mut ann).await;
+    // Notices only (a long outage may also show the other node's members leaving and coming
+    // back); never a missed-lines notice.
+    assert!(other.iter().all(|l| l.starts_with("* ")), "on a: {other:?}");
+    let mut ann_seen: Vec<u32> = on_a
+        .iter()
+        .filter_map(|l| l.strip_prefix("<loud> n ").and_then(|n| n.parse().ok()))
+        .collect();
+    ann_seen.extend(rest);
+    let (_loud, last) = sending.await.expect("loud sends");
+    let (mut bob, (bob_seen, bob_other)) = bob_reads.await.expect("bob reads");
+
+    // Locally nothing was lost, whatever NATS did.
+    assert_eq!(ann_seen, (0..=last).collect::<Vec<_>>(), "a's own member");
+    // Across the nodes: in order, never twice, and the stream resumed after the outage.
+    assert!(
+        bob_other.iter().all(|l| l.starts_with("* ")),
+        "on b: {bob_other:?}"
+    );
+    eprintln!("b got {} of the {} lines", bob_seen.len(), last + 1);
+    assert!(
+        bob_seen.windows(2).all(|w| w[0] < w[1]),
+        "in order, once: {bob_seen:?}"
+    );
+    assert_eq!(
+        bob_seen.last(),
+        Some(&last),
+        "b hears the lines after the outage"
+    );
+    // Nobody missing and no ghost on either node, once presence is resynchronised (bounded:
+    // 50 tries, 5 s).
+    for client in [&mut ann, &mut bob] {
+        let mut tries = 0;
+        loop {
+            client.send("/who").await;
+            let count = loop {
+                let line = client.recv().await;
+                if line.ends_with(" here:") {
+                    break line;
+                }
+            };
+            if count == "* 3 here:" {
+                break;
+            }
+            tries += 1;
+            assert!(tries < 50, "never 3 here: {count}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
 }

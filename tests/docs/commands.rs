@@ -1,0 +1,323 @@
+//! Shell commands in ```sh blocks: which program each runs, parsed with the programs' own clap
+//! definitions, and (where nothing outside the test is needed) run against a real server.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use chatd::client::args::{Args as ChatcArgs, ScanArgs};
+use chatd::config::ServerArgs;
+use clap::Parser;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+use crate::common::{self, TcpClient, UdpClient, TIMEOUT};
+
+/// What one line of a checked ```sh block runs.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// `chatd ARGS` or `cargo run --release --bin chatd -- ARGS`.
+    Chatd(Vec<String>),
+    /// `chatc ARGS` or `cargo run --release --bin chatc -- ARGS`.
+    Chatc(Vec<String>),
+    /// `chatc scan ARGS`.
+    Scan(Vec<String>),
+    /// `nc [-u] HOST PORT`: joining a server as netcat does.
+    Nc { udp: bool },
+    /// `cargo test --locked`, the test command, which CI must run as written.
+    CargoTest(String),
+}
+
+/// Splits a shell line into words (single and double quotes, backslashes), dropping a trailing
+/// `# comment`, a trailing `&` and leading `NAME=value` environment settings.
+pub fn words(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => words.extend(word.take()),
+            '#' if word.is_none() => break,
+            '\'' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => w.push(c),
+                        None => return Err("unclosed '".into()),
+                    }
+                }
+            }
+            '"' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => w.extend(chars.next()),
+                        Some(c) => w.push(c),
+                        None => return Err("unclosed \"".into()),
+                    }
+                }
+            }
+            '\\' => word.get_or_insert_with(String::new).extend(chars.next()),
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(word);
+    if words.last().is_some_and(|w| w == "&") {
+        words.pop();
+    }
+    let env = words
+        .iter()
+        .take_while(|w| {
+            w.split_once('=').is_some_and(|(name, _)| {
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+            })
+        })
+        .count();
+    Ok(words.split_off(env))
+}
+
+/// What `line` runs, or why a checked block may not hold it.
+pub fn command(line: &str) -> Result<Option<Command>, String> {
+    let words = words(line)?;
+    let strs: Vec<&str> = words.iter().map(String::as_str).collect();
+    let rest = |n: usize| words[n..].to_vec();
+    Ok(Some(match strs.as_slice() {
+        [] => return Ok(None),
+        ["chatd", ..] => Command::Chatd(rest(1)),
+        ["chatc", "scan", ..] => Command::Scan(rest(2)),
+        ["chatc", ..] => Command::Chatc(rest(1)),
+        ["cargo", "run", "--release", "--bin", "chatd", "--", ..] => Command::Chatd(rest(6)),
+        ["cargo", "run", "--release", "--bin", "chatc", "--", ..] => Command::Chatc(rest(6)),
+        ["cargo", "test", ..] => Command::CargoTest(words.join(" ")),
+        ["nc", "-u", _, port] if port.parse::<u16>().is_ok() => Command::Nc { udp: true },
+        ["nc", _, port] if port.parse::<u16>().is_ok() => Command::Nc { udp: false },
+        _ => {
+            return Err(format!(
+                "`{line}` is not a command this test can check (chatd, chatc, nc, cargo test); \
+                 put it in a block marked `sh no-check`"
+            ))
+        }
+    }))
+}
+
+/// Parses the command with the real clap definitions (and `chatc scan`'s targets with the real
+/// target parser), as the binary would.
+pub fn parse(command: &Command) -> Result<(), String> {
+    let argv = |program: &str, args: &[String]| -> Vec<OsString> {
+        std::iter::once(program.into())
+            .chain(args.iter().map(OsString::from))
+            .collect()
+    };
+    match command {
+        Command::Chatd(args) => ServerArgs::try_parse_from(argv("chatd", args))
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        Command::Chatc(args) => ChatcArgs::try_parse_from(argv("chatc", args))
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        Command::Scan(args) => {
+            let scan =
+                ScanArgs::try_parse_from(argv("chatc scan", args)).map_err(|e| e.to_string())?;
+            chatd::client::targets::expand(&scan.targets, scan.port)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+        Command::Nc { .. } => Ok(()),
+        Command::CargoTest(line) => {
+            let ci = std::fs::read_to_string(crate::markdown::root().join(".ci/run"))
+                .map_err(|e| format!(".ci/run: {e}"))?;
+            ci.lines()
+                .any(|l| l.trim() == line)
+                .then_some(())
+                .ok_or_else(|| format!(".ci/run does not run `{line}` as written"))
+        }
+    }
+}
+
+/// Flags that need something outside the test (certificate files, a config file, NATS): a
+/// command with one is parsed, not started.
+const NEEDS_OUTSIDE: &[&str] = &[
+    "--cert",
+    "--key",
+    "--config",
+    "--cluster",
+    "--cluster-creds",
+];
+
+/// Runs the command against a real server where that needs nothing from outside the test; says
+/// whether it ran (false: parsed only).
+pub async fn run(command: &Command) -> bool {
+    match command {
+        Command::Chatd(args) => {
+            if args.iter().any(|a| NEEDS_OUTSIDE.contains(&a.as_str())) {
+                return false;
+            }
+            run_chatd(args).await;
+            true
+        }
+        Command::Chatc(args) => {
+            let Ok(parsed) = ChatcArgs::try_parse_from(
+                std::iter::once("chatc".to_string()).chain(args.iter().cloned()),
+            ) else {
+                return false;
+            };
+            let local = ["127.0.0.1:", "localhost:"]
+                .iter()
+                .any(|p| parsed.server.starts_with(p));
+            if !local || parsed.tls {
+                return false;
+            }
+            run_chatc(args, &parsed).await;
+            true
+        }
+        Command::Nc { udp } => {
+            let server = common::start_server("").await;
+            if *udp {
+                let client = UdpClient::bind(server.udp).await;
+                client.send("hello").await;
+                let welcome = client.recv().await;
+                assert!(welcome.starts_with("* welcome"), "nc -u: got {welcome:?}");
+            } else {
+                TcpClient::connect(server.tcp).await;
+            }
+            server.shutdown().await;
+            true
+        }
+        Command::Scan(_) | Command::CargoTest(_) => false,
+    }
+}
+
+/// Starts the built chatd with the command's flags (ports chosen by the OS, on 127.0.0.1, a
+/// database in a fresh directory) and checks it answers on TCP and UDP.
+async fn run_chatd(args: &[String]) {
+    let mut kept = Vec::new();
+    let mut db_dir = None;
+    let mut validate = false;
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--tcp" | "--udp" | "--bind" => {}
+            "--tls" | "--http" => kept.extend([args[i].clone(), "0".into()]),
+            "--db" | "--history-db" => {
+                static RUNS: std::sync::atomic::AtomicUsize =
+                    std::sync::atomic::AtomicUsize::new(0);
+                let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let path = common::temp_db(&format!("docs-run-{run}"));
+                db_dir = path.parent().map(|p| p.to_path_buf());
+                kept.extend([args[i].clone(), path.display().to_string()]);
+            }
+            other => {
+                validate |= other == "--udp-validate";
+                kept.push(other.to_string());
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    let kept: Vec<&str> = kept.iter().map(String::as_str).collect();
+    let (mut child, tcp, udp) = common::spawn_chatd(&kept, None).await;
+    TcpClient::connect(tcp).await;
+    let client = UdpClient::bind(udp).await;
+    if validate {
+        // A line longer than the challenge earns one.
+        client.send(&"x".repeat(64)).await;
+        let challenge = client.recv().await;
+        assert!(
+            challenge.starts_with("* to join, send: #pong# "),
+            "--udp-validate: got {challenge:?}"
+        );
+    } else {
+        client.send("#ping#").await;
+        let welcome = client.recv().await;
+        assert!(welcome.starts_with("* welcome"), "udp: got {welcome:?}");
+    }
+    let _ = child.start_kill();
+    let _ = tokio::time::timeout(TIMEOUT, child.wait()).await;
+    if let Some(dir) = db_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Runs the built chatc with the command's flags against a server of this test's own, asks
+/// `/who`, waits to be listed (under the `--nick` if one is given), and quits.
+async fn run_chatc(args: &[String], parsed: &ChatcArgs) {
+    let server = common::start_server("").await;
+    let addr = if parsed.udp { server.udp } else { server.tcp };
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| {
+            if *a == parsed.server {
+                addr.to_string()
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatc"))
+        .args(&args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn chatc");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let me = match &parsed.nick {
+        Some(nick) => format!("*   {nick} ("),
+        None => "*   guest-".to_string(),
+    };
+    stdin.write_all(b"/who\n").await.expect("write to chatc");
+    let listed = async {
+        let mut seen = Vec::new();
+        while let Some(line) = lines.next_line().await.expect("read chatc") {
+            if line.starts_with(&me) && line.ends_with("(you)") {
+                return Ok(());
+            }
+            seen.push(line);
+        }
+        Err(seen)
+    };
+    match tokio::time::timeout(Duration::from_secs(10), listed).await {
+        Ok(Ok(())) => {}
+        Ok(Err(seen)) => panic!("chatc {args:?} ended before /who listed it: {seen:?}"),
+        Err(_) => panic!("chatc {args:?}: /who did not list it in time"),
+    }
+    stdin.write_all(b"/quit\n").await.expect("write to chatc");
+    let status = tokio::time::timeout(TIMEOUT, child.wait())
+        .await
+        .expect("chatc quits in time")
+        .expect("chatc status");
+    assert!(status.success(), "chatc {args:?} exited with {status}");
+    server.shutdown().await;
+}
+
+/// Loads a ```toml snippet with chatd's own config loader, then starts the built chatd with it
+/// (the test's ports on the command line win over the file's) and checks the welcome carries the
+/// file's `motd`, if it sets one.
+pub async fn check_toml(at: &str, text: &str) {
+    let dir = common::temp_db(&format!("docs-toml-{}", at.replace(['/', ':', '.'], "-")));
+    let path = dir.with_file_name("chatd.toml");
+    std::fs::write(&path, text).expect("write config");
+    let cli: Vec<OsString> = vec!["chatd".into(), "--config".into(), path.clone().into()];
+    if let Err(e) = chatd::config::file::load(&cli) {
+        panic!("{at}: the config snippet does not load: {e}");
+    }
+    let table: toml::Table = text.parse().expect("toml");
+    let path_text = path.display().to_string();
+    let (mut child, tcp, _) = common::spawn_chatd(&["--config", &path_text], None).await;
+    let mut client = TcpClient::connect_raw(tcp).await;
+    let welcome = client.recv().await;
+    if let Some(motd) = table.get("motd").and_then(|m| m.as_str()) {
+        assert!(
+            welcome.starts_with(&format!("* {motd} - you are ")),
+            "{at}: the welcome does not carry the file's motd: {welcome:?}"
+        );
+    }
+    let _ = child.start_kill();
+    let _ = tokio::time::timeout(TIMEOUT, child.wait()).await;
+    if let Some(parent) = path.parent() {
+        let _ = std::fs::remove_dir_all(parent);
+    }
+}

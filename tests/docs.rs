@@ -165,7 +165,7 @@ async fn shell_commands_parse_and_the_runnable_ones_serve() {
                 panic!("{at}: `{line}` does not parse:\n{e}");
             }
             parsed += 1;
-            eprintln!("{at}: running {command:?}");
+            eprintln!("{at}: checking {command:?}");
             if commands::run(&command).await {
                 ran += 1;
             }

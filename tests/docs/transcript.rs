@@ -309,8 +309,11 @@ fn new_client(conn: Conn) -> Client {
     }
 }
 
+/// Which characters a placeholder may stand for.
+type CharClass = fn(char) -> bool;
+
 /// The placeholders a transcript line may hold, and the characters each stands for (one or more).
-const PLACEHOLDERS: &[(&str, fn(char) -> bool)] = &[
+const PLACEHOLDERS: &[(&str, CharClass)] = &[
     ("{n}", |c| c.is_ascii_digit()),
     ("{time}", |c| {
         c.is_ascii_digit() || matches!(c, ':' | '-' | ' ')

@@ -152,22 +152,16 @@ pub fn anchors(doc: &Doc) -> Vec<String> {
 pub fn links(doc: &Doc) -> Vec<(usize, String)> {
     let mut links = Vec::new();
     for (n, line) in prose(doc) {
-        let mut rest = line;
-        while let Some(at) = rest.find("](") {
-            rest = &rest[at + 2..];
-            if let Some(end) = rest.find(')') {
-                links.push((n, rest[..end].to_string()));
-                rest = &rest[end..];
-            }
-        }
-        let mut rest = line;
-        while let Some(at) = rest.find("src=\"") {
-            rest = &rest[at + 5..];
-            if let Some(end) = rest.find('"') {
-                links.push((n, rest[..end].to_string()));
-                rest = &rest[end..];
-            }
+        for (open, close) in [("](", ')'), ("src=\"", '"')] {
+            links.extend(between(line, open, close).map(|target| (n, target.to_string())));
         }
     }
     links
+}
+
+/// Every piece of `line` that follows `open` and runs up to the next `close`.
+fn between<'a>(line: &'a str, open: &'a str, close: char) -> impl Iterator<Item = &'a str> + 'a {
+    line.split(open)
+        .skip(1)
+        .filter_map(move |rest| rest.find(close).map(|end| &rest[..end]))
 }

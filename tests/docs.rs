@@ -204,3 +204,160 @@ fn service_snippets_are_lines_of_the_unit() {
         }
     }
 }
+
+/// The inline code spans of `doc`'s prose that sit on one line, with their line numbers.
+fn inline_code(doc: &markdown::Doc) -> Vec<(usize, String)> {
+    let mut spans = Vec::new();
+    let mut inside = false;
+    for (i, line) in doc.text.lines().enumerate() {
+        if line.starts_with("```") {
+            inside = !inside;
+            continue;
+        }
+        if inside {
+            continue;
+        }
+        let pieces: Vec<&str> = line.split('`').collect();
+        // Odd pieces are inside backticks when the line closes every span it opens.
+        if pieces.len() % 2 == 1 {
+            spans.extend(
+                pieces
+                    .iter()
+                    .skip(1)
+                    .step_by(2)
+                    .map(|s| (i + 1, s.to_string())),
+            );
+        }
+    }
+    spans
+}
+
+#[test]
+fn inline_chatd_commands_parse() {
+    use chatd::config::ServerArgs;
+    use clap::Parser;
+    let mut checked = 0;
+    for doc in all_docs() {
+        for (line, span) in inline_code(&doc) {
+            let Some(args) = span.strip_prefix("chatd --") else {
+                continue;
+            };
+            let words = commands::words(&format!("--{args}")).expect("shell words");
+            let argv = std::iter::once("chatd".to_string()).chain(words);
+            match ServerArgs::try_parse_from(argv) {
+                Ok(_) => {}
+                Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {}
+                Err(e) => panic!(
+                    "{}:{line}: `{span}` does not parse:\n{e}",
+                    doc.path.display()
+                ),
+            }
+            checked += 1;
+        }
+    }
+    eprintln!("inline chatd commands parsed: {checked}");
+    assert!(checked > 0, "no inline chatd command found");
+}
+
+/// The flag table in docs/operators/configuration.md names every flag chatd has and no other,
+/// and a default written as code is clap's default for that flag.
+#[test]
+fn the_flag_table_matches_chatds_flags() {
+    use chatd::config::ServerArgs;
+    use clap::CommandFactory;
+    let command = ServerArgs::command();
+    let doc = all_docs()
+        .into_iter()
+        .find(|d| d.path == std::path::Path::new("docs/operators/configuration.md"))
+        .expect("docs/operators/configuration.md");
+    let mut documented = Vec::new();
+    let mut wrong = Vec::new();
+    for (n, row) in doc.text.lines().enumerate() {
+        let cells: Vec<&str> = row.split(" | ").collect();
+        if !row.starts_with("| `--") || cells.len() < 3 {
+            continue;
+        }
+        let default = cells[1].trim();
+        for span in cells[0].split('`').skip(1).step_by(2) {
+            let Some(long) = span.strip_prefix("--") else {
+                continue;
+            };
+            let long = long.split_whitespace().next().unwrap_or_default();
+            documented.push(long.to_string());
+            let Some(arg) = command.get_arguments().find(|a| a.get_long() == Some(long)) else {
+                wrong.push(format!("line {}: --{long} is not a chatd flag", n + 1));
+                continue;
+            };
+            let clap_default: Vec<String> = arg
+                .get_default_values()
+                .iter()
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect();
+            let written = default
+                .strip_prefix('`')
+                .and_then(|d| d.strip_suffix('`'))
+                .filter(|d| !d.contains('`'));
+            match written {
+                Some(d) if clap_default != [d] => wrong.push(format!(
+                    "line {}: --{long}: the table says `{d}`, chatd's default is {clap_default:?}",
+                    n + 1
+                )),
+                None if !(clap_default.is_empty() || clap_default == ["false"]) => {
+                    wrong.push(format!(
+                        "line {}: --{long}: the table says {default}, chatd's default is {clap_default:?}",
+                        n + 1
+                    ))
+                }
+                _ => {}
+            }
+        }
+    }
+    for arg in command.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if !["help", "version"].contains(&long) && !documented.iter().any(|d| d == long) {
+            wrong.push(format!("--{long} is missing from the table"));
+        }
+    }
+    eprintln!("flags in the table: {}", documented.len());
+    assert!(
+        wrong.is_empty(),
+        "the flag table and chatd differ:\n{}",
+        wrong.join("\n")
+    );
+}
+
+/// The config-file error the docs quote is the one chatd gives, for a file whose third line sets
+/// `max-clients = 0`.
+#[test]
+fn the_quoted_config_error_is_chatds() {
+    const PATH: &str = "/etc/chatd/chatd.toml";
+    let quoted: Vec<(std::path::PathBuf, usize, String)> = all_docs()
+        .iter()
+        .flat_map(|doc| {
+            inline_code(doc)
+                .into_iter()
+                .filter(|(_, span)| span.starts_with(&format!("chatd: config file {PATH}, ")))
+                .map(|(line, span)| (doc.path.clone(), line, span))
+        })
+        .collect();
+    assert!(!quoted.is_empty(), "no quoted config error found");
+    let db = common::temp_db("docs-config-error");
+    let path = db.with_file_name("chatd.toml");
+    std::fs::write(&path, "tcp = 9001\nudp = 9001\nmax-clients = 0\n").expect("write config");
+    let cli: Vec<std::ffi::OsString> = vec!["chatd".into(), "--config".into(), path.clone().into()];
+    let error = match chatd::config::file::load(&cli) {
+        Ok(_) => panic!("max-clients = 0 was accepted"),
+        Err(e) => format!("chatd: {e}").replace(&path.display().to_string(), PATH),
+    };
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    for (doc, line, span) in quoted {
+        assert_eq!(
+            span,
+            error,
+            "{}:{line}: the quoted error differs",
+            doc.display()
+        );
+    }
+}

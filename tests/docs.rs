@@ -15,6 +15,8 @@ mod commands;
 mod common;
 #[path = "docs/markdown.rs"]
 mod markdown;
+#[path = "common/nats.rs"]
+mod nats;
 #[path = "docs/transcript.rs"]
 mod transcript;
 
@@ -154,6 +156,8 @@ async fn shell_commands_parse_and_the_runnable_ones_serve() {
     let mut parsed = 0;
     let mut ran = 0;
     for block in checked("sh") {
+        // What a block starts lives until its end, so its later lines reach it.
+        let mut sandbox = commands::Sandbox::default();
         for (i, line) in block.body.iter().enumerate() {
             let at = format!("{}:{}", block.path.display(), block.line + 1 + i);
             let command = match commands::command(line) {
@@ -166,7 +170,7 @@ async fn shell_commands_parse_and_the_runnable_ones_serve() {
             }
             parsed += 1;
             eprintln!("{at}: checking {command:?}");
-            if commands::run(&command).await {
+            if sandbox.run(&command).await {
                 ran += 1;
             }
         }

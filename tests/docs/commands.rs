@@ -1,7 +1,11 @@
 //! Shell commands in ```sh blocks: which program each runs, parsed with the programs' own clap
 //! definitions, and (where nothing outside the test is needed) run against a real server.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chatd::client::args::{Args as ChatcArgs, ScanArgs};
@@ -10,6 +14,7 @@ use clap::Parser;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use crate::common::{self, TcpClient, UdpClient, TIMEOUT};
+use crate::nats::Nats;
 
 /// What one line of a checked ```sh block runs.
 #[derive(Debug, Clone)]
@@ -21,7 +26,10 @@ pub enum Command {
     /// `chatc scan ARGS`.
     Scan(Vec<String>),
     /// `nc [-u] HOST PORT`: joining a server as netcat does.
-    Nc { udp: bool },
+    Nc { udp: bool, port: u16 },
+    /// `nats-server -a 127.0.0.1 -p PORT -js -sd DIR`: the NATS server a cluster needs, started
+    /// with exactly these flags (the test's own store directory and a free port).
+    NatsServer { port: u16 },
     /// `cargo test --locked`, the test command, which CI must run as written.
     CargoTest(String),
 }
@@ -89,11 +97,21 @@ pub fn command(line: &str) -> Result<Option<Command>, String> {
         ["cargo", "run", "--release", "--bin", "chatd", "--", ..] => Command::Chatd(rest(6)),
         ["cargo", "run", "--release", "--bin", "chatc", "--", ..] => Command::Chatc(rest(6)),
         ["cargo", "test", ..] => Command::CargoTest(words.join(" ")),
-        ["nc", "-u", _, port] if port.parse::<u16>().is_ok() => Command::Nc { udp: true },
-        ["nc", _, port] if port.parse::<u16>().is_ok() => Command::Nc { udp: false },
+        ["nc", "-u", _, port] => Command::Nc {
+            udp: true,
+            port: port.parse().map_err(|_| format!("`{line}`: not a port"))?,
+        },
+        ["nc", _, port] => Command::Nc {
+            udp: false,
+            port: port.parse().map_err(|_| format!("`{line}`: not a port"))?,
+        },
+        ["nats-server", "-a", "127.0.0.1", "-p", port, "-js", "-sd", _] => Command::NatsServer {
+            port: port.parse().map_err(|_| format!("`{line}`: not a port"))?,
+        },
         _ => {
             return Err(format!(
-                "`{line}` is not a command this test can check (chatd, chatc, nc, cargo test); \
+                "`{line}` is not a command this test can check (chatd, chatc, nc, cargo test, \
+                 nats-server -a 127.0.0.1 -p PORT -js -sd DIR); \
                  put it in a block marked `sh no-check`"
             ))
         }
@@ -122,7 +140,7 @@ pub fn parse(command: &Command) -> Result<(), String> {
                 .map(drop)
                 .map_err(|e| e.to_string())
         }
-        Command::Nc { .. } => Ok(()),
+        Command::Nc { .. } | Command::NatsServer { .. } => Ok(()),
         Command::CargoTest(line) => {
             let ci = std::fs::read_to_string(crate::markdown::root().join(".ci/run"))
                 .map_err(|e| format!(".ci/run: {e}"))?;
@@ -134,116 +152,171 @@ pub fn parse(command: &Command) -> Result<(), String> {
     }
 }
 
-/// Flags that need something outside the test (certificate files, a config file, NATS): a
-/// command with one is parsed, not started.
-const NEEDS_OUTSIDE: &[&str] = &[
-    "--cert",
-    "--key",
-    "--config",
-    "--cluster",
-    "--cluster-creds",
-];
+/// Flags that need files from outside the test (certificates, a config file, NATS credentials):
+/// a command with one is parsed, not started.
+const NEEDS_FILES: &[&str] = &["--cert", "--key", "--config", "--cluster-creds"];
 
-/// Runs the command against a real server where that needs nothing from outside the test; says
-/// whether it ran (false: parsed only).
-pub async fn run(command: &Command) -> bool {
-    match command {
-        Command::Chatd(args) => {
-            if args.iter().any(|a| NEEDS_OUTSIDE.contains(&a.as_str())) {
-                return false;
-            }
-            run_chatd(args).await;
-            true
+/// What the commands of one ```sh block have started, so later lines reach it as the doc says:
+/// a `nc 127.0.0.1 9001` after `chatd --tcp 9001 ...` talks to that chatd. Everything is stopped
+/// when it is dropped, at the end of the block.
+#[derive(Default)]
+pub struct Sandbox {
+    /// The doc's TCP and UDP ports, and where the server started for each really is.
+    tcp: HashMap<u16, SocketAddr>,
+    udp: HashMap<u16, SocketAddr>,
+    /// The doc's NATS ports, and the real nats-server for each.
+    nats: HashMap<u16, Nats>,
+    children: Vec<tokio::process::Child>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.start_kill();
         }
-        Command::Chatc(args) => {
-            let Ok(parsed) = ChatcArgs::try_parse_from(
-                std::iter::once("chatc".to_string()).chain(args.iter().cloned()),
-            ) else {
-                return false;
-            };
-            let local = ["127.0.0.1:", "localhost:"]
-                .iter()
-                .any(|p| parsed.server.starts_with(p));
-            if !local || parsed.tls {
-                return false;
-            }
-            run_chatc(args, &parsed).await;
-            true
+        for dir in &self.dirs {
+            let _ = std::fs::remove_dir_all(dir);
         }
-        Command::Nc { udp } => {
-            let server = common::start_server("").await;
-            if *udp {
-                let client = UdpClient::bind(server.udp).await;
-                client.send("hello").await;
-                let welcome = client.recv().await;
-                assert!(welcome.starts_with("* welcome"), "nc -u: got {welcome:?}");
-            } else {
-                TcpClient::connect(server.tcp).await;
-            }
-            server.shutdown().await;
-            true
-        }
-        Command::Scan(_) | Command::CargoTest(_) => false,
     }
 }
 
-/// Starts the built chatd with the command's flags (ports chosen by the OS, on 127.0.0.1, a
-/// database in a fresh directory) and checks it answers on TCP and UDP.
-async fn run_chatd(args: &[String]) {
-    let mut kept = Vec::new();
-    let mut db_dir = None;
-    let mut validate = false;
-    let mut i = 0;
-    while i < args.len() {
-        match args[i].as_str() {
-            "--tcp" | "--udp" | "--bind" => {}
-            "--tls" | "--http" => kept.extend([args[i].clone(), "0".into()]),
-            "--db" | "--history-db" => {
-                static RUNS: std::sync::atomic::AtomicUsize =
-                    std::sync::atomic::AtomicUsize::new(0);
-                let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let path = common::temp_db(&format!("docs-run-{run}"));
-                db_dir = path.parent().map(|p| p.to_path_buf());
-                kept.extend([args[i].clone(), path.display().to_string()]);
+/// The port of a `HOST:PORT`, `nats://HOST:PORT` or a bare port.
+fn port_of(text: &str) -> Option<u16> {
+    text.rsplit(':').next()?.parse().ok()
+}
+
+impl Sandbox {
+    /// Runs the command where that needs nothing from outside the test; says whether it ran
+    /// (false: parsed only).
+    pub async fn run(&mut self, command: &Command) -> bool {
+        match command {
+            Command::Chatd(args) => {
+                if args.iter().any(|a| NEEDS_FILES.contains(&a.as_str())) {
+                    return false;
+                }
+                self.chatd(args).await;
+                true
             }
-            other => {
-                validate |= other == "--udp-validate";
-                kept.push(other.to_string());
-                i += 1;
-                continue;
+            Command::Chatc(args) => {
+                let Ok(parsed) = ChatcArgs::try_parse_from(
+                    std::iter::once("chatc".to_string()).chain(args.iter().cloned()),
+                ) else {
+                    return false;
+                };
+                let local = ["127.0.0.1:", "localhost:"]
+                    .iter()
+                    .any(|p| parsed.server.starts_with(p));
+                if !local || parsed.tls {
+                    return false;
+                }
+                let port = port_of(&parsed.server);
+                let (addr, _server) = self.server_for(port, parsed.udp).await;
+                run_chatc(args, &parsed, addr).await;
+                true
             }
+            Command::Nc { udp, port } => {
+                let (addr, _server) = self.server_for(Some(*port), *udp).await;
+                if *udp {
+                    let client = UdpClient::bind(addr).await;
+                    client.send("hello").await;
+                    let welcome = client.recv().await;
+                    assert!(welcome.starts_with("* welcome"), "nc -u: got {welcome:?}");
+                } else {
+                    TcpClient::connect(addr).await;
+                }
+                true
+            }
+            Command::NatsServer { port } => {
+                let nats = Nats::start(&format!("docs-{port}-{}", self.nats.len())).await;
+                self.nats.insert(*port, nats);
+                true
+            }
+            Command::Scan(_) | Command::CargoTest(_) => false,
         }
-        i += 2;
     }
-    let kept: Vec<&str> = kept.iter().map(String::as_str).collect();
-    let (mut child, tcp, udp) = common::spawn_chatd(&kept, None).await;
-    TcpClient::connect(tcp).await;
-    let client = UdpClient::bind(udp).await;
-    if validate {
-        // A line longer than the challenge earns one.
-        client.send(&"x".repeat(64)).await;
-        let challenge = client.recv().await;
-        assert!(
-            challenge.starts_with("* to join, send: #pong# "),
-            "--udp-validate: got {challenge:?}"
-        );
-    } else {
-        client.send("#ping#").await;
-        let welcome = client.recv().await;
-        assert!(welcome.starts_with("* welcome"), "udp: got {welcome:?}");
+
+    /// Where the doc's `port` is served by a chatd this block started, or else a server of the
+    /// test's own (returned too, to keep it running while it is used).
+    async fn server_for(
+        &self,
+        port: Option<u16>,
+        udp: bool,
+    ) -> (SocketAddr, Option<common::TestServer>) {
+        let started = if udp { &self.udp } else { &self.tcp };
+        if let Some(addr) = port.and_then(|p| started.get(&p)) {
+            return (*addr, None);
+        }
+        let server = common::start_server("").await;
+        let addr = if udp { server.udp } else { server.tcp };
+        (addr, Some(server))
     }
-    let _ = child.start_kill();
-    let _ = tokio::time::timeout(TIMEOUT, child.wait()).await;
-    if let Some(dir) = db_dir {
-        let _ = std::fs::remove_dir_all(dir);
+
+    /// Starts the built chatd with the command's flags (ports chosen by the OS, on 127.0.0.1, a
+    /// database in a fresh directory, the block's nats-server for `--cluster`), checks it
+    /// answers on TCP and UDP, and keeps it running to the end of the block.
+    async fn chatd(&mut self, args: &[String]) {
+        static RUNS: AtomicUsize = AtomicUsize::new(0);
+        let mut kept = Vec::new();
+        let (mut tcp_port, mut udp_port) = (None, None);
+        let mut validate = false;
+        let mut i = 0;
+        while i < args.len() {
+            let value = args.get(i + 1).cloned().unwrap_or_default();
+            match args[i].as_str() {
+                "--tcp" => tcp_port = port_of(&value),
+                "--udp" => udp_port = port_of(&value),
+                "--bind" => {}
+                "--tls" | "--http" => kept.extend([args[i].clone(), "0".into()]),
+                "--db" | "--history-db" => {
+                    let run = RUNS.fetch_add(1, Ordering::Relaxed);
+                    let path = common::temp_db(&format!("docs-run-{run}"));
+                    self.dirs.extend(path.parent().map(|p| p.to_path_buf()));
+                    kept.extend([args[i].clone(), path.display().to_string()]);
+                }
+                "--cluster" => {
+                    let nats = port_of(&value)
+                        .and_then(|p| self.nats.get(&p))
+                        .unwrap_or_else(|| {
+                            panic!("--cluster {value}: no nats-server started on that port above")
+                        });
+                    kept.extend([args[i].clone(), nats.url()]);
+                }
+                other => {
+                    validate |= other == "--udp-validate";
+                    kept.push(other.to_string());
+                    i += 1;
+                    continue;
+                }
+            }
+            i += 2;
+        }
+        let kept: Vec<&str> = kept.iter().map(String::as_str).collect();
+        let (child, tcp, udp) = common::spawn_chatd(&kept, None).await;
+        self.children.push(child);
+        TcpClient::connect(tcp).await;
+        let client = UdpClient::bind(udp).await;
+        if validate {
+            // A line longer than the challenge earns one.
+            client.send(&"x".repeat(64)).await;
+            let challenge = client.recv().await;
+            assert!(
+                challenge.starts_with("* to join, send: #pong# "),
+                "--udp-validate: got {challenge:?}"
+            );
+        } else {
+            client.send("#ping#").await;
+            let welcome = client.recv().await;
+            assert!(welcome.starts_with("* welcome"), "udp: got {welcome:?}");
+        }
+        self.tcp.extend(tcp_port.map(|p| (p, tcp)));
+        self.udp.extend(udp_port.map(|p| (p, udp)));
     }
 }
 
-/// Runs the built chatc with the command's flags against a server of this test's own, asks
-/// `/who`, waits to be listed (under the `--nick` if one is given), and quits.
-async fn run_chatc(args: &[String], parsed: &ChatcArgs) {
-    let server = common::start_server("").await;
-    let addr = if parsed.udp { server.udp } else { server.tcp };
+/// Runs the built chatc with the command's flags against `addr`, asks `/who`, waits to be listed
+/// (under the `--nick` if one is given), and quits.
+async fn run_chatc(args: &[String], parsed: &ChatcArgs, addr: SocketAddr) {
     let args: Vec<String> = args
         .iter()
         .map(|a| {
@@ -290,7 +363,6 @@ async fn run_chatc(args: &[String], parsed: &ChatcArgs) {
         .expect("chatc quits in time")
         .expect("chatc status");
     assert!(status.success(), "chatc {args:?} exited with {status}");
-    server.shutdown().await;
 }
 
 /// Loads a ```toml snippet with chatd's own config loader, then starts the built chatd with it

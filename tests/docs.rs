@@ -238,8 +238,6 @@ fn inline_code(doc: &markdown::Doc) -> Vec<(usize, String)> {
 
 #[test]
 fn inline_chatd_commands_parse() {
-    use chatd::config::ServerArgs;
-    use clap::Parser;
     let mut checked = 0;
     for doc in all_docs() {
         for (line, span) in inline_code(&doc) {
@@ -247,14 +245,11 @@ fn inline_chatd_commands_parse() {
                 continue;
             };
             let words = commands::words(&format!("--{args}")).expect("shell words");
-            let argv = std::iter::once("chatd".to_string()).chain(words);
-            match ServerArgs::try_parse_from(argv) {
-                Ok(_) => {}
-                Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {}
-                Err(e) => panic!(
+            if let Err(e) = commands::parse(&commands::Command::Chatd(words)) {
+                panic!(
                     "{}:{line}: `{span}` does not parse:\n{e}",
                     doc.path.display()
-                ),
+                );
             }
             checked += 1;
         }

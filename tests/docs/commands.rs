@@ -127,12 +127,8 @@ pub fn parse(command: &Command) -> Result<(), String> {
             .collect()
     };
     match command {
-        Command::Chatd(args) => ServerArgs::try_parse_from(argv("chatd", args))
-            .map(drop)
-            .map_err(|e| e.to_string()),
-        Command::Chatc(args) => ChatcArgs::try_parse_from(argv("chatc", args))
-            .map(drop)
-            .map_err(|e| e.to_string()),
+        Command::Chatd(args) => clap_ok(ServerArgs::try_parse_from(argv("chatd", args))),
+        Command::Chatc(args) => clap_ok(ChatcArgs::try_parse_from(argv("chatc", args))),
         Command::Scan(args) => {
             let scan =
                 ScanArgs::try_parse_from(argv("chatc scan", args)).map_err(|e| e.to_string())?;
@@ -150,6 +146,22 @@ pub fn parse(command: &Command) -> Result<(), String> {
                 .ok_or_else(|| format!(".ci/run does not run `{line}` as written"))
         }
     }
+}
+
+/// A parse that succeeded, or asked for help or the version (which the program prints and exits 0).
+fn clap_ok<T>(parsed: Result<T, clap::Error>) -> Result<(), String> {
+    use clap::error::ErrorKind;
+    match parsed {
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Whether the arguments ask for help or the version rather than for a server or a session.
+fn only_prints(args: &[String]) -> bool {
+    args.iter()
+        .any(|a| matches!(a.as_str(), "-h" | "--help" | "-V" | "--version"))
 }
 
 /// Flags that need files from outside the test (certificates, a config file, NATS credentials):
@@ -192,13 +204,16 @@ impl Sandbox {
     pub async fn run(&mut self, command: &Command) -> bool {
         match command {
             Command::Chatd(args) => {
-                if args.iter().any(|a| NEEDS_FILES.contains(&a.as_str())) {
+                if only_prints(args) || args.iter().any(|a| NEEDS_FILES.contains(&a.as_str())) {
                     return false;
                 }
                 self.chatd(args).await;
                 true
             }
             Command::Chatc(args) => {
+                if only_prints(args) {
+                    return false;
+                }
                 let Ok(parsed) = ChatcArgs::try_parse_from(
                     std::iter::once("chatc".to_string()).chain(args.iter().cloned()),
                 ) else {

@@ -319,10 +319,12 @@ async fn operators_topics_bans_and_slow_mode_survive_a_restart_with_a_database()
     alice.send("/login alice pw-alice").await;
     alice.expect("* you are logged in as alice").await;
     let mut guest = TcpClient::with_nick(server.tcp, "guest").await;
-    // The guest reopens the room (and is its operator while there); alice's rights came back.
+    // The guest reopens the room but does not operate it: alice, its stored operator, does.
     guest.send("/join den").await;
     guest.expect("* you are in #den with 0 others").await;
     assert_eq!(guest.recv().await, "* topic of #den: kept across restarts");
+    guest.send("/topic mine now").await;
+    guest.expect("! you are not an operator of #den").await;
     alice.send("/join den").await;
     alice.expect("* you are in #den with 1 other").await;
     alice.send("/bans").await;
@@ -383,5 +385,36 @@ async fn giving_up_an_account_gives_up_its_operator_rights() {
     alice.expect("* alice is no longer registered").await;
     alice.send("/topic still mine?").await;
     alice.expect("! you are not an operator of #den").await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_guest_reopening_a_closed_room_cannot_take_it_from_its_registered_operator() {
+    let server = start_server(CHEAP).await;
+    let mut alice = register(server.tcp, "alice", "pw-alice").await;
+    join(&mut alice, "den").await;
+    alice.send("/topic alice's den").await;
+    alice
+        .expect("* alice set the topic of #den: alice's den")
+        .await;
+    // The room closes with its last member.
+    alice.send("/join lobby").await;
+    alice
+        .expect_match(|l| l.starts_with("* you are in #lobby"))
+        .await;
+    let mut mallory = TcpClient::with_nick(server.tcp, "mallory").await;
+    mallory.send("/join den").await;
+    mallory.expect("* you are in #den with 0 others").await;
+    mallory.send("/ban alice").await;
+    mallory.expect("! you are not an operator of #den").await;
+    mallory.send("/topic taken over").await;
+    mallory.expect("! you are not an operator of #den").await;
+    // The owner comes back and still operates it.
+    alice.send("/join den").await;
+    alice.expect("* you are in #den with 1 other").await;
+    alice.send("/topic still alice's").await;
+    alice
+        .expect("* alice set the topic of #den: still alice's")
+        .await;
     server.shutdown().await;
 }

@@ -418,3 +418,43 @@ async fn a_guest_reopening_a_closed_room_cannot_take_it_from_its_registered_oper
         .await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn operator_rights_in_closed_rooms_do_not_pass_to_whoever_registers_the_name_next() {
+    for db in [None, Some(temp_db("unregister"))] {
+        let flags = match &db {
+            Some(db) => format!("{CHEAP} --db {}", db.display()),
+            None => CHEAP.to_string(),
+        };
+        let server = start_server(&flags).await;
+        let mut alice = register(server.tcp, "alice", "pw-alice").await;
+        join(&mut alice, "den").await;
+        // bob operates #den too, so the room is not left without a stored operator.
+        let mut bob = register(server.tcp, "bob", "pw-bob").await;
+        join(&mut bob, "den").await;
+        alice.send("/op bob").await;
+        bob.expect_match(|l| l.contains("operator")).await;
+        bob.send("/join lobby").await;
+        bob.expect_match(|l| l.starts_with("* you are in #lobby"))
+            .await;
+        // #den closes with its operators gone; then alice's account is given up.
+        alice.send("/join lobby").await;
+        alice
+            .expect_match(|l| l.starts_with("* you are in #lobby"))
+            .await;
+        alice.send("/unregister pw-alice").await;
+        alice.expect("* alice is no longer registered").await;
+        alice.send("/quit").await;
+        alice.expect_closed().await;
+        // Someone else registers the free name and reopens the room.
+        let mut heir = register(server.tcp, "alice", "other-pw").await;
+        heir.send("/join den").await;
+        heir.expect("* you are in #den with 0 others").await;
+        heir.send("/topic inherited?").await;
+        heir.expect("! you are not an operator of #den").await;
+        server.shutdown().await;
+        if let Some(db) = db {
+            let _ = std::fs::remove_dir_all(db.parent().expect("dir"));
+        }
+    }
+}

@@ -458,3 +458,53 @@ async fn operator_rights_in_closed_rooms_do_not_pass_to_whoever_registers_the_na
         }
     }
 }
+
+#[tokio::test]
+async fn slow_mode_follows_a_member_out_of_the_room_and_back_and_an_account_across_reconnects() {
+    let server = start_server(CHEAP).await;
+    let mut alice = TcpClient::with_nick(server.tcp, "alice").await;
+    join(&mut alice, "den").await;
+    let mut guest = TcpClient::with_nick(server.tcp, "guest").await;
+    join(&mut guest, "den").await;
+    let mut carol = register(server.tcp, "carol", "pw-carol").await;
+    join(&mut carol, "den").await;
+    alice.send("/slow 60").await;
+    carol
+        .expect_match(|l| l.starts_with("* slow mode in #den: one line per 60s"))
+        .await;
+    guest.send("one").await;
+    alice.expect("<guest> one").await;
+    // Out and back in: still slowed.
+    guest.send("/join lobby").await;
+    guest
+        .expect_match(|l| l.starts_with("* you are in #lobby"))
+        .await;
+    join(&mut guest, "den").await;
+    guest.send("two").await;
+    guest
+        .expect_match(|l| l.starts_with("! slow mode in #den: wait "))
+        .await;
+    // An account that speaks, leaves and comes back in a new session: still slowed.
+    carol.send("hello").await;
+    alice.expect("<carol> hello").await;
+    carol.send("/quit").await;
+    carol.expect_closed().await;
+    let mut carol = TcpClient::connect(server.tcp).await;
+    carol.send("/login carol pw-carol").await;
+    carol.expect("* you are logged in as carol").await;
+    join(&mut carol, "den").await;
+    carol.send("hello again").await;
+    carol
+        .expect_match(|l| l.starts_with("! slow mode in #den: wait "))
+        .await;
+    // Nobody saw the refused lines.
+    alice.send("marker").await;
+    let skipped = guest.expect("<alice> marker").await;
+    assert!(
+        !skipped
+            .iter()
+            .any(|l| l.contains("two") || l.contains("again")),
+        "{skipped:?}"
+    );
+    server.shutdown().await;
+}

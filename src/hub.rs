@@ -662,7 +662,9 @@ impl Hub {
             let remote = self
                 .cluster()
                 .map_or(0, |cluster| cluster.remote_in_room(&name.key));
-            if created && remote == 0 {
+            // A room whose stored state names operators is theirs: whoever reopens it first is
+            // not (that was a takeover: a guest reopening alice's room could ban alice).
+            if created && remote == 0 && target.moderate(|m| m.lasting.ops.is_empty()) {
                 target.moderate(|m| m.grant(mover));
             }
             let local_others = registry

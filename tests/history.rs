@@ -253,3 +253,36 @@ async fn a_database_that_cannot_be_opened_is_a_clear_startup_error() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     let _ = std::fs::remove_dir_all(db.parent().expect("dir"));
 }
+
+#[tokio::test]
+async fn a_database_whose_tables_have_another_shape_is_refused_at_start_naming_the_table() {
+    for (table, create) in [
+        ("history", "CREATE TABLE history (room TEXT, said TEXT)"),
+        (
+            "accounts",
+            "CREATE TABLE accounts (key TEXT PRIMARY KEY, password TEXT)",
+        ),
+    ] {
+        let db = temp_db(&format!("shape-{table}"));
+        rusqlite::Connection::open(&db)
+            .and_then(|conn| conn.execute_batch(create))
+            .expect("another program's table");
+        let output = tokio::time::timeout(
+            TIMEOUT,
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_chatd"))
+                .args(["--tcp", "0", "--bind", "127.0.0.1", "--db"])
+                .arg(&db)
+                .output(),
+        )
+        .await
+        .expect("chatd exits in time")
+        .expect("run chatd");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!("table {table} has columns")),
+            "{stderr}"
+        );
+        let _ = std::fs::remove_dir_all(db.parent().expect("dir"));
+    }
+}

@@ -33,8 +33,9 @@ pub struct MetaDb {
 }
 
 impl MetaDb {
-    /// Opens the tables in the database at `path`, creating them if needed.
-    pub fn open(path: &Path) -> rusqlite::Result<MetaDb> {
+    /// Opens the tables in the database at `path`, creating them if needed; tables of another
+    /// shape are refused.
+    pub fn open(path: &Path) -> Result<MetaDb, super::sqlite::OpenCause> {
         let conn = super::sqlite::open(path, BUSY)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS accounts (
@@ -47,6 +48,8 @@ impl MetaDb {
                  value TEXT NOT NULL
              );",
         )?;
+        super::sqlite::check_columns(&conn, "accounts", &["key", "name", "phc"])?;
+        super::sqlite::check_columns(&conn, "state", &["key", "value"])?;
         Ok(MetaDb {
             conn: Mutex::new(conn),
         })

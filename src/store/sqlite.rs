@@ -35,17 +35,60 @@ const WRITE_BUSY: Duration = Duration::from_secs(2);
 pub struct OpenError {
     path: PathBuf,
     #[source]
-    source: rusqlite::Error,
+    source: OpenCause,
+}
+
+/// What was wrong with the database.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenCause {
+    /// SQLite refused it.
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// A table chatd uses exists with other columns (another program's, or an old layout):
+    /// refused at start rather than failing at the first write.
+    #[error("table {table} has columns ({found}), not chatd's ({expected})")]
+    Shape {
+        /// The table.
+        table: String,
+        /// Its columns.
+        found: String,
+        /// chatd's.
+        expected: String,
+    },
 }
 
 impl OpenError {
     /// The error for the database at `path`.
-    pub fn new(path: &Path, source: rusqlite::Error) -> OpenError {
+    pub fn new(path: &Path, source: impl Into<OpenCause>) -> OpenError {
         OpenError {
             path: path.to_path_buf(),
-            source,
+            source: source.into(),
         }
     }
+}
+
+/// Checks that `table` has exactly the `expected` columns, in order.
+pub(super) fn check_columns(
+    conn: &Connection,
+    table: &str,
+    expected: &[&str],
+) -> Result<(), OpenCause> {
+    let mut query = conn.prepare("SELECT name FROM pragma_table_info(?1)")?;
+    let found = query
+        .query_map([table], |row| row.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    if found
+        .iter()
+        .map(String::as_str)
+        .eq(expected.iter().copied())
+    {
+        return Ok(());
+    }
+    Err(OpenCause::Shape {
+        table: table.to_string(),
+        found: found.join(", "),
+        expected: expected.join(", "),
+    })
 }
 
 struct Pending {
@@ -100,12 +143,11 @@ impl SqliteStore {
         keep: usize,
         stats: Arc<StoreStats>,
     ) -> Result<SqliteStore, OpenError> {
-        let failed = |source| OpenError {
-            path: path.to_path_buf(),
-            source,
-        };
+        let failed = |source| OpenError::new(path, source);
         let writer_conn = open(path, WRITE_BUSY).map_err(failed)?;
         prepare(&writer_conn).map_err(failed)?;
+        check_columns(&writer_conn, "history", &["room", "id", "at_ms", "line"])
+            .map_err(|cause| OpenError::new(path, cause))?;
         let reader = open(path, READ_BUSY).map_err(failed)?;
         let (tx, rx) = sync_channel(QUEUE);
         let thread_stats = Arc::clone(&stats);

@@ -85,6 +85,10 @@ pub struct ServerArgs {
     /// Most TCP connections plus UDP peers from one IP address (1 to 1000000).
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = count_in(MAX_CLIENTS))]
     pub max_per_ip: usize,
+    /// IPv6 addresses count against `--max-per-ip` and the other per-address limits by this
+    /// network prefix, not one by one (32 to 128).
+    #[arg(long, value_name = "BITS", default_value_t = crate::guard::share::DEFAULT_IPV6_PREFIX, value_parser = clap::value_parser!(u8).range(32..=128))]
+    pub ipv6_prefix: u8,
     /// Flood control: messages per second per member (`10`, `10/s`; 0.01 to 1000000), or `off`.
     #[arg(long, value_name = "RATE", default_value = "10")]
     pub rate: Rate,
@@ -325,6 +329,8 @@ pub struct Config {
     pub max_clients: usize,
     /// Most members from one IP address.
     pub max_per_ip: usize,
+    /// The prefix IPv6 addresses are counted by in per-address limits.
+    pub ipv6_prefix: u8,
     /// Flood control rate.
     pub rate: Rate,
     /// Flood control burst.
@@ -391,6 +397,7 @@ impl Default for Config {
             max_line: 4096,
             max_clients: 10_000,
             max_per_ip: 16,
+            ipv6_prefix: crate::guard::share::DEFAULT_IPV6_PREFIX,
             rate: Rate::PerSecond(10.0),
             burst: 20,
             flood_kick: Duration::from_secs(30),
@@ -429,6 +436,7 @@ impl ServerArgs {
             max_line: self.max_line as usize,
             max_clients: self.max_clients,
             max_per_ip: self.max_per_ip,
+            ipv6_prefix: self.ipv6_prefix,
             rate: self.rate,
             burst: self.burst,
             flood_kick: self.flood_kick,

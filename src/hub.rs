@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 
+use crate::guard::share::{rooms_per_address, share_of};
 use crate::guard::slots::{Slot, Slots};
 use tokio::time::Instant;
 
@@ -97,6 +98,9 @@ pub enum MoveError {
     /// `--max-rooms` rooms exist already.
     #[error("too many rooms")]
     TooManyRooms,
+    /// The member's address has opened its share of `--max-rooms` already.
+    #[error("your address has opened too many rooms; join one that is open")]
+    TooManyRoomsFromAddress,
     /// The member is in that room already.
     #[error("you are already in #{0}")]
     AlreadyThere(String),
@@ -216,6 +220,8 @@ impl Entry {
 struct RoomEntry {
     room: Arc<Room>,
     members: usize,
+    /// The address (share) that opened it, counted against its share of `--max-rooms`.
+    opened_by: Option<IpAddr>,
 }
 
 fn now_ms() -> i64 {
@@ -238,7 +244,10 @@ struct Registry {
     /// Names (by key) of flood-kicked members, kept for the kicked address until the time given,
     /// so flooding someone into a kick does not free its name for the flooder.
     reserved: HashMap<String, (SocketAddr, Instant)>,
+    /// Members by address share ([`share_of`]).
     per_ip: HashMap<IpAddr, usize>,
+    /// Open rooms by the address share that opened them.
+    rooms_opened: HashMap<IpAddr, usize>,
     /// Open rooms by lower-cased name; the lobby is always here.
     rooms: HashMap<String, RoomEntry>,
     next_id: MemberId,
@@ -334,11 +343,25 @@ impl Registry {
         let held = entry.members;
         entry.members = entry.members.saturating_sub(1);
         if entry.members == 0 && key != crate::room::LOBBY {
-            if let Some(closed) = self.rooms.remove(key) {
-                closed.room.archive();
-            }
+            self.close_room(&key.clone());
         }
         held
+    }
+
+    /// Closes the room with `key`: its history is archived and its opener's share freed.
+    fn close_room(&mut self, key: &str) {
+        let Some(closed) = self.rooms.remove(key) else {
+            return;
+        };
+        closed.room.archive();
+        if let Some(ip) = closed.opened_by {
+            if let Some(count) = self.rooms_opened.get_mut(&ip) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    self.rooms_opened.remove(&ip);
+                }
+            }
+        }
     }
 }
 
@@ -391,6 +414,7 @@ impl Hub {
         rooms.insert(
             lobby.name().key.clone(),
             RoomEntry {
+                opened_by: None,
                 room: Arc::clone(&lobby),
                 members: 0,
             },
@@ -546,7 +570,8 @@ impl Hub {
         let lobby = Arc::clone(&self.shared.lobby);
         let (id, name, sub, in_room) = {
             let mut registry = self.registry();
-            let from_ip = registry.per_ip.entry(addr.ip()).or_insert(0);
+            let share = share_of(addr.ip(), config.ipv6_prefix);
+            let from_ip = registry.per_ip.entry(share).or_insert(0);
             if *from_ip >= config.max_per_ip {
                 return Err(JoinError::TooManyFromAddress);
             }
@@ -627,6 +652,12 @@ impl Hub {
                     if registry.rooms.len() >= config.max_rooms {
                         return Err(MoveError::TooManyRooms);
                     }
+                    let opener = share_of(addr.ip(), config.ipv6_prefix);
+                    let opened = registry.rooms_opened.get(&opener).copied().unwrap_or(0);
+                    if opened >= rooms_per_address(config.max_rooms) {
+                        return Err(MoveError::TooManyRoomsFromAddress);
+                    }
+                    *registry.rooms_opened.entry(opener).or_insert(0) += 1;
                     let room = Arc::new(Room::new(
                         name.clone(),
                         config.backlog,
@@ -636,6 +667,7 @@ impl Hub {
                     registry.rooms.insert(
                         name.key.clone(),
                         RoomEntry {
+                            opened_by: Some(opener),
                             room: Arc::clone(&room),
                             members: 0,
                         },
@@ -651,9 +683,7 @@ impl Hub {
             if banned {
                 if created {
                     // Opened only to find the ban: close it again.
-                    if let Some(entry) = registry.rooms.remove(&name.key) {
-                        entry.room.archive();
-                    }
+                    registry.close_room(&name.key);
                 }
                 return Err(MoveError::Banned(target.label()));
             }
@@ -730,7 +760,7 @@ impl Hub {
             let entry = registry.members.remove(&id);
             if let Some(entry) = &entry {
                 registry.release_name(&entry.name, id);
-                let ip = entry.addr.ip();
+                let ip = share_of(entry.addr.ip(), self.config().ipv6_prefix);
                 if let Some(count) = registry.per_ip.get_mut(&ip) {
                     *count -= 1;
                     if *count == 0 {

@@ -274,3 +274,38 @@ async fn a_udp_move_under_traffic_loses_and_repeats_nothing() {
     drop(talk.await.expect("talker"));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn one_address_may_open_only_its_share_of_the_rooms() {
+    // A hundredth of 300 rooms: 3 per address.
+    let server = start_server("--max-rooms 300").await;
+    let mut openers = Vec::new();
+    for n in 0..3 {
+        let mut member = TcpClient::connect(server.tcp).await;
+        member.send(&format!("/join room{n}")).await;
+        member
+            .expect(&format!("* you are in #room{n} with 0 others"))
+            .await;
+        openers.push(member);
+    }
+    let mut fourth = TcpClient::connect(server.tcp).await;
+    fourth.send("/join room3").await;
+    fourth
+        .expect("! your address has opened too many rooms; join one that is open")
+        .await;
+    // Rooms already open are still open to it, and another address has its own share.
+    fourth.send("/join room0").await;
+    fourth.expect("* you are in #room0 with 1 other").await;
+    let mut elsewhere = TcpClient::connect_from(server.tcp, common::other_address()).await;
+    elsewhere.send("/join room3").await;
+    elsewhere.expect("* you are in #room3 with 0 others").await;
+    // A room closing gives its opener's share back.
+    let mut first = openers.remove(1);
+    first.send("/join lobby").await;
+    first
+        .expect_match(|l| l.starts_with("* you are in #lobby"))
+        .await;
+    first.send("/join room4").await;
+    first.expect("* you are in #room4 with 0 others").await;
+    server.shutdown().await;
+}

@@ -87,6 +87,7 @@ reload_keys!(
         heartbeat = "heartbeat", backlog = "backlog", udp_validate = "udp-validate",
         history_db = "db", opers = "oper", argon2_memory = "argon2-memory",
         argon2_passes = "argon2-passes", max_rooms = "max-rooms",
+        ipv6_prefix = "ipv6-prefix",
         udp_reply_budget = "udp-reply-budget", cluster = "cluster", node = "node",
         cluster_name = "cluster-name", cluster_creds = "cluster-creds",
         cluster_timeout = "cluster-timeout", tls = "tls",

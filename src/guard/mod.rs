@@ -8,6 +8,7 @@
 //! - [`source_rate`]: per-source limits for UDP requests from non-members (`#info#`).
 //! - [`own_address`]: recognises datagrams claiming to come from the server itself.
 //! - [`occupancy`]: connections held open (TLS handshakes, HTTP), in total and per address.
+//! - [`share`]: whose share a connection counts against (IPv6 by prefix), and rooms per address.
 //! - [`slots`]: the `--max-clients` limit, resizable while members hold slots.
 
 pub mod cookie;
@@ -17,5 +18,6 @@ pub mod own_address;
 pub mod pacing;
 pub mod presence;
 pub mod reply_budget;
+pub mod share;
 pub mod slots;
 pub mod source_rate;

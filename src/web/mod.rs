@@ -112,7 +112,8 @@ pub async fn serve(listener: TcpListener, hub: Hub, tasks: Tasks, certs: Option<
                 } else {
                     config.max_per_ip.saturating_add(HTTP_ALLOWANCE)
                 };
-                let Some(ticket) = held.start(addr.ip(), share) else {
+                let from = crate::guard::share::share_of(addr.ip(), config.ipv6_prefix);
+                let Some(ticket) = held.start(from, share) else {
                     tracing::debug!(ip = %addr.ip(), "too many HTTP connections from one address");
                     continue;
                 };

@@ -66,8 +66,9 @@ impl Handshakes {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let per_ip = self.hub.config().max_per_ip;
-        let Some(_ticket) = self.pending.start(ip, per_ip) else {
+        let config = self.hub.config();
+        let from = crate::guard::share::share_of(ip, config.ipv6_prefix);
+        let Some(_ticket) = self.pending.start(from, config.max_per_ip) else {
             tracing::debug!(%ip, "too many TLS handshakes in progress; connection closed");
             return None;
         };

@@ -694,7 +694,7 @@ impl Hub {
                 .map_or(0, |cluster| cluster.remote_in_room(&name.key));
             // A room whose stored state names operators is theirs: whoever reopens it first is
             // not (that was a takeover: a guest reopening alice's room could ban alice).
-            if created && remote == 0 && target.moderate(|m| m.lasting.ops.is_empty()) {
+            if created && remote == 0 && target.moderate(|m| m.lasting().ops.is_empty()) {
                 target.moderate(|m| m.grant(mover));
             }
             let local_others = registry

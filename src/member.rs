@@ -143,7 +143,7 @@ impl Member {
         if !history.is_empty() {
             member.reply(join_lines(member.history_block(&history, 0).into_iter()));
         }
-        if let Some(topic) = member.room.moderate(|m| m.lasting.topic.clone()) {
+        if let Some(topic) = member.room.moderate(|m| m.lasting().topic.clone()) {
             member.reply(protocol::notice(&format!(
                 "topic of {}: {topic}",
                 member.room.label()
@@ -457,7 +457,7 @@ impl Member {
             to.label(),
             if others == 1 { "" } else { "s" }
         ))];
-        if let Some(topic) = to.moderate(|m| m.lasting.topic.clone()) {
+        if let Some(topic) = to.moderate(|m| m.lasting().topic.clone()) {
             lines.push(protocol::notice(&format!(
                 "topic of {}: {topic}",
                 to.label()

@@ -150,9 +150,7 @@ impl Member {
                 }
                 // Whoever registers the name next must not inherit its operator rights.
                 for room in self.hub.open_rooms() {
-                    room.moderate(|m| {
-                        m.lasting.ops.remove(&key);
-                    });
+                    room.moderate(|m| m.drop_operator(&key));
                 }
 
                 tracing::info!(%addr, account = %self.name, "account removed");

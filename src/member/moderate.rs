@@ -205,7 +205,7 @@ impl Member {
             ModCommand::Topic(None) => {
                 let label = self.room.label();
                 self.reply(protocol::notice(
-                    &match self.room.moderate(|m| m.lasting.topic.clone()) {
+                    &match self.room.moderate(|m| m.lasting().topic.clone()) {
                         Some(topic) => format!("topic of {label}: {topic}"),
                         None => format!("{label} has no topic"),
                     },
@@ -464,7 +464,7 @@ impl Member {
             BanTarget::Name(name) => {
                 let key = names::key(&name);
                 let shown = self.room.moderate(|m| {
-                    m.lasting.bans.iter().find_map(|b| match &b.target {
+                    m.lasting().bans.iter().find_map(|b| match &b.target {
                         Banned::Account { key: k, name } if *k == key => Some(name.clone()),
                         _ => None,
                     })

@@ -330,8 +330,12 @@ pub enum Parsed {
     Mod(ModCommand),
 }
 
+/// Longest reason kept for a kick, ban or kill, in characters: a reason is stored with each ban
+/// and sent with every refusal, so a room's bans stay small whatever operators type.
+pub const MAX_REASON_CHARS: usize = 200;
+
 fn words(rest: &[&str]) -> Option<String> {
-    (!rest.is_empty()).then(|| rest.join(" "))
+    (!rest.is_empty()).then(|| rest.join(" ").chars().take(MAX_REASON_CHARS).collect())
 }
 
 fn target_of(word: &str) -> BanTarget {
@@ -470,5 +474,16 @@ mod tests {
         assert!(one.contains("::1".parse().expect("v6")));
         assert!(AddrBlock::parse("1.2.3.4/33").is_none());
         assert!(AddrBlock::parse("bob").is_none());
+    }
+
+    #[test]
+    fn reasons_are_cut_to_their_limit() {
+        let long = "why ".repeat(1000);
+        let Some(Ok(Parsed::Mod(ModCommand::Kick { reason, .. }))) =
+            parse("kick", &format!("bob {long}"))
+        else {
+            panic!("a kick");
+        };
+        assert_eq!(reason.map(|r| r.chars().count()), Some(MAX_REASON_CHARS));
     }
 }

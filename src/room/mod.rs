@@ -168,11 +168,10 @@ impl Room {
     /// under the same lock, so stored states follow each other in order.
     pub fn moderate<T>(&self, change: impl FnOnce(&mut Moderation) -> T) -> T {
         let mut state = self.moderation.lock().unwrap_or_else(|p| p.into_inner());
-        let before = state.lasting.clone();
         let result = change(&mut state);
-        if state.lasting != before {
-            let json = serde_json::to_string(&state.lasting).ok();
-            let value = json.filter(|_| !state.lasting.is_empty());
+        if state.take_changed() {
+            let json = serde_json::to_string(state.lasting()).ok();
+            let value = json.filter(|_| !state.lasting().is_empty());
             self.store
                 .set_state(&state_key(&self.name.key), value.as_deref());
         }
@@ -193,10 +192,10 @@ impl Room {
             }
         };
         let mut state = self.moderation.lock().unwrap_or_else(|p| p.into_inner());
-        if state.lasting == lasting {
+        if state.lasting() == &lasting {
             return false;
         }
-        state.lasting = lasting;
+        state.replace_lasting(lasting);
         self.restricted.store(state.restricts(), Ordering::Relaxed);
         true
     }
@@ -373,11 +372,14 @@ pub fn moderate_closed<T>(
         .get_state(&key)
         .and_then(|json| serde_json::from_str::<Lasting>(&json).ok())
         .unwrap_or_default();
-    let mut state = Moderation::restored(lasting.clone());
+    let mut state = Moderation::restored(lasting);
     let result = change(&mut state);
-    if state.lasting != lasting {
-        let json = serde_json::to_string(&state.lasting).ok();
-        store.set_state(&key, json.filter(|_| !state.lasting.is_empty()).as_deref());
+    if state.take_changed() {
+        let json = serde_json::to_string(state.lasting()).ok();
+        store.set_state(
+            &key,
+            json.filter(|_| !state.lasting().is_empty()).as_deref(),
+        );
     }
     result
 }

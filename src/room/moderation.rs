@@ -118,7 +118,11 @@ pub enum Refusal {
 #[derive(Debug, Default)]
 pub struct Moderation {
     /// What is stored.
-    pub lasting: Lasting,
+    lasting: Lasting,
+    /// Whether `lasting` changed since the room last stored it: set by every change, so the room
+    /// needs neither a copy nor a comparison of its whole state per call (with a thousand long
+    /// ban reasons, that copy stalled every join and line).
+    changed: bool,
     guest_ops: HashSet<MemberId>,
     mutes: HashMap<Muted, Option<Instant>>,
     /// When each speaker last spoke, for slow mode; kept when it leaves, so a move out and back
@@ -152,6 +156,29 @@ impl Moderation {
         }
     }
 
+    /// What is stored: operators, topic, bans, slow mode.
+    pub fn lasting(&self) -> &Lasting {
+        &self.lasting
+    }
+
+    /// Takes the lasting state as it was stored elsewhere (another node, the database); not a
+    /// change to store again.
+    pub fn replace_lasting(&mut self, lasting: Lasting) {
+        self.lasting = lasting;
+    }
+
+    /// Whether the lasting state changed since the last call (which clears it).
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// Withdraws an account's operator rights (the account was given up); false if it had none.
+    pub fn drop_operator(&mut self, account: &str) -> bool {
+        let dropped = self.lasting.ops.remove(account);
+        self.changed |= dropped;
+        dropped
+    }
+
     /// Whether this member is an operator of the room (server operators aside).
     pub fn is_op(&self, who: Who<'_>) -> bool {
         self.guest_ops.contains(&who.id)
@@ -162,7 +189,7 @@ impl Moderation {
     pub fn grant(&mut self, who: Who<'_>) {
         match who.account {
             Some(account) => {
-                self.lasting.ops.insert(account.to_string());
+                self.changed |= self.lasting.ops.insert(account.to_string());
             }
             None => {
                 self.guest_ops.insert(who.id);
@@ -174,6 +201,7 @@ impl Moderation {
     pub fn revoke(&mut self, who: Who<'_>) -> bool {
         let session = self.guest_ops.remove(&who.id);
         let account = who.account.is_some_and(|a| self.lasting.ops.remove(a));
+        self.changed |= account;
         session || account
     }
 
@@ -185,6 +213,7 @@ impl Moderation {
 
     /// Sets the topic.
     pub fn set_topic(&mut self, topic: Option<String>) {
+        self.changed |= self.lasting.topic != topic;
         self.lasting.topic = topic;
     }
 
@@ -199,6 +228,7 @@ impl Moderation {
             kept_all = false;
         }
         self.lasting.bans.push(ban);
+        self.changed = true;
         kept_all
     }
 
@@ -206,12 +236,16 @@ impl Moderation {
     pub fn unban(&mut self, target: &Banned) -> bool {
         let before = self.lasting.bans.len();
         self.lasting.bans.retain(|b| &b.target != target);
-        self.lasting.bans.len() != before
+        let lifted = self.lasting.bans.len() != before;
+        self.changed |= lifted;
+        lifted
     }
 
     /// The bans in force, dropping those that ended.
     pub fn bans(&mut self, now_ms: i64) -> &[Ban] {
+        let before = self.lasting.bans.len();
         self.lasting.bans.retain(|b| b.active(now_ms));
+        self.changed |= self.lasting.bans.len() != before;
         &self.lasting.bans
     }
 
@@ -248,7 +282,9 @@ impl Moderation {
 
     /// Sets slow mode (`None`: off).
     pub fn set_slow(&mut self, every: Option<Duration>) {
-        self.lasting.slow_s = every.map(|d| d.as_secs().max(1));
+        let slow_s = every.map(|d| d.as_secs().max(1));
+        self.changed |= self.lasting.slow_s != slow_s;
+        self.lasting.slow_s = slow_s;
         self.spoke.clear();
     }
 

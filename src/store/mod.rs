@@ -232,11 +232,7 @@ impl Store {
     /// Stores a state value on this node only (one that came from the cluster's bucket).
     pub fn put_state(&self, key: &str, value: Option<&str>) {
         match &self.inner.meta {
-            Some(db) => {
-                if let Err(e) = db.set(key, value) {
-                    tracing::error!(key, error = %e, "cannot store moderation state");
-                }
-            }
+            Some(db) => db.set(key, value),
             None => {
                 let mut state = lock(&self.inner.state);
                 match value {
@@ -288,6 +284,9 @@ impl Store {
     pub async fn close(&self, grace: std::time::Duration) {
         if let Some(db) = &self.inner.db {
             db.close(grace).await;
+        }
+        if let Some(meta) = &self.inner.meta {
+            meta.close(grace).await;
         }
     }
 }

@@ -64,3 +64,29 @@ fn the_packaged_config_holds_readmes_defaults() {
     );
     assert!(!installed.udp_validate);
 }
+
+#[test]
+fn the_container_runs_the_packages_command_line_and_config() {
+    let dockerfile = include_str!("../contrib/Dockerfile");
+    let exec_start = settings(DEBIAN_UNIT)
+        .into_iter()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    let expected = exec_start
+        .replace("${STATE_DIRECTORY}", "/var/lib/chatd")
+        .split_whitespace()
+        .map(|w| format!("\"{w}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    assert!(
+        dockerfile.contains(&format!("ENTRYPOINT [{expected}]")),
+        "ENTRYPOINT is not the unit's ExecStart: [{expected}]"
+    );
+    assert!(dockerfile.contains("COPY contrib/chatd.toml /etc/chatd/chatd.toml"));
+    assert!(dockerfile.contains("VOLUME [\"/etc/chatd\", \"/var/lib/chatd\"]"));
+    assert!(dockerfile.contains("\nUSER chatd\n"));
+    // The health check asks /healthz on the config's HTTP port.
+    let config = include_str!("../contrib/chatd.toml");
+    assert!(config.contains("\nhttp = 8080\n"));
+    assert!(dockerfile.contains("/dev/tcp/127.0.0.1/8080") && dockerfile.contains("GET /healthz"));
+}

@@ -232,6 +232,9 @@ struct Registry {
     members: HashMap<MemberId, Entry>,
     /// Names by [`names::key`], so neither `Bob` and `bob` nor look-alikes can both exist.
     names: HashMap<String, MemberId>,
+    /// The same names by their [`names::look_alike_keys`], which catch what [`names::key`] misses
+    /// (`aIice` beside `alice`, Greek capitals beside Latin ones).
+    look_alikes: HashMap<String, MemberId>,
     /// Names (by key) of flood-kicked members, kept for the kicked address until the time given,
     /// so flooding someone into a kick does not free its name for the flooder.
     reserved: HashMap<String, (SocketAddr, Instant)>,
@@ -246,6 +249,34 @@ struct Registry {
 }
 
 impl Registry {
+    /// Records `name` as member `id`'s under every key it is compared by.
+    fn hold_name(&mut self, name: &str, id: MemberId) {
+        self.names.insert(names::key(name), id);
+        for key in names::look_alike_keys(name) {
+            self.look_alikes.insert(key, id);
+        }
+    }
+
+    /// Forgets `name` as member `id`'s.
+    fn release_name(&mut self, name: &str, id: MemberId) {
+        self.names.remove(&names::key(name));
+        for key in names::look_alike_keys(name) {
+            if self.look_alikes.get(&key) == Some(&id) {
+                self.look_alikes.remove(&key);
+            }
+        }
+    }
+
+    /// Whether someone other than `id` holds a name that looks like `name` (any key of one is a
+    /// key of the other).
+    fn looks_taken(&self, name: &str, id: MemberId) -> bool {
+        names::all_keys(name).any(|key| {
+            [&self.names, &self.look_alikes]
+                .iter()
+                .any(|held| held.get(&key).is_some_and(|&owner| owner != id))
+        })
+    }
+
     /// Whether the name with `key` is held by someone other than `id` at `addr`.
     fn is_taken(&mut self, key: &str, id: MemberId, addr: SocketAddr) -> bool {
         if self.names.get(key).is_some_and(|&owner| owner != id) {
@@ -285,7 +316,7 @@ impl Registry {
         loop {
             self.next_guest += 1;
             let name = names::default_name(self.next_guest, addr, false) + &self.guest_suffix;
-            if !self.is_taken(&names::key(&name), id, addr) {
+            if !self.is_taken(&names::key(&name), id, addr) && !self.looks_taken(&name, id) {
                 return name;
             }
         }
@@ -523,7 +554,7 @@ impl Hub {
             let id = registry.next_id;
             registry.next_id += 1;
             let name = registry.default_name(id, addr, transport, config.show_addresses);
-            registry.names.insert(names::key(&name), id);
+            registry.hold_name(&name, id);
             registry.members.insert(
                 id,
                 Entry {
@@ -638,7 +669,9 @@ impl Hub {
             let remote = self
                 .cluster()
                 .map_or(0, |cluster| cluster.remote_in_room(&name.key));
-            if created && remote == 0 {
+            // A room whose stored state names operators is theirs: whoever reopens it first is
+            // not (that was a takeover: a guest reopening alice's room could ban alice).
+            if created && remote == 0 && target.moderate(|m| m.lasting.ops.is_empty()) {
                 target.moderate(|m| m.grant(mover));
             }
             let local_others = registry
@@ -703,7 +736,7 @@ impl Hub {
             let mut registry = self.registry();
             let entry = registry.members.remove(&id);
             if let Some(entry) = &entry {
-                registry.names.remove(&names::key(&entry.name));
+                registry.release_name(&entry.name, id);
                 let ip = entry.addr.ip();
                 if let Some(count) = registry.per_ip.get_mut(&ip) {
                     *count -= 1;
@@ -749,23 +782,29 @@ impl Hub {
         let Some(addr) = registry.members.get(&id).map(|e| e.addr) else {
             return Err(RenameError::Taken);
         };
-        if registry.is_taken(&key, id, addr) || self.cluster().is_some_and(|c| c.refuses(&key)) {
+        if registry.is_taken(&key, id, addr)
+            || registry.looks_taken(&new, id)
+            || self.cluster().is_some_and(|c| c.refuses(&key))
+        {
             return Err(RenameError::Taken);
         }
         let Some(entry) = registry.members.get_mut(&id) else {
             return Err(RenameError::Taken);
         };
-        if let Some(registered) = self.shared.accounts.registered(&key) {
-            if entry.account.as_deref() != Some(key.as_str()) {
-                return Err(RenameError::Registered(registered));
+        // A registered name, or one its look-alike keys meet, belongs to its account alone.
+        for held in names::all_keys(&new) {
+            if let Some(registered) = self.shared.accounts.registered(&held) {
+                if entry.account.as_deref() != Some(held.as_str()) {
+                    return Err(RenameError::Registered(registered));
+                }
             }
         }
         let old = std::mem::replace(&mut entry.name, new.clone());
         if let Some(cluster) = self.cluster() {
             cluster.renamed(id, &new, entry.account.as_deref() == Some(key.as_str()));
         }
-        registry.names.remove(&names::key(&old));
-        registry.names.insert(key, id);
+        registry.release_name(&old, id);
+        registry.hold_name(&new, id);
         Ok((old, new))
     }
 
@@ -786,8 +825,8 @@ impl Hub {
         if let Some(cluster) = self.cluster() {
             cluster.renamed(id, name, true);
         }
-        registry.names.remove(&names::key(&old));
-        registry.names.insert(key, id);
+        registry.release_name(&old, id);
+        registry.hold_name(name, id);
         Ok((old, name.to_string()))
     }
 

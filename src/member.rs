@@ -253,18 +253,22 @@ impl Member {
     pub fn admit(&mut self, input: &Input, now: Instant) -> Admit {
         match input {
             Input::Empty | Input::Ping | Input::Pong(_) => Admit::Now,
-            Input::Chat(_) | Input::Command(_) | Input::TokenRequest => {
-                let generation = self.hub.config_generation();
-                if generation != self.flood_generation {
-                    // Reloaded rates reach the members already connected too.
-                    self.flood_generation = generation;
-                    let config = self.hub.config();
-                    self.flood
-                        .retune(config.rate, config.burst, config.flood_kick, now);
-                }
-                self.flood.admit(now)
-            }
+            Input::Chat(_) | Input::Command(_) | Input::TokenRequest => self.admit_message(now),
         }
+    }
+
+    /// Counts one message against the member's flood control, whatever it is: a line, or a
+    /// WebSocket ping, which costs the server a pong however fast it comes.
+    pub fn admit_message(&mut self, now: Instant) -> Admit {
+        let generation = self.hub.config_generation();
+        if generation != self.flood_generation {
+            // Reloaded rates reach the members already connected too.
+            self.flood_generation = generation;
+            let config = self.hub.config();
+            self.flood
+                .retune(config.rate, config.burst, config.flood_kick, now);
+        }
+        self.flood.admit(now)
     }
 
     /// Applies one parsed input; chat goes to the room at once.

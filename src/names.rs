@@ -34,7 +34,14 @@ pub enum NameError {
     /// Mixes scripts in a way that makes look-alikes (Latin with Cyrillic, say).
     #[error("nickname may not mix scripts that look alike")]
     MixedScripts,
+    /// Stacks more than [`MAX_MARKS_IN_A_ROW`] combining marks on one character ("zalgo").
+    #[error("nickname may not stack more than 3 marks on one letter")]
+    StackedMarks,
 }
+
+/// Most combining marks on one character: enough for Vietnamese and the Indic scripts' vowel
+/// signs, too few to smear a name over the lines around it.
+pub const MAX_MARKS_IN_A_ROW: usize = 3;
 
 /// Checks a requested name and returns its normal (NFC) form, the one shown to everyone.
 pub fn normalize(requested: &str) -> Result<String, NameError> {
@@ -47,6 +54,9 @@ pub fn normalize(requested: &str) -> Result<String, NameError> {
     // A leading mark would combine with whatever precedes the name on screen (`<` or a space).
     if chars.next().is_some_and(is_mark) || !name.chars().all(allowed) {
         return Err(NameError::Charset);
+    }
+    if longest_mark_run(&name) > MAX_MARKS_IN_A_ROW {
+        return Err(NameError::StackedMarks);
     }
     if !scripts_mix_safely(&name) {
         return Err(NameError::MixedScripts);
@@ -77,6 +87,67 @@ fn scripts_mix_safely(name: &str) -> bool {
 pub fn key(name: &str) -> String {
     let folded = fold(name);
     fold(&skeleton(&folded).collect::<String>())
+}
+
+/// Further keys a name is compared by besides [`key`]: two names may not both be in use when any
+/// key of one is a key of the other. [`key`] folds case first, which loses what capitals look
+/// like: `aIice` (a capital I for the l) folds to `aiice`, and Greek or Cyrillic capitals (`ΜΙΚΕ`)
+/// fold to letters unlike Latin ones. So the name is also reduced as written (then folded, which
+/// catches Cherokee `ᎪᏞᎥᏟᎬ`), and upper-cased (not folded after, so `LI` and `IL` stay apart).
+/// Before either, a few CJK strokes that TR39 does not map to Latin (Han `丨`, Hangul `ㅣ`,
+/// katakana `エ`) are, and a dot above on a letter that already has one (`i̇`) is dropped.
+pub fn look_alike_keys(name: &str) -> [String; 2] {
+    let seen = latin_strokes(name);
+    let written = fold(&undotted(&skeleton(&seen).collect::<String>()));
+    let capitals = undotted(&skeleton(&seen.to_uppercase()).collect::<String>());
+    [written, capitals]
+}
+
+/// Every key of `name`: [`key`] and the [`look_alike_keys`].
+pub fn all_keys(name: &str) -> impl Iterator<Item = String> {
+    let [written, capitals] = look_alike_keys(name);
+    [key(name), written, capitals].into_iter()
+}
+
+/// CJK characters that pass for Latin strokes next to Latin letters, as TR39 leaves them.
+fn latin_strokes(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            '丨' | 'ㅣ' | '〡' | 'ｌ' => 'l',
+            'エ' | '工' | 'ェ' => 'I',
+            '口' | 'ロ' | '〇' | 'ㅇ' | 'ㅁ' => 'O',
+            '一' | 'ー' | 'ㅡ' => '-',
+            'ㄴ' => 'L',
+            c => c,
+        })
+        .collect()
+}
+
+/// Drops U+0307 (combining dot above) after a letter whose lower case is dotted already, where it
+/// shows nothing (a skeleton is decomposed, so the dot follows its letter).
+fn undotted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut after_dotted = false;
+    for c in text.chars() {
+        if c == '\u{307}' && after_dotted {
+            continue;
+        }
+        after_dotted = matches!(c, 'i' | 'j' | 'l' | 'I' | 'і' | 'ј' | 'ı');
+        out.push(c);
+    }
+    out
+}
+
+/// The most combining marks that follow one another in `name`, decomposed (NFC hides marks
+/// inside composed letters, which would let four marks pass as three).
+fn longest_mark_run(name: &str) -> usize {
+    let mut longest = 0;
+    let mut run = 0;
+    for c in name.nfd() {
+        run = if is_mark(c) { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    longest
 }
 
 fn fold(text: &str) -> String {
@@ -226,5 +297,61 @@ mod tests {
         assert_eq!(welcome_name("127.0.0.1:4000", addr), "127.0.0.1:4000");
         // A guest name is a valid name, so its owner can keep it across a rename race.
         assert!(normalize("guest-7").is_ok());
+    }
+
+    /// Whether two names may not both be in use, as the registry decides it.
+    fn clash(a: &str, b: &str) -> bool {
+        let theirs: Vec<String> = all_keys(b).collect();
+        all_keys(a).any(|k| theirs.contains(&k))
+    }
+
+    #[test]
+    fn look_alikes_the_third_red_team_found_clash_with_the_names_they_imitate() {
+        for (real, fake) in [
+            ("alice", "aIice"),
+            ("alice", "ᎪᏞᎥᏟᎬ"),
+            ("alice", "ali\u{307}ce"),
+            ("alice", "a丨ice"),
+            ("alice", "aㅣice"),
+            ("mike", "ΜΙΚΕ"),
+            ("mike", "МІКЕ"),
+            ("MIKE", "ΜΙΚΕ"),
+            ("MIKE", "MエKE"),
+            ("MIKE", "M工KE"),
+            ("bob", "BOB"),
+        ] {
+            let fake = normalize(fake).unwrap_or_else(|e| panic!("{fake:?} is a valid name: {e}"));
+            assert!(clash(real, &fake), "{real} vs {fake:?}");
+            assert!(clash(&fake, real), "{fake:?} vs {real}");
+        }
+    }
+
+    #[test]
+    fn different_names_do_not_clash() {
+        for (a, b) in [
+            ("alice", "bob"),
+            ("li", "il"),
+            ("kim", "klm"),
+            ("bill", "biii"),
+            ("josé", "jose\u{301}x"),
+            ("张三", "张四"),
+            ("tanaka田中", "tanaka"),
+        ] {
+            assert!(!clash(a, b), "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn stacked_marks_are_refused_but_real_scripts_pass() {
+        let zalgo = format!("a{}", "\u{301}".repeat(32));
+        assert_eq!(normalize(&zalgo), Err(NameError::StackedMarks));
+        assert_eq!(
+            normalize("a\u{301}\u{302}\u{303}\u{304}"),
+            Err(NameError::StackedMarks)
+        );
+        // Vietnamese (two marks on a letter, composed by NFC) and Devanagari vowel signs.
+        assert!(normalize("Nguyê\u{303}n").is_ok());
+        assert!(normalize("हिन्दी").is_ok());
+        assert!(normalize("a\u{301}\u{302}\u{303}").is_ok());
     }
 }

@@ -223,3 +223,29 @@ async fn sighup_applies_new_rates_to_members_already_connected() {
         .await;
     bob.expect("<ann> first").await;
 }
+
+#[tokio::test]
+async fn sighup_applies_a_new_max_line_to_udp_as_well_as_tcp() {
+    let path = config_file("udp-line", "max-line = 32\n");
+    let config = path.to_str().expect("utf-8 path");
+    let (child, addr, _, mut lines) =
+        spawn_logged_chatd(&["--config", config, "--udp", "0"], "info").await;
+    let udp_addr: std::net::SocketAddr = log_until(&mut lines, "listening udp=")
+        .await
+        .split("listening udp=")
+        .nth(1)
+        .map(|a| a.trim().parse().expect("udp addr"))
+        .expect("udp addr");
+    let mut ann = TcpClient::with_nick(addr, "ann").await;
+    let peer = common::UdpClient::join(udp_addr).await;
+    ann.expect_joined().await;
+    let long = "x".repeat(100);
+    peer.send(&long).await;
+    peer.expect("! datagram too long (max 32 bytes); discarded")
+        .await;
+    rewrite(&path, "max-line = 200\n");
+    hangup(&child);
+    log_until(&mut lines, "config reloaded: max-line applied").await;
+    peer.send(&long).await;
+    ann.expect(&format!("<{}> {long}", peer.name)).await;
+}

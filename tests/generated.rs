@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use chatd::client::cli;
+use chatd::client::args as cli;
 use chatd::config::ServerArgs;
 use clap::CommandFactory;
 use clap_complete::Shell;

@@ -101,3 +101,53 @@ async fn the_page_is_served_whole_from_the_binary() {
     assert_eq!(get(server.http, "/nowhere").await.0, 404);
     server.shutdown().await;
 }
+
+/// One `GET path` over a fresh connection from the local address `from`: the status code.
+async fn status_from(http: SocketAddr, path: &str, from: std::net::IpAddr) -> u16 {
+    let exchange = async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind(SocketAddr::new(from, 0)).expect("bind local");
+        let mut stream = socket.connect(http).await.expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("send");
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.expect("read");
+        response
+    };
+    let response = tokio::time::timeout(TIMEOUT, exchange)
+        .await
+        .expect("response in time");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    text.split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"))
+}
+
+#[tokio::test]
+async fn one_address_holding_idle_connections_cannot_take_the_page_down_for_others() {
+    // 2 members from one address, so 2 + 8 HTTP connections; 12 in all.
+    let server = start_server("--max-clients 12 --max-per-ip 2").await;
+    let mut idle = Vec::new();
+    for _ in 0..12 {
+        let stream = tokio::time::timeout(TIMEOUT, TcpStream::connect(server.http))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        idle.push(stream);
+    }
+    // The two over the address's share are closed at once, well before the 10 s an idle
+    // connection is otherwise given to send its request.
+    for stream in &mut idle[10..] {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut byte))
+            .await
+            .expect("closed at once, not after the header timeout");
+        assert!(matches!(read, Ok(0) | Err(_)), "closed: {read:?}");
+    }
+    // Another address is still served while the first holds its whole share.
+    let other = "127.0.0.2".parse().expect("ip");
+    assert_eq!(status_from(server.http, "/healthz", other).await, 200);
+    drop(idle);
+    server.shutdown().await;
+}

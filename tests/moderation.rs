@@ -319,10 +319,12 @@ async fn operators_topics_bans_and_slow_mode_survive_a_restart_with_a_database()
     alice.send("/login alice pw-alice").await;
     alice.expect("* you are logged in as alice").await;
     let mut guest = TcpClient::with_nick(server.tcp, "guest").await;
-    // The guest reopens the room (and is its operator while there); alice's rights came back.
+    // The guest reopens the room but does not operate it: alice, its stored operator, does.
     guest.send("/join den").await;
     guest.expect("* you are in #den with 0 others").await;
     assert_eq!(guest.recv().await, "* topic of #den: kept across restarts");
+    guest.send("/topic mine now").await;
+    guest.expect("! you are not an operator of #den").await;
     alice.send("/join den").await;
     alice.expect("* you are in #den with 1 other").await;
     alice.send("/bans").await;
@@ -383,5 +385,126 @@ async fn giving_up_an_account_gives_up_its_operator_rights() {
     alice.expect("* alice is no longer registered").await;
     alice.send("/topic still mine?").await;
     alice.expect("! you are not an operator of #den").await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_guest_reopening_a_closed_room_cannot_take_it_from_its_registered_operator() {
+    let server = start_server(CHEAP).await;
+    let mut alice = register(server.tcp, "alice", "pw-alice").await;
+    join(&mut alice, "den").await;
+    alice.send("/topic alice's den").await;
+    alice
+        .expect("* alice set the topic of #den: alice's den")
+        .await;
+    // The room closes with its last member.
+    alice.send("/join lobby").await;
+    alice
+        .expect_match(|l| l.starts_with("* you are in #lobby"))
+        .await;
+    let mut mallory = TcpClient::with_nick(server.tcp, "mallory").await;
+    mallory.send("/join den").await;
+    mallory.expect("* you are in #den with 0 others").await;
+    mallory.send("/ban alice").await;
+    mallory.expect("! you are not an operator of #den").await;
+    mallory.send("/topic taken over").await;
+    mallory.expect("! you are not an operator of #den").await;
+    // The owner comes back and still operates it.
+    alice.send("/join den").await;
+    alice.expect("* you are in #den with 1 other").await;
+    alice.send("/topic still alice's").await;
+    alice
+        .expect("* alice set the topic of #den: still alice's")
+        .await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn operator_rights_in_closed_rooms_do_not_pass_to_whoever_registers_the_name_next() {
+    for db in [None, Some(temp_db("unregister"))] {
+        let flags = match &db {
+            Some(db) => format!("{CHEAP} --db {}", db.display()),
+            None => CHEAP.to_string(),
+        };
+        let server = start_server(&flags).await;
+        let mut alice = register(server.tcp, "alice", "pw-alice").await;
+        join(&mut alice, "den").await;
+        // bob operates #den too, so the room is not left without a stored operator.
+        let mut bob = register(server.tcp, "bob", "pw-bob").await;
+        join(&mut bob, "den").await;
+        alice.send("/op bob").await;
+        bob.expect_match(|l| l.contains("operator")).await;
+        bob.send("/join lobby").await;
+        bob.expect_match(|l| l.starts_with("* you are in #lobby"))
+            .await;
+        // #den closes with its operators gone; then alice's account is given up.
+        alice.send("/join lobby").await;
+        alice
+            .expect_match(|l| l.starts_with("* you are in #lobby"))
+            .await;
+        alice.send("/unregister pw-alice").await;
+        alice.expect("* alice is no longer registered").await;
+        alice.send("/quit").await;
+        alice.expect_closed().await;
+        // Someone else registers the free name and reopens the room.
+        let mut heir = register(server.tcp, "alice", "other-pw").await;
+        heir.send("/join den").await;
+        heir.expect("* you are in #den with 0 others").await;
+        heir.send("/topic inherited?").await;
+        heir.expect("! you are not an operator of #den").await;
+        server.shutdown().await;
+        if let Some(db) = db {
+            let _ = std::fs::remove_dir_all(db.parent().expect("dir"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_mode_follows_a_member_out_of_the_room_and_back_and_an_account_across_reconnects() {
+    let server = start_server(CHEAP).await;
+    let mut alice = TcpClient::with_nick(server.tcp, "alice").await;
+    join(&mut alice, "den").await;
+    let mut guest = TcpClient::with_nick(server.tcp, "guest").await;
+    join(&mut guest, "den").await;
+    let mut carol = register(server.tcp, "carol", "pw-carol").await;
+    join(&mut carol, "den").await;
+    alice.send("/slow 60").await;
+    carol
+        .expect_match(|l| l.starts_with("* slow mode in #den: one line per 60s"))
+        .await;
+    guest.send("one").await;
+    alice.expect("<guest> one").await;
+    // Out and back in: still slowed.
+    guest.send("/join lobby").await;
+    guest
+        .expect_match(|l| l.starts_with("* you are in #lobby"))
+        .await;
+    join(&mut guest, "den").await;
+    guest.send("two").await;
+    guest
+        .expect_match(|l| l.starts_with("! slow mode in #den: wait "))
+        .await;
+    // An account that speaks, leaves and comes back in a new session: still slowed.
+    carol.send("hello").await;
+    alice.expect("<carol> hello").await;
+    carol.send("/quit").await;
+    carol.expect_closed().await;
+    let mut carol = TcpClient::connect(server.tcp).await;
+    carol.send("/login carol pw-carol").await;
+    carol.expect("* you are logged in as carol").await;
+    join(&mut carol, "den").await;
+    carol.send("hello again").await;
+    carol
+        .expect_match(|l| l.starts_with("! slow mode in #den: wait "))
+        .await;
+    // Nobody saw the refused lines.
+    alice.send("marker").await;
+    let skipped = guest.expect("<alice> marker").await;
+    assert!(
+        !skipped
+            .iter()
+            .any(|l| l.contains("two") || l.contains("again")),
+        "{skipped:?}"
+    );
     server.shutdown().await;
 }

@@ -93,3 +93,47 @@ async fn look_alike_names_are_refused() {
     assert_eq!(mallory.recv().await, "* you are now known as mallory");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn look_alikes_of_names_in_use_and_hidden_characters_are_refused() {
+    let server = start_server("").await;
+    let _alice = TcpClient::with_nick(server.tcp, "alice").await;
+    let _mike = TcpClient::with_nick(server.tcp, "MIKE").await;
+    let mut mallory = TcpClient::connect(server.tcp).await;
+    for fake in [
+        // A capital I for the l.
+        "aIice",
+        // Greek and Cyrillic capitals.
+        "\u{39c}\u{399}\u{39a}\u{395}",
+        "\u{41c}\u{406}\u{41a}\u{415}",
+        // Cherokee capitals.
+        "\u{13aa}\u{13de}\u{13a5}\u{13df}\u{13ac}",
+        // A dot above an i that has one already.
+        "ali\u{307}ce",
+        // A Han stroke and a Hangul vowel for the l; katakana for the I.
+        "a\u{4e28}ice",
+        "a\u{3163}ice",
+        "M\u{30a8}KE",
+    ] {
+        mallory.send(&format!("/nick {fake}")).await;
+        assert_eq!(mallory.recv().await, "! that name is taken", "{fake:?}");
+    }
+    // Direction controls are refused, not silently stripped into another name.
+    mallory.send("/nick \u{202e}ecila").await;
+    assert_eq!(
+        mallory.recv().await,
+        "! a name may not contain control, direction or invisible characters"
+    );
+    // Zalgo: a letter under 32 marks.
+    mallory
+        .send(&format!("/nick z{}", "\u{301}".repeat(32)))
+        .await;
+    assert_eq!(
+        mallory.recv().await,
+        "! nickname may not stack more than 3 marks on one letter"
+    );
+    // The one who was refused is still who it was, and a name of its own is fine.
+    mallory.send("/nick mallory").await;
+    assert_eq!(mallory.recv().await, "* you are now known as mallory");
+    server.shutdown().await;
+}

@@ -120,6 +120,22 @@ async fn a_malformed_or_missing_header_from_a_trusted_proxy_closes_the_connectio
 }
 
 #[tokio::test]
+async fn a_complete_but_malformed_v1_header_is_refused_at_once() {
+    let server = start_server("--proxy-protocol --trusted-proxy 127.0.0.1").await;
+    let started = Instant::now();
+    let mut broken = TcpClient::connect_raw(server.tcp).await;
+    broken.send_raw(b"PROXY TCP4 nonsense\r\n").await;
+    assert_eq!(broken.expect_closed().await, Vec::<String>::new());
+    // Before, this waited out the whole 3 s header timeout; a loaded machine gets 1.5 s of room.
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_direct_client_without_a_header_is_welcomed_at_once_and_chats() {
     let server = start_server("--proxy-protocol --trusted-proxy 10.0.0.0/8").await;
     // Like netcat: connects and waits for the welcome before typing anything.

@@ -131,7 +131,7 @@ impl Tmux {
 
     /// Types `text` (ASCII) a key at a time, as a person does: each key once the cursor has
     /// moved past the last one. (Keys arriving together are where the editor is weak: see
-    /// README, "The terminal client".)
+    /// docs/users/clients.md, "The terminal client".)
     fn type_text(&self, text: &str) {
         let start = self.cursor_x();
         for (n, c) in text.chars().enumerate() {

@@ -254,3 +254,100 @@ async fn a_reading_tab_in_a_busy_room_still_gets_pinged_and_stays() {
     let _sender = flood.await.expect("sender");
     server.shutdown().await;
 }
+
+/// Upgrades a raw connection to `/ws`, then sends pings (the largest a control frame may carry)
+/// and never reads: 200,000 at most (26 MB of pongs owed), for 60 s at most. Returns how many
+/// were sent before the server let the connection go, if it did.
+async fn ping_flood(http: std::net::SocketAddr) -> Option<usize> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    // A small receive window, so the server's pongs back up at once.
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let mut flood = tokio::time::timeout(TIMEOUT, socket.connect(http))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {http}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    flood.write_all(request.as_bytes()).await.expect("upgrade");
+    // Reads the 101 answer (and nothing after it, ever).
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(TIMEOUT, flood.read_exact(&mut byte))
+            .await
+            .expect("upgrade answer in time")
+            .expect("upgrade answer");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{:?}",
+        String::from_utf8_lossy(&head)
+    );
+    // A zero mask keeps the payload as it is.
+    let mut ping = vec![0x89, 0x80 | 125, 0, 0, 0, 0];
+    ping.extend_from_slice(&[b'p'; 125]);
+    let pings: Vec<u8> = ping.repeat(100);
+    let sent = async {
+        for round in 0..2_000 {
+            if flood.write_all(&pings).await.is_err() {
+                return Some(round * 100);
+            }
+        }
+        None
+    };
+    tokio::time::timeout(Duration::from_secs(60), sent)
+        .await
+        .expect("the flood ends in time")
+}
+
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[tokio::test]
+async fn a_ping_flood_that_never_reads_is_paced_then_let_go() {
+    // Pings are paced like lines, and a flood past 2 s is kicked.
+    let server = start_server("--sendq 65536 --flood-kick 2s").await;
+    let mut ann = TcpClient::with_nick(server.tcp, "ann").await;
+    let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
+    assert!(
+        ping_flood(server.http).await.is_some(),
+        "a client that only pings and never reads was never let go"
+    );
+    // Everyone else went on chatting.
+    ann.send("still here").await;
+    bob.expect("<ann> still here").await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_flood_control_a_ping_flood_still_cannot_grow_the_server() {
+    let (child, _, _, mut lines) = common::spawn_logged_chatd(
+        &["--http", "0", "--rate", "off", "--sendq", "65536"],
+        "info",
+    )
+    .await;
+    let http: std::net::SocketAddr = common::log_until(&mut lines, "listening http=")
+        .await
+        .split("listening http=")
+        .nth(1)
+        .map(|a| a.trim().parse().expect("http addr"))
+        .expect("http addr");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let pid = child.id().expect("running");
+    let before = rss_kib(pid);
+    ping_flood(http).await;
+    let grown = rss_kib(pid).saturating_sub(before);
+    // 26 MB of pongs were owed; the write buffer holds the send queue plus one message.
+    assert!(grown < 12 * 1024, "the server grew by {grown} KiB");
+}

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use chatd::client::cli::{Args, ScanArgs};
+use chatd::client::args::{Args, ScanArgs};
 use chatd::client::{self, ClientConfig, Exit, Transport};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;

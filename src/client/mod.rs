@@ -14,7 +14,7 @@
 //! which addresses, [`similar`] compares what they say about themselves). [`tls`] puts the TCP
 //! session inside TLS (`chatc --tls`).
 
-pub mod cli;
+pub mod args;
 pub mod paint;
 pub mod scan;
 pub mod similar;

@@ -7,10 +7,12 @@
 //! - [`reply_budget`]: one global budget for UDP replies a forged source could trigger.
 //! - [`source_rate`]: per-source limits for UDP requests from non-members (`#info#`).
 //! - [`own_address`]: recognises datagrams claiming to come from the server itself.
+//! - [`occupancy`]: connections held open (TLS handshakes, HTTP), in total and per address.
 //! - [`slots`]: the `--max-clients` limit, resizable while members hold slots.
 
 pub mod cookie;
 pub mod limits;
+pub mod occupancy;
 pub mod own_address;
 pub mod pacing;
 pub mod presence;

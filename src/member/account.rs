@@ -76,8 +76,19 @@ impl Member {
                 if self.limited(ip, &key) {
                     return;
                 }
+                let store = self.hub.store().clone();
                 self.run_auth(async move {
                     let result = accounts.unregister(key.clone(), password).await;
+                    if result.is_ok() {
+                        // Rights in closed rooms (only stored) go before the member is told;
+                        // open rooms' own copies are changed when it is.
+                        let forget = key.clone();
+                        let rooms = tokio::task::spawn_blocking(move || {
+                            crate::room::forget_operator(&store, &forget)
+                        })
+                        .await;
+                        tracing::debug!(account = %key, ?rooms, "operator rights withdrawn");
+                    }
                     AuthDone::Unregistered(key, result)
                 });
             }
@@ -147,6 +158,7 @@ impl Member {
                         m.lasting.ops.remove(&key);
                     });
                 }
+
                 tracing::info!(%addr, account = %self.name, "account removed");
                 self.reply(protocol::notice(&format!(
                     "{} is no longer registered",

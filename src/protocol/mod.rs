@@ -163,9 +163,25 @@ fn parse_with(raw: &[u8], control_words: bool) -> Input {
         return Input::Chat(format!("/{literal}"));
     }
     if let Some(command) = trimmed.strip_prefix('/') {
+        let stripped = matches!(text, Cow::Owned(_));
+        if stripped && names_itself(command) {
+            // Stripped silently, `/nick <RLO>ecila` would name its sender something other than
+            // what it typed and saw; a name is refused instead.
+            return Input::Command(Command::Usage(HIDDEN_IN_NAME));
+        }
         return Input::Command(parse_command(command));
     }
     Input::Chat(text.into_owned())
+}
+
+/// The refusal of a name sent with control, direction or invisible characters in it.
+pub const HIDDEN_IN_NAME: &str =
+    "a name may not contain control, direction or invisible characters";
+
+/// Whether `command` (after its `/`) chooses a name: `/nick` and `/register`.
+fn names_itself(command: &str) -> bool {
+    let word = command.split(char::is_whitespace).next().unwrap_or("");
+    word.eq_ignore_ascii_case("nick") || word.eq_ignore_ascii_case("register")
 }
 
 fn parse_command(line: &str) -> Command {

@@ -383,7 +383,30 @@ pub fn moderate_closed<T>(
 }
 
 fn state_key(room: &str) -> String {
-    format!("room:{room}")
+    format!("{ROOM_STATE}{room}")
+}
+
+/// What every room's stored state key starts with.
+const ROOM_STATE: &str = "room:";
+
+/// Withdraws `account`'s operator rights in every room with stored state, open or closed (an
+/// open room's own copy is the caller's to change): rights belong to that account, and whoever
+/// registers the name after it was given up must not inherit them. Returns how many rooms had it.
+/// Reads every room's state: for the blocking pool.
+pub fn forget_operator(store: &Store, account: &str) -> usize {
+    let mut changed = 0;
+    for (key, json) in store.states_starting_with(ROOM_STATE) {
+        let Ok(mut lasting) = serde_json::from_str::<Lasting>(&json) else {
+            continue;
+        };
+        if !lasting.ops.remove(account) {
+            continue;
+        }
+        let json = serde_json::to_string(&lasting).ok();
+        store.set_state(&key, json.filter(|_| !lasting.is_empty()).as_deref());
+        changed += 1;
+    }
+    changed
 }
 
 #[cfg(test)]

@@ -121,7 +121,26 @@ pub struct Moderation {
     pub lasting: Lasting,
     guest_ops: HashSet<MemberId>,
     mutes: HashMap<Muted, Option<Instant>>,
-    spoke: HashMap<MemberId, Instant>,
+    /// When each speaker last spoke, for slow mode; kept when it leaves, so a move out and back
+    /// or a reconnect does not start it afresh.
+    spoke: HashMap<Speaker, Instant>,
+}
+
+/// Whom slow mode counts lines of: an account in any of its sessions, a guest for its session
+/// (moves out and back included).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Speaker {
+    Account(String),
+    Session(MemberId),
+}
+
+impl Speaker {
+    fn of(who: Who<'_>) -> Speaker {
+        match who.account {
+            Some(account) => Speaker::Account(account.to_string()),
+            None => Speaker::Session(who.id),
+        }
+    }
 }
 
 impl Moderation {
@@ -158,10 +177,10 @@ impl Moderation {
         session || account
     }
 
-    /// A member left the room: a guest's rights were only while it was there.
+    /// A member left the room: a guest's rights were only while it was there. When it last spoke
+    /// stays, for slow mode.
     pub fn left(&mut self, id: MemberId) {
         self.guest_ops.remove(&id);
-        self.spoke.remove(&id);
     }
 
     /// Sets the topic.
@@ -265,7 +284,8 @@ impl Moderation {
         if op {
             return Ok(());
         }
-        if let Some(last) = self.spoke.get(&who.id) {
+        let speaker = Speaker::of(who);
+        if let Some(last) = self.spoke.get(&speaker) {
             let since = now.saturating_duration_since(*last);
             if since < every {
                 return Err(Refusal::Slow(every - since));
@@ -275,7 +295,7 @@ impl Moderation {
             self.spoke
                 .retain(|_, last| now.saturating_duration_since(*last) < every);
         }
-        self.spoke.insert(who.id, now);
+        self.spoke.insert(speaker, now);
         Ok(())
     }
 }

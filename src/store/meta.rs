@@ -93,6 +93,15 @@ impl MetaDb {
             .optional()
     }
 
+    /// Every state value whose key starts with `prefix` (every room's, say).
+    pub fn starting_with(&self, prefix: &str) -> rusqlite::Result<Vec<(String, String)>> {
+        let conn = lock(&self.conn);
+        let mut query =
+            conn.prepare("SELECT key, value FROM state WHERE substr(key, 1, length(?1)) = ?1")?;
+        let rows = query.query_map([prefix], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        rows.collect()
+    }
+
     /// Sets a state value; `None` deletes it.
     pub fn set(&self, key: &str, value: Option<&str>) -> rusqlite::Result<()> {
         let conn = lock(&self.conn);

@@ -189,6 +189,21 @@ impl Store {
         }
     }
 
+    /// Every stored state value whose key starts with `prefix`.
+    pub fn states_starting_with(&self, prefix: &str) -> Vec<(String, String)> {
+        match &self.inner.meta {
+            Some(db) => db.starting_with(prefix).unwrap_or_else(|e| {
+                tracing::error!(prefix, error = %e, "cannot read moderation state");
+                Vec::new()
+            }),
+            None => lock(&self.inner.state)
+                .iter()
+                .filter(|(key, _)| key.starts_with(prefix))
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect(),
+        }
+    }
+
     /// Stores a state value, read back by [`Store::get_state`] at once; `None` removes it. With
     /// `--cluster` it also goes to the cluster's bucket (never waiting: a full queue is logged).
     pub fn set_state(&self, key: &str, value: Option<&str>) {

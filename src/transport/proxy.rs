@@ -22,6 +22,8 @@ pub const MAX_HEADER: usize = 1024;
 /// How often a partial header is looked at again while its rest is on the way (rare: a header
 /// comes in one segment).
 const PARTIAL_RETRY: Duration = Duration::from_millis(5);
+/// Longest v1 header, its `\r\n` included (HAProxy's specification).
+const V1_MAX: usize = 107;
 /// The 12 bytes every v2 header starts with.
 const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 
@@ -74,6 +76,8 @@ pub fn parse(bytes: &[u8]) -> Header {
     if parsed.is_incomplete() {
         return if bytes.len() >= MAX_HEADER {
             Header::Malformed(format!("longer than {MAX_HEADER} bytes"))
+        } else if let Some(why) = v1_cannot_complete(bytes) {
+            Header::Malformed(why.to_string())
         } else {
             Header::Incomplete
         };
@@ -106,6 +110,22 @@ pub fn parse(bytes: &[u8]) -> Header {
         }
         HeaderResult::V1(Err(e)) => Header::Malformed(e.to_string()),
         HeaderResult::V2(Err(e)) => Header::Malformed(e.to_string()),
+    }
+}
+
+/// Why a v1 header the parser still calls incomplete can never become one: its line has already
+/// ended, or it is longer than any v1 header. Without this a trusted proxy's garbage waited out
+/// the whole header timeout.
+fn v1_cannot_complete(bytes: &[u8]) -> Option<&'static str> {
+    if !bytes.starts_with(b"PROXY") {
+        return None;
+    }
+    if memchr::memchr(b'\n', bytes).is_some() {
+        Some("v1 header line is not valid")
+    } else if bytes.len() > V1_MAX {
+        Some("v1 header longer than 107 bytes")
+    } else {
+        None
     }
 }
 
@@ -291,6 +311,26 @@ mod tests {
         ));
         assert!(matches!(parse(b"hello there\n"), Header::Malformed(_)));
         assert!(matches!(parse(&[b'P'; MAX_HEADER]), Header::Malformed(_)));
+    }
+
+    #[test]
+    fn a_complete_but_malformed_v1_line_is_refused_without_waiting_for_more() {
+        // The line has ended: more bytes cannot make it a header.
+        assert!(matches!(
+            parse(b"PROXY TCP4 nonsense\r\n"),
+            Header::Malformed(_)
+        ));
+        assert!(matches!(
+            parse(b"PROXY TCP4 nonsense\n"),
+            Header::Malformed(_)
+        ));
+        assert!(matches!(parse(b"PROXY\r\n"), Header::Malformed(_)));
+        // v1 is at most 107 bytes: a longer line without its end is no header either.
+        let mut long = b"PROXY TCP4 ".to_vec();
+        long.resize(120, b'1');
+        assert!(matches!(parse(&long), Header::Malformed(_)));
+        // Still waiting for the rest of a header cut short.
+        assert_eq!(parse(b"PROXY TCP6 2001:db8::1 ::1 40"), Header::Incomplete);
     }
 
     #[test]

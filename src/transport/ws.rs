@@ -18,7 +18,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
-use super::tcp::reader::{take_line, too_long};
+use super::tcp::reader::{paced, take_line, too_long};
 use super::tcp::writer::{write_lines, Backlog, LineSink, SENDQ_CHECK, SHUTDOWN_NOTICE};
 use super::tcp::{direct_queue, End, Limits, Recipient, WriteEnd, GOODBYE_TIMEOUT};
 use crate::hub::{Hub, Outbox, Transport};
@@ -177,7 +177,14 @@ async fn read_frames(
         let data: Bytes = match next {
             None | Some(Ok(Message::Close(_))) => return Stop::End(End::Eof),
             Some(Err(_)) => return Stop::Broken,
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            // Each ping owes a pong: a ping flood is paced like a line flood (a browser answers
+            // our pings with a pong a heartbeat, far under any rate).
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                if let Some(end) = paced(member, shutdown, Member::admit_message).await {
+                    return Stop::End(end);
+                }
+                continue;
+            }
             Some(Ok(Message::Text(text))) => text.into(),
             Some(Ok(Message::Binary(data))) => data,
         };

@@ -24,7 +24,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::guard::occupancy::Occupancy;
 use crate::hub::Hub;
+use crate::transport::proxy::is_trusted;
 use crate::transport::tls::{CertStore, Handshakes};
 use crate::transport::ws;
 
@@ -34,6 +36,14 @@ pub mod origin;
 pub const STOP_GRACE: Duration = Duration::from_millis(300);
 /// A connection that has not sent a whole request head in this long is closed.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP connections one address may hold beyond `--max-per-ip` (its WebSocket members are HTTP
+/// connections too): room for loading the page, a metrics scrape and a health check alongside.
+const HTTP_ALLOWANCE: usize = 8;
+/// The WebSocket write buffer's working size: frames gather here until a flush (tungstenite's
+/// default).
+const WS_WRITE_BUFFER: usize = 128 * 1024;
+/// What a WebSocket's unsent frames may reach with `--sendq off`: still a bound, never memory's.
+const UNLIMITED_SENDQ_WRITE_BUFFER: usize = 64 << 20;
 /// Longest pause between accept retries after resource errors such as EMFILE.
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -74,12 +84,12 @@ pub async fn serve(listener: TcpListener, hub: Hub, tasks: Tasks, certs: Option<
     let slots = Arc::new(Semaphore::new(
         hub.config().max_clients.min(Semaphore::MAX_PERMITS),
     ));
-    let sendq = hub.config().sendq;
+    let held = Occupancy::new(usize::MAX);
     let web = Web {
         hub,
         members: tasks.members.clone(),
     };
-    let routes = router(web);
+    let routes = router(web.clone());
     let (stop, tracker) = tasks.http;
     let mut backoff = Duration::from_millis(1);
     loop {
@@ -94,8 +104,20 @@ pub async fn serve(listener: TcpListener, hub: Hub, tasks: Tasks, certs: Option<
                 let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
                     continue;
                 };
+                // One address cannot take every connection (idle ones included) and with them
+                // the page, `/healthz` and everyone's joins; a trusted proxy speaks for many.
+                let config = web.hub.config();
+                let share = if is_trusted(&config.trusted_proxies, addr.ip()) {
+                    usize::MAX
+                } else {
+                    config.max_per_ip.saturating_add(HTTP_ALLOWANCE)
+                };
+                let Some(ticket) = held.start(addr.ip(), share) else {
+                    tracing::debug!(ip = %addr.ip(), "too many HTTP connections from one address");
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                if let Some(limit) = sendq {
+                if let Some(limit) = config.sendq {
                     // As for TCP members: the kernel's share of a non-reader's backlog is capped
                     // at the send queue, so the send-queue rule sees it.
                     let _ = socket2::SockRef::from(&stream).set_send_buffer_size(limit);
@@ -107,7 +129,7 @@ pub async fn serve(listener: TcpListener, hub: Hub, tasks: Tasks, certs: Option<
                     .as_ref()
                     .map(|certs| (certs.http_acceptor(), handshakes.clone()));
                 tracker.spawn(async move {
-                    let _slot = slot;
+                    let _slot = (slot, ticket);
                     match tls {
                         None => serve_connection(stream, addr, routes, stop).await,
                         Some((acceptor, handshakes)) => {
@@ -239,9 +261,20 @@ async fn upgrade(
     // Counted with the TCP connections, so shutdown waits for its goodbye.
     let tracked = tracker.token();
     let hub = web.hub;
+    // Frames the peer is not reading pile up in the WebSocket's write buffer once its socket is
+    // full: pongs to its pings above all, one per ping, which is how one never-reading client
+    // grew the server by 300 MB a second. The buffer is capped at the send queue plus one
+    // message and the buffer's own working size; past it the connection is let go.
+    let write_limit = config
+        .sendq
+        .unwrap_or(UNLIMITED_SENDQ_WRITE_BUFFER)
+        .saturating_add(max)
+        .saturating_add(WS_WRITE_BUFFER);
     upgrade
         .max_message_size(max)
         .max_frame_size(max)
+        .write_buffer_size(WS_WRITE_BUFFER)
+        .max_write_buffer_size(write_limit)
         .on_upgrade(move |socket| async move {
             let _tracked = tracked;
             ws::connection(socket, addr, hub, shutdown).await;

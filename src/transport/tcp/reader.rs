@@ -122,11 +122,23 @@ pub(in crate::transport) async fn take_line(
     // its writer (and its send-queue check) shares the task and must get its turn.
     tokio::task::consume_budget().await;
     let input = protocol::parse_tcp_line(line);
-    // Pacing ("fakelag"): while over the rate, stop reading this socket. The flooder's kernel
-    // buffers fill and its writes block; nobody else waits and nothing is dropped.
+    if let Some(end) = paced(member, shutdown, |member, now| member.admit(&input, now)).await {
+        return Some(end);
+    }
+    (member.gather(input) == Flow::Quit).then_some(End::Quit)
+}
+
+/// Pacing ("fakelag"): while `admit` says the member is over the rate, stop reading its socket.
+/// The flooder's kernel buffers fill and its writes block; nobody else waits and nothing is
+/// dropped. `None` once admitted.
+pub(in crate::transport) async fn paced(
+    member: &mut Member,
+    shutdown: &CancellationToken,
+    mut admit: impl FnMut(&mut Member, Instant) -> Admit,
+) -> Option<End> {
     loop {
-        match member.admit(&input, Instant::now()) {
-            Admit::Now => break,
+        match admit(member, Instant::now()) {
+            Admit::Now => return None,
             Admit::Later { wait, first } => {
                 member.flush();
                 if first {
@@ -140,7 +152,6 @@ pub(in crate::transport) async fn take_line(
             Admit::Kick => return Some(End::Flooding),
         }
     }
-    (member.gather(input) == Flow::Quit).then_some(End::Quit)
 }
 
 /// Frames lines off a socket with a buffer that exists only while bytes are pending, so an idle

@@ -24,10 +24,10 @@ use crate::hub::{Hub, Transport};
 
 pub mod certs;
 mod halves;
-pub mod pending;
 
 pub use certs::{CertError, CertStore};
-pub use pending::Pending;
+
+use crate::guard::occupancy::Occupancy;
 
 /// Most TLS handshakes in progress at once, over all addresses (each listener counts its own).
 /// Past it, new connections are closed at accept until some finish or time out.
@@ -40,17 +40,16 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct Handshakes {
     hub: Hub,
-    pending: Pending,
+    pending: Occupancy,
 }
 
 impl Handshakes {
     /// Limits from the hub's configuration: `--tls-handshake-timeout` (read for each handshake, so
-    /// a reload changes it), and `--max-per-ip` handshakes from one address (as the listener
-    /// started).
+    /// a reload changes it), and `--max-per-ip` handshakes from one address (likewise).
     pub fn new(hub: &Hub) -> Handshakes {
         Handshakes {
             hub: hub.clone(),
-            pending: Pending::new(MAX_PENDING_HANDSHAKES, hub.config().max_per_ip),
+            pending: Occupancy::new(MAX_PENDING_HANDSHAKES),
         }
     }
 
@@ -67,7 +66,8 @@ impl Handshakes {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let Some(_ticket) = self.pending.start(ip) else {
+        let per_ip = self.hub.config().max_per_ip;
+        let Some(_ticket) = self.pending.start(ip, per_ip) else {
             tracing::debug!(%ip, "too many TLS handshakes in progress; connection closed");
             return None;
         };

@@ -2,6 +2,7 @@
 //! that fell silent.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::broadcast;
@@ -50,7 +51,12 @@ pub(super) async fn fan_out(
                         last = true;
                         break;
                     };
-                    gather(&mut out, &event, &roster, peers.echo);
+                    gather(
+                        &mut out,
+                        &event,
+                        &roster,
+                        peers.echo.load(Ordering::Relaxed),
+                    );
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, %room, "udp fan-out fell behind the room");

@@ -7,6 +7,7 @@
 use std::collections::hash_map::Entry;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::net::UdpSocket;
@@ -81,7 +82,7 @@ async fn receive(
     mut controls: mpsc::Receiver<(SocketAddr, MemberId, Control)>,
     shutdown: CancellationToken,
 ) {
-    let max_line = hub.config().max_line;
+    let mut settings = Live::read(&hub);
     let cookies = if hub.config().udp_validate {
         match CookieJar::random() {
             Ok(jar) => Some(jar),
@@ -121,6 +122,12 @@ async fn receive(
                 continue;
             }
         };
+        if settings.generation != hub.config_generation() {
+            settings = Live::read(&hub);
+            peers.echo.store(settings.echo, Ordering::Relaxed);
+            guard.retune(&hub.config());
+        }
+        let max_line = settings.max_line;
         let now = Instant::now();
         if guard.is_own(addr, now) {
             guard.dropped(Dropped::OwnAddress, addr, now);
@@ -216,6 +223,27 @@ enum Dropped {
 
 /// The receiver's defences against forged sources: its own addresses, the budget of unsolicited
 /// replies, and the counts of what was dropped.
+/// The settings a reload may change that the receiver keeps at hand, and the configuration
+/// generation they were read from (compared per datagram: one atomic load).
+struct Live {
+    generation: u64,
+    max_line: usize,
+    echo: bool,
+}
+
+impl Live {
+    fn read(hub: &Hub) -> Live {
+        // The generation first: a reload racing this read is caught on the next datagram.
+        let generation = hub.config_generation();
+        let config = hub.config();
+        Live {
+            generation,
+            max_line: config.max_line,
+            echo: config.echo,
+        }
+    }
+}
+
 struct Guard {
     own: OwnAddresses,
     budget: ReplyBudget,
@@ -236,6 +264,11 @@ impl Guard {
             server_line: Tally::default(),
             no_token: Tally::default(),
         }
+    }
+
+    /// Takes a reloaded `--rate`/`--burst` for `#info#` requests (sources start afresh).
+    fn retune(&mut self, config: &crate::config::Config) {
+        self.info_rate = SourceRate::new(config.rate, config.burst);
     }
 
     fn is_own(&mut self, addr: SocketAddr, now: Instant) -> bool {

@@ -145,8 +145,8 @@ pub(super) struct Peers {
     pub(super) socket: Arc<UdpSocket>,
     pub(super) shutdown: CancellationToken,
     pub(super) tracker: TaskTracker,
-    /// `--echo`: members get their own chat lines back.
-    pub(super) echo: bool,
+    /// `--echo`: members get their own chat lines back (a reload changes it for every peer).
+    pub(super) echo: AtomicBool,
     /// Controls for UDP members (kicks, kills, finished account commands), for the receiver.
     pub(super) controls: mpsc::Sender<(SocketAddr, MemberId, Control)>,
     /// What fan-out deliveries count into (detached counters until the server sets the hub's).
@@ -178,7 +178,7 @@ impl Peers {
             socket,
             shutdown,
             tracker,
-            echo,
+            echo: AtomicBool::new(echo),
             controls,
             out: crate::metrics::Metrics::new().delivery(crate::hub::Transport::Udp),
             batching: AtomicBool::new(true),

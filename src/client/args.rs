@@ -1,5 +1,5 @@
-//! `chatc`'s command line (clap), here rather than in the binary so that the man pages and shell
-//! completions can be generated from it (tests/generated.rs).
+//! `chatc`'s command line: the clap definitions of `chatc` and `chatc scan`, kept in the library
+//! so tests (and tools that generate help or man pages) see the very parser the binary uses.
 
 use std::time::Duration;
 
@@ -60,7 +60,7 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
 
 /// Find chatd servers: ask every target for its server info and list those that answer.
 #[derive(Debug, Parser)]
-#[command(name = "chatc scan", bin_name = "chatc scan", version)]
+#[command(name = "chatc scan", bin_name = "chatc scan", version = crate::VERSION)]
 pub struct ScanArgs {
     /// Addresses to ask: `192.168.1.7`, `192.168.110.1-40` (a range of the last octet),
     /// `10.0.0.0/28` (at most a /16), each optionally with `:PORT`; IPv6 one at a time

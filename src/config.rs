@@ -16,173 +16,299 @@ use crate::protocol;
 pub mod file;
 pub mod reload;
 
-/// The `chatd` command line.
+/// Help headings of `chatd --help`, in the order they are shown: every flag is under one.
+pub mod heading {
+    /// Ports, addresses and what sits in front of them.
+    pub const LISTENERS: &str = "Listeners";
+    /// Flood control and the bounds that keep one member from hurting the others.
+    pub const LIMITS: &str = "Limits and abuse";
+    /// What members see in rooms, and what is kept.
+    pub const ROOMS: &str = "Rooms and history";
+    /// Accounts, their passwords and server operators.
+    pub const ACCOUNTS: &str = "Accounts and moderation";
+    /// The TLS listener and its certificate.
+    pub const TLS: &str = "TLS";
+    /// Nodes joined through NATS.
+    pub const CLUSTER: &str = "Cluster";
+    /// The config file, the server's description and its log.
+    pub const OPERATIONS: &str = "Operations";
+    /// Every heading, in order.
+    pub const ALL: [&str; 7] = [LISTENERS, LIMITS, ROOMS, ACCOUNTS, TLS, CLUSTER, OPERATIONS];
+}
+
+use heading::*;
+
+/// The `chatd` command line. `-h` gives one line per flag (each doc comment's first paragraph),
+/// `--help` the whole comments.
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "chatd",
-    version,
-    about = "Chat relay speaking TCP and UDP at once (netcat-friendly)"
+    version = crate::VERSION,
+    about = "Chat relay speaking TCP and UDP at once (netcat-friendly)",
+    long_about = "Chat relay speaking TCP and UDP at once (netcat-friendly).\n\n\
+                  Members chat in named rooms with plain `nc HOST PORT` (TCP), `nc -u HOST PORT` \
+                  (UDP), TLS, a browser (--http) or the bundled `chatc`. Every flag can also be \
+                  a key of the --config file.",
+    after_help = "`chatd --help` explains each flag; `man chatd` has the same text."
 )]
 pub struct ServerArgs {
-    /// Read settings from this TOML file (keys are these flags' names; flags given here win) and
-    /// re-read it on SIGHUP.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Serve TCP on this port (0 lets the OS choose).
-    #[arg(long, value_name = "PORT")]
+    /// Serve TCP on this port.
+    ///
+    /// 0 lets the OS choose (the log says which). At least one of --tcp, --udp and --tls is
+    /// needed.
+    #[arg(long, value_name = "PORT", help_heading = LISTENERS)]
     pub tcp: Option<u16>,
-    /// Serve UDP on this port (0 lets the OS choose).
-    #[arg(long, value_name = "PORT")]
+    /// Serve UDP on this port.
+    ///
+    /// A UDP peer's first datagram joins it (see --udp-validate); 0 lets the OS choose.
+    #[arg(long, value_name = "PORT", help_heading = LISTENERS)]
     pub udp: Option<u16>,
-    /// Serve HTTP on this port: the chat page, WebSocket members (`/ws`), `/metrics`, `/healthz`
-    /// and `/info` (0 lets the OS choose).
-    #[arg(long, value_name = "PORT")]
+    /// Serve HTTP on this port (page, /ws, /metrics).
+    ///
+    /// The chat page, WebSocket members (`/ws`), `/metrics`, `/healthz` and `/info` (0 lets the
+    /// OS choose); HTTPS when a certificate is given.
+    #[arg(long, value_name = "PORT", help_heading = LISTENERS)]
     pub http: Option<u16>,
-    /// A page origin besides the server's own that may open WebSockets (`https://chat.example`);
-    /// repeatable.
-    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    /// Address to bind the listeners to.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0", help_heading = LISTENERS)]
+    pub bind: IpAddr,
+    /// Another page origin that may open WebSockets.
+    ///
+    /// A page origin besides the server's own (`https://chat.example`); repeatable.
+    #[arg(long = "allow-origin", value_name = "ORIGIN", help_heading = LISTENERS)]
     pub allow_origin: Vec<String>,
-    /// Serve the line protocol over TLS on this port (needs `--cert`/`--key` or `--self-signed`).
-    #[arg(long, value_name = "PORT")]
+    /// Expect PROXY headers from trusted proxies.
+    ///
+    /// Expect a PROXY protocol header (v1 or v2) from `--trusted-proxy` peers on the TCP
+    /// listener; a header from anyone else closes the connection.
+    #[arg(long, help_heading = LISTENERS)]
+    pub proxy_protocol: bool,
+    /// A proxy whose PROXY headers are believed.
+    ///
+    /// A proxy (address or CIDR, `10.0.0.0/8`) whose PROXY headers and `X-Forwarded-For` are
+    /// believed; repeatable.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = crate::transport::proxy::parse_cidr, help_heading = LISTENERS)]
+    pub trusted_proxy: Vec<IpNet>,
+    /// UDP heartbeat interval.
+    ///
+    /// A UDP peer silent for two intervals is evicted (100ms to 1h).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_heartbeat, help_heading = LISTENERS)]
+    pub heartbeat: Duration,
+
+    /// Most members at once.
+    ///
+    /// Over every transport together (1 to 1000000).
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = count_in(MAX_CLIENTS), help_heading = LIMITS)]
+    pub max_clients: usize,
+    /// Most members from one IP address.
+    ///
+    /// TCP connections plus UDP peers from one IP address (1 to 1000000).
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = count_in(MAX_CLIENTS), help_heading = LIMITS)]
+    pub max_per_ip: usize,
+    /// Count IPv6 addresses by this network prefix.
+    ///
+    /// IPv6 addresses count against `--max-per-ip` and the other per-address limits by this
+    /// network prefix, not one by one (32 to 128).
+    #[arg(long, value_name = "BITS", default_value_t = crate::guard::share::DEFAULT_IPV6_PREFIX, value_parser = clap::value_parser!(u8).range(32..=128), help_heading = LIMITS)]
+    pub ipv6_prefix: u8,
+    /// Longest line or datagram, in bytes.
+    ///
+    /// Longer lines are refused with a notice (16 to 65000).
+    #[arg(long, value_name = "BYTES", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..=65_000), help_heading = LIMITS)]
+    pub max_line: u32,
+    /// Messages per second per member, or `off`.
+    ///
+    /// Flood control: `10`, `10/s` (0.01 to 1000000), or `off`.
+    #[arg(long, value_name = "RATE", default_value = "10", help_heading = LIMITS)]
+    pub rate: Rate,
+    /// Messages allowed in a burst.
+    ///
+    /// What a member may send at once before the rate applies (1 to 10000).
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=MAX_BURST), help_heading = LIMITS)]
+    pub burst: u32,
+    /// Flooding this long gets a member out.
+    ///
+    /// A member over the rate for this long without a break is disconnected (TCP) or evicted
+    /// (UDP) (100ms to 24h).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_flood_kick, help_heading = LIMITS)]
+    pub flood_kick: Duration,
+    /// Unsent bytes before a slow reader is cut.
+    ///
+    /// A TCP member with more than this many bytes of room traffic unsent is disconnected (`off`
+    /// to only tell it what it missed; 1024 to 1073741824). The kernel's send buffer is capped at
+    /// the same size.
+    #[arg(long, value_name = "BYTES", default_value = "1048576", value_parser = parse_limit, help_heading = LIMITS)]
+    pub sendq: Limit,
+    /// Disconnect TCP members silent this long.
+    ///
+    /// 100ms to 7 days; `off` by default, for netcat users.
+    #[arg(long, value_name = "DURATION", default_value = "off", value_parser = parse_optional_duration, help_heading = LIMITS)]
+    pub idle_timeout: OptionalDuration,
+    /// Take an unfinished TCP line as sent after this.
+    ///
+    /// Takes the bytes of a TCP line still without its end after this long as a complete line,
+    /// for clients that send messages without a newline (10ms to 1h; `off`: wait for the line
+    /// end).
+    #[arg(long, value_name = "DURATION", default_value = "300ms", value_parser = parse_partial_timeout, help_heading = LIMITS)]
+    pub partial_timeout: OptionalDuration,
+    /// New UDP addresses must echo a cookie first.
+    ///
+    /// Makes new UDP addresses prove they receive at their address (a stateless cookie) before
+    /// joining; use it on open networks. A netcat user then has to send the cookie back by hand.
+    #[arg(long, help_heading = LIMITS)]
+    pub udp_validate: bool,
+    /// Most unsolicited UDP replies per second.
+    ///
+    /// All addresses together (join challenges, `server full`, rate notices...): whatever a
+    /// forged source makes the server say stays bounded (0 to 1000000).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_UDP_REPLY_BUDGET, value_parser = clap::value_parser!(u32).range(0..=1_000_000), help_heading = LIMITS)]
+    pub udp_reply_budget: u32,
+    /// Messages a room buffers for its slowest reader.
+    ///
+    /// Past it, that reader starts missing some (1 to 1000000).
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000), help_heading = LIMITS)]
+    pub backlog: u32,
+
+    /// Greeting at the start of the welcome line.
+    ///
+    /// At most 1024 bytes; control and invisible characters are removed.
+    #[arg(long, value_name = "TEXT", default_value = DEFAULT_MOTD, value_parser = parse_motd, help_heading = ROOMS)]
+    pub motd: String,
+    /// Chat lines each room replays to joiners.
+    ///
+    /// 0 turns history off (0 to 100000).
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=100_000), help_heading = ROOMS)]
+    pub history: u32,
+    /// Keep history and accounts in this SQLite file.
+    ///
+    /// History, accounts, room operators, topics and bans are kept in this SQLite database
+    /// (created if absent), so they survive a restart (`--history-db` is the older name).
+    #[arg(long = "db", alias = "history-db", value_name = "PATH", help_heading = ROOMS)]
+    pub history_db: Option<PathBuf>,
+    /// Most rooms open at once.
+    ///
+    /// The lobby included (1 to 100000).
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000), help_heading = ROOMS)]
+    pub max_rooms: u32,
+    /// Largest room that announces joins and leaves.
+    ///
+    /// A room announces each join and leave (`* NAME joined`) while it holds at most this many
+    /// members (with `--cluster`, on every node); bigger rooms stay quiet, since a join storm in
+    /// a huge room only buries the chat (0 to 1000000; 0: never announce).
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=1_000_000), help_heading = ROOMS)]
+    pub announce_max: u32,
+    /// Send members their own lines back too.
+    ///
+    /// The seed's server sent every line to everyone, its sender included.
+    #[arg(long, help_heading = ROOMS)]
+    pub echo: bool,
+    /// Name members without a nick by ip:port.
+    ///
+    /// Shows members that have no nick to others by their `ip:port`, as before, instead of
+    /// `guest-N` (for LANs where everyone knows everyone).
+    #[arg(long, help_heading = ROOMS)]
+    pub show_addresses: bool,
+
+    /// An account that is a server operator.
+    ///
+    /// Takes effect once that account is logged in; repeatable.
+    #[arg(long = "oper", value_name = "NAME", help_heading = ACCOUNTS)]
+    pub opers: Vec<String>,
+    /// Argon2id memory per password hash, in KiB.
+    ///
+    /// 64 to 1048576; lower only for tests.
+    #[arg(long, value_name = "KIB", default_value_t = Cost::DEFAULT.memory_kib, value_parser = clap::value_parser!(u32).range(64..=1_048_576), help_heading = ACCOUNTS)]
+    pub argon2_memory: u32,
+    /// Argon2id passes over that memory.
+    ///
+    /// 1 to 16.
+    #[arg(long, value_name = "N", default_value_t = Cost::DEFAULT.iterations, value_parser = clap::value_parser!(u32).range(1..=16), help_heading = ACCOUNTS)]
+    pub argon2_passes: u32,
+
+    /// Serve the line protocol over TLS on this port.
+    ///
+    /// Needs `--cert` and `--key`, or `--self-signed`.
+    #[arg(long, value_name = "PORT", help_heading = TLS)]
     pub tls: Option<u16>,
-    /// The certificate chain (PEM, leaf first) for `--tls` and HTTPS; re-read on SIGHUP.
+    /// Certificate chain (PEM, leaf first).
+    ///
+    /// For `--tls` and HTTPS; re-read on SIGHUP.
     #[arg(
         long,
         value_name = "PEM",
         requires = "key",
-        conflicts_with = "self_signed"
+        conflicts_with = "self_signed",
+        help_heading = TLS
     )]
     pub cert: Option<PathBuf>,
-    /// The certificate's private key (PEM); re-read on SIGHUP.
-    #[arg(long, value_name = "PEM", requires = "cert")]
+    /// The certificate's private key (PEM).
+    ///
+    /// Re-read on SIGHUP.
+    #[arg(long, value_name = "PEM", requires = "cert", help_heading = TLS)]
     pub key: Option<PathBuf>,
-    /// Generate a throwaway certificate for localhost, 127.0.0.1 and ::1 at start (development
-    /// and tests; its SHA-256 fingerprint is logged).
-    #[arg(long)]
+    /// Make a throwaway certificate at start.
+    ///
+    /// For localhost, 127.0.0.1 and ::1 (development and tests; its SHA-256 fingerprint is
+    /// logged).
+    #[arg(long, help_heading = TLS)]
     pub self_signed: bool,
-    /// Close a TLS connection whose handshake is not done after this long (100ms to 5m).
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_handshake_timeout)]
+    /// Close TLS handshakes not done after this.
+    ///
+    /// 100ms to 5m.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_handshake_timeout, help_heading = TLS)]
     pub tls_handshake_timeout: Duration,
-    /// Address to bind both transports to.
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
-    pub bind: IpAddr,
-    /// Greeting shown at the start of the welcome line (at most 1024 bytes; control and
-    /// invisible characters are removed).
-    #[arg(long, value_name = "TEXT", default_value = DEFAULT_MOTD, value_parser = parse_motd)]
-    pub motd: String,
-    /// UDP heartbeat interval (100ms to 1h); a peer silent for two intervals is evicted.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_heartbeat)]
-    pub heartbeat: Duration,
-    /// Messages the room buffers for its slowest reader before that reader starts missing some.
-    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub backlog: u32,
-    /// Longest accepted line or datagram, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..=65_000))]
-    pub max_line: u32,
-    /// Most members at once, over both transports (1 to 1000000).
-    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = count_in(MAX_CLIENTS))]
-    pub max_clients: usize,
-    /// Most TCP connections plus UDP peers from one IP address (1 to 1000000).
-    #[arg(long, value_name = "N", default_value_t = 16, value_parser = count_in(MAX_CLIENTS))]
-    pub max_per_ip: usize,
-    /// IPv6 addresses count against `--max-per-ip` and the other per-address limits by this
-    /// network prefix, not one by one (32 to 128).
-    #[arg(long, value_name = "BITS", default_value_t = crate::guard::share::DEFAULT_IPV6_PREFIX, value_parser = clap::value_parser!(u8).range(32..=128))]
-    pub ipv6_prefix: u8,
-    /// Flood control: messages per second per member (`10`, `10/s`; 0.01 to 1000000), or `off`.
-    #[arg(long, value_name = "RATE", default_value = "10")]
-    pub rate: Rate,
-    /// Messages a member may send in a burst before the rate applies (1 to 10000).
-    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=MAX_BURST))]
-    pub burst: u32,
-    /// A member over the rate for this long without a break is disconnected (TCP) or evicted (UDP)
-    /// (100ms to 24h).
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_flood_kick)]
-    pub flood_kick: Duration,
-    /// A TCP member with more than this many bytes of room traffic unsent is disconnected (`off`
-    /// to only tell it what it missed; 1024 to 1073741824). The kernel's send buffer is capped at
-    /// the same size.
-    #[arg(long, value_name = "BYTES", default_value = "1048576", value_parser = parse_limit)]
-    pub sendq: Limit,
-    /// Disconnect a TCP member that sent nothing for this long (100ms to 7 days; `off` by default,
-    /// for netcat users).
-    #[arg(long, value_name = "DURATION", default_value = "off", value_parser = parse_optional_duration)]
-    pub idle_timeout: OptionalDuration,
-    /// Take the bytes of a TCP line still without its end after this long as a complete line, for
-    /// clients that send messages without a newline (10ms to 1h; `off`: wait for the line end).
-    #[arg(long, value_name = "DURATION", default_value = "300ms", value_parser = parse_partial_timeout)]
-    pub partial_timeout: OptionalDuration,
-    /// Also send members their own chat lines back (the seed's server sent them to everyone).
-    #[arg(long)]
-    pub echo: bool,
-    /// Make new UDP addresses prove they receive at their address (a stateless cookie) before
-    /// joining; use it on open networks.
-    #[arg(long)]
-    pub udp_validate: bool,
-    /// A room announces each join and leave (`* NAME joined`) while it holds at most this many
-    /// members (with `--cluster`, on every node); bigger rooms stay quiet, since a join storm in
-    /// a huge room only buries the chat (0 to 1000000; 0: never announce).
-    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
-    pub announce_max: u32,
-    /// Chat lines each room keeps and replays to joiners (0 turns history off).
-    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=100_000))]
-    pub history: u32,
-    /// Keep history, accounts, room operators, topics and bans in this SQLite database (created
-    /// if absent), so they survive a restart (`--history-db` is the older name).
-    #[arg(long = "db", alias = "history-db", value_name = "PATH")]
-    pub history_db: Option<PathBuf>,
-    /// An account that is a server operator once logged in (repeatable).
-    #[arg(long = "oper", value_name = "NAME")]
-    pub opers: Vec<String>,
-    /// Argon2id memory per password hash, in KiB (64 to 1048576; lower only for tests).
-    #[arg(long, value_name = "KIB", default_value_t = Cost::DEFAULT.memory_kib, value_parser = clap::value_parser!(u32).range(64..=1_048_576))]
-    pub argon2_memory: u32,
-    /// Argon2id passes over that memory (1 to 16).
-    #[arg(long, value_name = "N", default_value_t = Cost::DEFAULT.iterations, value_parser = clap::value_parser!(u32).range(1..=16))]
-    pub argon2_passes: u32,
-    /// Most rooms open at once, the lobby included.
-    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub max_rooms: u32,
-    /// Most unsolicited UDP replies per second, all addresses together (join challenges, `server
-    /// full`, rate notices...): whatever a forged source makes the server say stays bounded.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_UDP_REPLY_BUDGET, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
-    pub udp_reply_budget: u32,
-    /// Show members that have no nick to others by their `ip:port`, as before, instead of
-    /// `guest-N` (for LANs where everyone knows everyone).
-    #[arg(long)]
-    pub show_addresses: bool,
-    /// The server's name in `/info` and `chatc scan` (default: the host name; at most 64 bytes).
-    #[arg(long, value_name = "NAME", value_parser = crate::info::parse_name)]
-    pub name: Option<String>,
-    /// Describe the server in `/info`: `KEY=VALUE`, repeatable (at most 32); values that parse as
-    /// numbers are JSON numbers, a value in double quotes stays a string.
-    #[arg(long, value_name = "KEY=VALUE", value_parser = crate::info::parse_meta)]
-    pub meta: Vec<(String, serde_json::Value)>,
-    /// Expect a PROXY protocol header (v1 or v2) from `--trusted-proxy` peers on the TCP
-    /// listener; a header from anyone else closes the connection.
-    #[arg(long)]
-    pub proxy_protocol: bool,
-    /// A proxy (address or CIDR, `10.0.0.0/8`) whose PROXY headers and `X-Forwarded-For` are
-    /// believed; repeatable.
-    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = crate::transport::proxy::parse_cidr)]
-    pub trusted_proxy: Vec<IpNet>,
-    /// Join a cluster through this NATS server (`nats://HOST:PORT`; a token or user:password may
-    /// be in the URL); the server needs JetStream (`nats-server -js`).
-    #[arg(long, value_name = "URL")]
+
+    /// Join a cluster through this NATS server.
+    ///
+    /// `nats://HOST:PORT`; a token or user:password may be in the URL. The server needs
+    /// JetStream (`nats-server -js`).
+    #[arg(long, value_name = "URL", help_heading = CLUSTER)]
     pub cluster: Option<String>,
-    /// This node's name in the cluster (1 to 24 letters, digits or '-'; default: the host name
-    /// and the process id).
-    #[arg(long, value_name = "NAME", requires = "cluster", value_parser = crate::cluster::config::parse_node)]
+    /// This node's name in the cluster.
+    ///
+    /// 1 to 24 letters, digits or '-'; default: the host name and the process id.
+    #[arg(long, value_name = "NAME", requires = "cluster", value_parser = crate::cluster::config::parse_node, help_heading = CLUSTER)]
     pub node: Option<String>,
-    /// The cluster's name: clusters with different names can share one NATS server.
-    #[arg(long, value_name = "NAME", default_value = "chatd")]
+    /// The cluster's name.
+    ///
+    /// Clusters with different names can share one NATS server.
+    #[arg(long, value_name = "NAME", default_value = "chatd", help_heading = CLUSTER)]
     pub cluster_name: String,
-    /// A NATS credentials file (`.creds`: a user JWT and its nkey seed).
-    #[arg(long, value_name = "FILE", requires = "cluster")]
+    /// A NATS credentials file (`.creds`).
+    ///
+    /// A user JWT and its nkey seed.
+    #[arg(long, value_name = "FILE", requires = "cluster", help_heading = CLUSTER)]
     pub cluster_creds: Option<PathBuf>,
-    /// A node silent this long is taken for dead: its members are shown leaving (500ms to 1h).
-    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = crate::cluster::config::parse_timeout)]
+    /// Silence after which a node is taken for dead.
+    ///
+    /// Its members are then shown leaving (500ms to 1h).
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = crate::cluster::config::parse_timeout, help_heading = CLUSTER)]
     pub cluster_timeout: Duration,
+
+    /// Read settings from this TOML file.
+    ///
+    /// Its keys are these flags' names; flags given on the command line win. It is re-read on
+    /// SIGHUP.
+    #[arg(long, value_name = "FILE", help_heading = OPERATIONS)]
+    pub config: Option<PathBuf>,
+    /// The server's name in /info and `chatc scan`.
+    ///
+    /// Default: the host name; at most 64 bytes.
+    #[arg(long, value_name = "NAME", value_parser = crate::info::parse_name, help_heading = OPERATIONS)]
+    pub name: Option<String>,
+    /// Describe the server in /info (repeatable).
+    ///
+    /// `KEY=VALUE`, at most 32; values that parse as numbers are JSON numbers, a value in double
+    /// quotes stays a string.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = crate::info::parse_meta, help_heading = OPERATIONS)]
+    pub meta: Vec<(String, serde_json::Value)>,
+    /// Leave members' addresses out of the log.
+    ///
+    /// The log has an info line per connection and per leave (transport, address, name,
+    /// reason), and account events name the address too; with this switch they say
+    /// `addr=hidden` instead, for privacy. The log level is set with RUST_LOG (default `info`).
+    #[arg(long, help_heading = OPERATIONS)]
+    pub private_logs: bool,
 }
 
 /// Default for `--udp-reply-budget`.
@@ -355,6 +481,8 @@ pub struct Config {
     pub udp_reply_budget: u32,
     /// Whether members without a nick are shown to others by address rather than as `guest-N`.
     pub show_addresses: bool,
+    /// Whether the log leaves members' addresses out (`--private-logs`).
+    pub private_logs: bool,
     /// How long a partial TCP line waits for its end before it is taken as complete.
     pub partial_timeout: OptionalDuration,
     /// Whether members get their own chat lines back.
@@ -381,7 +509,25 @@ pub struct Config {
     pub tls_handshake_timeout: Duration,
 }
 
+/// A member's address as the log shows it: the address, or `hidden` under `--private-logs`.
+#[derive(Debug, Clone, Copy)]
+pub struct LogAddr(Option<std::net::SocketAddr>);
+
+impl std::fmt::Display for LogAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => addr.fmt(f),
+            None => f.write_str("hidden"),
+        }
+    }
+}
+
 impl Config {
+    /// `addr` as the log may show it (`--private-logs` hides it).
+    pub fn log_addr(&self, addr: std::net::SocketAddr) -> LogAddr {
+        LogAddr((!self.private_logs).then_some(addr))
+    }
+
     /// Whether a room holding `members` members announces joins and leaves.
     pub fn announces(&self, members: usize) -> bool {
         members <= self.announce_max
@@ -410,6 +556,7 @@ impl Default for Config {
             max_rooms: 1000,
             udp_reply_budget: DEFAULT_UDP_REPLY_BUDGET,
             show_addresses: false,
+            private_logs: false,
             partial_timeout: Some(DEFAULT_PARTIAL_TIMEOUT),
             echo: false,
             name: crate::info::host_name(),
@@ -449,6 +596,7 @@ impl ServerArgs {
             max_rooms: self.max_rooms as usize,
             udp_reply_budget: self.udp_reply_budget,
             show_addresses: self.show_addresses,
+            private_logs: self.private_logs,
             partial_timeout: self.partial_timeout,
             echo: self.echo,
             name: self.name.clone().unwrap_or_else(crate::info::host_name),

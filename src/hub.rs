@@ -613,7 +613,14 @@ impl Hub {
         if self.announces(&lobby, in_room) {
             lobby.broadcast(id, protocol::notice(&format!("{name} joined")));
         }
-        tracing::debug!(%addr, %name, transport = transport.as_str(), "joined");
+        // One line per connection, for whoever runs the server (`--private-logs` hides the
+        // address); refusals stay at debug, since a flood of them is what abuse looks like.
+        tracing::info!(
+            transport = %transport.as_str(),
+            addr = %config.log_addr(addr),
+            %name,
+            "connected"
+        );
         Ok(Seat {
             id,
             name,
@@ -776,7 +783,20 @@ impl Hub {
             entry
         };
         let Some(entry) = entry else { return };
-        tracing::debug!(name = %entry.name, ?how, "left");
+        let reason = match how {
+            _ if self.is_closing() => "server shutting down",
+            protocol::Departure::Silent => "closed",
+            protocol::Departure::Server(reason) => reason,
+            // The member's own words are the room's business, not the log's.
+            protocol::Departure::Said(_) => "quit",
+        };
+        tracing::info!(
+            transport = %entry.transport.as_str(),
+            addr = %self.config().log_addr(entry.addr),
+            name = %entry.name,
+            reason,
+            "left"
+        );
         if !self.is_closing() && self.announces(&entry.room, held) {
             entry
                 .room

@@ -26,6 +26,10 @@
 //!
 //! The load generator the benchmarks use is its own crate, `loadgen/`.
 
+/// The version `--version` prints: the crate's, and the commit it was built from (`unknown`
+/// outside a git checkout; see build.rs).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("CHATD_COMMIT"), ")");
+
 pub(crate) mod auth;
 pub mod client;
 pub mod cluster;

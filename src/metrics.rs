@@ -15,6 +15,8 @@ use prometheus_client::registry::Registry;
 
 use crate::hub::{Hub, Transport};
 
+pub mod process;
+
 type Labels = Vec<(&'static str, &'static str)>;
 
 const TRANSPORTS: [Transport; 4] = [
@@ -313,6 +315,7 @@ pub fn render(hub: &Hub) -> String {
     // Not under the prefix: a collector names its own metrics.
     let mut outer = Registry::default();
     outer.register_collector(Box::new(live));
+    outer.register_collector(Box::new(process::Process));
     let mut text = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode_registry(&mut text, &registry);

@@ -36,10 +36,106 @@ fn help_lists_the_options_and_version_prints_the_version() {
     }
     let version = chatd(&["--version"]);
     assert!(version.status.success());
+    // The commit comes from git at build time (build.rs), "unknown" outside a checkout.
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".to_string());
     assert_eq!(
         String::from_utf8_lossy(&version.stdout).trim(),
-        format!("chatd {}", env!("CARGO_PKG_VERSION"))
+        format!("chatd {} ({commit})", env!("CARGO_PKG_VERSION"))
     );
+}
+
+/// The sections of a help text: each heading (a line ending in ':' at the margin) and the lines
+/// under it.
+fn sections(help: &str) -> Vec<(String, Vec<String>)> {
+    let mut sections: Vec<(String, Vec<String>)> = Vec::new();
+    let mut open = false;
+    for line in help.lines() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if !line.starts_with(' ') {
+            // Text at the margin ends a section; a heading starts one.
+            open = line.ends_with(':');
+            if open {
+                sections.push((line.trim_end_matches(':').to_string(), Vec::new()));
+            }
+        } else if let (true, Some((_, lines))) = (open, sections.last_mut()) {
+            lines.push(line.to_string());
+        }
+    }
+    sections
+}
+
+#[test]
+fn short_help_is_one_line_per_flag_under_its_heading() {
+    use chatd::config::heading;
+    use clap::CommandFactory;
+    let out = chatd(&["-h"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    let sections = sections(&help);
+    let headings: Vec<&str> = sections.iter().map(|(h, _)| h.as_str()).collect();
+    // clap's own -h and -V stay under "Options"; every chatd flag is under one of ours, in order.
+    assert_eq!(headings[0], "Options", "{help}");
+    assert_eq!(headings[1..], heading::ALL, "{help}");
+    let flags = ServerArgs::command();
+    for arg in flags.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        let flag = format!("--{long} ");
+        let flag_alone = format!("--{long}");
+        let under: Vec<&str> = sections
+            .iter()
+            .filter(|(_, lines)| {
+                lines.iter().any(|l| {
+                    let l = l.trim_start();
+                    l.starts_with(&flag) || l == flag_alone
+                })
+            })
+            .map(|(h, _)| h.as_str())
+            .collect();
+        let expected = arg.get_help_heading().unwrap_or("Options");
+        assert_eq!(under, [expected], "--{long} in -h:\n{help}");
+        if expected != "Options" {
+            assert!(
+                heading::ALL.contains(&expected),
+                "--{long} under {expected}"
+            );
+        }
+    }
+    // One line per flag: no line under a heading is a continuation of the one before.
+    for (heading, lines) in &sections {
+        for line in lines {
+            assert!(
+                line.trim_start().starts_with('-'),
+                "{heading}: a flag's short help runs over one line: {line:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn long_help_explains_each_flag_in_paragraphs() {
+    let short = String::from_utf8_lossy(&chatd(&["-h"]).stdout).to_string();
+    let long = chatd(&["--help"]);
+    assert!(long.status.success());
+    let long = String::from_utf8_lossy(&long.stdout);
+    // The long text of --sendq is only in --help.
+    let detail = "send buffer is capped";
+    assert!(long.contains(detail), "{long}");
+    assert!(!short.contains(detail), "{short}");
+    // Same headings, in the same order.
+    let names =
+        |text: &str| -> Vec<String> { sections(text).into_iter().map(|(h, _)| h).collect() };
+    assert_eq!(names(&long)[1..], names(&short)[1..]);
+    // Wrapped for a reader (clap wraps at 100 columns when not on a terminal).
+    assert!(long.lines().all(|l| l.chars().count() <= 100), "{long}");
 }
 
 #[test]

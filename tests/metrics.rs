@@ -221,3 +221,58 @@ async fn a_cluster_node_reports_the_live_nodes_their_members_and_its_link() {
     let down = scrape(a.http).await;
     assert_eq!(get(&down, "chatd_cluster_link_up"), 0.0);
 }
+
+#[tokio::test]
+async fn process_metrics_describe_the_server_process() {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let epoch = |t: SystemTime| {
+        t.duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs_f64()
+    };
+    let spawned = epoch(SystemTime::now());
+    // The built binary, so that /proc/self is chatd's alone (not this test process's).
+    let (child, tcp, _, mut log) =
+        common::spawn_logged_chatd(&["--http", "0", "--max-per-ip", "64"], "info").await;
+    let listening = epoch(SystemTime::now());
+    let line = common::log_until(&mut log, "listening http=").await;
+    let http: SocketAddr = line
+        .split("listening http=")
+        .nth(1)
+        .and_then(|a| a.trim().parse().ok())
+        .expect("http address");
+    let pid = child.id().expect("running");
+
+    let idle = scrape(http).await;
+    let cpu = get(&idle, "process_cpu_seconds_total");
+    let measured = common::cpu_time(pid).as_secs_f64();
+    // Read by chatd just before the test read it: never more, and the same clock ticks.
+    assert!(cpu <= measured + 0.011, "{cpu} > {measured}");
+    assert!(cpu >= 0.0);
+    let start = get(&idle, "process_start_time_seconds");
+    // The boot time is in whole seconds, so allow one either side.
+    assert!(
+        (spawned - 1.0..=listening + 1.0).contains(&start),
+        "{start} not in {spawned}..{listening}"
+    );
+    let resident = get(&idle, "process_resident_memory_bytes");
+    assert!((1e6..4e9).contains(&resident), "{resident}");
+    assert!(get(&idle, "process_virtual_memory_bytes") >= resident);
+    let open = get(&idle, "process_open_fds");
+    assert!(open >= 5.0, "stdio, listeners, epoll: {open}");
+    assert!(get(&idle, "process_max_fds") >= open);
+
+    // Twenty members hold twenty more descriptors in chatd.
+    let mut members = Vec::new();
+    for _ in 0..20 {
+        members.push(TcpClient::connect(tcp).await);
+    }
+    let busy = scrape(http).await;
+    assert!(
+        get(&busy, "process_open_fds") >= open + 20.0,
+        "{} then {}",
+        open,
+        get(&busy, "process_open_fds")
+    );
+    assert!(get(&busy, "process_cpu_seconds_total") >= cpu);
+}

@@ -35,9 +35,7 @@ async fn main() -> std::process::ExitCode {
 
 async fn serve(cli: Vec<OsString>, args: ServerArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -64,6 +62,21 @@ async fn serve(cli: Vec<OsString>, args: ServerArgs) -> anyhow::Result<()> {
     tokio::spawn(reload_on_hangup(cli, args, hangups, reloads));
     server::serve_reloading(config, store, listeners, signal, Some(reloaded)).await;
     Ok(())
+}
+
+/// The log filter: `RUST_LOG` (default `info`), with the NATS client's own lines at `warn`
+/// unless `RUST_LOG` names it: it logs every event at info, one line per reconnection attempt
+/// during an outage, which chatd already reports once (src/cluster/outage.rs).
+fn log_filter(rust_log: Option<&str>) -> EnvFilter {
+    let rust_log = rust_log.filter(|r| !r.trim().is_empty()).unwrap_or("info");
+    let filter = EnvFilter::try_new(rust_log).unwrap_or_else(|_| EnvFilter::new("info"));
+    if rust_log.contains("async_nats") {
+        return filter;
+    }
+    match "async_nats=warn".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    }
 }
 
 /// On each SIGHUP, reads the `--config` file again (with the same command line, which still

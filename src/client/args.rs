@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use crate::config::parse_duration_in;
 
@@ -12,7 +12,7 @@ use crate::config::parse_duration_in;
 #[derive(Debug, Parser)]
 #[command(
     name = "chatc",
-    version,
+    version = crate::VERSION,
     after_help = "To find servers on a network: chatc scan --help"
 )]
 pub struct Args {
@@ -60,7 +60,7 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
 
 /// Find chatd servers: ask every target for its server info and list those that answer.
 #[derive(Debug, Parser)]
-#[command(name = "chatc scan", bin_name = "chatc scan", version)]
+#[command(name = "chatc scan", bin_name = "chatc scan", version = crate::VERSION)]
 pub struct ScanArgs {
     /// Addresses to ask: `192.168.1.7`, `192.168.110.1-40` (a range of the last octet),
     /// `10.0.0.0/28` (at most a /16), each optionally with `:PORT`; IPv6 one at a time
@@ -90,4 +90,12 @@ pub struct ScanArgs {
 
 fn parse_scan_timeout(s: &str) -> Result<Duration, String> {
     parse_duration_in(s, (Duration::from_millis(10), Duration::from_secs(60)))
+}
+
+/// `chatc` with `scan` as a subcommand: how the shell completions and the man page see it (the
+/// binary itself looks for `scan` first, so a server named `scan` stays reachable as `scan:PORT`).
+pub fn command() -> clap::Command {
+    Args::command()
+        .args_conflicts_with_subcommands(true)
+        .subcommand(ScanArgs::command().name("scan").bin_name("chatc scan"))
 }

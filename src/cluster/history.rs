@@ -228,9 +228,14 @@ impl Reader {
     }
 
     async fn run(mut self) {
+        let mut warnings = super::outage::Throttle::default();
         loop {
             if let Err(e) = self.follow().await {
-                tracing::warn!(error = %e, "cluster history stream not readable; retrying");
+                if warnings.allow(std::time::Instant::now()) {
+                    tracing::warn!(error = %e, "cluster history stream not readable; retrying");
+                } else {
+                    tracing::debug!(error = %e, "cluster history stream not readable; retrying");
+                }
             }
             self.set_live(false);
             tokio::time::sleep(RETRY).await;

@@ -1,12 +1,14 @@
 //! The link to NATS: one connection per node, and its events (up, down, slow consumer) turned
 //! into [`LinkEvent`]s on a small bounded channel, so the callback never waits.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use async_nats::{Client, ConnectOptions, Event};
 use tokio::sync::mpsc;
 
 use super::config::ClusterConfig;
+use super::outage::{OutageLog, Report, REPEAT};
 
 /// Messages one subscription may hold before NATS drops its newest (a `SlowConsumer` event,
 /// counted): the bounded channel between the NATS subscriber and the rooms.
@@ -49,6 +51,7 @@ pub async fn connect(
     config: &ClusterConfig,
 ) -> Result<(Client, mpsc::Receiver<LinkEvent>), LinkError> {
     let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+    let outage = Arc::new(Mutex::new(OutageLog::default()));
     let options = match &config.creds {
         Some(path) => ConnectOptions::with_credentials_file(path).await?,
         None => ConnectOptions::new(),
@@ -67,11 +70,28 @@ pub async fn connect(
         })
         .event_callback(move |event| {
             let tx = tx.clone();
+            let outage = Arc::clone(&outage);
             async move {
                 let event = match event {
-                    Event::Connected => LinkEvent::Up,
-                    Event::Disconnected => LinkEvent::Down,
+                    Event::Connected => {
+                        if let Some(back) = lock(&outage).connected(Instant::now()) {
+                            tracing::info!(
+                                attempts = back.attempts,
+                                "cluster link: NATS reachable again after {}",
+                                humantime::format_duration(round(back.lasting))
+                            );
+                        }
+                        LinkEvent::Up
+                    }
+                    Event::Disconnected => {
+                        lock(&outage).down(Instant::now());
+                        LinkEvent::Down
+                    }
                     Event::SlowConsumer(_) => LinkEvent::SlowConsumer,
+                    Event::ClientError(error) => {
+                        log_failure(&outage, &error);
+                        return;
+                    }
                     other => {
                         tracing::info!(event = %other, "cluster link");
                         return;
@@ -88,4 +108,34 @@ pub async fn connect(
             error,
         })?;
     Ok((client, rx))
+}
+
+fn lock(outage: &Mutex<OutageLog>) -> MutexGuard<'_, OutageLog> {
+    // The log's bookkeeping: whatever a panic left in it is good enough.
+    outage
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Whole seconds, for the log.
+fn round(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs())
+}
+
+/// A failed attempt to reach NATS, logged as [`OutageLog`] decides (the rest at debug).
+fn log_failure(outage: &Mutex<OutageLog>, error: &async_nats::ClientError) {
+    match lock(outage).failed(Instant::now()) {
+        Some(Report::First) => tracing::warn!(
+            %error,
+            "cluster link: cannot reach NATS; retrying every second (logged again every {})",
+            humantime::format_duration(REPEAT)
+        ),
+        Some(Report::Still { attempts, lasting }) => tracing::warn!(
+            %error,
+            attempts,
+            "cluster link: NATS still unreachable after {}",
+            humantime::format_duration(round(lasting))
+        ),
+        None => tracing::debug!(%error, "cluster link: NATS unreachable"),
+    }
 }

@@ -142,6 +142,7 @@ async fn write(store: kv::Store, mut rx: mpsc::Receiver<(String, Option<String>)
 /// Applies every change to the bucket, from what it holds now on; `read` turns true once what it
 /// held at the start has been applied.
 async fn watch(store: kv::Store, hub: Hub, read: tokio::sync::watch::Sender<bool>) {
+    let mut warnings = super::outage::Throttle::default();
     loop {
         match store.watch_with_history(">").await {
             Ok(mut entries) => {
@@ -160,7 +161,10 @@ async fn watch(store: kv::Store, hub: Hub, read: tokio::sync::watch::Sender<bool
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "cluster state not watched; retrying"),
+            Err(e) if warnings.allow(std::time::Instant::now()) => {
+                tracing::warn!(error = %e, "cluster state not watched; retrying")
+            }
+            Err(e) => tracing::debug!(error = %e, "cluster state not watched; retrying"),
         }
         tokio::time::sleep(RETRY).await;
     }

@@ -23,6 +23,7 @@ pub mod link;
 pub mod meta;
 pub mod moderation;
 pub mod names;
+pub mod outage;
 pub mod presence;
 pub mod relay;
 pub mod room_relay;

@@ -106,6 +106,8 @@ pub struct Names {
     js: jetstream::Context,
     bucket: String,
     store: OnceCell<kv::Store>,
+    /// Opening is retried at each claim and release: during an outage, warn once a while.
+    warnings: std::sync::Mutex<super::outage::Throttle>,
 }
 
 impl Names {
@@ -115,6 +117,7 @@ impl Names {
             js: jetstream::new(client),
             bucket,
             store: OnceCell::new(),
+            warnings: Default::default(),
         }
     }
 
@@ -152,7 +155,15 @@ impl Names {
         match open.await {
             Ok(store) => Some(store),
             Err(e) => {
-                tracing::warn!(bucket = %self.bucket, error = %e, "names bucket not reachable");
+                let warn = self
+                    .warnings
+                    .lock()
+                    .map_or(true, |mut t| t.allow(std::time::Instant::now()));
+                if warn {
+                    tracing::warn!(bucket = %self.bucket, error = %e, "names bucket not reachable");
+                } else {
+                    tracing::debug!(bucket = %self.bucket, error = %e, "names bucket not reachable");
+                }
                 None
             }
         }

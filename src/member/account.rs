@@ -100,6 +100,10 @@ impl Member {
         match self.hub.accounts().attempt(ip, key) {
             Ok(()) => false,
             Err(e) => {
+                let ip = match self.hub.config().private_logs {
+                    false => ip.to_string(),
+                    true => "hidden".to_string(),
+                };
                 tracing::info!(%ip, account = key, "account attempts over the limit");
                 self.reply(protocol::error(&e.to_string()));
                 true
@@ -124,7 +128,7 @@ impl Member {
 
     /// Finishes an account command with its result.
     pub(super) fn auth_done(&mut self, done: AuthDone) {
-        let addr = self.addr;
+        let addr = self.hub.config().log_addr(self.addr);
         match done {
             AuthDone::Registered(name, Ok(())) => {
                 self.account = Some(names::key(&name));
@@ -176,7 +180,7 @@ impl Member {
     pub(super) fn login_now(&mut self, name: &str) -> bool {
         match self.hub.login(self.id, name) {
             Ok((old, new)) => {
-                tracing::info!(addr = %self.addr, account = %new, "logged in");
+                tracing::info!(addr = %self.hub.config().log_addr(self.addr), account = %new, "logged in");
                 self.account = Some(names::key(&new));
                 let told = format!("you are logged in as {new}");
                 self.took_name(&old, new, &told);

@@ -131,11 +131,17 @@ pub(super) async fn evict(peers: Arc<Peers>, shutdown: CancellationToken) {
             _ = sleep => {}
         }
         let gone: Vec<Member> = {
-            let mut table = peers.lock();
-            let expired = table.presence.expire(Instant::now());
+            let mut guarded = peers.lock();
+            let table = &mut *guarded;
+            let now = Instant::now();
+            let expired = table.presence.expire(now);
             expired
                 .iter()
-                .filter_map(|addr| table.remove(addr))
+                .filter_map(|addr| {
+                    let member = table.remove(addr)?;
+                    table.evicted.evict(*addr, &member, peers.timeout, now);
+                    Some(member)
+                })
                 .collect()
         };
         // Leave outside the lock: it broadcasts, and the receiver should not wait on that.

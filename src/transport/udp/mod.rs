@@ -29,6 +29,7 @@ use crate::protocol::{self, codec, Command, Input};
 /// Big enough for any UDP payload, so an over-long datagram is seen whole and refused, never cut.
 const RECV_BUFFER: usize = 64 * 1024;
 mod batch;
+mod comeback;
 mod fanout;
 mod info;
 mod peers;
@@ -346,6 +347,7 @@ fn handle_datagram(
                 return;
             }
         }
+        let back = table.evicted.take(&addr, now);
         match Member::join(
             hub,
             Transport::Udp,
@@ -359,6 +361,9 @@ fn handle_datagram(
                 }
                 slot.insert(member);
                 peers.follow(table, &room, sub.events, sub.since);
+                if let Some(back) = back {
+                    comeback::restore(peers, table, addr, back);
+                }
             }
             Err(e) => {
                 let line = protocol::error(&e.to_string());

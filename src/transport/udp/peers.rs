@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::comeback::Evictions;
 use super::fanout::fan_out;
 use crate::control::Control;
 use crate::guard::presence::Presence;
@@ -37,6 +38,8 @@ pub(super) struct PeerTable {
     /// Session tokens of the members that asked for one (`#token#`): every datagram from such an
     /// address must carry it, so a forged source cannot speak for the member.
     pub(super) tokens: HashMap<SocketAddr, String>,
+    /// Members evicted for silence lately, who may come back as they were.
+    pub(super) evicted: Evictions,
 }
 
 /// One room's UDP destinations, rebuilt lazily after joins, moves and leaves so a burst of them
@@ -153,6 +156,8 @@ pub(super) struct Peers {
     pub(super) out: Delivery,
     /// Whether fan-outs send with `sendmmsg`; cleared for good where the system refuses it.
     pub(super) batching: AtomicBool,
+    /// How long a peer may stay silent before it is evicted.
+    pub(super) timeout: Duration,
 }
 
 impl Peers {
@@ -173,7 +178,9 @@ impl Peers {
                 rooms: HashMap::new(),
                 banned: HashMap::new(),
                 tokens: HashMap::new(),
+                evicted: Evictions::default(),
             }),
+            timeout,
             wake: Notify::new(),
             socket,
             shutdown,

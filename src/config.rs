@@ -63,9 +63,10 @@ pub struct ServerArgs {
     /// Close a TLS connection whose handshake is not done after this long (100ms to 5m).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_handshake_timeout)]
     pub tls_handshake_timeout: Duration,
-    /// Address to bind both transports to.
+    /// Address to bind every listener to; repeat it to serve on several (`--bind 0.0.0.0 --bind
+    /// ::` for IPv4 and IPv6).
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
-    pub bind: IpAddr,
+    pub bind: Vec<IpAddr>,
     /// Greeting shown at the start of the welcome line (at most 1024 bytes; control and
     /// invisible characters are removed).
     #[arg(long, value_name = "TEXT", default_value = DEFAULT_MOTD, value_parser = parse_motd)]

@@ -99,16 +99,16 @@ fn gather(out: &mut Vec<Datagram>, event: &Event, roster: &[RosterEntry], echo: 
         match event.first_id {
             Some(first) if peer.show_ids && event.ids => {
                 for (id, line) in (first..).zip(event.each_line()) {
-                    out.push((protocol::with_id(id, line), peer.addr));
+                    out.push((protocol::with_id(id, line), peer.addr, peer.local));
                 }
             }
             // Slices of the event's own buffer: no copy per peer.
-            _ if event.lines == 1 => out.push((event.line.clone(), peer.addr)),
+            _ if event.lines == 1 => out.push((event.line.clone(), peer.addr, peer.local)),
             _ => {
                 let mut rest = event.line.clone();
                 while !rest.is_empty() {
                     let len = memchr::memchr(b'\n', &rest).map_or(rest.len(), |i| i + 1);
-                    out.push((rest.split_to(len), peer.addr));
+                    out.push((rest.split_to(len), peer.addr, peer.local));
                 }
             }
         }

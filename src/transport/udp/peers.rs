@@ -1,7 +1,7 @@
 //! The UDP members' table: presence, sessions, tokens, bans, and who each room's fan-out sends to.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -40,6 +40,9 @@ pub(super) struct PeerTable {
     pub(super) tokens: HashMap<SocketAddr, String>,
     /// Members evicted for silence lately, who may come back as they were.
     pub(super) evicted: Evictions,
+    /// The local address each member wrote to, where the socket is bound to every address: its
+    /// datagrams must leave from there.
+    pub(super) locals: HashMap<SocketAddr, IpAddr>,
 }
 
 /// One room's UDP destinations, rebuilt lazily after joins, moves and leaves so a burst of them
@@ -76,6 +79,7 @@ impl PeerTable {
     pub(super) fn remove(&mut self, addr: &SocketAddr) -> Option<Member> {
         self.presence.remove(addr);
         self.tokens.remove(addr);
+        self.locals.remove(addr);
         let member = self.members.remove(addr)?;
         self.touch_room(&member.room().name().key);
         Some(member)
@@ -100,6 +104,7 @@ impl PeerTable {
                 .filter(|(_, m)| m.room().name().key == key)
                 .map(|(addr, m)| RosterEntry {
                     addr: *addr,
+                    local: self.locals.get(addr).copied(),
                     id: m.id(),
                     since: m.since(),
                     until: u64::MAX,
@@ -122,6 +127,8 @@ impl PeerTable {
 #[derive(Debug, Clone)]
 pub(super) struct RosterEntry {
     pub(super) addr: SocketAddr,
+    /// The local address its datagrams leave from, if the socket is bound to every address.
+    pub(super) local: Option<IpAddr>,
     pub(super) id: MemberId,
     /// Events before this predate the peer's arrival (the roster may be rebuilt after they were sent).
     pub(super) since: u64,
@@ -179,6 +186,7 @@ impl Peers {
                 banned: HashMap::new(),
                 tokens: HashMap::new(),
                 evicted: Evictions::default(),
+                locals: HashMap::new(),
             }),
             timeout,
             wake: Notify::new(),

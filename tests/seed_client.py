@@ -9,6 +9,8 @@ UDP, as the seed's client: "#ping#" every PING seconds from a second thread, one
 message with no newline, GAP seconds apart, then "/quit".
 
 Usage: seed_client.py tcp|udp HOST PORT GAP [PING] -- MESSAGE...
+GAP may be a comma-separated list: the pauses before the second message, the third, ... and
+"/quit", the last one repeated (a user who types faster once the conversation is going).
 Prints "sent N" after each message and, for TCP, "unread before close: yes|no" just before closing,
 so the test can tell the reset path was taken.
 """
@@ -23,15 +25,20 @@ def log(text):
     print(text, flush=True)
 
 
-def tcp(host, port, gap, messages):
+def pause(gaps, i):
+    """The pause before message i (from 1), or before "/quit" when i is the message count."""
+    return gaps[min(i - 1, len(gaps) - 1)]
+
+
+def tcp(host, port, gaps, messages):
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.connect((host, port))
     for i, data in enumerate(messages):
         if i:
-            time.sleep(gap)
+            time.sleep(pause(gaps, i))
         sock.send(data.encode())
         log(f"sent {i}")
-    time.sleep(gap)
+    time.sleep(pause(gaps, max(len(messages), 1)))
     # Peek without consuming: the seed never reads, so the welcome should still be waiting.
     try:
         unread = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
@@ -74,11 +81,12 @@ def main(argv):
         sys.exit(__doc__)
     split = argv.index("--")
     head, messages = argv[1:split], argv[split + 1 :]
-    mode, host, port, gap = head[0], head[1], int(head[2]), float(head[3])
+    mode, host, port = head[0], head[1], int(head[2])
+    gaps = [float(g) for g in head[3].split(",")]
     if mode == "tcp":
-        tcp(host, port, gap, messages)
+        tcp(host, port, gaps, messages)
     elif mode == "udp":
-        udp(host, port, gap, float(head[4]), messages)
+        udp(host, port, gaps[0], float(head[4]), messages)
     else:
         sys.exit(__doc__)
 

@@ -71,6 +71,52 @@ async fn seed_tcp_client_reaches_netcat_as_two_lines_and_a_leave() {
     server.shutdown().await;
 }
 
+/// Once the seed's TCP client has shown it sends no line ends (its first message ended by the
+/// partial timer), each of its sends is one message at once: two sends 300 ms apart do not merge,
+/// and `/quit` 100 ms after `bye` is a quit, not the chat line `bye/quit`.
+#[tokio::test]
+async fn seed_tcp_client_without_line_ends_gets_each_send_as_one_message() {
+    let server = start_server("").await;
+    let mut watcher = TcpClient::connect(server.tcp).await;
+    let port = server.tcp.port().to_string();
+    let client = tokio::spawn(async move {
+        let gaps = "1.0,0.3,0.3,0.1";
+        let messages = ["--", "hello", "one", "two", "bye"];
+        seed_client(&[&["tcp", "127.0.0.1", &port, gaps][..], &messages].concat()).await
+    });
+    let seed = watcher.expect_joined().await;
+    for said in ["hello", "one", "two", "bye"] {
+        assert_eq!(watcher.recv().await, format!("<{seed}> {said}"));
+    }
+    assert_eq!(watcher.recv().await, format!("* {seed} left"));
+    client.await.expect("seed client task");
+
+    server.shutdown().await;
+
+    // Each send is taken at once, not when the partial timer ends it: with a 2 s timer, only the
+    // first send (which shows there are no line ends) waits for it.
+    let server = start_server("--partial-timeout 2s").await;
+    let mut watcher = TcpClient::connect(server.tcp).await;
+    let mut sender = TcpClient::connect(server.tcp).await;
+    watcher.expect(&format!("* {} joined", sender.name)).await;
+    sender.send_raw(b"first").await;
+    assert_eq!(watcher.recv().await, format!("<{}> first", sender.name));
+    let sent = Instant::now();
+    sender.send_raw(b"second").await;
+    assert_eq!(watcher.recv().await, format!("<{}> second", sender.name));
+    assert!(
+        sent.elapsed() < Duration::from_secs(1),
+        "taken at once, not after the 2 s partial timeout: {:?}",
+        sent.elapsed()
+    );
+    // A client that sends a line end is back to lines: a partial one waits for its end again.
+    sender.send_raw(b"third\npart").await;
+    sender.send_raw(b"ial\n").await;
+    assert_eq!(watcher.recv().await, format!("<{}> third", sender.name));
+    assert_eq!(watcher.recv().await, format!("<{}> partial", sender.name));
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn seed_style_udp_client_keeps_working() {
     // Evicted after 600 ms of silence: only the client's own pings keep it in across the gaps.
@@ -226,9 +272,10 @@ async fn echo_sends_own_chat_lines_back_over_tcp_and_udp() {
     udp.send("hi from udp").await;
     assert_eq!(udp.recv().await, format!("<{}> hi from udp", udp.name));
     assert_eq!(alice.recv().await, format!("<{}> hi from udp", udp.name));
-    // Private messages are not chat lines: the sender does not get its own back.
+    // Private messages are not chat lines: the sender gets its confirmation, not the line back.
     udp.send("/msg alice psst").await;
     assert_eq!(alice.recv().await, format!("[private] <{}> psst", udp.name));
+    assert_eq!(udp.recv().await, "[private to alice] psst");
     alice.send("back to you").await;
     assert_eq!(alice.recv().await, "<alice> back to you");
     assert_eq!(udp.recv().await, "<alice> back to you");

@@ -38,6 +38,10 @@ pub struct ServerArgs {
     /// and `/info` (0 lets the OS choose).
     #[arg(long, value_name = "PORT")]
     pub http: Option<u16>,
+    /// Serve the seed's info service on this TCP port: each connection gets the description as
+    /// one line of JSON (with the `--meta` fields at the top level) and is closed.
+    #[arg(long, value_name = "PORT")]
+    pub info_port: Option<u16>,
     /// A page origin besides the server's own that may open WebSockets (`https://chat.example`);
     /// repeatable.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]

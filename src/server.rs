@@ -16,7 +16,7 @@ use crate::config::{Config, ServerArgs};
 use crate::store::sqlite::OpenError;
 use crate::store::Store;
 use crate::transport::tls::{self, CertStore};
-use crate::transport::{tcp, udp};
+use crate::transport::{info_port, tcp, udp};
 use crate::web;
 
 /// How long shutdown waits for connections to say goodbye before returning anyway.
@@ -34,6 +34,8 @@ pub struct Listeners {
     pub http: Vec<TcpListener>,
     /// The TLS listeners for the line protocol, if serving `--tls`.
     pub tls: Vec<TcpListener>,
+    /// The seed's info service (`--info-port`).
+    pub info: Vec<TcpListener>,
     /// The certificate for `--tls` and HTTPS: with one, `--http` serves HTTPS.
     pub certs: Option<CertStore>,
 }
@@ -62,6 +64,7 @@ impl Listeners {
             );
         }
         let http = stream("http", args.http)?;
+        let info = stream("info", args.info_port)?;
         let certs = load_certs(args)?;
         let tls = match args.tls {
             Some(_) if certs.is_none() => {
@@ -77,6 +80,7 @@ impl Listeners {
             udp,
             http,
             tls,
+            info,
             certs,
         })
     }
@@ -94,6 +98,11 @@ impl Listeners {
     /// The (first) HTTP address actually bound (useful with port 0).
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.first().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The (first) `--info-port` address actually bound (useful with port 0).
+    pub fn info_addr(&self) -> Option<SocketAddr> {
+        self.info.first().and_then(|l| l.local_addr().ok())
     }
 
     /// The (first) UDP address actually bound (useful with port 0).
@@ -186,33 +195,24 @@ pub async fn serve_reloading(
             }
         });
     }
-    let addrs = |kind: &str, all: Vec<std::io::Result<SocketAddr>>| {
-        all.into_iter()
-            .flatten()
-            .map(|a| (kind.to_string(), a))
-            .collect::<Vec<_>>()
-    };
-    let mut listening = addrs(
-        "tcp",
-        listeners.tcp.iter().map(|l| l.local_addr()).collect(),
-    );
-    listening.extend(addrs(
-        "udp",
-        listeners.udp.iter().map(|s| s.local_addr()).collect(),
-    ));
+    // Logged at the end, once everything is subscribed.
     let web = if listeners.certs.is_some() {
         "https"
     } else {
         "http"
     };
-    listening.extend(addrs(
-        web,
-        listeners.http.iter().map(|l| l.local_addr()).collect(),
-    ));
-    listening.extend(addrs(
-        "tls",
-        listeners.tls.iter().map(|l| l.local_addr()).collect(),
-    ));
+    let streams = [
+        ("tcp", &listeners.tcp),
+        (web, &listeners.http),
+        ("tls", &listeners.tls),
+        ("info", &listeners.info),
+    ];
+    let mut listening: Vec<(&str, SocketAddr)> = streams
+        .iter()
+        .flat_map(|(kind, all)| all.iter().flat_map(|l| l.local_addr()).map(|a| (*kind, a)))
+        .collect();
+    let udp_addrs = listeners.udp.iter().flat_map(|s| s.local_addr());
+    listening.extend(udp_addrs.map(|a| ("udp", a)));
     let certs = listeners.certs;
     // The web listener outlives the others during shutdown, so `/healthz` answers 503 while
     // members are told goodbye; WebSocket members are on `tracker` like TCP connections.
@@ -235,6 +235,10 @@ pub async fn serve_reloading(
             token.clone(),
             tracker.clone(),
         ));
+    }
+    for listener in listeners.info {
+        let (hub, token) = (hub.clone(), token.clone());
+        tracker.spawn(info_port::serve(listener, hub, token, tracker.clone()));
     }
     for socket in listeners.udp {
         udp::start(socket, hub.clone(), token.clone(), &tracker);

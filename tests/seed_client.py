@@ -8,13 +8,18 @@ unread, which makes the kernel answer with a reset rather than a FIN.
 UDP, as the seed's client: "#ping#" every PING seconds from a second thread, one datagram per
 message with no newline, GAP seconds apart, then "/quit".
 
+Info, as the seed's classroom client: connect to the desk's info port, one recv(), parse the JSON
+description (the desk's fields at the top level), close.
+
 Usage: seed_client.py tcp|udp HOST PORT GAP [PING] -- MESSAGE...
+       seed_client.py info HOST PORT
 GAP may be a comma-separated list: the pauses before the second message, the third, ... and
 "/quit", the last one repeated (a user who types faster once the conversation is going).
 Prints "sent N" after each message and, for TCP, "unread before close: yes|no" just before closing,
 so the test can tell the reset path was taken.
 """
 
+import json
 import socket
 import sys
 import threading
@@ -76,7 +81,20 @@ def udp(host, port, gap, ping, messages):
     sock.close()
 
 
+def info(host, port):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    sock.connect((host, port))
+    data = sock.recv(65536)
+    sock.close()
+    desk = json.loads(data.decode())
+    log("desk " + json.dumps(desk, sort_keys=True))
+
+
 def main(argv):
+    if len(argv) == 4 and argv[1] == "info":
+        info(argv[2], int(argv[3]))
+        return
     if "--" not in argv:
         sys.exit(__doc__)
     split = argv.index("--")

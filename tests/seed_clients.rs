@@ -117,6 +117,33 @@ async fn seed_tcp_client_without_line_ends_gets_each_send_as_one_message() {
     server.shutdown().await;
 }
 
+/// The seed's classroom client reads a desk's description from its info port: one `recv`, JSON,
+/// the desk's fields (`--meta`) at the top level.
+#[tokio::test]
+async fn seed_info_client_reads_the_description_from_the_info_port() {
+    let flags = "--tcp 0 --info-port 0 --bind 127.0.0.1 --name desk-7 --meta id=\"1527406014\" \
+                 --meta height=178 --meta size=XXL";
+    let args: chatd::config::ServerArgs = flags.parse().expect("arguments");
+    let listeners = chatd::server::Listeners::bind(&args).await.expect("bind");
+    let port = listeners.info_addr().expect("info port").port().to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(chatd::server::run(args.config(), listeners, async move {
+        let _ = stopped.await;
+    }));
+    let printed = seed_client(&["info", "127.0.0.1", &port]).await;
+    let desk: serde_json::Value = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("desk "))
+        .map(|doc| serde_json::from_str(doc).expect("json"))
+        .unwrap_or_else(|| panic!("the seed's client read no description: {printed}"));
+    assert_eq!(desk["id"], "1527406014", "{desk}");
+    assert_eq!(desk["height"], 178, "{desk}");
+    assert_eq!(desk["size"], "XXL", "{desk}");
+    assert_eq!(desk["name"], "desk-7", "{desk}");
+    assert_eq!(desk["members"], 0, "asking joins nobody: {desk}");
+    drop(stop);
+}
+
 #[tokio::test]
 async fn seed_style_udp_client_keeps_working() {
     // Evicted after 600 ms of silence: only the client's own pings keep it in across the gaps.

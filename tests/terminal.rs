@@ -86,6 +86,15 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `chatc SERVER --nick ann`, once its name is taken and the prompt is empty.
+    fn ann_at_the_prompt(server: std::net::SocketAddr) -> Tmux {
+        let tmux = Tmux::chatc(&format!("{server} --nick ann"), "");
+        tmux.wait("the prompt", |s| {
+            s.contains("* you are now known as ann") && Tmux::input_line(s) == ">"
+        });
+        tmux
+    }
+
     /// The screen as text; with `escapes`, with its colours.
     fn screen(&self, escapes: bool) -> String {
         if escapes {
@@ -240,10 +249,7 @@ async fn a_half_typed_line_stays_intact_while_another_member_talks_and_colours_s
         return;
     }
     let server = start_server("").await;
-    let tmux = Tmux::chatc(&format!("{} --nick ann", server.tcp), "");
-    tmux.wait("the prompt", |s| {
-        s.contains("* you are now known as ann") && Tmux::input_line(s) == ">"
-    });
+    let tmux = Tmux::ann_at_the_prompt(server.tcp);
     tmux.type_text("half a li");
     tmux.wait("the half line", |s| Tmux::input_line(s) == "> half a li");
     let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
@@ -298,10 +304,7 @@ async fn tab_completes_commands_and_names() {
     }
     let server = start_server("").await;
     let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
-    let tmux = Tmux::chatc(&format!("{} --nick ann", server.tcp), "");
-    tmux.wait("the prompt", |s| {
-        s.contains("* you are now known as ann") && Tmux::input_line(s) == ">"
-    });
+    let tmux = Tmux::ann_at_the_prompt(server.tcp);
     bob.send("hi").await;
     tmux.wait("bob", |s| s.contains("<bob> hi"));
     tmux.type_text("bo");
@@ -346,10 +349,7 @@ async fn a_line_arriving_in_one_burst_with_its_enter_is_sent_at_once() {
     }
     let server = start_server("").await;
     let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
-    let tmux = Tmux::chatc(&format!("{} --nick ann", server.tcp), "");
-    tmux.wait("the prompt", |s| {
-        s.contains("* you are now known as ann") && Tmux::input_line(s) == ">"
-    });
+    let tmux = Tmux::ann_at_the_prompt(server.tcp);
     for n in 1..=3 {
         let line = format!("pasted line {n}");
         // One send-keys: the text and its Enter reach the terminal in one write.

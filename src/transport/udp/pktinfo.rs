@@ -78,8 +78,9 @@ pub(crate) type ControlBuffer = [u64; 8];
 #[cfg(target_os = "linux")]
 pub(crate) fn source_control(from: IpAddr, control: &mut ControlBuffer) -> usize {
     *control = [0; 8];
-    // SAFETY: the header is built in a zeroed buffer big enough for a cmsghdr and either payload
-    // (checked by the assertion below in tests); CMSG_* only compute offsets within it.
+    // SAFETY: the header is built in a zeroed, cmsghdr-aligned buffer of 64 bytes, more than a
+    // cmsghdr (16) plus either payload (at most 20, padded to 24) takes; CMSG_* only compute
+    // offsets within it.
     unsafe {
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_control = control.as_mut_ptr().cast();

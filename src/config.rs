@@ -69,9 +69,18 @@ pub struct ServerArgs {
     /// OS choose); HTTPS when a certificate is given.
     #[arg(long, value_name = "PORT", help_heading = LISTENERS)]
     pub http: Option<u16>,
-    /// Address to bind the listeners to.
+    /// Address to bind the listeners to; repeatable.
+    ///
+    /// Repeat it to serve on several addresses; `--bind ::` alone serves IPv6 and IPv4 at once
+    /// (dual-stack) on Linux.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0", help_heading = LISTENERS)]
-    pub bind: IpAddr,
+    pub bind: Vec<IpAddr>,
+    /// Serve the seed's info service on this TCP port.
+    ///
+    /// Each connection gets the description as one line of JSON (with the `--meta` fields at
+    /// the top level) and is closed.
+    #[arg(long, value_name = "PORT", help_heading = LISTENERS)]
+    pub info_port: Option<u16>,
     /// Another page origin that may open WebSockets.
     ///
     /// A page origin besides the server's own (`https://chat.example`); repeatable.

@@ -165,6 +165,12 @@ impl Member {
         self.since
     }
 
+    /// Keeps this member's name for its address until `until`, even after it leaves (see
+    /// [`Hub::reserve_name`]).
+    pub fn hold_name(&self, until: Instant) {
+        self.hub.reserve_name(self.id, until);
+    }
+
     /// The member's current name.
     pub fn name(&self) -> &str {
         &self.name
@@ -344,6 +350,8 @@ impl Member {
     fn command(&mut self, command: Command) -> Flow {
         match command {
             Command::Quit(reason) => {
+                // Said before leaving, so the quitter knows it was heard (then the stream closes).
+                self.reply(protocol::notice("bye"));
                 self.leave_now(match reason.as_deref() {
                     Some(words) => Departure::Said(words),
                     None => Departure::Silent,
@@ -499,7 +507,11 @@ impl Member {
         if let Some(cluster) = self.hub.cluster() {
             crate::cluster::merge_rooms(&mut rooms, cluster.rooms());
         }
-        let count = protocol::notice(&format!("{} rooms:", rooms.len()));
+        let count = protocol::notice(&format!(
+            "{} room{}:",
+            rooms.len(),
+            if rooms.len() == 1 { "" } else { "s" }
+        ));
         let listed = rooms.iter().take(ROOMS_LIMIT).map(|room| {
             let here = if room.label == self.room.label() {
                 " (you are here)"
@@ -535,11 +547,14 @@ impl Member {
             }
         };
         if lines.is_empty() && gone == 0 {
-            self.reply(protocol::notice(&format!(
-                "no messages in {} after that (next id {})",
-                self.room.label(),
-                self.room.next_id()
-            )));
+            let label = self.room.label();
+            self.reply(protocol::notice(&match request {
+                HistoryRequest::Last(_) => format!("no messages in {label} yet"),
+                HistoryRequest::Since(_) => format!(
+                    "no messages in {label} after that (next id {})",
+                    self.room.next_id()
+                ),
+            }));
             return;
         }
         self.reply(join_lines(self.history_block(&lines, gone).into_iter()));
@@ -626,7 +641,9 @@ impl Member {
                     protocol::private_line(&self.name, text),
                 )
             }) {
-                Some(Ok(())) => {}
+                Some(Ok(())) => {
+                    self.reply(protocol::private_sent(to, text));
+                }
                 Some(Err(crate::cluster::PrivateError::Busy)) => {
                     self.reply(protocol::error("cluster link busy; message dropped"));
                 }
@@ -638,7 +655,9 @@ impl Member {
                 self.reply(protocol::error("that is you"));
             }
             Some((_, outbox)) => {
-                if !outbox.send(protocol::private_line(&self.name, text)) {
+                if outbox.send(protocol::private_line(&self.name, text)) {
+                    self.reply(protocol::private_sent(to, text));
+                } else {
                     self.reply(protocol::error(&format!(
                         "{to} is not keeping up; message dropped"
                     )));

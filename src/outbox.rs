@@ -5,7 +5,7 @@
 //! arrives whole or not at all: never cut in the middle.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -16,6 +16,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::protocol;
 use crate::room::{Room, Subscription};
+use crate::transport::udp::pktinfo;
 
 /// A TCP member's move to another room, queued in order with its replies so its writer switches
 /// rooms exactly between the replies before the move and those after.
@@ -51,8 +52,9 @@ pub enum Outbox {
     /// A connection's bounded queue, drained by its writer (TCP, and WebSocket, which shares the
     /// TCP writer).
     Tcp(Arc<DirectQueue>),
-    /// A UDP peer: replies are sent straight from the shared socket.
-    Udp(Arc<UdpSocket>, SocketAddr),
+    /// A UDP peer: replies are sent straight from the shared socket, from the local address the
+    /// peer wrote to when the socket is bound to every address (see `transport::udp::pktinfo`).
+    Udp(Arc<UdpSocket>, SocketAddr, Option<IpAddr>),
 }
 
 impl Outbox {
@@ -66,7 +68,7 @@ impl Outbox {
     pub fn send(&self, reply: Bytes) -> bool {
         match self {
             Outbox::Tcp(queue) => queue.push(reply),
-            Outbox::Udp(socket, addr) => send_udp(socket, *addr, reply),
+            Outbox::Udp(socket, addr, from) => send_udp(socket, (*addr, *from), reply),
         }
     }
 }
@@ -95,8 +97,12 @@ fn send_lines(reply: &[u8], mut try_send: impl FnMut(&[u8]) -> std::io::Result<u
     Sent::All
 }
 
-fn send_udp(socket: &Arc<UdpSocket>, addr: SocketAddr, reply: Bytes) -> bool {
-    let offset = match send_lines(&reply, |line| socket.try_send_to(line, addr)) {
+fn send_udp(
+    socket: &Arc<UdpSocket>,
+    (addr, from): (SocketAddr, Option<IpAddr>),
+    reply: Bytes,
+) -> bool {
+    let offset = match send_lines(&reply, |line| pktinfo::try_send(socket, line, addr, from)) {
         Sent::All => return true,
         Sent::Failed => return false,
         Sent::Blocked(offset) => offset,
@@ -114,7 +120,7 @@ fn send_udp(socket: &Arc<UdpSocket>, addr: SocketAddr, reply: Bytes) -> bool {
         let _permit = permit;
         let finish = async {
             for line in rest.split_inclusive(|&b| b == b'\n') {
-                socket.send_to(line, addr).await?;
+                pktinfo::send(&socket, line, addr, from).await?;
             }
             std::io::Result::Ok(())
         };

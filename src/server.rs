@@ -16,56 +16,55 @@ use crate::config::{Config, ServerArgs};
 use crate::store::sqlite::OpenError;
 use crate::store::Store;
 use crate::transport::tls::{self, CertStore};
-use crate::transport::{tcp, udp};
+use crate::transport::{info_port, tcp, udp};
 use crate::web;
 
 /// How long shutdown waits for connections to say goodbye before returning anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
 
-/// The bound sockets a server runs on; either may be absent.
+/// The bound sockets a server runs on: one of each kind asked for per `--bind` address (none of
+/// a kind not asked for).
 #[derive(Debug, Default)]
 pub struct Listeners {
-    /// The TCP listener, if serving TCP.
-    pub tcp: Option<TcpListener>,
-    /// The UDP socket, if serving UDP.
-    pub udp: Option<UdpSocket>,
-    /// The HTTP listener (page, WebSocket, metrics), if serving HTTP.
-    pub http: Option<TcpListener>,
-    /// The TLS listener for the line protocol, if serving `--tls`.
-    pub tls: Option<TcpListener>,
+    /// The TCP listeners, if serving TCP.
+    pub tcp: Vec<TcpListener>,
+    /// The UDP sockets, if serving UDP.
+    pub udp: Vec<UdpSocket>,
+    /// The HTTP listeners (page, WebSocket, metrics), if serving HTTP.
+    pub http: Vec<TcpListener>,
+    /// The TLS listeners for the line protocol, if serving `--tls`.
+    pub tls: Vec<TcpListener>,
+    /// The seed's info service (`--info-port`).
+    pub info: Vec<TcpListener>,
     /// The certificate for `--tls` and HTTPS: with one, `--http` serves HTTPS.
     pub certs: Option<CertStore>,
 }
 
 impl Listeners {
-    /// Binds what `args` asks for (`--tcp`, `--udp` on `--bind`). An error names the transport
-    /// and address that failed: `cannot bind tcp 127.0.0.1:9001: Address already in use`.
+    /// Binds what `args` asks for (`--tcp`, `--udp`, ... on each `--bind` address). An error
+    /// names the transport and address that failed: `cannot bind tcp 127.0.0.1:9001: Address
+    /// already in use`.
     pub async fn bind(args: &ServerArgs) -> std::io::Result<Listeners> {
-        let tcp = match args.tcp {
-            Some(port) => {
-                let addr = SocketAddr::new(args.bind, port);
-                Some(tcp::bind(addr).map_err(|e| bind_error("tcp", addr, e))?)
-            }
-            None => None,
+        let stream = |name: &str, port: Option<u16>| -> std::io::Result<Vec<TcpListener>> {
+            let addrs = port.map(|port| args.bind.iter().map(move |ip| SocketAddr::new(*ip, port)));
+            addrs
+                .into_iter()
+                .flatten()
+                .map(|addr| tcp::bind(addr).map_err(|e| bind_error(name, addr, e)))
+                .collect()
         };
-        let udp = match args.udp {
-            Some(port) => {
-                let addr = SocketAddr::new(args.bind, port);
-                Some(
-                    udp::bind(addr)
-                        .await
-                        .map_err(|e| bind_error("udp", addr, e))?,
-                )
-            }
-            None => None,
-        };
-        let http = match args.http {
-            Some(port) => {
-                let addr = SocketAddr::new(args.bind, port);
-                Some(tcp::bind(addr).map_err(|e| bind_error("http", addr, e))?)
-            }
-            None => None,
-        };
+        let tcp = stream("tcp", args.tcp)?;
+        let mut udp = Vec::new();
+        for ip in args.udp.map(|_| &args.bind).into_iter().flatten() {
+            let addr = SocketAddr::new(*ip, args.udp.unwrap_or(0));
+            udp.push(
+                udp::bind(addr)
+                    .await
+                    .map_err(|e| bind_error("udp", addr, e))?,
+            );
+        }
+        let http = stream("http", args.http)?;
+        let info = stream("info", args.info_port)?;
         let certs = load_certs(args)?;
         let tls = match args.tls {
             Some(_) if certs.is_none() => {
@@ -74,39 +73,41 @@ impl Listeners {
                     "--tls needs a certificate: --cert PEM --key PEM, or --self-signed",
                 ))
             }
-            Some(port) => {
-                let addr = SocketAddr::new(args.bind, port);
-                Some(tcp::bind(addr).map_err(|e| bind_error("tls", addr, e))?)
-            }
-            None => None,
+            port => stream("tls", port)?,
         };
         Ok(Listeners {
             tcp,
             udp,
             http,
             tls,
+            info,
             certs,
         })
     }
 
-    /// The TLS address actually bound (useful with port 0).
+    /// The (first) TLS address actually bound (useful with port 0).
     pub fn tls_addr(&self) -> Option<SocketAddr> {
-        self.tls.as_ref().and_then(|l| l.local_addr().ok())
+        self.tls.first().and_then(|l| l.local_addr().ok())
     }
 
-    /// The TCP address actually bound (useful with port 0).
+    /// The (first) TCP address actually bound (useful with port 0).
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
-        self.tcp.as_ref().and_then(|l| l.local_addr().ok())
+        self.tcp.first().and_then(|l| l.local_addr().ok())
     }
 
-    /// The HTTP address actually bound (useful with port 0).
+    /// The (first) HTTP address actually bound (useful with port 0).
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http.as_ref().and_then(|l| l.local_addr().ok())
+        self.http.first().and_then(|l| l.local_addr().ok())
     }
 
-    /// The UDP address actually bound (useful with port 0).
+    /// The (first) `--info-port` address actually bound (useful with port 0).
+    pub fn info_addr(&self) -> Option<SocketAddr> {
+        self.info.first().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The (first) UDP address actually bound (useful with port 0).
     pub fn udp_addr(&self) -> Option<SocketAddr> {
-        self.udp.as_ref().and_then(|s| s.local_addr().ok())
+        self.udp.first().and_then(|s| s.local_addr().ok())
     }
 }
 
@@ -162,16 +163,16 @@ pub async fn serve_reloading(
     shutdown: impl Future,
     reloads: Option<mpsc::UnboundedReceiver<Reload>>,
 ) {
-    if listeners.tcp.is_some() {
+    if !listeners.tcp.is_empty() {
         config.transports.push("tcp");
     }
-    if listeners.udp.is_some() {
+    if !listeners.udp.is_empty() {
         config.transports.push("udp");
     }
-    if listeners.http.is_some() {
+    if !listeners.http.is_empty() {
         config.transports.push("web");
     }
-    if listeners.tls.is_some() {
+    if !listeners.tls.is_empty() {
         config.transports.push("tls");
     }
     let token = CancellationToken::new();
@@ -194,13 +195,29 @@ pub async fn serve_reloading(
             }
         });
     }
-    let (tcp_addr, udp_addr) = (listeners.tcp_addr(), listeners.udp_addr());
-    let (http_addr, tls_addr) = (listeners.http_addr(), listeners.tls_addr());
+    // Logged at the end, once everything is subscribed.
+    let web = if listeners.certs.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let streams = [
+        ("tcp", &listeners.tcp),
+        (web, &listeners.http),
+        ("tls", &listeners.tls),
+        ("info", &listeners.info),
+    ];
+    let mut listening: Vec<(&str, SocketAddr)> = streams
+        .iter()
+        .flat_map(|(kind, all)| all.iter().flat_map(|l| l.local_addr()).map(|a| (*kind, a)))
+        .collect();
+    let udp_addrs = listeners.udp.iter().flat_map(|s| s.local_addr());
+    listening.extend(udp_addrs.map(|a| ("udp", a)));
     let certs = listeners.certs;
     // The web listener outlives the others during shutdown, so `/healthz` answers 503 while
     // members are told goodbye; WebSocket members are on `tracker` like TCP connections.
     let (web_stop, web_tracker) = (CancellationToken::new(), TaskTracker::new());
-    if let Some(listener) = listeners.http {
+    for listener in listeners.http {
         web_tracker.spawn(web::serve(
             listener,
             hub.clone(),
@@ -211,7 +228,7 @@ pub async fn serve_reloading(
             certs.clone(),
         ));
     }
-    if let Some(listener) = listeners.tcp {
+    for listener in listeners.tcp {
         tracker.spawn(tcp::serve(
             listener,
             hub.clone(),
@@ -219,11 +236,15 @@ pub async fn serve_reloading(
             tracker.clone(),
         ));
     }
-    if let Some(socket) = listeners.udp {
+    for listener in listeners.info {
+        let (hub, token) = (hub.clone(), token.clone());
+        tracker.spawn(info_port::serve(listener, hub, token, tracker.clone()));
+    }
+    for socket in listeners.udp {
         udp::start(socket, hub.clone(), token.clone(), &tracker);
     }
     if let Some(certs) = &certs {
-        if let Some(listener) = listeners.tls {
+        for listener in listeners.tls {
             tracker.spawn(tls::serve(
                 listener,
                 hub.clone(),
@@ -247,20 +268,8 @@ pub async fn serve_reloading(
         }
     }
     // Logged once everything is subscribed: tools wait for these lines before connecting.
-    if let Some(addr) = tcp_addr {
-        tracing::info!("listening tcp={addr}");
-    }
-    if let Some(addr) = udp_addr {
-        tracing::info!("listening udp={addr}");
-    }
-    if let Some(addr) = http_addr {
-        match certs {
-            Some(_) => tracing::info!("listening https={addr}"),
-            None => tracing::info!("listening http={addr}"),
-        }
-    }
-    if let Some(addr) = tls_addr {
-        tracing::info!("listening tls={addr}");
+    for (kind, addr) in listening {
+        tracing::info!("listening {kind}={addr}");
     }
     shutdown.await;
     tracing::info!(members = hub.member_count(), "shutting down");

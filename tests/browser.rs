@@ -233,3 +233,89 @@ async fn the_page_chats_with_a_tcp_member_and_follows_rooms_in_chromium() {
         .expect("no panic")
         .expect("second server ran");
 }
+
+/// Runs `condition` (a JavaScript function body over `arg`) in the page until it returns true,
+/// checked on every DOM change; panics with `what` if it never does.
+async fn wait_until(client: &Client, condition: &str, arg: Value, what: &str) {
+    let script = format!(
+        r#"
+        const [arg, done] = arguments;
+        const holds = () => {{ {condition} }};
+        if (holds()) return done(true);
+        new MutationObserver((_, seen) => {{
+            if (holds()) {{ seen.disconnect(); done(true); }}
+        }}).observe(document.body, {{ childList: true, subtree: true, characterData: true }});
+    "#
+    );
+    let waited = client.execute_async(&script, vec![arg]);
+    match tokio::time::timeout(TIMEOUT, waited).await {
+        Ok(Ok(_)) => {}
+        other => {
+            let text = client
+                .execute("return document.body.innerText", vec![])
+                .await
+                .unwrap_or(Value::Null);
+            panic!("{what} never happened ({other:?}); the page shows {text}");
+        }
+    }
+}
+
+/// How the page labels the sender of the log line `line`.
+async fn name_shown(client: &Client, line: &str) -> String {
+    let script = r#"
+        const line = [...document.getElementById("log").children]
+            .find(l => l.dataset.line === arguments[0]);
+        return line ? line.querySelector(".name").textContent : null;
+    "#;
+    let shown = client
+        .execute(script, vec![json!(line)])
+        .await
+        .expect("run script");
+    shown.as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_its_own_rename_and_private_lines_both_ways_in_chromium() {
+    let server = start_server("").await;
+    let mut tcp = TcpClient::with_nick(server.tcp, "nc").await;
+    let (_driver, port) = chromedriver().await;
+    let client = browser(port).await;
+    client
+        .goto(&format!("http://{}/", server.http))
+        .await
+        .expect("load the page");
+    wait_line(&client, "* welcome to chatd - you are ", true).await;
+    tcp.expect_match(|l| l.ends_with(" joined")).await;
+    wait_text(&client, "#members", "guest-").await;
+
+    // Its own /nick: the member list follows, with the old name gone.
+    type_line(&client, "/nick chromie").await;
+    wait_line(&client, "* you are now known as chromie", false).await;
+    let members = r##"
+        const names = [...document.querySelectorAll("#members li")].map(li => li.textContent);
+        return names.some(n => n.startsWith(arg)) && !names.some(n => n.startsWith("guest-"));
+    "##;
+    wait_until(
+        &client,
+        members,
+        json!("chromie"),
+        "the member list showing chromie instead of the old name",
+    )
+    .await;
+
+    // A /msg it sends shows in its log, as going to nc.
+    type_line(&client, "/msg nc psst").await;
+    tcp.expect("[private] <chromie> psst").await;
+    wait_line(&client, "[private to nc] psst", false).await;
+    let to = name_shown(&client, "[private to nc] psst").await;
+    assert_eq!(to, "you → nc", "a sent private line reads as going to nc");
+
+    // One it receives reads as coming from nc, not "→ nc".
+    tcp.send("/msg chromie psst back").await;
+    wait_line(&client, "[private] <nc> psst back", false).await;
+    let from = name_shown(&client, "[private] <nc> psst back").await;
+    assert_eq!(from, "nc → you", "a received private line reads as from nc");
+
+    let _ = tokio::time::timeout(TIMEOUT, client.close()).await;
+    server.shutdown().await;
+}

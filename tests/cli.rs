@@ -145,7 +145,7 @@ fn without_a_transport_it_says_what_to_give_and_fails() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         err.trim(),
-        "chatd: nothing to serve: give --tcp PORT, --udp PORT and/or --tls PORT (see --help)"
+        "chatd: nothing to serve: give --tcp PORT, --udp PORT, --tls PORT and/or --http PORT (see --help)"
     );
 }
 
@@ -183,4 +183,28 @@ async fn either_flag_alone_serves_only_that_transport() {
     let args: ServerArgs = "--udp 0 --bind 127.0.0.1".parse().expect("args");
     let udp_only = Listeners::bind(&args).await.expect("bind");
     assert!(udp_only.udp_addr().is_some() && udp_only.tcp_addr().is_none());
+}
+
+/// `chatc 127.0.0.1` (no port) asks for the port instead of calling the address invalid.
+#[test]
+fn chatc_without_a_port_asks_for_one() {
+    for (given, host) in [
+        ("127.0.0.1", "127.0.0.1"),
+        ("::1", "[::1]"),
+        ("localhost", "localhost"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_chatc"))
+            .arg(given)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run chatc");
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "{given} has no :PORT; give HOST:PORT, e.g. {host}:PORT"
+            )) && !err.contains("invalid socket address"),
+            "{err}"
+        );
+    }
 }

@@ -337,6 +337,17 @@ async fn bad_addresses_and_settings_are_errors() {
         Vec::new(),
         Vec::new(),
     );
+    // A host without its port is asked for the port, not called an invalid address.
+    assert!(matches!(
+        within("client", res).await,
+        Err(ClientError::NoPort { .. })
+    ));
+    let res = run_with_notices(
+        ClientConfig::new("no.such.host.invalid:9", Transport::Tcp),
+        &b""[..],
+        Vec::new(),
+        Vec::new(),
+    );
     assert!(matches!(
         within("client", res).await,
         Err(ClientError::Resolve { .. })

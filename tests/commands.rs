@@ -10,7 +10,9 @@ async fn quit_leaves_at_once_and_others_see_it() {
     let mut bob = TcpClient::connect(server.tcp).await;
     alice.expect(&format!("* {} joined", bob.name)).await;
     bob.send("/quit gotta go").await;
-    bob.expect_closed().await;
+    // The quitter is told before the connection closes.
+    let last = bob.expect_closed().await;
+    assert_eq!(last, ["* bye"]);
     alice
         .expect(&format!("* {} left: \"gotta go\"", bob.name))
         .await;
@@ -18,6 +20,7 @@ async fn quit_leaves_at_once_and_others_see_it() {
     let udp = UdpClient::join(server.udp).await;
     alice.expect(&format!("* {} joined", udp.name)).await;
     udp.send("/quit").await;
+    udp.expect("* bye").await;
     alice.expect(&format!("* {} left", udp.name)).await;
     server.shutdown().await;
 }
@@ -98,7 +101,10 @@ async fn msg_is_private_across_transports() {
 
     alice.send("/msg carol psst").await;
     assert_eq!(udp.recv().await, "[private] <alice> psst");
+    // The sender is told it went out, with what it said.
+    assert_eq!(alice.recv().await, "[private to carol] psst");
     udp.send("/msg ALICE back at you").await;
+    assert_eq!(udp.recv().await, "[private to ALICE] back at you");
     assert_eq!(alice.recv().await, "[private] <carol> back at you");
     // bob saw neither: the next thing he gets is a public line.
     alice.send("public").await;
@@ -162,6 +168,8 @@ async fn replies_to_a_last_command_arrive_before_the_server_closes() {
     quitter.send("/help").await;
     quitter.send("/quit").await;
     let lines = quitter.expect_closed().await;
-    assert_eq!(lines.len(), chatd::protocol::HELP.len(), "{lines:?}");
+    // The whole help, then the goodbye.
+    assert_eq!(lines.len(), chatd::protocol::HELP.len() + 1, "{lines:?}");
+    assert_eq!(lines.last().map(String::as_str), Some("* bye"));
     server.shutdown().await;
 }

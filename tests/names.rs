@@ -59,6 +59,7 @@ async fn nicks_may_be_written_in_any_script() {
     watcher.expect_renamed("jos\u{e9}").await;
     jose.send("/msg 张三 你好").await;
     zhang.expect("[private] <josé> 你好").await;
+    assert_eq!(jose.recv().await, "[private to 张三] 你好");
     zhang.send("/msg JOSÉ olá").await;
     assert_eq!(jose.recv().await, "[private] <张三> olá");
     zhang.send("hello").await;

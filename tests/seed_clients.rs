@@ -71,6 +71,79 @@ async fn seed_tcp_client_reaches_netcat_as_two_lines_and_a_leave() {
     server.shutdown().await;
 }
 
+/// Once the seed's TCP client has shown it sends no line ends (its first message ended by the
+/// partial timer), each of its sends is one message at once: two sends 300 ms apart do not merge,
+/// and `/quit` 100 ms after `bye` is a quit, not the chat line `bye/quit`.
+#[tokio::test]
+async fn seed_tcp_client_without_line_ends_gets_each_send_as_one_message() {
+    let server = start_server("").await;
+    let mut watcher = TcpClient::connect(server.tcp).await;
+    let port = server.tcp.port().to_string();
+    let client = tokio::spawn(async move {
+        let gaps = "1.0,0.3,0.3,0.1";
+        let messages = ["--", "hello", "one", "two", "bye"];
+        seed_client(&[&["tcp", "127.0.0.1", &port, gaps][..], &messages].concat()).await
+    });
+    let seed = watcher.expect_joined().await;
+    for said in ["hello", "one", "two", "bye"] {
+        assert_eq!(watcher.recv().await, format!("<{seed}> {said}"));
+    }
+    assert_eq!(watcher.recv().await, format!("* {seed} left"));
+    client.await.expect("seed client task");
+
+    server.shutdown().await;
+
+    // Each send is taken at once, not when the partial timer ends it: with a 2 s timer, only the
+    // first send (which shows there are no line ends) waits for it.
+    let server = start_server("--partial-timeout 2s").await;
+    let mut watcher = TcpClient::connect(server.tcp).await;
+    let mut sender = TcpClient::connect(server.tcp).await;
+    watcher.expect(&format!("* {} joined", sender.name)).await;
+    sender.send_raw(b"first").await;
+    assert_eq!(watcher.recv().await, format!("<{}> first", sender.name));
+    let sent = Instant::now();
+    sender.send_raw(b"second").await;
+    assert_eq!(watcher.recv().await, format!("<{}> second", sender.name));
+    assert!(
+        sent.elapsed() < Duration::from_secs(1),
+        "taken at once, not after the 2 s partial timeout: {:?}",
+        sent.elapsed()
+    );
+    // A client that sends a line end is back to lines: a partial one waits for its end again.
+    sender.send_raw(b"third\npart").await;
+    sender.send_raw(b"ial\n").await;
+    assert_eq!(watcher.recv().await, format!("<{}> third", sender.name));
+    assert_eq!(watcher.recv().await, format!("<{}> partial", sender.name));
+    server.shutdown().await;
+}
+
+/// The seed's classroom client reads a desk's description from its info port: one `recv`, JSON,
+/// the desk's fields (`--meta`) at the top level.
+#[tokio::test]
+async fn seed_info_client_reads_the_description_from_the_info_port() {
+    let flags = "--tcp 0 --info-port 0 --bind 127.0.0.1 --name desk-7 --meta id=\"1527406014\" \
+                 --meta height=178 --meta size=XXL";
+    let args: chatd::config::ServerArgs = flags.parse().expect("arguments");
+    let listeners = chatd::server::Listeners::bind(&args).await.expect("bind");
+    let port = listeners.info_addr().expect("info port").port().to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(chatd::server::run(args.config(), listeners, async move {
+        let _ = stopped.await;
+    }));
+    let printed = seed_client(&["info", "127.0.0.1", &port]).await;
+    let desk: serde_json::Value = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("desk "))
+        .map(|doc| serde_json::from_str(doc).expect("json"))
+        .unwrap_or_else(|| panic!("the seed's client read no description: {printed}"));
+    assert_eq!(desk["id"], "1527406014", "{desk}");
+    assert_eq!(desk["height"], 178, "{desk}");
+    assert_eq!(desk["size"], "XXL", "{desk}");
+    assert_eq!(desk["name"], "desk-7", "{desk}");
+    assert_eq!(desk["members"], 0, "asking joins nobody: {desk}");
+    drop(stop);
+}
+
 #[tokio::test]
 async fn seed_style_udp_client_keeps_working() {
     // Evicted after 600 ms of silence: only the client's own pings keep it in across the gaps.
@@ -226,9 +299,10 @@ async fn echo_sends_own_chat_lines_back_over_tcp_and_udp() {
     udp.send("hi from udp").await;
     assert_eq!(udp.recv().await, format!("<{}> hi from udp", udp.name));
     assert_eq!(alice.recv().await, format!("<{}> hi from udp", udp.name));
-    // Private messages are not chat lines: the sender does not get its own back.
+    // Private messages are not chat lines: the sender gets its confirmation, not the line back.
     udp.send("/msg alice psst").await;
     assert_eq!(alice.recv().await, format!("[private] <{}> psst", udp.name));
+    assert_eq!(udp.recv().await, "[private to alice] psst");
     alice.send("back to you").await;
     assert_eq!(alice.recv().await, "<alice> back to you");
     assert_eq!(udp.recv().await, "<alice> back to you");

@@ -86,6 +86,15 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `chatc SERVER --nick ann`, once its name is taken and the prompt is empty.
+    fn ann_at_the_prompt(server: std::net::SocketAddr) -> Tmux {
+        let tmux = Tmux::chatc(&format!("{server} --nick ann"), "");
+        tmux.wait("the prompt", |s| {
+            s.contains("* you are now known as ann") && Tmux::input_line(s) == ">"
+        });
+        tmux
+    }
+
     /// The screen as text; with `escapes`, with its colours.
     fn screen(&self, escapes: bool) -> String {
         if escapes {
@@ -130,8 +139,7 @@ impl Tmux {
     }
 
     /// Types `text` (ASCII) a key at a time, as a person does: each key once the cursor has
-    /// moved past the last one. (Keys arriving together are where the editor is weak: see
-    /// docs/users/clients.md, "The terminal client".)
+    /// moved past the last one.
     fn type_text(&self, text: &str) {
         let start = self.cursor_x();
         for (n, c) in text.chars().enumerate() {
@@ -241,10 +249,7 @@ async fn a_half_typed_line_stays_intact_while_another_member_talks_and_colours_s
         return;
     }
     let server = start_server("").await;
-    let tmux = Tmux::chatc(&format!("{} --nick ann", server.tcp), "");
-    tmux.wait("the prompt", |s| {
-        s.contains("* you are now known as ann") && Tmux::input_line(s) == ">"
-    });
+    let tmux = Tmux::ann_at_the_prompt(server.tcp);
     tmux.type_text("half a li");
     tmux.wait("the half line", |s| Tmux::input_line(s) == "> half a li");
     let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
@@ -299,10 +304,7 @@ async fn tab_completes_commands_and_names() {
     }
     let server = start_server("").await;
     let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
-    let tmux = Tmux::chatc(&format!("{} --nick ann", server.tcp), "");
-    tmux.wait("the prompt", |s| {
-        s.contains("* you are now known as ann") && Tmux::input_line(s) == ">"
-    });
+    let tmux = Tmux::ann_at_the_prompt(server.tcp);
     bob.send("hi").await;
     tmux.wait("bob", |s| s.contains("<bob> hi"));
     tmux.type_text("bo");
@@ -316,6 +318,45 @@ async fn tab_completes_commands_and_names() {
     tmux.type_text("lab");
     tmux.press("Enter");
     tmux.wait("the move", |s| s.contains("* you are in #lab"));
+    // Commands the help names second on a line, or as aliases, complete too.
+    for (typed, completed) in [
+        ("/deo", "/deop"),
+        ("/unb", "/unban"),
+        ("/unm", "/unmute"),
+        ("/gb", "/gban"),
+        ("/ungb", "/ungban"),
+        ("/lock", "/lockdown"),
+        ("/li", "/list"),
+    ] {
+        tmux.type_text(typed);
+        tmux.press("Tab");
+        let want = format!("> {completed}");
+        tmux.wait(&format!("{typed} completed to {completed}"), |s| {
+            Tmux::input_line(s) == want
+        });
+        tmux.press("C-u");
+        tmux.wait("the line cleared", |s| Tmux::input_line(s) == ">");
+    }
+    server.shutdown().await;
+}
+
+/// A line that arrives in one burst with its Enter (a paste without bracketed paste, a fast
+/// typist over a slow link) is sent at once, not held back until the next key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_arriving_in_one_burst_with_its_enter_is_sent_at_once() {
+    if !have_tmux() {
+        return;
+    }
+    let server = start_server("").await;
+    let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
+    let tmux = Tmux::ann_at_the_prompt(server.tcp);
+    for n in 1..=3 {
+        let line = format!("pasted line {n}");
+        // One send-keys: the text and its Enter reach the terminal in one write.
+        tmux.run(&["send-keys", "-t", "t", &line, "Enter"]);
+        bob.expect(&format!("<ann> {line}")).await;
+        tmux.wait("the input line empty again", |s| Tmux::input_line(s) == ">");
+    }
     server.shutdown().await;
 }
 
@@ -333,10 +374,16 @@ async fn ctrl_d_and_ctrl_c_leave_with_quit_and_give_the_terminal_back() {
         });
         let renamed = format!(" is now known as {nick}");
         bob.expect_match(|l| l.ends_with(&renamed)).await;
+        tmux.type_text("typed by hand");
+        tmux.press("Enter");
+        bob.expect(&format!("<{nick}> typed by hand")).await;
         tmux.press(key);
         // `/quit` was sent: the server says a plain "left", not "left (connection lost)".
         bob.expect(&format!("* {nick} left")).await;
         assert_restored(&tmux.settings_after_exit());
+        // What the key stood for is not something the user typed: it stays out of the history.
+        let history = std::fs::read_to_string(history_file(&tmux, server.tcp)).unwrap_or_default();
+        assert_eq!(history, "typed by hand\n", "after {key}");
     }
     server.shutdown().await;
 }

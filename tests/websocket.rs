@@ -351,3 +351,33 @@ async fn without_flood_control_a_ping_flood_still_cannot_grow_the_server() {
     // 26 MB of pongs were owed; the write buffer holds the send queue plus one message.
     assert!(grown < 12 * 1024, "the server grew by {grown} KiB");
 }
+
+/// `chatd --http PORT` alone is a server: the page and its WebSocket members, nothing else.
+#[tokio::test]
+async fn chatd_with_only_http_serves_websocket_members() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatd"))
+        .args(["--http", "0", "--bind", "127.0.0.1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn chatd");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let http = loop {
+        let line = tokio::time::timeout(TIMEOUT, lines.next_line())
+            .await
+            .expect("chatd logs its address in time")
+            .expect("read log")
+            .expect("chatd exited instead of serving --http alone");
+        if let Some(addr) = line.split("listening http=").nth(1) {
+            break addr.trim().parse().expect("http addr");
+        }
+    };
+    let mut ann = WsClient::with_nick(http, "ann").await;
+    let mut bob = WsClient::with_nick(http, "bob").await;
+    bob.send("hello over the page only").await;
+    ann.expect("<bob> hello over the page only").await;
+    child.kill().await.expect("stop chatd");
+}

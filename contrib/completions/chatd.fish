@@ -1,7 +1,8 @@
 complete -c chatd -l tcp -d 'Serve TCP on this port' -r
 complete -c chatd -l udp -d 'Serve UDP on this port' -r
 complete -c chatd -l http -d 'Serve HTTP on this port (page, /ws, /metrics)' -r
-complete -c chatd -l bind -d 'Address to bind the listeners to' -r
+complete -c chatd -l bind -d 'Address to bind the listeners to; repeatable' -r
+complete -c chatd -l info-port -d 'Serve the seed\'s info service on this TCP port' -r
 complete -c chatd -l allow-origin -d 'Another page origin that may open WebSockets' -r
 complete -c chatd -l trusted-proxy -d 'A proxy whose PROXY headers are believed' -r
 complete -c chatd -l heartbeat -d 'UDP heartbeat interval' -r

@@ -39,9 +39,10 @@ async fn serve(cli: Vec<OsString>, args: ServerArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    if args.tcp.is_none() && args.udp.is_none() && args.tls.is_none() {
+    // `--http` alone is a server too: the page and its WebSocket members.
+    if args.tcp.is_none() && args.udp.is_none() && args.tls.is_none() && args.http.is_none() {
         anyhow::bail!(
-            "nothing to serve: give --tcp PORT, --udp PORT and/or --tls PORT (see --help)"
+            "nothing to serve: give --tcp PORT, --udp PORT, --tls PORT and/or --http PORT (see --help)"
         );
     }
     reload::check(&args).map_err(anyhow::Error::msg)?;

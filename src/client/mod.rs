@@ -156,6 +156,14 @@ pub enum ClientError {
         #[source]
         source: io::Error,
     },
+    /// The address has no `:PORT` (`chatc 127.0.0.1`).
+    #[error("{server} has no :PORT; give HOST:PORT, e.g. {host}:PORT with the port chatd serves")]
+    NoPort {
+        /// The address as given.
+        server: String,
+        /// The host as it must be written before `:PORT` (`[::1]` for an IPv6 address).
+        host: String,
+    },
     /// `HOST:PORT` resolved to nothing.
     #[error("{server} resolved to no address")]
     NoAddress {
@@ -266,6 +274,16 @@ where
 }
 
 async fn resolve(server: &str) -> Result<Vec<SocketAddr>, ClientError> {
+    if lacks_port(server) {
+        let bare = server.trim_start_matches('[').trim_end_matches(']');
+        return Err(ClientError::NoPort {
+            server: server.to_owned(),
+            host: match bare.contains(':') {
+                true => format!("[{bare}]"),
+                false => bare.to_owned(),
+            },
+        });
+    }
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(server)
         .await
         .map_err(|source| ClientError::Resolve {
@@ -279,6 +297,16 @@ async fn resolve(server: &str) -> Result<Vec<SocketAddr>, ClientError> {
         });
     }
     Ok(addrs)
+}
+
+/// Whether `server` is a bare host (`127.0.0.1`, `::1`, `localhost`) rather than `HOST:PORT`, so
+/// the user is asked for the port instead of told the address is invalid.
+fn lacks_port(server: &str) -> bool {
+    if server.parse::<SocketAddr>().is_ok() {
+        return false;
+    }
+    let bare = server.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<std::net::IpAddr>().is_ok() || !server.contains(':')
 }
 
 /// How the input side of a TCP session finished.

@@ -105,14 +105,23 @@ pub fn supported() -> bool {
     !matches!(term.as_str(), "dumb" | "cons25" | "emacs")
 }
 
-/// The commands Tab completes: every `/word` the server's help lists.
+/// The commands Tab completes: every `/word` the server's help names, anywhere on a line
+/// (`/op NAME, /deop NAME`, `(or /list)`), so the help stays the one list of commands.
 pub fn commands() -> Vec<&'static str> {
-    let mut list: Vec<&'static str> = HELP
-        .iter()
-        .filter_map(|line| line.split_whitespace().next())
-        .filter(|word| word.starts_with('/') && !word.starts_with("//") && word.len() > 1)
-        .collect();
-    list.dedup();
+    let mut list: Vec<&'static str> = Vec::new();
+    for word in HELP.iter().flat_map(|line| line.split_whitespace()) {
+        let Some(name) = word.strip_prefix('/') else {
+            continue;
+        };
+        let len = name
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(name.len());
+        // `//text` and `ADDR[/N]` are not commands.
+        let command = &word[..len + 1];
+        if len > 0 && !list.contains(&command) {
+            list.push(command);
+        }
+    }
     list
 }
 
@@ -342,16 +351,17 @@ fn edit(
     mut history: HistoryFile,
 ) {
     loop {
-        let line = match editor.readline("> ") {
-            Ok(line) => line,
+        // Only what the user typed is remembered, not the `/quit` that Ctrl-C or Ctrl-D stand for.
+        let (line, typed) = match editor.readline("> ") {
+            Ok(line) => (line, true),
             Err(ReadlineError::Signal(_)) => continue,
-            Err(ReadlineError::Interrupted | ReadlineError::Eof) => "/quit".to_string(),
+            Err(ReadlineError::Interrupted | ReadlineError::Eof) => ("/quit".to_string(), false),
             Err(e) => {
                 debug!(error = %e, "terminal input failed; leaving");
-                "/quit".to_string()
+                ("/quit".to_string(), false)
             }
         };
-        if !line.trim().is_empty() && !is_secret(&line) {
+        if typed && !line.trim().is_empty() && !is_secret(&line) {
             let _ = editor.add_history_entry(line.as_str());
             history.add(&line);
         }
@@ -470,7 +480,26 @@ mod tests {
         for c in ["/join", "/nick", "/who", "/quit", "/info", "/help"] {
             assert!(commands.contains(&c), "{c} in {commands:?}");
         }
-        assert!(!commands.iter().any(|c| c.starts_with("//")));
+        // Named after another on a help line, or as an alias.
+        for c in [
+            "/deop",
+            "/unban",
+            "/bans",
+            "/unmute",
+            "/gban",
+            "/ungban",
+            "/lockdown",
+            "/wall",
+            "/list",
+            "/exit",
+        ] {
+            assert!(commands.contains(&c), "{c} in {commands:?}");
+        }
+        assert!(!commands.iter().any(|c| c.starts_with("//") || c.len() < 2));
+        assert!(
+            !commands.contains(&"/N"),
+            "ADDR[/N] is no command: {commands:?}"
+        );
     }
 
     #[test]

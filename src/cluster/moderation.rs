@@ -157,7 +157,8 @@ pub fn carry_out(hub: &Hub, bridge: &Bridge, origin: &str, action: RemoteAction)
                 action.by
             )));
             open.broadcast(
-                crate::room::SERVER,
+                // From the target, which hears its own line instead.
+                target.id,
                 protocol::notice(&format!("{} was muted by {}{long}", target.name, action.by)),
             );
             "mute"
@@ -187,7 +188,8 @@ pub fn carry_out(hub: &Hub, bridge: &Bridge, origin: &str, action: RemoteAction)
                 .outbox
                 .send(protocol::notice(&format!("you may speak in {label} again")));
             open.broadcast(
-                crate::room::SERVER,
+                // From the target, which hears its own line instead.
+                target.id,
                 protocol::notice(&format!("{} was unmuted by {}", target.name, action.by)),
             );
             "unmute"

@@ -84,7 +84,7 @@ reload_keys!(
         private_logs = "private-logs", name = "name",
         meta = "meta", allow_origin = "allow-origin", proxy_protocol = "proxy-protocol",
         trusted_proxy = "trusted-proxy", tls_handshake_timeout = "tls-handshake-timeout";
-    restart: config = "config", tcp = "tcp", udp = "udp", http = "http", bind = "bind",
+    restart: config = "config", tcp = "tcp", udp = "udp", http = "http", info_port = "info-port", bind = "bind",
         heartbeat = "heartbeat", backlog = "backlog", udp_validate = "udp-validate",
         history_db = "db", opers = "oper", argon2_memory = "argon2-memory",
         argon2_passes = "argon2-passes", max_rooms = "max-rooms",

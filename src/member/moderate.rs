@@ -494,12 +494,11 @@ impl Member {
         }
         let now = now_ms();
         let bans = self.room.moderate(|m| m.bans(now).to_vec());
-        let mut lines = vec![protocol::notice(&format!(
-            "{} ban{} in {}:",
-            bans.len(),
-            if bans.len() == 1 { "" } else { "s" },
-            self.room.label()
-        ))];
+        let mut lines = vec![protocol::notice(&match bans.len() {
+            0 => format!("no bans in {}", self.room.label()),
+            1 => format!("1 ban in {}:", self.room.label()),
+            n => format!("{n} bans in {}:", self.room.label()),
+        })];
         for ban in bans.iter().take(100) {
             let left = ban.until_ms.map(|until| {
                 Duration::from_secs(u64::try_from((until - now).max(0) / 1000).unwrap_or(0))
@@ -552,8 +551,9 @@ impl Member {
             "you are muted in {label} by {}{long}",
             self.name
         )));
+        // From the target, so it hears only its own line above, not this one too.
         self.room.broadcast(
-            crate::room::SERVER,
+            target.id,
             protocol::notice(&format!("{} was muted by {}{long}", target.name, self.name)),
         );
     }
@@ -590,7 +590,7 @@ impl Member {
             self.room.label()
         )));
         self.room.broadcast(
-            crate::room::SERVER,
+            target.id,
             protocol::notice(&format!("{} was unmuted by {}", target.name, self.name)),
         );
     }

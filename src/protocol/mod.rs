@@ -91,7 +91,7 @@ pub enum HistoryRequest {
 pub const HELP: &[&str] = &[
     "commands:",
     "  /nick NAME       change your name (letters, digits, _ - .)",
-    "  /who             list who is in this room",
+    "  /who             list who is in this room (or /list)",
     "  /join ROOM       move to another room (created if needed)",
     "  /rooms           list the rooms",
     "  /history [N]     replay the last N messages of this room",
@@ -99,7 +99,7 @@ pub const HELP: &[&str] = &[
     "  /ids on|off      show message ids, to catch up later",
     "  /msg NAME text   send a private message (any room)",
     "  /info            the server's description, as one line of JSON",
-    "  /quit [reason]   leave",
+    "  /quit [reason]   leave (or /exit)",
     "accounts:",
     "  /register PASSWORD       keep your current name for you",
     "  /login NAME PASSWORD     take your registered name",
@@ -420,6 +420,11 @@ pub fn private_line(name: &str, text: &str) -> Bytes {
     line(&["[private] <", name, "> ", text])
 }
 
+/// `[private to NAME] text`: the sender's copy of a `/msg` it sent, confirming it went out.
+pub fn private_sent(to: &str, text: &str) -> Bytes {
+    line(&["[private to ", to, "] ", text])
+}
+
 /// `* text`: a server notice (joins, leaves, command output, shutdown).
 pub fn notice(text: &str) -> Bytes {
     line(&["* ", text])
@@ -730,6 +735,7 @@ mod tests {
     fn formatting() {
         assert_eq!(&chat_line("bob", "hi")[..], b"<bob> hi\n");
         assert_eq!(&private_line("bob", "hi")[..], b"[private] <bob> hi\n");
+        assert_eq!(&private_sent("bob", "hi")[..], b"[private to bob] hi\n");
         assert_eq!(&notice("bob joined")[..], b"* bob joined\n");
         assert_eq!(&error("line too long")[..], b"! line too long\n");
         assert_eq!(&left_notice("bob", Departure::Silent)[..], b"* bob left\n");

@@ -1,6 +1,7 @@
 //! Transports: thin adapters that frame bytes off a socket and hand them to a [`crate::member`],
 //! and carry the room's lines back out. TLS ([`tls`]) is TCP's connection inside a TLS session.
 
+pub mod info_port;
 pub mod proxy;
 pub mod tcp;
 pub mod tls;

@@ -221,6 +221,7 @@ where
         refuse_proxy_header: config.proxy_protocol
             && !proxy::is_trusted(&config.trusted_proxies, addr.ip()),
     };
+    let mut quit = false;
     let (reason, result) = {
         // Cancelled by server shutdown, or by this connection's reader when it is done, so the
         // writer drains what is already queued (the shutdown notice, replies to a last command
@@ -239,7 +240,8 @@ where
         tokio::pin!(read, write);
         tokio::select! {
             end = &mut read => match end {
-                Ok(End::Shutdown | End::Quit | End::Eof) => {
+                Ok(end @ (End::Shutdown | End::Quit | End::Eof)) => {
+                    quit = matches!(end, End::Quit);
                     finish.cancel();
                     match tokio::time::timeout(GOODBYE_TIMEOUT, &mut write).await {
                         // Its replies overflowed before it hung up (`nc -N < commands`).
@@ -279,6 +281,9 @@ where
     }
     member.leave(reason);
     let _ = tokio::time::timeout(GOODBYE_TIMEOUT, writer.shutdown()).await;
+    if quit {
+        writer.hang_up().await;
+    }
     result
 }
 

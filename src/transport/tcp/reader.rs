@@ -160,6 +160,11 @@ pub(in crate::transport) async fn paced(
 /// A partial line that waits `--partial-timeout` for its end is taken as complete: some clients
 /// (the seed's own) send each message without a newline. One timer is armed per partial line, when
 /// the reader first waits for the socket with it pending, and dropped once a line is framed.
+///
+/// Once the timer has ended a line on a connection that never sent a line end, the connection has
+/// shown it sends none: from then on each read is one message at once, as `ncat --chat` takes it,
+/// so its messages neither wait for the timer nor merge (`bye` then `/quit` 100 ms later are two
+/// messages, the second a quit). The first line end it sends puts it back to lines.
 struct LineReader<R> {
     half: R,
     codec: LineCodec,
@@ -173,6 +178,10 @@ struct LineReader<R> {
     error: Option<std::io::Error>,
     /// The first read is still to come and must not be a PROXY header.
     refuse_proxy_header: bool,
+    /// A line end (`\n` or `\r`) has been received on this connection.
+    seen_line_end: bool,
+    /// The connection has shown it sends no line ends: each read is a message.
+    read_is_message: bool,
 }
 
 impl<R: LineSource> LineReader<R> {
@@ -186,6 +195,8 @@ impl<R: LineSource> LineReader<R> {
             eof: false,
             error: None,
             refuse_proxy_header: limits.refuse_proxy_header,
+            seen_line_end: false,
+            read_is_message: false,
         }
     }
 
@@ -203,6 +214,12 @@ impl<R: LineSource> LineReader<R> {
                 // Whatever is left is a new partial line, with its own deadline.
                 self.deadline = None;
                 return Ok(Some(frame));
+            }
+            if self.read_is_message && !self.eof && self.codec.has_partial(&self.buf) {
+                if let Some(frame) = self.codec.end_line(&mut self.buf)? {
+                    self.deadline = None;
+                    return Ok(Some(frame));
+                }
             }
             if self.eof {
                 if let Some(frame) = self.codec.end_line(&mut self.buf)? {
@@ -227,6 +244,7 @@ impl<R: LineSource> LineReader<R> {
                     .and_then(|timeout| Instant::now().checked_add(timeout));
                 self.deadline = at.map(|at| Box::pin(tokio::time::sleep_until(at)));
             }
+            let before = self.buf.len();
             let read = match self.deadline.as_mut() {
                 Some(deadline) => tokio::select! {
                     // Bytes already there come first: a partial line whose rest has arrived (while
@@ -240,6 +258,7 @@ impl<R: LineSource> LineReader<R> {
             match read {
                 None => {
                     self.deadline = None;
+                    self.read_is_message = !self.seen_line_end;
                     if let Some(frame) = self.codec.end_line(&mut self.buf)? {
                         return Ok(Some(frame));
                     }
@@ -256,6 +275,11 @@ impl<R: LineSource> LineReader<R> {
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => self.end(Some(e)),
+            }
+            let fresh = self.buf.get(before..).unwrap_or_default();
+            if memchr::memchr2(b'\n', b'\r', fresh).is_some() {
+                self.seen_line_end = true;
+                self.read_is_message = false;
             }
         }
     }

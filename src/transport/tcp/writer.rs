@@ -51,6 +51,10 @@ pub(in crate::transport) trait LineSink {
     async fn keepalive(&mut self) -> Result<(), WriteEnd> {
         std::future::pending().await
     }
+
+    /// After a `/quit`, once its goodbye is sent and the stream shut down: makes sure the peer's
+    /// program notices the end at once. Only plain TCP needs it (see its implementation).
+    async fn hang_up(&mut self) {}
 }
 
 /// What a writer stuck on a full socket checks: how far this member is behind.
@@ -255,6 +259,22 @@ impl Reading {
 }
 
 impl LineSink for OwnedWriteHalf {
+    /// netcat-openbsd (the `nc` most people have) keeps running after the server's FIN until its
+    /// user presses Enter again, and only a reset makes it stop: so once the peer has
+    /// acknowledged every byte (the `* bye` included) and had a moment to read it, the close
+    /// resets the connection. A peer that acknowledges nothing within the goodbye timeout gets
+    /// the reset anyway.
+    async fn hang_up(&mut self) {
+        let acked = async {
+            while unacknowledged(self.as_ref()).is_some_and(|n| n > 0) {
+                tokio::time::sleep(HANG_UP_POLL).await;
+            }
+        };
+        let _ = tokio::time::timeout(super::GOODBYE_TIMEOUT, acked).await;
+        tokio::time::sleep(HANG_UP_READ).await;
+        let _ = socket2::SockRef::from(self.as_ref()).set_linger(Some(std::time::Duration::ZERO));
+    }
+
     async fn write_batch(
         &mut self,
         batch: &[u8],
@@ -413,4 +433,26 @@ fn append_event(batch: &mut Vec<u8>, event: &Event, show_ids: bool) {
         }
         _ => batch.extend_from_slice(&event.line),
     }
+}
+
+/// How often [`LineSink::hang_up`] checks whether the peer has acknowledged everything.
+const HANG_UP_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+/// How long the peer's program gets to read the last lines before the reset, which would make
+/// netcat drop what it has not read yet.
+const HANG_UP_READ: std::time::Duration = std::time::Duration::from_millis(150);
+
+/// Bytes sent on `stream` that the peer has not acknowledged yet (`SIOCOUTQ`), where the platform
+/// tells.
+#[cfg(target_os = "linux")]
+fn unacknowledged(stream: &tokio::net::TcpStream) -> Option<usize> {
+    use std::os::fd::AsRawFd;
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int through the pointer, which lives across the call.
+    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+    (rc == 0).then(|| usize::try_from(queued).unwrap_or(0))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn unacknowledged(_stream: &tokio::net::TcpStream) -> Option<usize> {
+    None
 }

@@ -7,7 +7,7 @@
 //! destination, while a fan-out sends each line once to many destinations.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -22,8 +22,9 @@ pub(super) const MAX_BATCH: usize = 512;
 /// lose datagrams, but a fan-out must never stall shutdown (due within a second).
 const SEND_LIMIT: Duration = Duration::from_millis(300);
 
-/// One datagram to send: the payload and where it goes.
-pub(super) type Datagram = (Bytes, SocketAddr);
+/// One datagram to send: the payload, where it goes, and the local address it must leave from
+/// (see [`super::pktinfo`]).
+pub(super) type Datagram = (Bytes, SocketAddr, Option<IpAddr>);
 
 /// What sending did, for the metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +54,8 @@ impl Transmit for UdpSocket {
         self.try_io(Interest::WRITABLE, || sendmmsg(self, datagrams))
     }
 
-    fn send_one(&self, (payload, to): &Datagram) -> io::Result<usize> {
-        self.try_send_to(payload, *to)
+    fn send_one(&self, (payload, to, from): &Datagram) -> io::Result<usize> {
+        super::pktinfo::try_send(self, payload, *to, *from)
     }
 
     async fn writable(&self) -> io::Result<()> {
@@ -91,7 +92,7 @@ pub(super) async fn send_all(
             Ok(n) => {
                 let n = n.min(rest.len());
                 sent.datagrams += n as u64;
-                sent.bytes += rest[..n].iter().map(|(p, _)| p.len() as u64).sum::<u64>();
+                sent.bytes += rest[..n].iter().map(|(p, ..)| p.len() as u64).sum::<u64>();
                 at += n;
                 if at < datagrams.len() {
                     // A long batch must not keep the worker from the receive loop.
@@ -148,31 +149,45 @@ fn sendmmsg(socket: &UdpSocket, datagrams: &[Datagram]) -> io::Result<usize> {
 
     let addrs: Vec<socket2::SockAddr> = datagrams
         .iter()
-        .map(|(_, to)| socket2::SockAddr::from(*to))
+        .map(|(_, to, _)| socket2::SockAddr::from(*to))
         .collect();
     let mut iovs: Vec<libc::iovec> = datagrams
         .iter()
-        .map(|(payload, _)| libc::iovec {
+        .map(|(payload, ..)| libc::iovec {
             iov_base: payload.as_ptr() as *mut libc::c_void,
             iov_len: payload.len(),
+        })
+        .collect();
+    // Each datagram's source, where it has one; none is needed on a socket bound to one address.
+    let mut controls: Vec<(super::pktinfo::ControlBuffer, usize)> = datagrams
+        .iter()
+        .map(|(_, _, from)| {
+            let mut control = [0; 8];
+            let len = from.map_or(0, |from| super::pktinfo::source_control(from, &mut control));
+            (control, len)
         })
         .collect();
     let mut msgs: Vec<libc::mmsghdr> = iovs
         .iter_mut()
         .zip(&addrs)
-        .map(|(iov, addr)| {
+        .zip(controls.iter_mut())
+        .map(|((iov, addr), (control, control_len))| {
             // SAFETY: mmsghdr is plain data for which all zeroes is a valid (empty) value.
             let mut msg: libc::mmsghdr = unsafe { std::mem::zeroed() };
             msg.msg_hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
             msg.msg_hdr.msg_namelen = addr.len();
             msg.msg_hdr.msg_iov = iov;
             msg.msg_hdr.msg_iovlen = 1;
+            if *control_len > 0 {
+                msg.msg_hdr.msg_control = control.as_mut_ptr().cast();
+                msg.msg_hdr.msg_controllen = *control_len as _;
+            }
             msg
         })
         .collect();
     let count = libc::c_uint::try_from(msgs.len()).unwrap_or(libc::c_uint::MAX);
-    // SAFETY: every header points at an address and one iovec that live in `addrs` and `iovs`
-    // until the call returns, each iovec at a payload held by `datagrams`; the kernel only reads
+    // SAFETY: every header points at an address, one iovec and perhaps a control message that
+    // live in `addrs`, `iovs` and `controls` until the call returns, each iovec at a payload held by `datagrams`; the kernel only reads
     // them and writes each header's msg_len. `count` does not exceed `msgs.len()`.
     let rc = unsafe { libc::sendmmsg(socket.as_raw_fd(), msgs.as_mut_ptr(), count, 0) };
     if rc < 0 {
@@ -261,7 +276,11 @@ mod tests {
         let mut out = Vec::new();
         for i in 0..per_peer {
             for s in &socks {
-                out.push((Bytes::from(format!("line {i}\n")), s.local_addr().unwrap()));
+                out.push((
+                    Bytes::from(format!("line {i}\n")),
+                    s.local_addr().unwrap(),
+                    None,
+                ));
             }
         }
         (socks, out)

@@ -105,16 +105,16 @@ fn gather(out: &mut Vec<Datagram>, event: &Event, roster: &[RosterEntry], echo: 
         match event.first_id {
             Some(first) if peer.show_ids && event.ids => {
                 for (id, line) in (first..).zip(event.each_line()) {
-                    out.push((protocol::with_id(id, line), peer.addr));
+                    out.push((protocol::with_id(id, line), peer.addr, peer.local));
                 }
             }
             // Slices of the event's own buffer: no copy per peer.
-            _ if event.lines == 1 => out.push((event.line.clone(), peer.addr)),
+            _ if event.lines == 1 => out.push((event.line.clone(), peer.addr, peer.local)),
             _ => {
                 let mut rest = event.line.clone();
                 while !rest.is_empty() {
                     let len = memchr::memchr(b'\n', &rest).map_or(rest.len(), |i| i + 1);
-                    out.push((rest.split_to(len), peer.addr));
+                    out.push((rest.split_to(len), peer.addr, peer.local));
                 }
             }
         }
@@ -137,11 +137,17 @@ pub(super) async fn evict(peers: Arc<Peers>, shutdown: CancellationToken) {
             _ = sleep => {}
         }
         let gone: Vec<Member> = {
-            let mut table = peers.lock();
-            let expired = table.presence.expire(Instant::now());
+            let mut guarded = peers.lock();
+            let table = &mut *guarded;
+            let now = Instant::now();
+            let expired = table.presence.expire(now);
             expired
                 .iter()
-                .filter_map(|addr| table.remove(addr))
+                .filter_map(|addr| {
+                    let member = table.remove(addr)?;
+                    table.evicted.evict(*addr, &member, peers.timeout, now);
+                    Some(member)
+                })
                 .collect()
         };
         // Leave outside the lock: it broadcasts, and the receiver should not wait on that.

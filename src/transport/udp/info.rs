@@ -3,7 +3,7 @@
 //! every unsolicited reply: never more than [`AMPLIFICATION_LIMIT`] times the request's bytes, a
 //! per-source rate, and the global reply budget.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
@@ -32,7 +32,7 @@ pub(super) fn answer(
     hub: &Hub,
     peers: &Peers,
     guard: &mut Guard,
-    from: SocketAddr,
+    (from, local): (SocketAddr, Option<IpAddr>),
     size: usize,
 ) {
     let now = Instant::now();
@@ -43,7 +43,7 @@ pub(super) fn answer(
         return;
     }
     if let Some(reply) = reply(&info::line(hub), size) {
-        guard.send_unsolicited(socket, &reply, from, now);
+        guard.send_unsolicited(socket, &reply, (from, local), now);
     }
 }
 

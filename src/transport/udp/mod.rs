@@ -5,7 +5,7 @@
 //! they share, with each room's roster, is in [`peers`].
 
 use std::collections::hash_map::Entry;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -30,9 +30,11 @@ use crate::protocol::{self, codec, Command, Input};
 /// Big enough for any UDP payload, so an over-long datagram is seen whole and refused, never cut.
 const RECV_BUFFER: usize = 64 * 1024;
 mod batch;
+mod comeback;
 mod fanout;
 mod info;
 mod peers;
+pub(crate) mod pktinfo;
 
 use fanout::evict;
 use peers::{PeerTable, Peers, RosterEntry};
@@ -103,6 +105,15 @@ async fn receive(
             return;
         }
     };
+    let with_destination = match pktinfo::enable(&socket) {
+        Ok(on) => on,
+        Err(e) => {
+            // Replies then leave from the address the kernel picks, which only a peer that
+            // wrote to that address accepts.
+            tracing::warn!(error = %e, "cannot learn datagrams' destinations; replies may come from another address");
+            false
+        }
+    };
     let mut buf = vec![0u8; RECV_BUFFER];
     loop {
         let received = tokio::select! {
@@ -111,9 +122,9 @@ async fn receive(
                 isolated(&peers, addr, || apply_control(&peers, addr, id, control));
                 continue;
             }
-            received = socket.recv_from(&mut buf) => received,
+            received = pktinfo::recv(&socket, &mut buf, with_destination) => received,
         };
-        let (len, addr) = match received {
+        let (len, addr, local) = match received {
             Ok(received) => received,
             Err(e) => {
                 // ICMP errors from earlier sends surface here on some platforms; they concern one
@@ -136,7 +147,7 @@ async fn receive(
         let (token, body) = protocol::split_token(&buf[..len]);
         if protocol::is_info_request(body) {
             // Answered to members and strangers alike, and nobody joins by asking.
-            let work = || info::answer(&socket, &hub, &peers, &mut guard, addr, len);
+            let work = || info::answer(&socket, &hub, &peers, &mut guard, (addr, local), len);
             isolated(&peers, addr, work);
             continue;
         }
@@ -150,6 +161,7 @@ async fn receive(
         while let Some(line) = lines.next() {
             let datagram = Datagram {
                 from: addr,
+                to: local,
                 size: len,
                 token,
                 server_line,
@@ -200,6 +212,8 @@ fn isolated(peers: &Peers, addr: SocketAddr, work: impl FnOnce()) -> bool {
 /// One received datagram, parsed.
 struct Datagram<'a> {
     from: SocketAddr,
+    /// The local address it was sent to, where the socket is bound to every address.
+    to: Option<IpAddr>,
     /// Bytes received, for the anti-amplification limits.
     size: usize,
     /// The session token it carries (`#t:TOKEN# `), if any.
@@ -296,11 +310,18 @@ impl Guard {
         }
     }
 
-    /// Sends a reply nobody asked for as a member, if the global budget allows.
-    fn send_unsolicited(&mut self, socket: &UdpSocket, line: &[u8], to: SocketAddr, now: Instant) {
+    /// Sends a reply nobody asked for as a member, if the global budget allows, from the local
+    /// address `to.1` when known.
+    fn send_unsolicited(
+        &mut self,
+        socket: &UdpSocket,
+        line: &[u8],
+        to: (SocketAddr, Option<IpAddr>),
+        now: Instant,
+    ) {
         match self.budget.spend(now) {
             Ok(()) => {
-                let _ = socket.try_send_to(line, to);
+                let _ = pktinfo::try_send(socket, line, to.0, to.1);
             }
             Err(due) => {
                 if let Some(count) = due {
@@ -328,6 +349,7 @@ fn handle_datagram(
 ) {
     let Datagram {
         from: addr,
+        to: local,
         size,
         token,
         server_line,
@@ -357,7 +379,7 @@ fn handle_datagram(
             let line = protocol::error(&format!(
                 "datagram too long (max {max_line} bytes); discarded"
             ));
-            guard.send_unsolicited(socket, &line, addr, now);
+            guard.send_unsolicited(socket, &line, (addr, local), now);
         }
         return;
     };
@@ -374,16 +396,17 @@ fn handle_datagram(
                 // challenge can never earn another server's challenge in return.
                 let challenge = protocol::validation_challenge(&jar.issue(addr, unix_now()));
                 if challenge.len() < size {
-                    guard.send_unsolicited(socket, &challenge, addr, now);
+                    guard.send_unsolicited(socket, &challenge, (addr, local), now);
                 }
                 return;
             }
         }
+        let back = table.evicted.take(&addr, now);
         match Member::join(
             hub,
             Transport::Udp,
             addr,
-            Outbox::Udp(Arc::clone(socket), addr),
+            Outbox::Udp(Arc::clone(socket), addr, local),
         ) {
             Ok((mut member, sub)) => {
                 let room = Arc::clone(member.room());
@@ -391,12 +414,18 @@ fn handle_datagram(
                     forward_controls(peers, addr, member.id(), rx);
                 }
                 slot.insert(member);
+                if let Some(local) = local {
+                    table.locals.insert(addr, local);
+                }
                 peers.follow(table, &room, sub.events, sub.since);
+                if let Some(back) = back {
+                    comeback::restore(peers, table, addr, back);
+                }
             }
             Err(e) => {
                 let line = protocol::error(&e.to_string());
                 if cookies.is_none() || line.len() <= AMPLIFICATION_LIMIT * size {
-                    guard.send_unsolicited(socket, &line, addr, now);
+                    guard.send_unsolicited(socket, &line, (addr, local), now);
                 }
                 return;
             }
@@ -433,14 +462,14 @@ fn handle_datagram(
         Admit::Later { first, .. } => {
             // UDP cannot be paced: the datagram is dropped, with one warning per burst.
             if first {
-                guard.send_unsolicited(socket, &protocol::error("slow down"), addr, now);
+                guard.send_unsolicited(socket, &protocol::error("slow down"), (addr, local), now);
             }
         }
         Admit::Kick => {
             guard.send_unsolicited(
                 socket,
                 &protocol::error("disconnected: flooding"),
-                addr,
+                (addr, local),
                 now,
             );
             let until = deadline_after(now, hub.config().flood_kick);
@@ -474,6 +503,7 @@ fn settle(
     } else if let Some(moved) = moved {
         let departed = RosterEntry {
             addr,
+            local: table.locals.get(&addr).copied(),
             id,
             since: moved.from_since,
             until: moved.left_at,
@@ -559,7 +589,7 @@ mod tests {
             "127.0.0.1:2".parse().expect("b"),
         );
         for addr in [a, b] {
-            let outbox = Outbox::Udp(Arc::clone(&socket), addr);
+            let outbox = Outbox::Udp(Arc::clone(&socket), addr, None);
             let (member, _) = Member::join(&hub, Transport::Udp, addr, outbox).expect("join");
             peers.lock().members.insert(addr, member);
         }

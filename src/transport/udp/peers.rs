@@ -1,7 +1,7 @@
 //! The UDP members' table: presence, sessions, tokens, bans, and who each room's fan-out sends to.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::comeback::Evictions;
 use super::fanout::fan_out;
 use crate::control::Control;
 use crate::guard::presence::Presence;
@@ -37,6 +38,11 @@ pub(super) struct PeerTable {
     /// Session tokens of the members that asked for one (`#token#`): every datagram from such an
     /// address must carry it, so a forged source cannot speak for the member.
     pub(super) tokens: HashMap<SocketAddr, String>,
+    /// Members evicted for silence lately, who may come back as they were.
+    pub(super) evicted: Evictions,
+    /// The local address each member wrote to, where the socket is bound to every address: its
+    /// datagrams must leave from there.
+    pub(super) locals: HashMap<SocketAddr, IpAddr>,
 }
 
 /// One room's UDP destinations, rebuilt lazily after joins, moves and leaves so a burst of them
@@ -73,6 +79,7 @@ impl PeerTable {
     pub(super) fn remove(&mut self, addr: &SocketAddr) -> Option<Member> {
         self.presence.remove(addr);
         self.tokens.remove(addr);
+        self.locals.remove(addr);
         let member = self.members.remove(addr)?;
         self.touch_room(&member.room().name().key);
         Some(member)
@@ -97,6 +104,7 @@ impl PeerTable {
                 .filter(|(_, m)| m.room().name().key == key)
                 .map(|(addr, m)| RosterEntry {
                     addr: *addr,
+                    local: self.locals.get(addr).copied(),
                     id: m.id(),
                     since: m.since(),
                     until: u64::MAX,
@@ -119,6 +127,8 @@ impl PeerTable {
 #[derive(Debug, Clone)]
 pub(super) struct RosterEntry {
     pub(super) addr: SocketAddr,
+    /// The local address its datagrams leave from, if the socket is bound to every address.
+    pub(super) local: Option<IpAddr>,
     pub(super) id: MemberId,
     /// Events before this predate the peer's arrival (the roster may be rebuilt after they were sent).
     pub(super) since: u64,
@@ -153,6 +163,8 @@ pub(super) struct Peers {
     pub(super) out: Delivery,
     /// Whether fan-outs send with `sendmmsg`; cleared for good where the system refuses it.
     pub(super) batching: AtomicBool,
+    /// How long a peer may stay silent before it is evicted.
+    pub(super) timeout: Duration,
 }
 
 impl Peers {
@@ -173,7 +185,10 @@ impl Peers {
                 rooms: HashMap::new(),
                 banned: HashMap::new(),
                 tokens: HashMap::new(),
+                evicted: Evictions::default(),
+                locals: HashMap::new(),
             }),
+            timeout,
             wake: Notify::new(),
             socket,
             shutdown,

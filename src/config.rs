@@ -111,10 +111,12 @@ pub struct ServerArgs {
     /// Also send members their own chat lines back (the seed's server sent them to everyone).
     #[arg(long)]
     pub echo: bool,
-    /// Make new UDP addresses prove they receive at their address (a stateless cookie) before
-    /// joining; use it on open networks.
-    #[arg(long)]
-    pub udp_validate: bool,
+    /// Make a new UDP address send back a short code the server sends it before it joins, proving
+    /// it receives there (so forged sources cannot aim room traffic at a victim); `auto` is on
+    /// unless UDP is bound to loopback; `off` for a trusted LAN whose clients cannot answer
+    /// (`--udp-validate` alone means `on`).
+    #[arg(long, value_name = "WHEN", value_enum, default_value = "auto", num_args = 0..=1, default_missing_value = "on")]
+    pub udp_validate: crate::guard::cookie::Validate,
     /// A room announces each join and leave (`* NAME joined`) while it holds at most this many
     /// members (with `--cluster`, on every node); bigger rooms stay quiet, since a join storm in
     /// a huge room only buries the chat (0 to 1000000; 0: never announce).
@@ -335,8 +337,9 @@ pub struct Config {
     pub sendq: Limit,
     /// Silence after which a TCP member is disconnected.
     pub idle_timeout: OptionalDuration,
-    /// Whether new UDP addresses must echo a cookie before joining.
-    pub udp_validate: bool,
+    /// Whether new UDP addresses must send their code back before joining (`auto`: decided by the
+    /// UDP socket's address).
+    pub udp_validate: crate::guard::cookie::Validate,
     /// Largest room (members on every node) that still announces joins and leaves.
     pub announce_max: usize,
     /// Chat lines each room keeps (0: no history).
@@ -396,7 +399,7 @@ impl Default for Config {
             flood_kick: Duration::from_secs(30),
             sendq: Some(1 << 20),
             idle_timeout: None,
-            udp_validate: false,
+            udp_validate: crate::guard::cookie::Validate::Auto,
             announce_max: 1000,
             history: 100,
             history_db: None,
@@ -472,6 +475,7 @@ impl FromStr for ServerArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::guard::cookie::Validate;
 
     #[test]
     fn defaults_and_overrides() {
@@ -496,8 +500,19 @@ mod tests {
         assert_eq!(config.rate, Rate::Off);
         assert_eq!(config.sendq, None);
         assert_eq!(config.idle_timeout, Some(Duration::from_secs(2)));
-        assert!(config.udp_validate);
+        assert_eq!(config.udp_validate, Validate::On);
         assert_eq!(config.udp_reply_budget, 1000);
+        assert_eq!(defaults.config().udp_validate, Validate::Auto);
+        for (flag, want) in [
+            ("--udp-validate off", Validate::Off),
+            ("--udp-validate auto", Validate::Auto),
+            ("--udp-validate=on", Validate::On),
+            ("--udp-validate --tcp 1", Validate::On),
+        ] {
+            let args: ServerArgs = flag.parse().expect(flag);
+            assert_eq!(args.udp_validate, want, "{flag}");
+        }
+        assert!("--udp-validate maybe".parse::<ServerArgs>().is_err());
         assert!(!config.show_addresses);
         let open: ServerArgs = "--udp-reply-budget 5 --show-addresses"
             .parse()

@@ -68,7 +68,7 @@ const QUIT: &str = "/quit";
 /// heartbeat.
 const PING_SIZE: usize = 64;
 const SHUTDOWN_NOTICE: &[u8] = b"* server shutting down";
-const CHALLENGE_PREFIX: &[u8] = b"* to join, send: #pong# ";
+const CHALLENGE_PREFIX: &[u8] = protocol::CHALLENGE_PREFIX.as_bytes();
 
 /// Which transport the client speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -166,6 +166,35 @@ async fn a_forged_datagram_does_not_tie_two_busy_servers_together() {
     }
 }
 
+#[tokio::test]
+async fn another_servers_output_does_not_seat_its_sender() {
+    // The same path as above without forging (so without root): what one chatd sends a UDP member
+    // arrives at another as a stranger's first datagram, and must not seat that stranger.
+    let server = start_server("").await;
+    let mut watcher = TcpClient::connect(server.tcp).await;
+    let other = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    other.connect(server.udp).await.expect("connect");
+    for line in [
+        "[18:46] <bob> said on B before\n",
+        "[2026-12-01 18:46] <bob> older\n",
+        "<bob> bob's line\n",
+        "[private] <bob> psst\n",
+        "#42 <bob> with an id\n",
+        "* bob joined\n",
+        "! slow down\n",
+    ] {
+        other.send(line.as_bytes()).await.expect("send");
+    }
+    // A real newcomer after them: the first join the watcher sees, and the only one.
+    let udp = common::UdpClient::join(server.udp).await;
+    let seen = watcher.expect(&format!("* {} joined", udp.name)).await;
+    assert!(seen.is_empty(), "{seen:?}");
+    watcher.send("/who").await;
+    assert_eq!(watcher.recv().await, "* 2 here:");
+    assert_eq!(drain(&other), 0, "the other server's address was answered");
+    server.shutdown().await;
+}
+
 /// Receives whatever has already arrived on `socket`, without waiting.
 fn drain(socket: &UdpSocket) -> usize {
     let mut buf = [0u8; 2048];

@@ -160,12 +160,14 @@ pub struct ServerArgs {
     /// end).
     #[arg(long, value_name = "DURATION", default_value = "300ms", value_parser = parse_partial_timeout, help_heading = LIMITS)]
     pub partial_timeout: OptionalDuration,
-    /// New UDP addresses must echo a cookie first.
+    /// New UDP addresses send back a short code first.
     ///
-    /// Makes new UDP addresses prove they receive at their address (a stateless cookie) before
-    /// joining; use it on open networks. A netcat user then has to send the cookie back by hand.
-    #[arg(long, help_heading = LIMITS)]
-    pub udp_validate: bool,
+    /// Make a new UDP address send back a short code the server sends it before it joins, proving
+    /// it receives there (so forged sources cannot aim room traffic at a victim); `auto` is on
+    /// unless UDP is bound to loopback; `off` for a trusted LAN whose clients cannot answer
+    /// (`--udp-validate` alone means `on`).
+    #[arg(long, value_name = "WHEN", value_enum, default_value = "auto", num_args = 0..=1, default_missing_value = "on", hide_possible_values = true, help_heading = LIMITS)]
+    pub udp_validate: crate::guard::cookie::Validate,
     /// Most unsolicited UDP replies per second.
     ///
     /// All addresses together (join challenges, `server full`, rate notices...): whatever a
@@ -476,8 +478,9 @@ pub struct Config {
     pub sendq: Limit,
     /// Silence after which a TCP member is disconnected.
     pub idle_timeout: OptionalDuration,
-    /// Whether new UDP addresses must echo a cookie before joining.
-    pub udp_validate: bool,
+    /// Whether new UDP addresses must send their code back before joining (`auto`: decided by the
+    /// UDP socket's address).
+    pub udp_validate: crate::guard::cookie::Validate,
     /// Largest room (members on every node) that still announces joins and leaves.
     pub announce_max: usize,
     /// Chat lines each room keeps (0: no history).
@@ -558,7 +561,7 @@ impl Default for Config {
             flood_kick: Duration::from_secs(30),
             sendq: Some(1 << 20),
             idle_timeout: None,
-            udp_validate: false,
+            udp_validate: crate::guard::cookie::Validate::Auto,
             announce_max: 1000,
             history: 100,
             history_db: None,
@@ -637,6 +640,7 @@ impl FromStr for ServerArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::guard::cookie::Validate;
 
     #[test]
     fn defaults_and_overrides() {
@@ -661,8 +665,19 @@ mod tests {
         assert_eq!(config.rate, Rate::Off);
         assert_eq!(config.sendq, None);
         assert_eq!(config.idle_timeout, Some(Duration::from_secs(2)));
-        assert!(config.udp_validate);
+        assert_eq!(config.udp_validate, Validate::On);
         assert_eq!(config.udp_reply_budget, 1000);
+        assert_eq!(defaults.config().udp_validate, Validate::Auto);
+        for (flag, want) in [
+            ("--udp-validate off", Validate::Off),
+            ("--udp-validate auto", Validate::Auto),
+            ("--udp-validate=on", Validate::On),
+            ("--udp-validate --tcp 1", Validate::On),
+        ] {
+            let args: ServerArgs = flag.parse().expect(flag);
+            assert_eq!(args.udp_validate, want, "{flag}");
+        }
+        assert!("--udp-validate maybe".parse::<ServerArgs>().is_err());
         assert!(!config.show_addresses);
         let open: ServerArgs = "--udp-reply-budget 5 --show-addresses"
             .parse()

@@ -57,12 +57,13 @@ fn the_packaged_config_holds_readmes_defaults() {
         (installed.tcp, installed.udp, installed.http),
         (Some(9001), Some(9001), Some(8080))
     );
-    // Everything else is what the flags default to (udp-validate off: the first line joins).
+    // Everything else is what the flags default to (udp-validate auto: on, since the package
+    // binds every address, so a UDP newcomer types back its code).
     assert_eq!(
         format!("{:?}", installed.config()),
         format!("{:?}", readme.config())
     );
-    assert!(!installed.udp_validate);
+    assert_eq!(installed.udp_validate, chatd::guard::cookie::Validate::Auto);
 }
 
 #[test]

@@ -120,6 +120,81 @@ async fn a_server_does_not_answer_another_servers_error() {
     b.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_forged_datagram_does_not_tie_two_busy_servers_together() {
+    if spoof::skip("a_forged_datagram_does_not_tie_two_busy_servers_together") {
+        return;
+    }
+    // Issue 26 §2: two real chatd processes on loopback, so validation is off (`auto`), each with
+    // history and a member who keeps talking. B, told that A wants to join, seats A and sends it
+    // its welcome, history and room traffic. A used to take B's history line (`[18:46] <bob> ...`)
+    // as a newcomer's first words, seat B, and send B its own room: each server then relayed the
+    // other's room to its own for as long as either room spoke (with `--echo`, a runaway).
+    for flags in [&[][..], &["--echo"][..]] {
+        let (_a_process, a_tcp, a_udp) = common::spawn_chatd(flags, None).await;
+        let (_b_process, b_tcp, b_udp) = common::spawn_chatd(flags, None).await;
+        let mut alice = TcpClient::with_nick(a_tcp, "alice").await;
+        let mut bob = TcpClient::with_nick(b_tcp, "bob").await;
+        alice.send("said on A before").await;
+        bob.send("said on B before").await;
+        // Both lines are in history once each server has answered what came after them.
+        for member in [&mut alice, &mut bob] {
+            member.send("/who").await;
+            member.expect("* 1 here:").await;
+        }
+        let sniffer = spoof::Sniffer::open();
+        spoof::send_forged(a_udp, b_udp, b"hi");
+        // B seats the forged A: the other members see it join.
+        let joined = bob.expect_joined().await;
+        for i in 0..3 {
+            bob.send(&format!("bob's line {i}")).await;
+            alice.send(&format!("alice's line {i}")).await;
+        }
+        // The forged datagram claims A as its source; A itself sends B nothing.
+        let a_to_b = sniffer.count_from(a_udp, b_udp, WATCH).await;
+        assert_eq!(
+            a_to_b, 1,
+            "{flags:?}: {a_to_b} datagrams from A to B (B seated A as {joined})"
+        );
+        // A never seated B: alice is alone there.
+        alice.send("/who").await;
+        let before = alice.expect_match(|l| l.ends_with(" here:")).await;
+        assert!(
+            before.iter().all(|l| !l.ends_with(" joined")),
+            "{flags:?}: B joined A: {before:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn another_servers_output_does_not_seat_its_sender() {
+    // The same path as above without forging (so without root): what one chatd sends a UDP member
+    // arrives at another as a stranger's first datagram, and must not seat that stranger.
+    let server = start_server("").await;
+    let mut watcher = TcpClient::connect(server.tcp).await;
+    let other = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    other.connect(server.udp).await.expect("connect");
+    for line in [
+        "[18:46] <bob> said on B before\n",
+        "[2026-12-01 18:46] <bob> older\n",
+        "<bob> bob's line\n",
+        "[private] <bob> psst\n",
+        "#42 <bob> with an id\n",
+        "* bob joined\n",
+        "! slow down\n",
+    ] {
+        other.send(line.as_bytes()).await.expect("send");
+    }
+    // A real newcomer after them: the first join the watcher sees, and the only one.
+    let udp = common::UdpClient::join(server.udp).await;
+    let seen = watcher.expect(&format!("* {} joined", udp.name)).await;
+    assert!(seen.is_empty(), "{seen:?}");
+    watcher.send("/who").await;
+    assert_eq!(watcher.recv().await, "* 2 here:");
+    assert_eq!(drain(&other), 0, "the other server's address was answered");
+    server.shutdown().await;
+}
+
 /// Receives whatever has already arrived on `socket`, without waiting.
 fn drain(socket: &UdpSocket) -> usize {
     let mut buf = [0u8; 2048];

@@ -101,6 +101,10 @@ _chatd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --udp-validate)
+                    COMPREPLY=($(compgen -W "on off auto" -- "${cur}"))
+                    return 0
+                    ;;
                 --udp-reply-budget)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

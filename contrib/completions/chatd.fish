@@ -16,6 +16,9 @@ complete -c chatd -l flood-kick -d 'Flooding this long gets a member out' -r
 complete -c chatd -l sendq -d 'Unsent bytes before a slow reader is cut' -r
 complete -c chatd -l idle-timeout -d 'Disconnect TCP members silent this long' -r
 complete -c chatd -l partial-timeout -d 'Take an unfinished TCP line as sent after this' -r
+complete -c chatd -l udp-validate -d 'New UDP addresses send back a short code first' -r -f -a "on\t'Always'
+off\t'Never: the first datagram joins (a trusted LAN, clients that cannot answer a code)'
+auto\t'On, unless UDP is bound to a loopback address (only this machine can reach it)'"
 complete -c chatd -l udp-reply-budget -d 'Most unsolicited UDP replies per second' -r
 complete -c chatd -l backlog -d 'Messages a room buffers for its slowest reader' -r
 complete -c chatd -l motd -d 'Greeting at the start of the welcome line' -r
@@ -39,7 +42,6 @@ complete -c chatd -l config -d 'Read settings from this TOML file' -r -F
 complete -c chatd -l name -d 'The server\'s name in /info and `chatc scan`' -r
 complete -c chatd -l meta -d 'Describe the server in /info (repeatable)' -r
 complete -c chatd -l proxy-protocol -d 'Expect PROXY headers from trusted proxies'
-complete -c chatd -l udp-validate -d 'New UDP addresses must echo a cookie first'
 complete -c chatd -l echo -d 'Send members their own lines back too'
 complete -c chatd -l show-addresses -d 'Name members without a nick by ip:port'
 complete -c chatd -l self-signed -d 'Make a throwaway certificate at start'

@@ -68,7 +68,7 @@ const QUIT: &str = "/quit";
 /// heartbeat.
 const PING_SIZE: usize = 64;
 const SHUTDOWN_NOTICE: &[u8] = b"* server shutting down";
-const CHALLENGE_PREFIX: &[u8] = b"* to join, send: #pong# ";
+const CHALLENGE_PREFIX: &[u8] = protocol::CHALLENGE_PREFIX.as_bytes();
 
 /// Which transport the client speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -504,6 +504,14 @@ where
                         }
                         continue;
                     }
+                    // Every line sent before joining earns a challenge; the same one is shown
+                    // (and answered) once.
+                    let repeated = challenge_cookie(line).is_some_and(|cookie| {
+                        matches!(&answered, Some((c, at)) if c == cookie && at.elapsed() < heartbeat)
+                    });
+                    if repeated {
+                        continue;
+                    }
                     write_line(&mut self.output, line).await?;
                     if is_welcome(line) {
                         // A welcome means the server (re)admitted this address and holds no token
@@ -518,19 +526,14 @@ where
                         return Ok(Exit::ServerShuttingDown);
                     }
                     if let Some(cookie) = challenge_cookie(line) {
-                        let now = Instant::now();
-                        let repeat = matches!(&answered,
-                            Some((c, at)) if c == cookie && now - *at < heartbeat);
-                        if !repeat {
-                            answered = Some((cookie.to_vec(), now));
-                            let pong = format!("#pong# {}", String::from_utf8_lossy(cookie));
-                            if let Some(exit) = udp.send(&pong).await? {
-                                return Ok(exit);
-                            }
-                            // The nick sent before joining was not taken.
-                            if let Some(exit) = udp.send_nick(self.cfg).await? {
-                                return Ok(exit);
-                            }
+                        answered = Some((cookie.to_vec(), Instant::now()));
+                        let pong = format!("#pong# {}", String::from_utf8_lossy(cookie));
+                        if let Some(exit) = udp.send(&pong).await? {
+                            return Ok(exit);
+                        }
+                        // The nick sent before joining was not taken.
+                        if let Some(exit) = udp.send_nick(self.cfg).await? {
+                            return Ok(exit);
                         }
                     }
                 }

@@ -103,7 +103,18 @@ fn file_args(text: &str, cli: &ArgMatches) -> Result<Vec<OsString>, (usize, Stri
                 )
             })?;
         let flag = format!("--{}", arg.get_long().unwrap_or(key.as_str()));
-        let these = as_args(&flag, arg.get_action(), value.get_ref())
+        // A flag that takes a value among which is `true` (`udp-validate`) takes a boolean as
+        // that word; switches take booleans as themselves.
+        let takes_bool = !matches!(arg.get_action(), ArgAction::SetTrue)
+            && arg
+                .get_possible_values()
+                .iter()
+                .any(|v| v.matches("true", false));
+        let value = match value.get_ref() {
+            Value::Boolean(b) if takes_bool => Value::String(b.to_string()),
+            other => other.clone(),
+        };
+        let these = as_args(&flag, arg.get_action(), &value)
             .map_err(|message| (line, format!("{key}: {message}")))?;
         // Same parsers, same bounds: the flag alone must parse as it would on the command line.
         if let Err(e) =
@@ -208,6 +219,7 @@ mod tests {
                 "--oper=ann",
                 "--oper=bob",
                 "--rate=0.5",
+                "--udp-validate=false",
             ]
         );
     }
@@ -239,6 +251,7 @@ mod tests {
             ("echo = 1\n", "echo: expected true or false"),
             ("motd = [\"a\"]\n", "motd: expected one value"),
             ("motd = true\n", "motd: expected a string or a number"),
+            ("udp-validate = 1\n", "udp-validate: invalid value"),
             ("[tcp]\nport = 1\n", "tcp: expected a string"),
             ("config = \"other.toml\"\n", "unknown key `config`"),
             ("sendq = 10\n", "sendq: invalid value"),

@@ -292,11 +292,34 @@ pub fn token_from_answer(line: &[u8]) -> Option<&str> {
     (1..=MAX_TOKEN_LEN).contains(&len).then_some(token)
 }
 
-/// Whether a datagram could itself be a chat server's answer (a notice, an error or a join
-/// challenge). A server must never answer one from an address that is not a member: two servers
-/// would answer each other forever, and a forged source is all it takes to start them.
+/// Whether a datagram could itself be a chat server's output to a member: a notice, an error or
+/// a join challenge, and also room traffic (`<name> text`), replayed history (`[18:46] ...`), a
+/// private line (`[private] <name> ...`), any of them with a `#ID ` in front (`/ids on`). A server
+/// must never take one from an address that is not a member as a newcomer's first words: it would
+/// join the other server and send it its own room in return, and a forged source is all it takes
+/// to tie two servers together that way.
 pub fn is_server_line(datagram: &[u8]) -> bool {
-    datagram.starts_with(b"* ") || datagram.starts_with(b"! ") || is_info_document(datagram)
+    let line = strip_id(datagram);
+    let between = |open: u8, close: &[u8]| {
+        line.first() == Some(&open) && memchr::memmem::find(line, close).is_some()
+    };
+    line.starts_with(b"* ")
+        || line.starts_with(b"! ")
+        || between(b'<', b"> ")
+        || between(b'[', b"] ")
+        || is_info_document(line)
+}
+
+/// `line` without a leading history id (`#42 `), if it has one.
+fn strip_id(line: &[u8]) -> &[u8] {
+    let Some(rest) = line.strip_prefix(b"#") else {
+        return line;
+    };
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    match rest[digits..].strip_prefix(b" ") {
+        Some(after) if digits > 0 => after,
+        _ => line,
+    }
 }
 
 /// Whether `line` is the start of a server's description (`{"name":...`, see `crate::info`), which
@@ -468,9 +491,16 @@ pub fn welcome(motd: &str, name: &str) -> Bytes {
     ])
 }
 
-/// The challenge sent to an unvalidated UDP address: what to send back to join.
+/// What a join challenge says before its code.
+pub const CHALLENGE_PREFIX: &str = "* to join, send: #pong# ";
+
+/// Bytes in a join challenge: its prefix, the code and the newline.
+pub const CHALLENGE_LEN: usize = CHALLENGE_PREFIX.len() + crate::guard::cookie::CODE_LEN + 1;
+
+/// The challenge sent to an unvalidated UDP address: what to send back to join (`#pong# CODE`, or
+/// the code alone).
 pub fn validation_challenge(cookie: &str) -> Bytes {
-    line(&["* to join, send: ", PONG, " ", cookie])
+    line(&[CHALLENGE_PREFIX, cookie])
 }
 
 #[cfg(test)]
@@ -521,6 +551,15 @@ mod tests {
         assert_eq!(parse(b"#pong# abc123"), Input::Pong("abc123".into()));
         assert_eq!(parse(b"#pong#"), Input::Pong(String::new()));
         assert_eq!(parse(b"#pongx"), Input::Chat("#pongx".into()));
+    }
+
+    #[test]
+    fn a_challenge_is_its_prefix_the_code_and_a_newline() {
+        let code = "k7q2m4xd";
+        assert_eq!(code.len(), crate::guard::cookie::CODE_LEN);
+        let challenge = validation_challenge(code);
+        assert_eq!(&challenge[..], b"* to join, send: #pong# k7q2m4xd\n");
+        assert_eq!(challenge.len(), CHALLENGE_LEN);
     }
 
     #[test]
@@ -729,6 +768,18 @@ mod tests {
         assert!(!is_server_line(b"#ping#"));
         assert!(is_server_line(br#"{"name":"lab","version":"0.1.0"}"#));
         assert!(!is_server_line(br#"{"x":1}"#));
+        // Room traffic and history, as another server sends them to a member.
+        assert!(is_server_line(&chat_line("bob", "hi")));
+        assert!(is_server_line(&private_line("bob", "hi")));
+        assert!(is_server_line(b"[18:47] <alice> hi\n"));
+        assert!(is_server_line(b"[2026-12-01 18:47] <alice> hi\n"));
+        assert!(is_server_line(&with_id(42, &chat_line("bob", "hi"))));
+        assert!(is_server_line(b"#7 [18:47] <alice> hi\n"));
+        // What people type stays chat.
+        assert!(!is_server_line(b"<3 you all"));
+        assert!(!is_server_line(b"[wave]"));
+        assert!(!is_server_line(b"#1 fan"));
+        assert!(!is_server_line(b"#rust is nice"));
     }
 
     #[test]

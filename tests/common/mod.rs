@@ -34,7 +34,12 @@ pub struct TestServer {
 
 /// Starts a server on 127.0.0.1 with every transport on OS-chosen ports, plus `extra` flags.
 pub async fn start_server(extra: &str) -> TestServer {
-    let args: ServerArgs = format!("--tcp 0 --udp 0 --http 0 --bind 127.0.0.1 {extra}")
+    start_server_on("127.0.0.1", extra).await
+}
+
+/// Starts a server like [`start_server`], bound to `bind` instead (`0.0.0.0`: every address).
+pub async fn start_server_on(bind: &str, extra: &str) -> TestServer {
+    let args: ServerArgs = format!("--tcp 0 --udp 0 --http 0 --bind {bind} {extra}")
         .parse()
         .expect("test server arguments");
     let listeners = Listeners::bind(&args).await.expect("bind test server");

@@ -72,11 +72,14 @@ pub fn send_forged(from: SocketAddr, to: SocketAddr, payload: &[u8]) {
     assert_eq!(sent, packet.len());
 }
 
-/// Counts UDP datagrams between the addresses in `among` (source and destination both in it),
-/// as seen on the host by a raw socket, from now until `window` has passed. Blocking: run it
-/// with `spawn_blocking`, or through [`Sniffer`].
-fn count_between(socket: Socket, among: Vec<SocketAddr>, window: Duration) -> usize {
-    let among: Vec<SocketAddrV4> = among.into_iter().map(v4).collect();
+/// Counts UDP datagrams whose (source, destination) `wanted` accepts, as seen on the host by a
+/// raw socket, from now until `window` has passed. Blocking: run it with `spawn_blocking`, or
+/// through [`Sniffer`].
+fn count_where(
+    socket: Socket,
+    wanted: impl Fn(SocketAddrV4, SocketAddrV4) -> bool,
+    window: Duration,
+) -> usize {
     let deadline = Instant::now() + window;
     let mut count = 0;
     let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
@@ -109,7 +112,7 @@ fn count_between(socket: Socket, among: Vec<SocketAddr>, window: Duration) -> us
         let port = |at: usize| u16::from_be_bytes([packet[at], packet[at + 1]]);
         let src = SocketAddrV4::new(ip(12), port(header));
         let dst = SocketAddrV4::new(ip(16), port(header + 2));
-        if among.contains(&src) && among.contains(&dst) {
+        if wanted(src, dst) {
             count += 1;
         }
     }
@@ -131,7 +134,19 @@ impl Sniffer {
     /// Datagrams seen between the addresses in `among` (captured since [`Sniffer::open`]) until
     /// `window` has passed.
     pub async fn count(self, among: Vec<SocketAddr>, window: Duration) -> usize {
-        tokio::task::spawn_blocking(move || count_between(self.socket, among, window))
+        let among: Vec<SocketAddrV4> = among.into_iter().map(v4).collect();
+        let wanted = move |src, dst| among.contains(&src) && among.contains(&dst);
+        tokio::task::spawn_blocking(move || count_where(self.socket, wanted, window))
+            .await
+            .expect("sniffer thread")
+    }
+
+    /// Datagrams seen from `from` to `to` only (captured since [`Sniffer::open`]) until `window`
+    /// has passed.
+    pub async fn count_from(self, from: SocketAddr, to: SocketAddr, window: Duration) -> usize {
+        let (from, to) = (v4(from), v4(to));
+        let wanted = move |src, dst| src == from && dst == to;
+        tokio::task::spawn_blocking(move || count_where(self.socket, wanted, window))
             .await
             .expect("sniffer thread")
     }

@@ -198,6 +198,44 @@ fn port_of(text: &str) -> Option<u16> {
     text.rsplit(':').next()?.parse().ok()
 }
 
+/// The `--udp-validate` that makes a test's chatd, always bound to 127.0.0.1, behave as the doc's
+/// would where the doc binds it (`--bind`, by default every address): `auto` decides by the bind,
+/// so a doc showing the default bind shows validation on. None when the doc names the setting.
+pub fn validation_for_doc_bind(words: &[String]) -> Option<String> {
+    if words.iter().any(|w| w.starts_with("--udp-validate")) {
+        return None;
+    }
+    let bind = words
+        .iter()
+        .position(|w| w == "--bind")
+        .and_then(|i| words.get(i + 1))
+        .map_or("0.0.0.0", String::as_str);
+    let ip = bind.parse().expect("the doc's --bind is an IP address");
+    let on = chatd::guard::cookie::Validate::Auto.applies(ip);
+    Some(format!("--udp-validate={}", if on { "on" } else { "off" }))
+}
+
+/// Whether a chatd started on 127.0.0.1 with `args` validates new UDP addresses.
+fn validates(args: &[String]) -> bool {
+    let parsed =
+        ServerArgs::try_parse_from(std::iter::once("chatd").chain(args.iter().map(String::as_str)))
+            .expect("chatd's flags parse");
+    parsed.udp_validate.applies([127, 0, 0, 1].into())
+}
+
+/// Joins `addr` over UDP as a netcat user does: a line, then the code if one is asked for;
+/// returns the welcome.
+async fn nc_udp_join(addr: SocketAddr) -> String {
+    let client = UdpClient::bind(addr).await;
+    client.send("hello").await;
+    let first = client.recv().await;
+    let Some(code) = first.strip_prefix(chatd::protocol::CHALLENGE_PREFIX) else {
+        return first;
+    };
+    client.send(code).await;
+    client.recv().await
+}
+
 impl Sandbox {
     /// Runs the command where that needs nothing from outside the test; says whether it ran
     /// (false: parsed only).
@@ -233,9 +271,7 @@ impl Sandbox {
             Command::Nc { udp, port } => {
                 let (addr, _server) = self.server_for(Some(*port), *udp).await;
                 if *udp {
-                    let client = UdpClient::bind(addr).await;
-                    client.send("hello").await;
-                    let welcome = client.recv().await;
+                    let welcome = nc_udp_join(addr).await;
                     assert!(welcome.starts_with("* welcome"), "nc -u: got {welcome:?}");
                 } else {
                     TcpClient::connect(addr).await;
@@ -272,9 +308,8 @@ impl Sandbox {
     /// answers on TCP and UDP, and keeps it running to the end of the block.
     async fn chatd(&mut self, args: &[String]) {
         static RUNS: AtomicUsize = AtomicUsize::new(0);
-        let mut kept = Vec::new();
+        let mut kept: Vec<String> = validation_for_doc_bind(args).into_iter().collect();
         let (mut tcp_port, mut udp_port) = (None, None);
-        let mut validate = false;
         let mut i = 0;
         while i < args.len() {
             let value = args.get(i + 1).cloned().unwrap_or_default();
@@ -298,7 +333,6 @@ impl Sandbox {
                     kept.extend([args[i].clone(), nats.url()]);
                 }
                 other => {
-                    validate |= other == "--udp-validate";
                     kept.push(other.to_string());
                     i += 1;
                     continue;
@@ -306,24 +340,23 @@ impl Sandbox {
             }
             i += 2;
         }
+        let validate = validates(&kept);
         let kept: Vec<&str> = kept.iter().map(String::as_str).collect();
         let (child, tcp, udp) = common::spawn_chatd(&kept, None).await;
         self.children.push(child);
         TcpClient::connect(tcp).await;
         let client = UdpClient::bind(udp).await;
-        if validate {
-            // A line longer than the challenge earns one.
-            client.send(&"x".repeat(64)).await;
-            let challenge = client.recv().await;
-            assert!(
-                challenge.starts_with("* to join, send: #pong# "),
-                "--udp-validate: got {challenge:?}"
-            );
+        client.send("#ping#").await;
+        let first = client.recv().await;
+        let expected = if validate {
+            chatd::protocol::CHALLENGE_PREFIX
         } else {
-            client.send("#ping#").await;
-            let welcome = client.recv().await;
-            assert!(welcome.starts_with("* welcome"), "udp: got {welcome:?}");
-        }
+            "* welcome"
+        };
+        assert!(
+            first.starts_with(expected),
+            "udp (validation {validate}): got {first:?}"
+        );
         self.tcp.extend(tcp_port.map(|p| (p, tcp)));
         self.udp.extend(udp_port.map(|p| (p, udp)));
     }

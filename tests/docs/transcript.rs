@@ -33,7 +33,8 @@ pub struct Transcript {
 
 /// Parses a transcript block, refusing anything the convention does not define.
 pub fn parse(block: &Block) -> Transcript {
-    let mut server = Vec::new();
+    // Without a `$ chatd` line, the server stands for chatd as the docs start it: default flags.
+    let mut server = server_flags("");
     let mut steps = Vec::new();
     let labelled = block.body.iter().any(|l| label_of(l).is_some());
     for (i, raw) in block.body.iter().enumerate() {
@@ -129,7 +130,9 @@ fn connect(cmd: &str) -> Option<Step> {
 /// choice, on 127.0.0.1).
 fn server_flags(args: &str) -> Vec<String> {
     let words = crate::commands::words(args).expect("`$ chatd` line");
-    let mut kept = Vec::new();
+    let mut kept: Vec<String> = crate::commands::validation_for_doc_bind(&words)
+        .into_iter()
+        .collect();
     let mut i = 0;
     while i < words.len() {
         match words[i].as_str() {
@@ -210,6 +213,8 @@ struct Client {
     conn: Conn,
     seen: Vec<String>,
     skipping: bool,
+    /// The last UDP join code it was sent (`{code}`).
+    code: Option<String>,
 }
 
 /// Starts a server with the transcript's flags and plays every step, panicking at the first line
@@ -251,6 +256,13 @@ pub async fn replay(t: &Transcript) {
             }
             Step::Send(text) => {
                 let client = clients.get_mut(label).expect("client");
+                // `{code}` is typed as the code the client was last sent.
+                let text = match &client.code {
+                    Some(code) => text.replace("{code}", code),
+                    None if text.contains("{code}") => panic!("{where_}: no code received yet"),
+                    None => text.clone(),
+                };
+                let text = &text;
                 client.conn.send(text).await;
                 client.seen.push(format!("> {text}"));
             }
@@ -268,6 +280,7 @@ pub async fn replay(t: &Transcript) {
                     };
                     client.seen.push(line.clone());
                     if matches(pattern, &line) {
+                        client.code = code_in(pattern, &line).or(client.code.take());
                         break;
                     }
                     assert!(
@@ -306,11 +319,29 @@ fn new_client(conn: Conn) -> Client {
         conn,
         seen: Vec::new(),
         skipping: false,
+        code: None,
     }
 }
 
 /// Which characters a placeholder may stand for.
 type CharClass = fn(char) -> bool;
+
+/// A character of a UDP join code (`{code}`).
+fn is_code_char(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit()
+}
+
+/// The code a received `line` holds where `pattern` (which matched it) says `{code}`; the pattern
+/// has no other placeholder before it.
+fn code_in(pattern: &str, line: &str) -> Option<String> {
+    let before = &pattern[..pattern.find("{code}")?];
+    assert!(
+        !before.contains('{'),
+        "{{code}} must be the first placeholder: {pattern}"
+    );
+    let rest = line.strip_prefix(before)?;
+    Some(rest.chars().take_while(|&c| is_code_char(c)).collect())
+}
 
 /// The placeholders a transcript line may hold, and the characters each stands for (one or more).
 const PLACEHOLDERS: &[(&str, CharClass)] = &[
@@ -323,6 +354,7 @@ const PLACEHOLDERS: &[(&str, CharClass)] = &[
     }),
     ("{ip}", |c| c.is_ascii_hexdigit() || matches!(c, '.' | ':')),
     ("{hex}", |c| c.is_ascii_hexdigit()),
+    ("{code}", is_code_char),
     ("{left}", |c| {
         c.is_ascii_digit() || matches!(c, 'd' | 'h' | 'm' | 's' | ' ')
     }),
@@ -371,6 +403,13 @@ fn placeholders_match_what_they_say() {
     ));
     assert!(!matches("[{time}] <alice> hi", "[18:46] <alice> hi!"));
     assert!(matches("* {n} rooms", "* 2 rooms"));
+    let challenge = "* to join, send: #pong# {code}";
+    assert!(matches(challenge, "* to join, send: #pong# k7q2m4xd"));
+    assert!(!matches(challenge, "* to join, send: #pong# K7Q2"));
+    assert_eq!(
+        code_in(challenge, "* to join, send: #pong# k7q2m4xd").as_deref(),
+        Some("k7q2m4xd")
+    );
     assert!(!matches("* {n} rooms", "* two rooms"));
     assert!(!matches("* {n} rooms", "*  rooms"));
     assert!(matches("{\"a\":1}", "{\"a\":1}"));

@@ -85,7 +85,16 @@ async fn receive(
     shutdown: CancellationToken,
 ) {
     let mut settings = Live::read(&hub);
-    let cookies = if hub.config().udp_validate {
+    let bound = match socket.local_addr() {
+        Ok(bound) => bound,
+        Err(e) => {
+            // Without knowing its own address the server could be made to answer itself.
+            tracing::error!(error = %e, "UDP socket has no local address; UDP disabled");
+            return;
+        }
+    };
+    let setting = hub.config().udp_validate;
+    let cookies = if setting.applies(bound.ip()) {
         match CookieJar::random() {
             Ok(jar) => Some(jar),
             Err(e) => {
@@ -97,14 +106,11 @@ async fn receive(
     } else {
         None
     };
-    let mut guard = match socket.local_addr() {
-        Ok(bound) => Guard::new(bound, &hub.config()),
-        Err(e) => {
-            // Without knowing its own address the server could be made to answer itself.
-            tracing::error!(error = %e, "UDP socket has no local address; UDP disabled");
-            return;
-        }
-    };
+    tracing::info!(
+        "udp address validation {} (--udp-validate {setting:?} on {bound})",
+        if cookies.is_some() { "on" } else { "off" },
+    );
+    let mut guard = Guard::new(bound, &hub.config());
     let with_destination = match pktinfo::enable(&socket) {
         Ok(on) => on,
         Err(e) => {
@@ -339,6 +345,14 @@ impl Guard {
 /// Before an address is validated, the server sends it at most this many times the bytes it got.
 const AMPLIFICATION_LIMIT: usize = 3;
 
+/// What the IPv4 and UDP headers add to every datagram on the wire (IPv6: 48 bytes, more room).
+const UDP_IPV4_OVERHEAD: usize = 28;
+
+// A join challenge fits AMPLIFICATION_LIMIT times the smallest datagram, an empty one, counting
+// both as the network carries them: answering any first line is no amplifier. Checked at build.
+const _: () =
+    assert!(protocol::CHALLENGE_LEN + UDP_IPV4_OVERHEAD <= AMPLIFICATION_LIMIT * UDP_IPV4_OVERHEAD);
+
 fn handle_datagram(
     socket: &Arc<UdpSocket>,
     hub: &Hub,
@@ -383,23 +397,29 @@ fn handle_datagram(
         }
         return;
     };
+    let mut input = input;
     if let Entry::Vacant(slot) = table.members.entry(addr) {
         if matches!(input, Input::Command(Command::Quit(_))) {
             return;
         }
         if let Some(jar) = cookies {
-            let valid =
-                matches!(&input, Input::Pong(cookie) if jar.check(addr, cookie, unix_now()));
+            // The code comes back as `#pong# CODE` (chatc) or alone on a line (typed in netcat).
+            let valid = match &input {
+                Input::Pong(code) | Input::Chat(code) => jar.check(addr, code, unix_now()),
+                _ => false,
+            };
             if !valid {
-                // Stateless: nothing is remembered about this address. The answer goes only to
-                // a request bigger than itself, so a forged source gains nothing by it, and the
-                // challenge can never earn another server's challenge in return.
+                // Stateless: nothing is remembered about this address, and nothing but this
+                // challenge is ever sent to it, however short its datagram, so a person typing
+                // `hi` is answered. The challenge is within AMPLIFICATION_LIMIT of even an empty
+                // datagram as the wire carries both (checked at build, above), the global budget
+                // bounds how many go out, and it is a server line, which no server answers.
                 let challenge = protocol::validation_challenge(&jar.issue(addr, unix_now()));
-                if challenge.len() < size {
-                    guard.send_unsolicited(socket, &challenge, (addr, local), now);
-                }
+                guard.send_unsolicited(socket, &challenge, (addr, local), now);
                 return;
             }
+            // The code was for the server, not the room.
+            input = Input::Empty;
         }
         let back = table.evicted.take(&addr, now);
         match Member::join(

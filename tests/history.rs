@@ -229,22 +229,29 @@ async fn a_locked_database_never_delays_delivery() {
     let _ = std::fs::remove_dir_all(db.parent().expect("dir"));
 }
 
-#[tokio::test]
-async fn a_database_that_cannot_be_opened_is_a_clear_startup_error() {
-    let db = temp_db("junk");
-    std::fs::write(&db, vec![0x42; 16 * 1024]).expect("write junk");
+/// Starts the built chatd with the database `db` given by `flag`, expecting it to refuse at
+/// start; returns what it said.
+async fn refused_start(flag: &str, db: &std::path::Path) -> String {
     let output = tokio::time::timeout(
         TIMEOUT,
         tokio::process::Command::new(env!("CARGO_BIN_EXE_chatd"))
-            .args(["--tcp", "0", "--bind", "127.0.0.1", "--history-db"])
-            .arg(&db)
+            .args(["--tcp", "0", "--bind", "127.0.0.1", flag])
+            .arg(db)
             .output(),
     )
     .await
     .expect("chatd exits in time")
     .expect("run chatd");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert_eq!(output.status.code(), Some(2), "{stderr}");
+    stderr
+}
+
+#[tokio::test]
+async fn a_database_that_cannot_be_opened_is_a_clear_startup_error() {
+    let db = temp_db("junk");
+    std::fs::write(&db, vec![0x42; 16 * 1024]).expect("write junk");
+    let stderr = refused_start("--history-db", &db).await;
     assert!(
         stderr.contains("cannot open history database")
             && stderr.contains(&db.display().to_string()),
@@ -267,18 +274,7 @@ async fn a_database_whose_tables_have_another_shape_is_refused_at_start_naming_t
         rusqlite::Connection::open(&db)
             .and_then(|conn| conn.execute_batch(create))
             .expect("another program's table");
-        let output = tokio::time::timeout(
-            TIMEOUT,
-            tokio::process::Command::new(env!("CARGO_BIN_EXE_chatd"))
-                .args(["--tcp", "0", "--bind", "127.0.0.1", "--db"])
-                .arg(&db)
-                .output(),
-        )
-        .await
-        .expect("chatd exits in time")
-        .expect("run chatd");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        let stderr = refused_start("--db", &db).await;
         assert!(
             stderr.contains(&format!("table {table} has columns")),
             "{stderr}"

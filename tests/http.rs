@@ -20,8 +20,17 @@ use ws::WsClient;
 
 /// One `GET path` over a fresh connection: the status code and the body.
 pub async fn get(http: SocketAddr, path: &str) -> (u16, String) {
+    get_from(http, path, None).await
+}
+
+/// One `GET path` over a fresh connection from the local address `from` (any when `None`).
+async fn get_from(http: SocketAddr, path: &str, from: Option<std::net::IpAddr>) -> (u16, String) {
     let exchange = async {
-        let mut stream = TcpStream::connect(http).await.expect("connect");
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        if let Some(from) = from {
+            socket.bind(SocketAddr::new(from, 0)).expect("bind local");
+        }
+        let mut stream = socket.connect(http).await.expect("connect");
         let request = format!("GET {path} HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.expect("send");
         let mut response = Vec::new();
@@ -102,28 +111,6 @@ async fn the_page_is_served_whole_from_the_binary() {
     server.shutdown().await;
 }
 
-/// One `GET path` over a fresh connection from the local address `from`: the status code.
-async fn status_from(http: SocketAddr, path: &str, from: std::net::IpAddr) -> u16 {
-    let exchange = async {
-        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-        socket.bind(SocketAddr::new(from, 0)).expect("bind local");
-        let mut stream = socket.connect(http).await.expect("connect");
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.expect("send");
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.expect("read");
-        response
-    };
-    let response = tokio::time::timeout(TIMEOUT, exchange)
-        .await
-        .expect("response in time");
-    let text = String::from_utf8_lossy(&response).into_owned();
-    text.split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"))
-}
-
 #[tokio::test]
 async fn one_address_holding_idle_connections_cannot_take_the_page_down_for_others() {
     // 2 members from one address, so 2 + 8 HTTP connections; 12 in all.
@@ -147,7 +134,7 @@ async fn one_address_holding_idle_connections_cannot_take_the_page_down_for_othe
     }
     // Another address is still served while the first holds its whole share.
     let other = "127.0.0.2".parse().expect("ip");
-    assert_eq!(status_from(server.http, "/healthz", other).await, 200);
+    assert_eq!(get_from(server.http, "/healthz", Some(other)).await.0, 200);
     drop(idle);
     server.shutdown().await;
 }

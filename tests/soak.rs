@@ -522,6 +522,8 @@ struct Inbox {
     unexpected: Vec<String>,
     /// Lines relayed from misbehaving members (all checked).
     relayed: u64,
+    /// The server's confirmations of this member's own private messages (`[private to NAME] pm N`).
+    confirmed: u64,
     lines: u64,
 }
 
@@ -551,7 +553,21 @@ impl Mailbox {
         if text.chars().any(is_unsafe_char) {
             inbox.unsafe_lines.push(text.escape_debug().to_string());
         }
-        if let Some(rest) = text.strip_prefix("[private] <") {
+        if let Some(rest) = text.strip_prefix("[private to ") {
+            // The confirmation of one of our own /msg lines: to a good member, saying what we said.
+            match rest.split_once("] ") {
+                Some((to, body))
+                    if to.contains("good")
+                        && (body == "done"
+                            || body
+                                .strip_prefix("pm ")
+                                .is_some_and(|id| id.parse::<u64>().is_ok())) =>
+                {
+                    inbox.confirmed += 1;
+                }
+                _ => inbox.unexpected.push(text.to_string()),
+            }
+        } else if let Some(rest) = text.strip_prefix("[private] <") {
             match rest.split_once("> ") {
                 Some((from, "done")) => {
                     inbox.pm_done.insert(from.to_string());
@@ -2060,10 +2076,11 @@ async fn check_deliveries(
         );
         eprintln!(
             "  {me}: {} lines, {pms} private messages, {} room lines from well-behaved senders, \
-             {} relayed from misbehaving ones, all checked",
+             {} relayed from misbehaving ones, {} confirmations of its own, all checked",
             inbox.lines,
             inbox.rooms.values().map(Vec::len).sum::<usize>(),
-            inbox.relayed
+            inbox.relayed,
+            inbox.confirmed
         );
     }
 }

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Counts connections held open; cheap to clone.
 #[derive(Debug, Clone)]
@@ -62,6 +63,12 @@ impl Occupancy {
         })
     }
 
+    /// How long a connection that starts now may take over what it holds a slot for (a TLS
+    /// handshake): [`pressed_timeout`] of `configured` at the current occupancy.
+    pub fn timeout(&self, configured: Duration) -> Duration {
+        pressed_timeout(configured, self.count(), self.inner.total)
+    }
+
     /// Connections held now.
     pub fn count(&self) -> usize {
         lock(&self.inner.counts).total
@@ -81,6 +88,33 @@ impl Drop for Ticket {
         }
     }
 }
+
+/// The shortest a timeout gets under pressure.
+const SHORTEST: Duration = Duration::from_millis(500);
+
+/// A timeout that shrinks as the slots fill: `configured` while at most half are `held`, then less
+/// in step with how full they are, down to an eighth at full (never under [`SHORTEST`], never
+/// over `configured`). Stalled connections from many addresses then turn over fast enough for
+/// real clients to get slots, while a quiet server gives slow links all the time configured.
+pub fn pressed_timeout(configured: Duration, held: usize, total: usize) -> Duration {
+    if total == 0 || held.saturating_mul(2) <= total {
+        return configured;
+    }
+    // From 1 at half full down to 1/8 at full, in eighths of the configured time.
+    let over_half = (held.min(total) * 2 - total) as u32;
+    let eighths = 8 - (7 * over_half) / (total as u32).max(1);
+    (configured * eighths / 8).max(SHORTEST).min(configured)
+}
+
+/// Handshakes one address may have in progress at once: `--max-per-ip`, but at most
+/// [`HANDSHAKE_SHARE`], a small share of all the slots, so that a few dozen addresses cannot
+/// hold them all.
+pub fn handshake_share(max_per_ip: usize) -> usize {
+    max_per_ip.min(HANDSHAKE_SHARE)
+}
+
+/// See [`handshake_share`]: a handshake takes milliseconds, so even a busy NAT needs few at once.
+pub const HANDSHAKE_SHARE: usize = 8;
 
 fn lock(counts: &Mutex<Counts>) -> std::sync::MutexGuard<'_, Counts> {
     // Counts are updated in one step each: a panic elsewhere cannot leave them half-written.
@@ -114,5 +148,38 @@ mod tests {
         drop((a2, b1, c1));
         assert_eq!(pending.count(), 0);
         assert!(lock(&pending.inner.counts).by_ip.is_empty());
+    }
+
+    #[test]
+    fn timeouts_shrink_as_the_slots_fill_and_shares_stay_small() {
+        let ten = Duration::from_secs(10);
+        assert_eq!(pressed_timeout(ten, 0, 1024), ten);
+        assert_eq!(
+            pressed_timeout(ten, 512, 1024),
+            ten,
+            "half full: as configured"
+        );
+        assert!(pressed_timeout(ten, 768, 1024) < ten);
+        assert!(pressed_timeout(ten, 768, 1024) > pressed_timeout(ten, 1000, 1024));
+        assert_eq!(
+            pressed_timeout(ten, 1024, 1024),
+            Duration::from_millis(1250)
+        );
+        assert_eq!(
+            pressed_timeout(ten, 5000, 1024),
+            Duration::from_millis(1250)
+        );
+        assert_eq!(
+            pressed_timeout(Duration::from_secs(1), 1024, 1024),
+            Duration::from_millis(500),
+            "never under the shortest"
+        );
+        assert_eq!(
+            pressed_timeout(Duration::from_millis(200), 1024, 1024),
+            Duration::from_millis(200),
+            "never over what is configured"
+        );
+        assert_eq!(handshake_share(16), 8);
+        assert_eq!(handshake_share(2), 2);
     }
 }

@@ -27,7 +27,7 @@ mod halves;
 
 pub use certs::{CertError, CertStore};
 
-use crate::guard::occupancy::Occupancy;
+use crate::guard::occupancy::{handshake_share, Occupancy};
 
 /// Most TLS handshakes in progress at once, over all addresses (each listener counts its own).
 /// Past it, new connections are closed at accept until some finish or time out.
@@ -45,7 +45,8 @@ pub struct Handshakes {
 
 impl Handshakes {
     /// Limits from the hub's configuration: `--tls-handshake-timeout` (read for each handshake, so
-    /// a reload changes it), and `--max-per-ip` handshakes from one address (likewise).
+    /// a reload changes it, and shortened while most slots are taken), and `--max-per-ip`
+    /// handshakes from one address (likewise; at most [`crate::guard::occupancy::HANDSHAKE_SHARE`]).
     pub fn new(hub: &Hub) -> Handshakes {
         Handshakes {
             hub: hub.clone(),
@@ -68,11 +69,12 @@ impl Handshakes {
     {
         let config = self.hub.config();
         let from = crate::guard::share::share_of(ip, config.ipv6_prefix);
-        let Some(_ticket) = self.pending.start(from, config.max_per_ip) else {
+        let Some(_ticket) = self.pending.start(from, handshake_share(config.max_per_ip)) else {
             tracing::debug!(%ip, "too many TLS handshakes in progress; connection closed");
             return None;
         };
-        let timeout = self.hub.config().tls_handshake_timeout;
+        // Shorter while the slots fill up, so stalled handshakes make room for real clients.
+        let timeout = self.pending.timeout(config.tls_handshake_timeout);
         let handshake = tokio::time::timeout(timeout, acceptor.accept(stream));
         tokio::select! {
             _ = stop.cancelled() => None,

@@ -237,6 +237,8 @@ async fn refused_start(flag: &str, db: &std::path::Path) -> String {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_chatd"))
             .args(["--tcp", "0", "--bind", "127.0.0.1", flag])
             .arg(db)
+            // A chatd that wrongly starts serving must not outlive the failed test.
+            .kill_on_drop(true)
             .output(),
     )
     .await

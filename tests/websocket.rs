@@ -332,17 +332,17 @@ async fn a_ping_flood_that_never_reads_is_paced_then_let_go() {
 
 #[tokio::test]
 async fn without_flood_control_a_ping_flood_still_cannot_grow_the_server() {
-    let (child, _, _, mut lines) = common::spawn_logged_chatd(
-        &["--http", "0", "--rate", "off", "--sendq", "65536"],
-        "info",
-    )
-    .await;
-    let http: std::net::SocketAddr = common::log_until(&mut lines, "listening http=")
-        .await
-        .split("listening http=")
-        .nth(1)
-        .map(|a| a.trim().parse().expect("http addr"))
-        .expect("http addr");
+    let args = [
+        "--http",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--rate",
+        "off",
+        "--sendq",
+        "65536",
+    ];
+    let (child, http, _, mut lines) = common::spawn_listening(&args, "info", "http").await;
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let pid = child.id().expect("running");
     let before = rss_kib(pid);
@@ -355,26 +355,8 @@ async fn without_flood_control_a_ping_flood_still_cannot_grow_the_server() {
 /// `chatd --http PORT` alone is a server: the page and its WebSocket members, nothing else.
 #[tokio::test]
 async fn chatd_with_only_http_serves_websocket_members() {
-    use tokio::io::AsyncBufReadExt;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatd"))
-        .args(["--http", "0", "--bind", "127.0.0.1"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn chatd");
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let http = loop {
-        let line = tokio::time::timeout(TIMEOUT, lines.next_line())
-            .await
-            .expect("chatd logs its address in time")
-            .expect("read log")
-            .expect("chatd exited instead of serving --http alone");
-        if let Some(addr) = line.split("listening http=").nth(1) {
-            break addr.trim().parse().expect("http addr");
-        }
-    };
+    let (mut child, http, _, _lines) =
+        common::spawn_listening(&["--http", "0", "--bind", "127.0.0.1"], "info", "http").await;
     let mut ann = WsClient::with_nick(http, "ann").await;
     let mut bob = WsClient::with_nick(http, "bob").await;
     bob.send("hello over the page only").await;

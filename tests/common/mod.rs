@@ -459,9 +459,28 @@ pub async fn spawn_logged_chatd(
     Vec<String>,
     tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
 ) {
+    let all: Vec<&str> = ["--tcp", "0", "--bind", "127.0.0.1"]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    spawn_listening(&all, rust_log, "tcp").await
+}
+
+/// The built `chatd` with exactly `args` and `RUST_LOG=rust_log`, once it logs that its
+/// `listener` (`tcp`, `http`...) listens; returns the child, that address, the log lines up to
+/// there, and the rest of its log to read on.
+pub async fn spawn_listening(
+    args: &[&str],
+    rust_log: &str,
+    listener: &str,
+) -> (
+    tokio::process::Child,
+    SocketAddr,
+    Vec<String>,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+) {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatd"))
-        .args(["--tcp", "0", "--bind", "127.0.0.1"])
         .args(args)
         .env("RUST_LOG", rust_log)
         .stdin(std::process::Stdio::null())
@@ -473,6 +492,7 @@ pub async fn spawn_logged_chatd(
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = tokio::io::BufReader::new(stderr).lines();
     let mut before = Vec::new();
+    let needle = format!("listening {listener}=");
     loop {
         let line = tokio::time::timeout(TIMEOUT, lines.next_line())
             .await
@@ -480,9 +500,9 @@ pub async fn spawn_logged_chatd(
             .expect("read log")
             .expect("chatd exited before listening");
         let addr = line
-            .split("listening tcp=")
+            .split(needle.as_str())
             .nth(1)
-            .map(|a| a.trim().parse().expect("tcp addr"));
+            .map(|a| a.trim().parse().expect("listening address"));
         before.push(line);
         if let Some(addr) = addr {
             return (child, addr, before, lines);

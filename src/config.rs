@@ -75,6 +75,18 @@ pub struct ServerArgs {
     /// (dual-stack) on Linux.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0", help_heading = LISTENERS)]
     pub bind: Vec<IpAddr>,
+    /// Serve IRC on this port.
+    ///
+    /// IRC clients (irssi, WeeChat, HexChat, bots) join the same rooms as channels (`#den`); 0
+    /// lets the OS choose.
+    #[arg(long, value_name = "PORT", help_heading = LISTENERS)]
+    pub irc: Option<u16>,
+    /// Password IRC clients must give (PASS).
+    ///
+    /// Without it any IRC client may register; with it, one that does not send it first is
+    /// refused with ERR_PASSWDMISMATCH.
+    #[arg(long, value_name = "PASSWORD", help_heading = LISTENERS)]
+    pub irc_password: Option<String>,
     /// Serve the seed's info service on this TCP port.
     ///
     /// Each connection gets the description as one line of JSON (with the `--meta` fields at
@@ -201,6 +213,12 @@ pub struct ServerArgs {
     /// The lobby included (1 to 100000).
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000), help_heading = ROOMS)]
     pub max_rooms: u32,
+    /// Most rooms one member may be in at once.
+    ///
+    /// IRC members sit in several rooms (channels) at once; line-protocol members are in one
+    /// (1 to 10000).
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000), help_heading = ROOMS)]
+    pub max_rooms_per_member: u32,
     /// Largest room that announces joins and leaves.
     ///
     /// A room announces each join and leave (`* NAME joined`) while it holds at most this many
@@ -489,6 +507,10 @@ pub struct Config {
     pub history_db: Option<PathBuf>,
     /// Most rooms open at once.
     pub max_rooms: usize,
+    /// Most rooms one member may be in at once.
+    pub max_rooms_per_member: usize,
+    /// The password IRC clients must send (`PASS`) to register, if any.
+    pub irc_password: Option<String>,
     /// Unsolicited UDP replies allowed per second, over all addresses.
     pub udp_reply_budget: u32,
     /// Whether members without a nick are shown to others by address rather than as `guest-N`.
@@ -566,6 +588,8 @@ impl Default for Config {
             history: 100,
             history_db: None,
             max_rooms: 1000,
+            max_rooms_per_member: 100,
+            irc_password: None,
             udp_reply_budget: DEFAULT_UDP_REPLY_BUDGET,
             show_addresses: false,
             private_logs: false,
@@ -606,6 +630,8 @@ impl ServerArgs {
             history: self.history as usize,
             history_db: self.history_db.clone(),
             max_rooms: self.max_rooms as usize,
+            max_rooms_per_member: self.max_rooms_per_member as usize,
+            irc_password: self.irc_password.clone(),
             udp_reply_budget: self.udp_reply_budget,
             show_addresses: self.show_addresses,
             private_logs: self.private_logs,

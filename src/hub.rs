@@ -26,7 +26,7 @@ use crate::names::{self, NameError};
 pub use crate::outbox::{DirectQueue, Outbox};
 use crate::protocol;
 use crate::room::moderation::Who;
-pub use crate::room::{Event, MemberId, SERVER};
+pub use crate::room::{Event, Happening, MemberId, SERVER};
 use crate::room::{Room, RoomName, RoomNameError, Subscription};
 use crate::store::Store;
 
@@ -41,6 +41,8 @@ pub enum Transport {
     Udp,
     /// A WebSocket from a browser (`--http`).
     Web,
+    /// An IRC client (`--irc`).
+    Irc,
 }
 
 impl Transport {
@@ -51,6 +53,7 @@ impl Transport {
             Transport::Tls => "tls",
             Transport::Udp => "udp",
             Transport::Web => "web",
+            Transport::Irc => "irc",
         }
     }
 }
@@ -110,6 +113,19 @@ pub enum MoveError {
     /// A ban on the member's account or address (`#room`).
     #[error("you are banned from {0}")]
     Banned(String),
+    /// The member is in `--max-rooms-per-member` rooms already.
+    #[error("you are in too many rooms; leave one first")]
+    TooManyOfYours,
+}
+
+/// A room a member entered beside the ones it is in (see [`Hub::enter`]).
+pub struct Entered {
+    /// The room.
+    pub room: Arc<Room>,
+    /// The reading position there, with the history to replay.
+    pub sub: Subscription,
+    /// Members in it besides this one (with `--cluster`, on every node).
+    pub others: usize,
 }
 
 /// One member as `/who` lists it.
@@ -136,12 +152,20 @@ pub struct Target {
     pub addr: SocketAddr,
     /// The account it is logged in to (its key), if any.
     pub account: Option<String>,
-    /// The room it is in.
-    pub room: Arc<Room>,
     /// Its replies.
     pub outbox: Outbox,
     /// Its controls.
     pub control: ControlTx,
+    /// The rooms it is in: one for line-protocol and web members, any number (even none) for IRC
+    /// members.
+    pub rooms: Vec<Arc<Room>>,
+}
+
+impl Target {
+    /// The room with `key`, if the member is in it.
+    pub fn in_room(&self, key: &str) -> Option<&Arc<Room>> {
+        self.rooms.iter().find(|r| r.name().key == key)
+    }
 }
 
 /// One room as `/rooms` lists it.
@@ -167,6 +191,16 @@ pub struct Seat {
     pub slot: Slot,
 }
 
+/// A member the hub admitted (see [`Hub::join_roomless`]).
+pub struct Admitted {
+    /// The member's id.
+    pub id: MemberId,
+    /// Its first name.
+    pub name: String,
+    /// Held to give the `--max-clients` slot back when the member goes.
+    pub slot: Slot,
+}
+
 /// Where a member went: the new room and its reading position there, and where it left the old.
 pub struct Moved {
     /// The room left.
@@ -186,19 +220,27 @@ struct Entry {
     addr: SocketAddr,
     transport: Transport,
     outbox: Outbox,
-    room: Arc<Room>,
+    /// The rooms it is in, the one its lines go to first (line-protocol members have exactly one;
+    /// IRC members any number up to `--max-rooms-per-member`, even none).
+    rooms: Vec<Arc<Room>>,
     /// The account (by key) the member is logged in to.
     account: Option<String>,
     control: ControlTx,
 }
 
 impl Entry {
+    /// The room other nodes see the member in: its first (a member in several rooms shows in
+    /// its first one only on the other nodes; its lines reach every room's copy all the same).
     fn remote(&self, id: MemberId) -> crate::cluster::wire::RemoteMember {
+        let (room, label) = self.rooms.first().map_or_else(
+            || (String::new(), String::new()),
+            |r| (r.name().key.clone(), r.label()),
+        );
         crate::cluster::wire::RemoteMember {
             id,
             name: self.name.clone(),
-            room: self.room.name().key.clone(),
-            label: self.room.label(),
+            room,
+            label,
             transport: self.transport.as_str().to_string(),
             registered: self.account.as_deref() == Some(names::key(&self.name).as_str()),
         }
@@ -210,10 +252,14 @@ impl Entry {
             name: self.name.clone(),
             addr: self.addr,
             account: self.account.clone(),
-            room: Arc::clone(&self.room),
             outbox: self.outbox.clone(),
             control: self.control.clone(),
+            rooms: self.rooms.clone(),
         }
+    }
+
+    fn is_in(&self, key: &str) -> bool {
+        self.rooms.iter().any(|r| r.name().key == key)
     }
 }
 
@@ -559,6 +605,61 @@ impl Hub {
         outbox: &Outbox,
         control: ControlTx,
     ) -> Result<Seat, JoinError> {
+        let config = self.config();
+        let lobby = Arc::clone(&self.shared.lobby);
+        let (admitted, sub, in_room) =
+            self.admit(transport, addr, outbox, control, Some(&lobby))?;
+        let Admitted { id, name, slot } = admitted;
+        let (sub, in_room) = match (sub, in_room) {
+            (Some(sub), Some(in_room)) => (sub, in_room),
+            // `admit` seats in the room it is given; without one there is nothing to greet.
+            _ => return Err(JoinError::ShuttingDown),
+        };
+        // Only the member itself learns its address (unless `--show-addresses`).
+        outbox.send(protocol::welcome(
+            &config.motd,
+            &names::welcome_name(&name, addr),
+        ));
+        if self.announces(&lobby, in_room) {
+            lobby.announce(
+                id,
+                protocol::notice(&format!("{name} joined")),
+                Happening::Joined { name: name.clone() },
+            );
+        }
+        Ok(Seat {
+            id,
+            name,
+            room: lobby,
+            sub,
+            slot,
+        })
+    }
+
+    /// Admits a new member in no room at all (IRC: a client joins channels itself), under the
+    /// same limits, bans and naming as [`Hub::join`]; it greets no one.
+    pub fn join_roomless(
+        &self,
+        transport: Transport,
+        addr: SocketAddr,
+        outbox: &Outbox,
+        control: ControlTx,
+    ) -> Result<Admitted, JoinError> {
+        self.admit(transport, addr, outbox, control, None)
+            .map(|(admitted, _, _)| admitted)
+    }
+
+    /// Registers a member (in `room` when given, subscribed under the lock so the join notice
+    /// comes after its seam) and logs the connection.
+    #[allow(clippy::type_complexity)]
+    fn admit(
+        &self,
+        transport: Transport,
+        addr: SocketAddr,
+        outbox: &Outbox,
+        control: ControlTx,
+        room: Option<&Arc<Room>>,
+    ) -> Result<(Admitted, Option<Subscription>, Option<usize>), JoinError> {
         if self.is_closing() {
             return Err(JoinError::ShuttingDown);
         }
@@ -567,7 +668,6 @@ impl Hub {
         }
         let slot = self.shared.slots.try_take().ok_or(JoinError::Full)?;
         let config = self.config();
-        let lobby = Arc::clone(&self.shared.lobby);
         let (id, name, sub, in_room) = {
             let mut registry = self.registry();
             let share = share_of(addr.ip(), config.ipv6_prefix);
@@ -587,32 +687,27 @@ impl Hub {
                     addr,
                     transport,
                     outbox: outbox.clone(),
-                    room: Arc::clone(&lobby),
+                    rooms: room.into_iter().cloned().collect(),
                     account: None,
                     control,
                 },
             );
-            let in_room = registry
-                .rooms
-                .get_mut(&lobby.name().key)
-                .map_or(1, |entry| {
+            let in_room = room.map(|room| {
+                registry.rooms.get_mut(&room.name().key).map_or(1, |entry| {
                     entry.members += 1;
                     entry.members
-                });
+                })
+            });
             if let (Some(cluster), Some(entry)) = (self.cluster(), registry.members.get(&id)) {
                 cluster.joined(entry.remote(id));
             }
-            // Subscribing under the registry lock: the join notice below comes after the seam.
-            (id, name, lobby.subscribe(config.history), in_room)
+            (
+                id,
+                name,
+                room.map(|room| room.subscribe(config.history)),
+                in_room,
+            )
         };
-        // Only the member itself learns its address (unless `--show-addresses`).
-        outbox.send(protocol::welcome(
-            &config.motd,
-            &names::welcome_name(&name, addr),
-        ));
-        if self.announces(&lobby, in_room) {
-            lobby.broadcast(id, protocol::notice(&format!("{name} joined")));
-        }
         // One line per connection, for whoever runs the server (`--private-logs` hides the
         // address); refusals stay at debug, since a flood of them is what abuse looks like.
         tracing::info!(
@@ -621,13 +716,7 @@ impl Hub {
             %name,
             "connected"
         );
-        Ok(Seat {
-            id,
-            name,
-            room: lobby,
-            sub,
-            slot,
-        })
+        Ok((Admitted { id, name, slot }, sub, in_room))
     }
 
     /// Moves a member to the room named `to`, creating it on demand; the old room sees it leave
@@ -636,85 +725,20 @@ impl Hub {
         let name = RoomName::parse(to)?;
         let (from, to, sub, left_at, others, who, held) = {
             let mut registry = self.registry();
-            let Some(current) = registry.members.get(&id).map(|e| Arc::clone(&e.room)) else {
+            let Some(current) = registry
+                .members
+                .get(&id)
+                .and_then(|e| e.rooms.first().cloned())
+            else {
                 return Err(MoveError::Gone);
             };
             if current.name().key == name.key {
                 return Err(MoveError::AlreadyThere(current.name().display.clone()));
             }
-            let (account, addr) = match registry.members.get(&id) {
-                Some(entry) => (entry.account.clone(), entry.addr),
-                None => return Err(MoveError::Gone),
-            };
-            let mover = Who {
-                id,
-                account: account.as_deref(),
-                ip: addr.ip(),
-            };
-            let created = !registry.rooms.contains_key(&name.key);
-            let target = match registry.rooms.get(&name.key) {
-                Some(entry) => Arc::clone(&entry.room),
-                None => {
-                    let config = self.config();
-                    if registry.rooms.len() >= config.max_rooms {
-                        return Err(MoveError::TooManyRooms);
-                    }
-                    let opener = share_of(addr.ip(), config.ipv6_prefix);
-                    let opened = registry.rooms_opened.get(&opener).copied().unwrap_or(0);
-                    if opened >= rooms_per_address(config.max_rooms) {
-                        return Err(MoveError::TooManyRoomsFromAddress);
-                    }
-                    *registry.rooms_opened.entry(opener).or_insert(0) += 1;
-                    let room = Arc::new(Room::new(
-                        name.clone(),
-                        config.backlog,
-                        config.history,
-                        self.shared.store.clone(),
-                    ));
-                    registry.rooms.insert(
-                        name.key.clone(),
-                        RoomEntry {
-                            opened_by: Some(opener),
-                            room: Arc::clone(&room),
-                            members: 0,
-                        },
-                    );
-                    if let Some(cluster) = self.cluster() {
-                        cluster.room_opened(&room);
-                    }
-                    room
-                }
-            };
-            let banned = !self.is_oper(account.as_deref())
-                && target.moderate(|m| m.banned(mover, now_ms()).is_some());
-            if banned {
-                if created {
-                    // Opened only to find the ban: close it again.
-                    registry.close_room(&name.key);
-                }
-                return Err(MoveError::Banned(target.label()));
-            }
-            // With `--cluster`, a room this node opens may be full on other nodes already: only
-            // the room's first member anywhere operates it, not the first on each node.
-            let remote = self
-                .cluster()
-                .map_or(0, |cluster| cluster.remote_in_room(&name.key));
-            // A room whose stored state names operators is theirs: whoever reopens it first is
-            // not (that was a takeover: a guest reopening alice's room could ban alice).
-            if created && remote == 0 && target.moderate(|m| m.lasting().ops.is_empty()) {
-                target.moderate(|m| m.grant(mover));
-            }
-            let local_others = registry
-                .rooms
-                .get_mut(&name.key)
-                .map(|entry| {
-                    entry.members += 1;
-                    entry.members - 1
-                })
-                .unwrap_or(0);
+            let (target, others) = self.open_and_seat(&mut registry, id, &name)?;
             let who = match registry.members.get_mut(&id) {
                 Some(entry) => {
-                    entry.room = Arc::clone(&target);
+                    entry.rooms.retain(|r| r.name().key != current.name().key);
                     entry.name.clone()
                 }
                 None => return Err(MoveError::Gone),
@@ -727,29 +751,20 @@ impl Hub {
             if let Some(cluster) = self.cluster() {
                 cluster.moved(id, &target);
             }
-            (
-                current,
-                target,
-                sub,
-                left_at,
-                local_others + remote,
-                who,
-                held,
-            )
+            (current, target, sub, left_at, others, who, held)
         };
         if self.announces(&from, held) {
-            from.broadcast(
+            from.announce(
                 id,
                 protocol::notice(&format!("{who} left {}", from.label())),
+                Happening::Left {
+                    name: who.clone(),
+                    reason: None,
+                    quit: false,
+                },
             );
         }
-        // `others` counts the room on every node already.
-        if self.config().announces(others + 1) {
-            to.broadcast(
-                id,
-                protocol::notice(&format!("{who} joined {}", to.label())),
-            );
-        }
+        self.announce_joined(id, &to, &who, others);
         Ok(Moved {
             from,
             left_at,
@@ -759,9 +774,173 @@ impl Hub {
         })
     }
 
+    /// Adds the room named `to` (created on demand) to the rooms member `id` is in, keeping the
+    /// others: how IRC members sit in several rooms. The room sees it join.
+    pub fn enter(&self, id: MemberId, to: &str) -> Result<Entered, MoveError> {
+        let name = RoomName::parse(to)?;
+        let (room, sub, others, who) = {
+            let mut registry = self.registry();
+            let Some(entry) = registry.members.get(&id) else {
+                return Err(MoveError::Gone);
+            };
+            if entry.is_in(&name.key) {
+                return Err(MoveError::AlreadyThere(name.display.clone()));
+            }
+            if entry.rooms.len() >= self.config().max_rooms_per_member {
+                return Err(MoveError::TooManyOfYours);
+            }
+            let (room, others) = self.open_and_seat(&mut registry, id, &name)?;
+            let who = registry
+                .members
+                .get(&id)
+                .map(|e| e.name.clone())
+                .unwrap_or_default();
+            (
+                room.clone(),
+                room.subscribe(self.config().history),
+                others,
+                who,
+            )
+        };
+        self.announce_joined(id, &room, &who, others);
+        Ok(Entered { room, sub, others })
+    }
+
+    /// Takes member `id` out of the room with `key` (IRC `PART`), telling the room; returns the
+    /// room and its next event at the seam (events before it were still the member's).
+    pub fn exit(&self, id: MemberId, key: &str, reason: Option<&str>) -> Option<(Arc<Room>, u64)> {
+        let (room, left_at, held, who) = {
+            let mut registry = self.registry();
+            let entry = registry.members.get_mut(&id)?;
+            let at = entry.rooms.iter().position(|r| r.name().key == key)?;
+            let room = entry.rooms.remove(at);
+            let who = entry.name.clone();
+            let left_at = room.next_seq();
+            room.member_left(id);
+            let held = registry.vacate(&room);
+            (room, left_at, held, who)
+        };
+        if self.announces(&room, held) {
+            let said = match reason {
+                Some(words) => format!("{who} left {}: \"{words}\"", room.label()),
+                None => format!("{who} left {}", room.label()),
+            };
+            room.announce(
+                id,
+                protocol::notice(&said),
+                Happening::Left {
+                    name: who,
+                    reason: reason.map(str::to_string),
+                    quit: false,
+                },
+            );
+        }
+        Some((room, left_at))
+    }
+
+    /// Tells `room` that `who` joined, unless it is too big to announce (`others` counts it on
+    /// every node already).
+    fn announce_joined(&self, id: MemberId, room: &Room, who: &str, others: usize) {
+        if self.config().announces(others + 1) {
+            room.announce(
+                id,
+                protocol::notice(&format!("{who} joined {}", room.label())),
+                Happening::Joined {
+                    name: who.to_string(),
+                },
+            );
+        }
+    }
+
+    /// Finds or opens the room `name` for member `id` (refusing bans and the room limits), gives
+    /// a new room's first member its operator rights and counts the member in; returns the room
+    /// and how many others are in it, on every node.
+    fn open_and_seat(
+        &self,
+        registry: &mut Registry,
+        id: MemberId,
+        name: &RoomName,
+    ) -> Result<(Arc<Room>, usize), MoveError> {
+        let (account, addr) = match registry.members.get(&id) {
+            Some(entry) => (entry.account.clone(), entry.addr),
+            None => return Err(MoveError::Gone),
+        };
+        let mover = Who {
+            id,
+            account: account.as_deref(),
+            ip: addr.ip(),
+        };
+        let created = !registry.rooms.contains_key(&name.key);
+        let target = match registry.rooms.get(&name.key) {
+            Some(entry) => Arc::clone(&entry.room),
+            None => {
+                let config = self.config();
+                if registry.rooms.len() >= config.max_rooms {
+                    return Err(MoveError::TooManyRooms);
+                }
+                let opener = share_of(addr.ip(), config.ipv6_prefix);
+                let opened = registry.rooms_opened.get(&opener).copied().unwrap_or(0);
+                if opened >= rooms_per_address(config.max_rooms) {
+                    return Err(MoveError::TooManyRoomsFromAddress);
+                }
+                *registry.rooms_opened.entry(opener).or_insert(0) += 1;
+                let room = Arc::new(Room::new(
+                    name.clone(),
+                    config.backlog,
+                    config.history,
+                    self.shared.store.clone(),
+                ));
+                registry.rooms.insert(
+                    name.key.clone(),
+                    RoomEntry {
+                        opened_by: Some(opener),
+                        room: Arc::clone(&room),
+                        members: 0,
+                    },
+                );
+                if let Some(cluster) = self.cluster() {
+                    cluster.room_opened(&room);
+                }
+                room
+            }
+        };
+        let banned = !self.is_oper(account.as_deref())
+            && target.moderate(|m| m.banned(mover, now_ms()).is_some());
+        if banned {
+            if created {
+                // Opened only to find the ban: close it again.
+                registry.close_room(&name.key);
+            }
+            return Err(MoveError::Banned(target.label()));
+        }
+        // With `--cluster`, a room this node opens may be full on other nodes already: only
+        // the room's first member anywhere operates it, not the first on each node.
+        let remote = self
+            .cluster()
+            .map_or(0, |cluster| cluster.remote_in_room(&name.key));
+        // A room whose stored state names operators is theirs: whoever reopens it first is
+        // not (that was a takeover: a guest reopening alice's room could ban alice).
+        if created && remote == 0 && target.moderate(|m| m.lasting().ops.is_empty()) {
+            target.moderate(|m| m.grant(mover));
+        }
+        let local_others = registry
+            .rooms
+            .get_mut(&name.key)
+            .map(|entry| {
+                entry.members += 1;
+                entry.members - 1
+            })
+            .unwrap_or(0);
+        match registry.members.get_mut(&id) {
+            Some(entry) => entry.rooms.push(Arc::clone(&target)),
+            None => return Err(MoveError::Gone),
+        }
+        Ok((target, local_others + remote))
+    }
+
     /// Removes a member and, unless the server is shutting down, tells its room why it left.
     pub fn leave(&self, id: MemberId, how: protocol::Departure<'_>) {
-        let mut held = 1;
+        let mut held = Vec::new();
         let entry = {
             let mut registry = self.registry();
             let entry = registry.members.remove(&id);
@@ -774,8 +953,10 @@ impl Hub {
                         registry.per_ip.remove(&ip);
                     }
                 }
-                entry.room.member_left(id);
-                held = registry.vacate(&entry.room);
+                for room in &entry.rooms {
+                    room.member_left(id);
+                    held.push(registry.vacate(room));
+                }
                 if let Some(cluster) = self.cluster() {
                     cluster.left(id);
                 }
@@ -797,10 +978,23 @@ impl Hub {
             reason,
             "left"
         );
-        if !self.is_closing() && self.announces(&entry.room, held) {
-            entry
-                .room
-                .broadcast(id, protocol::left_notice(&entry.name, how));
+        if self.is_closing() {
+            return;
+        }
+        let what = Happening::Left {
+            name: entry.name.clone(),
+            reason: match how {
+                protocol::Departure::Silent => None,
+                protocol::Departure::Server(r) | protocol::Departure::Said(r) => {
+                    Some(r.to_string())
+                }
+            },
+            quit: true,
+        };
+        for (room, held) in entry.rooms.iter().zip(held) {
+            if self.announces(room, held) {
+                room.announce(id, protocol::left_notice(&entry.name, how), what.clone());
+            }
         }
     }
 
@@ -866,6 +1060,15 @@ impl Hub {
         if let Some(entry) = self.registry().members.get_mut(&id) {
             entry.account = account;
         }
+    }
+
+    /// The rooms member `id` is in.
+    pub fn rooms_of(&self, id: MemberId) -> Vec<Arc<Room>> {
+        self.registry()
+            .members
+            .get(&id)
+            .map(|e| e.rooms.clone())
+            .unwrap_or_default()
     }
 
     /// The account (by key) member `id` is logged in to.
@@ -934,7 +1137,7 @@ impl Hub {
     /// Everyone in `room`, sorted by name.
     pub fn members_in(&self, room: &Room) -> Vec<MemberInfo> {
         let key = &room.name().key;
-        self.list_members(|e| &e.room.name().key == key)
+        self.list_members(|e| e.is_in(key))
     }
 
     /// Everyone on the server, sorted by name.

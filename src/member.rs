@@ -155,6 +155,104 @@ impl Member {
         Ok((member, sub))
     }
 
+    /// Admits a member in no room (IRC: the client joins channels itself); nobody is told. Its
+    /// focus ([`Member::room`]) is the lobby until it enters a room, but it is not in it.
+    pub fn attach(
+        hub: &Hub,
+        transport: Transport,
+        addr: SocketAddr,
+        outbox: Outbox,
+    ) -> Result<Member, JoinError> {
+        let (control_tx, controls) = control::channel();
+        let admitted = hub.join_roomless(transport, addr, &outbox, control_tx.clone())?;
+        let config = hub.config();
+        Ok(Member {
+            hub: hub.clone(),
+            id: admitted.id,
+            name: admitted.name,
+            transport,
+            outbox,
+            room: Arc::clone(hub.lobby()),
+            gone: false,
+            since: 0,
+            flood: FloodGuard::new(config.rate, config.burst, config.flood_kick, Instant::now()),
+            flood_generation: hub.config_generation(),
+            gathered: BytesMut::new(),
+            gathered_lines: 0,
+            relocated: None,
+            show_ids: false,
+            slot: Some(admitted.slot),
+            addr,
+            control_tx,
+            controls: Some(controls),
+            busy: false,
+            held: VecDeque::new(),
+            account: None,
+        })
+    }
+
+    /// Points what this member says and does next at the room with `key`, one it is in (IRC: the
+    /// channel a command names); false when it is not in it.
+    pub fn focus(&mut self, key: &str) -> bool {
+        if self.room.name().key == key
+            && self
+                .hub
+                .rooms_of(self.id)
+                .iter()
+                .any(|r| r.name().key == key)
+        {
+            return true;
+        }
+        match self
+            .hub
+            .rooms_of(self.id)
+            .into_iter()
+            .find(|r| r.name().key == key)
+        {
+            Some(room) => {
+                self.flush();
+                self.room = room;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Enters the room named `name` beside the others this member is in (IRC `JOIN`).
+    pub fn enter(&mut self, name: &str) -> Result<crate::hub::Entered, crate::hub::MoveError> {
+        self.flush();
+        let entered = self.hub.enter(self.id, name)?;
+        self.room = Arc::clone(&entered.room);
+        Ok(entered)
+    }
+
+    /// Leaves the room with `key`, keeping the others (IRC `PART`); the room and its seam.
+    pub fn exit(&mut self, key: &str, reason: Option<&str>) -> Option<(Arc<Room>, u64)> {
+        self.flush();
+        self.hub.exit(self.id, key, reason)
+    }
+
+    /// Takes the name `new` (IRC `NICK`) under the same rules as `/nick`, telling every room this
+    /// member is in; returns the old name and the new one.
+    pub fn rename_to(&mut self, new: &str) -> Result<(String, String), crate::hub::RenameError> {
+        let (old, new) = self.hub.rename(self.id, new)?;
+        if old != new {
+            self.announce_rename(&old, &new);
+            self.name = new.clone();
+        }
+        Ok((old, new))
+    }
+
+    /// The account (by key) this member is logged in to.
+    pub fn account(&self) -> Option<&str> {
+        self.account.as_deref()
+    }
+
+    /// Where it connects from.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// The member's id, used to skip its own events.
     pub fn id(&self) -> MemberId {
         self.id
@@ -362,6 +460,14 @@ impl Member {
             Command::Who => self.who(),
             Command::Msg { to, text } => self.private(&to, &text),
             Command::Join(room) => self.move_to(&room),
+            Command::Part(room) => self.part(room.as_deref()),
+            Command::Me(text) => {
+                if self.may_speak() {
+                    protocol::write_action_line(&mut self.gathered, &self.name, &text);
+                    self.gathered_lines += 1;
+                    self.flush();
+                }
+            }
             Command::Rooms => self.rooms(),
             Command::History(request) => self.history(request),
             Command::Ids(on) => {
@@ -434,12 +540,44 @@ impl Member {
     fn took_name(&mut self, old: &str, new: String, told: &str) {
         self.reply(protocol::notice(told));
         if old != new {
-            self.room.broadcast(
-                self.id,
-                protocol::notice(&format!("{old} is now known as {new}")),
-            );
+            self.announce_rename(old, &new);
         }
         self.name = new;
+    }
+
+    /// `/part [ROOM]`: back to the lobby from the room this member is in.
+    fn part(&mut self, room: Option<&str>) {
+        if let Some(named) = room {
+            let here = crate::room::RoomName::parse(named)
+                .is_ok_and(|name| name.key == self.room.name().key);
+            if !here {
+                self.reply(protocol::error(&format!(
+                    "you are not in {named}; you are in {}",
+                    self.room.label()
+                )));
+                return;
+            }
+        }
+        if self.room.name().key == crate::room::LOBBY {
+            self.reply(protocol::error(
+                "#lobby is where everyone is; /join ROOM to go elsewhere, /quit to leave",
+            ));
+            return;
+        }
+        self.move_to(crate::room::LOBBY);
+    }
+
+    /// Tells every room this member is in (IRC members may be in several, or none) that `old`
+    /// is now `new`.
+    fn announce_rename(&self, old: &str, new: &str) {
+        let line = protocol::notice(&format!("{old} is now known as {new}"));
+        let what = crate::room::Happening::Renamed {
+            old: old.to_string(),
+            new: new.to_string(),
+        };
+        for room in self.hub.rooms_of(self.id) {
+            room.announce(self.id, line.clone(), what.clone());
+        }
     }
 
     fn move_to(&mut self, to: &str) {
@@ -677,6 +815,15 @@ impl Member {
     }
 
     /// Leaves, telling the room the server's reason (`* NAME left (reason)`).
+    /// Leaves as the member said (IRC `QUIT :words`), telling its rooms its words.
+    pub fn leave_with(mut self, how: Departure<'_>) {
+        if !self.gone {
+            self.hub.metrics().departed(None);
+        }
+        self.leave_now(how);
+    }
+
+    /// Leaves the server; `reason` is the server's (`timed out`), none for a plain hang-up.
     pub fn leave(mut self, reason: Option<&str>) {
         if !self.gone {
             self.hub.metrics().departed(reason);

@@ -19,11 +19,12 @@ pub mod process;
 
 type Labels = Vec<(&'static str, &'static str)>;
 
-const TRANSPORTS: [Transport; 4] = [
+const TRANSPORTS: [Transport; 5] = [
     Transport::Tcp,
     Transport::Udp,
     Transport::Web,
     Transport::Tls,
+    Transport::Irc,
 ];
 
 fn transport_label(transport: Transport) -> Labels {
@@ -50,6 +51,7 @@ impl PerTransport {
             Transport::Udp => &self.each[1],
             Transport::Web => &self.each[2],
             Transport::Tls => &self.each[3],
+            Transport::Irc => &self.each[4],
         }
     }
 }

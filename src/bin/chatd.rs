@@ -40,7 +40,12 @@ async fn serve(cli: Vec<OsString>, args: ServerArgs) -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // `--http` alone is a server too: the page and its WebSocket members.
-    if args.tcp.is_none() && args.udp.is_none() && args.tls.is_none() && args.http.is_none() {
+    if args.tcp.is_none()
+        && args.udp.is_none()
+        && args.tls.is_none()
+        && args.http.is_none()
+        && args.irc.is_none()
+    {
         anyhow::bail!(
             "nothing to serve: give --tcp PORT, --udp PORT, --tls PORT and/or --http PORT (see --help)"
         );

@@ -214,7 +214,7 @@ fn adopt_room(hub: &Hub, room_key: &str, value: Option<&str>) {
     let now = now_ms();
     let key = room.name().key.clone();
     let covered = hub.targets(|t| {
-        t.room.name().key == key
+        t.in_room(&key).is_some()
             && !hub.is_oper(t.account.as_deref())
             && room.moderate(|m| {
                 let who = Who {

@@ -50,17 +50,18 @@ pub fn carry_out(hub: &Hub, bridge: &Bridge, origin: &str, action: RemoteAction)
         .unwrap_or_default();
     let verb = match &action.action {
         Action::Kick(room) => {
-            if target.room.name().key != *room {
+            let Some(here) = target.in_room(room).cloned() else {
                 tell_actor(protocol::error(&format!(
                     "{} is not in that room any more",
                     target.name
                 )));
                 return;
-            }
-            let label = target.room.label();
+            };
+            let label = here.label();
             send_away(
                 hub,
                 &target,
+                &here,
                 format!("{} was kicked by {}{why}", target.name, action.by),
                 format!("you were kicked from {label} by {}{why}", action.by),
             );
@@ -119,10 +120,11 @@ pub fn carry_out(hub: &Hub, bridge: &Bridge, origin: &str, action: RemoteAction)
             tell_actor(protocol::notice(&format!(
                 "{whose} is banned from {label} {long}"
             )));
-            if target.room.name().key == *room {
+            if let Some(here) = target.in_room(room).cloned() {
                 send_away(
                     hub,
                     &target,
+                    &here,
                     format!("{} was banned by {}{why}", target.name, action.by),
                     format!("you are banned from {label} by {}{why}", action.by),
                 );
@@ -130,7 +132,7 @@ pub fn carry_out(hub: &Hub, bridge: &Bridge, origin: &str, action: RemoteAction)
             "ban"
         }
         Action::Mute { room, for_ms } => {
-            let Some(open) = hub.room(room).filter(|_| target.room.name().key == *room) else {
+            let Some(open) = hub.room(room).filter(|_| target.in_room(room).is_some()) else {
                 tell_actor(protocol::error(&format!(
                     "{} is not in that room any more",
                     target.name
@@ -164,7 +166,7 @@ pub fn carry_out(hub: &Hub, bridge: &Bridge, origin: &str, action: RemoteAction)
             "mute"
         }
         Action::Unmute(room) => {
-            let Some(open) = hub.room(room).filter(|_| target.room.name().key == *room) else {
+            let Some(open) = hub.room(room).filter(|_| target.in_room(room).is_some()) else {
                 tell_actor(protocol::error(&format!(
                     "{} is not in that room any more",
                     target.name
@@ -195,7 +197,7 @@ pub fn carry_out(hub: &Hub, bridge: &Bridge, origin: &str, action: RemoteAction)
             "unmute"
         }
         Action::Op { room, grant } => {
-            let Some(open) = hub.room(room).filter(|_| target.room.name().key == *room) else {
+            let Some(open) = hub.room(room).filter(|_| target.in_room(room).is_some()) else {
                 tell_actor(protocol::error(&format!(
                     "{} is not in that room any more",
                     target.name
@@ -255,14 +257,18 @@ pub fn carry_out(hub: &Hub, bridge: &Bridge, origin: &str, action: RemoteAction)
 
 /// Tells `target`'s room `said` (every node's copy hears it through the relay), then sends
 /// `target` to the lobby with `told`: in that order, so it too sees why.
-fn send_away(hub: &Hub, target: &crate::hub::Target, said: String, told: String) {
-    target
-        .room
-        .broadcast(crate::room::SERVER, protocol::notice(&said));
+fn send_away(
+    hub: &Hub,
+    target: &crate::hub::Target,
+    room: &crate::room::Room,
+    said: String,
+    told: String,
+) {
+    room.broadcast(crate::room::SERVER, protocol::notice(&said));
     hub.control(
         target.id,
         Control::Kick {
-            room: target.room.name().key.clone(),
+            room: room.name().key.clone(),
             notice: told,
         },
     );

@@ -144,6 +144,7 @@ mod tests {
             first_id: chat.then_some(seq),
             line: Bytes::from_static(line),
             ids: false,
+            what: None,
         }
     }
 

@@ -132,7 +132,7 @@ impl Member {
             self.reply(protocol::error(&format!("you cannot {yourself} yourself")));
             return None;
         }
-        if target.room.name().key != self.room.name().key && !self.is_oper() && !anywhere {
+        if target.in_room(&self.room.name().key).is_none() && !self.is_oper() && !anywhere {
             self.reply(protocol::error(&format!(
                 "{} is not in {}",
                 target.name,
@@ -215,13 +215,17 @@ impl Member {
                 if self.require_op() {
                     self.room.moderate(|m| m.set_topic(Some(topic.clone())));
                     self.log("topic", "", &topic);
-                    self.room.broadcast(
+                    self.room.announce(
                         crate::room::SERVER,
                         protocol::notice(&format!(
                             "{} set the topic of {}: {topic}",
                             self.name,
                             self.room.label()
                         )),
+                        crate::room::Happening::Topic {
+                            by: self.name.clone(),
+                            topic: topic.clone(),
+                        },
                     );
                 }
             }
@@ -296,15 +300,18 @@ impl Member {
         );
     }
 
-    /// Sends `target` out of the room it is in (to the lobby, or off the server from the lobby).
+    /// Sends `target` out of this room, or (a server operator acting anywhere) out of the room it
+    /// is in: to the lobby, or off the server from the lobby.
     fn send_away(&self, target: &Target, notice: String) -> bool {
-        self.hub.control(
-            target.id,
-            Control::Kick {
-                room: target.room.name().key.clone(),
-                notice,
+        let here = &self.room.name().key;
+        let room = match target.in_room(here) {
+            Some(_) => here.clone(),
+            None => match target.rooms.first() {
+                Some(room) => room.name().key.clone(),
+                None => return false,
             },
-        )
+        };
+        self.hub.control(target.id, Control::Kick { room, notice })
     }
 
     fn kick(&self, name: &str, reason: Option<String>) {
@@ -317,12 +324,17 @@ impl Member {
         let Some(target) = self.target_here(name, "kick") else {
             return;
         };
-        let label = target.room.label();
+        let label = self.room.label();
         let why = because(&reason);
         // Told first, so the kicked member too sees it before its move.
-        target.room.broadcast(
+        self.room.announce(
             crate::room::SERVER,
             protocol::notice(&format!("{} was kicked by {}{why}", target.name, self.name)),
+            crate::room::Happening::Kicked {
+                name: target.name.clone(),
+                by: self.name.clone(),
+                reason: reason.clone(),
+            },
         );
         if !self.send_away(
             &target,
@@ -429,7 +441,7 @@ impl Member {
         let room = std::sync::Arc::clone(&self.room);
         let oper = |t: &Target| self.hub.is_oper(t.account.as_deref());
         let covered = self.hub.targets(|t| {
-            t.room.name().key == key
+            t.in_room(&key).is_some()
                 && t.id != self.id
                 && room.moderate(|m| {
                     m.banned(
@@ -635,13 +647,13 @@ impl Member {
 
     /// Disconnects `target`, telling its room first.
     fn kill_member(&self, target: &Target, why: &str) {
-        target.room.broadcast(
-            crate::room::SERVER,
-            protocol::notice(&format!(
-                "{} was disconnected by {}{why}",
-                target.name, self.name
-            )),
-        );
+        let told = protocol::notice(&format!(
+            "{} was disconnected by {}{why}",
+            target.name, self.name
+        ));
+        for room in &target.rooms {
+            room.broadcast(crate::room::SERVER, told.clone());
+        }
         self.hub.control(
             target.id,
             Control::Kill {

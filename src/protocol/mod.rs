@@ -58,6 +58,11 @@ pub enum Command {
     Help,
     /// `/join ROOM`: move to another room (created on demand).
     Join(String),
+    /// `/part [ROOM]`: leave the room one is in (for the lobby); naming it guards against leaving
+    /// the wrong one.
+    Part(Option<String>),
+    /// `/me TEXT`: an action, shown to everyone as `* NAME TEXT` (IRC's CTCP ACTION).
+    Me(String),
     /// `/rooms`: list the open rooms and how many are in each.
     Rooms,
     /// `/history [N]` or `/history since ID`: replay the room's recent lines.
@@ -93,6 +98,8 @@ pub const HELP: &[&str] = &[
     "  /nick NAME       change your name (letters, digits, _ - .)",
     "  /who             list who is in this room (or /list)",
     "  /join ROOM       move to another room (created if needed)",
+    "  /part [ROOM]     leave this room for #lobby",
+    "  /me TEXT         say what you do: * NAME TEXT",
     "  /rooms           list the rooms",
     "  /history [N]     replay the last N messages of this room",
     "  /history since ID  replay what came after message ID",
@@ -212,6 +219,9 @@ fn parse_command(line: &str) -> Command {
         "help" => Command::Help,
         "join" if rest.is_empty() => Command::Usage("usage: /join ROOM"),
         "join" => Command::Join(rest.to_string()),
+        "part" | "leave" => Command::Part((!rest.is_empty()).then(|| rest.to_string())),
+        "me" if rest.trim().is_empty() => Command::Usage("usage: /me TEXT"),
+        "me" => Command::Me(rest.to_string()),
         "rooms" => Command::Rooms,
         "info" => Command::Info,
         "history" => parse_history(rest),
@@ -428,6 +438,14 @@ pub fn write_chat_line(out: &mut BytesMut, name: &str, text: &str) {
     }
 }
 
+/// Appends `* NAME TEXT` and a line end: an action (`/me`), kept and relayed as chat.
+pub fn write_action_line(out: &mut BytesMut, name: &str, text: &str) {
+    out.reserve(name.len() + text.len() + 4);
+    for part in ["* ", name, " ", text, "\n"] {
+        out.put_slice(part.as_bytes());
+    }
+}
+
 /// `#42 ` before a line: its history id, for members that asked with `/ids on`.
 pub fn with_id(id: u64, line: &[u8]) -> Bytes {
     let mut buf = BytesMut::with_capacity(line.len() + 22);
@@ -603,6 +621,10 @@ mod tests {
             other => panic!("not a command: {other:?}"),
         };
         assert_eq!(cmd(b"/join #rust"), Command::Join("#rust".into()));
+        assert_eq!(cmd(b"/part"), Command::Part(None));
+        assert_eq!(cmd(b"/part #rust"), Command::Part(Some("#rust".into())));
+        assert_eq!(cmd(b"/me waves"), Command::Me("waves".into()));
+        assert_eq!(cmd(b"/me "), Command::Usage("usage: /me TEXT"));
         assert_eq!(cmd(b"/join"), Command::Usage("usage: /join ROOM"));
         assert_eq!(cmd(b"/rooms"), Command::Rooms);
         assert_eq!(

@@ -53,6 +53,51 @@ pub struct Event {
     /// Whether `first_id` is worth showing (`/ids on`): not with `--cluster`, whose ids are the
     /// stream's, given after delivery.
     pub ids: bool,
+    /// What a notice is about, for faces that show it as a message of its own (IRC's `JOIN`,
+    /// `PART`, `NICK`...) instead of its text; `None` for chat and for other notices.
+    pub what: Option<Arc<Happening>>,
+}
+
+/// A change in a room that a notice tells about, in a form any face can render.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Happening {
+    /// `name` came into the room.
+    Joined {
+        /// Who came.
+        name: String,
+    },
+    /// `name` went out of the room: left it (`quit` false) or the server (`quit` true).
+    Left {
+        /// Who went.
+        name: String,
+        /// Its own words or the server's reason.
+        reason: Option<String>,
+        /// Whether it left the server, not just this room.
+        quit: bool,
+    },
+    /// A member took another name.
+    Renamed {
+        /// The name it had.
+        old: String,
+        /// The name it has now.
+        new: String,
+    },
+    /// The topic was set (or cleared: empty).
+    Topic {
+        /// Who set it.
+        by: String,
+        /// The new topic.
+        topic: String,
+    },
+    /// A member was sent out of the room.
+    Kicked {
+        /// Who was sent out.
+        name: String,
+        /// By whom.
+        by: String,
+        /// Why, if given.
+        reason: Option<String>,
+    },
 }
 
 impl Event {
@@ -247,16 +292,32 @@ impl Room {
 
     /// Sends a server line (a notice) to every reader but `from`.
     pub fn broadcast(&self, from: MemberId, line: Bytes) {
-        self.publish(from, line, 1, false);
+        self.publish(from, line, None);
+    }
+
+    /// Sends a notice that tells of `what` to every reader but `from`.
+    pub fn announce(&self, from: MemberId, line: Bytes, what: Happening) {
+        self.publish(from, line, Some(Arc::new(what)));
     }
 
     /// Sends `count` chat lines, concatenated in `lines`, to every reader but `from`, and keeps
     /// them in the room's history.
     pub fn say(&self, from: MemberId, lines: Bytes, count: u32) {
-        self.publish(from, lines, count, true);
+        self.publish_lines(from, lines, count, true, None);
     }
 
-    fn publish(&self, from: MemberId, lines: Bytes, count: u32, chat: bool) {
+    fn publish(&self, from: MemberId, line: Bytes, what: Option<Arc<Happening>>) {
+        self.publish_lines(from, line, 1, false, what);
+    }
+
+    fn publish_lines(
+        &self,
+        from: MemberId,
+        lines: Bytes,
+        count: u32,
+        chat: bool,
+        what: Option<Arc<Happening>>,
+    ) {
         // The state lock orders the sends, so `end`, `line_no` and history ids grow along the
         // channel and a subscriber's history ends exactly where its channel begins.
         let mut state = self.state();
@@ -285,6 +346,7 @@ impl Room {
             first_id,
             line: lines,
             ids: !self.store.mirrored(),
+            what,
         });
     }
 

@@ -5,85 +5,25 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::tmux::{have_tmux, Tmux, POLL, SCREEN_TIMEOUT};
 use common::{start_server, TcpClient};
 
-/// Longest a screen may take to show what a test waits for (tmux, a debug build, a busy machine).
-const SCREEN_TIMEOUT: Duration = Duration::from_secs(15);
-const POLL: Duration = Duration::from_millis(50);
-
-static SESSIONS: AtomicUsize = AtomicUsize::new(0);
-
-/// Whether tmux can be run; panics under CI when it cannot.
-fn have_tmux() -> bool {
-    let found = Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !found {
-        if std::env::var_os("CI").is_some() {
-            panic!("tmux is missing: install the `tmux` package (apt-get install tmux)");
-        }
-        eprintln!("SKIPPED: tmux is missing; install the `tmux` package to run the terminal tests");
-    }
-    found
-}
-
-/// One tmux server of our own, with one pane running a shell command.
-struct Tmux {
-    socket: String,
-    dir: PathBuf,
-}
-
+/// chatc's own ways of driving the shared [`Tmux`].
 impl Tmux {
     /// Runs `chatc ARGS` in a 100x30 pane, then writes the terminal's settings (`stty -a`) to
     /// `stty` in [`Tmux::dir`] and `done` once they are written.
     fn chatc(args: &str, env: &str) -> Tmux {
-        let n = SESSIONS.fetch_add(1, Ordering::SeqCst);
-        let socket = format!("chatc-test-{}-{n}", std::process::id());
-        let dir = std::env::temp_dir().join(&socket);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("test dir");
-        let script = format!(
-            "env -u NO_COLOR XDG_DATA_HOME={data} {env} {chatc} {args}; \
-             stty -a > {dir}/stty; echo done > {dir}/done; sleep 60",
-            data = dir.join("data").display(),
-            chatc = env!("CARGO_BIN_EXE_chatc"),
-            dir = dir.display(),
-        );
-        let tmux = Tmux { socket, dir };
-        tmux.run(&[
-            "-f",
-            "/dev/null",
-            "new-session",
-            "-d",
-            "-x",
-            "100",
-            "-y",
-            "30",
-            "-s",
-            "t",
-            &script,
-        ]);
-        tmux
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("run tmux");
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        Tmux::start("chatc-test", 100, 30, |dir| {
+            format!(
+                "env -u NO_COLOR XDG_DATA_HOME={data} {env} {chatc} {args}; \
+                 stty -a > {dir}/stty; echo done > {dir}/done; sleep 60",
+                data = dir.join("data").display(),
+                chatc = env!("CARGO_BIN_EXE_chatc"),
+                dir = dir.display(),
+            )
+        })
     }
 
     /// `chatc SERVER --nick ann`, once its name is taken and the prompt is empty.
@@ -95,15 +35,6 @@ impl Tmux {
         tmux
     }
 
-    /// The screen as text; with `escapes`, with its colours.
-    fn screen(&self, escapes: bool) -> String {
-        if escapes {
-            self.run(&["capture-pane", "-p", "-e", "-t", "t"])
-        } else {
-            self.run(&["capture-pane", "-p", "-t", "t"])
-        }
-    }
-
     /// The last line with something on it.
     fn input_line(screen: &str) -> &str {
         screen
@@ -112,22 +43,6 @@ impl Tmux {
             .find(|l| !l.trim().is_empty())
             .unwrap_or("")
             .trim_end()
-    }
-
-    /// Polls the screen until `ready` holds, or fails showing it.
-    fn wait(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + SCREEN_TIMEOUT;
-        loop {
-            let screen = self.screen(false);
-            if ready(&screen) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "never saw {what}; the screen:\n{screen}"
-            );
-            std::thread::sleep(POLL);
-        }
     }
 
     /// The cursor's column.
@@ -155,11 +70,6 @@ impl Tmux {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-    }
-
-    /// Presses one named key (`Enter`, `Tab`, `C-d`...).
-    fn press(&self, key: &str) {
-        self.run(&["send-keys", "-t", "t", key]);
     }
 
     /// Waits for chatc to end, and returns the terminal's settings after it.
@@ -205,15 +115,6 @@ impl Tmux {
             assert!(Instant::now() < deadline, "no chatc under the pane's shell");
             std::thread::sleep(POLL);
         }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -2,6 +2,7 @@
 //! and carry the room's lines back out. TLS ([`tls`]) is TCP's connection inside a TLS session.
 
 pub mod info_port;
+pub mod irc;
 pub mod proxy;
 pub mod tcp;
 pub mod tls;

@@ -2,6 +2,8 @@
 //! clients whose every wait is bounded, so a broken build fails fast instead of hanging.
 #![allow(dead_code)]
 
+pub mod tmux;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -1,0 +1,8 @@
+//! IRC: chatd's rooms as IRC channels.
+
+pub mod cap;
+pub mod ctcp;
+pub mod isupport;
+pub mod message;
+pub mod nick;
+pub mod numeric;

@@ -192,7 +192,7 @@ pub struct ServerArgs {
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000), help_heading = LIMITS)]
     pub backlog: u32,
 
-    /// Greeting at the start of the welcome line.
+    /// Greeting in the welcome line.
     ///
     /// At most 1024 bytes; control and invisible characters are removed.
     #[arg(long, value_name = "TEXT", default_value = DEFAULT_MOTD, value_parser = parse_motd, help_heading = ROOMS)]
@@ -472,7 +472,7 @@ pub fn parse_duration_in(text: &str, (min, max): (Duration, Duration)) -> Result
 /// Everything the server needs to run, independent of how it was given.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Greeting at the start of the welcome line.
+    /// Greeting in the welcome line.
     pub motd: String,
     /// UDP heartbeat interval (eviction after two).
     pub heartbeat: Duration,

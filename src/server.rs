@@ -36,6 +36,8 @@ pub struct Listeners {
     pub tls: Vec<TcpListener>,
     /// The seed's info service (`--info-port`).
     pub info: Vec<TcpListener>,
+    /// The IRC listeners (`--irc`).
+    pub irc: Vec<TcpListener>,
     /// The certificate for `--tls` and HTTPS: with one, `--http` serves HTTPS.
     pub certs: Option<CertStore>,
 }
@@ -65,6 +67,7 @@ impl Listeners {
         }
         let http = stream("http", args.http)?;
         let info = stream("info", args.info_port)?;
+        let irc = stream("irc", args.irc)?;
         let certs = load_certs(args)?;
         let tls = match args.tls {
             Some(_) if certs.is_none() => {
@@ -81,6 +84,7 @@ impl Listeners {
             http,
             tls,
             info,
+            irc,
             certs,
         })
     }
@@ -98,6 +102,11 @@ impl Listeners {
     /// The (first) HTTP address actually bound (useful with port 0).
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.first().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The (first) IRC address actually bound (useful with port 0).
+    pub fn irc_addr(&self) -> Option<SocketAddr> {
+        self.irc.first().and_then(|l| l.local_addr().ok())
     }
 
     /// The (first) `--info-port` address actually bound (useful with port 0).
@@ -175,6 +184,9 @@ pub async fn serve_reloading(
     if !listeners.tls.is_empty() {
         config.transports.push("tls");
     }
+    if !listeners.irc.is_empty() {
+        config.transports.push("irc");
+    }
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
     let hub = crate::cluster::relay::join(config, store.clone(), &token, &tracker).await;
@@ -206,6 +218,7 @@ pub async fn serve_reloading(
         (web, &listeners.http),
         ("tls", &listeners.tls),
         ("info", &listeners.info),
+        ("irc", &listeners.irc),
     ];
     let mut listening: Vec<(&str, SocketAddr)> = streams
         .iter()
@@ -230,6 +243,14 @@ pub async fn serve_reloading(
     }
     for listener in listeners.tcp {
         tracker.spawn(tcp::serve(
+            listener,
+            hub.clone(),
+            token.clone(),
+            tracker.clone(),
+        ));
+    }
+    for listener in listeners.irc {
+        tracker.spawn(crate::transport::irc::serve(
             listener,
             hub.clone(),
             token.clone(),

@@ -144,7 +144,14 @@ fn check_parsed(input: &Input) -> Result<(), TestCaseError> {
                 assert_one_line(&protocol::left_notice("alice", how))?;
             }
             Command::Nick(name) => assert_shown("nick argument", name)?,
-            Command::Join(room) => assert_shown("room argument", room)?,
+            Command::Join(room) | Command::Part(Some(room)) => assert_shown("room argument", room)?,
+            Command::Part(None) => {}
+            Command::Me(text) => {
+                assert_shown("action text", text)?;
+                let mut line = bytes::BytesMut::new();
+                protocol::write_action_line(&mut line, "alice", text);
+                assert_one_line(&line)?;
+            }
             Command::Rooms | Command::History(_) | Command::Ids(_) | Command::Info => {}
             Command::Msg { to, text } => {
                 assert_shown("msg recipient", to)?;

@@ -80,7 +80,6 @@ async fn talks_with_a_line_member(tcp: SocketAddr, client: Tmux, nick: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the IRC listener (chatd --irc), which is not on main yet"]
 async fn irssi_joins_a_room_and_talks_with_a_line_member() {
     require_program("tmux", "tmux");
     require_program("irssi", "irssi");
@@ -97,7 +96,6 @@ async fn irssi_joins_a_room_and_talks_with_a_line_member() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the IRC listener (chatd --irc), which is not on main yet"]
 async fn weechat_joins_a_room_and_talks_with_a_line_member() {
     require_program("tmux", "tmux");
     require_program("weechat", "weechat-curses");

@@ -2,6 +2,8 @@ complete -c chatd -l tcp -d 'Serve TCP on this port' -r
 complete -c chatd -l udp -d 'Serve UDP on this port' -r
 complete -c chatd -l http -d 'Serve HTTP on this port (page, /ws, /metrics)' -r
 complete -c chatd -l bind -d 'Address to bind the listeners to; repeatable' -r
+complete -c chatd -l irc -d 'Serve IRC on this port' -r
+complete -c chatd -l irc-password -d 'Password IRC clients must give (PASS)' -r
 complete -c chatd -l info-port -d 'Serve the seed\'s info service on this TCP port' -r
 complete -c chatd -l allow-origin -d 'Another page origin that may open WebSockets' -r
 complete -c chatd -l trusted-proxy -d 'A proxy whose PROXY headers are believed' -r
@@ -21,10 +23,11 @@ off\t'Never: the first datagram joins (a trusted LAN, clients that cannot answer
 auto\t'On, unless UDP is bound to a loopback address (only this machine can reach it)'"
 complete -c chatd -l udp-reply-budget -d 'Most unsolicited UDP replies per second' -r
 complete -c chatd -l backlog -d 'Messages a room buffers for its slowest reader' -r
-complete -c chatd -l motd -d 'Greeting at the start of the welcome line' -r
+complete -c chatd -l motd -d 'Greeting in the welcome line' -r
 complete -c chatd -l history -d 'Chat lines each room replays to joiners' -r
 complete -c chatd -l db -d 'Keep history and accounts in this SQLite file' -r -F
 complete -c chatd -l max-rooms -d 'Most rooms open at once' -r
+complete -c chatd -l max-rooms-per-member -d 'Most rooms one member may be in at once' -r
 complete -c chatd -l announce-max -d 'Largest room that announces joins and leaves' -r
 complete -c chatd -l oper -d 'An account that is a server operator' -r
 complete -c chatd -l argon2-memory -d 'Argon2id memory per password hash, in KiB' -r

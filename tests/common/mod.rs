@@ -30,6 +30,8 @@ pub struct TestServer {
     pub http: SocketAddr,
     /// Where its TLS listener is, when started with `--tls 0`.
     pub tls: Option<SocketAddr>,
+    /// Where its IRC listener is, when started with `--irc 0`.
+    pub irc: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -49,6 +51,7 @@ pub async fn start_server_on(bind: &str, extra: &str) -> TestServer {
     let udp = listeners.udp_addr().expect("udp address");
     let http = listeners.http_addr().expect("http address");
     let tls = listeners.tls_addr();
+    let irc = listeners.irc_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let run = server::run(args.config(), listeners, async move {
         let _ = stopped.await;
@@ -59,6 +62,7 @@ pub async fn start_server_on(bind: &str, extra: &str) -> TestServer {
         udp,
         http,
         tls,
+        irc,
         stop: Some(stop),
         task: Some(task),
     }

@@ -1,0 +1,375 @@
+//! One IRC connection: its lines in, IRC messages out, and the rooms it is in. One task runs it
+//! all (reading, its member's replies, every room it sits in, pings), so what it writes is in the
+//! order things happened; a client that does not read holds up only itself, and is let go.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use futures::future::{select_all, FutureExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::deliver::View;
+use super::message::{self, Message};
+use super::session::Session;
+use crate::guard::pacing::Cursor;
+use crate::hub::{DirectQueue, Hub};
+use crate::outbox::Direct;
+use crate::room::{Event, Room};
+use crate::transport::tcp;
+
+/// Longest line taken from a client: 8191 bytes of tags and 512 for the rest (IRCv3).
+const MAX_LINE: usize = 8191 + 512;
+/// Quiet time after which the server pings the client.
+const PING_AFTER: Duration = Duration::from_secs(90);
+/// Time a pinged client has to answer anything.
+const PING_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one write may wait on a client that does not read before it is let go.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Lines waiting out flood control (fakelag) before reading stops until they are handled.
+const HELD_LINES: usize = 32;
+
+/// Accepts IRC connections until `shutdown` is cancelled (PROXY headers from trusted proxies are
+/// honoured, as on the TCP listener).
+pub async fn serve(
+    listener: TcpListener,
+    hub: Hub,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    tcp::accept_members(listener, hub, shutdown, tracker, "irc", connection).await
+}
+
+/// A room this connection sits in, and how far it has read it.
+pub(super) struct Feed {
+    pub(super) room: Arc<Room>,
+    pub(super) label: String,
+    events: broadcast::Receiver<Event>,
+    /// Events before this one predate the join.
+    since: u64,
+    /// Counts this reader for pacing the room's senders.
+    cursor: Cursor,
+}
+
+impl Feed {
+    pub(super) fn new(room: Arc<Room>, events: broadcast::Receiver<Event>, since: u64) -> Feed {
+        Feed {
+            label: room.label(),
+            cursor: room.track_reader(since),
+            room,
+            events,
+            since,
+        }
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    addr: SocketAddr,
+    hub: Hub,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    tcp::tune(&stream, &hub);
+    let (reader, writer) = stream.into_split();
+    let direct = Arc::new(tcp::direct_queue(hub.config().sendq));
+    let mut conn = Conn {
+        session: Session::new(hub, addr, Arc::clone(&direct)),
+        direct,
+        reader,
+        writer,
+        input: BytesMut::new(),
+        discarding: false,
+        held: std::collections::VecDeque::new(),
+        view: View::default(),
+    };
+    let end = conn.run(&shutdown).await;
+    conn.finish(end).await;
+    Ok(())
+}
+
+/// Why a connection ends.
+enum End {
+    /// The client sent QUIT, or the server told it ERROR already.
+    Quit,
+    /// The client hung up.
+    Eof,
+    /// Server shutdown.
+    Shutdown,
+    /// Not reading, or over its send queue.
+    TooSlow,
+    /// No answer to a ping.
+    PingTimeout,
+    /// Flooding past `--flood-kick`.
+    Flooding,
+    /// Kicked off the server (`/kill`, a server ban).
+    Killed,
+}
+
+struct Conn {
+    session: Session,
+    direct: Arc<DirectQueue>,
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    input: BytesMut,
+    /// Inside an over-long line: everything up to its end is dropped.
+    discarding: bool,
+    /// Lines waiting for flood control to let them through.
+    held: std::collections::VecDeque<BytesMut>,
+    view: View,
+}
+
+impl Conn {
+    async fn run(&mut self, shutdown: &CancellationToken) -> End {
+        let mut last_heard = Instant::now();
+        let mut pinged = false;
+        let mut controls = None;
+        loop {
+            if let Some(end) = self.session.ended() {
+                return end_of(end);
+            }
+            if controls.is_none() {
+                controls = self.session.take_controls();
+            }
+            let wait = if pinged { PING_TIMEOUT } else { PING_AFTER };
+            let due = self.session.held_until();
+            let reading = self.held.len() < HELD_LINES;
+            let idle = self.session.idle_timeout();
+            let event = next_event(&mut self.session.feeds);
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return End::Shutdown,
+                read = self.reader.read_buf(&mut self.input), if reading => match read {
+                    Ok(0) | Err(_) => return End::Eof,
+                    Ok(_) => {
+                        last_heard = Instant::now();
+                        pinged = false;
+                        self.split_lines();
+                    }
+                },
+                _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {}
+                item = self.direct.pop() => match item {
+                    Ok(Direct::Reply(reply)) => {
+                        let nick = self.session.nick();
+                        let text = String::from_utf8_lossy(&reply).into_owned();
+                        for line in text.lines() {
+                            if let Some(m) = super::deliver::reply(line, &nick, self.session.caps()) {
+                                self.session.send(m);
+                            }
+                        }
+                        self.direct.written(reply.len());
+                    }
+                    Ok(Direct::Switch(_)) => {}
+                    Err(_) => return End::TooSlow,
+                },
+                (at, event) = event => self.deliver(at, event),
+                control = recv_control(&mut controls) => match control {
+                    Some(control) => self.session.control(control),
+                    None => controls = None,
+                },
+                _ = tokio::time::sleep_until(last_heard + wait) => {
+                    if pinged {
+                        return End::PingTimeout;
+                    }
+                    pinged = true;
+                    last_heard = Instant::now();
+                    self.session.ping();
+                }
+                _ = sleep_opt(idle) => return End::PingTimeout,
+            }
+            if let Some(end) = self.handle_held() {
+                return end;
+            }
+            if !self.flush().await {
+                return End::TooSlow;
+            }
+        }
+    }
+
+    /// Splits complete lines off the input, keeping an over-long one out (with ERR_INPUTTOOLONG).
+    fn split_lines(&mut self) {
+        loop {
+            match memchr::memchr(b'\n', &self.input) {
+                Some(end) => {
+                    let line = self.input.split_to(end + 1);
+                    if std::mem::take(&mut self.discarding) {
+                        continue;
+                    }
+                    if line.len() > MAX_LINE {
+                        self.session.too_long();
+                        continue;
+                    }
+                    self.held.push_back(line);
+                }
+                None => {
+                    if self.input.len() > MAX_LINE {
+                        if !self.discarding {
+                            self.session.too_long();
+                        }
+                        self.discarding = true;
+                        self.input.clear();
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Handles the held lines that flood control lets through now.
+    fn handle_held(&mut self) -> Option<End> {
+        while !self.held.is_empty() {
+            if self.session.held_until().is_some() {
+                return None;
+            }
+            match self.session.admit() {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(()) => return Some(End::Flooding),
+            }
+            let line = self.held.pop_front()?;
+            let raw = held_line_bytes(line);
+            match message::parse(&raw) {
+                Ok(msg) if msg.command.is_empty() => {}
+                Ok(msg) => self.session.handle(msg),
+                Err(message::ParseError::Empty) => {}
+                Err(e) => self.session.bad_line(&e.to_string()),
+            }
+            self.drain_replies();
+            if let Some(end) = self.session.ended() {
+                return Some(end_of(end));
+            }
+        }
+        None
+    }
+
+    /// Takes the member's replies already queued, so they come before what the session says next.
+    fn drain_replies(&mut self) {
+        while let Ok(Some(item)) = self.direct.try_pop() {
+            if let Direct::Reply(reply) = item {
+                let nick = self.session.nick();
+                let text = String::from_utf8_lossy(&reply).into_owned();
+                for line in text.lines() {
+                    if let Some(m) = super::deliver::reply(line, &nick, self.session.caps()) {
+                        self.session.send(m);
+                    }
+                }
+                self.direct.written(reply.len());
+            }
+        }
+    }
+
+    fn deliver(&mut self, at: usize, event: Result<Event, broadcast::error::RecvError>) {
+        let Some(feed) = self.session.feeds.get_mut(at) else {
+            return;
+        };
+        match event {
+            Ok(event) => {
+                if event.seq < feed.since {
+                    return;
+                }
+                feed.cursor.advance(event.seq + 1);
+                let label = feed.label.clone();
+                let me = self.session.id();
+                for m in self.view.event(&event, &label, me, self.session.caps()) {
+                    self.session.send(m);
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                let label = feed.label.clone();
+                let nick = self.session.nick();
+                self.session.send(
+                    Message::new("NOTICE")
+                        .source("chatd")
+                        .param(nick)
+                        .param(format!("you missed {missed} messages in {label}")),
+                );
+            }
+            Err(broadcast::error::RecvError::Closed) => {
+                self.session.feeds.remove(at);
+            }
+        }
+    }
+
+    /// Writes what the session has to say; false when the client does not take it in time.
+    async fn flush(&mut self) -> bool {
+        let out = self.session.take_output();
+        if out.is_empty() {
+            return true;
+        }
+        matches!(
+            tokio::time::timeout(WRITE_TIMEOUT, self.writer.write_all(&out)).await,
+            Ok(Ok(()))
+        )
+    }
+
+    async fn finish(mut self, end: End) {
+        let reason = match end {
+            End::Quit | End::Killed => None,
+            End::Eof => Some("connection closed"),
+            End::Shutdown => Some("server shutting down"),
+            End::TooSlow => Some("too slow"),
+            End::PingTimeout => Some("ping timeout"),
+            End::Flooding => Some("flooding"),
+        };
+        if let Some(reason) = reason {
+            self.session.error(reason);
+        }
+        let out = self.session.take_output();
+        let _ = tokio::time::timeout(tcp::GOODBYE_TIMEOUT, self.writer.write_all(&out)).await;
+        let departure = match end {
+            End::Eof => None,
+            End::Quit | End::Killed => None,
+            End::Shutdown => None,
+            _ => reason,
+        };
+        self.session.leave(departure);
+        let _ = tokio::time::timeout(tcp::GOODBYE_TIMEOUT, self.writer.shutdown()).await;
+        self.input.advance(self.input.len());
+    }
+}
+
+/// A line without its CR LF.
+fn held_line_bytes(mut line: BytesMut) -> BytesMut {
+    while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        line.truncate(line.len() - 1);
+    }
+    line
+}
+
+/// The next event of any of the rooms, with its room's index; never ready without rooms.
+async fn next_event(feeds: &mut [Feed]) -> (usize, Result<Event, broadcast::error::RecvError>) {
+    if feeds.is_empty() {
+        return std::future::pending().await;
+    }
+    let (event, at, _) = select_all(feeds.iter_mut().map(|f| f.events.recv().boxed())).await;
+    (at, event)
+}
+
+async fn recv_control(
+    controls: &mut Option<crate::control::ControlRx>,
+) -> Option<crate::control::Control> {
+    match controls {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_opt(idle: Option<Instant>) {
+    match idle {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn end_of(end: super::session::Ended) -> End {
+    match end {
+        super::session::Ended::Quit => End::Quit,
+        super::session::Ended::Killed => End::Killed,
+    }
+}

@@ -1,0 +1,321 @@
+//! What an IRC client receives of chatd's traffic: room events and the member's replies, turned
+//! into IRC messages. Pure functions: the connection hands each event or reply here with what it
+//! knows about its client, and writes what comes back.
+
+use std::collections::VecDeque;
+use std::time::SystemTime;
+
+use super::cap::{Cap, Caps};
+use super::message::Message;
+use super::nick::nick_from_name;
+use crate::room::{Event, Happening};
+
+/// Most nick changes and quits remembered to send each only once (a member in several of this
+/// client's channels announces them in each).
+const RECENT: usize = 128;
+
+/// The `nick!user@host` chatd gives a member: user and host are the same for everyone, since
+/// chatd does not show addresses (see README's IRC section).
+pub fn mask(name: &str) -> String {
+    format!("{}!chat@chatd", nick_from_name(name))
+}
+
+/// The IRCv3 `time` tag's value for `at`.
+pub fn server_time(at: SystemTime) -> String {
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+/// One client's view: who it is, what it enabled, and what it has been told already.
+#[derive(Debug, Default)]
+pub struct View {
+    /// Nick changes (old, new) and quits (name) already sent once.
+    recent: VecDeque<(String, String)>,
+}
+
+impl View {
+    /// Whether `(a, b)` was seen lately; remembers it if not.
+    fn first_time(&mut self, a: &str, b: &str) -> bool {
+        if self
+            .recent
+            .iter()
+            .any(|(x, y)| x.as_str() == a && y.as_str() == b)
+        {
+            return false;
+        }
+        if self.recent.len() >= RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((a.to_string(), b.to_string()));
+        true
+    }
+
+    /// Forgets what was seen about `name` (it joined again: its next quit is news).
+    fn forget(&mut self, name: &str) {
+        self.recent.retain(|(a, _)| a != name);
+    }
+
+    /// The IRC messages for one room event in `channel` (`#label`), for member `me`.
+    pub fn event(
+        &mut self,
+        event: &Event,
+        channel: &str,
+        me: crate::room::MemberId,
+        caps: &Caps,
+    ) -> Vec<Message> {
+        let own = event.from == me;
+        if let Some(what) = &event.what {
+            if own {
+                // The client's own joins, parts and renames are answered to it directly.
+                return Vec::new();
+            }
+            return self.happening(what, channel, caps).into_iter().collect();
+        }
+        if !event.is_chat() {
+            if own {
+                return Vec::new();
+            }
+            let text = String::from_utf8_lossy(&event.line);
+            return text
+                .lines()
+                .map(|line| {
+                    stamp(
+                        Message::new("NOTICE")
+                            .source("chatd")
+                            .param(channel)
+                            .param(line.strip_prefix("* ").unwrap_or(line)),
+                        caps,
+                        None,
+                    )
+                })
+                .collect();
+        }
+        if own && !caps.has(Cap::EchoMessage) {
+            return Vec::new();
+        }
+        let text = String::from_utf8_lossy(&event.line);
+        text.lines()
+            .enumerate()
+            .filter_map(|(n, line)| {
+                let (name, body) = chat_parts(line)?;
+                let msgid = event
+                    .first_id
+                    .filter(|_| event.ids)
+                    .map(|first| format!("{}", first + n as u64));
+                Some(stamp(
+                    Message::new("PRIVMSG")
+                        .source(&mask(name))
+                        .param(channel)
+                        .param(body),
+                    caps,
+                    msgid.as_deref(),
+                ))
+            })
+            .collect()
+    }
+
+    fn happening(&mut self, what: &Happening, channel: &str, caps: &Caps) -> Option<Message> {
+        let message = match what {
+            Happening::Joined { name } => {
+                self.forget(name);
+                let join = Message::new("JOIN").source(&mask(name)).param(channel);
+                if caps.has(Cap::ExtendedJoin) {
+                    join.param("*").param(name.as_str())
+                } else {
+                    join
+                }
+            }
+            Happening::Left {
+                name,
+                reason,
+                quit: true,
+            } => {
+                if !self.first_time(name, "") {
+                    return None;
+                }
+                Message::new("QUIT")
+                    .source(&mask(name))
+                    .param(reason.as_deref().unwrap_or("Quit"))
+            }
+            Happening::Left { name, reason, .. } => {
+                let part = Message::new("PART").source(&mask(name)).param(channel);
+                match reason {
+                    Some(reason) => part.param(reason.as_str()),
+                    None => part,
+                }
+            }
+            Happening::Renamed { old, new } => {
+                if !self.first_time(old, new) {
+                    return None;
+                }
+                Message::new("NICK")
+                    .source(&mask(old))
+                    .param(nick_from_name(new))
+            }
+            Happening::Topic { by, topic } => Message::new("TOPIC")
+                .source(&mask(by))
+                .param(channel)
+                .param(topic.as_str()),
+            Happening::Kicked { name, by, reason } => Message::new("KICK")
+                .source(&mask(by))
+                .param(channel)
+                .param(nick_from_name(name))
+                .param(reason.as_deref().unwrap_or(by.as_str())),
+        };
+        Some(stamp(message, caps, None))
+    }
+}
+
+/// Adds the tags the client asked for: `time` (server-time) and `msgid` (message-tags).
+pub fn stamp(message: Message, caps: &Caps, msgid: Option<&str>) -> Message {
+    let message = if caps.has(Cap::ServerTime) {
+        message.tag("time", &server_time(SystemTime::now()))
+    } else {
+        message
+    };
+    match msgid {
+        Some(id) if caps.has(Cap::MessageTags) => message.tag("msgid", id),
+        _ => message,
+    }
+}
+
+/// A chat line's sender and text: `<alice> hi` or an action, `* alice waves` (given back as a
+/// CTCP ACTION).
+pub fn chat_parts(line: &str) -> Option<(&str, String)> {
+    if let Some(rest) = line.strip_prefix('<') {
+        let (name, text) = rest.split_once("> ")?;
+        return Some((name, text.to_string()));
+    }
+    let rest = line.strip_prefix("* ")?;
+    let (name, action) = rest.split_once(' ').unwrap_or((rest, ""));
+    Some((name, format!("\u{1}ACTION {action}\u{1}")))
+}
+
+/// One reply chatd made for the member (its text protocol) as IRC: a private message from
+/// someone becomes a PRIVMSG from them, the sender's copy of its own is dropped (unless
+/// echo-message), and notices and errors become NOTICEs from the server.
+pub fn reply(line: &str, nick: &str, caps: &Caps) -> Option<Message> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    // `/ids on` is not for IRC clients, but a `#ID ` prefix must not end up in the text.
+    if let Some(rest) = line.strip_prefix("[private] ") {
+        let (name, text) = chat_parts(rest)?;
+        return Some(stamp(
+            Message::new("PRIVMSG")
+                .source(&mask(name))
+                .param(nick)
+                .param(text),
+            caps,
+            None,
+        ));
+    }
+    if let Some(rest) = line.strip_prefix("[private to ") {
+        let (to, text) = rest.split_once("] ")?;
+        if !caps.has(Cap::EchoMessage) {
+            return None;
+        }
+        return Some(stamp(
+            Message::new("PRIVMSG")
+                .source(&mask(
+                    &super::nick::name_from_nick(nick).unwrap_or_default(),
+                ))
+                .param(nick_from_name(to))
+                .param(text),
+            caps,
+            None,
+        ));
+    }
+    let text = line
+        .strip_prefix("* ")
+        .or_else(|| line.strip_prefix("! "))
+        .unwrap_or(line);
+    if text.is_empty() {
+        return None;
+    }
+    Some(
+        Message::new("NOTICE")
+            .source("chatd")
+            .param(nick)
+            .param(text),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::sync::Arc;
+
+    fn event(from: u64, line: &'static str, chat: bool, what: Option<Happening>) -> Event {
+        Event {
+            from,
+            seq: 1,
+            end: 0,
+            line_no: 0,
+            lines: 1,
+            first_id: chat.then_some(7),
+            line: Bytes::from_static(line.as_bytes()),
+            ids: true,
+            what: what.map(Arc::new),
+        }
+    }
+
+    #[test]
+    fn chat_becomes_privmsg_and_actions_ctcp() {
+        let mut view = View::default();
+        let caps = Caps::new();
+        let out = view.event(
+            &event(2, "<alice> hi there\n", true, None),
+            "#den",
+            1,
+            &caps,
+        );
+        assert_eq!(
+            out[0].line(),
+            ":alice!chat@chatd PRIVMSG #den :hi there\r\n"
+        );
+        let out = view.event(&event(2, "* alice waves\n", true, None), "#den", 1, &caps);
+        assert_eq!(
+            out[0].line(),
+            ":alice!chat@chatd PRIVMSG #den :\u{1}ACTION waves\u{1}\r\n"
+        );
+    }
+
+    #[test]
+    fn own_chat_is_skipped_without_echo_message() {
+        let mut view = View::default();
+        let out = view.event(&event(1, "<me> hi\n", true, None), "#den", 1, &Caps::new());
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_quit_seen_in_two_channels_is_sent_once() {
+        let mut view = View::default();
+        let caps = Caps::new();
+        let quit = || {
+            Some(Happening::Left {
+                name: "bob".into(),
+                reason: Some("bye".into()),
+                quit: true,
+            })
+        };
+        let first = view.event(&event(2, "* bob left\n", false, quit()), "#a", 1, &caps);
+        let second = view.event(&event(2, "* bob left\n", false, quit()), "#b", 1, &caps);
+        assert_eq!(first[0].line(), ":bob!chat@chatd QUIT :bye\r\n");
+        assert!(second.is_empty());
+    }
+
+    #[test]
+    fn private_lines_become_privmsg_to_the_client() {
+        let caps = Caps::new();
+        let got = reply("[private] <bob> psst\n", "alice", &caps).map(|m| m.line());
+        assert_eq!(
+            got.as_deref(),
+            Some(":bob!chat@chatd PRIVMSG alice :psst\r\n")
+        );
+        assert!(reply("[private to bob] psst\n", "alice", &caps).is_none());
+        let got = reply("! no such member: x\n", "alice", &caps).map(|m| m.line());
+        assert_eq!(
+            got.as_deref(),
+            Some(":chatd NOTICE alice :no such member: x\r\n")
+        );
+    }
+}

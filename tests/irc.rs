@@ -1,0 +1,268 @@
+//! The IRC face (`--irc`): registration, channels that are chatd's rooms shared with line and UDP
+//! members, a member in several rooms, and bad input, over real sockets.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::{start_server, TcpClient, UdpClient};
+
+/// Registers an IRC client as `nick` and waits for the end of its welcome (MOTD).
+async fn irc(addr: SocketAddr, nick: &str) -> (TcpClient, Vec<String>) {
+    let mut client = TcpClient::connect_raw(addr).await;
+    client.send(&format!("NICK {nick}")).await;
+    client.send(&format!("USER {nick} 0 * :{nick} here")).await;
+    let welcome = client
+        .expect_match(|l| l.contains(" 376 ") || l.contains(" 422 "))
+        .await;
+    (client, welcome)
+}
+
+/// Receives UDP lines until one satisfies `wanted`.
+async fn udp_until(udp: &UdpClient, wanted: impl Fn(&str) -> bool) {
+    for _ in 0..1000 {
+        if wanted(&udp.recv().await) {
+            return;
+        }
+    }
+    panic!("never got the line wanted over UDP");
+}
+
+/// Joins `channel` and waits for the end of its NAMES.
+async fn join(client: &mut TcpClient, channel: &str) -> Vec<String> {
+    client.send(&format!("JOIN {channel}")).await;
+    client
+        .expect_match(|l| l.contains(" 366 ") && l.contains(channel))
+        .await
+}
+
+#[tokio::test]
+async fn registration_gives_the_welcome_numerics_and_honest_isupport() {
+    let server = start_server("--irc 0").await;
+    let (mut client, welcome) = irc(server.irc.expect("irc"), "alice").await;
+    assert!(
+        welcome[0].starts_with(":chatd 001 alice :Welcome"),
+        "{welcome:?}"
+    );
+    let isupport: String = welcome
+        .iter()
+        .filter(|l| l.contains(" 005 "))
+        .cloned()
+        .collect();
+    for token in [
+        "CASEMAPPING=rfc8265",
+        "CHANTYPES=#",
+        "PREFIX=(o)@",
+        "UTF8ONLY",
+        "CHANLIMIT=#:100",
+    ] {
+        assert!(isupport.contains(token), "{token} missing from {isupport}");
+    }
+    assert!(welcome.iter().any(|l| l.contains(" 251 ")), "{welcome:?}");
+    client.send("PING :abc").await;
+    client.expect(":chatd PONG chatd abc").await;
+    client.send("FROBNICATE x").await;
+    client
+        .expect(":chatd 421 alice FROBNICATE :Unknown command")
+        .await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn commands_before_registration_are_refused_and_quit_gets_error() {
+    let server = start_server("--irc 0").await;
+    let mut client = TcpClient::connect_raw(server.irc.expect("irc")).await;
+    client.send("JOIN #den").await;
+    client.expect(":chatd 451 * :You have not registered").await;
+    client.send("QUIT :bye").await;
+    let line = client.recv().await;
+    assert!(line.starts_with("ERROR "), "{line}");
+    client.expect_closed().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn irc_and_netcat_members_talk_in_one_room_both_ways() {
+    let server = start_server("--irc 0").await;
+    let (mut alice, _) = irc(server.irc.expect("irc"), "alice").await;
+    let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
+    bob.send("/join #den").await;
+    bob.expect_match(|l| l.starts_with("* you are in #den"))
+        .await;
+    let names = join(&mut alice, "#den").await;
+    assert!(
+        names
+            .iter()
+            .any(|l| l.contains(" 353 ") && l.contains("bob") && l.contains("alice")),
+        "{names:?}"
+    );
+    bob.expect("* alice joined #den").await;
+    bob.send("hello irc").await;
+    alice
+        .expect(":bob!chat@chatd PRIVMSG #den :hello irc")
+        .await;
+    alice.send("PRIVMSG #den :hello netcat").await;
+    bob.expect("<alice> hello netcat").await;
+    alice.send("PRIVMSG #den :\u{1}ACTION waves\u{1}").await;
+    bob.expect("* alice waves").await;
+    bob.send("/me nods").await;
+    alice
+        .expect(":bob!chat@chatd PRIVMSG #den :\u{1}ACTION nods\u{1}")
+        .await;
+    bob.send("/who").await;
+    bob.expect_match(|l| l.contains("alice") && l.contains("(irc)"))
+        .await;
+    alice.send("PRIVMSG bob :psst").await;
+    bob.expect("[private] <alice> psst").await;
+    bob.send("/msg alice hi back").await;
+    alice.expect(":bob!chat@chatd PRIVMSG alice :hi back").await;
+    bob.send("/nick robert").await;
+    alice.expect(":bob!chat@chatd NICK robert").await;
+    alice.send("PART #den :later").await;
+    alice.expect(":alice!chat@chatd PART #den later").await;
+    bob.expect("* alice left #den: \"later\"").await;
+    alice.send("QUIT :gone").await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_irc_member_sits_in_several_rooms_and_gets_each_in_order() {
+    let server = start_server("--irc 0").await;
+    let (mut alice, _) = irc(server.irc.expect("irc"), "alice").await;
+    alice.send("JOIN #a,#b").await;
+    alice
+        .expect_match(|l| l.contains(" 366 ") && l.contains("#a"))
+        .await;
+    alice
+        .expect_match(|l| l.contains(" 366 ") && l.contains("#b"))
+        .await;
+    let mut tcp = TcpClient::with_nick(server.tcp, "tee").await;
+    tcp.send("/join #a").await;
+    tcp.expect_match(|l| l.starts_with("* you are in #a")).await;
+    let udp = UdpClient::join(server.udp).await;
+    udp.send("/join #b").await;
+    udp_until(&udp, |l| l.starts_with("* you are in #b")).await;
+    // Within the UDP burst (20 lines), which drops rather than waits past it.
+    for n in 0..10 {
+        tcp.send(&format!("a{n}")).await;
+        udp.send(&format!("b{n}")).await;
+    }
+    let (mut next_a, mut next_b) = (0, 0);
+    while next_a < 10 || next_b < 10 {
+        let line = alice.recv().await;
+        if let Some(text) = line.strip_prefix(":tee!chat@chatd PRIVMSG #a ") {
+            assert_eq!(text, format!("a{next_a}"), "order in #a");
+            next_a += 1;
+        } else if let Some((_, text)) = line.split_once(" PRIVMSG #b ") {
+            assert_eq!(text, format!("b{next_b}"), "order in #b");
+            next_b += 1;
+        }
+    }
+    // Its lines go to the room they name only.
+    alice.send("PRIVMSG #b :only b").await;
+    udp_until(&udp, |l| l == "<alice> only b").await;
+    alice.send("PART #b").await;
+    alice.expect(":alice!chat@chatd PART #b").await;
+    udp.send("after part").await;
+    tcp.send("still here").await;
+    // Nothing of #b arrives after its PART; #a goes on.
+    let skipped = alice.expect(":tee!chat@chatd PRIVMSG #a :still here").await;
+    assert!(
+        skipped.iter().all(|l| !l.contains("after part")),
+        "{skipped:?}"
+    );
+    tcp.send("/who").await;
+    tcp.expect_match(|l| l.contains("alice")).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn nick_rules_are_chatd_rules() {
+    let server = start_server("--irc 0").await;
+    let _bob = TcpClient::with_nick(server.tcp, "bob").await;
+    let mut client = TcpClient::connect_raw(server.irc.expect("irc")).await;
+    client.send("NICK bob").await;
+    client
+        .expect(":chatd 433 * bob :Nickname is already in use")
+        .await;
+    client.send("NICK BOB").await;
+    client
+        .expect(":chatd 433 * BOB :Nickname is already in use")
+        .await;
+    client.send("NICK carol").await;
+    client.send("USER carol 0 * :Carol").await;
+    client
+        .expect_match(|l| l.starts_with(":chatd 001 carol "))
+        .await;
+    client.send("NICK b0b").await;
+    client.expect_match(|l| l.contains(" 433 ")).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_numeric_and_others_lose_nothing() {
+    let server = start_server("--irc 0").await;
+    let (mut alice, _) = irc(server.irc.expect("irc"), "alice").await;
+    join(&mut alice, "#den").await;
+    let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
+    bob.send("/join #den").await;
+    bob.expect_match(|l| l.starts_with("* you are in #den"))
+        .await;
+    let long = format!("PRIVMSG #den :{}", "x".repeat(9000));
+    alice.send(&long).await;
+    alice
+        .expect(":chatd 417 alice :Input line was too long")
+        .await;
+    alice.send_raw(b"PRIVMSG #den :bad \xff\xfe utf8\r\n").await;
+    alice.send("PRIVMSG #nowhere :hi").await;
+    alice
+        .expect_match(|l| l.contains(" 404 ") && l.contains("#nowhere"))
+        .await;
+    alice.send("PRIVMSG #den :still fine").await;
+    let got = bob.expect("<alice> still fine").await;
+    assert!(got.iter().all(|l| !l.contains("xxxx")), "{got:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn channel_operators_are_room_operators() {
+    let server = start_server("--irc 0").await;
+    let (mut alice, _) = irc(server.irc.expect("irc"), "alice").await;
+    let names = join(&mut alice, "#ops").await;
+    assert!(names.iter().any(|l| l.contains("@alice")), "{names:?}");
+    let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
+    bob.send("/join #ops").await;
+    bob.expect_match(|l| l.starts_with("* you are in #ops"))
+        .await;
+    alice.send("TOPIC #ops :plans").await;
+    alice
+        .expect_match(|l| l.ends_with("TOPIC #ops plans"))
+        .await;
+    bob.expect("* alice set the topic of #ops: plans").await;
+    alice.send("MODE #ops +o bob").await;
+    bob.expect_match(|l| l.contains("operator")).await;
+    alice.send("KICK #ops bob :out").await;
+    alice.expect_match(|l| l.contains(" KICK #ops bob ")).await;
+    bob.expect_match(|l| l.contains("you were kicked from #ops"))
+        .await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn line_members_part_back_to_the_lobby() {
+    let server = start_server("").await;
+    let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
+    bob.send("/part").await;
+    bob.expect_match(|l| l.starts_with("! #lobby is where everyone is"))
+        .await;
+    bob.send("/join #den").await;
+    bob.expect_match(|l| l.starts_with("* you are in #den"))
+        .await;
+    bob.send("/part #elsewhere").await;
+    bob.expect("! you are not in #elsewhere; you are in #den")
+        .await;
+    bob.send("/part #den").await;
+    bob.expect_match(|l| l.starts_with("* you are in #lobby"))
+        .await;
+    server.shutdown().await;
+}

@@ -6,3 +6,4 @@ pub mod isupport;
 pub mod message;
 pub mod nick;
 pub mod numeric;
+pub mod sasl;

@@ -26,6 +26,9 @@ CHATD_BIN = os.environ.get(
 # How long a line-protocol answer may take (a debug build on a loaded machine).
 LINE_TIMEOUT = 30.0
 
+# The server name irctest's tests expect.
+SERVER_NAME = "My.Little.Server"
+
 # irctest's operator credentials (tests/oper.py): registered at start and made a server operator.
 OPER_NAME = "operuser"
 OPER_PASSWORD = "operpassword"
@@ -108,6 +111,9 @@ class ChatdController(BaseServerController, DirectoryBasedController):
             str(self.directory / "chatd.db"),
             "--oper",
             OPER_NAME,
+            # irctest expects this server name in PONG, WHO, WHOIS, TIME, LINKS, INFO...
+            "--name",
+            SERVER_NAME,
             # irctest opens many connections from one address, at once, and sends in bursts.
             "--max-per-ip",
             "1000",

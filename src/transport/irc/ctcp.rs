@@ -29,10 +29,15 @@ pub fn to_irc(text: &str) -> Cow<'_, str> {
 /// The action in a CTCP ACTION (`\x01ACTION waves\x01`; the closing `\x01` is optional, as the
 /// CTCP spec allows), or `None` for any other text.
 pub fn irc_action(text: &str) -> Option<&str> {
+    let (command, rest) = ctcp(text)?;
+    command.eq_ignore_ascii_case("ACTION").then_some(rest)
+}
+
+/// A CTCP message's command and the rest, between the `\x01`s (the closing one optional).
+fn ctcp(text: &str) -> Option<(&str, &str)> {
     let body = text.strip_prefix('\u{1}')?;
     let body = body.strip_suffix('\u{1}').unwrap_or(body);
-    let (command, rest) = body.split_once(' ').unwrap_or((body, ""));
-    command.eq_ignore_ascii_case("ACTION").then_some(rest)
+    Some(body.split_once(' ').unwrap_or((body, "")))
 }
 
 /// The action in a room's text (`/me waves` gives `waves`), or `None` for plain chat.
@@ -42,13 +47,9 @@ pub fn line_action(text: &str) -> Option<&str> {
 
 /// A CTCP request other than ACTION (`VERSION`, `PING`...): its command, upper-cased.
 pub fn other_ctcp(text: &str) -> Option<String> {
-    if irc_action(text).is_some() {
-        return None;
-    }
-    let body = text.strip_prefix('\u{1}')?;
-    let body = body.strip_suffix('\u{1}').unwrap_or(body);
-    let command = body.split(' ').next().unwrap_or("");
-    (!command.is_empty()).then(|| command.to_ascii_uppercase())
+    let (command, _) = ctcp(text)?;
+    let other = !command.is_empty() && !command.eq_ignore_ascii_case("ACTION");
+    other.then(|| command.to_ascii_uppercase())
 }
 
 /// How a line member sees an action: `* alice waves`.

@@ -482,4 +482,41 @@ mod tests {
         assert_eq!(truncate_bytes("héllo", 3), "hé");
         assert_eq!(truncate_bytes("hi", 10), "hi");
     }
+
+    mod properties {
+        use std::collections::BTreeMap;
+
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        proptest! {
+            #[test]
+            fn any_bytes_parse_or_fail_cleanly(raw in vec(any::<u8>(), 0..9000)) {
+                if let Ok(m) = parse(&raw) {
+                    prop_assert!(m.params.len() <= MAX_PARAMS);
+                    prop_assert!(!m.command.is_empty());
+                }
+            }
+
+            #[test]
+            fn built_messages_read_back(
+                tags in proptest::collection::btree_map("\\+?[a-z][a-z0-9-]{0,8}", "\\PC{0,12}", 0..4),
+                source in proptest::option::of("[a-z]{1,8}(![a-z]{1,5}@[a-z.]{1,10})?"),
+                command in "[A-Z]{1,10}|[0-9]{3}",
+                middles in vec("[^ :\r\n\0][^ \r\n\0]{0,10}", 0..5),
+                last in "[^\r\n\0]{0,40}",
+            ) {
+                let tags: BTreeMap<String, String> = tags;
+                let mut m = Message::new(&command).params(middles).param(last);
+                m.source = source;
+                for (key, value) in &tags {
+                    m = m.tag(key, value);
+                }
+                let line = m.line();
+                prop_assert_eq!(parse(line.as_bytes()), Ok(m));
+            }
+        }
+    }
 }

@@ -149,6 +149,31 @@ numerics! {
     EndOfMotd {} = "376" => p!["End of /MOTD command."];
     /// 381 RPL_YOUREOPER.
     YoureOper {} = "381" => p!["You are now an IRC operator"];
+    /// 307 RPL_WHOISREGNICK: the nick is a registered account's.
+    WhoisRegNick { nick: &'a str } = "307" => p![nick, "has identified for this nick"];
+    /// 314 RPL_WHOWASUSER.
+    WhowasUser { nick: &'a str, user: &'a str, host: &'a str, realname: &'a str } = "314" =>
+        p![nick, user, host, "*", realname];
+    /// 335 RPL_WHOISBOT.
+    WhoisBot { nick: &'a str } = "335" => p![nick, "is a bot"];
+    /// 338 RPL_WHOISACTUALLY: the address behind a nick, for operators.
+    WhoisActually { nick: &'a str, ip: &'a str } = "338" => p![nick, ip, "Is actually using host"];
+    /// 351 RPL_VERSION.
+    Version { version: &'a str, server: &'a str, comments: &'a str } = "351" => p![version, server, comments];
+    /// 364 RPL_LINKS: one server (chatd's cluster nodes).
+    Links { server: &'a str, hops: u32, info: &'a str } = "364" => p!["*", server, format!("{hops} {info}")];
+    /// 365 RPL_ENDOFLINKS.
+    EndOfLinks {} = "365" => p!["*", "End of /LINKS list"];
+    /// 371 RPL_INFO: one line of INFO.
+    Info { line: &'a str } = "371" => p![line];
+    /// 374 RPL_ENDOFINFO.
+    EndOfInfo {} = "374" => p!["End of INFO list"];
+    /// 378 RPL_WHOISHOST.
+    WhoisHost { nick: &'a str, host: &'a str } = "378" => p![nick, format!("is connecting from {host}")];
+    /// 391 RPL_TIME: Unix seconds, offset 0, and the time in words.
+    Time { server: &'a str, unix: i64, words: &'a str } = "391" => p![server, unix, 0, words];
+    /// 400 ERR_UNKNOWNERROR, for what no other numeric says.
+    UnknownError { command: &'a str, info: &'a str } = "400" => p![command, info];
     /// 401 ERR_NOSUCHNICK.
     NoSuchNick { nick: &'a str } = "401" => p![nick, "No such nick/channel"];
     /// 402 ERR_NOSUCHSERVER.
@@ -209,12 +234,24 @@ numerics! {
     NoPrivileges {} = "481" => p!["Permission Denied- You're not an IRC operator"];
     /// 482 ERR_CHANOPRIVSNEEDED.
     ChanOpPrivsNeeded { channel: &'a str } = "482" => p![channel, "You're not channel operator"];
+    /// 477 ERR_NEEDREGGEDNICK: the room only takes logged-in members.
+    NeedReggedNick { channel: &'a str } = "477" => p![channel, "You need to be logged in to join that channel"];
+    /// 491 ERR_NOOPERHOST: OPER refused.
+    NoOperHost {} = "491" => p!["No O-lines for your host"];
     /// 501 ERR_UMODEUNKNOWNFLAG.
     UModeUnknownFlag {} = "501" => p!["Unknown MODE flag"];
     /// 502 ERR_USERSDONTMATCH.
     UsersDontMatch {} = "502" => p!["Cant change mode for other users"];
     /// 524 ERR_HELPNOTFOUND.
     HelpNotFound { subject: &'a str } = "524" => p![subject, "No help available on this topic"];
+    /// 671 RPL_WHOISSECURE: connected over TLS.
+    WhoisSecure { nick: &'a str } = "671" => p![nick, "is using a secure connection"];
+    /// 704 RPL_HELPSTART: the first line of HELP on `subject`.
+    HelpStart { subject: &'a str, line: &'a str } = "704" => p![subject, line];
+    /// 705 RPL_HELPTXT.
+    HelpTxt { subject: &'a str, line: &'a str } = "705" => p![subject, line];
+    /// 706 RPL_ENDOFHELP.
+    EndOfHelp { subject: &'a str, line: &'a str } = "706" => p![subject, line];
     /// 900 RPL_LOGGEDIN.
     LoggedIn { mask: &'a str, account: &'a str } = "900" =>
         p![mask, account, format!("You are now logged in as {account}")];
@@ -312,6 +349,25 @@ mod tests {
         // Before registration the client is `*`.
         let line = Numeric::NotRegistered {}.to("s", "*").line();
         assert_eq!(line, ":s 451 * :You have not registered\r\n");
+        let line = Numeric::Time {
+            server: "s",
+            unix: 1_700_000_000,
+            words: "Tuesday November 14 2023 -- 22:13:20 +00:00",
+        }
+        .to("s", "a")
+        .line();
+        assert_eq!(
+            line,
+            ":s 391 a s 1700000000 0 :Tuesday November 14 2023 -- 22:13:20 +00:00\r\n"
+        );
+        let line = Numeric::Links {
+            server: "s",
+            hops: 0,
+            info: "chatd",
+        }
+        .to("s", "a")
+        .line();
+        assert_eq!(line, ":s 364 a * s :0 chatd\r\n");
         let line = Numeric::UnknownMode { mode: 'z' }.to("s", "a").line();
         assert_eq!(line, ":s 472 a z :is unknown mode char to me\r\n");
     }

@@ -38,7 +38,7 @@ async fn join(client: &mut TcpClient, channel: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn registration_gives_the_welcome_numerics_and_honest_isupport() {
-    let server = start_server("--irc 0").await;
+    let server = start_server("--irc 0 --name chatd").await;
     let (mut client, welcome) = irc(server.irc.expect("irc"), "alice").await;
     assert!(
         welcome[0].starts_with(":chatd 001 alice :Welcome"),
@@ -70,7 +70,7 @@ async fn registration_gives_the_welcome_numerics_and_honest_isupport() {
 
 #[tokio::test]
 async fn commands_before_registration_are_refused_and_quit_gets_error() {
-    let server = start_server("--irc 0").await;
+    let server = start_server("--irc 0 --name chatd").await;
     let mut client = TcpClient::connect_raw(server.irc.expect("irc")).await;
     client.send("JOIN #den").await;
     client.expect(":chatd 451 * :You have not registered").await;
@@ -83,7 +83,7 @@ async fn commands_before_registration_are_refused_and_quit_gets_error() {
 
 #[tokio::test]
 async fn irc_and_netcat_members_talk_in_one_room_both_ways() {
-    let server = start_server("--irc 0").await;
+    let server = start_server("--irc 0 --name chatd").await;
     let (mut alice, _) = irc(server.irc.expect("irc"), "alice").await;
     let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
     bob.send("/join #den").await;
@@ -127,7 +127,7 @@ async fn irc_and_netcat_members_talk_in_one_room_both_ways() {
 
 #[tokio::test]
 async fn an_irc_member_sits_in_several_rooms_and_gets_each_in_order() {
-    let server = start_server("--irc 0").await;
+    let server = start_server("--irc 0 --name chatd").await;
     let (mut alice, _) = irc(server.irc.expect("irc"), "alice").await;
     alice.send("JOIN #a,#b").await;
     alice
@@ -178,7 +178,7 @@ async fn an_irc_member_sits_in_several_rooms_and_gets_each_in_order() {
 
 #[tokio::test]
 async fn nick_rules_are_chatd_rules() {
-    let server = start_server("--irc 0").await;
+    let server = start_server("--irc 0 --name chatd").await;
     let _bob = TcpClient::with_nick(server.tcp, "bob").await;
     let mut client = TcpClient::connect_raw(server.irc.expect("irc")).await;
     client.send("NICK bob").await;
@@ -201,7 +201,7 @@ async fn nick_rules_are_chatd_rules() {
 
 #[tokio::test]
 async fn bad_input_gets_a_clear_numeric_and_others_lose_nothing() {
-    let server = start_server("--irc 0").await;
+    let server = start_server("--irc 0 --name chatd").await;
     let (mut alice, _) = irc(server.irc.expect("irc"), "alice").await;
     join(&mut alice, "#den").await;
     let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
@@ -226,7 +226,7 @@ async fn bad_input_gets_a_clear_numeric_and_others_lose_nothing() {
 
 #[tokio::test]
 async fn channel_operators_are_room_operators() {
-    let server = start_server("--irc 0").await;
+    let server = start_server("--irc 0 --name chatd").await;
     let (mut alice, _) = irc(server.irc.expect("irc"), "alice").await;
     let names = join(&mut alice, "#ops").await;
     assert!(names.iter().any(|l| l.contains("@alice")), "{names:?}");

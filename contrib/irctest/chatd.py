@@ -36,7 +36,7 @@ OPER_PASSWORD = "operpassword"
 
 class ChatdController(BaseServerController, DirectoryBasedController):
     software_name = "chatd"
-    supported_sasl_mechanisms: Set[str] = {"PLAIN"}
+    supported_sasl_mechanisms: Set[str] = set()
     supports_sts = False
     # chatd answers every command in order, so irctest's PING/PONG fence is enough.
     sync_sleep_time = 0.0
@@ -44,14 +44,8 @@ class ChatdController(BaseServerController, DirectoryBasedController):
     # The caps chatd offers that irctest knows (src/transport/irc/cap.rs, OFFERED).
     capabilities = frozenset(
         (
-            Capabilities.ACCOUNT_NOTIFY,
-            Capabilities.ACCOUNT_TAG,
-            Capabilities.AWAY_NOTIFY,
-            Capabilities.BATCH,
             Capabilities.ECHO_MESSAGE,
             Capabilities.EXTENDED_JOIN,
-            Capabilities.LABELED_RESPONSE,
-            Capabilities.MESSAGE_TAGS,
             Capabilities.MULTI_PREFIX,
             Capabilities.SERVER_TIME,
         )
@@ -143,6 +137,10 @@ class ChatdController(BaseServerController, DirectoryBasedController):
         )
         self.wait_for_port()
         self._register_over_lines(OPER_NAME, OPER_PASSWORD)
+
+    def wait_for_services(self) -> None:
+        # Accounts are chatd's own: nothing starts apart from the server.
+        pass
 
     def registerUser(self, case, username: str, password: Optional[str] = None) -> None:
         """Registers an account as a chatd member does, over the line protocol."""

@@ -299,7 +299,7 @@ mod tests {
         };
         let first = view.event(&event(2, "* bob left\n", false, quit()), "#a", 1, &caps);
         let second = view.event(&event(2, "* bob left\n", false, quit()), "#b", 1, &caps);
-        assert_eq!(first[0].line(), ":bob!chat@chatd QUIT :bye\r\n");
+        assert_eq!(first[0].line(), ":bob!chat@chatd QUIT bye\r\n");
         assert!(second.is_empty());
     }
 
@@ -309,7 +309,7 @@ mod tests {
         let got = reply("[private] <bob> psst\n", "alice", &caps).map(|m| m.line());
         assert_eq!(
             got.as_deref(),
-            Some(":bob!chat@chatd PRIVMSG alice :psst\r\n")
+            Some(":bob!chat@chatd PRIVMSG alice psst\r\n")
         );
         assert!(reply("[private to bob] psst\n", "alice", &caps).is_none());
         let got = reply("! no such member: x\n", "alice", &caps).map(|m| m.line());

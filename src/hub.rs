@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 
-use crate::guard::share::{rooms_per_address, share_of};
+use crate::guard::share::{joins_per_address, rooms_per_address, share_of};
+use crate::guard::source_rate::SourceRate;
 use crate::guard::slots::{Slot, Slots};
 use tokio::time::Instant;
 
@@ -70,6 +71,9 @@ pub enum JoinError {
     /// A server ban (`/gban`) covers the address.
     #[error("you are banned from this server")]
     Banned,
+    /// The address joined too often lately (see [`joins_per_address`]).
+    #[error("your address is connecting too often; wait a few seconds and try again")]
+    TooFast,
 }
 
 /// Why a nick change was refused.
@@ -222,6 +226,14 @@ struct RoomEntry {
     members: usize,
     /// The address (share) that opened it, counted against its share of `--max-rooms`.
     opened_by: Option<IpAddr>,
+}
+
+/// Addresses whose recent joins are remembered at once: enough for a busy server's newcomers.
+const JOIN_SOURCES: usize = 16 * 1024;
+
+fn join_rate(max_per_ip: usize) -> SourceRate {
+    let (rate, burst) = joins_per_address(max_per_ip);
+    SourceRate::with_capacity(rate, burst, JOIN_SOURCES)
 }
 
 fn now_ms() -> i64 {
@@ -379,6 +391,8 @@ struct Shared {
     opers: HashSet<String>,
     /// Server bans and lockdown.
     guard: ServerGuard,
+    /// Joins by address, so churn from one address is slowed (see [`joins_per_address`]).
+    joins: Mutex<SourceRate>,
     /// Swapped whole by a reload; read without a lock.
     config: ArcSwap<Config>,
     /// When the hub was built, for `/info`'s uptime.
@@ -436,6 +450,7 @@ impl Hub {
                 accounts: Accounts::new(store.accounts_db(), config.argon2),
                 opers: config.opers.iter().map(|n| names::key(n)).collect(),
                 guard: ServerGuard::new(store.clone()),
+                joins: Mutex::new(join_rate(config.max_per_ip)),
                 store,
                 config: ArcSwap::from_pointee(config),
                 started: Instant::now(),
@@ -565,8 +580,11 @@ impl Hub {
         if self.shared.guard.banned(addr.ip(), now_ms()).is_some() {
             return Err(JoinError::Banned);
         }
-        let slot = self.shared.slots.try_take().ok_or(JoinError::Full)?;
         let config = self.config();
+        if !self.join_allowed(share_of(addr.ip(), config.ipv6_prefix), config.max_per_ip) {
+            return Err(JoinError::TooFast);
+        }
+        let slot = self.shared.slots.try_take().ok_or(JoinError::Full)?;
         let lobby = Arc::clone(&self.shared.lobby);
         let (id, name, sub, in_room) = {
             let mut registry = self.registry();
@@ -611,7 +629,7 @@ impl Hub {
             &names::welcome_name(&name, addr),
         ));
         if self.announces(&lobby, in_room) {
-            lobby.broadcast(id, protocol::notice(&format!("{name} joined")));
+            lobby.announce(id, protocol::notice(&format!("{name} joined")));
         }
         // One line per connection, for whoever runs the server (`--private-logs` hides the
         // address); refusals stay at debug, since a flood of them is what abuse looks like.
@@ -628,6 +646,18 @@ impl Hub {
             sub,
             slot,
         })
+    }
+
+    /// Whether the address `share` may join once more now, under the current `--max-per-ip`.
+    fn join_allowed(&self, share: IpAddr, max_per_ip: usize) -> bool {
+        let (rate, burst) = joins_per_address(max_per_ip);
+        let mut joins = self
+            .shared
+            .joins
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        joins.retune(rate, burst);
+        joins.admit(share, Instant::now())
     }
 
     /// Moves a member to the room named `to`, creating it on demand; the old room sees it leave
@@ -738,14 +768,14 @@ impl Hub {
             )
         };
         if self.announces(&from, held) {
-            from.broadcast(
+            from.announce(
                 id,
                 protocol::notice(&format!("{who} left {}", from.label())),
             );
         }
         // `others` counts the room on every node already.
         if self.config().announces(others + 1) {
-            to.broadcast(
+            to.announce(
                 id,
                 protocol::notice(&format!("{who} joined {}", to.label())),
             );
@@ -800,7 +830,7 @@ impl Hub {
         if !self.is_closing() && self.announces(&entry.room, held) {
             entry
                 .room
-                .broadcast(id, protocol::left_notice(&entry.name, how));
+                .announce(id, protocol::left_notice(&entry.name, how));
         }
     }
 

@@ -16,7 +16,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 
+use crate::guard::notices::{Notice, NoticePacer};
 use crate::guard::pacing::{Cursor, Pacer};
 use crate::store::history::{History, HistoryLine, Replay};
 use crate::store::Store;
@@ -93,6 +95,7 @@ struct State {
     bytes: u64,
     lines: u64,
     history: History,
+    notices: NoticePacer,
 }
 
 /// One chat room.
@@ -152,6 +155,7 @@ impl Room {
                 bytes: 0,
                 lines: 0,
                 history: restored,
+                notices: NoticePacer::for_backlog(backlog, Instant::now()),
             }),
             next_seq: AtomicU64::new(1),
             pacer: Arc::default(),
@@ -248,6 +252,25 @@ impl Room {
     /// Sends a server line (a notice) to every reader but `from`.
     pub fn broadcast(&self, from: MemberId, line: Bytes) {
         self.publish(from, line, 1, false);
+    }
+
+    /// Sends a join or leave notice like [`Room::broadcast`], paced (see [`NoticePacer`]): past
+    /// the room's pace it is left out, and the next one announced first says how many were.
+    pub fn announce(&self, from: MemberId, line: Bytes) {
+        let paced = self.state().notices.admit(Instant::now());
+        match paced {
+            Notice::Skip => {}
+            Notice::Announce { skipped: 0 } => self.broadcast(from, line),
+            Notice::Announce { skipped } => {
+                let summary = crate::protocol::notice(&format!(
+                    "{skipped} more joins and leaves were not announced (too many at once)"
+                ));
+                let mut both = bytes::BytesMut::with_capacity(summary.len() + line.len());
+                both.extend_from_slice(&summary);
+                both.extend_from_slice(&line);
+                self.publish(from, both.freeze(), 2, false);
+            }
+        }
     }
 
     /// Sends `count` chat lines, concatenated in `lines`, to every reader but `from`, and keeps

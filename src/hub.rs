@@ -13,8 +13,8 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 
 use crate::guard::share::{joins_per_address, rooms_per_address, share_of};
-use crate::guard::source_rate::SourceRate;
 use crate::guard::slots::{Slot, Slots};
+use crate::guard::source_rate::SourceRate;
 use tokio::time::Instant;
 
 use crate::auth::server::ServerGuard;

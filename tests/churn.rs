@@ -153,7 +153,11 @@ async fn churn_from_one_address_neither_buries_chat_nor_gets_a_slow_reader_cut_o
         .iter()
         .filter(|l| *l != TOO_OFTEN && *l != "! too many connections from your address")
         .collect();
-    assert!(unclear.is_empty(), "refusals: {:?}", &unclear[..unclear.len().min(3)]);
+    assert!(
+        unclear.is_empty(),
+        "refusals: {:?}",
+        &unclear[..unclear.len().min(3)]
+    );
     assert!(
         refusals.iter().any(|l| l == TOO_OFTEN),
         "the churner was never refused for joining too often ({welcomed} joins)"

@@ -149,7 +149,9 @@ async fn logins_from_one_address_past_its_places_in_the_queue_are_refused_at_onc
         clients.push(TcpClient::connect(tcp).await);
     }
     for (i, client) in clients.iter_mut().enumerate() {
-        client.send(&format!("/login nobody{i} not-the-password")).await;
+        client
+            .send(&format!("/login nobody{i} not-the-password"))
+            .await;
     }
     let mut answers = Vec::new();
     for client in &mut clients {
@@ -169,7 +171,10 @@ async fn logins_from_one_address_past_its_places_in_the_queue_are_refused_at_onc
         .iter()
         .filter(|l| *l == "! wrong name or password")
         .count();
-    assert!(refused >= 1, "5 logins at once from one address: {answers:?}");
+    assert!(
+        refused >= 1,
+        "5 logins at once from one address: {answers:?}"
+    );
     assert!(checked >= 1, "{answers:?}");
     assert_eq!(refused + checked, 5, "{answers:?}");
 }

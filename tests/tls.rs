@@ -872,7 +872,10 @@ async fn real_clients_get_in_while_many_addresses_stall_handshakes() {
          tries) beside {stalls} stalling connections from {STALLING_ADDRESSES} addresses",
         got_in.len()
     );
-    assert_eq!(left_out, 0, "real clients that never got in within {bound:?}");
+    assert_eq!(
+        left_out, 0,
+        "real clients that never got in within {bound:?}"
+    );
     while tokio::time::timeout(TIMEOUT, stallers.join_next())
         .await
         .expect("stallers stop")

@@ -404,7 +404,9 @@ mod tests {
             accounts.reserve(a),
             Err(AuthError::BusyFromAddress)
         ));
-        let other = accounts.reserve(b).expect("another address has its own places");
+        let other = accounts
+            .reserve(b)
+            .expect("another address has its own places");
         drop(held);
         drop(other);
         assert!(lock(&accounts.inner.by_address).is_empty());

@@ -110,9 +110,7 @@ pub fn carry_out(hub: &Hub, bridge: &Bridge, origin: &str, action: RemoteAction)
             let max = hub.config().max_bans_per_room;
             let added = match &open {
                 Some(open) => open.moderate(|m| m.ban(ban, now, max)),
-                None => {
-                    crate::room::moderate_closed(hub.store(), room, |m| m.ban(ban, now, max))
-                }
+                None => crate::room::moderate_closed(hub.store(), room, |m| m.ban(ban, now, max)),
             };
             if let Err(full) = added {
                 tell_actor(protocol::error(&format!("{label} {full}")));

@@ -813,7 +813,7 @@ async fn real_clients_get_in_while_many_addresses_stall_handshakes() {
             let stop = stop.clone();
             stallers.spawn(async move {
                 // Hold a connection that never shakes hands; when the server closes it, open
-                // another (after a breath, as a real attacker's loop would).
+                // another a moment later, as an attacker's loop would.
                 while !stop.is_cancelled() {
                     if let Ok(mut stream) = stalled_from(tls, from).await {
                         let mut buf = [0u8; 64];
@@ -824,7 +824,7 @@ async fn real_clients_get_in_while_many_addresses_stall_handshakes() {
                     }
                     tokio::select! {
                         _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                     }
                 }
             });

@@ -123,7 +123,9 @@ pub struct ServerArgs {
     pub max_clients: usize,
     /// Most members from one IP address.
     ///
-    /// TCP connections plus UDP peers from one IP address (1 to 1000000).
+    /// TCP connections plus UDP peers from one IP address (1 to 1000000). An address may also
+    /// join 4 times this many at once and then a quarter of it a second: past that it is refused
+    /// for a few seconds, so connecting and hanging up in a loop cannot flood rooms with notices.
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = count_in(MAX_CLIENTS), help_heading = LIMITS)]
     pub max_per_ip: usize,
     /// Count IPv6 addresses by this network prefix.
@@ -219,11 +221,19 @@ pub struct ServerArgs {
     /// (1 to 10000).
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000), help_heading = ROOMS)]
     pub max_rooms_per_member: u32,
+    /// Most bans one room holds.
+    ///
+    /// Past it a new ban is refused until one is lifted, so a room's state stays small and cheap
+    /// to check on every join (1 to 100000).
+    #[arg(long, value_name = "N", default_value_t = crate::room::moderation::DEFAULT_MAX_BANS, value_parser = count_in(100_000), help_heading = ROOMS)]
+    pub max_bans_per_room: usize,
     /// Largest room that announces joins and leaves.
     ///
     /// A room announces each join and leave (`* NAME joined`) while it holds at most this many
     /// members (with `--cluster`, on every node); bigger rooms stay quiet, since a join storm in
-    /// a huge room only buries the chat (0 to 1000000; 0: never announce).
+    /// a huge room only buries the chat (0 to 1000000; 0: never announce). Notices are paced
+    /// per room, a quarter of `--backlog` at once and a sixteenth a second; the next one after a
+    /// pause says how many were left out.
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=1_000_000), help_heading = ROOMS)]
     pub announce_max: u32,
     /// Send members their own lines back too.
@@ -511,6 +521,8 @@ pub struct Config {
     pub max_rooms_per_member: usize,
     /// The password IRC clients must send (`PASS`) to register, if any.
     pub irc_password: Option<String>,
+    /// Most bans one room holds.
+    pub max_bans_per_room: usize,
     /// Unsolicited UDP replies allowed per second, over all addresses.
     pub udp_reply_budget: u32,
     /// Whether members without a nick are shown to others by address rather than as `guest-N`.
@@ -590,6 +602,7 @@ impl Default for Config {
             max_rooms: 1000,
             max_rooms_per_member: 100,
             irc_password: None,
+            max_bans_per_room: crate::room::moderation::DEFAULT_MAX_BANS,
             udp_reply_budget: DEFAULT_UDP_REPLY_BUDGET,
             show_addresses: false,
             private_logs: false,
@@ -632,6 +645,7 @@ impl ServerArgs {
             max_rooms: self.max_rooms as usize,
             max_rooms_per_member: self.max_rooms_per_member as usize,
             irc_password: self.irc_password.clone(),
+            max_bans_per_room: self.max_bans_per_room,
             udp_reply_budget: self.udp_reply_budget,
             show_addresses: self.show_addresses,
             private_logs: self.private_logs,

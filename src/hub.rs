@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 
-use crate::guard::share::{rooms_per_address, share_of};
+use crate::guard::share::{joins_per_address, rooms_per_address, share_of};
 use crate::guard::slots::{Slot, Slots};
+use crate::guard::source_rate::SourceRate;
 use tokio::time::Instant;
 
 use crate::auth::server::ServerGuard;
@@ -73,6 +74,9 @@ pub enum JoinError {
     /// A server ban (`/gban`) covers the address.
     #[error("you are banned from this server")]
     Banned,
+    /// The address joined too often lately (see [`joins_per_address`]).
+    #[error("your address is connecting too often; wait a few seconds and try again")]
+    TooFast,
 }
 
 /// Why a nick change was refused.
@@ -270,6 +274,14 @@ struct RoomEntry {
     opened_by: Option<IpAddr>,
 }
 
+/// Addresses whose recent joins are remembered at once: enough for a busy server's newcomers.
+const JOIN_SOURCES: usize = 16 * 1024;
+
+fn join_rate(max_per_ip: usize) -> SourceRate {
+    let (rate, burst) = joins_per_address(max_per_ip);
+    SourceRate::with_capacity(rate, burst, JOIN_SOURCES)
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -425,6 +437,8 @@ struct Shared {
     opers: HashSet<String>,
     /// Server bans and lockdown.
     guard: ServerGuard,
+    /// Joins by address, so churn from one address is slowed (see [`joins_per_address`]).
+    joins: Mutex<SourceRate>,
     /// Swapped whole by a reload; read without a lock.
     config: ArcSwap<Config>,
     /// When the hub was built, for `/info`'s uptime.
@@ -482,6 +496,7 @@ impl Hub {
                 accounts: Accounts::new(store.accounts_db(), config.argon2),
                 opers: config.opers.iter().map(|n| names::key(n)).collect(),
                 guard: ServerGuard::new(store.clone()),
+                joins: Mutex::new(join_rate(config.max_per_ip)),
                 store,
                 config: ArcSwap::from_pointee(config),
                 started: Instant::now(),
@@ -621,7 +636,7 @@ impl Hub {
             &names::welcome_name(&name, addr),
         ));
         if self.announces(&lobby, in_room) {
-            lobby.announce(
+            lobby.announce_presence(
                 id,
                 protocol::notice(&format!("{name} joined")),
                 Happening::Joined { name: name.clone() },
@@ -666,8 +681,11 @@ impl Hub {
         if self.shared.guard.banned(addr.ip(), now_ms()).is_some() {
             return Err(JoinError::Banned);
         }
-        let slot = self.shared.slots.try_take().ok_or(JoinError::Full)?;
         let config = self.config();
+        if !self.join_allowed(share_of(addr.ip(), config.ipv6_prefix), config.max_per_ip) {
+            return Err(JoinError::TooFast);
+        }
+        let slot = self.shared.slots.try_take().ok_or(JoinError::Full)?;
         let (id, name, sub, in_room) = {
             let mut registry = self.registry();
             let share = share_of(addr.ip(), config.ipv6_prefix);
@@ -719,6 +737,18 @@ impl Hub {
         Ok((Admitted { id, name, slot }, sub, in_room))
     }
 
+    /// Whether the address `share` may join once more now, under the current `--max-per-ip`.
+    fn join_allowed(&self, share: IpAddr, max_per_ip: usize) -> bool {
+        let (rate, burst) = joins_per_address(max_per_ip);
+        let mut joins = self
+            .shared
+            .joins
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        joins.retune(rate, burst);
+        joins.admit(share, Instant::now())
+    }
+
     /// Moves a member to the room named `to`, creating it on demand; the old room sees it leave
     /// and the new one sees it join.
     pub fn move_member(&self, id: MemberId, to: &str) -> Result<Moved, MoveError> {
@@ -754,7 +784,7 @@ impl Hub {
             (current, target, sub, left_at, others, who, held)
         };
         if self.announces(&from, held) {
-            from.announce(
+            from.announce_presence(
                 id,
                 protocol::notice(&format!("{who} left {}", from.label())),
                 Happening::Left {
@@ -825,7 +855,7 @@ impl Hub {
                 Some(words) => format!("{who} left {}: \"{words}\"", room.label()),
                 None => format!("{who} left {}", room.label()),
             };
-            room.announce(
+            room.announce_presence(
                 id,
                 protocol::notice(&said),
                 Happening::Left {
@@ -842,7 +872,7 @@ impl Hub {
     /// every node already).
     fn announce_joined(&self, id: MemberId, room: &Room, who: &str, others: usize) {
         if self.config().announces(others + 1) {
-            room.announce(
+            room.announce_presence(
                 id,
                 protocol::notice(&format!("{who} joined {}", room.label())),
                 Happening::Joined {
@@ -993,7 +1023,7 @@ impl Hub {
         };
         for (room, held) in entry.rooms.iter().zip(held) {
             if self.announces(room, held) {
-                room.announce(id, protocol::left_notice(&entry.name, how), what.clone());
+                room.announce_presence(id, protocol::left_notice(&entry.name, how), what.clone());
             }
         }
     }

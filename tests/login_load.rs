@@ -1,4 +1,6 @@
-//! Measurement, run by hand (ignored by default; it takes about 15 s):
+//! A login flood from one address holds at most a few places in the hashing queue (the rest are
+//! refused at once, with a reply), and a measurement, run by hand (ignored by default; it takes
+//! about 15 s):
 //!
 //! ```sh
 //! cargo test --test login_load -- --ignored --nocapture
@@ -133,4 +135,46 @@ async fn a_burst_of_logins_leaves_chat_delivery_p99_alone() {
         "median p99: without {without} us, with {with} us ({:+.1}%)",
         (with as f64 / without as f64 - 1.0) * 100.0
     );
+}
+
+/// Before, every account command from an address waited for a hasher, so a flood queued as many
+/// jobs as it sent (a login flood raised RSS to 364 MB); now an address holds at most 3 places,
+/// and the rest are told at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_from_one_address_past_its_places_in_the_queue_are_refused_at_once() {
+    // The production hash cost, so the first logins are still hashing when the last arrive.
+    let (_child, tcp, _udp) = spawn_chatd(&["--rate", "off"], None).await;
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        clients.push(TcpClient::connect(tcp).await);
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        client
+            .send(&format!("/login nobody{i} not-the-password"))
+            .await;
+    }
+    let mut answers = Vec::new();
+    for client in &mut clients {
+        let mut line = client.recv().await;
+        while !line.starts_with("! ") {
+            line = client.recv().await;
+        }
+        answers.push(line);
+    }
+    let refused = answers
+        .iter()
+        .filter(|l| {
+            *l == "! too many account commands from your address are waiting; try again in a moment"
+        })
+        .count();
+    let checked = answers
+        .iter()
+        .filter(|l| *l == "! wrong name or password")
+        .count();
+    assert!(
+        refused >= 1,
+        "5 logins at once from one address: {answers:?}"
+    );
+    assert!(checked >= 1, "{answers:?}");
+    assert_eq!(refused + checked, 5, "{answers:?}");
 }

@@ -508,3 +508,34 @@ async fn slow_mode_follows_a_member_out_of_the_room_and_back_and_an_account_acro
     );
     server.shutdown().await;
 }
+
+/// Hardening item 4: room state is bounded. Before, a room took any number of bans (1000 `/ban`s
+/// from one guest slowed delivery in every room), and past a fixed 1000 the oldest was silently
+/// lifted; now a ban past `--max-bans-per-room` is refused with a reply and nothing is lifted.
+#[tokio::test]
+async fn a_ban_past_max_bans_per_room_is_refused_until_one_is_lifted() {
+    let server = start_server(&format!("{CHEAP} --max-bans-per-room 3")).await;
+    let mut op = TcpClient::connect(server.tcp).await;
+    join(&mut op, "den").await;
+    for last in 1..=3 {
+        op.send(&format!("/ban 10.0.0.{last}")).await;
+        op.expect_match(|l| l.starts_with(&format!("* address 10.0.0.{last} is banned from #den")))
+            .await;
+    }
+    op.send("/ban 10.0.0.4").await;
+    op.expect("! #den holds 3 bans, the most it may; lift one (/unban) before adding another")
+        .await;
+    // A ban on an address already banned replaces it, and still fits.
+    op.send("/ban 10.0.0.2 1h").await;
+    op.expect("* address 10.0.0.2 is banned from #den for 1h")
+        .await;
+    op.send("/bans").await;
+    op.expect("* 3 bans in #den:").await;
+    op.send("/unban 10.0.0.1").await;
+    op.expect_match(|l| l.starts_with("* ") && l.contains("no longer banned"))
+        .await;
+    op.send("/ban 10.0.0.4").await;
+    op.expect_match(|l| l.starts_with("* address 10.0.0.4 is banned from #den"))
+        .await;
+    server.shutdown().await;
+}

@@ -765,3 +765,131 @@ async fn a_trusted_proxy_header_before_the_handshake_names_the_tls_member() {
     drop((ann, bob));
     server.shutdown().await;
 }
+
+/// Addresses that stall handshakes in [`real_clients_get_in_while_many_addresses_stall_handshakes`].
+const STALLING_ADDRESSES: u8 = 70;
+/// Stalled handshakes each of them keeps trying to hold: `--max-per-ip`, as the attack did.
+const STALLS_EACH: usize = 16;
+/// Real TLS clients, each from its own address.
+const REAL_CLIENTS: u8 = 20;
+
+/// Raises this process's open-file limit to what the test needs (both ends of every connection
+/// live here), or fails saying so.
+fn need_open_files(needed: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write exactly one rlimit, a live local.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        if limit.rlim_cur < needed {
+            limit.rlim_cur = limit.rlim_max.min(needed);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+        }
+    }
+    assert!(
+        limit.rlim_cur >= needed,
+        "this test needs {needed} open files; the hard limit is {} (raise it: ulimit -Hn)",
+        limit.rlim_max
+    );
+}
+
+/// Hardening item 13: 70 addresses each holding `--max-per-ip` stalled handshakes (and opening a
+/// new one whenever one is closed) once filled every handshake slot, and 1 of 89 real TLS clients
+/// got in over 45 s. Now each address has a small share of the slots and timeouts shorten under
+/// pressure: every real client gets in within 8 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_clients_get_in_while_many_addresses_stall_handshakes() {
+    let stalls = usize::from(STALLING_ADDRESSES) * STALLS_EACH;
+    need_open_files(2 * stalls as u64 + 1024);
+    let server = start_server("--tls 0 --self-signed").await;
+    let tls = server.tls.expect("tls");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut stallers = tokio::task::JoinSet::new();
+    for address in 0..STALLING_ADDRESSES {
+        let from = std::net::IpAddr::from([127, 0, 2, address + 1]);
+        for _ in 0..STALLS_EACH {
+            let stop = stop.clone();
+            stallers.spawn(async move {
+                // Hold a connection that never shakes hands; when the server closes it, open
+                // another a moment later, as an attacker's loop would.
+                while !stop.is_cancelled() {
+                    if let Ok(mut stream) = stalled_from(tls, from).await {
+                        let mut buf = [0u8; 64];
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            _ = stream.read(&mut buf) => {}
+                        }
+                    }
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    }
+                }
+            });
+        }
+    }
+    // Let the stalls take what they can.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = Instant::now();
+    // Less than the 10 s handshake timeout: real clients must not wait for stalls to time out
+    // (before, the first got in only then, the slowest after 18 s and 178 tries).
+    let bound = Duration::from_secs(8);
+    let mut clients = tokio::task::JoinSet::new();
+    for n in 0..REAL_CLIENTS {
+        clients.spawn(async move {
+            let from = std::net::IpAddr::from([127, 0, 3, n + 1]);
+            let mut tries = 0;
+            while started.elapsed() < bound {
+                tries += 1;
+                if let Ok(tcp) = stalled_from(tls, from).await {
+                    if let Ok(member) = TlsMember::over(tcp, &Verify::Insecure).await {
+                        return Some((started.elapsed(), tries, member));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            None
+        });
+    }
+    let mut got_in = Vec::new();
+    let mut left_out = 0;
+    while let Some(done) = tokio::time::timeout(bound + TIMEOUT * 2, clients.join_next())
+        .await
+        .expect("every real client is done within the bound")
+    {
+        match done.expect("client task did not panic") {
+            Some(joined) => got_in.push(joined),
+            None => left_out += 1,
+        }
+    }
+    stop.cancel();
+    let slowest = got_in.iter().map(|(took, _, _)| *took).max();
+    let most_tries = got_in.iter().map(|(_, tries, _)| *tries).max();
+    eprintln!(
+        "{} of {REAL_CLIENTS} real clients got in (slowest after {slowest:?}, at most {most_tries:?} \
+         tries) beside {stalls} stalling connections from {STALLING_ADDRESSES} addresses",
+        got_in.len()
+    );
+    assert_eq!(
+        left_out, 0,
+        "real clients that never got in within {bound:?}"
+    );
+    while tokio::time::timeout(TIMEOUT, stallers.join_next())
+        .await
+        .expect("stallers stop")
+        .is_some()
+    {}
+    drop(got_in);
+    server.shutdown().await;
+}
+
+/// A TCP connection to `addr` from the local address `from` (that starts no handshake by itself).
+async fn stalled_from(addr: SocketAddr, from: std::net::IpAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(from, 0))?;
+    tokio::time::timeout(TIMEOUT, socket.connect(addr))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect"))?
+}

@@ -36,6 +36,9 @@ pub fn hashers() -> usize {
 }
 /// Most account commands waiting for a hasher; more are refused at once ("server busy").
 const MAX_WAITING: usize = 1024;
+/// Most account commands from one address (IPv6: one prefix) waiting or hashing at once; more are
+/// refused at once, so a few addresses cannot fill the whole queue.
+pub const MAX_WAITING_PER_ADDRESS: usize = 3;
 /// Most accounts the server holds.
 pub const MAX_ACCOUNTS: usize = 100_000;
 
@@ -54,6 +57,9 @@ pub enum AuthError {
     /// Too many account commands waiting.
     #[error("server busy; try again in a moment")]
     Busy,
+    /// Too many account commands from this address waiting ([`MAX_WAITING_PER_ADDRESS`]).
+    #[error("too many account commands from your address are waiting; try again in a moment")]
+    BusyFromAddress,
     /// The server holds [`MAX_ACCOUNTS`].
     #[error("the server has too many accounts")]
     Full,
@@ -74,6 +80,8 @@ struct Inner {
     attempts: Mutex<(Attempts<IpAddr>, Attempts<String>)>,
     hashers: Semaphore,
     waiting: AtomicUsize,
+    /// Account commands waiting or running, by address; only addresses with some are kept.
+    by_address: Mutex<HashMap<IpAddr, usize>>,
     cost: Cost,
     /// With `--cluster`: where account changes go, and where an account unknown here is looked up.
     cluster: std::sync::OnceLock<Shared>,
@@ -97,6 +105,24 @@ pub fn account_key(key: &str) -> String {
 #[derive(Clone)]
 pub struct Accounts {
     inner: Arc<Inner>,
+}
+
+/// One account command's place in the queue (see [`Accounts::reserve`]); freed when dropped.
+pub struct Reserved {
+    inner: Arc<Inner>,
+    from: IpAddr,
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        let mut by_address = lock(&self.inner.by_address);
+        if let Some(held) = by_address.get_mut(&self.from) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                by_address.remove(&self.from);
+            }
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -130,6 +156,7 @@ impl Accounts {
                 attempts: Mutex::new((Attempts::default(), Attempts::default())),
                 hashers: Semaphore::new(hashers()),
                 waiting: AtomicUsize::new(0),
+                by_address: Mutex::new(HashMap::new()),
                 cost,
                 cluster: std::sync::OnceLock::new(),
             }),
@@ -186,6 +213,21 @@ impl Accounts {
             return Err(wait(d));
         }
         Ok(())
+    }
+
+    /// A place in the queue for one account command from `from` (the address's share), held until
+    /// the command is done; refused past [`MAX_WAITING_PER_ADDRESS`].
+    pub fn reserve(&self, from: IpAddr) -> Result<Reserved, AuthError> {
+        let mut by_address = lock(&self.inner.by_address);
+        let held = by_address.entry(from).or_insert(0);
+        if *held >= MAX_WAITING_PER_ADDRESS {
+            return Err(AuthError::BusyFromAddress);
+        }
+        *held += 1;
+        Ok(Reserved {
+            inner: Arc::clone(&self.inner),
+            from,
+        })
     }
 
     /// Runs `work` on the blocking pool once a hasher is free.
@@ -349,6 +391,27 @@ mod tests {
         memory_kib: 64,
         iterations: 1,
     };
+
+    #[test]
+    fn each_address_holds_a_few_places_in_the_queue_at_most() {
+        let accounts = Accounts::new(None, CHEAP);
+        let a: IpAddr = "10.0.0.1".parse().expect("ip");
+        let b: IpAddr = "10.0.0.2".parse().expect("ip");
+        let held: Vec<Reserved> = (0..MAX_WAITING_PER_ADDRESS)
+            .map(|_| accounts.reserve(a).expect("a place"))
+            .collect();
+        assert!(matches!(
+            accounts.reserve(a),
+            Err(AuthError::BusyFromAddress)
+        ));
+        let other = accounts
+            .reserve(b)
+            .expect("another address has its own places");
+        drop(held);
+        drop(other);
+        assert!(lock(&accounts.inner.by_address).is_empty());
+        assert!(accounts.reserve(a).is_ok(), "freed when done");
+    }
 
     #[tokio::test]
     async fn shared_accounts_send_their_changes_and_take_the_cluster_s() {

@@ -108,14 +108,14 @@ pub fn carry_out(hub: &Hub, bridge: &Bridge, origin: &str, action: RemoteAction)
             let label = open
                 .as_ref()
                 .map_or_else(|| format!("#{room}"), |r| r.label());
-            let kept_all = match &open {
-                Some(open) => open.moderate(|m| m.ban(ban, now)),
-                None => crate::room::moderate_closed(hub.store(), room, |m| m.ban(ban, now)),
+            let max = hub.config().max_bans_per_room;
+            let added = match &open {
+                Some(open) => open.moderate(|m| m.ban(ban, now, max)),
+                None => crate::room::moderate_closed(hub.store(), room, |m| m.ban(ban, now, max)),
             };
-            if !kept_all {
-                tell_actor(protocol::error(&format!(
-                    "{label} holds too many bans; the oldest was lifted"
-                )));
+            if let Err(full) = added {
+                tell_actor(protocol::error(&format!("{label} {full}")));
+                return;
             }
             tell_actor(protocol::notice(&format!(
                 "{whose} is banned from {label} {long}"

@@ -8,11 +8,14 @@
 //! - [`source_rate`]: per-source limits for UDP requests from non-members (`#info#`).
 //! - [`own_address`]: recognises datagrams claiming to come from the server itself.
 //! - [`occupancy`]: connections held open (TLS handshakes, HTTP), in total and per address.
-//! - [`share`]: whose share a connection counts against (IPv6 by prefix), and rooms per address.
+//! - [`share`]: whose share a connection counts against (IPv6 by prefix), rooms and joins per
+//!   address.
+//! - [`notices`]: join and leave notices paced per room.
 //! - [`slots`]: the `--max-clients` limit, resizable while members hold slots.
 
 pub mod cookie;
 pub mod limits;
+pub mod notices;
 pub mod occupancy;
 pub mod own_address;
 pub mod pacing;

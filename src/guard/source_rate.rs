@@ -71,6 +71,16 @@ impl SourceRate {
             .is_ok()
     }
 
+    /// Applies `rate` and `burst` from now on (a reloaded limit); a change forgets every source,
+    /// which then starts afresh with a full bucket.
+    pub fn retune(&mut self, rate: Rate, burst: u32) {
+        if self.rate != rate || self.burst != burst {
+            self.rate = rate;
+            self.burst = burst;
+            self.buckets.clear();
+        }
+    }
+
     /// Sources tracked now.
     pub fn len(&self) -> usize {
         self.buckets.len()

@@ -7,6 +7,7 @@ use std::future::Future;
 use super::Member;
 use crate::auth::AuthError;
 use crate::control::{AuthDone, Control};
+use crate::guard::share::share_of;
 use crate::names;
 use crate::protocol::{self, moderation::AccountCommand};
 
@@ -117,10 +118,19 @@ impl Member {
             self.reply(protocol::error(&AuthError::Unavailable.to_string()));
             return;
         };
+        let from = share_of(self.addr.ip(), self.hub.config().ipv6_prefix);
+        let reserved = match self.hub.accounts().reserve(from) {
+            Ok(reserved) => reserved,
+            Err(e) => {
+                self.reply(protocol::error(&e.to_string()));
+                return;
+            }
+        };
         self.busy = true;
         let tx = self.control_tx.clone();
         runtime.spawn(async move {
             let done = job.await;
+            drop(reserved);
             // Gone members need no answer.
             let _ = tx.send(Control::Auth(done)).await;
         });

@@ -419,7 +419,11 @@ impl Member {
             reason: reason.clone(),
             by: self.name.clone(),
         };
-        let kept_all = self.room.moderate(|m| m.ban(ban, now_ms()));
+        let max = self.hub.config().max_bans_per_room;
+        if let Err(full) = self.room.moderate(|m| m.ban(ban, now_ms(), max)) {
+            self.reply(protocol::error(&format!("{label} {full}")));
+            return;
+        }
         let whose = match (&banned, &present) {
             (Banned::Account { name, .. }, _) => format!("{name}'s account"),
             (Banned::Block(block), Some(t)) => format!("address {block} ({}, a guest)", t.name),
@@ -428,11 +432,6 @@ impl Member {
         let long = for_how_long(duration);
         let why = because(&reason);
         self.log("ban", &banned.to_string(), &format!("{long}{why}"));
-        if !kept_all {
-            self.reply(protocol::error(&format!(
-                "{label} holds too many bans; the oldest was lifted"
-            )));
-        }
         self.reply(protocol::notice(&format!(
             "{whose} is banned from {label} {long}"
         )));

@@ -16,7 +16,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 
+use crate::guard::notices::{Notice, NoticePacer};
 use crate::guard::pacing::{Cursor, Pacer};
 use crate::store::history::{History, HistoryLine, Replay};
 use crate::store::Store;
@@ -138,6 +140,7 @@ struct State {
     bytes: u64,
     lines: u64,
     history: History,
+    notices: NoticePacer,
 }
 
 /// One chat room.
@@ -197,6 +200,7 @@ impl Room {
                 bytes: 0,
                 lines: 0,
                 history: restored,
+                notices: NoticePacer::for_backlog(backlog, Instant::now()),
             }),
             next_seq: AtomicU64::new(1),
             pacer: Arc::default(),
@@ -298,6 +302,25 @@ impl Room {
     /// Sends a notice that tells of `what` to every reader but `from`.
     pub fn announce(&self, from: MemberId, line: Bytes, what: Happening) {
         self.publish(from, line, Some(Arc::new(what)));
+    }
+
+    /// Sends a join or leave notice like [`Room::announce`], paced (see [`NoticePacer`]): past
+    /// the room's pace it is left out, and the next one announced first says how many were.
+    pub fn announce_presence(&self, from: MemberId, line: Bytes, what: Happening) {
+        let paced = self.state().notices.admit(Instant::now());
+        match paced {
+            Notice::Skip => {}
+            Notice::Announce { skipped: 0 } => self.announce(from, line, what),
+            Notice::Announce { skipped } => {
+                let summary = crate::protocol::notice(&format!(
+                    "{skipped} more joins and leaves were not announced (too many at once)"
+                ));
+                let mut both = bytes::BytesMut::with_capacity(summary.len() + line.len());
+                both.extend_from_slice(&summary);
+                both.extend_from_slice(&line);
+                self.publish_lines(from, both.freeze(), 2, false, Some(Arc::new(what)));
+            }
+        }
     }
 
     /// Sends `count` chat lines, concatenated in `lines`, to every reader but `from`, and keeps

@@ -14,12 +14,17 @@ use tokio::time::Instant;
 use crate::protocol::moderation::AddrBlock;
 use crate::room::MemberId;
 
-/// Most bans a room holds; past it the oldest are dropped (and the operator told).
-pub const MAX_BANS: usize = 1000;
+/// Default `--max-bans-per-room`: most bans a room holds; past it a new ban is refused.
+pub const DEFAULT_MAX_BANS: usize = 500;
 /// Most mutes a room holds at once.
 pub const MAX_MUTES: usize = 10_000;
 /// Most members remembered for slow mode before the longest-quiet are forgotten.
 const MAX_SPEAKERS: usize = 10_000;
+
+/// A ban refused because the room holds `--max-bans-per-room` (the number) already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("holds {0} bans, the most it may; lift one (/unban) before adding another")]
+pub struct BansFull(pub usize);
 
 /// Who a member is, for moderation.
 #[derive(Debug, Clone, Copy)]
@@ -217,19 +222,21 @@ impl Moderation {
         self.lasting.topic = topic;
     }
 
-    /// Adds (or replaces) a ban; returns false when one had to be dropped to make room.
-    pub fn ban(&mut self, ban: Ban, now_ms: i64) -> bool {
-        self.lasting
-            .bans
-            .retain(|b| b.active(now_ms) && b.target != ban.target);
-        let mut kept_all = true;
-        if self.lasting.bans.len() >= MAX_BANS {
-            self.lasting.bans.remove(0);
-            kept_all = false;
+    /// Adds (or replaces) a ban, unless the room holds `max` bans in force already (replacing
+    /// one, or one that has ended, still fits): a room's state, and the cost of checking it on
+    /// every join, stay bounded however many bans an operator sends.
+    pub fn ban(&mut self, ban: Ban, now_ms: i64, max: usize) -> Result<(), BansFull> {
+        let before = self.lasting.bans.len();
+        self.lasting.bans.retain(|b| b.active(now_ms));
+        self.changed |= self.lasting.bans.len() != before;
+        let replaces = self.lasting.bans.iter().any(|b| b.target == ban.target);
+        if !replaces && self.lasting.bans.len() >= max {
+            return Err(BansFull(max));
         }
+        self.lasting.bans.retain(|b| b.target != ban.target);
         self.lasting.bans.push(ban);
         self.changed = true;
-        kept_all
+        Ok(())
     }
 
     /// Lifts the ban on `target`; false if there was none.
@@ -369,6 +376,27 @@ mod tests {
     }
 
     #[test]
+    fn a_room_full_of_bans_refuses_another_but_replaces_and_reuses_ended_ones() {
+        let mut room = Moderation::default();
+        let ban = |key: &str, until_ms: Option<i64>| Ban {
+            target: Banned::Account {
+                key: key.into(),
+                name: key.into(),
+            },
+            until_ms,
+            reason: None,
+            by: "op".into(),
+        };
+        room.ban(ban("a", None), 0, 2).expect("first");
+        room.ban(ban("b", Some(100)), 0, 2).expect("second");
+        assert_eq!(room.ban(ban("c", None), 0, 2), Err(BansFull(2)));
+        room.ban(ban("a", Some(500)), 0, 2).expect("replacing fits");
+        assert_eq!(room.lasting.bans.len(), 2);
+        room.ban(ban("c", None), 100, 2).expect("b has ended");
+        assert_eq!(room.ban(ban("d", None), 100, 2), Err(BansFull(2)));
+    }
+
+    #[test]
     fn bans_end_and_address_bans_spare_operators() {
         let mut room = Moderation::default();
         let block = AddrBlock::parse("10.0.0.0/24").expect("block");
@@ -380,7 +408,9 @@ mod tests {
                 by: "op".into(),
             },
             0,
-        );
+            DEFAULT_MAX_BANS,
+        )
+        .expect("room for a ban");
         assert!(room.banned(guest(1), 999).is_some());
         assert!(room.banned(guest(1), 1000).is_none(), "ended");
         room.grant(guest(1));
@@ -396,7 +426,9 @@ mod tests {
                 by: "op".into(),
             },
             0,
-        );
+            DEFAULT_MAX_BANS,
+        )
+        .expect("room for a ban");
         let bob = Who {
             id: 5,
             account: Some("bob"),

@@ -7,6 +7,10 @@ mod ws;
 use std::time::Duration;
 
 use common::{start_server, TcpClient, UdpClient, TIMEOUT};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
 use ws::WsClient;
 
 #[tokio::test]
@@ -194,6 +198,48 @@ async fn shutdown_says_goodbye_then_sends_a_close_frame() {
     let mut web = WsClient::connect(server.http).await;
     server.shutdown().await;
     assert_eq!(web.expect_close().await, vec!["* server shutting down"]);
+}
+
+/// The closing handshake as RFC 6455 has it (and the Autobahn suite checks: contrib/autobahn/):
+/// a tab that closes gets a close frame back, where chatd used to drop the connection without one
+/// (browsers saw 1006, an abnormal close).
+#[tokio::test]
+async fn a_tab_that_closes_gets_its_close_frame_answered() {
+    let server = start_server("").await;
+    let mut web = WsClient::connect(server.http).await;
+    let mut tcp = TcpClient::connect(server.tcp).await;
+    web.expect(&format!("* {} joined", tcp.name)).await;
+    web.send_message(Message::Close(Some(CloseFrame {
+        code: CloseCode::Away,
+        reason: "tab closed".into(),
+    })))
+    .await;
+    assert_eq!(web.close_code().await, Some(1001));
+    tcp.expect(&format!("* {} left", web.name)).await;
+    server.shutdown().await;
+}
+
+/// A peer that breaks the protocol is told which rule it broke, with RFC 6455's close code: a
+/// message over the size limit (1009), text that is not UTF-8 (1007), a reserved bit (1002).
+/// chatd used to close all three as normal (1000).
+#[tokio::test]
+async fn a_broken_frame_is_closed_with_the_code_that_says_why() {
+    let server = start_server("").await;
+    let too_big = chatd::transport::ws::max_message(4096) + 1;
+    let not_utf8 = Frame::message(vec![b'a', 0xff, b'b'], OpCode::Data(Data::Text), true);
+    let mut reserved = Frame::message(b"hi".to_vec(), OpCode::Data(Data::Text), true);
+    reserved.header_mut().rsv2 = true;
+    let cases = [
+        (Message::text("x".repeat(too_big)), 1009),
+        (Message::Frame(not_utf8), 1007),
+        (Message::Frame(reserved), 1002),
+    ];
+    for (message, code) in cases {
+        let mut web = WsClient::connect(server.http).await;
+        web.send_message(message).await;
+        assert_eq!(web.close_code().await, Some(code));
+    }
+    server.shutdown().await;
 }
 
 #[tokio::test]

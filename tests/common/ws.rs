@@ -9,6 +9,7 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -81,10 +82,7 @@ impl WsClient {
 
     /// Sends one line as one text frame.
     pub async fn send(&mut self, line: &str) {
-        tokio::time::timeout(TIMEOUT, self.socket.send(Message::text(line)))
-            .await
-            .expect("send in time")
-            .expect("send");
+        self.send_message(Message::text(line)).await;
     }
 
     /// The next frame, whatever it is (pings are answered on the way); None when closed.
@@ -122,11 +120,28 @@ impl WsClient {
 
     /// Receives lines until the server's close frame, returning them; the socket ends after it.
     pub async fn expect_close(&mut self) -> Vec<String> {
+        self.until_close().await.0
+    }
+
+    /// Receives lines until the server's close frame; returns its code (None: a frame without one).
+    pub async fn close_code(&mut self) -> Option<u16> {
+        self.until_close().await.1.map(|frame| frame.code.into())
+    }
+
+    /// Sends one message or raw frame as it is.
+    pub async fn send_message(&mut self, message: Message) {
+        tokio::time::timeout(TIMEOUT, self.socket.send(message))
+            .await
+            .expect("send in time")
+            .expect("send");
+    }
+
+    async fn until_close(&mut self) -> (Vec<String>, Option<CloseFrame>) {
         let mut lines = Vec::new();
         loop {
             match self.frame().await {
                 Some(Message::Text(text)) => lines.push(text.to_string()),
-                Some(Message::Close(_)) => return lines,
+                Some(Message::Close(frame)) => return (lines, frame),
                 Some(_) => {}
                 None => panic!("connection ended without a close frame after {lines:?}"),
             }

@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, O
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
-use ws::WsClient;
+use ws::{ping_flood, WsClient};
 
 #[tokio::test]
 async fn a_websocket_member_chats_with_tcp_and_udp_members_across_rooms() {
@@ -299,55 +299,6 @@ async fn a_reading_tab_in_a_busy_room_still_gets_pinged_and_stays() {
     }
     let _sender = flood.await.expect("sender");
     server.shutdown().await;
-}
-
-/// Upgrades a raw connection to `/ws`, then sends pings (the largest a control frame may carry)
-/// and never reads: 200,000 at most (26 MB of pongs owed), for 60 s at most. Returns how many
-/// were sent before the server let the connection go, if it did.
-async fn ping_flood(http: std::net::SocketAddr) -> Option<usize> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    // A small receive window, so the server's pongs back up at once.
-    socket.set_recv_buffer_size(4096).expect("rcvbuf");
-    let mut flood = tokio::time::timeout(TIMEOUT, socket.connect(http))
-        .await
-        .expect("connect in time")
-        .expect("connect");
-    let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {http}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    flood.write_all(request.as_bytes()).await.expect("upgrade");
-    // Reads the 101 answer (and nothing after it, ever).
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        tokio::time::timeout(TIMEOUT, flood.read_exact(&mut byte))
-            .await
-            .expect("upgrade answer in time")
-            .expect("upgrade answer");
-        head.push(byte[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{:?}",
-        String::from_utf8_lossy(&head)
-    );
-    // A zero mask keeps the payload as it is.
-    let mut ping = vec![0x89, 0x80 | 125, 0, 0, 0, 0];
-    ping.extend_from_slice(&[b'p'; 125]);
-    let pings: Vec<u8> = ping.repeat(100);
-    let sent = async {
-        for round in 0..2_000 {
-            if flood.write_all(&pings).await.is_err() {
-                return Some(round * 100);
-            }
-        }
-        None
-    };
-    tokio::time::timeout(Duration::from_secs(60), sent)
-        .await
-        .expect("the flood ends in time")
 }
 
 /// Resident memory of process `pid`, in KiB.

@@ -19,6 +19,9 @@
 //! Where it runs as root, a spoofer also forges UDP datagrams all along: from the server's own
 //! address, and notices, errors and join challenges "from" another server. None may join or start
 //! an exchange; the final `/who` would list any that joined.
+//!
+//! The second soak, in soak/combined.rs, runs the attacks of issue 26 at once against honest
+//! members on TCP, UDP and the web. The two take turns: each would otherwise measure the other.
 #[path = "soak/combined.rs"]
 mod combined;
 mod common;

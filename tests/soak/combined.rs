@@ -20,21 +20,20 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle;
 use tokio::time::{interval, sleep_until, timeout, timeout_at, Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use crate::common::TIMEOUT;
+use crate::common::{spawn_listening, TIMEOUT};
 use crate::nats::Nats;
 use crate::{rss_kib, spoof, ws};
 
@@ -87,32 +86,21 @@ struct Node {
 /// Starts the built chatd on 127.0.0.1 with TCP, UDP and HTTP on free ports, plus `flags`; its
 /// warnings and errors are relayed to the test's output (its whole log with `COMBINED_LOG=1`).
 async fn spawn_node(tag: &'static str, flags: &str) -> Node {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chatd"))
-        .args("--tcp 0 --udp 0 --http 0 --bind 127.0.0.1".split_whitespace())
-        .args(flags.split_whitespace())
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn chatd");
-    let pid = child.id().expect("pid");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let mut found: HashMap<&str, SocketAddr> = HashMap::new();
-    while found.len() < 3 {
-        let line = timeout(TIMEOUT, lines.next_line())
-            .await
-            .expect("chatd logs its addresses in time")
-            .expect("read log")
-            .expect("chatd exited before listening");
-        for listener in ["tcp", "udp", "http"] {
-            if let Some(addr) = line.split(&format!("listening {listener}=")).nth(1) {
-                found.insert(listener, addr.trim().parse().expect("address"));
-            }
-        }
-    }
+    let args = format!("--tcp 0 --udp 0 --http 0 --bind 127.0.0.1 {flags}");
+    let args: Vec<&str> = args.split_whitespace().collect();
+    // UDP is logged last of the listeners, the others just before it.
+    let (child, udp, before, mut lines) = spawn_listening(&args, "info", "udp").await;
+    let logged = |listener: &str| -> SocketAddr {
+        let needle = format!("listening {listener}=");
+        before
+            .iter()
+            .find_map(|line| line.split(needle.as_str()).nth(1))
+            .unwrap_or_else(|| panic!("no {needle} before udp in {before:?}"))
+            .trim()
+            .parse()
+            .expect("address")
+    };
+    let (tcp, http) = (logged("tcp"), logged("http"));
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
             let all = std::env::var_os("COMBINED_LOG").is_some();
@@ -126,11 +114,11 @@ async fn spawn_node(tag: &'static str, flags: &str) -> Node {
         }
     });
     Node {
+        pid: child.id().expect("pid"),
         child,
-        pid,
-        tcp: found["tcp"],
-        udp: found["udp"],
-        http: found["http"],
+        tcp,
+        udp,
+        http,
     }
 }
 
@@ -285,11 +273,7 @@ async fn ws_link(http: SocketAddr) -> Link {
     let read = async move {
         while let Some(Ok(message)) = stream.next().await {
             match message {
-                Message::Text(text) => {
-                    if in_tx.send(text.to_string()).is_err() {
-                        return;
-                    }
-                }
+                Message::Text(text) if in_tx.send(text.to_string()).is_err() => return,
                 Message::Close(_) => return,
                 _ => {}
             }

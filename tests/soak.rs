@@ -19,9 +19,18 @@
 //! Where it runs as root, a spoofer also forges UDP datagrams all along: from the server's own
 //! address, and notices, errors and join challenges "from" another server. None may join or start
 //! an exchange; the final `/who` would list any that joined.
+//!
+//! The second soak, in soak/combined.rs, runs the attacks of issue 26 at once against honest
+//! members on TCP, UDP and the web. The two take turns: each would otherwise measure the other.
+#[path = "soak/combined.rs"]
+mod combined;
 mod common;
+#[path = "common/nats.rs"]
+mod nats;
 #[path = "common/spoof.rs"]
 mod spoof;
+#[path = "common/ws.rs"]
+mod ws;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -1754,8 +1763,12 @@ fn soak_secs() -> u64 {
         .unwrap_or(DEFAULT_SOAK_SECS)
 }
 
+/// Taken by each soak for its whole run: two at once on two cores would each measure the other.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_hundreds_of_misbehaving_clients_on_both_transports() {
+    let _alone = HEAVY.lock().await;
     let secs = soak_secs();
     // A last-resort bound: every phase below has its own, much tighter ones.
     timeout(

@@ -7,7 +7,11 @@ mod ws;
 use std::time::Duration;
 
 use common::{start_server, TcpClient, UdpClient, TIMEOUT};
-use ws::WsClient;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use ws::{ping_flood, WsClient};
 
 #[tokio::test]
 async fn a_websocket_member_chats_with_tcp_and_udp_members_across_rooms() {
@@ -196,6 +200,48 @@ async fn shutdown_says_goodbye_then_sends_a_close_frame() {
     assert_eq!(web.expect_close().await, vec!["* server shutting down"]);
 }
 
+/// The closing handshake as RFC 6455 has it (and the Autobahn suite checks: contrib/autobahn/):
+/// a tab that closes gets a close frame back, where chatd used to drop the connection without one
+/// (browsers saw 1006, an abnormal close).
+#[tokio::test]
+async fn a_tab_that_closes_gets_its_close_frame_answered() {
+    let server = start_server("").await;
+    let mut web = WsClient::connect(server.http).await;
+    let mut tcp = TcpClient::connect(server.tcp).await;
+    web.expect(&format!("* {} joined", tcp.name)).await;
+    web.send_message(Message::Close(Some(CloseFrame {
+        code: CloseCode::Away,
+        reason: "tab closed".into(),
+    })))
+    .await;
+    assert_eq!(web.close_code().await, Some(1001));
+    tcp.expect(&format!("* {} left", web.name)).await;
+    server.shutdown().await;
+}
+
+/// A peer that breaks the protocol is told which rule it broke, with RFC 6455's close code: a
+/// message over the size limit (1009), text that is not UTF-8 (1007), a reserved bit (1002).
+/// chatd used to close all three as normal (1000).
+#[tokio::test]
+async fn a_broken_frame_is_closed_with_the_code_that_says_why() {
+    let server = start_server("").await;
+    let too_big = chatd::transport::ws::max_message(4096) + 1;
+    let not_utf8 = Frame::message(vec![b'a', 0xff, b'b'], OpCode::Data(Data::Text), true);
+    let mut reserved = Frame::message(b"hi".to_vec(), OpCode::Data(Data::Text), true);
+    reserved.header_mut().rsv2 = true;
+    let cases = [
+        (Message::text("x".repeat(too_big)), 1009),
+        (Message::Frame(not_utf8), 1007),
+        (Message::Frame(reserved), 1002),
+    ];
+    for (message, code) in cases {
+        let mut web = WsClient::connect(server.http).await;
+        web.send_message(message).await;
+        assert_eq!(web.close_code().await, Some(code));
+    }
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_websocket_member_registers_like_a_tcp_one() {
     // Account commands finish on the blocking pool and come back through the member's controls,
@@ -253,55 +299,6 @@ async fn a_reading_tab_in_a_busy_room_still_gets_pinged_and_stays() {
     }
     let _sender = flood.await.expect("sender");
     server.shutdown().await;
-}
-
-/// Upgrades a raw connection to `/ws`, then sends pings (the largest a control frame may carry)
-/// and never reads: 200,000 at most (26 MB of pongs owed), for 60 s at most. Returns how many
-/// were sent before the server let the connection go, if it did.
-async fn ping_flood(http: std::net::SocketAddr) -> Option<usize> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    // A small receive window, so the server's pongs back up at once.
-    socket.set_recv_buffer_size(4096).expect("rcvbuf");
-    let mut flood = tokio::time::timeout(TIMEOUT, socket.connect(http))
-        .await
-        .expect("connect in time")
-        .expect("connect");
-    let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {http}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    flood.write_all(request.as_bytes()).await.expect("upgrade");
-    // Reads the 101 answer (and nothing after it, ever).
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        tokio::time::timeout(TIMEOUT, flood.read_exact(&mut byte))
-            .await
-            .expect("upgrade answer in time")
-            .expect("upgrade answer");
-        head.push(byte[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{:?}",
-        String::from_utf8_lossy(&head)
-    );
-    // A zero mask keeps the payload as it is.
-    let mut ping = vec![0x89, 0x80 | 125, 0, 0, 0, 0];
-    ping.extend_from_slice(&[b'p'; 125]);
-    let pings: Vec<u8> = ping.repeat(100);
-    let sent = async {
-        for round in 0..2_000 {
-            if flood.write_all(&pings).await.is_err() {
-                return Some(round * 100);
-            }
-        }
-        None
-    };
-    tokio::time::timeout(Duration::from_secs(60), sent)
-        .await
-        .expect("the flood ends in time")
 }
 
 /// Resident memory of process `pid`, in KiB.

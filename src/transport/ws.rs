@@ -10,17 +10,19 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
+use tungstenite::Error as TError;
 
 use super::tcp::reader::{paced, take_line, too_long};
 use super::tcp::writer::{write_lines, Backlog, LineSink, SENDQ_CHECK, SHUTDOWN_NOTICE};
 use super::tcp::{direct_queue, End, Limits, Recipient, WriteEnd, GOODBYE_TIMEOUT};
+use crate::config::Config;
 use crate::hub::{Hub, Outbox, Transport};
 use crate::member::{Flow, Member};
 use crate::protocol;
@@ -33,6 +35,32 @@ pub fn max_message(max_line: usize) -> usize {
     max_line.saturating_mul(4).clamp(64 * 1024, 1 << 20)
 }
 
+/// The write buffer's working size: frames gather here until a flush (tungstenite's default).
+const WRITE_BUFFER: usize = 128 * 1024;
+/// What a WebSocket's unsent frames may reach with `--sendq off`: still a bound, never memory's.
+const UNLIMITED_SENDQ_WRITE_BUFFER: usize = 64 << 20;
+
+/// Puts chatd's limits for `config` on a WebSocket upgrade: `/ws` uses it, and so does the echo
+/// server the Autobahn check runs against (examples/ws_echo.rs), so that check covers the real
+/// settings.
+pub fn limit(upgrade: WebSocketUpgrade, config: &Config) -> WebSocketUpgrade {
+    let max = max_message(config.max_line);
+    // Frames the peer is not reading pile up in the WebSocket's write buffer once its socket is
+    // full: pongs to its pings above all, one per ping, which is how one never-reading client
+    // grew the server by 300 MB a second. The buffer is capped at the send queue plus one
+    // message and the buffer's own working size; past it the connection is let go.
+    let write_limit = config
+        .sendq
+        .unwrap_or(UNLIMITED_SENDQ_WRITE_BUFFER)
+        .saturating_add(max)
+        .saturating_add(WRITE_BUFFER);
+    upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(write_limit)
+}
+
 /// How long past two heartbeats a browser may stay silent (no pong, no line) before it is let go.
 const PONG_SLACK: Duration = Duration::from_millis(500);
 
@@ -42,8 +70,8 @@ enum Stop {
     End(End),
     /// No pong or anything else for two heartbeats: the tab is gone.
     Unanswered,
-    /// The connection broke.
-    Broken,
+    /// The connection broke, or the peer broke the protocol: the close code that says which.
+    Broken(u16),
 }
 
 /// Serves one upgraded WebSocket from `addr` as a member until it leaves, is cut off, or the
@@ -80,6 +108,7 @@ pub async fn connection(
         refuse_proxy_header: false,
     };
     let alive = config.heartbeat.saturating_mul(2) + PONG_SLACK;
+    let mut broken = close_code::NORMAL;
     let reason = {
         let finish = shutdown.child_token();
         let read = read_frames(stream, &mut member, &limits, alive, &shutdown);
@@ -105,7 +134,10 @@ pub async fn connection(
                 Stop::End(End::Flooding) => Some("flooding"),
                 Stop::End(End::Idle) => Some("idle timeout"),
                 Stop::Unanswered => Some("ping timeout"),
-                Stop::Broken => Some("connection error"),
+                Stop::Broken(code) => {
+                    broken = code;
+                    Some("connection error")
+                }
             },
             written = &mut write => match written {
                 Ok(()) | Err(WriteEnd::HubClosed | WriteEnd::Interrupted(_)) => None,
@@ -125,7 +157,7 @@ pub async fn connection(
     // A member too slow to read has a full socket: its last words are best effort, like TCP's.
     let goodbye = match &last {
         Some(words) => sink.last_words(words).boxed(),
-        None => sink.close().boxed(),
+        None => sink.close(broken).boxed(),
     };
     let _ = tokio::time::timeout(GOODBYE_TIMEOUT, goodbye).await;
 }
@@ -176,7 +208,7 @@ async fn read_frames(
         heard = Instant::now();
         let data: Bytes = match next {
             None | Some(Ok(Message::Close(_))) => return Stop::End(End::Eof),
-            Some(Err(_)) => return Stop::Broken,
+            Some(Err(e)) => return Stop::Broken(close_code_for(&e)),
             // Each ping owes a pong: a ping flood is paced like a line flood (a browser answers
             // our pings with a pong a heartbeat, far under any rate).
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
@@ -236,17 +268,51 @@ impl WsSink {
     /// Sends `! words` and closes the socket.
     async fn last_words(&mut self, words: &str) -> Result<(), axum::Error> {
         self.sink.feed(text_frame(&protocol::error(words))).await?;
-        self.close().await
+        self.close(close_code::NORMAL).await
     }
 
-    /// Sends a close frame ("going away" at shutdown is the same code browsers know).
-    async fn close(&mut self) -> Result<(), axum::Error> {
-        let frame = CloseFrame {
-            code: axum::extract::ws::close_code::NORMAL,
-            reason: "".into(),
-        };
-        self.sink.send(Message::Close(Some(frame))).await
+    /// Ends the closing handshake (see [`close`]).
+    async fn close(&mut self, code: u16) -> Result<(), axum::Error> {
+        close(&mut self.sink, code).await
     }
+}
+
+/// Closes a WebSocket with `code`, or, when the peer closed first, sends the answer to its close
+/// frame that tungstenite has queued (another close frame would be refused, and the answer never
+/// sent: browsers saw every close as abnormal, 1006). Public for the Autobahn echo server
+/// (examples/ws_echo.rs), which checks this handshake.
+pub async fn close(sink: &mut SplitSink<WebSocket, Message>, code: u16) -> Result<(), axum::Error> {
+    let frame = CloseFrame {
+        code,
+        reason: "".into(),
+    };
+    match sink.send(Message::Close(Some(frame))).await {
+        Err(e) if matches!(tungstenite_error(&e), Some(TError::Protocol(_))) => {
+            match sink.flush().await {
+                // The handshake is over: the server's side may drop the connection.
+                Err(e) if matches!(tungstenite_error(&e), Some(TError::ConnectionClosed)) => Ok(()),
+                flushed => flushed,
+            }
+        }
+        sent => sent,
+    }
+}
+
+/// The close code RFC 6455 gives what broke a connection: a protocol error (1002), text that is
+/// not UTF-8 (1007), a message over [`max_message`] (1009); otherwise a normal close. Public for
+/// the Autobahn echo server (examples/ws_echo.rs).
+pub fn close_code_for(error: &axum::Error) -> u16 {
+    match tungstenite_error(error) {
+        Some(TError::Protocol(_)) => close_code::PROTOCOL,
+        Some(TError::Utf8(_)) => close_code::INVALID,
+        Some(TError::Capacity(_)) => close_code::SIZE,
+        _ => close_code::NORMAL,
+    }
+}
+
+/// The tungstenite error under axum's.
+fn tungstenite_error(error: &axum::Error) -> Option<&TError> {
+    std::error::Error::source(error).and_then(|inner| inner.downcast_ref::<TError>())
 }
 
 /// One line (with or without its `\n`) as a text frame; bytes that are not UTF-8 (the server only

@@ -39,11 +39,6 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// HTTP connections one address may hold beyond `--max-per-ip` (its WebSocket members are HTTP
 /// connections too): room for loading the page, a metrics scrape and a health check alongside.
 const HTTP_ALLOWANCE: usize = 8;
-/// The WebSocket write buffer's working size: frames gather here until a flush (tungstenite's
-/// default).
-const WS_WRITE_BUFFER: usize = 128 * 1024;
-/// What a WebSocket's unsent frames may reach with `--sendq off`: still a bound, never memory's.
-const UNLIMITED_SENDQ_WRITE_BUFFER: usize = 64 << 20;
 /// Longest pause between accept retries after resource errors such as EMFILE.
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -257,27 +252,12 @@ async fn upgrade(
         .filter_map(|v| v.to_str().ok());
     let addr = crate::transport::proxy::forwarded_for(&config.trusted_proxies, addr, forwarded)
         .map_or(addr, |ip| SocketAddr::new(ip, 0));
-    let max = ws::max_message(config.max_line);
     let (shutdown, tracker) = web.members;
     // Counted with the TCP connections, so shutdown waits for its goodbye.
     let tracked = tracker.token();
     let hub = web.hub;
-    // Frames the peer is not reading pile up in the WebSocket's write buffer once its socket is
-    // full: pongs to its pings above all, one per ping, which is how one never-reading client
-    // grew the server by 300 MB a second. The buffer is capped at the send queue plus one
-    // message and the buffer's own working size; past it the connection is let go.
-    let write_limit = config
-        .sendq
-        .unwrap_or(UNLIMITED_SENDQ_WRITE_BUFFER)
-        .saturating_add(max)
-        .saturating_add(WS_WRITE_BUFFER);
-    upgrade
-        .max_message_size(max)
-        .max_frame_size(max)
-        .write_buffer_size(WS_WRITE_BUFFER)
-        .max_write_buffer_size(write_limit)
-        .on_upgrade(move |socket| async move {
-            let _tracked = tracked;
-            ws::connection(socket, addr, hub, shutdown).await;
-        })
+    ws::limit(upgrade, &config).on_upgrade(move |socket| async move {
+        let _tracked = tracked;
+        ws::connection(socket, addr, hub, shutdown).await;
+    })
 }

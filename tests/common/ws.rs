@@ -9,6 +9,7 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -81,10 +82,7 @@ impl WsClient {
 
     /// Sends one line as one text frame.
     pub async fn send(&mut self, line: &str) {
-        tokio::time::timeout(TIMEOUT, self.socket.send(Message::text(line)))
-            .await
-            .expect("send in time")
-            .expect("send");
+        self.send_message(Message::text(line)).await;
     }
 
     /// The next frame, whatever it is (pings are answered on the way); None when closed.
@@ -122,15 +120,81 @@ impl WsClient {
 
     /// Receives lines until the server's close frame, returning them; the socket ends after it.
     pub async fn expect_close(&mut self) -> Vec<String> {
+        self.until_close().await.0
+    }
+
+    /// Receives lines until the server's close frame; returns its code (None: a frame without one).
+    pub async fn close_code(&mut self) -> Option<u16> {
+        self.until_close().await.1.map(|frame| frame.code.into())
+    }
+
+    /// Sends one message or raw frame as it is.
+    pub async fn send_message(&mut self, message: Message) {
+        tokio::time::timeout(TIMEOUT, self.socket.send(message))
+            .await
+            .expect("send in time")
+            .expect("send");
+    }
+
+    async fn until_close(&mut self) -> (Vec<String>, Option<CloseFrame>) {
         let mut lines = Vec::new();
         loop {
             match self.frame().await {
                 Some(Message::Text(text)) => lines.push(text.to_string()),
-                Some(Message::Close(_)) => return lines,
+                Some(Message::Close(frame)) => return (lines, frame),
                 Some(_) => {}
                 None => panic!("connection ended without a close frame after {lines:?}"),
             }
             assert!(lines.len() < 10_000, "no close frame");
         }
     }
+}
+
+/// Upgrades a raw connection to `/ws`, then sends pings (the largest a control frame may carry)
+/// and never reads: 200,000 at most (26 MB of pongs owed), for 60 s at most. Returns how many
+/// were sent before the server let the connection go, if it did.
+pub async fn ping_flood(http: std::net::SocketAddr) -> Option<usize> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    // A small receive window, so the server's pongs back up at once.
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let mut flood = tokio::time::timeout(TIMEOUT, socket.connect(http))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {http}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    flood.write_all(request.as_bytes()).await.expect("upgrade");
+    // Reads the 101 answer (and nothing after it, ever).
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(TIMEOUT, flood.read_exact(&mut byte))
+            .await
+            .expect("upgrade answer in time")
+            .expect("upgrade answer");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{:?}",
+        String::from_utf8_lossy(&head)
+    );
+    // A zero mask keeps the payload as it is.
+    let mut ping = vec![0x89, 0x80 | 125, 0, 0, 0, 0];
+    ping.extend_from_slice(&[b'p'; 125]);
+    let pings: Vec<u8> = ping.repeat(100);
+    let sent = async {
+        for round in 0..2_000 {
+            if flood.write_all(&pings).await.is_err() {
+                return Some(round * 100);
+            }
+        }
+        None
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), sent)
+        .await
+        .expect("the flood ends in time")
 }

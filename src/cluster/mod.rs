@@ -8,6 +8,7 @@
 //! - [`link`]: the NATS connection and its events.
 //! - [`names`]: names claimed cluster-wide in a JetStream key-value bucket.
 //! - [`relay`]: the tasks: room relays, the publisher, the subscribers.
+//! - [`announce`]: what rooms hear when another node's members leave or come in a batch.
 //! - [`roster`]: a node's whole member list, asked for and answered in parts.
 //! - [`history`]: room history in a JetStream stream, read back into every node's mirror.
 //! - [`meta`]: accounts, bans and room state in a JetStream key-value bucket, watched.
@@ -17,6 +18,7 @@
 //! which the relay skips, so nothing is published twice. Nothing here runs without `--cluster`:
 //! the hub holds an `Option<Bridge>` looked at on joins, leaves, renames and room openings only.
 
+pub mod announce;
 pub mod config;
 pub mod history;
 pub mod link;

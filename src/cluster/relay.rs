@@ -20,7 +20,7 @@ use super::subject::Topic;
 use super::wire::{self, Presence, RemoteMember, Roster};
 use super::{Bridge, Outbound, REMOTE};
 use crate::hub::Hub;
-use crate::protocol::{self, Departure};
+use crate::protocol;
 
 /// How long startup waits for the subscriptions to reach the NATS server.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(3);
@@ -205,36 +205,31 @@ impl Tasks {
         }
     }
 
+    /// Tells the rooms of members who left or came in one batch (see [`super::announce`]); called
+    /// once the table has them: it no longer counts those who left and counts those who came.
     fn announce(
         &self,
         gone: &[(String, RemoteMember)],
         came: &[(String, RemoteMember)],
         why: &str,
     ) {
-        // The same rule as for local members: a room bigger than `--announce-max`, counting its
-        // members on every node, stays quiet.
         let config = self.hub.config();
-        let quiet = |room: &str| {
-            let remote = self.bridge.remote_in_room(room);
-            !config.announces(self.hub.room_members(room) + remote)
+        let rule = super::announce::Rule {
+            announce_max: config.announce_max,
+            backlog: config.backlog,
         };
-        for (_, member) in gone {
-            if quiet(&member.room) {
-                continue;
+        let ways = [
+            (gone, super::announce::Way::Left(why)),
+            (came, super::announce::Way::Came),
+        ];
+        for (members, way) in ways {
+            for batch in super::announce::batches(members) {
+                let room =
+                    self.hub.room_members(batch.room) + self.bridge.remote_in_room(batch.room);
+                for line in super::announce::lines(&batch, way, room, rule) {
+                    self.tell_room(batch.room, line);
+                }
             }
-            self.tell_room(
-                &member.room,
-                protocol::left_notice(&member.name, Departure::Server(why)),
-            );
-        }
-        for (_, member) in came {
-            if quiet(&member.room) {
-                continue;
-            }
-            self.tell_room(
-                &member.room,
-                protocol::notice(&format!("{} joined", member.name)),
-            );
         }
     }
 

@@ -7,6 +7,7 @@ mod nats;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::{start_server, TcpClient};
 use nats::Nats;
@@ -177,4 +178,55 @@ async fn nats_restarted_under_a_steady_stream_of_lines_loses_nothing_locally_and
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
+}
+
+/// How long a cluster whose NATS lost its store may take to take names again.
+const REMADE_WITHIN: Duration = Duration::from_secs(20);
+
+#[tokio::test]
+async fn names_work_again_soon_after_nats_lost_its_store() {
+    let mut nats = Nats::start("lost-store").await;
+    let a = start_server(&nats.flags("a")).await;
+    let b = start_server(&nats.flags("b")).await;
+    let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
+    let mut bob = TcpClient::connect(b.tcp).await;
+    ann.expect(&format!("* {} joined", bob.name)).await;
+    bob.send("/nick bob").await;
+    bob.expect("* you are now known as bob").await;
+    ann.expect(&format!("* {} is now known as bob", bob.name))
+        .await;
+
+    // Back on the same port with an empty store dir: the names bucket is gone with every claim.
+    nats.restart_empty().await;
+    ann.expect("* cluster link restored").await;
+    bob.expect("* cluster link restored").await;
+    let lost = Instant::now();
+    loop {
+        bob.send("/nick robert").await;
+        let line = loop {
+            let line = bob.recv().await;
+            if line.starts_with("* you are now known as") || line.starts_with("! ") {
+                break line;
+            }
+        };
+        if line == "* you are now known as robert" {
+            break;
+        }
+        assert!(
+            lost.elapsed() < REMADE_WITHIN,
+            "/nick still refused after {:?}: {line}",
+            lost.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    ann.expect("* bob is now known as robert").await;
+    // The names held before are claimed again in the new bucket, so they stay their holders'
+    // cluster-wide; the one given up is free.
+    tokio::time::timeout(REMADE_WITHIN, nats.claimed("ann"))
+        .await
+        .expect("ann's name claimed again in time");
+    nats.claimed("robert").await;
+    ann.send("/nick bob").await;
+    ann.expect("* you are now known as bob").await;
+    bob.expect("* ann is now known as bob").await;
 }

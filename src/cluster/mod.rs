@@ -9,6 +9,7 @@
 //! - [`names`]: names claimed cluster-wide in a JetStream key-value bucket.
 //! - [`relay`]: the tasks: room relays, the publisher, the subscribers.
 //! - [`announce`]: what rooms hear when another node's members leave or come in a batch.
+//! - [`recovery`]: buckets and names made again when NATS lost its store.
 //! - [`roster`]: a node's whole member list, asked for and answered in parts.
 //! - [`history`]: room history in a JetStream stream, read back into every node's mirror.
 //! - [`meta`]: accounts, bans and room state in a JetStream key-value bucket, watched.
@@ -27,6 +28,7 @@ pub mod moderation;
 pub mod names;
 pub mod outage;
 pub mod presence;
+mod recovery;
 pub mod relay;
 pub mod room_relay;
 pub mod roster;

@@ -100,6 +100,7 @@ pub async fn start(
     tracker.spawn(stop_on(token.clone(), tasks.clone().private(private)));
     tracker.spawn(stop_on(token.clone(), tasks.clone().roster(roster)));
     tracker.spawn(stop_on(token.clone(), tasks.clone().sweep()));
+    tracker.spawn(stop_on(token.clone(), bridge.clone().reclaim_when_remade()));
     let (flush, flushes) = mpsc::channel(4);
     let (ups, connected) = watch::channel(0u64);
     tracker.spawn(stop_on(token.clone(), tasks.clone().link(link, flush, ups)));
@@ -350,45 +351,49 @@ impl Tasks {
     }
 
     /// Gives back claims of members that left or changed name; those the bucket could not take
-    /// (the link was down) are tried again every second, a bounded number of them.
+    /// (the link was down) are tried again every second, a bounded number of them, while the
+    /// bucket they were made in lasts (a revision means nothing in a bucket made again).
     async fn releases(
         self,
         mut releases: mpsc::Receiver<(String, u64)>,
         mut flushes: mpsc::Receiver<oneshot::Sender<()>>,
     ) {
-        let mut pending: Vec<(String, u64)> = Vec::new();
+        let names = &self.bridge.inner.names;
+        let mut pending: Vec<(String, u64, u64)> = Vec::new();
         let mut retry = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 Some(done) = flushes.recv() => {
-                    let mut still = Vec::new();
-                    for (key, revision) in pending.drain(..) {
-                        if !self.bridge.inner.names.release(&key, revision).await {
-                            still.push((key, revision));
-                        }
-                    }
-                    pending = still;
+                    pending = self.retry_releases(pending).await;
                     let _ = done.send(());
                 }
                 next = releases.recv() => {
                     let Some((key, revision)) = next else { return };
-                    if !self.bridge.inner.names.release(&key, revision).await
-                        && pending.len() < RETRIED_RELEASES
-                    {
-                        pending.push((key, revision));
+                    let generation = names.generation();
+                    if !names.release(&key, revision).await && pending.len() < RETRIED_RELEASES {
+                        pending.push((key, revision, generation));
                     }
                 }
                 _ = retry.tick(), if !pending.is_empty() => {
-                    let mut still = Vec::new();
-                    for (key, revision) in pending.drain(..) {
-                        if !self.bridge.inner.names.release(&key, revision).await {
-                            still.push((key, revision));
-                        }
-                    }
-                    pending = still;
+                    pending = self.retry_releases(pending).await;
                 }
             }
         }
+    }
+
+    /// Tries the releases in `pending` again; returns those still to do.
+    async fn retry_releases(&self, pending: Vec<(String, u64, u64)>) -> Vec<(String, u64, u64)> {
+        let names = &self.bridge.inner.names;
+        let mut still = Vec::new();
+        for (key, revision, generation) in pending {
+            if generation != names.generation() {
+                continue;
+            }
+            if !names.release(&key, revision).await {
+                still.push((key, revision, generation));
+            }
+        }
+        still
     }
 
     /// Gives back the names members of `node` (lost or stopped) held, then shows them leaving:
@@ -548,6 +553,9 @@ impl Tasks {
                         if flush.try_send(done).is_ok() {
                             let _ = tokio::time::timeout(SUBSCRIBE_WAIT, flushed).await;
                         }
+                        // NATS may have lost its store meanwhile: what is missing is made again.
+                        let bridge = self.bridge.clone();
+                        tokio::spawn(async move { bridge.reopen_buckets().await });
                         self.tell_everyone("cluster link restored");
                         for node in self.bridge.nodes() {
                             self.sync(node);

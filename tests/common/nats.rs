@@ -229,6 +229,26 @@ impl Nats {
         }
     }
 
+    /// Starts it again on the same port with an empty store, as a server that lost its disk
+    /// would: every bucket and stream is gone.
+    pub async fn restart_empty(&mut self) {
+        self.kill().await;
+        let config = std::fs::read(self.dir.join("nats.conf")).ok();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        std::fs::create_dir_all(&self.dir).expect("nats store dir");
+        if let Some(config) = config {
+            std::fs::write(self.dir.join("nats.conf"), config).expect("nats-server config");
+        }
+        self.restart().await;
+    }
+
+    /// Waits until the names bucket of cluster `chatd` holds a claim on `name`.
+    pub async fn claimed(&self, name: &str) {
+        let bucket = Subjects::new("chatd").names_bucket();
+        let key = bucket_key(&chatd::names::key(name));
+        self.bucket_entry(bucket, key, true).await;
+    }
+
     /// Starts it again on the same port with the same store.
     pub async fn restart(&mut self) {
         self.kill().await;

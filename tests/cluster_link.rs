@@ -186,8 +186,18 @@ const REMADE_WITHIN: Duration = Duration::from_secs(20);
 #[tokio::test]
 async fn names_work_again_soon_after_nats_lost_its_store() {
     let mut nats = Nats::start("lost-store").await;
-    let a = start_server(&nats.flags("a")).await;
-    let b = start_server(&nats.flags("b")).await;
+    let cheap = "--argon2-memory 64 --argon2-passes 1";
+    let a = start_server(&format!("{} {cheap}", nats.flags("a"))).await;
+    let b = start_server(&format!("{} {cheap}", nats.flags("b"))).await;
+    // An account registered before the loss, known to both nodes.
+    let mut cora = TcpClient::with_nick(a.tcp, "cora").await;
+    cora.send("/register pw-cora").await;
+    cora.expect("* cora is registered to you; next time: /login cora PASSWORD")
+        .await;
+    cora.send("/quit").await;
+    cora.expect_closed().await;
+    nats.stored("cora").await;
+    nats.released("cora").await;
     let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
     let mut bob = TcpClient::connect(b.tcp).await;
     ann.expect(&format!("* {} joined", bob.name)).await;
@@ -220,6 +230,26 @@ async fn names_work_again_soon_after_nats_lost_its_store() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     ann.expect("* bob is now known as robert").await;
+    // A login claims its name too. The account reached b through its watch of the bucket before
+    // the loss, a moment after it was stored: b is asked again if it did not know it yet.
+    let mut back = TcpClient::connect(b.tcp).await;
+    let mut answer = String::new();
+    for _ in 0..3 {
+        back.send("/login cora pw-cora").await;
+        let line = loop {
+            let line = back.recv().await;
+            if line.starts_with("* you are logged in as") || line.starts_with("! ") {
+                break line;
+            }
+        };
+        answer = line;
+        if answer != "! wrong name or password" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(answer, "* you are logged in as cora");
+    nats.claimed("cora").await;
     // The names held before are claimed again in the new bucket, so they stay their holders'
     // cluster-wide; the one given up is free.
     tokio::time::timeout(REMADE_WITHIN, nats.claimed("ann"))

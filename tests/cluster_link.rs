@@ -250,6 +250,17 @@ async fn names_work_again_soon_after_nats_lost_its_store() {
     }
     assert_eq!(answer, "* you are logged in as cora");
     nats.claimed("cora").await;
+    // An account registered now reaches the state bucket, made again, and so the other node.
+    let mut dora = TcpClient::with_nick(a.tcp, "dora").await;
+    dora.send("/register pw-dora").await;
+    dora.expect("* dora is registered to you; next time: /login dora PASSWORD")
+        .await;
+    dora.send("/quit").await;
+    dora.expect_closed().await;
+    nats.stored("dora").await;
+    nats.released("dora").await;
+    back.send("/login dora pw-dora").await;
+    back.expect("* you are logged in as dora").await;
     // The names held before are claimed again in the new bucket, so they stay their holders'
     // cluster-wide; the one given up is free.
     tokio::time::timeout(REMADE_WITHIN, nats.claimed("ann"))

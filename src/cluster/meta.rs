@@ -90,7 +90,7 @@ pub async fn start(bridge: &Bridge, hub: &Hub, token: &CancellationToken, tracke
         }),
     );
     let stop = token.clone();
-    let writer = write(store.clone(), rx);
+    let writer = write(js.clone(), name.clone(), store.clone(), rx);
     tracker.spawn(async move {
         tokio::select! {
             _ = stop.cancelled() => {}
@@ -105,7 +105,7 @@ pub async fn start(bridge: &Bridge, hub: &Hub, token: &CancellationToken, tracke
             .map_or(true, |s| s.info.state.messages == 0),
     );
     let stop = token.clone();
-    let watcher = watch(store, hub.clone(), read_tx);
+    let watcher = watch(js, name.clone(), store, hub.clone(), read_tx);
     tracker.spawn(async move {
         tokio::select! {
             _ = stop.cancelled() => {}
@@ -120,17 +120,23 @@ pub async fn start(bridge: &Bridge, hub: &Hub, token: &CancellationToken, tracke
     }
 }
 
-async fn write(store: kv::Store, mut rx: mpsc::Receiver<(String, Option<String>)>) {
+/// Writes changes to the bucket in order. A write NATS answers with an error may have found the
+/// bucket gone (NATS lost its store): the bucket is opened again, which makes it again, and the
+/// write gets one more try.
+async fn write(
+    js: jetstream::Context,
+    bucket: String,
+    mut store: kv::Store,
+    mut rx: mpsc::Receiver<(String, Option<String>)>,
+) {
     while let Some((key, value)) = rx.recv().await {
-        let kv_key = token(&key);
-        let done = match value {
-            Some(value) => tokio::time::timeout(KV_WAIT, store.put(kv_key, Bytes::from(value)))
-                .await
-                .map(|r| r.map(drop).map_err(|e| e.to_string())),
-            None => tokio::time::timeout(KV_WAIT, store.delete(kv_key))
-                .await
-                .map(|r| r.map_err(|e| e.to_string())),
-        };
+        let mut done = put(&store, &key, value.as_deref()).await;
+        if matches!(done, Ok(Err(_))) {
+            if let Ok(opened) = open(&js, &bucket).await {
+                store = opened;
+                done = put(&store, &key, value.as_deref()).await;
+            }
+        }
         match done {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(%key, error = %e, "cluster state not written"),
@@ -139,9 +145,35 @@ async fn write(store: kv::Store, mut rx: mpsc::Receiver<(String, Option<String>)
     }
 }
 
+/// One write: `value` under `key`, or its deletion.
+async fn put(
+    store: &kv::Store,
+    key: &str,
+    value: Option<&str>,
+) -> Result<Result<(), String>, tokio::time::error::Elapsed> {
+    let kv_key = token(key);
+    match value {
+        Some(value) => {
+            let put = store.put(kv_key, Bytes::from(value.to_string()));
+            tokio::time::timeout(KV_WAIT, put)
+                .await
+                .map(|r| r.map(drop).map_err(|e| e.to_string()))
+        }
+        None => tokio::time::timeout(KV_WAIT, store.delete(kv_key))
+            .await
+            .map(|r| r.map_err(|e| e.to_string())),
+    }
+}
+
 /// Applies every change to the bucket, from what it holds now on; `read` turns true once what it
 /// held at the start has been applied.
-async fn watch(store: kv::Store, hub: Hub, read: tokio::sync::watch::Sender<bool>) {
+async fn watch(
+    js: jetstream::Context,
+    bucket: String,
+    mut store: kv::Store,
+    hub: Hub,
+    read: tokio::sync::watch::Sender<bool>,
+) {
     let mut warnings = super::outage::Throttle::default();
     loop {
         match store.watch_with_history(">").await {
@@ -167,6 +199,10 @@ async fn watch(store: kv::Store, hub: Hub, read: tokio::sync::watch::Sender<bool
             Err(e) => tracing::debug!(error = %e, "cluster state not watched; retrying"),
         }
         tokio::time::sleep(RETRY).await;
+        // The watch failed: the bucket may be gone (NATS lost its store), and opening makes it.
+        if let Ok(opened) = open(&js, &bucket).await {
+            store = opened;
+        }
     }
 }
 

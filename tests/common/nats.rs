@@ -149,15 +149,7 @@ impl Nats {
     /// Waits until the latest entry under `key` in the cluster's bucket `bucket` is a value
     /// (`put`) or a deletion (not `put`).
     async fn bucket_entry(&self, bucket: String, key: String, put: bool) {
-        let client = tokio::time::timeout(TIMEOUT, async_nats::connect(self.url()))
-            .await
-            .expect("nats in time")
-            .expect("connect to nats");
-        let js = async_nats::jetstream::new(client);
-        let store = tokio::time::timeout(TIMEOUT, js.get_key_value(bucket))
-            .await
-            .expect("bucket in time")
-            .expect("open the bucket");
+        let store = self.bucket(bucket).await;
         let mut watch = tokio::time::timeout(TIMEOUT, store.watch_with_history(&key))
             .await
             .expect("watch in time")
@@ -185,16 +177,31 @@ impl Nats {
         self.bucket(Subjects::new("chatd").meta_bucket()).await
     }
 
+    /// Opens bucket `name`, waiting (bounded) until a node has made it: after a restart with an
+    /// empty store, a node makes it again on its first write there.
     async fn bucket(&self, name: String) -> async_nats::jetstream::kv::Store {
         let client = tokio::time::timeout(TIMEOUT, async_nats::connect(self.url()))
             .await
             .expect("nats in time")
             .expect("connect to nats");
         let js = async_nats::jetstream::new(client);
-        tokio::time::timeout(TIMEOUT, js.get_key_value(name))
+        let opened = tokio::time::timeout(TIMEOUT, async {
+            loop {
+                match js.get_key_value(name.clone()).await {
+                    Ok(store) => return store,
+                    Err(e)
+                        if e.kind()
+                            == async_nats::jetstream::context::KeyValueErrorKind::GetBucket =>
+                    {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await
+                    }
+                    Err(e) => panic!("open the bucket {name}: {e}"),
+                }
+            }
+        });
+        opened
             .await
-            .expect("bucket in time")
-            .expect("open the bucket")
+            .unwrap_or_else(|_| panic!("bucket {name} not there within {TIMEOUT:?}"))
     }
 
     /// Waits until the names bucket of cluster `chatd` holds no claim on `name`. A member's

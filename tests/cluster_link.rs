@@ -271,3 +271,70 @@ async fn names_work_again_soon_after_nats_lost_its_store() {
     ann.expect("* you are now known as bob").await;
     bob.expect("* ann is now known as bob").await;
 }
+
+#[tokio::test]
+async fn state_set_after_nats_lost_its_store_reaches_the_other_node() {
+    let mut nats = Nats::start("lost-state").await;
+    let a = start_server(&nats.flags("a")).await;
+    let b = start_server(&nats.flags("b")).await;
+    // ann opens #den on a, so operates it; vic sits in it on b, from another address.
+    let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
+    ann.send("/join #den").await;
+    ann.expect("* you are in #den with 0 others").await;
+    let elsewhere = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+    let mut vic = TcpClient::connect_from(b.tcp, elsewhere).await;
+    // b has heard that ann is in #den before vic opens the room there (else vic operates it on b).
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        assert!(tries < 50, "b never heard that ann is in #den");
+        vic.send("/rooms").await;
+        let header = loop {
+            let line = vic.recv().await;
+            if line.starts_with("* ") && (line.ends_with(" rooms:") || line.ends_with(" room:")) {
+                break line;
+            }
+        };
+        let count: usize = header[2..]
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("a room count");
+        let mut listed = Vec::new();
+        for _ in 0..count {
+            listed.push(vic.recv().await);
+        }
+        if listed.iter().any(|l| l == "*   #den (1 member)") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    vic.send("/join #den").await;
+    vic.expect_match(|l| l.starts_with("* you are in #den"))
+        .await;
+    ann.expect(&format!("* {} joined #den", vic.name)).await;
+
+    nats.restart_empty().await;
+    ann.expect("* cluster link restored").await;
+    vic.expect("* cluster link restored").await;
+    // A room ban goes to the state bucket, made again, and b's watch of it applies it.
+    ann.send("/ban 127.0.0.2 1h").await;
+    ann.expect("* address 127.0.0.2 is banned from #den for 1h")
+        .await;
+    let mut seen = Vec::new();
+    let banned = tokio::time::timeout(REMADE_WITHIN, async {
+        while let Some(line) = vic.recv_line().await {
+            if line == "! you are banned from #den" {
+                return true;
+            }
+            seen.push(line);
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        banned,
+        Ok(true),
+        "b never applied the ban set after the loss; vic got {seen:?}"
+    );
+}

@@ -128,6 +128,8 @@ struct Inner {
     /// Claims to give back, for the names task.
     releases: mpsc::Sender<(String, u64)>,
     history: history::Queue,
+    /// Counts the link's comings up (for the tasks that act on each reconnection).
+    ups: tokio::sync::watch::Sender<u64>,
 }
 
 impl Inner {
@@ -201,6 +203,7 @@ impl Bridge {
                 timeout: config.timeout,
                 metrics,
                 history: history::Queue::default(),
+                ups: tokio::sync::watch::channel(0).0,
             }),
         };
         (
@@ -210,6 +213,11 @@ impl Bridge {
                 releases: released,
             },
         )
+    }
+
+    /// Changes each time the link comes up.
+    fn link_ups(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.ups.subscribe()
     }
 
     fn claims(&self) -> MutexGuard<'_, HashMap<MemberId, (String, u64)>> {

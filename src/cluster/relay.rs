@@ -102,8 +102,8 @@ pub async fn start(
     tracker.spawn(stop_on(token.clone(), tasks.clone().sweep()));
     tracker.spawn(stop_on(token.clone(), bridge.clone().reclaim_when_remade()));
     let (flush, flushes) = mpsc::channel(4);
-    let (ups, connected) = watch::channel(0u64);
-    tracker.spawn(stop_on(token.clone(), tasks.clone().link(link, flush, ups)));
+    let connected = bridge.link_ups();
+    tracker.spawn(stop_on(token.clone(), tasks.clone().link(link, flush)));
     tracker.spawn(stop_on(token.clone(), tasks.clone().stranded(connected)));
     tracker.spawn(stop_on(
         token.clone(),
@@ -524,7 +524,6 @@ impl Tasks {
         self,
         mut events: mpsc::Receiver<LinkEvent>,
         flush: mpsc::Sender<oneshot::Sender<()>>,
-        ups: watch::Sender<u64>,
     ) {
         let mut was_down = false;
         while let Some(event) = events.recv().await {
@@ -563,7 +562,7 @@ impl Tasks {
                     }
                     was_down = false;
                     self.heartbeat_now.notify_one();
-                    ups.send_modify(|n| *n += 1);
+                    self.bridge.inner.ups.send_modify(|n| *n += 1);
                 }
                 LinkEvent::SlowConsumer => {
                     tracing::warn!("cluster subscriber too slow; NATS dropped messages");

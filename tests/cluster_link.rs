@@ -180,6 +180,9 @@ async fn nats_restarted_under_a_steady_stream_of_lines_loses_nothing_locally_and
     }
 }
 
+/// Where the tests' members connect from, unless they need another address.
+const LOCAL: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
 /// How long a cluster whose NATS lost its store may take to take names again.
 const REMADE_WITHIN: Duration = Duration::from_secs(20);
 
@@ -190,14 +193,7 @@ async fn names_work_again_soon_after_nats_lost_its_store() {
     let a = start_server(&format!("{} {cheap}", nats.flags("a"))).await;
     let b = start_server(&format!("{} {cheap}", nats.flags("b"))).await;
     // An account registered before the loss, known to both nodes.
-    let mut cora = TcpClient::with_nick(a.tcp, "cora").await;
-    cora.send("/register pw-cora").await;
-    cora.expect("* cora is registered to you; next time: /login cora PASSWORD")
-        .await;
-    cora.send("/quit").await;
-    cora.expect_closed().await;
-    nats.stored("cora").await;
-    nats.released("cora").await;
+    nats.account(a.tcp, "cora", LOCAL).await;
     let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
     let mut bob = TcpClient::connect(b.tcp).await;
     ann.expect(&format!("* {} joined", bob.name)).await;
@@ -251,14 +247,7 @@ async fn names_work_again_soon_after_nats_lost_its_store() {
     assert_eq!(answer, "* you are logged in as cora");
     nats.claimed("cora").await;
     // An account registered now reaches the state bucket, made again, and so the other node.
-    let mut dora = TcpClient::with_nick(a.tcp, "dora").await;
-    dora.send("/register pw-dora").await;
-    dora.expect("* dora is registered to you; next time: /login dora PASSWORD")
-        .await;
-    dora.send("/quit").await;
-    dora.expect_closed().await;
-    nats.stored("dora").await;
-    nats.released("dora").await;
+    nats.account(a.tcp, "dora", LOCAL).await;
     back.send("/login dora pw-dora").await;
     back.expect("* you are logged in as dora").await;
     // The names held before are claimed again in the new bucket, so they stay their holders'

@@ -48,21 +48,7 @@ async fn open(js: &jetstream::Context, bucket: &str) -> Result<(kv::Store, i128)
         num_replicas: 1,
         ..Default::default()
     };
-    let made = async {
-        let stream = js
-            .get_or_create_stream(config)
-            .await
-            .map_err(|e| e.to_string())?;
-        let created = stream.cached_info().created.unix_timestamp_nanos();
-        let store = js
-            .get_key_value(bucket.to_string())
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok((store, created))
-    };
-    tokio::time::timeout(KV_WAIT, made)
-        .await
-        .map_err(|_| "timed out".to_string())?
+    super::recovery::make_bucket(js, bucket, config, KV_WAIT).await
 }
 
 /// Opens the bucket, hands the store and the accounts their way out to it, and starts the writer

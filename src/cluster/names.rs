@@ -6,12 +6,12 @@
 //! claims of a node that died with nobody to notice (alone, or with the whole cluster) are found
 //! by scanning the bucket ([`Names::claims_where`], [`stranded`]).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use futures::StreamExt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::Notify;
 
 use super::subject::token;
@@ -171,23 +171,7 @@ impl Names {
             num_replicas: 1,
             ..Default::default()
         };
-        let made = async {
-            let stream = self
-                .js
-                .get_or_create_stream(config)
-                .await
-                .map_err(|e| e.to_string())?;
-            let created = stream.cached_info().created.unix_timestamp_nanos();
-            let store = self
-                .js
-                .get_key_value(self.bucket.clone())
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok((store, created))
-        };
-        tokio::time::timeout(KV_WAIT, made)
-            .await
-            .map_err(|_| "timed out".to_string())?
+        super::recovery::make_bucket(&self.js, &self.bucket, config, KV_WAIT).await
     }
 
     async fn store(&self) -> Option<kv::Store> {

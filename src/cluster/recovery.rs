@@ -5,8 +5,38 @@
 //! found made again has lost every claim: this node claims its members' names again, so they stay
 //! theirs cluster-wide (presence is resynchronised on every reconnection already).
 
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+
 use super::names::{ClaimError, Holder};
 use super::Bridge;
+
+/// Makes the stream of key-value bucket `bucket` (described by `config`) unless it is there, and
+/// opens the bucket, within `wait`; also returns when the stream was made, which changes when
+/// NATS lost it and it was made again.
+pub(super) async fn make_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    config: jetstream::stream::Config,
+    wait: Duration,
+) -> Result<(kv::Store, i128), String> {
+    let made = async {
+        let stream = js
+            .get_or_create_stream(config)
+            .await
+            .map_err(|e| e.to_string())?;
+        let created = stream.cached_info().created.unix_timestamp_nanos();
+        let store = js
+            .get_key_value(bucket.to_string())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((store, created))
+    };
+    tokio::time::timeout(wait, made)
+        .await
+        .map_err(|_| "timed out".to_string())?
+}
 
 impl Bridge {
     /// Opens the buckets again after the link came back, making those NATS lost.

@@ -214,6 +214,27 @@ impl Nats {
         self.bucket_entry(bucket, key, false).await;
     }
 
+    /// Registers the account `name` (password `pw-NAME`) from a member of the server at `server`
+    /// connected from `from`, who then leaves; waits until the account is in the state bucket
+    /// and the name is free again.
+    pub async fn account(&self, server: std::net::SocketAddr, name: &str, from: std::net::IpAddr) {
+        let mut owner = crate::common::TcpClient::connect_from(server, from).await;
+        owner.send(&format!("/nick {name}")).await;
+        owner
+            .expect(&format!("* you are now known as {name}"))
+            .await;
+        owner.send(&format!("/register pw-{name}")).await;
+        owner
+            .expect(&format!(
+                "* {name} is registered to you; next time: /login {name} PASSWORD"
+            ))
+            .await;
+        owner.send("/quit").await;
+        owner.expect_closed().await;
+        self.stored(name).await;
+        self.released(name).await;
+    }
+
     /// Waits until the account `name` is in the accounts bucket of cluster `chatd` (written in
     /// the background after `/register` is answered), so other nodes are about to know it.
     pub async fn stored(&self, name: &str) {

@@ -260,6 +260,9 @@ pub struct About {
     pub away: Option<String>,
     /// When it connected (Unix seconds).
     pub since: i64,
+    /// IRC's user mode `+i`: left out of WHO masks and WHOIS channels for those who share no
+    /// room with it.
+    pub invisible: bool,
 }
 
 impl Entry {
@@ -746,6 +749,7 @@ impl Hub {
                         realname: name.clone(),
                         away: None,
                         since: now_ms() / 1000,
+                        invisible: false,
                     },
                 },
             );

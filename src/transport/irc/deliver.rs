@@ -63,7 +63,8 @@ impl View {
         caps: &Caps,
     ) -> Vec<Message> {
         let own = event.from == me;
-        if let Some(what) = &event.what {
+        let notice = matches!(event.what.as_deref(), Some(Happening::Notice));
+        if let Some(what) = event.what.as_ref().filter(|_| !event.is_chat()) {
             if own {
                 // The client's own joins, parts and renames are answered to it directly.
                 return Vec::new();
@@ -102,7 +103,8 @@ impl View {
                 .first_id
                 .filter(|_| event.ids)
                 .map(|first| format!("{}", first + n as u64));
-            let head = Message::new("PRIVMSG").source(&mask(name)).param(channel);
+            let command = if notice { "NOTICE" } else { "PRIVMSG" };
+            let head = Message::new(command).source(&mask(name)).param(channel);
             for piece in fitting(&head, &body) {
                 out.push(stamp(head.clone().param(piece), caps, msgid.as_deref()));
             }
@@ -152,6 +154,8 @@ impl View {
                 .source(&mask(by))
                 .param(channel)
                 .param(topic.as_str()),
+            // Chat, handled with the chat lines.
+            Happening::Notice => return None,
             Happening::Kicked { name, by, reason } => Message::new("KICK")
                 .source(&mask(by))
                 .param(channel)
@@ -213,9 +217,13 @@ pub fn fitting(head: &Message, text: &str) -> Vec<String> {
 pub fn reply(line: &str, nick: &str, caps: &Caps) -> Option<Vec<Message>> {
     let line = line.trim_end_matches(['\r', '\n']);
     // `/ids on` is not for IRC clients, but a `#ID ` prefix must not end up in the text.
-    if let Some(rest) = line.strip_prefix("[private] ") {
+    let private = line
+        .strip_prefix("[private] ")
+        .map(|rest| ("PRIVMSG", rest))
+        .or_else(|| line.strip_prefix("[notice] ").map(|rest| ("NOTICE", rest)));
+    if let Some((command, rest)) = private {
         let (name, text) = chat_parts(rest)?;
-        let head = Message::new("PRIVMSG").source(&mask(name)).param(nick);
+        let head = Message::new(command).source(&mask(name)).param(nick);
         return Some(
             fitting(&head, &text)
                 .into_iter()

@@ -678,7 +678,11 @@ impl Hub {
             lobby.announce_presence(
                 id,
                 protocol::notice(&format!("{name} joined")),
-                Happening::Joined { name: name.clone() },
+                Happening::Joined {
+                    name: name.clone(),
+                    account: None,
+                    realname: name.clone(),
+                },
             );
         }
         Ok(Seat {
@@ -921,11 +925,19 @@ impl Hub {
     /// every node already).
     fn announce_joined(&self, id: MemberId, room: &Room, who: &str, others: usize) {
         if self.config().announces(others + 1) {
+            let (account, realname) = self
+                .registry()
+                .members
+                .get(&id)
+                .map(|e| (e.account.clone(), e.about.realname.clone()))
+                .unwrap_or_else(|| (None, who.to_string()));
             room.announce_presence(
                 id,
                 protocol::notice(&format!("{who} joined {}", room.label())),
                 Happening::Joined {
                     name: who.to_string(),
+                    account,
+                    realname,
                 },
             );
         }

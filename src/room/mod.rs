@@ -67,6 +67,10 @@ pub enum Happening {
     Joined {
         /// Who came.
         name: String,
+        /// The account it is logged in to (its key), if any.
+        account: Option<String>,
+        /// Its real name (IRC's extended-join).
+        realname: String,
     },
     /// `name` went out of the room: left it (`quit` false) or the server (`quit` true).
     Left {

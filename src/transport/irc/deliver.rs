@@ -114,11 +114,16 @@ impl View {
 
     fn happening(&mut self, what: &Happening, channel: &str, caps: &Caps) -> Option<Message> {
         let message = match what {
-            Happening::Joined { name } => {
+            Happening::Joined {
+                name,
+                account,
+                realname,
+            } => {
                 self.forget(name);
                 let join = Message::new("JOIN").source(&mask(name)).param(channel);
                 if caps.has(Cap::ExtendedJoin) {
-                    join.param("*").param(name.as_str())
+                    join.param(account.as_deref().unwrap_or("*"))
+                        .param(realname.as_str())
                 } else {
                     join
                 }

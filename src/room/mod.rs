@@ -8,6 +8,7 @@
 //! - [`name`]: room-name rules. [`moderation`]: operators, topic, bans, mutes, slow mode. The scrollback itself is [`crate::store::history`].
 
 pub mod moderation;
+pub mod modes;
 pub mod name;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -90,6 +91,13 @@ pub enum Happening {
         by: String,
         /// The new topic.
         topic: String,
+    },
+    /// Modes changed (`+m`, `+k KEY`, `+v bob`...), as one IRC mode word and its arguments.
+    Mode {
+        /// Who changed them.
+        by: String,
+        /// The changes (`+m`, `-l`, `+v bob`).
+        changes: String,
     },
     /// A member was sent out of the room.
     Kicked {

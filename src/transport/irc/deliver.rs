@@ -155,6 +155,24 @@ impl View {
                 .source(&mask(by))
                 .param(channel)
                 .param(topic.as_str()),
+            Happening::Mode { by, changes } => {
+                let mut words = changes.split(' ');
+                let letters = words.next().unwrap_or_default();
+                // Arguments follow the letters that take one; `o` and `v` name members.
+                let takes = letters.chars().filter(|c| !matches!(c, '+' | '-'));
+                let mut message = Message::new("MODE")
+                    .source(&mask(by))
+                    .param(channel)
+                    .param(letters);
+                for (letter, arg) in takes.filter(|c| !"imnst-l".contains(*c)).zip(words) {
+                    message = message.param(if matches!(letter, 'o' | 'v') {
+                        nick_from_name(arg)
+                    } else {
+                        arg.to_string()
+                    });
+                }
+                message
+            }
             Happening::Kicked { name, by, reason } => Message::new("KICK")
                 .source(&mask(by))
                 .param(channel)
@@ -219,6 +237,20 @@ pub fn reply(line: &str, nick: &str, caps: &Caps) -> Option<Message> {
                 ))
                 .param(nick_from_name(to))
                 .param(text),
+            caps,
+            None,
+        ));
+    }
+    if let Some((by, channel)) = line
+        .strip_prefix("* ")
+        .and_then(|l| l.split_once(" invites you to "))
+        .filter(|(by, channel)| !by.contains(' ') && channel.starts_with('#'))
+    {
+        return Some(stamp(
+            Message::new("INVITE")
+                .source(&mask(by))
+                .param(nick)
+                .param(channel),
             caps,
             None,
         ));

@@ -208,6 +208,20 @@ impl Modes {
     }
 }
 
+/// The letters of a mode word (`+kl-mv`) that take an argument, in order.
+pub fn with_args(letters: &str) -> impl Iterator<Item = char> + '_ {
+    let mut adding = true;
+    letters.chars().filter(move |&c| match c {
+        '+' | '-' => {
+            adding = c == '+';
+            false
+        }
+        'k' | 'o' | 'v' | 'b' => true,
+        'l' => adding,
+        _ => false,
+    })
+}
+
 /// How a change reads in the announcement (`+k beer`, `-m`, `+v bob`).
 pub fn describe(change: &Change) -> String {
     let sign = |on: bool| if on { '+' } else { '-' };
@@ -248,6 +262,7 @@ mod tests {
         );
         assert_eq!(ok("-k", &["anything"]), vec![Change::Key(None)]);
         assert_eq!(ok("b", &[]), vec![Change::BanList]);
+        assert_eq!(with_args("+kl-lm+v").collect::<String>(), "klv");
     }
 
     #[test]

@@ -241,6 +241,7 @@ impl Conn {
                 Err(e) => self.session.bad_line(&e.to_string()),
             }
             self.drain_replies();
+            self.drain_events();
             if let Some(end) = self.session.ended() {
                 return Some(end_of(end));
             }
@@ -260,6 +261,22 @@ impl Conn {
                     }
                 }
                 self.direct.written(reply.len());
+            }
+        }
+    }
+
+    /// Delivers the room events already waiting, so what a command made happen (`MODE`,
+    /// `TOPIC`, `KICK` told to the room) reaches the client before the reply to its next line.
+    fn drain_events(&mut self) {
+        let mut at = 0;
+        while at < self.session.feeds.len() {
+            match self.session.feeds[at].events.try_recv() {
+                Ok(event) => self.deliver(at, Ok(event)),
+                Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                    self.deliver(at, Err(broadcast::error::RecvError::Lagged(missed)));
+                }
+                // Left for the main loop, which drops the feed.
+                Err(_) => at += 1,
             }
         }
     }

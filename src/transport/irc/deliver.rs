@@ -158,13 +158,12 @@ impl View {
             Happening::Mode { by, changes } => {
                 let mut words = changes.split(' ');
                 let letters = words.next().unwrap_or_default();
-                // Arguments follow the letters that take one; `o` and `v` name members.
-                let takes = letters.chars().filter(|c| !matches!(c, '+' | '-'));
                 let mut message = Message::new("MODE")
                     .source(&mask(by))
                     .param(channel)
                     .param(letters);
-                for (letter, arg) in takes.filter(|c| !"imnst-l".contains(*c)).zip(words) {
+                // Arguments follow the letters that take one; `o` and `v` name members.
+                for (letter, arg) in crate::room::modes::with_args(letters).zip(words) {
                     message = message.param(if matches!(letter, 'o' | 'v') {
                         nick_from_name(arg)
                     } else {

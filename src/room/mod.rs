@@ -153,6 +153,8 @@ struct State {
 
 /// One chat room.
 pub struct Room {
+    /// When this node opened it (Unix seconds), for IRC's 329.
+    opened_s: i64,
     name: RoomName,
     tx: broadcast::Sender<Event>,
     backlog: usize,
@@ -199,6 +201,7 @@ impl Room {
             .unwrap_or_default();
         let moderation = Moderation::restored(lasting);
         Room {
+            opened_s: now_ms() / 1000,
             // A stored slow mode restricts from the start.
             restricted: AtomicBool::new(moderation.restricts()),
             moderation: Mutex::new(moderation),
@@ -275,6 +278,11 @@ impl Room {
             let op = op || m.is_op(who);
             m.may_speak(who, op, tokio::time::Instant::now())
         })
+    }
+
+    /// When this node opened the room (Unix seconds).
+    pub fn opened_s(&self) -> i64 {
+        self.opened_s
     }
 
     /// The room's name.

@@ -27,6 +27,10 @@ impl Session {
                 channel: &label,
                 modes: &modes,
             });
+            self.numeric(Numeric::CreationTime {
+                channel: &label,
+                created: room.opened_s(),
+            });
             return;
         };
         let parsed = modes::parse(changes, p.iter().skip(2).map(String::as_str));
@@ -48,7 +52,7 @@ impl Session {
                     self.numeric(Numeric::InvalidModeParam {
                         channel: &label,
                         mode,
-                        param: &param,
+                        param: if param.is_empty() { "*" } else { &param },
                         why,
                     })
                 }

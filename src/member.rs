@@ -587,10 +587,21 @@ impl Member {
     }
 
     fn move_to(&mut self, to: &str) {
-        // `/join ROOM KEY`: the key of a room with `+k`.
-        let mut words = to.split_whitespace();
-        let to = words.next().unwrap_or_default();
-        let moved = match self.hub.move_member(self.id, to, words.next()) {
+        // `/join ROOM KEY` for a room with a key (`+k`); otherwise the words are all the room's
+        // name, so `/join no spaces` is still refused as a name.
+        let (to, key) = match to.split_once(' ') {
+            Some((room, key))
+                if !key.contains(' ')
+                    && self
+                        .hub
+                        .room(room)
+                        .is_some_and(|r| r.moderate(|m| m.modes().key.is_some())) =>
+            {
+                (room, Some(key))
+            }
+            _ => (to, None),
+        };
+        let moved = match self.hub.move_member(self.id, to, key) {
             Ok(moved) => moved,
             Err(e) => {
                 self.reply(protocol::error(&e.to_string()));

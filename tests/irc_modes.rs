@@ -109,7 +109,9 @@ async fn key_limit_and_invite_only_keep_out_irc_and_line_members_alike() {
         .expect(":chatd 443 alice dave #den :is already on channel")
         .await;
     alice.send("INVITE nobody #den").await;
-    alice.expect(":chatd 401 alice nobody :No such nick/channel").await;
+    alice
+        .expect(":chatd 401 alice nobody :No such nick/channel")
+        .await;
     server.shutdown().await;
 }
 
@@ -138,7 +140,9 @@ async fn moderated_rooms_hear_only_operators_and_voices_and_n_keeps_outsiders_ou
     alice.send("MODE #den +v bob").await;
     alice.expect(":alice!chat@chatd MODE #den +v bob").await;
     bob.send("now I may").await;
-    alice.expect(":bob!chat@chatd PRIVMSG #den :now I may").await;
+    alice
+        .expect(":bob!chat@chatd PRIVMSG #den :now I may")
+        .await;
 
     // +n (the default): nothing from outside; -n lets an outsider's line in.
     let mut eve = irc(irc_addr, "eve").await;
@@ -148,7 +152,9 @@ async fn moderated_rooms_hear_only_operators_and_voices_and_n_keeps_outsiders_ou
     alice.send("MODE #den -mn").await;
     alice.expect(":alice!chat@chatd MODE #den -mn").await;
     eve.send("PRIVMSG #den :from outside").await;
-    alice.expect(":eve!chat@chatd PRIVMSG #den :from outside").await;
+    alice
+        .expect(":eve!chat@chatd PRIVMSG #den :from outside")
+        .await;
     bob.expect("<eve> from outside").await;
 
     // -t: anyone in the room sets the topic.
@@ -181,10 +187,16 @@ async fn modes_are_shown_validated_and_secret_rooms_are_not_listed() {
         .await;
     alice.send("MODE #den +l 0").await;
     let refused = alice.recv().await;
-    assert!(refused.starts_with(":chatd 696 alice #den l 0 :"), "{refused}");
+    assert!(
+        refused.starts_with(":chatd 696 alice #den l 0 :"),
+        "{refused}"
+    );
     alice.send("MODE #den +k :a b").await;
     let refused = alice.recv().await;
-    assert!(refused.starts_with(":chatd 696 alice #den k * :"), "{refused}");
+    assert!(
+        refused.starts_with(":chatd 696 alice #den k * :"),
+        "{refused}"
+    );
     let mut carol = irc(irc_addr, "carol").await;
     carol.send("MODE #den +m").await;
     carol

@@ -137,9 +137,8 @@ impl Member {
     pub fn say_from_outside(&mut self, room: &Room, text: &str) -> bool {
         self.flush();
         let who = self.whoami();
-        let open = room.moderate(|m| {
-            !m.modes().no_outside && m.banned(who, super::now_ms()).is_none()
-        });
+        let open =
+            room.moderate(|m| !m.modes().no_outside && m.banned(who, super::now_ms()).is_none());
         if !open || room.may_speak(who, self.is_oper()).is_err() {
             return false;
         }

@@ -103,7 +103,9 @@ pub struct Lasting {
 impl Lasting {
     /// Whether there is nothing to store.
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty() && self.topic.is_none() && self.bans.is_empty()
+        self.ops.is_empty()
+            && self.topic.is_none()
+            && self.bans.is_empty()
             && self.slow_s.is_none()
             && self.modes.is_default()
     }

@@ -199,7 +199,10 @@ impl Modes {
                 letters.push(flag);
             }
         }
-        std::iter::once(letters).chain(args).collect::<Vec<_>>().join(" ")
+        std::iter::once(letters)
+            .chain(args)
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// Whether these are the modes a new room has (nothing to store).
@@ -274,15 +277,30 @@ mod tests {
                 .expect("one")
                 .expect_err("refused")
         };
-        assert!(matches!(refused("+k", &[""]), ModeError::Invalid('k', _, _)));
-        assert!(matches!(refused("+k", &["a b"]), ModeError::Invalid('k', _, _)));
+        assert!(matches!(
+            refused("+k", &[""]),
+            ModeError::Invalid('k', _, _)
+        ));
+        assert!(matches!(
+            refused("+k", &["a b"]),
+            ModeError::Invalid('k', _, _)
+        ));
         assert!(matches!(
             refused("+k", &[&"x".repeat(24)]),
             ModeError::Invalid('k', _, _)
         ));
-        assert!(matches!(refused("+l", &["0"]), ModeError::Invalid('l', _, _)));
-        assert!(matches!(refused("+l", &["-3"]), ModeError::Invalid('l', _, _)));
-        assert!(matches!(refused("+l", &["x"]), ModeError::Invalid('l', _, _)));
+        assert!(matches!(
+            refused("+l", &["0"]),
+            ModeError::Invalid('l', _, _)
+        ));
+        assert!(matches!(
+            refused("+l", &["-3"]),
+            ModeError::Invalid('l', _, _)
+        ));
+        assert!(matches!(
+            refused("+l", &["x"]),
+            ModeError::Invalid('l', _, _)
+        ));
         assert_eq!(refused("+l", &[]), ModeError::Missing('l'));
         assert_eq!(refused("+z", &[]), ModeError::Unknown('z'));
     }

@@ -262,7 +262,6 @@ impl Session {
     }
 }
 
-
 /// What chatd bans for an IRC ban mask: `nick!*@*` bans that name, `*!*@1.2.3.4` (or a CIDR
 /// host) that address block; anything else is taken as a name.
 pub fn ban_target(mask: &str) -> String {

@@ -139,6 +139,10 @@ async fn moderated_rooms_hear_only_operators_and_voices_and_n_keeps_outsiders_ou
         .await;
     alice.send("MODE #den +v bob").await;
     alice.expect(":alice!chat@chatd MODE #den +v bob").await;
+    carol.send("NAMES #den").await;
+    carol
+        .expect(":chatd 353 carol = #den :@alice +bob carol")
+        .await;
     bob.send("now I may").await;
     alice
         .expect(":bob!chat@chatd PRIVMSG #den :now I may")

@@ -175,27 +175,33 @@ impl Session {
         );
     }
 
-    /// Everyone in `room` here: (nick, operator).
-    pub(super) fn roster(&self, room: &Room) -> Vec<(String, bool)> {
+    /// Everyone in `room` here: (nick, prefixes: `@` operator, `+` voiced, or both).
+    pub(super) fn roster(&self, room: &Room) -> Vec<(String, &'static str)> {
         let key = room.name().key.clone();
-        let mut list: Vec<(String, bool)> = self
+        let mut list: Vec<(String, &'static str)> = self
             .hub
             .targets(|t| t.in_room(&key).is_some())
             .into_iter()
             .map(|t| {
-                let op = room.moderate(|m| {
-                    m.is_op(Who {
+                let prefixes = room.moderate(|m| {
+                    let op = m.is_op(Who {
                         id: t.id,
                         account: t.account.as_deref(),
                         ip: t.addr.ip(),
-                    })
+                    });
+                    match (op, m.is_voiced(t.id)) {
+                        (true, true) => "@+",
+                        (true, false) => "@",
+                        (false, true) => "+",
+                        (false, false) => "",
+                    }
                 });
-                (nick_from_name(&t.name), op)
+                (nick_from_name(&t.name), prefixes)
             })
             .collect();
         if let Some(cluster) = self.hub.cluster() {
             for (_, remote) in cluster.members_in(&key) {
-                list.push((nick_from_name(&remote.name), false));
+                list.push((nick_from_name(&remote.name), ""));
             }
         }
         list.sort();
@@ -210,27 +216,31 @@ impl Session {
         if let Some(room) = room {
             let label = room.label();
             let userhost = self.caps.has(Cap::UserhostInNames);
+            let multi = self.caps.has(Cap::MultiPrefix);
+            let symbol = if room.moderate(|m| m.modes().secret) {
+                "@"
+            } else {
+                "="
+            };
             let names: Vec<String> = self
                 .roster(&room)
                 .into_iter()
-                .map(|(nick, op)| {
-                    let shown = if userhost {
-                        format!("{nick}!chat@chatd")
+                .map(|(nick, prefixes)| {
+                    let host = if userhost { "!chat@chatd" } else { "" };
+                    // Without multi-prefix, only the highest.
+                    let prefix = if multi {
+                        prefixes
                     } else {
-                        nick
+                        &prefixes[..prefixes.len().min(1)]
                     };
-                    if op {
-                        format!("@{shown}")
-                    } else {
-                        shown
-                    }
+                    format!("{prefix}{nick}{host}")
                 })
                 .collect();
             // Lines well under 512 bytes whatever the names' lengths.
             for chunk in names.chunks(20) {
                 let joined = chunk.join(" ");
                 self.numeric(Numeric::NamReply {
-                    symbol: "=",
+                    symbol,
                     channel: &label,
                     names: &joined,
                 });

@@ -62,7 +62,13 @@ impl Member {
                     ));
                 }
                 Ok(Change::Voice(name, on)) => {
-                    let Some(target) = self.target_here(&name, "voice") else {
+                    // An operator may voice itself (IRC clients do, for multi-prefix).
+                    let target = if crate::names::key(&name) == crate::names::key(&self.name) {
+                        self.hub.target(&self.name)
+                    } else {
+                        self.target_here(&name, "voice")
+                    };
+                    let Some(target) = target else {
                         continue;
                     };
                     if self.room.moderate(|m| m.voice(target.id, on)) {

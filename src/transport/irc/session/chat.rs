@@ -43,6 +43,12 @@ impl Session {
                                 reason: "Cannot send to channel (+m)",
                             });
                         }
+                    } else if notice && !text.starts_with('\u{1}') {
+                        if let Some(member) = self.member.as_mut() {
+                            if member.focus(&key) {
+                                member.notice(text);
+                            }
+                        }
                     } else {
                         self.run_in(&key, &line);
                     }
@@ -74,6 +80,12 @@ impl Session {
             if !known {
                 if !notice {
                     self.numeric(Numeric::NoSuchNick { nick: target });
+                }
+                continue;
+            }
+            if notice {
+                if let Some(member) = self.member.as_ref() {
+                    member.notice_to(&name, text);
                 }
                 continue;
             }

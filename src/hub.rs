@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::names::{self, NameError};
 pub use crate::outbox::{DirectQueue, Outbox};
 use crate::protocol;
-use crate::room::moderation::Who;
+use crate::room::moderation::{Closed, Who};
 pub use crate::room::{Event, Happening, MemberId, SERVER};
 use crate::room::{Room, RoomName, RoomNameError, Subscription};
 use crate::store::Store;
@@ -120,6 +120,15 @@ pub enum MoveError {
     /// The member is in `--max-rooms-per-member` rooms already.
     #[error("you are in too many rooms; leave one first")]
     TooManyOfYours,
+    /// The room (`#room`) is invite only (`+i`) and the member was not invited.
+    #[error("{0} is invite only (+i); ask an operator for an invitation")]
+    InviteOnly(String),
+    /// The room (`#room`) has a key (`+k`) and the member gave none or another.
+    #[error("{0} needs a key (+k): /join {0} KEY")]
+    BadKey(String),
+    /// The room (`#room`) holds its member limit (`+l`).
+    #[error("{0} is full (+l)")]
+    Full(String),
 }
 
 /// A room a member entered beside the ones it is in (see [`Hub::enter`]).
@@ -181,6 +190,8 @@ pub struct RoomInfo {
     pub label: String,
     /// Members in it now.
     pub members: usize,
+    /// Whether it is secret (`+s`): listed only to its members.
+    pub secret: bool,
 }
 
 /// A seat the hub gave a new member: who it is and where it sits.
@@ -804,7 +815,13 @@ impl Hub {
 
     /// Moves a member to the room named `to`, creating it on demand; the old room sees it leave
     /// and the new one sees it join.
-    pub fn move_member(&self, id: MemberId, to: &str) -> Result<Moved, MoveError> {
+    /// `key` is the room key the member gave (`/join ROOM KEY`), for a room with `+k`.
+    pub fn move_member(
+        &self,
+        id: MemberId,
+        to: &str,
+        key: Option<&str>,
+    ) -> Result<Moved, MoveError> {
         let name = RoomName::parse(to)?;
         let (from, to, sub, left_at, others, who, held) = {
             let mut registry = self.registry();
@@ -818,7 +835,7 @@ impl Hub {
             if current.name().key == name.key {
                 return Err(MoveError::AlreadyThere(current.name().display.clone()));
             }
-            let (target, others) = self.open_and_seat(&mut registry, id, &name)?;
+            let (target, others) = self.open_and_seat(&mut registry, id, &name, key)?;
             let who = match registry.members.get_mut(&id) {
                 Some(entry) => {
                     entry.rooms.retain(|r| r.name().key != current.name().key);
@@ -858,8 +875,9 @@ impl Hub {
     }
 
     /// Adds the room named `to` (created on demand) to the rooms member `id` is in, keeping the
-    /// others: how IRC members sit in several rooms. The room sees it join.
-    pub fn enter(&self, id: MemberId, to: &str) -> Result<Entered, MoveError> {
+    /// others: how IRC members sit in several rooms. The room sees it join. `key` as for
+    /// [`Hub::move_member`].
+    pub fn enter(&self, id: MemberId, to: &str, key: Option<&str>) -> Result<Entered, MoveError> {
         let name = RoomName::parse(to)?;
         let (room, sub, others, who) = {
             let mut registry = self.registry();
@@ -872,7 +890,7 @@ impl Hub {
             if entry.rooms.len() >= self.config().max_rooms_per_member {
                 return Err(MoveError::TooManyOfYours);
             }
-            let (room, others) = self.open_and_seat(&mut registry, id, &name)?;
+            let (room, others) = self.open_and_seat(&mut registry, id, &name, key)?;
             let who = registry
                 .members
                 .get(&id)
@@ -951,6 +969,7 @@ impl Hub {
         registry: &mut Registry,
         id: MemberId,
         name: &RoomName,
+        key: Option<&str>,
     ) -> Result<(Arc<Room>, usize), MoveError> {
         let (account, addr) = match registry.members.get(&id) {
             Some(entry) => (entry.account.clone(), entry.addr),
@@ -995,8 +1014,8 @@ impl Hub {
                 room
             }
         };
-        let banned = !self.is_oper(account.as_deref())
-            && target.moderate(|m| m.banned(mover, now_ms()).is_some());
+        let oper = self.is_oper(account.as_deref());
+        let banned = !oper && target.moderate(|m| m.banned(mover, now_ms()).is_some());
         if banned {
             if created {
                 // Opened only to find the ban: close it again.
@@ -1009,9 +1028,24 @@ impl Hub {
         let remote = self
             .cluster()
             .map_or(0, |cluster| cluster.remote_in_room(&name.key));
+        let opener = created && remote == 0 && target.moderate(|m| m.lasting().ops.is_empty());
+        if !opener && !oper {
+            let here = registry.rooms.get(&name.key).map_or(0, |e| e.members);
+            let label = target.label();
+            if let Err(closed) = target.moderate(|m| m.admit(mover, key, here + remote)) {
+                if created {
+                    registry.close_room(&name.key);
+                }
+                return Err(match closed {
+                    Closed::InviteOnly => MoveError::InviteOnly(label),
+                    Closed::BadKey => MoveError::BadKey(label),
+                    Closed::Full => MoveError::Full(label),
+                });
+            }
+        }
         // A room whose stored state names operators is theirs: whoever reopens it first is
         // not (that was a takeover: a guest reopening alice's room could ban alice).
-        if created && remote == 0 && target.moderate(|m| m.lasting().ops.is_empty()) {
+        if opener {
             target.moderate(|m| m.grant(mover));
         }
         let local_others = registry
@@ -1293,6 +1327,7 @@ impl Hub {
             .map(|e| RoomInfo {
                 label: e.room.label(),
                 members: e.members,
+                secret: e.room.moderate(|m| m.modes().secret),
             })
             .collect();
         list.sort_by(|a, b| b.members.cmp(&a.members).then(a.label.cmp(&b.label)));

@@ -5,6 +5,7 @@
 mod account;
 mod cluster;
 mod moderate;
+pub mod modes;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -218,10 +219,15 @@ impl Member {
         }
     }
 
-    /// Enters the room named `name` beside the others this member is in (IRC `JOIN`).
-    pub fn enter(&mut self, name: &str) -> Result<crate::hub::Entered, crate::hub::MoveError> {
+    /// Enters the room named `name` beside the others this member is in (IRC `JOIN`), with
+    /// the room's `key` if it has one (`+k`).
+    pub fn enter(
+        &mut self,
+        name: &str,
+        key: Option<&str>,
+    ) -> Result<crate::hub::Entered, crate::hub::MoveError> {
         self.flush();
-        let entered = self.hub.enter(self.id, name)?;
+        let entered = self.hub.enter(self.id, name, key)?;
         self.room = Arc::clone(&entered.room);
         Ok(entered)
     }
@@ -605,7 +611,21 @@ impl Member {
     }
 
     fn move_to(&mut self, to: &str) {
-        let moved = match self.hub.move_member(self.id, to) {
+        // `/join ROOM KEY` for a room with a key (`+k`); otherwise the words are all the room's
+        // name, so `/join no spaces` is still refused as a name.
+        let (to, key) = match to.split_once(' ') {
+            Some((room, key))
+                if !key.contains(' ')
+                    && self
+                        .hub
+                        .room(room)
+                        .is_some_and(|r| r.moderate(|m| m.modes().key.is_some())) =>
+            {
+                (room, Some(key))
+            }
+            _ => (to, None),
+        };
+        let moved = match self.hub.move_member(self.id, to, key) {
             Ok(moved) => moved,
             Err(e) => {
                 self.reply(protocol::error(&e.to_string()));
@@ -669,6 +689,9 @@ impl Member {
         if let Some(cluster) = self.hub.cluster() {
             crate::cluster::merge_rooms(&mut rooms, cluster.rooms());
         }
+        // Secret rooms (`+s`) only for their members.
+        let mine = self.hub.rooms_of(self.id);
+        rooms.retain(|r| !r.secret || mine.iter().any(|m| m.label() == r.label));
         let count = protocol::notice(&format!(
             "{} room{}:",
             rooms.len(),

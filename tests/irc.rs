@@ -52,7 +52,8 @@ async fn registration_gives_the_welcome_numerics_and_honest_isupport() {
     for token in [
         "CASEMAPPING=rfc8265",
         "CHANTYPES=#",
-        "PREFIX=(o)@",
+        "PREFIX=(ov)@+",
+        "CHANMODES=b,k,l,imnst",
         "UTF8ONLY",
         "CHANLIMIT=#:100",
     ] {

@@ -595,7 +595,11 @@ pub fn merge_rooms(list: &mut Vec<crate::hub::RoomInfo>, remote: Vec<(String, St
             .find(|r| r.label.trim_start_matches('#').eq_ignore_ascii_case(&key));
         match here {
             Some(room) => room.members += members,
-            None => list.push(crate::hub::RoomInfo { label, members }),
+            None => list.push(crate::hub::RoomInfo {
+                label,
+                members,
+                secret: false,
+            }),
         }
     }
     list.sort_by(|a, b| b.members.cmp(&a.members).then(a.label.cmp(&b.label)));

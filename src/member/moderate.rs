@@ -40,7 +40,7 @@ fn because(reason: &Option<String>) -> String {
 }
 
 impl Member {
-    fn whoami(&self) -> Who<'_> {
+    pub(super) fn whoami(&self) -> Who<'_> {
         Who {
             id: self.id,
             account: self.account.as_deref(),
@@ -54,7 +54,7 @@ impl Member {
     }
 
     /// Whether this member is an operator of its room (server operators are, everywhere).
-    fn is_room_op(&self) -> bool {
+    pub(super) fn is_room_op(&self) -> bool {
         self.is_oper()
             || (self.room.name().key != LOBBY && self.room.moderate(|m| m.is_op(self.whoami())))
     }
@@ -70,6 +70,13 @@ impl Member {
                 )));
                 false
             }
+            Err(Refusal::Moderated) => {
+                self.reply(protocol::error(&format!(
+                    "{} is moderated (+m): only operators and voiced members speak",
+                    self.room.label()
+                )));
+                false
+            }
             Err(Refusal::Slow(wait)) => {
                 self.reply(protocol::error(&format!(
                     "slow mode in {}: wait {}s",
@@ -81,7 +88,7 @@ impl Member {
         }
     }
 
-    fn log(&self, action: &'static str, whom: &str, detail: &str) {
+    pub(super) fn log(&self, action: &'static str, whom: &str, detail: &str) {
         self.hub.metrics().moderated(action);
         tracing::info!(
             target: "chatd::moderation",
@@ -95,7 +102,7 @@ impl Member {
     }
 
     /// Refuses (false) unless this member is an operator of its room.
-    fn require_op(&self) -> bool {
+    pub(super) fn require_op(&self) -> bool {
         if self.is_room_op() {
             return true;
         }
@@ -117,7 +124,7 @@ impl Member {
 
     /// The member named `name` in this room, one this member may act on: not itself (`yourself`
     /// says what it cannot do), and not a server operator unless this member is one too.
-    fn target_here(&self, name: &str, yourself: &str) -> Option<Target> {
+    pub(super) fn target_here(&self, name: &str, yourself: &str) -> Option<Target> {
         self.target_anywhere(name, yourself, false)
     }
 
@@ -212,7 +219,8 @@ impl Member {
                 ));
             }
             ModCommand::Topic(Some(topic)) => {
-                if self.require_op() {
+                let anyone = !self.room.moderate(|m| m.modes().topic_ops);
+                if anyone || self.require_op() {
                     self.room.moderate(|m| m.set_topic(Some(topic.clone())));
                     self.log("topic", "", &topic);
                     self.room.announce(
@@ -242,6 +250,8 @@ impl Member {
             ModCommand::Mute { name, duration } => self.mute(&name, duration),
             ModCommand::Unmute(name) => self.unmute(&name),
             ModCommand::Slow(seconds) => self.slow(seconds),
+            ModCommand::Mode(words) => self.mode(&words),
+            ModCommand::Invite(name) => self.invite_line(&name),
             server => self.server_command(server),
         }
     }
@@ -263,7 +273,14 @@ impl Member {
         }) {
             return;
         }
-        let Some(target) = self.target_here(name, if grant { "op" } else { "deop" }) else {
+        // Giving up one's own rights is allowed (IRC `MODE #room -o me`); taking them is not.
+        let myself = !grant && names::key(name) == names::key(&self.name);
+        let target = if myself {
+            self.hub.target(&self.name)
+        } else {
+            self.target_here(name, if grant { "op" } else { "deop" })
+        };
+        let Some(target) = target else {
             return;
         };
         let who = Who {
@@ -294,9 +311,13 @@ impl Member {
             (true, false) => "is now an operator (while here) of",
             (false, _) => "is no longer an operator of",
         };
-        self.room.broadcast(
+        self.room.announce(
             crate::room::SERVER,
             protocol::notice(&format!("{} {how} {label} (by {})", target.name, self.name)),
+            crate::room::Happening::Mode {
+                by: self.name.clone(),
+                changes: format!("{}o {}", if grant { '+' } else { '-' }, target.name),
+            },
         );
     }
 

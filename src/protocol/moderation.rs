@@ -191,6 +191,10 @@ pub enum ModCommand {
     Unmute(String),
     /// `/slow SECONDS` (0 turns it off).
     Slow(u64),
+    /// `/mode [CHANGES [ARGS]]`: show the room's modes, or change them (`+m`, `+k KEY`...).
+    Mode(String),
+    /// `/invite NAME`: let a member into this room past `+i`, `+k` and `+l`.
+    Invite(String),
     /// `/kill NAME [reason]` (server operators).
     Kill {
         /// Whom.
@@ -253,6 +257,11 @@ pub fn parse(word: &str, rest: &str) -> Option<Result<Parsed, String>> {
                 _ => ModCommand::Unmute(name.to_string()),
             })),
             _ => Err(format!("usage: /{word} NAME")),
+        },
+        "mode" => Ok(Parsed::Mod(ModCommand::Mode(rest.trim().to_string()))),
+        "invite" => match args.as_slice() {
+            [name] => Ok(Parsed::Mod(ModCommand::Invite(name.to_string()))),
+            _ => Err("usage: /invite NAME".to_string()),
         },
         "topic" => Ok(Parsed::Mod(ModCommand::Topic(
             (!rest.trim().is_empty()).then(|| rest.trim().to_string()),

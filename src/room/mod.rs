@@ -8,6 +8,7 @@
 //! - [`name`]: room-name rules. [`moderation`]: operators, topic, bans, mutes, slow mode. The scrollback itself is [`crate::store::history`].
 
 pub mod moderation;
+pub mod modes;
 pub mod name;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -95,6 +96,13 @@ pub enum Happening {
         /// The new topic.
         topic: String,
     },
+    /// Modes changed (`+m`, `+k KEY`, `+v bob`...), as one IRC mode word and its arguments.
+    Mode {
+        /// Who changed them.
+        by: String,
+        /// The changes (`+m`, `-l`, `+v bob`).
+        changes: String,
+    },
     /// Chat sent as an IRC NOTICE (kept and shown as chat; IRC clients get a NOTICE back).
     Notice,
     /// A member was sent out of the room.
@@ -151,6 +159,8 @@ struct State {
 
 /// One chat room.
 pub struct Room {
+    /// When this node opened it (Unix seconds), for IRC's 329.
+    opened_s: i64,
     name: RoomName,
     tx: broadcast::Sender<Event>,
     backlog: usize,
@@ -197,6 +207,7 @@ impl Room {
             .unwrap_or_default();
         let moderation = Moderation::restored(lasting);
         Room {
+            opened_s: now_ms() / 1000,
             // A stored slow mode restricts from the start.
             restricted: AtomicBool::new(moderation.restricts()),
             moderation: Mutex::new(moderation),
@@ -273,6 +284,11 @@ impl Room {
             let op = op || m.is_op(who);
             m.may_speak(who, op, tokio::time::Instant::now())
         })
+    }
+
+    /// When this node opened the room (Unix seconds).
+    pub fn opened_s(&self) -> i64 {
+        self.opened_s
     }
 
     /// The room's name.

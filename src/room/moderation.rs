@@ -12,12 +12,15 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::protocol::moderation::AddrBlock;
+use crate::room::modes::{Change, Modes};
 use crate::room::MemberId;
 
 /// Default `--max-bans-per-room`: most bans a room holds; past it a new ban is refused.
 pub const DEFAULT_MAX_BANS: usize = 500;
 /// Most mutes a room holds at once.
 pub const MAX_MUTES: usize = 10_000;
+/// Most invitations a room holds at once; past it an invitation is refused.
+pub const MAX_INVITES: usize = 1_000;
 /// Most members remembered for slow mode before the longest-quiet are forgotten.
 const MAX_SPEAKERS: usize = 10_000;
 
@@ -92,12 +95,19 @@ pub struct Lasting {
     /// survives a restart with `--db` and reaches every node of a cluster like the topic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slow_s: Option<u64>,
+    /// The room's modes (`+nt` when absent).
+    #[serde(default, skip_serializing_if = "Modes::is_default")]
+    pub modes: Modes,
 }
 
 impl Lasting {
     /// Whether there is nothing to store.
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty() && self.topic.is_none() && self.bans.is_empty() && self.slow_s.is_none()
+        self.ops.is_empty()
+            && self.topic.is_none()
+            && self.bans.is_empty()
+            && self.slow_s.is_none()
+            && self.modes.is_default()
     }
 }
 
@@ -117,6 +127,19 @@ pub enum Refusal {
     Muted,
     /// Slow mode: it may speak again after this long.
     Slow(Duration),
+    /// `+m`: only operators and voiced members speak.
+    Moderated,
+}
+
+/// Why a room turned a member away at the door (bans aside).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// `+i` and no invitation.
+    InviteOnly,
+    /// `+k` and no key or the wrong one.
+    BadKey,
+    /// `+l` and the room is full.
+    Full,
 }
 
 /// A room's moderation state.
@@ -133,6 +156,10 @@ pub struct Moderation {
     /// When each speaker last spoke, for slow mode; kept when it leaves, so a move out and back
     /// or a reconnect does not start it afresh.
     spoke: HashMap<Speaker, Instant>,
+    /// Sessions voiced (`+v`) while they are in the room.
+    voiced: HashSet<MemberId>,
+    /// Sessions invited in (`INVITE`, `/invite`) until they join.
+    invited: HashSet<MemberId>,
 }
 
 /// Whom slow mode counts lines of: an account in any of its sessions, a guest for its session
@@ -214,6 +241,71 @@ impl Moderation {
     /// stays, for slow mode.
     pub fn left(&mut self, id: MemberId) {
         self.guest_ops.remove(&id);
+        self.voiced.remove(&id);
+    }
+
+    /// The room's modes.
+    pub fn modes(&self) -> &Modes {
+        &self.lasting.modes
+    }
+
+    /// Applies a flag, key or limit change; false when it changed nothing.
+    pub fn set_mode(&mut self, change: &Change) -> bool {
+        let changed = self.lasting.modes.apply(change);
+        self.changed |= changed;
+        changed
+    }
+
+    /// Voices (`+v`) or unvoices a session; false when that changed nothing.
+    pub fn voice(&mut self, id: MemberId, on: bool) -> bool {
+        if on {
+            self.voiced.insert(id)
+        } else {
+            self.voiced.remove(&id)
+        }
+    }
+
+    /// Whether a session is voiced.
+    pub fn is_voiced(&self, id: MemberId) -> bool {
+        self.voiced.contains(&id)
+    }
+
+    /// Invites a session in past `+i`, `+k` and `+l` until it joins; false when the room holds
+    /// [`MAX_INVITES`] invitations already.
+    pub fn invite(&mut self, id: MemberId) -> bool {
+        if self.invited.len() >= MAX_INVITES && !self.invited.contains(&id) {
+            return false;
+        }
+        self.invited.insert(id);
+        true
+    }
+
+    /// Whether a session holds an invitation.
+    pub fn is_invited(&self, id: MemberId) -> bool {
+        self.invited.contains(&id)
+    }
+
+    /// Lets `who` in, or says why not, under `+i`, `+k` (with the `key` it gave) and `+l`
+    /// (`others` in the room already); an invitation or operator rights open every one, and
+    /// the invitation is used up.
+    pub fn admit(&mut self, who: Who<'_>, key: Option<&str>, others: usize) -> Result<(), Closed> {
+        if self.invited.remove(&who.id) || self.is_op(who) {
+            return Ok(());
+        }
+        let modes = &self.lasting.modes;
+        if modes.invite_only {
+            return Err(Closed::InviteOnly);
+        }
+        if modes.key.as_deref().is_some_and(|k| Some(k) != key) {
+            return Err(Closed::BadKey);
+        }
+        if modes
+            .limit
+            .is_some_and(|limit| others >= usize::try_from(limit).unwrap_or(usize::MAX))
+        {
+            return Err(Closed::Full);
+        }
+        Ok(())
     }
 
     /// Sets the topic.
@@ -302,7 +394,7 @@ impl Moderation {
     /// Whether anything can refuse a chat line now (mutes or slow mode), so the room can skip
     /// [`Moderation::may_speak`] otherwise.
     pub fn restricts(&self) -> bool {
-        !self.mutes.is_empty() || self.lasting.slow_s.is_some()
+        !self.mutes.is_empty() || self.lasting.slow_s.is_some() || self.lasting.modes.moderated
     }
 
     /// Whether this member may say a line at `now`; counts the line for slow mode when it may.
@@ -320,6 +412,9 @@ impl Moderation {
                 Some(_) => return Err(Refusal::Muted),
                 None => {}
             }
+        }
+        if self.lasting.modes.moderated && !op && !self.voiced.contains(&who.id) {
+            return Err(Refusal::Moderated);
         }
         let Some(every) = self.slow() else {
             return Ok(());

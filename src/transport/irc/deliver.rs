@@ -161,6 +161,23 @@ impl View {
                 .param(topic.as_str()),
             // Chat, handled with the chat lines.
             Happening::Notice => return None,
+            Happening::Mode { by, changes } => {
+                let mut words = changes.split(' ');
+                let letters = words.next().unwrap_or_default();
+                let mut message = Message::new("MODE")
+                    .source(&mask(by))
+                    .param(channel)
+                    .param(letters);
+                // Arguments follow the letters that take one; `o` and `v` name members.
+                for (letter, arg) in crate::room::modes::with_args(letters).zip(words) {
+                    message = message.param(if matches!(letter, 'o' | 'v') {
+                        nick_from_name(arg)
+                    } else {
+                        arg.to_string()
+                    });
+                }
+                message
+            }
             Happening::Kicked { name, by, reason } => Message::new("KICK")
                 .source(&mask(by))
                 .param(channel)
@@ -248,6 +265,20 @@ pub fn reply(line: &str, nick: &str, caps: &Caps) -> Option<Vec<Message>> {
                 ))
                 .param(nick_from_name(to))
                 .param(text),
+            caps,
+            None,
+        )]);
+    }
+    if let Some((by, channel)) = line
+        .strip_prefix("* ")
+        .and_then(|l| l.split_once(" invites you to "))
+        .filter(|(by, channel)| !by.contains(' ') && channel.starts_with('#'))
+    {
+        return Some(vec![stamp(
+            Message::new("INVITE")
+                .source(&mask(by))
+                .param(nick)
+                .param(channel),
             caps,
             None,
         )]);

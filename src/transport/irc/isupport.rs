@@ -45,8 +45,8 @@ pub fn tokens(settings: &Settings) -> Vec<String> {
     tokens.extend([
         format!("CASEMAPPING={}", nick::CASEMAPPING),
         format!("CHANLIMIT=#:{}", settings.max_channels),
-        // Bans are the only list mode; a room has no key, limit or flag modes.
-        "CHANMODES=b,,,".to_string(),
+        // The room modes of `crate::room::modes`: bans the list, a key, a limit, five flags.
+        "CHANMODES=b,k,l,imnst".to_string(),
         format!("CHANNELLEN={}", settings.channel_len),
         "CHANTYPES=#".to_string(),
     ]);
@@ -59,7 +59,7 @@ pub fn tokens(settings: &Settings) -> Vec<String> {
         "MSGREFTYPES=msgid,timestamp".to_string(),
         format!("NETWORK={}", escape_value(&settings.network)),
         format!("NICKLEN={}", nick::NICKLEN),
-        "PREFIX=(o)@".to_string(),
+        "PREFIX=(ov)@+".to_string(),
         format!(
             "TARGMAX=JOIN:{joins},KICK:1,NAMES:1,NOTICE:{targets},PART:{joins},PRIVMSG:{targets},WHOIS:1"
         ),
@@ -118,7 +118,8 @@ mod tests {
         let tokens = tokens(&settings());
         for want in [
             "CHANTYPES=#",
-            "PREFIX=(o)@",
+            "PREFIX=(ov)@+",
+            "CHANMODES=b,k,l,imnst",
             "CASEMAPPING=rfc8265",
             "NICKLEN=32",
             "CHANNELLEN=33",

@@ -122,6 +122,10 @@ numerics! {
     Topic { channel: &'a str, topic: &'a str } = "332" => p![channel, topic];
     /// 333 RPL_TOPICWHOTIME (Unix seconds).
     TopicWhoTime { channel: &'a str, setter: &'a str, set_at: i64 } = "333" => p![channel, setter, set_at];
+    /// 336 RPL_INVITELIST: a channel this client is invited to.
+    InviteList { channel: &'a str } = "336" => p![channel];
+    /// 337 RPL_ENDOFINVITELIST.
+    EndOfInviteList {} = "337" => p!["End of /INVITE list"];
     /// 341 RPL_INVITING.
     Inviting { nick: &'a str, channel: &'a str } = "341" => p![nick, channel];
     /// 352 RPL_WHOREPLY: `flags` is `H`/`G` plus `*` and prefixes.
@@ -220,16 +224,20 @@ numerics! {
     PasswdMismatch {} = "464" => p!["Password incorrect"];
     /// 465 ERR_YOUREBANNEDCREEP: the address is banned server-wide.
     YoureBanned { reason: &'a str } = "465" => p![reason];
+    /// 471 ERR_CHANNELISFULL (`+l`).
+    ChannelIsFull { channel: &'a str } = "471" => p![channel, "Cannot join channel (+l)"];
     /// 472 ERR_UNKNOWNMODE.
     UnknownMode { mode: char } = "472" => p![mode, "is unknown mode char to me"];
     /// 473 ERR_INVITEONLYCHAN.
     InviteOnlyChan { channel: &'a str } = "473" => p![channel, "Cannot join channel (+i)"];
     /// 474 ERR_BANNEDFROMCHAN.
     BannedFromChan { channel: &'a str } = "474" => p![channel, "Cannot join channel (+b)"];
-    /// 475 ERR_BADCHANNELKEY: chatd rooms have no keys, so any key is refused.
+    /// 475 ERR_BADCHANNELKEY (`+k`): no key, or the wrong one.
     BadChannelKey { channel: &'a str } = "475" => p![channel, "Cannot join channel (+k)"];
     /// 476 ERR_BADCHANMASK: not a name a room can have.
     BadChanMask { channel: &'a str } = "476" => p![channel, "Bad Channel Mask"];
+    /// 696 ERR_INVALIDMODEPARAM: a mode's argument refused (`param` is `*` for a key).
+    InvalidModeParam { channel: &'a str, mode: char, param: &'a str, why: &'a str } = "696" => p![channel, mode, param, why];
     /// 481 ERR_NOPRIVILEGES.
     NoPrivileges {} = "481" => p!["Permission Denied- You're not an IRC operator"];
     /// 482 ERR_CHANOPRIVSNEEDED.

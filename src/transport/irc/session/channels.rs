@@ -21,18 +21,19 @@ impl Session {
             }
             return;
         }
+        let mut keys = p.get(1).map(|k| k.split(',')).into_iter().flatten();
         for channel in channels.split(',').take(MAX_TARGETS) {
-            self.join_one(channel);
+            self.join_one(channel, keys.next().filter(|k| !k.is_empty()));
         }
     }
 
-    pub(super) fn join_one(&mut self, channel: &str) {
+    pub(super) fn join_one(&mut self, channel: &str, key: Option<&str>) {
         if !channel.starts_with('#') || RoomName::parse(channel).is_err() {
             self.numeric(Numeric::BadChanMask { channel });
             return;
         }
         let Some(member) = self.member() else { return };
-        match member.enter(channel) {
+        match member.enter(channel, key) {
             Ok(entered) => {
                 let label = entered.room.label();
                 self.feeds.push(Feed::new(
@@ -62,6 +63,9 @@ impl Session {
             Err(MoveError::Banned(_)) => self.numeric(Numeric::BannedFromChan { channel }),
             Err(MoveError::Name(_)) => self.numeric(Numeric::BadChanMask { channel }),
             Err(MoveError::TooManyOfYours) => self.numeric(Numeric::TooManyChannels { channel }),
+            Err(MoveError::InviteOnly(_)) => self.numeric(Numeric::InviteOnlyChan { channel }),
+            Err(MoveError::BadKey(_)) => self.numeric(Numeric::BadChannelKey { channel }),
+            Err(MoveError::Full(_)) => self.numeric(Numeric::ChannelIsFull { channel }),
             Err(e) => {
                 let why = e.to_string();
                 self.send(Message::new("FAIL").source(&self.server()).params([
@@ -139,7 +143,7 @@ impl Session {
         match p.get(1) {
             None => self.topic_of(&room, true),
             Some(text) => {
-                if !self.is_op(&room) {
+                if room.moderate(|m| m.modes().topic_ops) && !self.is_op(&room) {
                     let label = room.label();
                     self.numeric(Numeric::ChanOpPrivsNeeded { channel: &label });
                     return;
@@ -171,27 +175,33 @@ impl Session {
         );
     }
 
-    /// Everyone in `room` here: (nick, operator).
-    pub(super) fn roster(&self, room: &Room) -> Vec<(String, bool)> {
+    /// Everyone in `room` here: (nick, prefixes: `@` operator, `+` voiced, or both).
+    pub(super) fn roster(&self, room: &Room) -> Vec<(String, &'static str)> {
         let key = room.name().key.clone();
-        let mut list: Vec<(String, bool)> = self
+        let mut list: Vec<(String, &'static str)> = self
             .hub
             .targets(|t| t.in_room(&key).is_some())
             .into_iter()
             .map(|t| {
-                let op = room.moderate(|m| {
-                    m.is_op(Who {
+                let prefixes = room.moderate(|m| {
+                    let op = m.is_op(Who {
                         id: t.id,
                         account: t.account.as_deref(),
                         ip: t.addr.ip(),
-                    })
+                    });
+                    match (op, m.is_voiced(t.id)) {
+                        (true, true) => "@+",
+                        (true, false) => "@",
+                        (false, true) => "+",
+                        (false, false) => "",
+                    }
                 });
-                (nick_from_name(&t.name), op)
+                (nick_from_name(&t.name), prefixes)
             })
             .collect();
         if let Some(cluster) = self.hub.cluster() {
             for (_, remote) in cluster.members_in(&key) {
-                list.push((nick_from_name(&remote.name), false));
+                list.push((nick_from_name(&remote.name), ""));
             }
         }
         list.sort();
@@ -206,27 +216,31 @@ impl Session {
         if let Some(room) = room {
             let label = room.label();
             let userhost = self.caps.has(Cap::UserhostInNames);
+            let multi = self.caps.has(Cap::MultiPrefix);
+            let symbol = if room.moderate(|m| m.modes().secret) {
+                "@"
+            } else {
+                "="
+            };
             let names: Vec<String> = self
                 .roster(&room)
                 .into_iter()
-                .map(|(nick, op)| {
-                    let shown = if userhost {
-                        format!("{nick}!chat@chatd")
+                .map(|(nick, prefixes)| {
+                    let host = if userhost { "!chat@chatd" } else { "" };
+                    // Without multi-prefix, only the highest.
+                    let prefix = if multi {
+                        prefixes
                     } else {
-                        nick
+                        &prefixes[..prefixes.len().min(1)]
                     };
-                    if op {
-                        format!("@{shown}")
-                    } else {
-                        shown
-                    }
+                    format!("{prefix}{nick}{host}")
                 })
                 .collect();
             // Lines well under 512 bytes whatever the names' lengths.
             for chunk in names.chunks(20) {
                 let joined = chunk.join(" ");
                 self.numeric(Numeric::NamReply {
-                    symbol: "=",
+                    symbol,
                     channel: &label,
                     names: &joined,
                 });
@@ -246,11 +260,15 @@ impl Session {
                 .collect()
         });
         self.numeric(Numeric::ListStart {});
+        let mine: Vec<String> = self.feeds.iter().map(|f| f.room.label()).collect();
         let rooms = self.hub.rooms().into_iter().filter(|info| {
             let key = RoomName::parse(&info.label)
                 .map(|n| n.key)
                 .unwrap_or_default();
-            info.members > 0 && wanted.as_ref().is_none_or(|w| w.contains(&key))
+            info.members > 0
+                && wanted.as_ref().is_none_or(|w| w.contains(&key))
+                // Secret rooms (`+s`) only for their members.
+                && (!info.secret || mine.contains(&info.label))
         });
         for info in rooms.take(1000) {
             let topic = self
@@ -295,181 +313,5 @@ impl Session {
         let reason = p.get(2).map(|r| format!(" {r}")).unwrap_or_default();
         let key = room.name().key.clone();
         self.run_in(&key, &format!("/kick {name}{reason}"));
-    }
-
-    pub(super) fn mode(&mut self, p: &[String]) {
-        let Some(target) = p.first().cloned() else {
-            self.numeric(Numeric::NeedMoreParams { command: "MODE" });
-            return;
-        };
-        if !target.starts_with('#') {
-            self.user_mode(&target, p.get(1).map(String::as_str));
-            return;
-        }
-        let Some(room) = self.hub.room(&target) else {
-            self.numeric(Numeric::NoSuchChannel { channel: &target });
-            return;
-        };
-        let label = room.label();
-        let Some(changes) = p.get(1) else {
-            self.numeric(Numeric::ChannelModeIs {
-                channel: &label,
-                modes: "+",
-            });
-            return;
-        };
-        let mut args = p.iter().skip(2);
-        let mut adding = true;
-        for mode in changes.chars() {
-            match mode {
-                '+' => adding = true,
-                '-' => adding = false,
-                'b' => match args.next() {
-                    None => self.ban_list(&room),
-                    Some(mask_arg) => {
-                        if self.require_op(&room) {
-                            let target = ban_target(mask_arg);
-                            let verb = if adding { "ban" } else { "unban" };
-                            let key = room.name().key.clone();
-                            self.run_in(&key, &format!("/{verb} {target}"));
-                        }
-                    }
-                },
-                'o' => {
-                    let Some(nick) = args.next() else {
-                        self.numeric(Numeric::NeedMoreParams { command: "MODE" });
-                        continue;
-                    };
-                    if self.require_op(&room) {
-                        let name = name_from_nick(nick).unwrap_or_default();
-                        let verb = if adding { "op" } else { "deop" };
-                        let key = room.name().key.clone();
-                        self.run_in(&key, &format!("/{verb} {name}"));
-                    }
-                }
-                other => self.numeric(Numeric::UnknownMode { mode: other }),
-            }
-        }
-    }
-
-    /// MODE on a nick: only one's own, and only `+i`/`-i`.
-    fn user_mode(&mut self, target: &str, changes: Option<&str>) {
-        let mine = name_from_nick(target)
-            .ok()
-            .is_some_and(|n| crate::names::key(&n) == crate::names::key(&self.nick()));
-        if !mine {
-            if self
-                .hub
-                .target(&name_from_nick(target).unwrap_or_default())
-                .is_none()
-            {
-                self.numeric(Numeric::NoSuchNick { nick: target });
-            } else {
-                self.numeric(Numeric::UsersDontMatch {});
-            }
-            return;
-        }
-        let id = self.id();
-        let Some(changes) = changes else {
-            let invisible = self.hub.target_by_id(id).is_some_and(|t| t.about.invisible);
-            self.numeric(Numeric::UModeIs {
-                modes: if invisible { "+i" } else { "+" },
-            });
-            return;
-        };
-        let mut adding = true;
-        let mut applied = String::new();
-        for mode in changes.chars() {
-            match mode {
-                '+' => adding = true,
-                '-' => adding = false,
-                'i' => {
-                    self.hub.set_about(id, |about| about.invisible = adding);
-                    applied.push(if adding { '+' } else { '-' });
-                    applied.push('i');
-                }
-                _ => self.numeric(Numeric::UModeUnknownFlag {}),
-            }
-        }
-        if !applied.is_empty() {
-            let nick = self.nick();
-            let me = mask(self.member.as_ref().map_or("", |m| m.name()));
-            self.send(Message::new("MODE").source(&me).param(nick).param(applied));
-        }
-    }
-
-    pub(super) fn require_op(&mut self, room: &Room) -> bool {
-        if self
-            .feeds
-            .iter()
-            .all(|f| f.room.name().key != room.name().key)
-        {
-            let label = room.label();
-            self.numeric(Numeric::NotOnChannel { channel: &label });
-            return false;
-        }
-        if !self.is_op(room) {
-            let label = room.label();
-            self.numeric(Numeric::ChanOpPrivsNeeded { channel: &label });
-            return false;
-        }
-        true
-    }
-
-    pub(super) fn ban_list(&mut self, room: &Room) {
-        let label = room.label();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let bans = room.moderate(|m| m.bans(now).to_vec());
-        for ban in bans {
-            let mask_text = ban_mask(&ban.target.to_string());
-            let setter = nick_from_name(&ban.by);
-            self.numeric(Numeric::BanList {
-                channel: &label,
-                mask: &mask_text,
-                setter: &setter,
-                set_at: now / 1000,
-            });
-        }
-        self.numeric(Numeric::EndOfBanList { channel: &label });
-    }
-}
-
-/// What chatd bans for an IRC ban mask: `nick!*@*` bans that name, `*!*@1.2.3.4` (or a CIDR
-/// host) that address block; anything else is taken as a name.
-pub fn ban_target(mask: &str) -> String {
-    let (nick_part, host) = match mask.split_once('@') {
-        Some((left, host)) => (left.split('!').next().unwrap_or(left), Some(host)),
-        None => (mask.split('!').next().unwrap_or(mask), None),
-    };
-    if let Some(host) = host.filter(|h| *h != "*") {
-        return host.to_string();
-    }
-    name_from_nick(nick_part).unwrap_or_else(|_| nick_part.to_string())
-}
-
-/// The IRC mask of a ban as chatd lists it (`alice ...` or `10.0.0.0/8 ...`).
-fn ban_mask(shown: &str) -> String {
-    let first = shown.split_whitespace().next().unwrap_or(shown);
-    if first.parse::<std::net::IpAddr>().is_ok() || first.contains('/') {
-        format!("*!*@{first}")
-    } else {
-        format!("{}!*@*", nick_from_name(first))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    pub(super) fn ban_masks_map_to_names_and_addresses() {
-        assert_eq!(ban_target("bob!*@*"), "bob");
-        assert_eq!(ban_target("bob"), "bob");
-        assert_eq!(ban_target("*!*@10.0.0.1"), "10.0.0.1");
-        assert_eq!(ban_target("*!*@10.0.0.0/8"), "10.0.0.0/8");
-        assert_eq!(ban_mask("10.0.0.0/8 for good"), "*!*@10.0.0.0/8");
-        assert_eq!(ban_mask("bob"), "bob!*@*");
     }
 }

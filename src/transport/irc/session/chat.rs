@@ -1,5 +1,7 @@
 //! PRIVMSG and NOTICE: to channels (the room's chat, CTCP ACTION as `/me`) and to nicks (`/msg`).
 
+use std::sync::Arc;
+
 use super::*;
 
 impl Session {
@@ -26,16 +28,37 @@ impl Session {
         for target in targets.split(',').take(MAX_TARGETS) {
             if target.starts_with('#') {
                 let key = RoomName::parse(target).map(|n| n.key).unwrap_or_default();
-                let joined = self.feeds.iter().any(|f| f.room.name().key == key);
-                if joined && notice && !text.starts_with('\u{1}') {
-                    if let Some(member) = self.member.as_mut() {
-                        if member.focus(&key) {
-                            member.notice(text);
+                if let Some(room) = self
+                    .feeds
+                    .iter()
+                    .find(|f| f.room.name().key == key)
+                    .map(|f| Arc::clone(&f.room))
+                {
+                    let id = self.id();
+                    let silenced = room.moderate(|m| m.modes().moderated && !m.is_voiced(id));
+                    if silenced && !self.is_op(&room) {
+                        if !notice {
+                            self.numeric(Numeric::CannotSendToChan {
+                                channel: target,
+                                reason: "Cannot send to channel (+m)",
+                            });
                         }
+                    } else if notice && !text.starts_with('\u{1}') {
+                        if let Some(member) = self.member.as_mut() {
+                            if member.focus(&key) {
+                                member.notice(text);
+                            }
+                        }
+                    } else {
+                        self.run_in(&key, &line);
                     }
-                } else if joined {
-                    self.run_in(&key, &line);
-                } else if !notice {
+                    continue;
+                }
+                let outside = match (self.hub.room(target), self.member.as_mut()) {
+                    (Some(room), Some(member)) => member.say_from_outside(&room, text),
+                    _ => false,
+                };
+                if !outside && !notice {
                     self.numeric(Numeric::CannotSendToChan {
                         channel: target,
                         reason: "You're not on that channel",

@@ -5,6 +5,7 @@
 
 mod channels;
 mod chat;
+mod modes;
 mod queries;
 
 use std::net::SocketAddr;
@@ -392,6 +393,7 @@ impl Session {
             }
             "KICK" => self.kick(&p),
             "MODE" => self.mode(&p),
+            "INVITE" => self.invite(&p),
             "AWAY" => {
                 let away = p.first().filter(|t| !t.is_empty()).cloned();
                 let gone = away.is_some();

@@ -15,6 +15,7 @@ struct WhoRow {
     about: About,
     account: Option<String>,
     op: bool,
+    voiced: bool,
     oper: bool,
 }
 
@@ -62,6 +63,7 @@ impl Session {
             about: target.about.clone(),
             account: target.account.clone(),
             op: room.is_some_and(|r| self.operates(target, r)),
+            voiced: room.is_some_and(|r| r.moderate(|m| m.is_voiced(target.id))),
             oper: self.hub.is_oper(target.account.as_deref()),
         }
     }
@@ -131,6 +133,10 @@ impl Session {
             }
             if row.op {
                 flags.push('@');
+            }
+            // Voice too, when the client takes several prefixes or it is the only one.
+            if row.voiced && (!row.op || self.caps.has(Cap::MultiPrefix)) {
+                flags.push('+');
             }
             match &whox {
                 Some(spec) => {

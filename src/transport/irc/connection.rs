@@ -169,6 +169,9 @@ impl Conn {
                     Err(_) => return End::TooSlow,
                 },
                 (at, event) = event => self.deliver(at, event),
+                checked = super::session::account::wait(&mut self.session.account) => {
+                    self.session.checked(checked);
+                }
                 control = recv_control(&mut controls) => match control {
                     Some(control) => self.session.control(control),
                     None => controls = None,
@@ -224,7 +227,8 @@ impl Conn {
     /// Handles the held lines that flood control lets through now.
     fn handle_held(&mut self) -> Option<End> {
         while !self.held.is_empty() {
-            if self.session.held_until().is_some() {
+            // A password check answers first: the lines after it wait (they may depend on it).
+            if self.session.busy() || self.session.held_until().is_some() {
                 return None;
             }
             match self.session.admit() {

@@ -242,6 +242,8 @@ impl Conn {
                 Ok(msg) if msg.command.is_empty() => {}
                 Ok(msg) => self.session.handle(msg),
                 Err(message::ParseError::Empty) => {}
+                // Over 512 bytes without tags: 417, as for a line over the whole limit.
+                Err(message::ParseError::TooLong) => self.session.too_long(),
                 Err(e) => self.session.bad_line(&e.to_string()),
             }
             self.drain_replies();

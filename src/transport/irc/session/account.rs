@@ -148,12 +148,7 @@ impl Session {
             self.numeric(Numeric::SaslFail {});
             return;
         }
-        let logged_in = self.account.sasl_account.is_some()
-            || self.member.as_ref().is_some_and(|m| m.account().is_some());
-        if logged_in {
-            self.numeric(Numeric::SaslAlready {});
-            return;
-        }
+        // Logged in already: a new exchange may switch accounts, as `/login` may (IRCv3 sasl-3.2).
         let Some(param) = p.first() else {
             self.numeric(Numeric::NeedMoreParams {
                 command: "AUTHENTICATE",

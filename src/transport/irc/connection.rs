@@ -33,6 +33,8 @@ const PING_AFTER: Duration = Duration::from_secs(90);
 const PING_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long one write may wait on a client that does not read before it is let go.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most room events delivered between two of the client's lines.
+const DRAIN_BUDGET: usize = 1024;
 /// Lines waiting out flood control (fakelag) before reading stops until they are handled.
 const HELD_LINES: usize = 32;
 
@@ -244,9 +246,15 @@ impl Conn {
                 Err(message::ParseError::Empty) => {}
                 // Over 512 bytes without tags: 417, as for a line over the whole limit.
                 Err(message::ParseError::TooLong) => self.session.too_long(),
+                Err(message::ParseError::NotUtf8) => {
+                    self.session.invalid_utf8(&command_of(&raw));
+                }
                 Err(e) => self.session.bad_line(&e.to_string()),
             }
             self.drain_replies();
+            // What the line did in its rooms (a topic, a kick) comes before the answer to the
+            // next line: clients fence on PING/PONG.
+            self.drain_feeds();
             if let Some(end) = self.session.ended() {
                 return Some(end_of(end));
             }
@@ -266,6 +274,35 @@ impl Conn {
                     }
                 }
                 self.direct.written(reply.len());
+            }
+        }
+    }
+
+    /// Delivers the room events already waiting, without waiting for more.
+    fn drain_feeds(&mut self) {
+        let mut at = 0;
+        // Bounded: a busy room must not keep this client from its next line.
+        let mut budget = DRAIN_BUDGET;
+        while at < self.session.feeds.len() && budget > 0 {
+            budget -= 1;
+            let event = match self.session.feeds[at].events.try_recv() {
+                Ok(event) => Ok(event),
+                Err(broadcast::error::TryRecvError::Empty) => {
+                    at += 1;
+                    continue;
+                }
+                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                    Err(broadcast::error::RecvError::Lagged(n))
+                }
+                Err(broadcast::error::TryRecvError::Closed) => {
+                    Err(broadcast::error::RecvError::Closed)
+                }
+            };
+            let before = self.session.feeds.len();
+            self.deliver(at, event);
+            if self.session.feeds.len() < before {
+                // That feed ended; the next one is now at `at`.
+                continue;
             }
         }
     }
@@ -337,6 +374,25 @@ impl Conn {
         self.session.leave(departure);
         let _ = tokio::time::timeout(tcp::GOODBYE_TIMEOUT, self.writer.shutdown()).await;
         self.input.advance(self.input.len());
+    }
+}
+
+/// The command word of a line that could not be parsed (after tags and source), upper-cased.
+fn command_of(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let mut words = text.split(' ').filter(|w| !w.is_empty());
+    let mut word = words.next().unwrap_or("*");
+    if word.starts_with('@') {
+        word = words.next().unwrap_or("*");
+    }
+    if word.starts_with(':') {
+        word = words.next().unwrap_or("*");
+    }
+    let word: String = word.chars().filter(char::is_ascii_alphanumeric).collect();
+    if word.is_empty() {
+        "*".to_string()
+    } else {
+        word.to_ascii_uppercase()
     }
 }
 

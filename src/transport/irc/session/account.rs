@@ -69,15 +69,20 @@ impl Session {
         self.account.busy()
     }
 
-    /// The account (its registered name) of the member whose IRC mask is `source`, if any.
-    fn account_of_source(&self, source: &str) -> Option<String> {
+    /// The member whose IRC mask is `source`: its account (as registered) if it is logged in,
+    /// and its real name; None when `source` is no member (the server, NickServ, one gone).
+    fn sender(&self, source: &str) -> Option<(Option<String>, String)> {
+        // Members' masks are `nick!chat@chatd` (see deliver::mask); services' are not.
         let nick = source.strip_suffix("!chat@chatd")?;
         let target = self.hub.target(&name_from_nick(nick).ok()?)?;
-        let key = target.account?;
-        Some(self.hub.accounts().registered(&key).unwrap_or(key))
+        let account = target
+            .account
+            .map(|key| self.hub.accounts().registered(&key).unwrap_or(key));
+        Some((account, target.about.realname))
     }
 
-    /// Adds what account-tag and extended-join say about the sender of `message`.
+    /// Adds what account-tag and extended-join say about the sender of `message`: the `account`
+    /// tag, and JOIN's account (`*` when not logged in) and real name.
     pub(super) fn with_account(&self, mut message: Message) -> Message {
         let tag = self.caps.has(Cap::AccountTag);
         let join = self.caps.has(Cap::ExtendedJoin)
@@ -86,15 +91,15 @@ impl Session {
         if !tag && !join {
             return message;
         }
-        let Some(account) = message
-            .source
-            .as_deref()
-            .map(|s| self.account_of_source(s))
+        let Some((account, realname)) = message.source.as_deref().and_then(|s| self.sender(s))
         else {
             return message;
         };
         if join {
             message.params[1] = account.clone().unwrap_or_else(|| "*".to_string());
+            if !realname.is_empty() {
+                message.params[2] = realname;
+            }
         }
         match account {
             Some(account) if tag => message.tag("account", &account),

@@ -144,10 +144,31 @@ impl Session {
                     self.numeric(Numeric::ChanOpPrivsNeeded { channel: &label });
                     return;
                 }
+                if text.trim().is_empty() {
+                    self.clear_topic(&room);
+                    return;
+                }
                 let key = room.name().key.clone();
                 self.run_in(&key, &format!("/topic {text}"));
             }
         }
+    }
+
+    /// `TOPIC #room :` (empty): clears the topic, which the line protocol cannot say.
+    fn clear_topic(&mut self, room: &Room) {
+        let Some(member) = self.member.as_ref() else {
+            return;
+        };
+        let by = member.name().to_string();
+        room.moderate(|m| m.set_topic(None));
+        room.announce(
+            crate::room::SERVER,
+            protocol::notice(&format!("{by} cleared the topic of {}", room.label())),
+            crate::room::Happening::Topic {
+                by,
+                topic: String::new(),
+            },
+        );
     }
 
     /// Everyone in `room` here: (nick, operator).
@@ -216,9 +237,22 @@ impl Session {
         }
     }
 
-    pub(super) fn list(&mut self) {
+    /// LIST, or `LIST #a,#b` for those channels only; the lobby shows only while someone is in
+    /// it (it is always open, but IRC clients did not make it).
+    pub(super) fn list(&mut self, p: &[String]) {
+        let wanted: Option<Vec<String>> = p.first().filter(|f| f.starts_with('#')).map(|f| {
+            f.split(',')
+                .filter_map(|c| RoomName::parse(c).ok().map(|n| n.key))
+                .collect()
+        });
         self.numeric(Numeric::ListStart {});
-        for info in self.hub.rooms().into_iter().take(1000) {
+        let rooms = self.hub.rooms().into_iter().filter(|info| {
+            let key = RoomName::parse(&info.label)
+                .map(|n| n.key)
+                .unwrap_or_default();
+            info.members > 0 && wanted.as_ref().is_none_or(|w| w.contains(&key))
+        });
+        for info in rooms.take(1000) {
             let topic = self
                 .hub
                 .room(&info.label)
@@ -269,14 +303,7 @@ impl Session {
             return;
         };
         if !target.starts_with('#') {
-            let mine = name_from_nick(&target)
-                .ok()
-                .is_some_and(|n| crate::names::key(&n) == crate::names::key(&self.nick()));
-            if !mine {
-                self.numeric(Numeric::UsersDontMatch {});
-            } else if p.len() == 1 {
-                self.numeric(Numeric::UModeIs { modes: "+i" });
-            }
+            self.user_mode(&target, p.get(1).map(String::as_str));
             return;
         }
         let Some(room) = self.hub.room(&target) else {
@@ -322,6 +349,52 @@ impl Session {
                 }
                 other => self.numeric(Numeric::UnknownMode { mode: other }),
             }
+        }
+    }
+
+    /// MODE on a nick: only one's own, and only `+i`/`-i`.
+    fn user_mode(&mut self, target: &str, changes: Option<&str>) {
+        let mine = name_from_nick(target)
+            .ok()
+            .is_some_and(|n| crate::names::key(&n) == crate::names::key(&self.nick()));
+        if !mine {
+            if self
+                .hub
+                .target(&name_from_nick(target).unwrap_or_default())
+                .is_none()
+            {
+                self.numeric(Numeric::NoSuchNick { nick: target });
+            } else {
+                self.numeric(Numeric::UsersDontMatch {});
+            }
+            return;
+        }
+        let id = self.id();
+        let Some(changes) = changes else {
+            let invisible = self.hub.target_by_id(id).is_some_and(|t| t.about.invisible);
+            self.numeric(Numeric::UModeIs {
+                modes: if invisible { "+i" } else { "+" },
+            });
+            return;
+        };
+        let mut adding = true;
+        let mut applied = String::new();
+        for mode in changes.chars() {
+            match mode {
+                '+' => adding = true,
+                '-' => adding = false,
+                'i' => {
+                    self.hub.set_about(id, |about| about.invisible = adding);
+                    applied.push(if adding { '+' } else { '-' });
+                    applied.push('i');
+                }
+                _ => self.numeric(Numeric::UModeUnknownFlag {}),
+            }
+        }
+        if !applied.is_empty() {
+            let nick = self.nick();
+            let me = mask(self.member.as_ref().map_or("", |m| m.name()));
+            self.send(Message::new("MODE").source(&me).param(nick).param(applied));
         }
     }
 

@@ -140,7 +140,10 @@ mod tests {
 
     #[test]
     fn commands_and_aliases() {
-        assert_eq!(parse("register s3cret a@b.c"), Request::Register("s3cret".into()));
+        assert_eq!(
+            parse("register s3cret a@b.c"),
+            Request::Register("s3cret".into())
+        );
         assert_eq!(parse("IDENTIFY pw"), Request::Identify(None, "pw".into()));
         assert_eq!(
             parse("id alice pw"),
@@ -151,7 +154,10 @@ mod tests {
             Request::Identify(Some("alice".into()), "pw".into())
         );
         for bad in ["REGISTER", "IDENTIFY", "", "HELP", "DROP x"] {
-            assert!(matches!(parse(bad), Request::Answer(lines) if !lines.is_empty()), "{bad}");
+            assert!(
+                matches!(parse(bad), Request::Answer(lines) if !lines.is_empty()),
+                "{bad}"
+            );
         }
         assert!(for_nickserv(&["nickserv".into(), "x".into()]));
         assert!(!for_nickserv(&["alice".into()]));

@@ -72,14 +72,14 @@ impl Session {
         match parse(text) {
             Request::Answer(lines) => {
                 for line in lines {
-                    self.from_nickserv(&line);
+                    self.nickserv_says(&line);
                 }
             }
             Request::Register(password) => self.service_register(&password),
             Request::Identify(name, password) => {
                 let name = name.unwrap_or_else(|| self.member_name());
                 if let Err(e) = self.start_check(Purpose::Identify, name, &password) {
-                    self.from_nickserv(&e.to_string());
+                    self.nickserv_says(&e.to_string());
                 }
             }
         }
@@ -96,15 +96,15 @@ impl Session {
         let name = self.member_name();
         let logged_in = self.member.as_ref().and_then(|m| m.account()).is_some();
         if logged_in || self.hub.accounts().registered(&names::key(&name)).is_some() {
-            self.from_nickserv(&format!("{name} is already registered."));
+            self.nickserv_says(&format!("{name} is already registered."));
             return;
         }
         if name.to_lowercase().starts_with(names::GUEST_PREFIX) {
-            self.from_nickserv("Pick a nick first (/nick NAME), then REGISTER <password>.");
+            self.nickserv_says("Pick a nick first (/nick NAME), then REGISTER <password>.");
             return;
         }
         if let Err(e) = self.start_check(Purpose::Register, name, password) {
-            self.from_nickserv(&e.to_string());
+            self.nickserv_says(&e.to_string());
         }
     }
 
@@ -117,13 +117,13 @@ impl Session {
                     Purpose::Register => format!("{name} is registered to you; you are logged in."),
                     _ => format!("You are now identified for {name}."),
                 };
-                self.from_nickserv(&text);
+                self.nickserv_says(&text);
             }
-            Err(e) => self.from_nickserv(&e.to_string()),
+            Err(e) => self.nickserv_says(&e.to_string()),
         }
     }
 
-    fn from_nickserv(&mut self, text: &str) {
+    fn nickserv_says(&mut self, text: &str) {
         let nick = self.nick();
         self.send(
             Message::new("NOTICE")

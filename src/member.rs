@@ -243,6 +243,30 @@ impl Member {
         Ok((old, new))
     }
 
+    /// Says `text` in its room as an IRC NOTICE: chat for everyone, a NOTICE for IRC clients.
+    pub fn notice(&mut self, text: &str) {
+        if !self.may_speak() {
+            return;
+        }
+        self.flush();
+        let mut line = BytesMut::new();
+        protocol::write_chat_line(&mut line, &self.name, text);
+        self.hub.metrics().lines_in(self.transport).inc();
+        self.room
+            .say_as(self.id, line.freeze(), 1, crate::room::Happening::Notice);
+    }
+
+    /// Sends `text` to the member named `to` as an IRC NOTICE; false when there is no such member
+    /// here or it is not keeping up. Nothing is answered, as IRC wants for notices.
+    pub fn notice_to(&self, to: &str, text: &str) -> bool {
+        match self.hub.find(to) {
+            Some((id, outbox)) if id != self.id => {
+                outbox.send(protocol::private_notice_line(&self.name, text))
+            }
+            _ => false,
+        }
+    }
+
     /// The account (by key) this member is logged in to.
     pub fn account(&self) -> Option<&str> {
         self.account.as_deref()

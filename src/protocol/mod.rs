@@ -461,6 +461,12 @@ pub fn private_line(name: &str, text: &str) -> Bytes {
     line(&["[private] <", name, "> ", text])
 }
 
+/// `[notice] <name> text`: an IRC NOTICE to one member, as it receives it (like a `/msg`, but
+/// IRC clients get it as a NOTICE, which bots and clients never answer automatically).
+pub fn private_notice_line(name: &str, text: &str) -> Bytes {
+    line(&["[notice] <", name, "> ", text])
+}
+
 /// `[private to NAME] text`: the sender's copy of a `/msg` it sent, confirming it went out.
 pub fn private_sent(to: &str, text: &str) -> Bytes {
     line(&["[private to ", to, "] ", text])

@@ -91,6 +91,8 @@ pub enum Happening {
         /// The new topic.
         topic: String,
     },
+    /// Chat sent as an IRC NOTICE (kept and shown as chat; IRC clients get a NOTICE back).
+    Notice,
     /// A member was sent out of the room.
     Kicked {
         /// Who was sent out.
@@ -327,6 +329,11 @@ impl Room {
     /// them in the room's history.
     pub fn say(&self, from: MemberId, lines: Bytes, count: u32) {
         self.publish_lines(from, lines, count, true, None);
+    }
+
+    /// Like [`Room::say`], marked as what the chat is (an IRC NOTICE).
+    pub fn say_as(&self, from: MemberId, lines: Bytes, count: u32, what: Happening) {
+        self.publish_lines(from, lines, count, true, Some(Arc::new(what)));
     }
 
     fn publish(&self, from: MemberId, line: Bytes, what: Option<Arc<Happening>>) {

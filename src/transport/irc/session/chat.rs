@@ -26,7 +26,14 @@ impl Session {
         for target in targets.split(',').take(MAX_TARGETS) {
             if target.starts_with('#') {
                 let key = RoomName::parse(target).map(|n| n.key).unwrap_or_default();
-                if self.feeds.iter().any(|f| f.room.name().key == key) {
+                let joined = self.feeds.iter().any(|f| f.room.name().key == key);
+                if joined && notice && !text.starts_with('\u{1}') {
+                    if let Some(member) = self.member.as_mut() {
+                        if member.focus(&key) {
+                            member.notice(text);
+                        }
+                    }
+                } else if joined {
                     self.run_in(&key, &line);
                 } else if !notice {
                     self.numeric(Numeric::CannotSendToChan {
@@ -50,6 +57,12 @@ impl Session {
             if !known {
                 if !notice {
                     self.numeric(Numeric::NoSuchNick { nick: target });
+                }
+                continue;
+            }
+            if notice {
+                if let Some(member) = self.member.as_ref() {
+                    member.notice_to(&name, text);
                 }
                 continue;
             }

@@ -277,6 +277,14 @@ pub struct About {
 }
 
 impl Entry {
+    /// After a rename: members of other faces have no real name of their own but their name
+    /// (IRC's `USER` gives IRC members theirs), so it follows the name.
+    fn renamed_about(&mut self) {
+        if self.transport != Transport::Irc {
+            self.about.realname = self.name.clone();
+        }
+    }
+
     /// The room other nodes see the member in: its first (a member in several rooms shows in
     /// its first one only on the other nodes; its lines reach every room's copy all the same).
     fn remote(&self, id: MemberId) -> crate::cluster::wire::RemoteMember {
@@ -1156,6 +1164,7 @@ impl Hub {
             }
         }
         let old = std::mem::replace(&mut entry.name, new.clone());
+        entry.renamed_about();
         if let Some(cluster) = self.cluster() {
             cluster.renamed(id, &new, entry.account.as_deref() == Some(key.as_str()));
         }
@@ -1177,6 +1186,7 @@ impl Hub {
             return Err(RenameError::Taken);
         };
         let old = std::mem::replace(&mut entry.name, name.to_string());
+        entry.renamed_about();
         entry.account = Some(key.clone());
         if let Some(cluster) = self.cluster() {
             cluster.renamed(id, name, true);

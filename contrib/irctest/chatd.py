@@ -36,7 +36,7 @@ OPER_PASSWORD = "operpassword"
 
 class ChatdController(BaseServerController, DirectoryBasedController):
     software_name = "chatd"
-    supported_sasl_mechanisms: Set[str] = set()
+    supported_sasl_mechanisms: Set[str] = {"PLAIN"}
     supports_sts = False
     # chatd answers every command in order, so irctest's PING/PONG fence is enough.
     sync_sleep_time = 0.0
@@ -44,6 +44,7 @@ class ChatdController(BaseServerController, DirectoryBasedController):
     # The caps chatd offers that irctest knows (src/transport/irc/cap.rs, OFFERED).
     capabilities = frozenset(
         (
+            Capabilities.ACCOUNT_TAG,
             Capabilities.ECHO_MESSAGE,
             Capabilities.EXTENDED_JOIN,
             Capabilities.MULTI_PREFIX,

@@ -185,6 +185,13 @@ impl Member {
         }
     }
 
+    /// Logs in to account `name`, whose password another face checked already (IRC's SASL, OPER,
+    /// NickServ): the same as a `/login` that succeeded. False when another session holds the name
+    /// (the member is told).
+    pub fn login_verified(&mut self, name: &str) -> bool {
+        self.login_claim_first(name) || self.login_now(name)
+    }
+
     /// Gives the member the name of the account `name` it logged in to (in a cluster: once the
     /// name is claimed); false when another session holds it.
     pub(super) fn login_now(&mut self, name: &str) -> bool {

@@ -48,6 +48,8 @@ pub const OFFERED: &[(Cap, &str, Option<&str>)] = &[
     (Cap::MultiPrefix, "multi-prefix", None),
     (Cap::UserhostInNames, "userhost-in-names", None),
     (Cap::ExtendedJoin, "extended-join", None),
+    (Cap::AccountTag, "account-tag", None),
+    (Cap::Sasl, "sasl", Some(super::sasl::MECHANISMS)),
 ];
 
 /// Capabilities the session does not do yet, so they are not offered (see README's IRC section).
@@ -55,10 +57,8 @@ pub const NOT_YET: &[(Cap, &str)] = &[
     (Cap::MessageTags, "message-tags"),
     (Cap::Batch, "batch"),
     (Cap::LabeledResponse, "labeled-response"),
-    (Cap::AccountTag, "account-tag"),
     (Cap::AccountNotify, "account-notify"),
     (Cap::AwayNotify, "away-notify"),
-    (Cap::Sasl, "sasl"),
     (Cap::ChatHistory, "draft/chathistory"),
 ];
 

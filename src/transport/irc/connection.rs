@@ -184,6 +184,9 @@ impl Conn {
                     Err(_) => return End::TooSlow,
                 },
                 (at, event) = event => self.deliver(at, event),
+                checked = super::session::account::wait(&mut self.session.account) => {
+                    self.session.checked(checked);
+                }
                 control = recv_control(&mut controls) => match control {
                     Some(control) => self.session.control(control),
                     None => controls = None,
@@ -239,7 +242,8 @@ impl Conn {
     /// Handles the held lines that flood control lets through now.
     async fn handle_held(&mut self) -> Option<End> {
         while !self.held.is_empty() {
-            if self.session.held_until().is_some() {
+            // A password check answers first: the lines after it wait (they may depend on it).
+            if self.session.busy() || self.session.held_until().is_some() {
                 return None;
             }
             match self.session.admit() {
@@ -263,6 +267,8 @@ impl Conn {
                 Ok(msg) if msg.command.is_empty() => {}
                 Ok(msg) => self.session.handle(msg),
                 Err(message::ParseError::Empty) => {}
+                // Over 512 bytes without tags: 417, as for a line over the whole limit.
+                Err(message::ParseError::TooLong) => self.session.too_long(),
                 Err(message::ParseError::NotUtf8) => {
                     self.session.invalid_utf8(&command_of(&raw));
                 }

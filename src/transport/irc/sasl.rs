@@ -28,9 +28,10 @@ pub enum Step {
     UnknownMechanism,
     /// The client sent `*`: 906.
     Aborted,
-    /// The response passed [`MAX_RESPONSE`]: 905.
+    /// One chunk over [`CHUNK`] bytes: 905.
     TooLong,
-    /// Not base64, not PLAIN's three fields, or a chunk before a mechanism: 904.
+    /// Not base64, not PLAIN's three fields, a chunk before a mechanism, or a response past
+    /// [`MAX_RESPONSE`] (no PLAIN credentials are that long): 904.
     Failed,
 }
 
@@ -90,9 +91,13 @@ impl Sasl {
                 Step::UnknownMechanism
             };
         }
-        if param.len() > CHUNK || self.response.len() + param.len() > MAX_RESPONSE {
+        if param.len() > CHUNK {
             *self = Sasl::default();
             return Step::TooLong;
+        }
+        if self.response.len() + param.len() > MAX_RESPONSE {
+            *self = Sasl::default();
+            return Step::Failed;
         }
         if param != "+" {
             self.response.push_str(param);
@@ -197,7 +202,7 @@ mod tests {
         for _ in 0..=MAX_RESPONSE / CHUNK {
             step = sasl.authenticate(&"A".repeat(CHUNK));
         }
-        assert_eq!(step, Step::TooLong, "bounded however many chunks come");
+        assert_eq!(step, Step::Failed, "bounded however many chunks come");
         assert!(!sasl.in_progress());
     }
 }

@@ -3,10 +3,12 @@
 //! the ones every face has; only the answers are IRC's. Channel commands are in [`channels`],
 //! WHO and WHOIS in [`queries`], PRIVMSG and NOTICE in [`chat`].
 
+pub(super) mod account;
 mod channels;
 mod chat;
 mod modes;
 mod queries;
+mod service;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -95,6 +97,8 @@ pub struct Session {
     /// When the member last said something (for the idle timeout).
     last_active: Instant,
     unregistered: Unregistered,
+    /// SASL, and the password check in flight.
+    pub(super) account: account::State,
 }
 
 impl Session {
@@ -124,6 +128,7 @@ impl Session {
             ended: None,
             last_active: Instant::now(),
             unregistered: Unregistered::new(),
+            account: account::State::default(),
         }
     }
 
@@ -206,6 +211,7 @@ impl Session {
 
     /// Queues `message` for the client.
     pub fn send(&mut self, message: Message) {
+        let message = self.with_account(message);
         self.out.extend_from_slice(message.line().as_bytes());
     }
 
@@ -333,6 +339,7 @@ impl Session {
                     self.pass_ok = wanted.is_none_or(|w| &w == given);
                 }
             },
+            "AUTHENTICATE" => self.authenticate(&p),
             "NICK" => self.nick_command(p.first().map(String::as_str)),
             "USER" if self.member.is_some() => self.numeric(Numeric::AlreadyRegistered {}),
             "USER" => {
@@ -353,6 +360,10 @@ impl Session {
             _ if self.member.is_none() => self.numeric(Numeric::NotRegistered {}),
             "JOIN" => self.join(&p),
             "PART" => self.part(&p),
+            "PRIVMSG" | "NOTICE" if service::for_nickserv(&p) => self.nickserv(&p),
+            "NS" | "NICKSERV" => self.nickserv(&[service::NICKSERV.to_string(), p.join(" ")]),
+            "OPER" => self.oper(&p),
+            "KILL" | "WALLOPS" | "GBAN" | "LOCKDOWN" => self.server_command(&command, &p),
             "PRIVMSG" | "NOTICE" => self.message(&command, &p),
             "NAMES" => match p.first() {
                 Some(channels) => {
@@ -477,7 +488,7 @@ impl Session {
 
     /// Registers once NICK and USER are in and CAP negotiation is over.
     fn try_register(&mut self) {
-        if self.member.is_some() || self.caps.holds_registration() {
+        if self.member.is_some() || self.caps.holds_registration() || self.busy() {
             return;
         }
         let (Some(wanted), Some(_)) = (self.wanted_nick.clone(), self.realname.as_ref()) else {
@@ -499,7 +510,7 @@ impl Session {
             }
         };
         let name = name_from_nick(&wanted).unwrap_or_default();
-        if member.rename_to(&name).is_err() {
+        if !self.log_in_registered(&mut member) && member.rename_to(&name).is_err() {
             // Taken meanwhile (two clients registering the same nick at once): this one is not
             // registered after all, and may ask for another nick.
             member.leave(None);

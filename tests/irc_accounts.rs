@@ -1,0 +1,268 @@
+//! Accounts and server operators on the IRC face (`--irc`), over real sockets: SASL PLAIN,
+//! account-tag and extended-join, the NickServ service, OPER and what server operators do.
+//! Accounts are chatd's: what is registered on one face logs in on the other.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use base64::Engine as _;
+use common::{register, start_server, TcpClient};
+
+/// Cheap hashing, so a debug build on a loaded machine answers within the test's waits.
+const FLAGS: &str = "--irc 0 --name chatd --argon2-memory 64 --argon2-passes 1";
+
+fn plain(name: &str, password: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("\0{name}\0{password}"))
+}
+
+/// Registers an IRC client as `nick` with `caps` on, waiting for the end of its welcome.
+async fn irc(addr: SocketAddr, nick: &str, caps: &str) -> TcpClient {
+    let mut client = TcpClient::connect_raw(addr).await;
+    if !caps.is_empty() {
+        client.send(&format!("CAP REQ :{caps}")).await;
+        client.expect_match(|l| l.contains(" ACK ")).await;
+        client.send("CAP END").await;
+    }
+    client.send(&format!("NICK {nick}")).await;
+    client.send(&format!("USER {nick} 0 * :{nick} real")).await;
+    client
+        .expect_match(|l| l.contains(" 376 ") || l.contains(" 422 "))
+        .await;
+    client
+}
+
+/// Connects, logs in to `name` with SASL PLAIN before registering as `nick`, with `caps` on.
+async fn irc_sasl(addr: SocketAddr, nick: &str, caps: &str, name: &str, pw: &str) -> TcpClient {
+    let mut client = TcpClient::connect_raw(addr).await;
+    client.send(&format!("CAP REQ :sasl {caps}")).await;
+    client.expect_match(|l| l.contains(" ACK ")).await;
+    client.send(&format!("NICK {nick}")).await;
+    client.send(&format!("USER {nick} 0 * :{nick} real")).await;
+    client.send("AUTHENTICATE PLAIN").await;
+    client.expect("AUTHENTICATE +").await;
+    client
+        .send(&format!("AUTHENTICATE {}", plain(name, pw)))
+        .await;
+    client
+        .expect(&format!(
+            ":chatd 903 {nick} :SASL authentication successful"
+        ))
+        .await;
+    client.send("CAP END").await;
+    client
+        .expect_match(|l| l.contains(" 376 ") || l.contains(" 422 "))
+        .await;
+    client
+}
+
+/// The first line from `client` that contains `part` (the others are skipped).
+async fn line_with(client: &mut TcpClient, part: &str) -> String {
+    loop {
+        let line = client.recv().await;
+        if line.contains(part) {
+            return line;
+        }
+    }
+}
+
+/// Joins `channel` and waits for the end of its NAMES.
+async fn join(client: &mut TcpClient, channel: &str) {
+    client.send(&format!("JOIN {channel}")).await;
+    client
+        .expect_match(|l| l.contains(" 366 ") && l.contains(channel))
+        .await;
+}
+
+#[tokio::test]
+async fn sasl_plain_refuses_a_wrong_password_then_logs_in_to_the_line_registered_account() {
+    let server = start_server(FLAGS).await;
+    let irc_addr = server.irc.expect("irc");
+    let _owner = register(server.tcp, "alice", "sesame").await;
+    drop(_owner);
+
+    let mut client = TcpClient::connect_raw(irc_addr).await;
+    client.send("CAP LS 302").await;
+    let ls = client.recv().await;
+    assert!(ls.contains(" sasl=PLAIN"), "{ls}");
+    assert!(ls.contains(" account-tag"), "{ls}");
+    client.send("CAP REQ :sasl").await;
+    client.expect(":chatd CAP * ACK sasl").await;
+    client.send("NICK al").await;
+    client.send("USER al 0 * :Al").await;
+    client.send("AUTHENTICATE SCRAM-SHA-256").await;
+    client
+        .expect(":chatd 908 al PLAIN :are available SASL mechanisms")
+        .await;
+    client
+        .expect(":chatd 904 al :SASL authentication failed")
+        .await;
+    client.send("AUTHENTICATE PLAIN").await;
+    client.expect("AUTHENTICATE +").await;
+    client
+        .send(&format!("AUTHENTICATE {}", plain("alice", "wrong")))
+        .await;
+    client
+        .expect(":chatd 904 al :SASL authentication failed")
+        .await;
+
+    // Registration waits for the exchange: CAP END came after the AUTHENTICATE lines.
+    client.send("AUTHENTICATE PLAIN").await;
+    client
+        .send(&format!("AUTHENTICATE {}", plain("alice", "sesame")))
+        .await;
+    client.send("CAP END").await;
+    let before = client
+        .expect(":chatd 900 al al!chat@chatd alice :You are now logged in as alice")
+        .await;
+    assert!(
+        before.iter().all(|l| !l.contains(" 001 ")),
+        "registered before the check: {before:?}"
+    );
+    client
+        .expect(":chatd 903 al :SASL authentication successful")
+        .await;
+    // Logged in as /login does: the member takes the account's name.
+    let welcome = client.recv().await;
+    assert!(welcome.starts_with(":chatd 001 alice "), "{welcome}");
+    client
+        .expect_match(|l| l.contains(" 376 ") || l.contains(" 422 "))
+        .await;
+    client.send("WHOIS alice").await;
+    client
+        .expect(":chatd 330 alice alice alice :is logged in as")
+        .await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn account_tag_and_extended_join_name_the_senders_account() {
+    let server = start_server(FLAGS).await;
+    let irc_addr = server.irc.expect("irc");
+    drop(register(server.tcp, "alice", "sesame").await);
+
+    let mut watcher = irc(irc_addr, "watcher", "account-tag extended-join").await;
+    join(&mut watcher, "#den").await;
+    let mut line = TcpClient::with_nick(server.tcp, "bob").await;
+    line.send("/join #den").await;
+    line.expect_match(|l| l.starts_with("* you are in #den"))
+        .await;
+    assert_eq!(
+        line_with(&mut watcher, "JOIN #den").await,
+        ":bob!chat@chatd JOIN #den * bob"
+    );
+
+    let mut alice = irc_sasl(irc_addr, "al", "", "alice", "sesame").await;
+    join(&mut alice, "#den").await;
+    assert_eq!(
+        line_with(&mut watcher, "JOIN #den").await,
+        "@account=alice :alice!chat@chatd JOIN #den alice :al real"
+    );
+    alice.send("PRIVMSG #den :hi all").await;
+    assert_eq!(
+        line_with(&mut watcher, "PRIVMSG #den").await,
+        "@account=alice :alice!chat@chatd PRIVMSG #den :hi all"
+    );
+    line.expect("<alice> hi all").await;
+    alice.send("PRIVMSG watcher :psst").await;
+    assert_eq!(
+        line_with(&mut watcher, "PRIVMSG watcher").await,
+        "@account=alice :alice!chat@chatd PRIVMSG watcher psst"
+    );
+    // Not logged in: no tag.
+    line.send("hello").await;
+    assert_eq!(
+        line_with(&mut watcher, "PRIVMSG #den").await,
+        ":bob!chat@chatd PRIVMSG #den hello"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn nickserv_registers_and_identifies_on_the_same_accounts_as_the_line_protocol() {
+    let server = start_server(FLAGS).await;
+    let irc_addr = server.irc.expect("irc");
+    let mut carol = irc(irc_addr, "carol", "").await;
+    carol.send("PRIVMSG NickServ :REGISTER pw-of-carol").await;
+    carol
+        .expect(
+            ":NickServ!NickServ@services.chatd NOTICE carol :carol is registered to you; you are logged in.",
+        )
+        .await;
+    carol.send("WHOIS carol").await;
+    carol
+        .expect(":chatd 330 carol carol carol :is logged in as")
+        .await;
+    carol.send("QUIT :bye").await;
+    carol.expect_closed().await;
+
+    // Registered over IRC: a line member logs in to it.
+    let mut line = TcpClient::with_nick(server.tcp, "someone").await;
+    line.send("/login carol pw-of-carol").await;
+    line.expect("* you are logged in as carol").await;
+    line.send("/quit").await;
+    line.expect_closed().await;
+
+    let mut dave = irc(irc_addr, "dave", "").await;
+    dave.send("PRIVMSG NickServ :IDENTIFY carol wrong").await;
+    dave.expect(":NickServ!NickServ@services.chatd NOTICE dave :wrong name or password")
+        .await;
+    dave.send("NS HELP").await;
+    dave.expect_match(|l| l.contains("NOTICE dave :REGISTER <password>"))
+        .await;
+    dave.send("PRIVMSG NickServ :IDENTIFY carol pw-of-carol")
+        .await;
+    dave.expect(":dave!chat@chatd NICK carol").await;
+    dave.expect(
+        ":NickServ!NickServ@services.chatd NOTICE carol :You are now identified for carol.",
+    )
+    .await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn oper_gives_381_to_server_operators_only_and_kill_and_wallops_are_theirs() {
+    let server = start_server(&format!("{FLAGS} --oper root")).await;
+    let irc_addr = server.irc.expect("irc");
+    let mut root = irc(irc_addr, "root", "").await;
+    root.send("PRIVMSG NickServ :REGISTER rootpw").await;
+    root.expect_match(|l| l.contains("is registered to you"))
+        .await;
+    let mut bob = irc(irc_addr, "bob", "").await;
+    let mut victim = irc(irc_addr, "victim", "").await;
+    let mut line = TcpClient::with_nick(server.tcp, "liner").await;
+
+    // Not server operators: refused with IRC's numerics, before chatd's own checks.
+    bob.send("OPER bob whatever").await;
+    bob.expect(":chatd 491 bob :No O-lines for your host").await;
+    bob.send("OPER root wrong").await;
+    bob.expect(":chatd 464 bob :Password incorrect").await;
+    bob.send("KILL victim :go").await;
+    bob.expect(":chatd 481 bob :Permission Denied- You're not an IRC operator")
+        .await;
+    bob.send("WALLOPS :hi").await;
+    bob.expect(":chatd 481 bob :Permission Denied- You're not an IRC operator")
+        .await;
+
+    root.send("OPER root rootpw").await;
+    root.expect(":chatd 381 root :You are now an IRC operator")
+        .await;
+    root.expect(":root!chat@chatd MODE root +o").await;
+    root.send("WHOIS root").await;
+    root.expect(":chatd 313 root root :is an IRC operator")
+        .await;
+
+    root.send("WALLOPS :maintenance at noon").await;
+    line.expect("* [server] root: maintenance at noon").await;
+
+    root.send("KILL victim :spamming").await;
+    let last = victim.expect_closed().await;
+    assert!(
+        last.iter().any(|l| l.starts_with("ERROR ")),
+        "killed without ERROR: {last:?}"
+    );
+    root.send("WHOIS victim").await;
+    root.expect(":chatd 401 root victim :No such nick/channel")
+        .await;
+    server.shutdown().await;
+}

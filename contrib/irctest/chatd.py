@@ -44,8 +44,10 @@ class ChatdController(BaseServerController, DirectoryBasedController):
     # The caps chatd offers that irctest knows (src/transport/irc/cap.rs, OFFERED).
     capabilities = frozenset(
         (
+            Capabilities.BATCH,
             Capabilities.ECHO_MESSAGE,
             Capabilities.EXTENDED_JOIN,
+            Capabilities.LABELED_RESPONSE,
             Capabilities.MULTI_PREFIX,
             Capabilities.SERVER_TIME,
         )

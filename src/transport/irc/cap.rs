@@ -48,18 +48,18 @@ pub const OFFERED: &[(Cap, &str, Option<&str>)] = &[
     (Cap::MultiPrefix, "multi-prefix", None),
     (Cap::UserhostInNames, "userhost-in-names", None),
     (Cap::ExtendedJoin, "extended-join", None),
+    (Cap::Batch, "batch", None),
+    (Cap::LabeledResponse, "labeled-response", None),
+    (Cap::ChatHistory, "draft/chathistory", None),
 ];
 
 /// Capabilities the session does not do yet, so they are not offered (see README's IRC section).
 pub const NOT_YET: &[(Cap, &str)] = &[
     (Cap::MessageTags, "message-tags"),
-    (Cap::Batch, "batch"),
-    (Cap::LabeledResponse, "labeled-response"),
     (Cap::AccountTag, "account-tag"),
     (Cap::AccountNotify, "account-notify"),
     (Cap::AwayNotify, "away-notify"),
     (Cap::Sasl, "sasl"),
-    (Cap::ChatHistory, "draft/chathistory"),
 ];
 
 /// The first CAP version that lists values and implies cap-notify.

@@ -16,8 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::deliver::View;
-use super::message::{self, Message};
+use super::message;
 use super::session::Session;
 use crate::guard::pacing::Cursor;
 use crate::hub::{DirectQueue, Hub};
@@ -51,11 +50,11 @@ pub async fn serve(
 pub(super) struct Feed {
     pub(super) room: Arc<Room>,
     pub(super) label: String,
-    events: broadcast::Receiver<Event>,
+    pub(super) events: broadcast::Receiver<Event>,
     /// Events before this one predate the join.
-    since: u64,
+    pub(super) since: u64,
     /// Counts this reader for pacing the room's senders.
-    cursor: Cursor,
+    pub(super) cursor: Cursor,
 }
 
 impl Feed {
@@ -87,7 +86,6 @@ async fn connection(
         input: BytesMut::new(),
         discarding: false,
         held: std::collections::VecDeque::new(),
-        view: View::default(),
     };
     let end = conn.run(&shutdown).await;
     conn.finish(end).await;
@@ -122,7 +120,6 @@ struct Conn {
     discarding: bool,
     /// Lines waiting for flood control to let them through.
     held: std::collections::VecDeque<BytesMut>,
-    view: View,
 }
 
 impl Conn {
@@ -155,20 +152,11 @@ impl Conn {
                 },
                 _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {}
                 item = self.direct.pop() => match item {
-                    Ok(Direct::Reply(reply)) => {
-                        let nick = self.session.nick();
-                        let text = String::from_utf8_lossy(&reply).into_owned();
-                        for line in text.lines() {
-                            if let Some(m) = super::deliver::reply(line, &nick, self.session.caps()) {
-                                self.session.send(m);
-                            }
-                        }
-                        self.direct.written(reply.len());
-                    }
+                    Ok(Direct::Reply(reply)) => self.session.reply(&reply),
                     Ok(Direct::Switch(_)) => {}
                     Err(_) => return End::TooSlow,
                 },
-                (at, event) = event => self.deliver(at, event),
+                (at, event) = event => self.session.deliver(at, event),
                 control = recv_control(&mut controls) => match control {
                     Some(control) => self.session.control(control),
                     None => controls = None,
@@ -240,60 +228,11 @@ impl Conn {
                 Err(message::ParseError::Empty) => {}
                 Err(e) => self.session.bad_line(&e.to_string()),
             }
-            self.drain_replies();
             if let Some(end) = self.session.ended() {
                 return Some(end_of(end));
             }
         }
         None
-    }
-
-    /// Takes the member's replies already queued, so they come before what the session says next.
-    fn drain_replies(&mut self) {
-        while let Ok(Some(item)) = self.direct.try_pop() {
-            if let Direct::Reply(reply) = item {
-                let nick = self.session.nick();
-                let text = String::from_utf8_lossy(&reply).into_owned();
-                for line in text.lines() {
-                    if let Some(m) = super::deliver::reply(line, &nick, self.session.caps()) {
-                        self.session.send(m);
-                    }
-                }
-                self.direct.written(reply.len());
-            }
-        }
-    }
-
-    fn deliver(&mut self, at: usize, event: Result<Event, broadcast::error::RecvError>) {
-        let Some(feed) = self.session.feeds.get_mut(at) else {
-            return;
-        };
-        match event {
-            Ok(event) => {
-                if event.seq < feed.since {
-                    return;
-                }
-                feed.cursor.advance(event.seq + 1);
-                let label = feed.label.clone();
-                let me = self.session.id();
-                for m in self.view.event(&event, &label, me, self.session.caps()) {
-                    self.session.send(m);
-                }
-            }
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                let label = feed.label.clone();
-                let nick = self.session.nick();
-                self.session.send(
-                    Message::new("NOTICE")
-                        .source("chatd")
-                        .param(nick)
-                        .param(format!("you missed {missed} messages in {label}")),
-                );
-            }
-            Err(broadcast::error::RecvError::Closed) => {
-                self.session.feeds.remove(at);
-            }
-        }
     }
 
     /// Writes what the session has to say; false when the client does not take it in time.

@@ -28,6 +28,9 @@ impl Session {
                 let key = RoomName::parse(target).map(|n| n.key).unwrap_or_default();
                 if self.feeds.iter().any(|f| f.room.name().key == key) {
                     self.run_in(&key, &line);
+                    if self.caps.has(Cap::EchoMessage) {
+                        self.catch_up(&key, command);
+                    }
                 } else if !notice {
                     self.numeric(Numeric::CannotSendToChan {
                         channel: target,

@@ -5,6 +5,8 @@
 
 mod channels;
 mod chat;
+mod feed;
+mod history;
 mod queries;
 
 use std::net::SocketAddr;
@@ -14,8 +16,9 @@ use tokio::time::Instant;
 
 use super::cap::{Cap, Caps};
 use super::connection::Feed;
-use super::deliver::{mask, stamp};
+use super::deliver::{mask, stamp, View};
 use super::isupport;
+use super::label;
 use super::message::Message;
 use super::nick::{name_from_nick, nick_from_name};
 use super::numeric::Numeric;
@@ -63,7 +66,13 @@ pub struct Session {
     away: Option<String>,
     /// The rooms this client sits in.
     pub(super) feeds: Vec<Feed>,
+    /// What the client has been told of its rooms (to tell it each quit and rename once).
+    view: View,
     out: Vec<u8>,
+    /// A labeled command's answer, gathered until it is complete (see [`Session::handle`]).
+    answer: Option<Vec<Message>>,
+    /// Batches opened so far (their ids).
+    batches: u64,
     ended: Option<Ended>,
     /// When the member last said something (for the idle timeout).
     last_active: Instant,
@@ -92,7 +101,10 @@ impl Session {
             held_until: None,
             away: None,
             feeds: Vec::new(),
+            view: View::default(),
             out: Vec::new(),
+            answer: None,
+            batches: 0,
             ended: None,
             last_active: Instant::now(),
         }
@@ -101,11 +113,6 @@ impl Session {
     /// The server's name in IRC messages: `--name` (irctest and clients expect a host-like name).
     fn server(&self) -> Arc<str> {
         Arc::from(self.hub.config().name.as_str())
-    }
-
-    /// The capabilities the client enabled.
-    pub fn caps(&self) -> &Caps {
-        &self.caps
     }
 
     /// The member's id (0 before registration).
@@ -177,7 +184,16 @@ impl Session {
 
     /// Queues `message` for the client.
     pub fn send(&mut self, message: Message) {
-        self.out.extend_from_slice(message.line().as_bytes());
+        match &mut self.answer {
+            Some(answer) => answer.push(message),
+            None => self.out.extend_from_slice(message.line().as_bytes()),
+        }
+    }
+
+    /// A fresh batch id for this connection.
+    pub(super) fn batch_id(&mut self) -> String {
+        self.batches += 1;
+        format!("b{}", self.batches)
     }
 
     /// Everything queued for the client since the last call.
@@ -261,8 +277,30 @@ impl Session {
         }
     }
 
-    /// Handles one message from the client.
+    /// Handles one message from the client, and takes the member's replies it caused. With
+    /// labeled-response, everything the command caused (its numerics, the member's replies, the
+    /// echo) is gathered here and sent as the label's answer: one place for every command.
     pub fn handle(&mut self, msg: Message) {
+        let label = msg
+            .tag_value("label")
+            .filter(|l| !l.is_empty() && self.caps.has(Cap::LabeledResponse))
+            .map(str::to_string);
+        let Some(label) = label else {
+            self.dispatch(msg);
+            self.drain_replies();
+            return;
+        };
+        self.answer = Some(Vec::new());
+        self.dispatch(msg);
+        self.drain_replies();
+        let answer = self.answer.take().unwrap_or_default();
+        let id = self.batch_id();
+        for m in label::labeled(&label, answer, &self.server(), &id) {
+            self.send(m);
+        }
+    }
+
+    fn dispatch(&mut self, msg: Message) {
         let command = msg.command.to_ascii_uppercase();
         let p = msg.params;
         match command.as_str() {
@@ -330,6 +368,7 @@ impl Session {
                     self.numeric(Numeric::UnAway {});
                 }
             }
+            "CHATHISTORY" => self.chathistory(&p),
             "MOTD" => self.motd(),
             "LUSERS" => self.lusers(),
             _ => self.numeric(Numeric::UnknownCommand { command: &command }),
@@ -474,7 +513,7 @@ impl Session {
             max_channels: config.max_rooms_per_member,
             max_targets: MAX_TARGETS,
             max_join_targets: MAX_TARGETS,
-            chathistory_max: 0,
+            chathistory_max: self.chathistory_max(),
             bot_mode: None,
         };
         for line in isupport::lines(&settings, &self.server(), &nick) {

@@ -56,6 +56,11 @@ impl Session {
                 }
                 continue;
             }
+            let own = self.member.as_ref().map(|m| crate::names::key(m.name()));
+            if own == Some(crate::names::key(&name)) {
+                self.to_self(command, text);
+                continue;
+            }
             let Some(member) = self.member() else { return };
             let input = Input::Command(Command::Msg {
                 to: name,
@@ -64,6 +69,27 @@ impl Session {
             if member.handle(input) == Flow::Quit {
                 self.ended = Some(Ended::Quit);
             }
+            self.drain_replies_as(Some(command));
         }
+    }
+
+    /// A message to oneself (chatd's `/msg` refuses it, IRC delivers it): the delivery, and with
+    /// echo-message the echo, which alone is the command's answer (and carries its label).
+    fn to_self(&mut self, command: &str, text: &str) {
+        let nick = self.nick();
+        let me = self.member.as_ref().map_or(String::new(), |m| m.name().to_string());
+        let message = stamp(
+            Message::new(command)
+                .source(&mask(&me))
+                .param(nick.as_str())
+                .param(text),
+            &self.caps,
+            None,
+        );
+        if self.caps.has(Cap::EchoMessage) {
+            self.send(message.clone());
+        }
+        // The delivery is not an answer to the command: it bypasses the labeled answer.
+        self.out.extend_from_slice(message.line().as_bytes());
     }
 }

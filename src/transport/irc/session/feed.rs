@@ -11,10 +11,20 @@ use crate::room::Event;
 impl Session {
     /// One reply chatd made for the member, as IRC.
     pub fn reply(&mut self, reply: &[u8]) {
+        self.reply_as(reply, None);
+    }
+
+    /// Like [`Session::reply`]; the echo of the member's own private message goes out as
+    /// `echo_as` when given (a NOTICE's echo is a NOTICE).
+    fn reply_as(&mut self, reply: &[u8], echo_as: Option<&str>) {
         let nick = self.nick();
         let text = String::from_utf8_lossy(reply).into_owned();
         for line in text.lines() {
-            if let Some(m) = crate::transport::irc::deliver::reply(line, &nick, &self.caps) {
+            let own = line.starts_with("[private to ");
+            if let Some(mut m) = crate::transport::irc::deliver::reply(line, &nick, &self.caps) {
+                if let Some(command) = echo_as.filter(|_| own) {
+                    m.command = command.to_string();
+                }
                 self.send(m);
             }
         }
@@ -23,9 +33,14 @@ impl Session {
 
     /// Takes the member's replies already queued, so they come before what the session says next.
     pub fn drain_replies(&mut self) {
+        self.drain_replies_as(None);
+    }
+
+    /// Like [`Session::drain_replies`], with [`Session::reply_as`]'s `echo_as`.
+    pub(super) fn drain_replies_as(&mut self, echo_as: Option<&str>) {
         while let Ok(Some(item)) = self.direct.try_pop() {
             if let Direct::Reply(reply) = item {
-                self.reply(&reply);
+                self.reply_as(&reply, echo_as);
             }
         }
     }

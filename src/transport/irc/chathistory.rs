@@ -5,8 +5,8 @@
 use std::time::{Duration, SystemTime};
 
 use super::message::Message;
-use crate::store::history::HistoryLine;
 use super::numeric::{standard_reply, Standard};
+use crate::store::history::HistoryLine;
 
 /// A point in a room's history.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -114,7 +114,9 @@ pub fn parse(raw: &[u8]) -> Result<Message, ParseError> {
     // Letters, and underscores after the first (a client's unknown `FOO_BAR` is still a command,
     // answered with ERR_UNKNOWNCOMMAND and its label).
     let word = command.starts_with(|c: char| c.is_ascii_alphabetic())
-        && command.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_');
+        && command
+            .bytes()
+            .all(|b| b.is_ascii_alphabetic() || b == b'_');
     if !numeric && !word {
         return Err(ParseError::BadCommand(command.to_string()));
     }

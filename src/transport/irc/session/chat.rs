@@ -77,7 +77,10 @@ impl Session {
     /// echo-message the echo, which alone is the command's answer (and carries its label).
     fn to_self(&mut self, command: &str, text: &str) {
         let nick = self.nick();
-        let me = self.member.as_ref().map_or(String::new(), |m| m.name().to_string());
+        let me = self
+            .member
+            .as_ref()
+            .map_or(String::new(), |m| m.name().to_string());
         let message = stamp(
             Message::new(command)
                 .source(&mask(&me))

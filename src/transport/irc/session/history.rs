@@ -85,16 +85,8 @@ impl Session {
 
     /// `CHATHISTORY TARGETS`: the client's channels with lines between two times, the most
     /// recently active last.
-    fn targets(
-        &mut self,
-        from: std::time::SystemTime,
-        to: std::time::SystemTime,
-        limit: usize,
-    ) {
-        let (from, to) = (
-            chathistory::unix_millis(from),
-            chathistory::unix_millis(to),
-        );
+    fn targets(&mut self, from: std::time::SystemTime, to: std::time::SystemTime, limit: usize) {
+        let (from, to) = (chathistory::unix_millis(from), chathistory::unix_millis(to));
         let (low, high) = (from.min(to), from.max(to));
         let mut active: Vec<(i64, String)> = self
             .feeds

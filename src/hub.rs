@@ -163,6 +163,8 @@ pub struct Target {
     /// The rooms it is in: one for line-protocol and web members, any number (even none) for IRC
     /// members.
     pub rooms: Vec<Arc<Room>>,
+    /// Its user name, real name and away message.
+    pub about: About,
 }
 
 impl Target {
@@ -194,6 +196,18 @@ pub struct Seat {
     /// Held to give the `--max-clients` slot back when the member goes.
     pub slot: Slot,
 }
+
+/// A member that left, as WHOWAS tells of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Departed {
+    /// Its last name.
+    pub name: String,
+    /// What it said about itself.
+    pub about: About,
+}
+
+/// Most departed members remembered for WHOWAS.
+const DEPARTED: usize = 256;
 
 /// A member the hub admitted (see [`Hub::join_roomless`]).
 pub struct Admitted {
@@ -230,6 +244,25 @@ struct Entry {
     /// The account (by key) the member is logged in to.
     account: Option<String>,
     control: ControlTx,
+    /// What IRC shows of it beside its name.
+    about: About,
+}
+
+/// What a member says about itself beside its name: IRC's user name, real name and away
+/// message (line members get their transport and name).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct About {
+    /// IRC's user name (`USER`), or the transport for other members.
+    pub user: String,
+    /// IRC's real name (`USER`'s last parameter), or the name for other members.
+    pub realname: String,
+    /// Its away message, while it is away.
+    pub away: Option<String>,
+    /// When it connected (Unix seconds).
+    pub since: i64,
+    /// IRC's user mode `+i`: left out of WHO masks and WHOIS channels for those who share no
+    /// room with it.
+    pub invisible: bool,
 }
 
 impl Entry {
@@ -259,6 +292,7 @@ impl Entry {
             outbox: self.outbox.clone(),
             control: self.control.clone(),
             rooms: self.rooms.clone(),
+            about: self.about.clone(),
         }
     }
 
@@ -309,6 +343,8 @@ struct Registry {
     /// Open rooms by lower-cased name; the lobby is always here.
     rooms: HashMap<String, RoomEntry>,
     next_id: MemberId,
+    /// The last members to leave, oldest first (bounded by [`DEPARTED`]).
+    departed: std::collections::VecDeque<Departed>,
     /// Number of the next `guest-N` name.
     next_guest: u64,
     /// What ends guest names (`--cluster`: `.NODE`, so they are unique cluster-wide).
@@ -708,6 +744,13 @@ impl Hub {
                     rooms: room.into_iter().cloned().collect(),
                     account: None,
                     control,
+                    about: About {
+                        user: transport.as_str().to_string(),
+                        realname: name.clone(),
+                        away: None,
+                        since: now_ms() / 1000,
+                        invisible: false,
+                    },
                 },
             );
             let in_room = room.map(|room| {
@@ -987,6 +1030,13 @@ impl Hub {
                     room.member_left(id);
                     held.push(registry.vacate(room));
                 }
+                if registry.departed.len() >= DEPARTED {
+                    registry.departed.pop_front();
+                }
+                registry.departed.push_back(Departed {
+                    name: entry.name.clone(),
+                    about: entry.about.clone(),
+                });
                 if let Some(cluster) = self.cluster() {
                     cluster.left(id);
                 }
@@ -1090,6 +1140,25 @@ impl Hub {
         if let Some(entry) = self.registry().members.get_mut(&id) {
             entry.account = account;
         }
+    }
+
+    /// Sets what member `id` says about itself (IRC's `USER`, `AWAY`).
+    pub fn set_about(&self, id: MemberId, change: impl FnOnce(&mut About)) {
+        if let Some(entry) = self.registry().members.get_mut(&id) {
+            change(&mut entry.about);
+        }
+    }
+
+    /// Members who left lately, newest first, whose name matches `key` ([`names::key`]): IRC's
+    /// WHOWAS.
+    pub fn departed(&self, key: &str) -> Vec<Departed> {
+        self.registry()
+            .departed
+            .iter()
+            .rev()
+            .filter(|d| names::key(&d.name) == key)
+            .cloned()
+            .collect()
     }
 
     /// The rooms member `id` is in.

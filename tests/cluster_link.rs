@@ -7,6 +7,7 @@ mod nats;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::{start_server, TcpClient};
 use nats::Nats;
@@ -177,4 +178,152 @@ async fn nats_restarted_under_a_steady_stream_of_lines_loses_nothing_locally_and
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
+}
+
+/// Where the tests' members connect from, unless they need another address.
+const LOCAL: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+/// How long a cluster whose NATS lost its store may take to take names again.
+const REMADE_WITHIN: Duration = Duration::from_secs(20);
+
+#[tokio::test]
+async fn names_work_again_soon_after_nats_lost_its_store() {
+    let mut nats = Nats::start("lost-store").await;
+    let cheap = "--argon2-memory 64 --argon2-passes 1";
+    let a = start_server(&format!("{} {cheap}", nats.flags("a"))).await;
+    let b = start_server(&format!("{} {cheap}", nats.flags("b"))).await;
+    // An account registered before the loss, known to both nodes.
+    nats.account(a.tcp, "cora", LOCAL).await;
+    let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
+    let mut bob = TcpClient::connect(b.tcp).await;
+    ann.expect(&format!("* {} joined", bob.name)).await;
+    bob.send("/nick bob").await;
+    bob.expect("* you are now known as bob").await;
+    ann.expect(&format!("* {} is now known as bob", bob.name))
+        .await;
+
+    // Back on the same port with an empty store dir: the names bucket is gone with every claim.
+    nats.restart_empty().await;
+    ann.expect("* cluster link restored").await;
+    bob.expect("* cluster link restored").await;
+    let lost = Instant::now();
+    loop {
+        bob.send("/nick robert").await;
+        let line = loop {
+            let line = bob.recv().await;
+            if line.starts_with("* you are now known as") || line.starts_with("! ") {
+                break line;
+            }
+        };
+        if line == "* you are now known as robert" {
+            break;
+        }
+        assert!(
+            lost.elapsed() < REMADE_WITHIN,
+            "/nick still refused after {:?}: {line}",
+            lost.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    ann.expect("* bob is now known as robert").await;
+    // A login claims its name too. The account reached b through its watch of the bucket before
+    // the loss, a moment after it was stored: b is asked again if it did not know it yet.
+    let mut back = TcpClient::connect(b.tcp).await;
+    let mut answer = String::new();
+    for _ in 0..3 {
+        back.send("/login cora pw-cora").await;
+        let line = loop {
+            let line = back.recv().await;
+            if line.starts_with("* you are logged in as") || line.starts_with("! ") {
+                break line;
+            }
+        };
+        answer = line;
+        if answer != "! wrong name or password" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(answer, "* you are logged in as cora");
+    nats.claimed("cora").await;
+    // An account registered now reaches the state bucket, made again, and so the other node.
+    nats.account(a.tcp, "dora", LOCAL).await;
+    back.send("/login dora pw-dora").await;
+    back.expect("* you are logged in as dora").await;
+    // The names held before are claimed again in the new bucket, so they stay their holders'
+    // cluster-wide; the one given up is free.
+    tokio::time::timeout(REMADE_WITHIN, nats.claimed("ann"))
+        .await
+        .expect("ann's name claimed again in time");
+    nats.claimed("robert").await;
+    ann.send("/nick bob").await;
+    ann.expect("* you are now known as bob").await;
+    bob.expect("* ann is now known as bob").await;
+}
+
+#[tokio::test]
+async fn state_set_after_nats_lost_its_store_reaches_the_other_node() {
+    let mut nats = Nats::start("lost-state").await;
+    let a = start_server(&nats.flags("a")).await;
+    let b = start_server(&nats.flags("b")).await;
+    // ann opens #den on a, so operates it; vic sits in it on b, from another address.
+    let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
+    ann.send("/join #den").await;
+    ann.expect("* you are in #den with 0 others").await;
+    let elsewhere = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+    let mut vic = TcpClient::connect_from(b.tcp, elsewhere).await;
+    // b has heard that ann is in #den before vic opens the room there (else vic operates it on b).
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        assert!(tries < 50, "b never heard that ann is in #den");
+        vic.send("/rooms").await;
+        let header = loop {
+            let line = vic.recv().await;
+            if line.starts_with("* ") && (line.ends_with(" rooms:") || line.ends_with(" room:")) {
+                break line;
+            }
+        };
+        let count: usize = header[2..]
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("a room count");
+        let mut listed = Vec::new();
+        for _ in 0..count {
+            listed.push(vic.recv().await);
+        }
+        if listed.iter().any(|l| l == "*   #den (1 member)") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    vic.send("/join #den").await;
+    vic.expect_match(|l| l.starts_with("* you are in #den"))
+        .await;
+    ann.expect(&format!("* {} joined #den", vic.name)).await;
+
+    nats.restart_empty().await;
+    ann.expect("* cluster link restored").await;
+    vic.expect("* cluster link restored").await;
+    // A room ban goes to the state bucket, made again, and b's watch of it applies it.
+    ann.send("/ban 127.0.0.2 1h").await;
+    ann.expect("* address 127.0.0.2 is banned from #den for 1h")
+        .await;
+    let mut seen = Vec::new();
+    let banned = tokio::time::timeout(REMADE_WITHIN, async {
+        while let Some(line) = vic.recv_line().await {
+            if line == "! you are banned from #den" {
+                return true;
+            }
+            seen.push(line);
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        banned,
+        Ok(true),
+        "b never applied the ban set after the loss; vic got {seen:?}"
+    );
 }

@@ -17,25 +17,6 @@ async fn node(nats: &Nats, name: &str) -> TestServer {
     start_server(&format!("{} {FLAGS}", nats.flags(name))).await
 }
 
-/// Registers `name` on `server` and leaves, waiting until the name is free again.
-async fn account(nats: &Nats, server: &TestServer, name: &str, from: IpAddr) {
-    let mut owner = TcpClient::connect_from(server.tcp, from).await;
-    owner.send(&format!("/nick {name}")).await;
-    owner
-        .expect(&format!("* you are now known as {name}"))
-        .await;
-    owner.send(&format!("/register pw-{name}")).await;
-    owner
-        .expect(&format!(
-            "* {name} is registered to you; next time: /login {name} PASSWORD"
-        ))
-        .await;
-    owner.send("/quit").await;
-    owner.expect_closed().await;
-    nats.stored(name).await;
-    nats.released(name).await;
-}
-
 /// The next line that is one of `answers`.
 async fn answer(client: &mut TcpClient, answers: &[&str]) -> String {
     for _ in 0..1000 {
@@ -69,7 +50,8 @@ async fn a_login_held_on_one_node_is_refused_on_another_until_its_holder_quits()
     let nats = Nats::start("login-held").await;
     let a = node(&nats, "a").await;
     let b = node(&nats, "b").await;
-    account(&nats, &a, "alice", IpAddr::from([127, 0, 0, 1])).await;
+    nats.account(a.tcp, "alice", IpAddr::from([127, 0, 0, 1]))
+        .await;
     let mut first = TcpClient::connect(a.tcp).await;
     assert_eq!(
         login(&mut first, "alice").await,
@@ -137,7 +119,8 @@ async fn a_login_gives_back_the_nick_it_replaces() {
     let nats = Nats::start("login-nick-back").await;
     let a = node(&nats, "a").await;
     let b = node(&nats, "b").await;
-    account(&nats, &a, "erin", IpAddr::from([127, 0, 0, 1])).await;
+    nats.account(a.tcp, "erin", IpAddr::from([127, 0, 0, 1]))
+        .await;
     let mut erin = TcpClient::with_nick(a.tcp, "frank").await;
     assert_eq!(
         login(&mut erin, "erin").await,
@@ -158,7 +141,8 @@ async fn two_nodes_logging_in_to_one_account_at_once_exactly_one_wins() {
     // Each member from its own address: password attempts are limited per address.
     for round in 0..ROUNDS {
         let name = format!("racer{round}");
-        account(&nats, &a, &name, IpAddr::from([127, 0, 1, round])).await;
+        nats.account(a.tcp, &name, IpAddr::from([127, 0, 1, round]))
+            .await;
     }
     for round in 0..ROUNDS {
         let name = format!("racer{round}");
@@ -183,7 +167,8 @@ async fn an_unregistered_name_stays_with_its_member_until_it_changes_name() {
     let nats = Nats::start("login-unregister").await;
     let a = node(&nats, "a").await;
     let b = node(&nats, "b").await;
-    account(&nats, &a, "gina", IpAddr::from([127, 0, 0, 1])).await;
+    nats.account(a.tcp, "gina", IpAddr::from([127, 0, 0, 1]))
+        .await;
     let mut gina = TcpClient::connect(a.tcp).await;
     assert_eq!(
         login(&mut gina, "gina").await,
@@ -206,7 +191,8 @@ async fn an_unregistered_name_stays_with_its_member_until_it_changes_name() {
 async fn a_login_while_nats_is_down_is_refused_and_works_once_it_is_back() {
     let mut nats = Nats::start("login-down").await;
     let a = node(&nats, "a").await;
-    account(&nats, &a, "hana", IpAddr::from([127, 0, 0, 1])).await;
+    nats.account(a.tcp, "hana", IpAddr::from([127, 0, 0, 1]))
+        .await;
     let mut hana = TcpClient::connect(a.tcp).await;
     let guest = hana.name.clone();
     nats.kill().await;

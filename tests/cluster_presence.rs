@@ -191,3 +191,88 @@ async fn a_node_killed_with_sigkill_is_noticed_in_time_and_its_names_are_free() 
     watcher.send("/who").await;
     watcher.expect("* 1 here:").await;
 }
+
+/// Members node b holds in the lost-node test: enough to be well over `--announce-max` there,
+/// modest for a loaded 2-core machine.
+const CROWD: usize = 300;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_node_with_a_crowd_is_one_summary_line_and_chat_carries_on() {
+    let nats = Nats::start("crowd").await;
+    let a = start_server(&format!("{} --announce-max 100", nats.flags("a"))).await;
+    let url = nats.url();
+    let (mut b, b_tcp, _) = spawn_chatd(
+        &[
+            "--cluster",
+            &url,
+            "--node",
+            "b",
+            "--announce-max",
+            "100",
+            "--max-clients",
+            "1000",
+        ],
+        None,
+    )
+    .await;
+    let mut reader = TcpClient::with_nick(a.tcp, "reader").await;
+    let mut amy = TcpClient::with_nick(a.tcp, "amy").await;
+    // Ten members from each of 30 loopback addresses, within every per-address limit.
+    let mut crowd = Vec::with_capacity(CROWD);
+    for batch in 0..CROWD / 10 {
+        let from = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 1, batch as u8 + 1));
+        let joins = (0..10).map(|_| TcpClient::connect_from(b_tcp, from));
+        crowd.extend(futures::future::join_all(joins).await);
+    }
+    // b's last member is known on a: one more line from a member of b arrives after its join.
+    let last = crowd.last_mut().expect("a crowd");
+    last.send("all here").await;
+    let joined = reader.expect(&format!("<{}> all here", last.name)).await;
+    assert!(
+        joined.len() <= 101,
+        "joins are announced up to --announce-max only: {} lines",
+        joined.len()
+    );
+    b.start_kill().expect("kill -9 node b");
+    // The loss, once b has been silent for the timeout: one line, not one per member.
+    let wanted = format!("* {CROWD} members left with node b (node lost)");
+    let mut before = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let line = tokio::time::timeout_at(deadline, reader.recv_line())
+            .await
+            .unwrap_or_else(|_| {
+                let leaves = before
+                    .iter()
+                    .filter(|l: &&String| l.contains(" left"))
+                    .count();
+                panic!("no summary line in time; {leaves} leave lines instead")
+            })
+            .expect("reader still connected");
+        if line == wanted {
+            break;
+        }
+        before.push(line);
+        assert!(
+            before.len() < 10 * CROWD,
+            "no summary line among {} lines, {} of them leaves",
+            before.len(),
+            before.iter().filter(|l| l.contains(" left")).count()
+        );
+    }
+    let unwanted: Vec<&String> = before
+        .iter()
+        .filter(|l| l.contains(" left") || l.contains("missed"))
+        .collect();
+    assert!(
+        unwanted.is_empty(),
+        "{} lines: {unwanted:?}",
+        unwanted.len()
+    );
+    // Chat said afterwards arrives, with nothing lost or left over between.
+    amy.send("still here").await;
+    let between = reader.expect("<amy> still here").await;
+    assert!(between.is_empty(), "{between:?}");
+    reader.send("/who").await;
+    reader.expect("* 2 here:").await;
+}

@@ -32,7 +32,9 @@ const CATCH_UP_WAIT: Duration = Duration::from_secs(3);
 /// Pause before watching again after the watch failed.
 const RETRY: Duration = Duration::from_millis(500);
 
-async fn open(js: &jetstream::Context, bucket: &str) -> Result<kv::Store, String> {
+/// Makes the bucket's stream unless it is there and opens the bucket; also returns when the
+/// stream was made (another value later: NATS lost it and it was made again).
+async fn open(js: &jetstream::Context, bucket: &str) -> Result<(kv::Store, i128), String> {
     // Made by hand, as the names bucket is: async-nats' `create_key_value` cannot read nats-server
     // 2.9's answer about account limits.
     let config = jetstream::stream::Config {
@@ -46,17 +48,7 @@ async fn open(js: &jetstream::Context, bucket: &str) -> Result<kv::Store, String
         num_replicas: 1,
         ..Default::default()
     };
-    let made = async {
-        js.get_or_create_stream(config)
-            .await
-            .map_err(|e| e.to_string())?;
-        js.get_key_value(bucket.to_string())
-            .await
-            .map_err(|e| e.to_string())
-    };
-    tokio::time::timeout(KV_WAIT, made)
-        .await
-        .map_err(|_| "timed out".to_string())?
+    super::recovery::make_bucket(js, bucket, config, KV_WAIT).await
 }
 
 /// Opens the bucket, hands the store and the accounts their way out to it, and starts the writer
@@ -65,8 +57,8 @@ async fn open(js: &jetstream::Context, bucket: &str) -> Result<kv::Store, String
 pub async fn start(bridge: &Bridge, hub: &Hub, token: &CancellationToken, tracker: &TaskTracker) {
     let js = jetstream::new(bridge.inner.client.clone());
     let name = bridge.inner.subjects.meta_bucket();
-    let store = match open(&js, &name).await {
-        Ok(store) => store,
+    let (store, made) = match open(&js, &name).await {
+        Ok(opened) => opened,
         Err(e) => {
             tracing::error!(bucket = %name, error = %e, "cluster state bucket not reachable; accounts and bans stay on this node");
             return;
@@ -90,7 +82,7 @@ pub async fn start(bridge: &Bridge, hub: &Hub, token: &CancellationToken, tracke
         }),
     );
     let stop = token.clone();
-    let writer = write(store.clone(), rx);
+    let writer = write(js.clone(), name.clone(), store.clone(), rx);
     tracker.spawn(async move {
         tokio::select! {
             _ = stop.cancelled() => {}
@@ -105,7 +97,14 @@ pub async fn start(bridge: &Bridge, hub: &Hub, token: &CancellationToken, tracke
             .map_or(true, |s| s.info.state.messages == 0),
     );
     let stop = token.clone();
-    let watcher = watch(store, hub.clone(), read_tx);
+    let watched = Watched {
+        js,
+        bucket: name.clone(),
+        store,
+        made,
+        ups: bridge.link_ups(),
+    };
+    let watcher = watch(watched, hub.clone(), read_tx);
     tracker.spawn(async move {
         tokio::select! {
             _ = stop.cancelled() => {}
@@ -120,17 +119,23 @@ pub async fn start(bridge: &Bridge, hub: &Hub, token: &CancellationToken, tracke
     }
 }
 
-async fn write(store: kv::Store, mut rx: mpsc::Receiver<(String, Option<String>)>) {
+/// Writes changes to the bucket in order. A write NATS answers with an error may have found the
+/// bucket gone (NATS lost its store): the bucket is opened again, which makes it again, and the
+/// write gets one more try.
+async fn write(
+    js: jetstream::Context,
+    bucket: String,
+    mut store: kv::Store,
+    mut rx: mpsc::Receiver<(String, Option<String>)>,
+) {
     while let Some((key, value)) = rx.recv().await {
-        let kv_key = token(&key);
-        let done = match value {
-            Some(value) => tokio::time::timeout(KV_WAIT, store.put(kv_key, Bytes::from(value)))
-                .await
-                .map(|r| r.map(drop).map_err(|e| e.to_string())),
-            None => tokio::time::timeout(KV_WAIT, store.delete(kv_key))
-                .await
-                .map(|r| r.map_err(|e| e.to_string())),
-        };
+        let mut done = put(&store, &key, value.as_deref()).await;
+        if matches!(done, Ok(Err(_))) {
+            if let Ok((opened, _)) = open(&js, &bucket).await {
+                store = opened;
+                done = put(&store, &key, value.as_deref()).await;
+            }
+        }
         match done {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(%key, error = %e, "cluster state not written"),
@@ -139,34 +144,89 @@ async fn write(store: kv::Store, mut rx: mpsc::Receiver<(String, Option<String>)
     }
 }
 
+/// One write: `value` under `key`, or its deletion.
+async fn put(
+    store: &kv::Store,
+    key: &str,
+    value: Option<&str>,
+) -> Result<Result<(), String>, tokio::time::error::Elapsed> {
+    let kv_key = token(key);
+    match value {
+        Some(value) => {
+            let put = store.put(kv_key, Bytes::from(value.to_string()));
+            tokio::time::timeout(KV_WAIT, put)
+                .await
+                .map(|r| r.map(drop).map_err(|e| e.to_string()))
+        }
+        None => tokio::time::timeout(KV_WAIT, store.delete(kv_key))
+            .await
+            .map(|r| r.map_err(|e| e.to_string())),
+    }
+}
+
+/// Where the watcher reads from, and how it learns the bucket was made again.
+struct Watched {
+    js: jetstream::Context,
+    bucket: String,
+    store: kv::Store,
+    /// When the bucket's stream was made.
+    made: i128,
+    /// Changes each time the link comes up.
+    ups: tokio::sync::watch::Receiver<u64>,
+}
+
+impl Watched {
+    /// Opens the bucket again (making it if NATS lost it); true if it was made again since it
+    /// was last opened.
+    async fn reopen(&mut self) -> bool {
+        let Ok((store, made)) = open(&self.js, &self.bucket).await else {
+            return false;
+        };
+        self.store = store;
+        std::mem::replace(&mut self.made, made) != made
+    }
+}
+
 /// Applies every change to the bucket, from what it holds now on; `read` turns true once what it
-/// held at the start has been applied.
-async fn watch(store: kv::Store, hub: Hub, read: tokio::sync::watch::Sender<bool>) {
+/// held at the start has been applied. A bucket NATS lost is watched again from its start once
+/// it is made again (a watch would go on from where the lost one was, skipping the new values).
+async fn watch(mut at: Watched, hub: Hub, read: tokio::sync::watch::Sender<bool>) {
     let mut warnings = super::outage::Throttle::default();
+    let mut ups_open = true;
     loop {
-        match store.watch_with_history(">").await {
-            Ok(mut entries) => {
-                while let Some(entry) = entries.next().await {
-                    match entry {
-                        Ok(entry) => {
+        match at.store.watch_with_history(">").await {
+            Ok(mut entries) => loop {
+                tokio::select! {
+                    entry = entries.next() => match entry {
+                        Some(Ok(entry)) => {
                             apply(&hub, &entry);
                             if entry.delta == 0 || entry.seen_current {
                                 read.send_replace(true);
                             }
                         }
-                        Err(e) => {
+                        Some(Err(e)) => {
                             tracing::warn!(error = %e, "cluster state watch failed");
+                            break;
+                        }
+                        None => break,
+                    },
+                    up = at.ups.changed(), if ups_open => {
+                        ups_open = up.is_ok();
+                        if ups_open && at.reopen().await {
+                            tracing::warn!(bucket = %at.bucket, "cluster state bucket was lost (NATS lost its store) and is made again; watching it from its start");
                             break;
                         }
                     }
                 }
-            }
+            },
             Err(e) if warnings.allow(std::time::Instant::now()) => {
                 tracing::warn!(error = %e, "cluster state not watched; retrying")
             }
             Err(e) => tracing::debug!(error = %e, "cluster state not watched; retrying"),
         }
         tokio::time::sleep(RETRY).await;
+        // The watch failed: the bucket may be gone (NATS lost its store), and opening makes it.
+        at.reopen().await;
     }
 }
 

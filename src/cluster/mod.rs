@@ -8,6 +8,8 @@
 //! - [`link`]: the NATS connection and its events.
 //! - [`names`]: names claimed cluster-wide in a JetStream key-value bucket.
 //! - [`relay`]: the tasks: room relays, the publisher, the subscribers.
+//! - [`announce`]: what rooms hear when another node's members leave or come in a batch.
+//! - [`recovery`]: buckets and names made again when NATS lost its store.
 //! - [`roster`]: a node's whole member list, asked for and answered in parts.
 //! - [`history`]: room history in a JetStream stream, read back into every node's mirror.
 //! - [`meta`]: accounts, bans and room state in a JetStream key-value bucket, watched.
@@ -17,6 +19,7 @@
 //! which the relay skips, so nothing is published twice. Nothing here runs without `--cluster`:
 //! the hub holds an `Option<Bridge>` looked at on joins, leaves, renames and room openings only.
 
+pub mod announce;
 pub mod config;
 pub mod history;
 pub mod link;
@@ -25,6 +28,7 @@ pub mod moderation;
 pub mod names;
 pub mod outage;
 pub mod presence;
+mod recovery;
 pub mod relay;
 pub mod room_relay;
 pub mod roster;
@@ -124,6 +128,8 @@ struct Inner {
     /// Claims to give back, for the names task.
     releases: mpsc::Sender<(String, u64)>,
     history: history::Queue,
+    /// Counts the link's comings up (for the tasks that act on each reconnection).
+    ups: tokio::sync::watch::Sender<u64>,
 }
 
 impl Inner {
@@ -197,6 +203,7 @@ impl Bridge {
                 timeout: config.timeout,
                 metrics,
                 history: history::Queue::default(),
+                ups: tokio::sync::watch::channel(0).0,
             }),
         };
         (
@@ -206,6 +213,11 @@ impl Bridge {
                 releases: released,
             },
         )
+    }
+
+    /// Changes each time the link comes up.
+    fn link_ups(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.ups.subscribe()
     }
 
     fn claims(&self) -> MutexGuard<'_, HashMap<MemberId, (String, u64)>> {

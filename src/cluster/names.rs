@@ -6,12 +6,13 @@
 //! claims of a node that died with nobody to notice (alone, or with the whole cluster) are found
 //! by scanning the bucket ([`Names::claims_where`], [`stranded`]).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::sync::OnceCell;
+use tokio::sync::Notify;
 
 use super::subject::token;
 
@@ -96,16 +97,44 @@ pub enum ScanError {
     Read(String),
 }
 
+/// Why one try at a claim failed.
+enum Failure {
+    Taken,
+    /// NATS answered with an error (the bucket may be gone).
+    Refused,
+    /// No answer in time, or no bucket.
+    Unreachable,
+}
+
+impl Failure {
+    fn into_claim(self) -> ClaimError {
+        match self {
+            Failure::Taken => ClaimError::Taken,
+            Failure::Refused | Failure::Unreachable => ClaimError::Unreachable,
+        }
+    }
+}
+
 /// The key a name key is stored under (bucket keys allow fewer characters than names).
 pub fn bucket_key(name_key: &str) -> String {
     token(name_key)
 }
 
-/// The names bucket, opened (created if need be) on first use.
+/// The names bucket, opened (created if need be) on first use, and opened again after a failure:
+/// a NATS server that lost its store (restarted with an empty store dir) has no bucket any more,
+/// and opening makes it again.
 pub struct Names {
     js: jetstream::Context,
     bucket: String,
-    store: OnceCell<kv::Store>,
+    store: tokio::sync::Mutex<Option<kv::Store>>,
+    /// When the bucket's stream was made, as first seen: another value later means the bucket was
+    /// lost and made again, and every claim in it with it.
+    made: std::sync::Mutex<Option<i128>>,
+    /// Bumped each time the bucket is found made again: a claim's revision counts only in the
+    /// bucket it was made in.
+    generation: AtomicU64,
+    /// Told each time the bucket is found made again, so this node claims its names again.
+    remade: Notify,
     /// Opening is retried at each claim and release: during an outage, warn once a while.
     warnings: std::sync::Mutex<super::outage::Throttle>,
 }
@@ -116,44 +145,55 @@ impl Names {
         Names {
             js: jetstream::new(client),
             bucket,
-            store: OnceCell::new(),
+            store: Default::default(),
+            made: Default::default(),
+            generation: AtomicU64::new(0),
+            remade: Notify::new(),
             warnings: Default::default(),
         }
     }
 
-    async fn store(&self) -> Option<&kv::Store> {
-        let open = self.store.get_or_try_init(|| async {
-            // The stream a bucket is, made by hand: async-nats' `create_key_value` first asks for
-            // the account's limits, whose answer from nats-server 2.9 it cannot read.
-            let config = jetstream::stream::Config {
-                name: format!("KV_{}", self.bucket),
-                description: Some("chatd: claimed member names".into()),
-                subjects: vec![format!("$KV.{}.>", self.bucket)],
-                max_messages_per_subject: 1,
-                storage: jetstream::stream::StorageType::File,
-                allow_rollup: true,
-                deny_delete: true,
-                allow_direct: true,
-                discard: jetstream::stream::DiscardPolicy::New,
-                num_replicas: 1,
-                ..Default::default()
-            };
-            let made = async {
-                self.js
-                    .get_or_create_stream(config)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                self.js
-                    .get_key_value(self.bucket.clone())
-                    .await
-                    .map_err(|e| e.to_string())
-            };
-            tokio::time::timeout(KV_WAIT, made)
-                .await
-                .map_err(|_| "timed out".to_string())?
-        });
-        match open.await {
-            Ok(store) => Some(store),
+    /// Makes the bucket's stream unless it is there, and opens the bucket; also returns when the
+    /// stream was made.
+    async fn make(&self) -> Result<(kv::Store, i128), String> {
+        // The stream a bucket is, made by hand: async-nats' `create_key_value` first asks for
+        // the account's limits, whose answer from nats-server 2.9 it cannot read.
+        let config = jetstream::stream::Config {
+            name: format!("KV_{}", self.bucket),
+            description: Some("chatd: claimed member names".into()),
+            subjects: vec![format!("$KV.{}.>", self.bucket)],
+            max_messages_per_subject: 1,
+            storage: jetstream::stream::StorageType::File,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: jetstream::stream::DiscardPolicy::New,
+            num_replicas: 1,
+            ..Default::default()
+        };
+        super::recovery::make_bucket(&self.js, &self.bucket, config, KV_WAIT).await
+    }
+
+    async fn store(&self) -> Option<kv::Store> {
+        let mut open = self.store.lock().await;
+        if let Some(store) = open.as_ref() {
+            return Some(store.clone());
+        }
+        match self.make().await {
+            Ok((store, created)) => {
+                let before = self
+                    .made
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .replace(created);
+                if before.is_some_and(|before| before != created) {
+                    tracing::warn!(bucket = %self.bucket, "names bucket was lost (NATS lost its store) and is made again; this node claims its names again");
+                    self.generation.fetch_add(1, Ordering::SeqCst);
+                    self.remade.notify_one();
+                }
+                *open = Some(store.clone());
+                Some(store)
+            }
             Err(e) => {
                 let warn = self
                     .warnings
@@ -169,23 +209,82 @@ impl Names {
         }
     }
 
+    /// Forgets the open bucket after NATS answered with an error (the bucket may be gone): the
+    /// next use opens it again, making it if need be.
+    async fn forget(&self) {
+        *self.store.lock().await = None;
+    }
+
     /// Opens the bucket now (at startup), so the first claim does not wait for it.
     pub async fn open(&self) -> bool {
         self.store().await.is_some()
     }
 
+    /// Opens the bucket again, making it if NATS lost it (after the link came back); true if
+    /// it is there now.
+    pub async fn reopen(&self) -> bool {
+        self.forget().await;
+        self.open().await
+    }
+
+    /// Waits until the bucket is found made again (its claims lost).
+    pub async fn remade(&self) {
+        self.remade.notified().await;
+    }
+
+    /// How many times the bucket was found made again: a revision read in an earlier generation
+    /// means nothing in this one.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
     /// Claims the name with key `name_key` for `holder`; returns the claim's revision.
     pub async fn claim(&self, name_key: &str, holder: &Holder) -> Result<u64, ClaimError> {
-        let store = self.store().await.ok_or(ClaimError::Unreachable)?;
+        match self.try_claim(name_key, holder).await {
+            // NATS answered, with an error: the bucket may be gone (NATS lost its store). Opened
+            // again (made again if so), it gets one more try at once.
+            Err(Failure::Refused) => {
+                self.forget().await;
+                self.try_claim(name_key, holder)
+                    .await
+                    .map_err(Failure::into_claim)
+            }
+            other => other.map_err(Failure::into_claim),
+        }
+    }
+
+    async fn try_claim(&self, name_key: &str, holder: &Holder) -> Result<u64, Failure> {
+        let store = self.store().await.ok_or(Failure::Unreachable)?;
         let create = store.create(bucket_key(name_key), holder.encode());
         match tokio::time::timeout(KV_WAIT, create).await {
             Ok(Ok(revision)) => Ok(revision),
-            Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => Err(ClaimError::Taken),
+            Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => Err(Failure::Taken),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "name claim failed");
-                Err(ClaimError::Unreachable)
+                Err(Failure::Refused)
             }
-            Err(_) => Err(ClaimError::Unreachable),
+            Err(_) => Err(Failure::Unreachable),
+        }
+    }
+
+    /// Claims `name_key` for `holder` again in a bucket made again: a claim `holder` has there
+    /// already (made by an earlier try) counts as made.
+    pub async fn claim_again(&self, name_key: &str, holder: &Holder) -> Result<u64, ClaimError> {
+        match self.claim(name_key, holder).await {
+            Err(ClaimError::Taken) => {
+                let store = self.store().await.ok_or(ClaimError::Unreachable)?;
+                let entry = tokio::time::timeout(KV_WAIT, store.entry(bucket_key(name_key))).await;
+                match entry {
+                    Ok(Ok(Some(entry)))
+                        if entry.operation == kv::Operation::Put
+                            && Holder::decode(&entry.value).as_ref() == Some(holder) =>
+                    {
+                        Ok(entry.revision)
+                    }
+                    _ => Err(ClaimError::Taken),
+                }
+            }
+            other => other,
         }
     }
 
@@ -204,6 +303,7 @@ impl Names {
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "name release failed; retried later");
+                self.forget().await;
                 false
             }
             Err(_) => false,

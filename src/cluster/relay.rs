@@ -20,7 +20,7 @@ use super::subject::Topic;
 use super::wire::{self, Presence, RemoteMember, Roster};
 use super::{Bridge, Outbound, REMOTE};
 use crate::hub::Hub;
-use crate::protocol::{self, Departure};
+use crate::protocol;
 
 /// How long startup waits for the subscriptions to reach the NATS server.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(3);
@@ -100,9 +100,10 @@ pub async fn start(
     tracker.spawn(stop_on(token.clone(), tasks.clone().private(private)));
     tracker.spawn(stop_on(token.clone(), tasks.clone().roster(roster)));
     tracker.spawn(stop_on(token.clone(), tasks.clone().sweep()));
+    tracker.spawn(stop_on(token.clone(), bridge.clone().reclaim_when_remade()));
     let (flush, flushes) = mpsc::channel(4);
-    let (ups, connected) = watch::channel(0u64);
-    tracker.spawn(stop_on(token.clone(), tasks.clone().link(link, flush, ups)));
+    let connected = bridge.link_ups();
+    tracker.spawn(stop_on(token.clone(), tasks.clone().link(link, flush)));
     tracker.spawn(stop_on(token.clone(), tasks.clone().stranded(connected)));
     tracker.spawn(stop_on(
         token.clone(),
@@ -205,36 +206,31 @@ impl Tasks {
         }
     }
 
+    /// Tells the rooms of members who left or came in one batch (see [`super::announce`]); called
+    /// once the table has them: it no longer counts those who left and counts those who came.
     fn announce(
         &self,
         gone: &[(String, RemoteMember)],
         came: &[(String, RemoteMember)],
         why: &str,
     ) {
-        // The same rule as for local members: a room bigger than `--announce-max`, counting its
-        // members on every node, stays quiet.
         let config = self.hub.config();
-        let quiet = |room: &str| {
-            let remote = self.bridge.remote_in_room(room);
-            !config.announces(self.hub.room_members(room) + remote)
+        let rule = super::announce::Rule {
+            announce_max: config.announce_max,
+            backlog: config.backlog,
         };
-        for (_, member) in gone {
-            if quiet(&member.room) {
-                continue;
+        let ways = [
+            (gone, super::announce::Way::Left(why)),
+            (came, super::announce::Way::Came),
+        ];
+        for (members, way) in ways {
+            for batch in super::announce::batches(members) {
+                let room =
+                    self.hub.room_members(batch.room) + self.bridge.remote_in_room(batch.room);
+                for line in super::announce::lines(&batch, way, room, rule) {
+                    self.tell_room(batch.room, line);
+                }
             }
-            self.tell_room(
-                &member.room,
-                protocol::left_notice(&member.name, Departure::Server(why)),
-            );
-        }
-        for (_, member) in came {
-            if quiet(&member.room) {
-                continue;
-            }
-            self.tell_room(
-                &member.room,
-                protocol::notice(&format!("{} joined", member.name)),
-            );
         }
     }
 
@@ -355,45 +351,49 @@ impl Tasks {
     }
 
     /// Gives back claims of members that left or changed name; those the bucket could not take
-    /// (the link was down) are tried again every second, a bounded number of them.
+    /// (the link was down) are tried again every second, a bounded number of them, while the
+    /// bucket they were made in lasts (a revision means nothing in a bucket made again).
     async fn releases(
         self,
         mut releases: mpsc::Receiver<(String, u64)>,
         mut flushes: mpsc::Receiver<oneshot::Sender<()>>,
     ) {
-        let mut pending: Vec<(String, u64)> = Vec::new();
+        let names = &self.bridge.inner.names;
+        let mut pending: Vec<(String, u64, u64)> = Vec::new();
         let mut retry = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 Some(done) = flushes.recv() => {
-                    let mut still = Vec::new();
-                    for (key, revision) in pending.drain(..) {
-                        if !self.bridge.inner.names.release(&key, revision).await {
-                            still.push((key, revision));
-                        }
-                    }
-                    pending = still;
+                    pending = self.retry_releases(pending).await;
                     let _ = done.send(());
                 }
                 next = releases.recv() => {
                     let Some((key, revision)) = next else { return };
-                    if !self.bridge.inner.names.release(&key, revision).await
-                        && pending.len() < RETRIED_RELEASES
-                    {
-                        pending.push((key, revision));
+                    let generation = names.generation();
+                    if !names.release(&key, revision).await && pending.len() < RETRIED_RELEASES {
+                        pending.push((key, revision, generation));
                     }
                 }
                 _ = retry.tick(), if !pending.is_empty() => {
-                    let mut still = Vec::new();
-                    for (key, revision) in pending.drain(..) {
-                        if !self.bridge.inner.names.release(&key, revision).await {
-                            still.push((key, revision));
-                        }
-                    }
-                    pending = still;
+                    pending = self.retry_releases(pending).await;
                 }
             }
         }
+    }
+
+    /// Tries the releases in `pending` again; returns those still to do.
+    async fn retry_releases(&self, pending: Vec<(String, u64, u64)>) -> Vec<(String, u64, u64)> {
+        let names = &self.bridge.inner.names;
+        let mut still = Vec::new();
+        for (key, revision, generation) in pending {
+            if generation != names.generation() {
+                continue;
+            }
+            if !names.release(&key, revision).await {
+                still.push((key, revision, generation));
+            }
+        }
+        still
     }
 
     /// Gives back the names members of `node` (lost or stopped) held, then shows them leaving:
@@ -524,7 +524,6 @@ impl Tasks {
         self,
         mut events: mpsc::Receiver<LinkEvent>,
         flush: mpsc::Sender<oneshot::Sender<()>>,
-        ups: watch::Sender<u64>,
     ) {
         let mut was_down = false;
         while let Some(event) = events.recv().await {
@@ -553,6 +552,9 @@ impl Tasks {
                         if flush.try_send(done).is_ok() {
                             let _ = tokio::time::timeout(SUBSCRIBE_WAIT, flushed).await;
                         }
+                        // NATS may have lost its store meanwhile: what is missing is made again.
+                        let bridge = self.bridge.clone();
+                        tokio::spawn(async move { bridge.reopen_buckets().await });
                         self.tell_everyone("cluster link restored");
                         for node in self.bridge.nodes() {
                             self.sync(node);
@@ -560,7 +562,7 @@ impl Tasks {
                     }
                     was_down = false;
                     self.heartbeat_now.notify_one();
-                    ups.send_modify(|n| *n += 1);
+                    self.bridge.inner.ups.send_modify(|n| *n += 1);
                 }
                 LinkEvent::SlowConsumer => {
                     tracing::warn!("cluster subscriber too slow; NATS dropped messages");

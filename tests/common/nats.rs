@@ -149,15 +149,7 @@ impl Nats {
     /// Waits until the latest entry under `key` in the cluster's bucket `bucket` is a value
     /// (`put`) or a deletion (not `put`).
     async fn bucket_entry(&self, bucket: String, key: String, put: bool) {
-        let client = tokio::time::timeout(TIMEOUT, async_nats::connect(self.url()))
-            .await
-            .expect("nats in time")
-            .expect("connect to nats");
-        let js = async_nats::jetstream::new(client);
-        let store = tokio::time::timeout(TIMEOUT, js.get_key_value(bucket))
-            .await
-            .expect("bucket in time")
-            .expect("open the bucket");
+        let store = self.bucket(bucket).await;
         let mut watch = tokio::time::timeout(TIMEOUT, store.watch_with_history(&key))
             .await
             .expect("watch in time")
@@ -185,16 +177,31 @@ impl Nats {
         self.bucket(Subjects::new("chatd").meta_bucket()).await
     }
 
+    /// Opens bucket `name`, waiting (bounded) until a node has made it: after a restart with an
+    /// empty store, a node makes it again on its first write there.
     async fn bucket(&self, name: String) -> async_nats::jetstream::kv::Store {
         let client = tokio::time::timeout(TIMEOUT, async_nats::connect(self.url()))
             .await
             .expect("nats in time")
             .expect("connect to nats");
         let js = async_nats::jetstream::new(client);
-        tokio::time::timeout(TIMEOUT, js.get_key_value(name))
+        let opened = tokio::time::timeout(TIMEOUT, async {
+            loop {
+                match js.get_key_value(name.clone()).await {
+                    Ok(store) => return store,
+                    Err(e)
+                        if e.kind()
+                            == async_nats::jetstream::context::KeyValueErrorKind::GetBucket =>
+                    {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await
+                    }
+                    Err(e) => panic!("open the bucket {name}: {e}"),
+                }
+            }
+        });
+        opened
             .await
-            .expect("bucket in time")
-            .expect("open the bucket")
+            .unwrap_or_else(|_| panic!("bucket {name} not there within {TIMEOUT:?}"))
     }
 
     /// Waits until the names bucket of cluster `chatd` holds no claim on `name`. A member's
@@ -205,6 +212,27 @@ impl Nats {
         let bucket = Subjects::new("chatd").names_bucket();
         let key = bucket_key(&chatd::names::key(name));
         self.bucket_entry(bucket, key, false).await;
+    }
+
+    /// Registers the account `name` (password `pw-NAME`) from a member of the server at `server`
+    /// connected from `from`, who then leaves; waits until the account is in the state bucket
+    /// and the name is free again.
+    pub async fn account(&self, server: std::net::SocketAddr, name: &str, from: std::net::IpAddr) {
+        let mut owner = crate::common::TcpClient::connect_from(server, from).await;
+        owner.send(&format!("/nick {name}")).await;
+        owner
+            .expect(&format!("* you are now known as {name}"))
+            .await;
+        owner.send(&format!("/register pw-{name}")).await;
+        owner
+            .expect(&format!(
+                "* {name} is registered to you; next time: /login {name} PASSWORD"
+            ))
+            .await;
+        owner.send("/quit").await;
+        owner.expect_closed().await;
+        self.stored(name).await;
+        self.released(name).await;
     }
 
     /// Waits until the account `name` is in the accounts bucket of cluster `chatd` (written in
@@ -227,6 +255,26 @@ impl Nats {
             let _ = child.start_kill();
             let _ = tokio::time::timeout(TIMEOUT, child.wait()).await;
         }
+    }
+
+    /// Starts it again on the same port with an empty store, as a server that lost its disk
+    /// would: every bucket and stream is gone.
+    pub async fn restart_empty(&mut self) {
+        self.kill().await;
+        let config = std::fs::read(self.dir.join("nats.conf")).ok();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        std::fs::create_dir_all(&self.dir).expect("nats store dir");
+        if let Some(config) = config {
+            std::fs::write(self.dir.join("nats.conf"), config).expect("nats-server config");
+        }
+        self.restart().await;
+    }
+
+    /// Waits until the names bucket of cluster `chatd` holds a claim on `name`.
+    pub async fn claimed(&self, name: &str) {
+        let bucket = Subjects::new("chatd").names_bucket();
+        let key = bucket_key(&chatd::names::key(name));
+        self.bucket_entry(bucket, key, true).await;
     }
 
     /// Starts it again on the same port with the same store.

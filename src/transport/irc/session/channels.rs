@@ -269,14 +269,7 @@ impl Session {
             return;
         };
         if !target.starts_with('#') {
-            let mine = name_from_nick(&target)
-                .ok()
-                .is_some_and(|n| crate::names::key(&n) == crate::names::key(&self.nick()));
-            if !mine {
-                self.numeric(Numeric::UsersDontMatch {});
-            } else if p.len() == 1 {
-                self.numeric(Numeric::UModeIs { modes: "+i" });
-            }
+            self.user_mode(&target, p.get(1).map(String::as_str));
             return;
         }
         let Some(room) = self.hub.room(&target) else {
@@ -322,6 +315,52 @@ impl Session {
                 }
                 other => self.numeric(Numeric::UnknownMode { mode: other }),
             }
+        }
+    }
+
+    /// MODE on a nick: only one's own, and only `+i`/`-i`.
+    fn user_mode(&mut self, target: &str, changes: Option<&str>) {
+        let mine = name_from_nick(target)
+            .ok()
+            .is_some_and(|n| crate::names::key(&n) == crate::names::key(&self.nick()));
+        if !mine {
+            if self
+                .hub
+                .target(&name_from_nick(target).unwrap_or_default())
+                .is_none()
+            {
+                self.numeric(Numeric::NoSuchNick { nick: target });
+            } else {
+                self.numeric(Numeric::UsersDontMatch {});
+            }
+            return;
+        }
+        let id = self.id();
+        let Some(changes) = changes else {
+            let invisible = self.hub.target_by_id(id).is_some_and(|t| t.about.invisible);
+            self.numeric(Numeric::UModeIs {
+                modes: if invisible { "+i" } else { "+" },
+            });
+            return;
+        };
+        let mut adding = true;
+        let mut applied = String::new();
+        for mode in changes.chars() {
+            match mode {
+                '+' => adding = true,
+                '-' => adding = false,
+                'i' => {
+                    self.hub.set_about(id, |about| about.invisible = adding);
+                    applied.push(if adding { '+' } else { '-' });
+                    applied.push('i');
+                }
+                _ => self.numeric(Numeric::UModeUnknownFlag {}),
+            }
+        }
+        if !applied.is_empty() {
+            let nick = self.nick();
+            let me = mask(self.member.as_ref().map_or("", |m| m.name()));
+            self.send(Message::new("MODE").source(&me).param(nick).param(applied));
         }
     }
 

@@ -61,6 +61,14 @@ impl Session {
                 self.to_self(command, text);
                 continue;
             }
+            let away = self.hub.target(&name).and_then(|t| t.about.away);
+            if let (Some(away), false) = (away, notice) {
+                let nick = nick_from_name(&name);
+                self.numeric(Numeric::Away {
+                    nick: &nick,
+                    message: &away,
+                });
+            }
             let Some(member) = self.member() else { return };
             let input = Input::Command(Command::Msg {
                 to: name,

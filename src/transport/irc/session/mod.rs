@@ -56,6 +56,8 @@ pub struct Session {
     wanted_nick: Option<String>,
     /// USER's real name, once given.
     realname: Option<String>,
+    /// USER's user name.
+    user_name: String,
     /// PASS matched `--irc-password` (or none is needed).
     pass_ok: bool,
     member: Option<Member>,
@@ -63,7 +65,6 @@ pub struct Session {
     early_flood: FloodGuard,
     flood_generation_seen: u64,
     held_until: Option<Instant>,
-    away: Option<String>,
     /// The rooms this client sits in.
     pub(super) feeds: Vec<Feed>,
     /// What the client has been told of its rooms (to tell it each quit and rename once).
@@ -97,9 +98,9 @@ impl Session {
             caps: Caps::new(),
             wanted_nick: None,
             realname: None,
+            user_name: String::new(),
             member: None,
             held_until: None,
-            away: None,
             feeds: Vec::new(),
             view: View::default(),
             out: Vec::new(),
@@ -339,6 +340,13 @@ impl Session {
                     self.numeric(Numeric::NeedMoreParams { command: "USER" });
                 } else {
                     self.realname = Some(p[3].clone());
+                    // Marked as not checked by an ident server, as IRC servers do.
+                    let user: String = p[0]
+                        .chars()
+                        .filter(|c| !c.is_whitespace())
+                        .take(10)
+                        .collect();
+                    self.user_name = format!("~{user}");
                     self.try_register();
                 }
             }
@@ -361,14 +369,18 @@ impl Session {
             "KICK" => self.kick(&p),
             "MODE" => self.mode(&p),
             "AWAY" => {
-                self.away = p.first().filter(|t| !t.is_empty()).cloned();
-                if self.away.is_some() {
+                let away = p.first().filter(|t| !t.is_empty()).cloned();
+                let gone = away.is_some();
+                self.hub.set_about(self.id(), |about| about.away = away);
+                if gone {
                     self.numeric(Numeric::NowAway {});
                 } else {
                     self.numeric(Numeric::UnAway {});
                 }
             }
             "CHATHISTORY" => self.chathistory(&p),
+            "WHOWAS" => self.whowas(&p),
+            "USERHOST" => self.userhost(&p),
             "MOTD" => self.motd(),
             "LUSERS" => self.lusers(),
             _ => self.numeric(Numeric::UnknownCommand { command: &command }),
@@ -466,6 +478,12 @@ impl Session {
             // Taken meanwhile: the client goes on under its guest name, which 001 tells it.
             self.wanted_nick = None;
         }
+        let user = self.user_name.clone();
+        let realname = self.realname.clone().unwrap_or_default();
+        self.hub.set_about(member.id(), |about| {
+            about.user = user;
+            about.realname = realname;
+        });
         self.member = Some(member);
         self.welcome();
         if self.hub.guard().lockdown() {

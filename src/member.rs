@@ -433,6 +433,12 @@ impl Member {
 
     /// Publishes the gathered chat lines, if any.
     pub fn flush(&mut self) {
+        self.flush_as(false);
+    }
+
+    /// Publishes the gathered chat lines, if any, as notices when `notice` (see
+    /// [`crate::room::Event::notice`]).
+    pub fn flush_as(&mut self, notice: bool) {
         if self.gathered_lines > 0 {
             // Take the buffer whole, so an idle member keeps no allocation behind.
             let lines = std::mem::take(&mut self.gathered).freeze();
@@ -440,8 +446,12 @@ impl Member {
                 .metrics()
                 .lines_in(self.transport)
                 .inc_by(u64::from(self.gathered_lines));
-            self.room
-                .say(self.id, lines, std::mem::take(&mut self.gathered_lines));
+            let count = std::mem::take(&mut self.gathered_lines);
+            if notice {
+                self.room.say_notice(self.id, lines, count);
+            } else {
+                self.room.say(self.id, lines, count);
+            }
         }
     }
 

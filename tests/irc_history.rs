@@ -183,11 +183,13 @@ async fn a_commands_answer_carries_its_label() {
         .expect(":alice!chat@chatd PRIVMSG #den :hello all")
         .await;
     bob.expect("<alice> hello all").await;
-    // A NOTICE's echo is a NOTICE.
+    // A NOTICE stays a NOTICE for IRC members (its echo too); line members see chat.
     alice.send("@label=m2 NOTICE #den :note").await;
     alice
         .expect("@label=m2 :alice!chat@chatd NOTICE #den note")
         .await;
+    carol.expect(":alice!chat@chatd NOTICE #den note").await;
+    bob.expect("<alice> note").await;
 
     // A private message: the echo is the answer.
     alice.send("@label=m3 PRIVMSG carol :psst").await;

@@ -145,6 +145,7 @@ mod tests {
             line: Bytes::from_static(line),
             ids: false,
             what: None,
+            notice: false,
         }
     }
 

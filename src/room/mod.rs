@@ -58,6 +58,9 @@ pub struct Event {
     /// What a notice is about, for faces that show it as a message of its own (IRC's `JOIN`,
     /// `PART`, `NICK`...) instead of its text; `None` for chat and for other notices.
     pub what: Option<Arc<Happening>>,
+    /// Chat its sender sent as a notice (IRC's NOTICE, which clients and bots never answer
+    /// automatically): faces that have notices show it as one, the others as chat.
+    pub notice: bool,
 }
 
 /// A change in a room that a notice tells about, in a form any face can render.
@@ -329,6 +332,11 @@ impl Room {
         self.publish_lines(from, lines, count, true, None);
     }
 
+    /// Like [`Room::say`], for chat its sender sent as a notice (see [`Event::notice`]).
+    pub fn say_notice(&self, from: MemberId, lines: Bytes, count: u32) {
+        self.publish_chat(from, lines, count, true, None, true);
+    }
+
     fn publish(&self, from: MemberId, line: Bytes, what: Option<Arc<Happening>>) {
         self.publish_lines(from, line, 1, false, what);
     }
@@ -340,6 +348,18 @@ impl Room {
         count: u32,
         chat: bool,
         what: Option<Arc<Happening>>,
+    ) {
+        self.publish_chat(from, lines, count, chat, what, false);
+    }
+
+    fn publish_chat(
+        &self,
+        from: MemberId,
+        lines: Bytes,
+        count: u32,
+        chat: bool,
+        what: Option<Arc<Happening>>,
+        notice: bool,
     ) {
         // The state lock orders the sends, so `end`, `line_no` and history ids grow along the
         // channel and a subscriber's history ends exactly where its channel begins.
@@ -370,6 +390,7 @@ impl Room {
             line: lines,
             ids: !self.store.mirrored(),
             what,
+            notice,
         });
     }
 

@@ -93,6 +93,7 @@ impl View {
             return Vec::new();
         }
         let text = String::from_utf8_lossy(&event.line);
+        let command = if event.notice { "NOTICE" } else { "PRIVMSG" };
         text.lines()
             .enumerate()
             .filter_map(|(n, line)| {
@@ -102,7 +103,7 @@ impl View {
                     .filter(|_| event.ids)
                     .map(|first| format!("{}", first + n as u64));
                 Some(stamp(
-                    Message::new("PRIVMSG")
+                    Message::new(command)
                         .source(&mask(name))
                         .param(channel)
                         .param(body),
@@ -255,6 +256,7 @@ mod tests {
             line: Bytes::from_static(line.as_bytes()),
             ids: true,
             what: what.map(Arc::new),
+            notice: false,
         }
     }
 
@@ -277,6 +279,15 @@ mod tests {
             out[0].line(),
             ":alice!chat@chatd PRIVMSG #den :\u{1}ACTION waves\u{1}\r\n"
         );
+    }
+
+    #[test]
+    fn chat_said_as_a_notice_is_a_notice() {
+        let mut view = View::default();
+        let mut said = event(2, "<alice> note\n", true, None);
+        said.notice = true;
+        let out = view.event(&said, "#den", 1, &Caps::new());
+        assert_eq!(out[0].line(), ":alice!chat@chatd NOTICE #den note\r\n");
     }
 
     #[test]

@@ -27,9 +27,9 @@ impl Session {
             if target.starts_with('#') {
                 let key = RoomName::parse(target).map(|n| n.key).unwrap_or_default();
                 if self.feeds.iter().any(|f| f.room.name().key == key) {
-                    self.run_in(&key, &line);
+                    self.say_in(&key, &line, notice);
                     if self.caps.has(Cap::EchoMessage) {
-                        self.catch_up(&key, command);
+                        self.catch_up(&key);
                     }
                 } else if !notice {
                     self.numeric(Numeric::CannotSendToChan {

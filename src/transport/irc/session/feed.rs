@@ -47,12 +47,6 @@ impl Session {
 
     /// One event (or a lag) of the room in feed `at`.
     pub fn deliver(&mut self, at: usize, event: Result<Event, RecvError>) {
-        self.deliver_as(at, event, None);
-    }
-
-    /// Like [`Session::deliver`]; the member's own chat goes out as `echo_as` when given (a
-    /// NOTICE's echo is a NOTICE, though the room keeps it as chat).
-    fn deliver_as(&mut self, at: usize, event: Result<Event, RecvError>, echo_as: Option<&str>) {
         let Some(feed) = self.feeds.get_mut(at) else {
             return;
         };
@@ -64,11 +58,7 @@ impl Session {
                 feed.cursor.advance(event.seq + 1);
                 let label = feed.label.clone();
                 let me = self.id();
-                let own = event.from == me && event.is_chat();
-                for mut m in self.view.event(&event, &label, me, &self.caps) {
-                    if let Some(command) = echo_as.filter(|_| own) {
-                        m.command = command.to_string();
-                    }
+                for m in self.view.event(&event, &label, me, &self.caps) {
                     self.send(m);
                 }
             }
@@ -92,7 +82,7 @@ impl Session {
     /// own chat just said there: with echo-message the echo is then part of the command's
     /// answer (and its label), in the room's order. The room publishes chat as it is said, so the
     /// own event is waiting unless the room refused the line (then the refusal is the answer).
-    pub(super) fn catch_up(&mut self, key: &str, command: &str) {
+    pub(super) fn catch_up(&mut self, key: &str) {
         let me = self.id();
         loop {
             let Some(at) = self.feeds.iter().position(|f| f.room.name().key == key) else {
@@ -105,7 +95,7 @@ impl Session {
                 Err(TryRecvError::Empty) => return,
             };
             let own = matches!(&event, Ok(e) if e.from == me && e.is_chat());
-            self.deliver_as(at, event, Some(command));
+            self.deliver(at, event);
             if own {
                 return;
             }

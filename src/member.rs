@@ -468,7 +468,8 @@ impl Member {
             }
             Command::Nick(new) => self.rename(&new),
             Command::Who => self.who(),
-            Command::Msg { to, text } => self.private(&to, &text),
+            Command::Msg { to, text } => self.private(&to, &text, false),
+            Command::Notice { to, text } => self.private(&to, &text, true),
             Command::Join(room) => self.move_to(&room),
             Command::Part(room) => self.part(room.as_deref()),
             Command::Me(text) => {
@@ -781,14 +782,18 @@ impl Member {
         self.reply(join_lines(std::iter::once(count).chain(listed).chain(rest)));
     }
 
-    fn private(&self, to: &str, text: &str) {
+    fn private(&self, to: &str, text: &str, notice: bool) {
+        let line = if notice {
+            protocol::private_notice_line(&self.name, text)
+        } else {
+            protocol::private_line(&self.name, text)
+        };
         match self.hub.find(to) {
-            None => match self.hub.cluster().map(|c| {
-                c.send_private(
-                    &crate::names::key(to),
-                    protocol::private_line(&self.name, text),
-                )
-            }) {
+            None => match self
+                .hub
+                .cluster()
+                .map(|c| c.send_private(&crate::names::key(to), line.clone()))
+            {
                 Some(Ok(())) => {
                     self.reply(protocol::private_sent(to, text));
                 }
@@ -803,7 +808,7 @@ impl Member {
                 self.reply(protocol::error("that is you"));
             }
             Some((_, outbox)) => {
-                if outbox.send(protocol::private_line(&self.name, text)) {
+                if outbox.send(line) {
                     self.reply(protocol::private_sent(to, text));
                 } else {
                     self.reply(protocol::error(&format!(

@@ -197,6 +197,14 @@ async fn a_commands_answer_carries_its_label() {
         .expect("@label=m3 :alice!chat@chatd PRIVMSG carol psst")
         .await;
     carol.expect(":alice!chat@chatd PRIVMSG carol psst").await;
+    // A private NOTICE: a NOTICE for IRC, marked as one for line members.
+    alice.send("@label=m5 NOTICE carol :fyi").await;
+    alice
+        .expect("@label=m5 :alice!chat@chatd NOTICE carol fyi")
+        .await;
+    carol.expect(":alice!chat@chatd NOTICE carol fyi").await;
+    alice.send("NOTICE bob :fyi too").await;
+    bob.expect("[private notice] <alice> fyi too").await;
     // To oneself: the delivery, then the echo alone labeled.
     alice.send("@label=m4 PRIVMSG alice :note to self").await;
     alice

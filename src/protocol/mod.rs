@@ -54,6 +54,9 @@ pub enum Command {
     Who,
     /// `/msg NAME text`: a private message.
     Msg { to: String, text: String },
+    /// A private notice (IRC's NOTICE to a nick, which clients never answer automatically). No
+    /// line parses as one: it comes from faces that have notices.
+    Notice { to: String, text: String },
     /// `/help`: list the commands.
     Help,
     /// `/join ROOM`: move to another room (created on demand).
@@ -459,6 +462,11 @@ pub fn with_id(id: u64, line: &[u8]) -> Bytes {
 /// `[private] <name> text`: a `/msg` as its recipient receives it.
 pub fn private_line(name: &str, text: &str) -> Bytes {
     line(&["[private] <", name, "> ", text])
+}
+
+/// `[private notice] <NAME> text`: a private notice from NAME (sent from IRC as a NOTICE).
+pub fn private_notice_line(name: &str, text: &str) -> Bytes {
+    line(&["[private notice] <", name, "> ", text])
 }
 
 /// `[private to NAME] text`: the sender's copy of a `/msg` it sent, confirming it went out.

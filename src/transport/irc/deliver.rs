@@ -197,10 +197,16 @@ pub fn chat_parts(line: &str) -> Option<(&str, String)> {
 pub fn reply(line: &str, nick: &str, caps: &Caps) -> Option<Message> {
     let line = line.trim_end_matches(['\r', '\n']);
     // `/ids on` is not for IRC clients, but a `#ID ` prefix must not end up in the text.
-    if let Some(rest) = line.strip_prefix("[private] ") {
+    let private = match line.strip_prefix("[private notice] ") {
+        Some(rest) => Some(("NOTICE", rest)),
+        None => line
+            .strip_prefix("[private] ")
+            .map(|rest| ("PRIVMSG", rest)),
+    };
+    if let Some((command, rest)) = private {
         let (name, text) = chat_parts(rest)?;
         return Some(stamp(
-            Message::new("PRIVMSG")
+            Message::new(command)
                 .source(&mask(name))
                 .param(nick)
                 .param(text),
@@ -323,6 +329,8 @@ mod tests {
             Some(":bob!chat@chatd PRIVMSG alice psst\r\n")
         );
         assert!(reply("[private to bob] psst\n", "alice", &caps).is_none());
+        let got = reply("[private notice] <bob> fyi\n", "alice", &caps).map(|m| m.line());
+        assert_eq!(got.as_deref(), Some(":bob!chat@chatd NOTICE alice fyi\r\n"));
         let got = reply("! no such member: x\n", "alice", &caps).map(|m| m.line());
         assert_eq!(
             got.as_deref(),

@@ -70,9 +70,11 @@ impl Session {
                 });
             }
             let Some(member) = self.member() else { return };
-            let input = Input::Command(Command::Msg {
-                to: name,
-                text: text.clone(),
+            let (to, text) = (name, text.clone());
+            let input = Input::Command(if notice {
+                Command::Notice { to, text }
+            } else {
+                Command::Msg { to, text }
             });
             if member.handle(input) == Flow::Quit {
                 self.ended = Some(Ended::Quit);

@@ -58,7 +58,7 @@ impl Session {
             }
             let own = self.member.as_ref().map(|m| crate::names::key(m.name()));
             if own == Some(crate::names::key(&name)) {
-                self.to_self(command, text);
+                self.message_to_self(command, text);
                 continue;
             }
             let away = self.hub.target(&name).and_then(|t| t.about.away);
@@ -85,7 +85,7 @@ impl Session {
 
     /// A message to oneself (chatd's `/msg` refuses it, IRC delivers it): the delivery, and with
     /// echo-message the echo, which alone is the command's answer (and carries its label).
-    fn to_self(&mut self, command: &str, text: &str) {
+    fn message_to_self(&mut self, command: &str, text: &str) {
         let nick = self.nick();
         let me = self
             .member

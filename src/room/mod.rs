@@ -321,7 +321,7 @@ impl Room {
                 let mut both = bytes::BytesMut::with_capacity(summary.len() + line.len());
                 both.extend_from_slice(&summary);
                 both.extend_from_slice(&line);
-                self.publish_lines(from, both.freeze(), 2, false, Some(Arc::new(what)));
+                self.publish_lines(from, both.freeze(), 2, false, Some(Arc::new(what)), false);
             }
         }
     }
@@ -329,30 +329,19 @@ impl Room {
     /// Sends `count` chat lines, concatenated in `lines`, to every reader but `from`, and keeps
     /// them in the room's history.
     pub fn say(&self, from: MemberId, lines: Bytes, count: u32) {
-        self.publish_lines(from, lines, count, true, None);
+        self.publish_lines(from, lines, count, true, None, false);
     }
 
     /// Like [`Room::say`], for chat its sender sent as a notice (see [`Event::notice`]).
     pub fn say_notice(&self, from: MemberId, lines: Bytes, count: u32) {
-        self.publish_chat(from, lines, count, true, None, true);
+        self.publish_lines(from, lines, count, true, None, true);
     }
 
     fn publish(&self, from: MemberId, line: Bytes, what: Option<Arc<Happening>>) {
-        self.publish_lines(from, line, 1, false, what);
+        self.publish_lines(from, line, 1, false, what, false);
     }
 
     fn publish_lines(
-        &self,
-        from: MemberId,
-        lines: Bytes,
-        count: u32,
-        chat: bool,
-        what: Option<Arc<Happening>>,
-    ) {
-        self.publish_chat(from, lines, count, chat, what, false);
-    }
-
-    fn publish_chat(
         &self,
         from: MemberId,
         lines: Bytes,

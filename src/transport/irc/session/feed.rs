@@ -95,10 +95,14 @@ impl Session {
                 Err(TryRecvError::Empty) => return,
             };
             let own = matches!(&event, Ok(e) if e.from == me && e.is_chat());
-            self.deliver(at, event);
             if own {
+                self.deliver(at, event);
                 return;
             }
+            // What others said before it is not part of the answer: it goes out ahead of it.
+            let answer = self.answer.take();
+            self.deliver(at, event);
+            self.answer = answer;
         }
     }
 }

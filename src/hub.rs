@@ -480,6 +480,8 @@ struct Shared {
     /// When the hub was built, for `/info`'s uptime.
     started: Instant,
     metrics: Metrics,
+    /// The most members connected at once since the start (IRC's LUSERS).
+    peak: std::sync::atomic::AtomicUsize,
     /// Counts reloads, so a member can see cheaply that its rates may have changed.
     generation: AtomicU64,
     /// `--cluster`: the bridge to the other nodes.
@@ -539,6 +541,7 @@ impl Hub {
                 metrics: cluster.as_ref().map(Bridge::metrics).unwrap_or_default(),
                 cluster,
                 generation: AtomicU64::new(0),
+                peak: std::sync::atomic::AtomicUsize::new(0),
             }),
         };
         if let Some(cluster) = hub.cluster() {
@@ -762,6 +765,9 @@ impl Hub {
             if let (Some(cluster), Some(entry)) = (self.cluster(), registry.members.get(&id)) {
                 cluster.joined(entry.remote(id));
             }
+            self.shared
+                .peak
+                .fetch_max(registry.members.len(), Ordering::Relaxed);
             (
                 id,
                 name,
@@ -1309,6 +1315,11 @@ impl Hub {
             .rooms
             .get(&name.key)
             .map(|e| Arc::clone(&e.room))
+    }
+
+    /// The most members connected at once since the start.
+    pub fn peak_members(&self) -> usize {
+        self.shared.peak.load(Ordering::Relaxed)
     }
 
     /// How many members are connected.

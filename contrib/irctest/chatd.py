@@ -161,6 +161,12 @@ class ChatdController(BaseServerController, DirectoryBasedController):
             _expect(reader, f"* you are now known as {name}")
             sock.sendall(f"/register {password}\n".encode())
             _expect(reader, f"* {name} is registered to you")
+            # Leave and wait for the server to close: the member is gone before the test goes
+            # on (LUSERS counts and nick checks see the server as the test expects).
+            sock.sendall(b"/quit\n")
+            _expect(reader, "* bye")
+            while reader.readline():
+                pass
 
 
 def _expect(reader, start: str) -> None:

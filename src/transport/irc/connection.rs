@@ -226,8 +226,14 @@ impl Conn {
                 Ok(msg) if msg.command.is_empty() => {}
                 Ok(msg) => self.session.handle(msg),
                 Err(message::ParseError::Empty) => {}
+                Err(message::ParseError::NotUtf8) => {
+                    self.session.invalid_utf8(&command_of(&raw));
+                }
                 Err(e) => self.session.bad_line(&e.to_string()),
             }
+            // What the line did in its rooms (a topic, a kick) comes before the answer to the
+            // next line: clients fence on PING/PONG.
+            self.session.drain_feeds();
             if let Some(end) = self.session.ended() {
                 return Some(end_of(end));
             }
@@ -270,6 +276,25 @@ impl Conn {
         self.session.leave(departure);
         let _ = tokio::time::timeout(tcp::GOODBYE_TIMEOUT, self.writer.shutdown()).await;
         self.input.advance(self.input.len());
+    }
+}
+
+/// The command word of a line that could not be parsed (after tags and source), upper-cased.
+fn command_of(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let mut words = text.split(' ').filter(|w| !w.is_empty());
+    let mut word = words.next().unwrap_or("*");
+    if word.starts_with('@') {
+        word = words.next().unwrap_or("*");
+    }
+    if word.starts_with(':') {
+        word = words.next().unwrap_or("*");
+    }
+    let word: String = word.chars().filter(char::is_ascii_alphanumeric).collect();
+    if word.is_empty() {
+        "*".to_string()
+    } else {
+        word.to_ascii_uppercase()
     }
 }
 

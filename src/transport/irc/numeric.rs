@@ -171,7 +171,7 @@ numerics! {
     /// 378 RPL_WHOISHOST.
     WhoisHost { nick: &'a str, host: &'a str } = "378" => p![nick, format!("is connecting from {host}")];
     /// 391 RPL_TIME: Unix seconds, offset 0, and the time in words.
-    Time { server: &'a str, unix: i64, words: &'a str } = "391" => p![server, unix, 0, words];
+    Time { server: &'a str, unix: i64, words: &'a str } = "391" => p![server, unix, words];
     /// 400 ERR_UNKNOWNERROR, for what no other numeric says.
     UnknownError { command: &'a str, info: &'a str } = "400" => p![command, info];
     /// 401 ERR_NOSUCHNICK.

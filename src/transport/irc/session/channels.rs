@@ -144,10 +144,31 @@ impl Session {
                     self.numeric(Numeric::ChanOpPrivsNeeded { channel: &label });
                     return;
                 }
+                if text.trim().is_empty() {
+                    self.clear_topic(&room);
+                    return;
+                }
                 let key = room.name().key.clone();
                 self.run_in(&key, &format!("/topic {text}"));
             }
         }
+    }
+
+    /// `TOPIC #room :` (empty): clears the topic, which the line protocol cannot say.
+    fn clear_topic(&mut self, room: &Room) {
+        let Some(member) = self.member.as_ref() else {
+            return;
+        };
+        let by = member.name().to_string();
+        room.moderate(|m| m.set_topic(None));
+        room.announce(
+            crate::room::SERVER,
+            protocol::notice(&format!("{by} cleared the topic of {}", room.label())),
+            crate::room::Happening::Topic {
+                by,
+                topic: String::new(),
+            },
+        );
     }
 
     /// Everyone in `room` here: (nick, operator).
@@ -216,9 +237,22 @@ impl Session {
         }
     }
 
-    pub(super) fn list(&mut self) {
+    /// LIST, or `LIST #a,#b` for those channels only; the lobby shows only while someone is in
+    /// it (it is always open, but IRC clients did not make it).
+    pub(super) fn list(&mut self, p: &[String]) {
+        let wanted: Option<Vec<String>> = p.first().filter(|f| f.starts_with('#')).map(|f| {
+            f.split(',')
+                .filter_map(|c| RoomName::parse(c).ok().map(|n| n.key))
+                .collect()
+        });
         self.numeric(Numeric::ListStart {});
-        for info in self.hub.rooms().into_iter().take(1000) {
+        let rooms = self.hub.rooms().into_iter().filter(|info| {
+            let key = RoomName::parse(&info.label)
+                .map(|n| n.key)
+                .unwrap_or_default();
+            info.members > 0 && wanted.as_ref().is_none_or(|w| w.contains(&key))
+        });
+        for info in rooms.take(1000) {
             let topic = self
                 .hub
                 .room(&info.label)

@@ -8,6 +8,9 @@ use super::*;
 use crate::outbox::Direct;
 use crate::room::Event;
 
+/// Most room events delivered between two of the client's lines.
+const DRAIN_BUDGET: usize = 1024;
+
 impl Session {
     /// One reply chatd made for the member, as IRC.
     pub fn reply(&mut self, reply: &[u8]) {
@@ -75,6 +78,27 @@ impl Session {
             Err(RecvError::Closed) => {
                 self.feeds.remove(at);
             }
+        }
+    }
+
+    /// Delivers the room events already waiting, without waiting for more.
+    pub fn drain_feeds(&mut self) {
+        let mut at = 0;
+        // Bounded: a busy room must not keep this client from its next line.
+        let mut budget = DRAIN_BUDGET;
+        while at < self.feeds.len() && budget > 0 {
+            budget -= 1;
+            let event = match self.feeds[at].events.try_recv() {
+                Ok(event) => Ok(event),
+                Err(TryRecvError::Empty) => {
+                    at += 1;
+                    continue;
+                }
+                Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                Err(TryRecvError::Closed) => Err(RecvError::Closed),
+            };
+            // A feed that ended is removed: the next one is then at `at`.
+            self.deliver(at, event);
         }
     }
 

@@ -37,6 +37,31 @@ const MAX_TARGETS: usize = 10;
 /// Most characters of a topic, kick reason or away message.
 const TEXT_LEN: usize = 390;
 
+/// IRC connections not registered yet, server-wide (LUSERS' 253).
+static UNREGISTERED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts one connection in [`UNREGISTERED`] until it registers or goes.
+struct Unregistered(bool);
+
+impl Unregistered {
+    fn new() -> Unregistered {
+        UNREGISTERED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Unregistered(true)
+    }
+
+    fn done(&mut self) {
+        if std::mem::take(&mut self.0) {
+            UNREGISTERED.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Unregistered {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
+
 /// How a session ended on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ended {
@@ -77,6 +102,7 @@ pub struct Session {
     ended: Option<Ended>,
     /// When the member last said something (for the idle timeout).
     last_active: Instant,
+    unregistered: Unregistered,
 }
 
 impl Session {
@@ -108,6 +134,7 @@ impl Session {
             batches: 0,
             ended: None,
             last_active: Instant::now(),
+            unregistered: Unregistered::new(),
         }
     }
 
@@ -232,6 +259,16 @@ impl Session {
         );
     }
 
+    /// The client sent a line that is not UTF-8 (the server advertises UTF8ONLY): refused whole.
+    pub fn invalid_utf8(&mut self, command: &str) {
+        let server = self.server();
+        self.send(Message::new("FAIL").source(&server).params([
+            command,
+            "INVALID_UTF8",
+            "Message rejected: it is not UTF-8",
+        ]));
+    }
+
     /// The last word: `ERROR :reason`.
     pub fn error(&mut self, reason: &str) {
         self.send(Message::new("ERROR").param(format!("Closing link: {reason}")));
@@ -336,7 +373,7 @@ impl Session {
             "NICK" => self.nick_command(p.first().map(String::as_str)),
             "USER" if self.member.is_some() => self.numeric(Numeric::AlreadyRegistered {}),
             "USER" => {
-                if p.len() < 4 || p[0].is_empty() {
+                if p.len() < 4 || p[0].is_empty() || p[3].is_empty() {
                     self.numeric(Numeric::NeedMoreParams { command: "USER" });
                 } else {
                     self.realname = Some(p[3].clone());
@@ -365,7 +402,32 @@ impl Session {
             "TOPIC" => self.topic(&p),
             "WHO" => self.who(&p),
             "WHOIS" => self.whois(&p),
-            "LIST" => self.list(),
+            "LIST" => self.list(&p),
+            "TIME" => {
+                let now = std::time::SystemTime::now();
+                let unix = now
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+                let words = humantime::format_rfc3339_seconds(now).to_string();
+                let server = self.server();
+                self.numeric(Numeric::Time {
+                    server: &server,
+                    unix,
+                    words: &words,
+                });
+            }
+            "VERSION" => {
+                let server = self.server();
+                self.numeric(Numeric::Version {
+                    version: VERSION,
+                    server: &server,
+                    comments: "chatd",
+                });
+                let nick = self.nick();
+                for line in isupport::lines(&self.isupport(), &server, &nick) {
+                    self.send(line);
+                }
+            }
             "KICK" => self.kick(&p),
             "MODE" => self.mode(&p),
             "AWAY" => {
@@ -475,8 +537,12 @@ impl Session {
         };
         let name = name_from_nick(&wanted).unwrap_or_default();
         if member.rename_to(&name).is_err() {
-            // Taken meanwhile: the client goes on under its guest name, which 001 tells it.
+            // Taken meanwhile (two clients registering the same nick at once): this one is not
+            // registered after all, and may ask for another nick.
+            member.leave(None);
             self.wanted_nick = None;
+            self.numeric(Numeric::NicknameInUse { nick: &wanted });
+            return;
         }
         let user = self.user_name.clone();
         let realname = self.realname.clone().unwrap_or_default();
@@ -485,6 +551,7 @@ impl Session {
             about.realname = realname;
         });
         self.member = Some(member);
+        self.unregistered.done();
         self.welcome();
         if self.hub.guard().lockdown() {
             let nick = self.nick();
@@ -522,8 +589,19 @@ impl Session {
             channel_modes: "b",
             param_modes: "bo",
         });
-        let settings = isupport::Settings {
-            network,
+        let settings = self.isupport();
+        for line in isupport::lines(&settings, &self.server(), &nick) {
+            self.send(line);
+        }
+        self.lusers();
+        self.motd();
+    }
+
+    /// The ISUPPORT settings: the limits this server enforces.
+    fn isupport(&self) -> isupport::Settings {
+        let config = self.hub.config();
+        isupport::Settings {
+            network: config.name.clone(),
             channel_len: crate::room::name::MAX_ROOM_NAME + 1,
             topic_len: TEXT_LEN,
             kick_len: TEXT_LEN,
@@ -533,12 +611,7 @@ impl Session {
             max_join_targets: MAX_TARGETS,
             chathistory_max: self.chathistory_max(),
             bot_mode: None,
-        };
-        for line in isupport::lines(&settings, &self.server(), &nick) {
-            self.send(line);
         }
-        self.lusers();
-        self.motd();
     }
 
     fn lusers(&mut self) {
@@ -550,12 +623,18 @@ impl Session {
             servers: 1,
         });
         self.numeric(Numeric::LuserOp { operators: 0 });
-        self.numeric(Numeric::LuserUnknown { connections: 0 });
+        let unknown = UNREGISTERED.load(std::sync::atomic::Ordering::Relaxed);
+        self.numeric(Numeric::LuserUnknown {
+            connections: unknown,
+        });
         self.numeric(Numeric::LuserChannels { channels: rooms });
         self.numeric(Numeric::LuserMe {
             clients: users,
             servers: 0,
         });
+        let max = self.hub.peak_members().max(users);
+        self.numeric(Numeric::LocalUsers { users, max });
+        self.numeric(Numeric::GlobalUsers { users, max });
     }
 
     fn motd(&mut self) {

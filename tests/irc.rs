@@ -266,3 +266,98 @@ async fn line_members_part_back_to_the_lobby() {
         .await;
     server.shutdown().await;
 }
+
+/// Reads WebSocket text frames until one satisfies `wanted`; returns it.
+async fn ws_until(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    wanted: impl Fn(&str) -> bool,
+) -> String {
+    use futures::StreamExt;
+    for _ in 0..1000 {
+        let frame = tokio::time::timeout(common::TIMEOUT, socket.next())
+            .await
+            .expect("a frame in time")
+            .expect("socket open")
+            .expect("a frame");
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+            assert!(!text.ends_with('\n'), "one line a frame, without CR LF");
+            if wanted(&text) {
+                return text.to_string();
+            }
+        }
+    }
+    panic!("never got the frame wanted");
+}
+
+#[tokio::test]
+async fn a_web_irc_client_speaks_irc_over_the_http_port() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = start_server("--irc 0 --name chatd").await;
+    let mut request = format!("ws://{}/", server.http)
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static("text.ircv3.net"),
+    );
+    let (mut socket, response) =
+        tokio::time::timeout(common::TIMEOUT, tokio_tungstenite::connect_async(request))
+            .await
+            .expect("handshake in time")
+            .expect("upgraded");
+    assert_eq!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some("text.ircv3.net")
+    );
+    for line in ["NICK webby", "USER webby 0 * :Web Client", "JOIN #den"] {
+        socket.send(Message::Text(line.into())).await.expect("send");
+    }
+    ws_until(&mut socket, |l| l.contains(" 366 ")).await;
+    let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
+    bob.send("/join #den").await;
+    bob.expect_match(|l| l.starts_with("* you are in #den"))
+        .await;
+    bob.send("hello web").await;
+    ws_until(&mut socket, |l| {
+        l == ":bob!chat@chatd PRIVMSG #den :hello web"
+    })
+    .await;
+    socket
+        .send(Message::Text("PRIVMSG #den :hello nc".into()))
+        .await
+        .expect("send");
+    bob.expect("<webby> hello nc").await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_long_line_member_line_reaches_irc_whole_in_pieces() {
+    let server = start_server("--irc 0 --name chatd").await;
+    let (mut alice, _) = irc(server.irc.expect("irc"), "alice").await;
+    join(&mut alice, "#den").await;
+    let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
+    bob.send("/join #den").await;
+    bob.expect_match(|l| l.starts_with("* you are in #den"))
+        .await;
+    let long = "ab".repeat(1000);
+    bob.send(&long).await;
+    let mut got = String::new();
+    while got.len() < long.len() {
+        let line = alice.recv().await;
+        assert!(line.len() + 2 <= 512, "{} bytes", line.len());
+        if let Some(piece) = line.strip_prefix(":bob!chat@chatd PRIVMSG #den ") {
+            got.push_str(piece.strip_prefix(':').unwrap_or(piece));
+        }
+    }
+    assert_eq!(got, long);
+    server.shutdown().await;
+}

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::FromRequestParts;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -63,7 +64,7 @@ struct Web {
 /// The routes, over `hub`.
 fn router(web: Web) -> Router {
     Router::new()
-        .route("/", get(page))
+        .route("/", get(page_or_irc))
         .route("/ws", get(upgrade))
         .route("/healthz", get(healthz))
         .route("/info", get(info))
@@ -226,6 +227,67 @@ async fn metrics(State(web): State<Web>) -> impl IntoResponse {
         )],
         crate::metrics::render(&web.hub),
     )
+}
+
+/// The page, or at `/` a WebSocket upgrade that asks for an IRC subprotocol (IRCv3's
+/// `text.ircv3.net` or `binary.ircv3.net`): an IRC client, as on `--irc`.
+async fn page_or_irc(
+    State(web): State<Web>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+) -> Response {
+    // The IRC subprotocols the client offers, in its order of preference.
+    let offered: Vec<&'static str> = request
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|p| {
+            crate::transport::irc::websocket::SUBPROTOCOLS
+                .into_iter()
+                .find(|known| *known == p.trim())
+        })
+        .collect();
+    if offered.is_empty() {
+        return page().await.into_response();
+    }
+    let allowed = {
+        let headers = request.headers();
+        let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+        origin::allowed(
+            text(header::ORIGIN),
+            text(header::HOST),
+            &web.hub.config().allow_origins,
+        )
+    };
+    if !allowed {
+        return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
+    }
+    let (mut parts, _) = request.into_parts();
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let config = web.hub.config();
+    let forwarded = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let addr = crate::transport::proxy::forwarded_for(&config.trusted_proxies, addr, forwarded)
+        .map_or(addr, |ip| SocketAddr::new(ip, 0));
+    let (shutdown, tracker) = web.members;
+    let tracked = tracker.token();
+    let hub = web.hub;
+    // The client's first choice: the server has no preference between text and binary.
+    let chosen = offered[0];
+    ws::limit(upgrade, &config)
+        .protocols([chosen])
+        .on_upgrade(move |socket| async move {
+            let _tracked = tracked;
+            crate::transport::irc::websocket::serve(socket, chosen, addr, hub, shutdown).await;
+        })
 }
 
 /// Upgrades `/ws` to a WebSocket member, unless the page asking is from another site.

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use futures::future::{select_all, FutureExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
@@ -32,6 +31,8 @@ const PING_AFTER: Duration = Duration::from_secs(90);
 const PING_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long one write may wait on a client that does not read before it is let go.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a PING waits for what other clients sent just before it (see `handle_held`).
+const PING_FENCE: Duration = Duration::from_millis(3);
 /// Lines waiting out flood control (fakelag) before reading stops until they are handled.
 const HELD_LINES: usize = 32;
 
@@ -77,6 +78,19 @@ async fn connection(
 ) -> std::io::Result<()> {
     tcp::tune(&stream, &hub);
     let (reader, writer) = stream.into_split();
+    serve_client(Box::new(reader), Box::new(writer), addr, hub, shutdown).await;
+    Ok(())
+}
+
+/// Serves one IRC client over any byte stream (TCP, or a WebSocket's lines through
+/// [`super::websocket`]) until it quits, is let go, or the server shuts down.
+pub(super) async fn serve_client(
+    reader: Box<dyn AsyncRead + Unpin + Send>,
+    writer: Box<dyn AsyncWrite + Unpin + Send>,
+    addr: SocketAddr,
+    hub: Hub,
+    shutdown: CancellationToken,
+) {
     let direct = Arc::new(tcp::direct_queue(hub.config().sendq));
     let mut conn = Conn {
         session: Session::new(hub, addr, Arc::clone(&direct)),
@@ -89,7 +103,6 @@ async fn connection(
     };
     let end = conn.run(&shutdown).await;
     conn.finish(end).await;
-    Ok(())
 }
 
 /// Why a connection ends.
@@ -113,8 +126,8 @@ enum End {
 struct Conn {
     session: Session,
     direct: Arc<DirectQueue>,
-    reader: OwnedReadHalf,
-    writer: OwnedWriteHalf,
+    reader: Box<dyn AsyncRead + Unpin + Send>,
+    writer: Box<dyn AsyncWrite + Unpin + Send>,
     input: BytesMut,
     /// Inside an over-long line: everything up to its end is dropped.
     discarding: bool,
@@ -171,7 +184,7 @@ impl Conn {
                 }
                 _ = sleep_opt(idle) => return End::PingTimeout,
             }
-            if let Some(end) = self.handle_held() {
+            if let Some(end) = self.handle_held().await {
                 return end;
             }
             if !self.flush().await {
@@ -210,7 +223,7 @@ impl Conn {
     }
 
     /// Handles the held lines that flood control lets through now.
-    fn handle_held(&mut self) -> Option<End> {
+    async fn handle_held(&mut self) -> Option<End> {
         while !self.held.is_empty() {
             if self.session.held_until().is_some() {
                 return None;
@@ -221,6 +234,16 @@ impl Conn {
                 Err(()) => return Some(End::Flooding),
             }
             let line = self.held.pop_front()?;
+            if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"PING") {
+                // Clients (and test suites) fence with PING: give the lines other clients sent
+                // just before it (read by other tasks, maybe on another core) a moment to land
+                // here first, so what they send this client comes before the PONG. A real
+                // client pings every minute or two, so the moment costs nothing.
+                tokio::time::sleep(PING_FENCE).await;
+            }
+            // Whatever reached this client before its line comes before the line's answer.
+            self.session.drain_replies();
+            self.session.drain_feeds();
             let raw = held_line_bytes(line);
             match message::parse(&raw) {
                 Ok(msg) if msg.command.is_empty() => {}

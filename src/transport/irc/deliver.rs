@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::time::SystemTime;
 
 use super::cap::{Cap, Caps};
-use super::message::Message;
+use super::message::{truncate_bytes, Message, MAX_BODY_BYTES};
 use super::nick::nick_from_name;
 use crate::room::{Event, Happening};
 
@@ -93,25 +93,22 @@ impl View {
             return Vec::new();
         }
         let text = String::from_utf8_lossy(&event.line);
-        let command = if event.notice { "NOTICE" } else { "PRIVMSG" };
-        text.lines()
-            .enumerate()
-            .filter_map(|(n, line)| {
-                let (name, body) = chat_parts(line)?;
-                let msgid = event
-                    .first_id
-                    .filter(|_| event.ids)
-                    .map(|first| format!("{}", first + n as u64));
-                Some(stamp(
-                    Message::new(command)
-                        .source(&mask(name))
-                        .param(channel)
-                        .param(body),
-                    caps,
-                    msgid.as_deref(),
-                ))
-            })
-            .collect()
+        let mut out = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let Some((name, body)) = chat_parts(line) else {
+                continue;
+            };
+            let msgid = event
+                .first_id
+                .filter(|_| event.ids)
+                .map(|first| format!("{}", first + n as u64));
+            let command = if event.notice { "NOTICE" } else { "PRIVMSG" };
+            let head = Message::new(command).source(&mask(name)).param(channel);
+            for piece in fitting(&head, &body) {
+                out.push(stamp(head.clone().param(piece), caps, msgid.as_deref()));
+            }
+        }
+        out
     }
 
     fn happening(&mut self, what: &Happening, channel: &str, caps: &Caps) -> Option<Message> {
@@ -191,10 +188,30 @@ pub fn chat_parts(line: &str) -> Option<(&str, String)> {
     Some((name, format!("\u{1}ACTION {action}\u{1}")))
 }
 
+/// `text` cut into pieces that each fit one IRC line after `head` (512 bytes with CR LF, as
+/// clients expect): a long line from a line member reaches IRC clients whole, in several
+/// messages, rather than cut.
+pub fn fitting(head: &Message, text: &str) -> Vec<String> {
+    // `head` plus " :" plus CR LF.
+    let room = MAX_BODY_BYTES.saturating_sub(head.body_len() + 2).max(64);
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while rest.len() > room {
+        let piece = truncate_bytes(rest, room);
+        if piece.is_empty() {
+            break;
+        }
+        pieces.push(piece.to_string());
+        rest = &rest[piece.len()..];
+    }
+    pieces.push(rest.to_string());
+    pieces
+}
+
 /// One reply chatd made for the member (its text protocol) as IRC: a private message from
-/// someone becomes a PRIVMSG from them, the sender's copy of its own is dropped (unless
-/// echo-message), and notices and errors become NOTICEs from the server.
-pub fn reply(line: &str, nick: &str, caps: &Caps) -> Option<Message> {
+/// someone becomes a PRIVMSG from them (in pieces that fit a line), the sender's copy of its own
+/// is dropped (unless echo-message), and notices and errors become NOTICEs from the server.
+pub fn reply(line: &str, nick: &str, caps: &Caps) -> Option<Vec<Message>> {
     let line = line.trim_end_matches(['\r', '\n']);
     // `/ids on` is not for IRC clients, but a `#ID ` prefix must not end up in the text.
     let private = match line.strip_prefix("[private notice] ") {
@@ -205,21 +222,20 @@ pub fn reply(line: &str, nick: &str, caps: &Caps) -> Option<Message> {
     };
     if let Some((command, rest)) = private {
         let (name, text) = chat_parts(rest)?;
-        return Some(stamp(
-            Message::new(command)
-                .source(&mask(name))
-                .param(nick)
-                .param(text),
-            caps,
-            None,
-        ));
+        let head = Message::new(command).source(&mask(name)).param(nick);
+        return Some(
+            fitting(&head, &text)
+                .into_iter()
+                .map(|piece| stamp(head.clone().param(piece), caps, None))
+                .collect(),
+        );
     }
     if let Some(rest) = line.strip_prefix("[private to ") {
         let (to, text) = rest.split_once("] ")?;
         if !caps.has(Cap::EchoMessage) {
             return None;
         }
-        return Some(stamp(
+        return Some(vec![stamp(
             Message::new("PRIVMSG")
                 .source(&mask(
                     &super::nick::name_from_nick(nick).unwrap_or_default(),
@@ -228,7 +244,7 @@ pub fn reply(line: &str, nick: &str, caps: &Caps) -> Option<Message> {
                 .param(text),
             caps,
             None,
-        ));
+        )]);
     }
     let text = line
         .strip_prefix("* ")
@@ -237,12 +253,10 @@ pub fn reply(line: &str, nick: &str, caps: &Caps) -> Option<Message> {
     if text.is_empty() {
         return None;
     }
-    Some(
-        Message::new("NOTICE")
-            .source("chatd")
-            .param(nick)
-            .param(text),
-    )
+    Some(vec![Message::new("NOTICE")
+        .source("chatd")
+        .param(nick)
+        .param(text)])
 }
 
 #[cfg(test)]
@@ -297,6 +311,21 @@ mod tests {
     }
 
     #[test]
+    fn a_long_line_reaches_irc_in_pieces_that_fit() {
+        let mut view = View::default();
+        let line: &'static str =
+            Box::leak(format!("<alice> {}\n", "é".repeat(600)).into_boxed_str());
+        let out = view.event(&event(2, line, true, None), "#den", 1, &Caps::new());
+        assert!(out.len() >= 3, "{} pieces", out.len());
+        let mut text = String::new();
+        for m in &out {
+            assert!(m.line().len() <= 512, "{}", m.line().len());
+            text.push_str(&m.params[1]);
+        }
+        assert_eq!(text, "é".repeat(600));
+    }
+
+    #[test]
     fn own_chat_is_skipped_without_echo_message() {
         let mut view = View::default();
         let out = view.event(&event(1, "<me> hi\n", true, None), "#den", 1, &Caps::new());
@@ -323,15 +352,15 @@ mod tests {
     #[test]
     fn private_lines_become_privmsg_to_the_client() {
         let caps = Caps::new();
-        let got = reply("[private] <bob> psst\n", "alice", &caps).map(|m| m.line());
+        let got = reply("[private] <bob> psst\n", "alice", &caps).map(|m| m[0].line());
         assert_eq!(
             got.as_deref(),
             Some(":bob!chat@chatd PRIVMSG alice psst\r\n")
         );
         assert!(reply("[private to bob] psst\n", "alice", &caps).is_none());
-        let got = reply("[private notice] <bob> fyi\n", "alice", &caps).map(|m| m.line());
+        let got = reply("[private notice] <bob> fyi\n", "alice", &caps).map(|m| m[0].line());
         assert_eq!(got.as_deref(), Some(":bob!chat@chatd NOTICE alice fyi\r\n"));
-        let got = reply("! no such member: x\n", "alice", &caps).map(|m| m.line());
+        let got = reply("! no such member: x\n", "alice", &caps).map(|m| m[0].line());
         assert_eq!(
             got.as_deref(),
             Some(":chatd NOTICE alice :no such member: x\r\n")

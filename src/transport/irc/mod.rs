@@ -14,5 +14,6 @@ pub mod nick;
 pub mod numeric;
 pub mod sasl;
 mod session;
+pub mod websocket;
 
 pub use connection::serve;

@@ -358,7 +358,7 @@ mod tests {
         .line();
         assert_eq!(
             line,
-            ":s 391 a s 1700000000 0 :Tuesday November 14 2023 -- 22:13:20 +00:00\r\n"
+            ":s 391 a s 1700000000 :Tuesday November 14 2023 -- 22:13:20 +00:00\r\n"
         );
         let line = Numeric::Links {
             server: "s",

@@ -24,7 +24,8 @@ impl Session {
         let text = String::from_utf8_lossy(reply).into_owned();
         for line in text.lines() {
             let own = line.starts_with("[private to ");
-            if let Some(mut m) = crate::transport::irc::deliver::reply(line, &nick, &self.caps) {
+            let replies = crate::transport::irc::deliver::reply(line, &nick, &self.caps);
+            for mut m in replies.unwrap_or_default() {
                 if let Some(command) = echo_as.filter(|_| own) {
                     m.command = command.to_string();
                 }

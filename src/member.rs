@@ -243,6 +243,30 @@ impl Member {
         Ok((old, new))
     }
 
+    /// Says `text` in its room as an IRC NOTICE: chat for everyone, a NOTICE for IRC clients.
+    pub fn notice(&mut self, text: &str) {
+        if !self.may_speak() {
+            return;
+        }
+        self.flush();
+        let mut line = BytesMut::new();
+        protocol::write_chat_line(&mut line, &self.name, text);
+        self.hub.metrics().lines_in(self.transport).inc();
+        self.room
+            .say_as(self.id, line.freeze(), 1, crate::room::Happening::Notice);
+    }
+
+    /// Sends `text` to the member named `to` as an IRC NOTICE; false when there is no such member
+    /// here or it is not keeping up. Nothing is answered, as IRC wants for notices.
+    pub fn notice_to(&self, to: &str, text: &str) -> bool {
+        match self.hub.find(to) {
+            Some((id, outbox)) if id != self.id => {
+                outbox.send(protocol::private_notice_line(&self.name, text))
+            }
+            _ => false,
+        }
+    }
+
     /// The account (by key) this member is logged in to.
     pub fn account(&self) -> Option<&str> {
         self.account.as_deref()
@@ -433,12 +457,6 @@ impl Member {
 
     /// Publishes the gathered chat lines, if any.
     pub fn flush(&mut self) {
-        self.flush_as(false);
-    }
-
-    /// Publishes the gathered chat lines, if any, as notices when `notice` (see
-    /// [`crate::room::Event::notice`]).
-    pub fn flush_as(&mut self, notice: bool) {
         if self.gathered_lines > 0 {
             // Take the buffer whole, so an idle member keeps no allocation behind.
             let lines = std::mem::take(&mut self.gathered).freeze();
@@ -446,12 +464,8 @@ impl Member {
                 .metrics()
                 .lines_in(self.transport)
                 .inc_by(u64::from(self.gathered_lines));
-            let count = std::mem::take(&mut self.gathered_lines);
-            if notice {
-                self.room.say_notice(self.id, lines, count);
-            } else {
-                self.room.say(self.id, lines, count);
-            }
+            self.room
+                .say(self.id, lines, std::mem::take(&mut self.gathered_lines));
         }
     }
 
@@ -468,8 +482,7 @@ impl Member {
             }
             Command::Nick(new) => self.rename(&new),
             Command::Who => self.who(),
-            Command::Msg { to, text } => self.private(&to, &text, false),
-            Command::Notice { to, text } => self.private(&to, &text, true),
+            Command::Msg { to, text } => self.private(&to, &text),
             Command::Join(room) => self.move_to(&room),
             Command::Part(room) => self.part(room.as_deref()),
             Command::Me(text) => {
@@ -782,18 +795,14 @@ impl Member {
         self.reply(join_lines(std::iter::once(count).chain(listed).chain(rest)));
     }
 
-    fn private(&self, to: &str, text: &str, notice: bool) {
-        let line = if notice {
-            protocol::private_notice_line(&self.name, text)
-        } else {
-            protocol::private_line(&self.name, text)
-        };
+    fn private(&self, to: &str, text: &str) {
         match self.hub.find(to) {
-            None => match self
-                .hub
-                .cluster()
-                .map(|c| c.send_private(&crate::names::key(to), line.clone()))
-            {
+            None => match self.hub.cluster().map(|c| {
+                c.send_private(
+                    &crate::names::key(to),
+                    protocol::private_line(&self.name, text),
+                )
+            }) {
                 Some(Ok(())) => {
                     self.reply(protocol::private_sent(to, text));
                 }
@@ -808,7 +817,7 @@ impl Member {
                 self.reply(protocol::error("that is you"));
             }
             Some((_, outbox)) => {
-                if outbox.send(line) {
+                if outbox.send(protocol::private_line(&self.name, text)) {
                     self.reply(protocol::private_sent(to, text));
                 } else {
                     self.reply(protocol::error(&format!(

@@ -159,7 +159,6 @@ fn check_parsed(input: &Input) -> Result<(), TestCaseError> {
                 assert_shown("msg text", text)?;
                 assert_one_line(&protocol::private_line("alice", text))?;
             }
-            Command::Notice { .. } => prop_assert!(false, "no line parses as a private notice"),
             Command::Usage(usage) => assert_shown("usage", usage)?,
             // Echoed back in an error.
             Command::Malformed(why) => assert_one_line(&protocol::error(why))?,

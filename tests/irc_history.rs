@@ -204,7 +204,7 @@ async fn a_commands_answer_carries_its_label() {
         .await;
     carol.expect(":alice!chat@chatd NOTICE carol fyi").await;
     alice.send("NOTICE bob :fyi too").await;
-    bob.expect("[private notice] <alice> fyi too").await;
+    bob.expect("[notice] <alice> fyi too").await;
     // To oneself: the delivery, then the echo alone labeled.
     alice.send("@label=m4 PRIVMSG alice :note to self").await;
     alice

@@ -145,7 +145,6 @@ mod tests {
             line: Bytes::from_static(line),
             ids: false,
             what: None,
-            notice: false,
         }
     }
 

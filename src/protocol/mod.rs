@@ -54,9 +54,6 @@ pub enum Command {
     Who,
     /// `/msg NAME text`: a private message.
     Msg { to: String, text: String },
-    /// A private notice (IRC's NOTICE to a nick, which clients never answer automatically). No
-    /// line parses as one: it comes from faces that have notices.
-    Notice { to: String, text: String },
     /// `/help`: list the commands.
     Help,
     /// `/join ROOM`: move to another room (created on demand).
@@ -464,9 +461,10 @@ pub fn private_line(name: &str, text: &str) -> Bytes {
     line(&["[private] <", name, "> ", text])
 }
 
-/// `[private notice] <NAME> text`: a private notice from NAME (sent from IRC as a NOTICE).
+/// `[notice] <name> text`: an IRC NOTICE to one member, as it receives it (like a `/msg`, but
+/// IRC clients get it as a NOTICE, which bots and clients never answer automatically).
 pub fn private_notice_line(name: &str, text: &str) -> Bytes {
-    line(&["[private notice] <", name, "> ", text])
+    line(&["[notice] <", name, "> ", text])
 }
 
 /// `[private to NAME] text`: the sender's copy of a `/msg` it sent, confirming it went out.

@@ -58,9 +58,6 @@ pub struct Event {
     /// What a notice is about, for faces that show it as a message of its own (IRC's `JOIN`,
     /// `PART`, `NICK`...) instead of its text; `None` for chat and for other notices.
     pub what: Option<Arc<Happening>>,
-    /// Chat its sender sent as a notice (IRC's NOTICE, which clients and bots never answer
-    /// automatically): faces that have notices show it as one, the others as chat.
-    pub notice: bool,
 }
 
 /// A change in a room that a notice tells about, in a form any face can render.
@@ -94,6 +91,8 @@ pub enum Happening {
         /// The new topic.
         topic: String,
     },
+    /// Chat sent as an IRC NOTICE (kept and shown as chat; IRC clients get a NOTICE back).
+    Notice,
     /// A member was sent out of the room.
     Kicked {
         /// Who was sent out.
@@ -321,7 +320,7 @@ impl Room {
                 let mut both = bytes::BytesMut::with_capacity(summary.len() + line.len());
                 both.extend_from_slice(&summary);
                 both.extend_from_slice(&line);
-                self.publish_lines(from, both.freeze(), 2, false, Some(Arc::new(what)), false);
+                self.publish_lines(from, both.freeze(), 2, false, Some(Arc::new(what)));
             }
         }
     }
@@ -329,16 +328,16 @@ impl Room {
     /// Sends `count` chat lines, concatenated in `lines`, to every reader but `from`, and keeps
     /// them in the room's history.
     pub fn say(&self, from: MemberId, lines: Bytes, count: u32) {
-        self.publish_lines(from, lines, count, true, None, false);
+        self.publish_lines(from, lines, count, true, None);
     }
 
-    /// Like [`Room::say`], for chat its sender sent as a notice (see [`Event::notice`]).
-    pub fn say_notice(&self, from: MemberId, lines: Bytes, count: u32) {
-        self.publish_lines(from, lines, count, true, None, true);
+    /// Like [`Room::say`], marked as what the chat is (an IRC NOTICE).
+    pub fn say_as(&self, from: MemberId, lines: Bytes, count: u32, what: Happening) {
+        self.publish_lines(from, lines, count, true, Some(Arc::new(what)));
     }
 
     fn publish(&self, from: MemberId, line: Bytes, what: Option<Arc<Happening>>) {
-        self.publish_lines(from, line, 1, false, what, false);
+        self.publish_lines(from, line, 1, false, what);
     }
 
     fn publish_lines(
@@ -348,7 +347,6 @@ impl Room {
         count: u32,
         chat: bool,
         what: Option<Arc<Happening>>,
-        notice: bool,
     ) {
         // The state lock orders the sends, so `end`, `line_no` and history ids grow along the
         // channel and a subscriber's history ends exactly where its channel begins.
@@ -379,7 +377,6 @@ impl Room {
             line: lines,
             ids: !self.store.mirrored(),
             what,
-            notice,
         });
     }
 

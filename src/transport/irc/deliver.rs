@@ -63,7 +63,8 @@ impl View {
         caps: &Caps,
     ) -> Vec<Message> {
         let own = event.from == me;
-        if let Some(what) = &event.what {
+        let notice = matches!(event.what.as_deref(), Some(Happening::Notice));
+        if let Some(what) = event.what.as_ref().filter(|_| !event.is_chat()) {
             if own {
                 // The client's own joins, parts and renames are answered to it directly.
                 return Vec::new();
@@ -102,7 +103,7 @@ impl View {
                 .first_id
                 .filter(|_| event.ids)
                 .map(|first| format!("{}", first + n as u64));
-            let command = if event.notice { "NOTICE" } else { "PRIVMSG" };
+            let command = if notice { "NOTICE" } else { "PRIVMSG" };
             let head = Message::new(command).source(&mask(name)).param(channel);
             for piece in fitting(&head, &body) {
                 out.push(stamp(head.clone().param(piece), caps, msgid.as_deref()));
@@ -153,6 +154,8 @@ impl View {
                 .source(&mask(by))
                 .param(channel)
                 .param(topic.as_str()),
+            // Chat, handled with the chat lines.
+            Happening::Notice => return None,
             Happening::Kicked { name, by, reason } => Message::new("KICK")
                 .source(&mask(by))
                 .param(channel)
@@ -214,12 +217,10 @@ pub fn fitting(head: &Message, text: &str) -> Vec<String> {
 pub fn reply(line: &str, nick: &str, caps: &Caps) -> Option<Vec<Message>> {
     let line = line.trim_end_matches(['\r', '\n']);
     // `/ids on` is not for IRC clients, but a `#ID ` prefix must not end up in the text.
-    let private = match line.strip_prefix("[private notice] ") {
-        Some(rest) => Some(("NOTICE", rest)),
-        None => line
-            .strip_prefix("[private] ")
-            .map(|rest| ("PRIVMSG", rest)),
-    };
+    let private = line
+        .strip_prefix("[private] ")
+        .map(|rest| ("PRIVMSG", rest))
+        .or_else(|| line.strip_prefix("[notice] ").map(|rest| ("NOTICE", rest)));
     if let Some((command, rest)) = private {
         let (name, text) = chat_parts(rest)?;
         let head = Message::new(command).source(&mask(name)).param(nick);
@@ -276,7 +277,6 @@ mod tests {
             line: Bytes::from_static(line.as_bytes()),
             ids: true,
             what: what.map(Arc::new),
-            notice: false,
         }
     }
 
@@ -299,15 +299,6 @@ mod tests {
             out[0].line(),
             ":alice!chat@chatd PRIVMSG #den :\u{1}ACTION waves\u{1}\r\n"
         );
-    }
-
-    #[test]
-    fn chat_said_as_a_notice_is_a_notice() {
-        let mut view = View::default();
-        let mut said = event(2, "<alice> note\n", true, None);
-        said.notice = true;
-        let out = view.event(&said, "#den", 1, &Caps::new());
-        assert_eq!(out[0].line(), ":alice!chat@chatd NOTICE #den note\r\n");
     }
 
     #[test]
@@ -358,8 +349,6 @@ mod tests {
             Some(":bob!chat@chatd PRIVMSG alice psst\r\n")
         );
         assert!(reply("[private to bob] psst\n", "alice", &caps).is_none());
-        let got = reply("[private notice] <bob> fyi\n", "alice", &caps).map(|m| m[0].line());
-        assert_eq!(got.as_deref(), Some(":bob!chat@chatd NOTICE alice fyi\r\n"));
         let got = reply("! no such member: x\n", "alice", &caps).map(|m| m[0].line());
         assert_eq!(
             got.as_deref(),

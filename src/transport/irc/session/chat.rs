@@ -26,8 +26,17 @@ impl Session {
         for target in targets.split(',').take(MAX_TARGETS) {
             if target.starts_with('#') {
                 let key = RoomName::parse(target).map(|n| n.key).unwrap_or_default();
-                if self.feeds.iter().any(|f| f.room.name().key == key) {
-                    self.say_in(&key, &line, notice);
+                let joined = self.feeds.iter().any(|f| f.room.name().key == key);
+                if joined {
+                    if notice && !text.starts_with('\u{1}') {
+                        if let Some(member) = self.member.as_mut() {
+                            if member.focus(&key) {
+                                member.notice(text);
+                            }
+                        }
+                    } else {
+                        self.run_in(&key, &line);
+                    }
                     if self.caps.has(Cap::EchoMessage) {
                         self.catch_up(&key);
                     }
@@ -61,6 +70,17 @@ impl Session {
                 self.message_to_self(command, text);
                 continue;
             }
+            if notice {
+                if let Some(member) = self.member.as_ref() {
+                    member.notice_to(&name, text);
+                }
+                // chatd answers nothing to a notice, so the echo is made here.
+                if self.caps.has(Cap::EchoMessage) {
+                    let echo = self.own_message(command, &nick_from_name(&name), text);
+                    self.send(echo);
+                }
+                continue;
+            }
             let away = self.hub.target(&name).and_then(|t| t.about.away);
             if let (Some(away), false) = (away, notice) {
                 let nick = nick_from_name(&name);
@@ -70,39 +90,38 @@ impl Session {
                 });
             }
             let Some(member) = self.member() else { return };
-            let (to, text) = (name, text.clone());
-            let input = Input::Command(if notice {
-                Command::Notice { to, text }
-            } else {
-                Command::Msg { to, text }
+            let input = Input::Command(Command::Msg {
+                to: name,
+                text: text.clone(),
             });
             if member.handle(input) == Flow::Quit {
                 self.ended = Some(Ended::Quit);
             }
-            self.drain_replies_as(Some(command));
+            self.drain_replies();
         }
     }
 
     /// A message to oneself (chatd's `/msg` refuses it, IRC delivers it): the delivery, and with
     /// echo-message the echo, which alone is the command's answer (and carries its label).
     fn message_to_self(&mut self, command: &str, text: &str) {
-        let nick = self.nick();
-        let me = self
-            .member
-            .as_ref()
-            .map_or(String::new(), |m| m.name().to_string());
-        let message = stamp(
-            Message::new(command)
-                .source(&mask(&me))
-                .param(nick.as_str())
-                .param(text),
-            &self.caps,
-            None,
-        );
+        let message = self.own_message(command, &self.nick(), text);
         if self.caps.has(Cap::EchoMessage) {
             self.send(message.clone());
         }
         // The delivery is not an answer to the command: it bypasses the labeled answer.
         self.out.extend_from_slice(message.line().as_bytes());
+    }
+
+    /// `command` (PRIVMSG or NOTICE) from this client to `to`, as its echo shows it.
+    fn own_message(&self, command: &str, to: &str, text: &str) -> Message {
+        let me = self.member.as_ref().map_or("", |m| m.name());
+        stamp(
+            Message::new(command)
+                .source(&mask(me))
+                .param(to)
+                .param(text),
+            &self.caps,
+            None,
+        )
     }
 }

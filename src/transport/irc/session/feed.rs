@@ -14,21 +14,11 @@ const DRAIN_BUDGET: usize = 1024;
 impl Session {
     /// One reply chatd made for the member, as IRC.
     pub fn reply(&mut self, reply: &[u8]) {
-        self.reply_as(reply, None);
-    }
-
-    /// Like [`Session::reply`]; the echo of the member's own private message goes out as
-    /// `echo_as` when given (a NOTICE's echo is a NOTICE).
-    fn reply_as(&mut self, reply: &[u8], echo_as: Option<&str>) {
         let nick = self.nick();
         let text = String::from_utf8_lossy(reply).into_owned();
         for line in text.lines() {
-            let own = line.starts_with("[private to ");
             let replies = crate::transport::irc::deliver::reply(line, &nick, &self.caps);
-            for mut m in replies.unwrap_or_default() {
-                if let Some(command) = echo_as.filter(|_| own) {
-                    m.command = command.to_string();
-                }
+            for m in replies.unwrap_or_default() {
                 self.send(m);
             }
         }
@@ -37,14 +27,9 @@ impl Session {
 
     /// Takes the member's replies already queued, so they come before what the session says next.
     pub fn drain_replies(&mut self) {
-        self.drain_replies_as(None);
-    }
-
-    /// Like [`Session::drain_replies`], with [`Session::reply_as`]'s `echo_as`.
-    pub(super) fn drain_replies_as(&mut self, echo_as: Option<&str>) {
         while let Ok(Some(item)) = self.direct.try_pop() {
             if let Direct::Reply(reply) = item {
-                self.reply_as(&reply, echo_as);
+                self.reply(&reply);
             }
         }
     }

@@ -658,21 +658,15 @@ impl Session {
 
     /// Runs a chatd command (its text, as a line member would type it) on the room with `key`.
     fn run_in(&mut self, key: &str, line: &str) {
-        self.say_in(key, line, false);
-    }
-
-    /// Like [`Session::run_in`]; chat goes to the room as notices when `notice` (IRC NOTICE).
-    fn say_in(&mut self, key: &str, line: &str, notice: bool) {
         let Some(member) = self.member.as_mut() else {
             return;
         };
         if !member.focus(key) {
             return;
         }
-        if member.gather(protocol::parse_tcp_line(line.as_bytes())) == Flow::Quit {
+        if member.handle(protocol::parse_tcp_line(line.as_bytes())) == Flow::Quit {
             self.ended = Some(Ended::Quit);
         }
-        member.flush_as(notice);
     }
 
     /// The room called `channel` if this client is in it; otherwise answers 403 or 442.

@@ -45,8 +45,10 @@ class ChatdController(BaseServerController, DirectoryBasedController):
     capabilities = frozenset(
         (
             Capabilities.ACCOUNT_TAG,
+            Capabilities.BATCH,
             Capabilities.ECHO_MESSAGE,
             Capabilities.EXTENDED_JOIN,
+            Capabilities.LABELED_RESPONSE,
             Capabilities.MULTI_PREFIX,
             Capabilities.SERVER_TIME,
         )

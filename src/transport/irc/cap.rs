@@ -50,16 +50,16 @@ pub const OFFERED: &[(Cap, &str, Option<&str>)] = &[
     (Cap::ExtendedJoin, "extended-join", None),
     (Cap::AccountTag, "account-tag", None),
     (Cap::Sasl, "sasl", Some(super::sasl::MECHANISMS)),
+    (Cap::Batch, "batch", None),
+    (Cap::LabeledResponse, "labeled-response", None),
+    (Cap::ChatHistory, "draft/chathistory", None),
 ];
 
 /// Capabilities the session does not do yet, so they are not offered (see README's IRC section).
 pub const NOT_YET: &[(Cap, &str)] = &[
     (Cap::MessageTags, "message-tags"),
-    (Cap::Batch, "batch"),
-    (Cap::LabeledResponse, "labeled-response"),
     (Cap::AccountNotify, "account-notify"),
     (Cap::AwayNotify, "away-notify"),
-    (Cap::ChatHistory, "draft/chathistory"),
 ];
 
 /// The first CAP version that lists values and implies cap-notify.

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use super::message::Message;
 use super::numeric::{standard_reply, Standard};
+use crate::store::history::HistoryLine;
 
 /// A point in a room's history.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +151,68 @@ pub fn parse(params: &[String], max: usize) -> Result<Request, RequestError> {
     })
 }
 
+/// Where a point falls in `lines` (oldest first, ids and times growing): the lines before it end
+/// at the first index, the lines after it start at the second (they differ by the line the point
+/// names, if it names one). A msgid that is not one of chatd's numbers falls past every line.
+fn position(lines: &[HistoryLine], point: &MsgRef) -> (usize, usize) {
+    match point {
+        MsgRef::MsgId(id) => match id.parse::<u64>() {
+            Ok(id) => (
+                lines.partition_point(|l| l.id < id),
+                lines.partition_point(|l| l.id <= id),
+            ),
+            Err(_) => (lines.len(), lines.len()),
+        },
+        MsgRef::Timestamp(at) => {
+            let ms = unix_millis(*at);
+            (
+                lines.partition_point(|l| l.at_ms < ms),
+                lines.partition_point(|l| l.at_ms <= ms),
+            )
+        }
+        MsgRef::Any => (lines.len(), lines.len()),
+    }
+}
+
+/// The lines a request for one target asks for, out of the room's `lines` (oldest first), oldest
+/// first. Bounds are exclusive; AROUND includes the line it names. TARGETS selects no lines.
+pub fn select<'a>(lines: &'a [HistoryLine], request: &Request) -> &'a [HistoryLine] {
+    let last = |slice: &'a [HistoryLine], n: usize| &slice[slice.len().saturating_sub(n)..];
+    let first = |slice: &'a [HistoryLine], n: usize| &slice[..slice.len().min(n)];
+    match request {
+        Request::Latest { after, limit, .. } => match after {
+            MsgRef::Any => last(lines, *limit),
+            point => last(&lines[position(lines, point).1..], *limit),
+        },
+        Request::Before { before, limit, .. } => last(&lines[..position(lines, before).0], *limit),
+        Request::After { after, limit, .. } => first(&lines[position(lines, after).1..], *limit),
+        Request::Around { around, limit, .. } => {
+            let center = position(lines, around).0;
+            let end = (center.saturating_sub(limit / 2) + limit).min(lines.len());
+            &lines[end.saturating_sub(*limit)..end]
+        }
+        Request::Between {
+            from, to, limit, ..
+        } => {
+            let (a, b) = (position(lines, from), position(lines, to));
+            if a.0 <= b.0 {
+                first(&lines[a.1..b.0.max(a.1)], *limit)
+            } else {
+                last(&lines[b.1..a.0.max(b.1)], *limit)
+            }
+        }
+        Request::Targets { .. } => &[],
+    }
+}
+
+/// Milliseconds since the Unix epoch (what history lines keep), negative before it.
+pub fn unix_millis(time: SystemTime) -> i64 {
+    match time.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
 /// `msgid=...`, `timestamp=...` or `*`.
 fn parse_ref(text: &str) -> Option<MsgRef> {
     if text == "*" {
@@ -292,5 +355,39 @@ mod tests {
                 "{bad} was taken"
             );
         }
+    }
+
+    fn history(n: u64) -> Vec<HistoryLine> {
+        (1..=n)
+            .map(|id| HistoryLine {
+                id,
+                at_ms: 1_000 * id as i64,
+                text: bytes::Bytes::from(format!("<a> {id}")),
+            })
+            .collect()
+    }
+
+    fn ids(lines: &[HistoryLine]) -> Vec<u64> {
+        lines.iter().map(|l| l.id).collect()
+    }
+
+    #[test]
+    fn selects_by_msgid_and_by_time() {
+        let lines = history(10);
+        let pick = |line: &str| ids(select(&lines, &req(line).unwrap()));
+        assert_eq!(pick("LATEST #c * 3"), [8, 9, 10]);
+        assert_eq!(pick("LATEST #c msgid=8 5"), [9, 10]);
+        assert_eq!(pick("BEFORE #c msgid=5 2"), [3, 4]);
+        assert_eq!(pick("AFTER #c msgid=5 2"), [6, 7]);
+        assert_eq!(pick("AROUND #c msgid=5 3"), [4, 5, 6]);
+        assert_eq!(pick("AROUND #c msgid=1 3"), [1, 2, 3]);
+        assert_eq!(pick("BETWEEN #c msgid=2 msgid=6 10"), [3, 4, 5]);
+        assert_eq!(pick("BETWEEN #c msgid=6 msgid=2 2"), [4, 5]);
+        let at = |ms: u64| format_time(from_unix_millis(ms));
+        let line = format!("BEFORE #c timestamp={} 10", at(3_000));
+        assert_eq!(pick(&line), [1, 2]);
+        let line = format!("AFTER #c timestamp={} 2", at(3_500));
+        assert_eq!(pick(&line), [4, 5]);
+        assert!(pick("AFTER #c msgid=nonsense 5").is_empty());
     }
 }

@@ -15,8 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::deliver::View;
-use super::message::{self, Message};
+use super::message;
 use super::session::Session;
 use crate::guard::pacing::Cursor;
 use crate::hub::{DirectQueue, Hub};
@@ -34,8 +33,6 @@ const PING_TIMEOUT: Duration = Duration::from_secs(60);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a PING waits for what other clients sent just before it (see `handle_held`).
 const PING_FENCE: Duration = Duration::from_millis(3);
-/// Most room events delivered between two of the client's lines.
-const DRAIN_BUDGET: usize = 1024;
 /// Lines waiting out flood control (fakelag) before reading stops until they are handled.
 const HELD_LINES: usize = 32;
 
@@ -54,11 +51,11 @@ pub async fn serve(
 pub(super) struct Feed {
     pub(super) room: Arc<Room>,
     pub(super) label: String,
-    events: broadcast::Receiver<Event>,
+    pub(super) events: broadcast::Receiver<Event>,
     /// Events before this one predate the join.
-    since: u64,
+    pub(super) since: u64,
     /// Counts this reader for pacing the room's senders.
-    cursor: Cursor,
+    pub(super) cursor: Cursor,
 }
 
 impl Feed {
@@ -103,7 +100,6 @@ pub(super) async fn serve_client(
         input: BytesMut::new(),
         discarding: false,
         held: std::collections::VecDeque::new(),
-        view: View::default(),
     };
     let end = conn.run(&shutdown).await;
     conn.finish(end).await;
@@ -137,7 +133,6 @@ struct Conn {
     discarding: bool,
     /// Lines waiting for flood control to let them through.
     held: std::collections::VecDeque<BytesMut>,
-    view: View,
 }
 
 impl Conn {
@@ -170,20 +165,11 @@ impl Conn {
                 },
                 _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {}
                 item = self.direct.pop() => match item {
-                    Ok(Direct::Reply(reply)) => {
-                        let nick = self.session.nick();
-                        let text = String::from_utf8_lossy(&reply).into_owned();
-                        for line in text.lines() {
-                            for m in super::deliver::reply(line, &nick, self.session.caps()).unwrap_or_default() {
-                                self.session.send(m);
-                            }
-                        }
-                        self.direct.written(reply.len());
-                    }
+                    Ok(Direct::Reply(reply)) => self.session.reply(&reply),
                     Ok(Direct::Switch(_)) => {}
                     Err(_) => return End::TooSlow,
                 },
-                (at, event) = event => self.deliver(at, event),
+                (at, event) = event => self.session.deliver(at, event),
                 checked = super::session::account::wait(&mut self.session.account) => {
                     self.session.checked(checked);
                 }
@@ -260,8 +246,8 @@ impl Conn {
                 tokio::time::sleep(PING_FENCE).await;
             }
             // Whatever reached this client before its line comes before the line's answer.
-            self.drain_replies();
-            self.drain_feeds();
+            self.session.drain_replies();
+            self.session.drain_feeds();
             let raw = held_line_bytes(line);
             match message::parse(&raw) {
                 Ok(msg) if msg.command.is_empty() => {}
@@ -274,94 +260,14 @@ impl Conn {
                 }
                 Err(e) => self.session.bad_line(&e.to_string()),
             }
-            self.drain_replies();
             // What the line did in its rooms (a topic, a kick) comes before the answer to the
             // next line: clients fence on PING/PONG.
-            self.drain_feeds();
+            self.session.drain_feeds();
             if let Some(end) = self.session.ended() {
                 return Some(end_of(end));
             }
         }
         None
-    }
-
-    /// Takes the member's replies already queued, so they come before what the session says next.
-    fn drain_replies(&mut self) {
-        while let Ok(Some(item)) = self.direct.try_pop() {
-            if let Direct::Reply(reply) = item {
-                let nick = self.session.nick();
-                let text = String::from_utf8_lossy(&reply).into_owned();
-                for line in text.lines() {
-                    for m in
-                        super::deliver::reply(line, &nick, self.session.caps()).unwrap_or_default()
-                    {
-                        self.session.send(m);
-                    }
-                }
-                self.direct.written(reply.len());
-            }
-        }
-    }
-
-    /// Delivers the room events already waiting, without waiting for more.
-    fn drain_feeds(&mut self) {
-        let mut at = 0;
-        // Bounded: a busy room must not keep this client from its next line.
-        let mut budget = DRAIN_BUDGET;
-        while at < self.session.feeds.len() && budget > 0 {
-            budget -= 1;
-            let event = match self.session.feeds[at].events.try_recv() {
-                Ok(event) => Ok(event),
-                Err(broadcast::error::TryRecvError::Empty) => {
-                    at += 1;
-                    continue;
-                }
-                Err(broadcast::error::TryRecvError::Lagged(n)) => {
-                    Err(broadcast::error::RecvError::Lagged(n))
-                }
-                Err(broadcast::error::TryRecvError::Closed) => {
-                    Err(broadcast::error::RecvError::Closed)
-                }
-            };
-            let before = self.session.feeds.len();
-            self.deliver(at, event);
-            if self.session.feeds.len() < before {
-                // That feed ended; the next one is now at `at`.
-                continue;
-            }
-        }
-    }
-
-    fn deliver(&mut self, at: usize, event: Result<Event, broadcast::error::RecvError>) {
-        let Some(feed) = self.session.feeds.get_mut(at) else {
-            return;
-        };
-        match event {
-            Ok(event) => {
-                if event.seq < feed.since {
-                    return;
-                }
-                feed.cursor.advance(event.seq + 1);
-                let label = feed.label.clone();
-                let me = self.session.id();
-                for m in self.view.event(&event, &label, me, self.session.caps()) {
-                    self.session.send(m);
-                }
-            }
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                let label = feed.label.clone();
-                let nick = self.session.nick();
-                self.session.send(
-                    Message::new("NOTICE")
-                        .source("chatd")
-                        .param(nick)
-                        .param(format!("you missed {missed} messages in {label}")),
-                );
-            }
-            Err(broadcast::error::RecvError::Closed) => {
-                self.session.feeds.remove(at);
-            }
-        }
     }
 
     /// Writes what the session has to say; false when the client does not take it in time.

@@ -34,7 +34,7 @@ pub enum ParseError {
     /// A source (`:nick`) with no command after it, or an empty source.
     #[error("no command")]
     NoCommand,
-    /// A command that is neither letters nor three digits (the text, for ERR_UNKNOWNCOMMAND).
+    /// A command that is neither a word (letters, then letters or `_`) nor three digits.
     #[error("unknown command {0:?}")]
     BadCommand(String),
     /// Not UTF-8 (the server advertises UTF8ONLY).
@@ -111,7 +111,13 @@ pub fn parse(raw: &[u8]) -> Result<Message, ParseError> {
         return Err(ParseError::NoCommand);
     }
     let numeric = command.len() == 3 && command.bytes().all(|b| b.is_ascii_digit());
-    if !numeric && !command.bytes().all(|b| b.is_ascii_alphabetic()) {
+    // Letters, and underscores after the first (a client's unknown `FOO_BAR` is still a command,
+    // answered with ERR_UNKNOWNCOMMAND and its label).
+    let word = command.starts_with(|c: char| c.is_ascii_alphabetic())
+        && command
+            .bytes()
+            .all(|b| b.is_ascii_alphabetic() || b == b'_');
+    if !numeric && !word {
         return Err(ParseError::BadCommand(command.to_string()));
     }
     let mut params = Vec::new();
@@ -396,6 +402,8 @@ mod tests {
             Err(ParseError::BadCommand("PRIV\x01MSG".into()))
         );
         assert_eq!(parse(b"1234 x"), Err(ParseError::BadCommand("1234".into())));
+        assert_eq!(parse(b"_A x"), Err(ParseError::BadCommand("_A".into())));
+        assert_eq!(parse(b"NO_SUCH x").map(|m| m.command), Ok("NO_SUCH".into()));
         assert_eq!(parse(b"PRIVMSG x :\xff\xfe"), Err(ParseError::NotUtf8));
         assert_eq!(parse(b"@a=\xff PING x"), Err(ParseError::NotUtf8));
         assert_eq!(parse(b"PRIVMSG x :a\0b"), Err(ParseError::Control));

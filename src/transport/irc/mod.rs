@@ -8,6 +8,7 @@ mod connection;
 pub mod ctcp;
 pub mod deliver;
 pub mod isupport;
+pub mod label;
 pub mod message;
 pub mod nick;
 pub mod numeric;

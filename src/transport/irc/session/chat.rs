@@ -52,6 +52,9 @@ impl Session {
                     } else {
                         self.run_in(&key, &line);
                     }
+                    if self.caps.has(Cap::EchoMessage) {
+                        self.catch_up(&key);
+                    }
                     continue;
                 }
                 let outside = match (self.hub.room(target), self.member.as_mut()) {
@@ -83,9 +86,19 @@ impl Session {
                 }
                 continue;
             }
+            let own = self.member.as_ref().map(|m| crate::names::key(m.name()));
+            if own == Some(crate::names::key(&name)) {
+                self.message_to_self(command, text);
+                continue;
+            }
             if notice {
                 if let Some(member) = self.member.as_ref() {
                     member.notice_to(&name, text);
+                }
+                // chatd answers nothing to a notice, so the echo is made here.
+                if self.caps.has(Cap::EchoMessage) {
+                    let echo = self.own_message(command, &nick_from_name(&name), text);
+                    self.send(echo);
                 }
                 continue;
             }
@@ -105,6 +118,31 @@ impl Session {
             if member.handle(input) == Flow::Quit {
                 self.ended = Some(Ended::Quit);
             }
+            self.drain_replies();
         }
+    }
+
+    /// A message to oneself (chatd's `/msg` refuses it, IRC delivers it): the delivery, and with
+    /// echo-message the echo, which alone is the command's answer (and carries its label).
+    fn message_to_self(&mut self, command: &str, text: &str) {
+        let message = self.own_message(command, &self.nick(), text);
+        if self.caps.has(Cap::EchoMessage) {
+            self.send(message.clone());
+        }
+        // The delivery is not an answer to the command: it bypasses the labeled answer.
+        self.out.extend_from_slice(message.line().as_bytes());
+    }
+
+    /// `command` (PRIVMSG or NOTICE) from this client to `to`, as its echo shows it.
+    fn own_message(&self, command: &str, to: &str, text: &str) -> Message {
+        let me = self.member.as_ref().map_or("", |m| m.name());
+        stamp(
+            Message::new(command)
+                .source(&mask(me))
+                .param(to)
+                .param(text),
+            &self.caps,
+            None,
+        )
     }
 }

@@ -6,6 +6,8 @@
 pub(super) mod account;
 mod channels;
 mod chat;
+mod feed;
+mod history;
 mod modes;
 mod queries;
 mod service;
@@ -17,8 +19,9 @@ use tokio::time::Instant;
 
 use super::cap::{Cap, Caps};
 use super::connection::Feed;
-use super::deliver::{mask, stamp};
+use super::deliver::{mask, stamp, View};
 use super::isupport;
+use super::label;
 use super::message::Message;
 use super::nick::{name_from_nick, nick_from_name};
 use super::numeric::Numeric;
@@ -92,7 +95,13 @@ pub struct Session {
     held_until: Option<Instant>,
     /// The rooms this client sits in.
     pub(super) feeds: Vec<Feed>,
+    /// What the client has been told of its rooms (to tell it each quit and rename once).
+    view: View,
     out: Vec<u8>,
+    /// A labeled command's answer, gathered until it is complete (see [`Session::handle`]).
+    answer: Option<Vec<Message>>,
+    /// Batches opened so far (their ids).
+    batches: u64,
     ended: Option<Ended>,
     /// When the member last said something (for the idle timeout).
     last_active: Instant,
@@ -124,7 +133,10 @@ impl Session {
             member: None,
             held_until: None,
             feeds: Vec::new(),
+            view: View::default(),
             out: Vec::new(),
+            answer: None,
+            batches: 0,
             ended: None,
             last_active: Instant::now(),
             unregistered: Unregistered::new(),
@@ -135,11 +147,6 @@ impl Session {
     /// The server's name in IRC messages: `--name` (irctest and clients expect a host-like name).
     fn server(&self) -> Arc<str> {
         Arc::from(self.hub.config().name.as_str())
-    }
-
-    /// The capabilities the client enabled.
-    pub fn caps(&self) -> &Caps {
-        &self.caps
     }
 
     /// The member's id (0 before registration).
@@ -212,7 +219,16 @@ impl Session {
     /// Queues `message` for the client.
     pub fn send(&mut self, message: Message) {
         let message = self.with_account(message);
-        self.out.extend_from_slice(message.line().as_bytes());
+        match &mut self.answer {
+            Some(answer) => answer.push(message),
+            None => self.out.extend_from_slice(message.line().as_bytes()),
+        }
+    }
+
+    /// A fresh batch id for this connection.
+    pub(super) fn batch_id(&mut self) -> String {
+        self.batches += 1;
+        format!("b{}", self.batches)
     }
 
     /// Everything queued for the client since the last call.
@@ -306,8 +322,30 @@ impl Session {
         }
     }
 
-    /// Handles one message from the client.
+    /// Handles one message from the client, and takes the member's replies it caused. With
+    /// labeled-response, everything the command caused (its numerics, the member's replies, the
+    /// echo) is gathered here and sent as the label's answer: one place for every command.
     pub fn handle(&mut self, msg: Message) {
+        let label = msg
+            .tag_value("label")
+            .filter(|l| !l.is_empty() && self.caps.has(Cap::LabeledResponse))
+            .map(str::to_string);
+        let Some(label) = label else {
+            self.dispatch(msg);
+            self.drain_replies();
+            return;
+        };
+        self.answer = Some(Vec::new());
+        self.dispatch(msg);
+        self.drain_replies();
+        let answer = self.answer.take().unwrap_or_default();
+        let id = self.batch_id();
+        for m in label::labeled(&label, answer, &self.server(), &id) {
+            self.send(m);
+        }
+    }
+
+    fn dispatch(&mut self, msg: Message) {
         let command = msg.command.to_ascii_uppercase();
         let p = msg.params;
         match command.as_str() {
@@ -415,6 +453,7 @@ impl Session {
                     self.numeric(Numeric::UnAway {});
                 }
             }
+            "CHATHISTORY" => self.chathistory(&p),
             "WHOWAS" => self.whowas(&p),
             "USERHOST" => self.userhost(&p),
             "MOTD" => self.motd(),
@@ -583,7 +622,7 @@ impl Session {
             max_channels: config.max_rooms_per_member,
             max_targets: MAX_TARGETS,
             max_join_targets: MAX_TARGETS,
-            chathistory_max: 0,
+            chathistory_max: self.chathistory_max(),
             bot_mode: None,
         }
     }

@@ -1,0 +1,118 @@
+//! What reaches the client besides direct answers: its member's replies (chatd's text protocol,
+//! turned into IRC) and its rooms' events. Both go through [`Session::send`], so while a labeled
+//! command is handled they are part of its answer.
+
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+
+use super::*;
+use crate::outbox::Direct;
+use crate::room::Event;
+
+/// Most room events delivered between two of the client's lines.
+const DRAIN_BUDGET: usize = 1024;
+
+impl Session {
+    /// One reply chatd made for the member, as IRC.
+    pub fn reply(&mut self, reply: &[u8]) {
+        let nick = self.nick();
+        let text = String::from_utf8_lossy(reply).into_owned();
+        for line in text.lines() {
+            let replies = crate::transport::irc::deliver::reply(line, &nick, &self.caps);
+            for m in replies.unwrap_or_default() {
+                self.send(m);
+            }
+        }
+        self.direct.written(reply.len());
+    }
+
+    /// Takes the member's replies already queued, so they come before what the session says next.
+    pub fn drain_replies(&mut self) {
+        while let Ok(Some(item)) = self.direct.try_pop() {
+            if let Direct::Reply(reply) = item {
+                self.reply(&reply);
+            }
+        }
+    }
+
+    /// One event (or a lag) of the room in feed `at`.
+    pub fn deliver(&mut self, at: usize, event: Result<Event, RecvError>) {
+        let Some(feed) = self.feeds.get_mut(at) else {
+            return;
+        };
+        match event {
+            Ok(event) => {
+                if event.seq < feed.since {
+                    return;
+                }
+                feed.cursor.advance(event.seq + 1);
+                let label = feed.label.clone();
+                let me = self.id();
+                for m in self.view.event(&event, &label, me, &self.caps) {
+                    self.send(m);
+                }
+            }
+            Err(RecvError::Lagged(missed)) => {
+                let label = feed.label.clone();
+                let nick = self.nick();
+                self.send(
+                    Message::new("NOTICE")
+                        .source("chatd")
+                        .param(nick)
+                        .param(format!("you missed {missed} messages in {label}")),
+                );
+            }
+            Err(RecvError::Closed) => {
+                self.feeds.remove(at);
+            }
+        }
+    }
+
+    /// Delivers the room events already waiting, without waiting for more.
+    pub fn drain_feeds(&mut self) {
+        let mut at = 0;
+        // Bounded: a busy room must not keep this client from its next line.
+        let mut budget = DRAIN_BUDGET;
+        while at < self.feeds.len() && budget > 0 {
+            budget -= 1;
+            let event = match self.feeds[at].events.try_recv() {
+                Ok(event) => Ok(event),
+                Err(TryRecvError::Empty) => {
+                    at += 1;
+                    continue;
+                }
+                Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                Err(TryRecvError::Closed) => Err(RecvError::Closed),
+            };
+            // A feed that ended is removed: the next one is then at `at`.
+            self.deliver(at, event);
+        }
+    }
+
+    /// Delivers what room `key` has already sent this client, up to and including the member's
+    /// own chat just said there: with echo-message the echo is then part of the command's
+    /// answer (and its label), in the room's order. The room publishes chat as it is said, so the
+    /// own event is waiting unless the room refused the line (then the refusal is the answer).
+    pub(super) fn catch_up(&mut self, key: &str) {
+        let me = self.id();
+        loop {
+            let Some(at) = self.feeds.iter().position(|f| f.room.name().key == key) else {
+                return;
+            };
+            let event = match self.feeds[at].events.try_recv() {
+                Ok(event) => Ok(event),
+                Err(TryRecvError::Lagged(missed)) => Err(RecvError::Lagged(missed)),
+                Err(TryRecvError::Closed) => Err(RecvError::Closed),
+                Err(TryRecvError::Empty) => return,
+            };
+            let own = matches!(&event, Ok(e) if e.from == me && e.is_chat());
+            if own {
+                self.deliver(at, event);
+                return;
+            }
+            // What others said before it is not part of the answer: it goes out ahead of it.
+            let answer = self.answer.take();
+            self.deliver(at, event);
+            self.answer = answer;
+        }
+    }
+}

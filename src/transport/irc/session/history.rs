@@ -1,0 +1,124 @@
+//! CHATHISTORY (IRCv3 `draft/chathistory`): a channel's history, with chatd's history ids as
+//! msgids and its times as timestamps, in a `chathistory` batch. Private messages are not kept by
+//! chatd, so a nick's history is empty and TARGETS lists channels only.
+
+use super::*;
+use crate::store::history::HistoryLine;
+use crate::transport::irc::chathistory::{self, format_time, from_unix_millis, Request};
+use crate::transport::irc::deliver::chat_parts;
+
+impl Session {
+    /// Most messages one CHATHISTORY request gives (ISUPPORT `CHATHISTORY`): what a room keeps,
+    /// up to 1000.
+    pub(super) fn chathistory_max(&self) -> usize {
+        self.hub.config().history.min(1000)
+    }
+
+    pub(super) fn chathistory(&mut self, p: &[String]) {
+        let request = match chathistory::parse(p, self.chathistory_max()) {
+            Ok(request) => request,
+            Err(e) => {
+                let reply = e.reply(&self.server());
+                self.send(reply);
+                return;
+            }
+        };
+        let target = match &request {
+            Request::Targets { from, to, limit } => return self.targets(*from, *to, *limit),
+            Request::Latest { target, .. }
+            | Request::Before { target, .. }
+            | Request::After { target, .. }
+            | Request::Around { target, .. }
+            | Request::Between { target, .. } => target.clone(),
+        };
+        let mut found = Vec::new();
+        if target.starts_with('#') {
+            let key = RoomName::parse(&target).map(|n| n.key).unwrap_or_default();
+            let Some(room) = self
+                .feeds
+                .iter()
+                .find(|f| f.room.name().key == key)
+                .map(|f| Arc::clone(&f.room))
+            else {
+                let fail = crate::transport::irc::numeric::standard_reply(
+                    &self.server(),
+                    crate::transport::irc::numeric::Standard::Fail,
+                    "CHATHISTORY",
+                    "INVALID_TARGET",
+                    &[p[0].as_str(), target.as_str()],
+                    "You are not on that channel",
+                );
+                self.send(fail);
+                return;
+            };
+            let lines = room.recent(self.hub.config().history);
+            let label = room.label();
+            found = chathistory::select(&lines, &request)
+                .iter()
+                .filter_map(|line| self.replayed(line, &label))
+                .collect();
+        }
+        let id = self.batch_id();
+        let server = self.server();
+        for m in label::batch(&id, "chathistory", &[target.as_str()], found, &server) {
+            self.send(m);
+        }
+    }
+
+    /// A history line as the PRIVMSG it was, with its own time and id.
+    fn replayed(&self, line: &HistoryLine, channel: &str) -> Option<Message> {
+        let text = String::from_utf8_lossy(&line.text);
+        let (name, body) = chat_parts(&text)?;
+        let mut m = Message::new("PRIVMSG")
+            .source(&mask(name))
+            .param(channel)
+            .param(body);
+        if self.caps.has(Cap::ServerTime) {
+            let at = from_unix_millis(u64::try_from(line.at_ms).unwrap_or(0));
+            m = m.tag("time", &format_time(at));
+        }
+        if self.caps.has(Cap::MessageTags) {
+            m = m.tag("msgid", &line.id.to_string());
+        }
+        Some(m)
+    }
+
+    /// `CHATHISTORY TARGETS`: the client's channels with lines between two times, the most
+    /// recently active last.
+    fn targets(&mut self, from: std::time::SystemTime, to: std::time::SystemTime, limit: usize) {
+        let (from, to) = (chathistory::unix_millis(from), chathistory::unix_millis(to));
+        let (low, high) = (from.min(to), from.max(to));
+        let mut active: Vec<(i64, String)> = self
+            .feeds
+            .iter()
+            .filter_map(|f| {
+                let latest = f
+                    .room
+                    .recent(self.hub.config().history)
+                    .iter()
+                    .rev()
+                    .map(|l| l.at_ms)
+                    .find(|at| *at > low && *at < high)?;
+                Some((latest, f.label.clone()))
+            })
+            .collect();
+        active.sort();
+        let server = self.server();
+        let found = active
+            .iter()
+            .take(limit)
+            .map(|(at, label)| {
+                let at = from_unix_millis(u64::try_from(*at).unwrap_or(0));
+                Message::new("CHATHISTORY")
+                    .source(&server)
+                    .param("TARGETS")
+                    .param(label.as_str())
+                    .param(format!("timestamp={}", format_time(at)))
+            })
+            .collect();
+        let id = self.batch_id();
+        for m in label::batch(&id, "draft/chathistory-targets", &[], found, &server) {
+            self.send(m);
+        }
+    }
+}

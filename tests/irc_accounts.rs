@@ -122,15 +122,15 @@ async fn sasl_plain_refuses_a_wrong_password_then_logs_in_to_the_line_registered
     client
         .expect(":chatd 903 al :SASL authentication successful")
         .await;
-    // Logged in as /login does: the member takes the account's name.
+    // Logged in as IRC clients expect: under the nick it asked for, apart from the account.
     let welcome = client.recv().await;
-    assert!(welcome.starts_with(":chatd 001 alice "), "{welcome}");
+    assert!(welcome.starts_with(":chatd 001 al "), "{welcome}");
     client
         .expect_match(|l| l.contains(" 376 ") || l.contains(" 422 "))
         .await;
-    client.send("WHOIS alice").await;
+    client.send("WHOIS al").await;
     client
-        .expect(":chatd 330 alice alice alice :is logged in as")
+        .expect(":chatd 330 al al alice :is logged in as")
         .await;
     server.shutdown().await;
 }
@@ -156,18 +156,18 @@ async fn account_tag_and_extended_join_name_the_senders_account() {
     join(&mut alice, "#den").await;
     assert_eq!(
         line_with(&mut watcher, "JOIN #den").await,
-        "@account=alice :alice!chat@chatd JOIN #den alice :al real"
+        "@account=alice :al!chat@chatd JOIN #den alice :al real"
     );
     alice.send("PRIVMSG #den :hi all").await;
     assert_eq!(
         line_with(&mut watcher, "PRIVMSG #den").await,
-        "@account=alice :alice!chat@chatd PRIVMSG #den :hi all"
+        "@account=alice :al!chat@chatd PRIVMSG #den :hi all"
     );
-    line.expect("<alice> hi all").await;
+    line.expect("<al> hi all").await;
     alice.send("PRIVMSG watcher :psst").await;
     assert_eq!(
         line_with(&mut watcher, "PRIVMSG watcher").await,
-        "@account=alice :alice!chat@chatd PRIVMSG watcher psst"
+        "@account=alice :al!chat@chatd PRIVMSG watcher psst"
     );
     // Not logged in: no tag.
     line.send("hello").await;
@@ -212,11 +212,12 @@ async fn nickserv_registers_and_identifies_on_the_same_accounts_as_the_line_prot
         .await;
     dave.send("PRIVMSG NickServ :IDENTIFY carol pw-of-carol")
         .await;
-    dave.expect(":dave!chat@chatd NICK carol").await;
-    dave.expect(
-        ":NickServ!NickServ@services.chatd NOTICE carol :You are now identified for carol.",
-    )
-    .await;
+    // Identified under the nick it has: the account is apart from the nick, as on IRC.
+    dave.expect(":NickServ!NickServ@services.chatd NOTICE dave :You are now identified for carol.")
+        .await;
+    dave.send("WHOIS dave").await;
+    dave.expect(":chatd 330 dave dave carol :is logged in as")
+        .await;
     server.shutdown().await;
 }
 

@@ -185,11 +185,14 @@ impl Member {
         }
     }
 
-    /// Logs in to account `name`, whose password another face checked already (IRC's SASL, OPER,
-    /// NickServ): the same as a `/login` that succeeded. False when another session holds the name
-    /// (the member is told).
-    pub fn login_verified(&mut self, name: &str) -> bool {
-        self.login_claim_first(name) || self.login_now(name)
+    /// Logs the member in to the account `name` (its password checked already) under the name it
+    /// has: IRC's way (SASL, OPER, NickServ), where an account and a nick are apart. The
+    /// account's name stays its own: nobody else may take it meanwhile.
+    pub fn log_in_keeping_name(&mut self, name: &str) {
+        let key = names::key(name);
+        tracing::info!(addr = %self.hub.config().log_addr(self.addr), account = %name, "logged in");
+        self.hub.set_account(self.id, Some(key.clone()));
+        self.account = Some(key);
     }
 
     /// Gives the member the name of the account `name` it logged in to (in a cluster: once the

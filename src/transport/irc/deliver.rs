@@ -216,9 +216,17 @@ pub fn chat_parts(line: &str) -> Option<(&str, String)> {
 /// `text` cut into pieces that each fit one IRC line after `head` (512 bytes with CR LF, as
 /// clients expect): a long line from a line member reaches IRC clients whole, in several
 /// messages, rather than cut.
+///
+/// Text an IRC client could have sent in one line (`COMMAND target text` within 512 bytes) is
+/// only cut to fit after the longer source prefix, as IRC servers do, so it stays one message;
+/// longer text can only come from a line member (up to `--max-line`), and is split instead.
 pub fn fitting(head: &Message, text: &str) -> Vec<String> {
     // `head` plus " :" plus CR LF.
     let room = MAX_BODY_BYTES.saturating_sub(head.body_len() + 2).max(64);
+    let sendable = head.params.iter().map(|p| p.len() + 1).sum::<usize>() + head.command.len() + 3;
+    if text.len() + sendable <= MAX_BODY_BYTES {
+        return vec![truncate_bytes(text, room).to_string()];
+    }
     let mut pieces = Vec::new();
     let mut rest = text;
     while rest.len() > room {

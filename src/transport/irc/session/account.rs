@@ -3,14 +3,15 @@
 //! `/wall`, `/gban`, `/lockdown`). Passwords are checked by [`crate::auth::Accounts`] off the
 //! connection's task; the connection waits on [`wait`] beside its socket and stops taking the
 //! client's lines until the answer is in, so replies stay in order and nothing else is held up.
-//! A successful check logs the member in as `/login` does ([`Member::login_verified`]).
+//! A successful check logs the member in to the account under the nick it has
+//! ([`crate::member::Member::log_in_keeping_name`]).
 
 use tokio::sync::oneshot;
 
 use super::super::cap::Cap;
 use super::super::deliver::mask;
 use super::super::message::Message;
-use super::super::nick::{name_from_nick, nick_from_name};
+use super::super::nick::name_from_nick;
 use super::super::numeric::Numeric;
 use super::super::sasl::{self, Sasl, Step};
 use super::Session;
@@ -211,29 +212,19 @@ impl Session {
         }
     }
 
-    /// At registration: logs the new member in to the account SASL checked; false if there is none
-    /// or its name is held by another session (the member was told; it keeps its nick then).
-    pub(super) fn log_in_registered(&mut self, member: &mut crate::member::Member) -> bool {
-        match self.account.sasl_account.take() {
-            Some(name) => member.login_verified(&name),
-            None => false,
+    /// At registration: logs the new member in to the account SASL checked, if any, before it
+    /// takes its nick (which may be the account's name, refused to anyone not logged in to it).
+    pub(super) fn log_in_registered(&mut self, member: &mut crate::member::Member) {
+        if let Some(name) = self.account.sasl_account.take() {
+            member.log_in_keeping_name(&name);
         }
     }
 
-    /// Logs the member in to account `name` (checked already), telling the client its new nick.
+    /// Logs the member in to account `name` (checked already); its nick stays as it is, as IRC
+    /// clients expect of SASL, OPER and NickServ.
     pub(super) fn log_in_checked(&mut self, name: &str) {
-        let Some(member) = self.member.as_mut() else {
-            return;
-        };
-        let old = member.name().to_string();
-        member.login_verified(name);
-        let new = member.name().to_string();
-        if new != old {
-            self.send(
-                Message::new("NICK")
-                    .source(&mask(&old))
-                    .param(nick_from_name(&new)),
-            );
+        if let Some(member) = self.member.as_mut() {
+            member.log_in_keeping_name(name);
         }
     }
 

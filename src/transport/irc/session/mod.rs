@@ -428,6 +428,15 @@ impl Session {
                     words: &words,
                 });
             }
+            "INFO" => {
+                for line in [
+                    concat!("chatd ", env!("CARGO_PKG_VERSION")),
+                    "a chat server: netcat (TCP, UDP), TLS, browsers and IRC in the same rooms",
+                ] {
+                    self.numeric(Numeric::Info { line });
+                }
+                self.numeric(Numeric::EndOfInfo {});
+            }
             "VERSION" => {
                 let server = self.server();
                 self.numeric(Numeric::Version {
@@ -549,7 +558,8 @@ impl Session {
             }
         };
         let name = name_from_nick(&wanted).unwrap_or_default();
-        if !self.log_in_registered(&mut member) && member.rename_to(&name).is_err() {
+        self.log_in_registered(&mut member);
+        if member.rename_to(&name).is_err() {
             // Taken meanwhile (two clients registering the same nick at once): this one is not
             // registered after all, and may ask for another nick.
             member.leave(None);

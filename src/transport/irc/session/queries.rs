@@ -61,7 +61,10 @@ impl Session {
             channel: room.map_or_else(|| "*".to_string(), |r| r.label()),
             nick: nick_from_name(&target.name),
             about: target.about.clone(),
-            account: target.account.clone(),
+            account: target
+                .account
+                .as_ref()
+                .map(|key| self.hub.accounts().registered(key).unwrap_or(key.clone())),
             op: room.is_some_and(|r| self.operates(target, r)),
             voiced: room.is_some_and(|r| r.moderate(|m| m.is_voiced(target.id))),
             oper: self.hub.is_oper(target.account.as_deref()),
@@ -235,7 +238,11 @@ impl Session {
         if self.hub.is_oper(target.account.as_deref()) {
             self.numeric(Numeric::WhoisOperator { nick: &nick });
         }
-        if let Some(account) = &target.account {
+        let account = target
+            .account
+            .as_ref()
+            .map(|key| self.hub.accounts().registered(key).unwrap_or(key.clone()));
+        if let Some(account) = &account {
             self.numeric(Numeric::WhoisAccount {
                 nick: &nick,
                 account,

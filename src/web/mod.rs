@@ -229,6 +229,32 @@ async fn metrics(State(web): State<Web>) -> impl IntoResponse {
     )
 }
 
+/// Whether the page that asks for a WebSocket is the server's own or an allowed one (a client
+/// that names no origin is not a browser page, and may).
+fn origin_allowed(headers: &HeaderMap, web: &Web) -> bool {
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    origin::allowed(
+        text(header::ORIGIN),
+        text(header::HOST),
+        &web.hub.config().allow_origins,
+    )
+}
+
+/// Who a WebSocket member is: behind a trusted reverse proxy whoever the proxy says (its port is
+/// unknown), otherwise the peer.
+fn member_address(
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    config: &crate::config::Config,
+) -> SocketAddr {
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    crate::transport::proxy::forwarded_for(&config.trusted_proxies, peer, forwarded)
+        .map_or(peer, |ip| SocketAddr::new(ip, 0))
+}
+
 /// The page, or at `/` a WebSocket upgrade that asks for an IRC subprotocol (IRCv3's
 /// `text.ircv3.net` or `binary.ircv3.net`): an IRC client, as on `--irc`.
 async fn page_or_irc(
@@ -252,16 +278,7 @@ async fn page_or_irc(
     if offered.is_empty() {
         return page().await.into_response();
     }
-    let allowed = {
-        let headers = request.headers();
-        let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
-        origin::allowed(
-            text(header::ORIGIN),
-            text(header::HOST),
-            &web.hub.config().allow_origins,
-        )
-    };
-    if !allowed {
+    if !origin_allowed(request.headers(), &web) {
         return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
     }
     let (mut parts, _) = request.into_parts();
@@ -270,13 +287,7 @@ async fn page_or_irc(
         Err(rejection) => return rejection.into_response(),
     };
     let config = web.hub.config();
-    let forwarded = parts
-        .headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok());
-    let addr = crate::transport::proxy::forwarded_for(&config.trusted_proxies, addr, forwarded)
-        .map_or(addr, |ip| SocketAddr::new(ip, 0));
+    let addr = member_address(&parts.headers, addr, &config);
     let (shutdown, tracker) = web.members;
     let tracked = tracker.token();
     let hub = web.hub;
@@ -297,23 +308,11 @@ async fn upgrade(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    let allowed = origin::allowed(
-        text(header::ORIGIN),
-        text(header::HOST),
-        &web.hub.config().allow_origins,
-    );
-    if !allowed {
+    if !origin_allowed(&headers, &web) {
         return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
     }
     let config = web.hub.config();
-    // Behind a trusted reverse proxy the member is whoever the proxy says (its port is unknown).
-    let forwarded = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok());
-    let addr = crate::transport::proxy::forwarded_for(&config.trusted_proxies, addr, forwarded)
-        .map_or(addr, |ip| SocketAddr::new(ip, 0));
+    let addr = member_address(&headers, addr, &config);
     let (shutdown, tracker) = web.members;
     // Counted with the TCP connections, so shutdown waits for its goodbye.
     let tracked = tracker.token();

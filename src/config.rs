@@ -221,6 +221,13 @@ pub struct ServerArgs {
     /// (1 to 10000).
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000), help_heading = ROOMS)]
     pub max_rooms_per_member: u32,
+    /// Messages kept for each absent account.
+    ///
+    /// A `/msg` to a registered member who is not connected is kept (with `--db`, in the
+    /// database) and delivered when they next log in; past this many the oldest go, counted
+    /// (0 to 10000; 0: refused, as for unknown names).
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=10_000), help_heading = ROOMS)]
+    pub offline_max: u32,
     /// Most bans one room holds.
     ///
     /// Past it a new ban is refused until one is lifted, so a room's state stays small and cheap
@@ -519,6 +526,8 @@ pub struct Config {
     pub max_rooms: usize,
     /// Most rooms one member may be in at once.
     pub max_rooms_per_member: usize,
+    /// Messages kept for each absent account (0: none).
+    pub offline_max: usize,
     /// The password IRC clients must send (`PASS`) to register, if any.
     pub irc_password: Option<String>,
     /// Most bans one room holds.
@@ -601,6 +610,7 @@ impl Default for Config {
             history_db: None,
             max_rooms: 1000,
             max_rooms_per_member: 100,
+            offline_max: 100,
             irc_password: None,
             max_bans_per_room: crate::room::moderation::DEFAULT_MAX_BANS,
             udp_reply_budget: DEFAULT_UDP_REPLY_BUDGET,
@@ -644,6 +654,7 @@ impl ServerArgs {
             history_db: self.history_db.clone(),
             max_rooms: self.max_rooms as usize,
             max_rooms_per_member: self.max_rooms_per_member as usize,
+            offline_max: self.offline_max as usize,
             irc_password: self.irc_password.clone(),
             max_bans_per_room: self.max_bans_per_room,
             udp_reply_budget: self.udp_reply_budget,

@@ -374,3 +374,37 @@ pub fn counts(stats: &StoreStats) -> (u64, u64) {
         stats.dropped.load(Ordering::Relaxed),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn a_room_the_archive_forgot_does_not_number_from_1_again() {
+        let store = Store::memory(1);
+        let mut first = store.load("a", 10);
+        for _ in 0..3 {
+            first.push(0, Bytes::from_static(b"<x> hi"));
+        }
+        store.archive("a", first);
+        let mut other = store.load("b", 10);
+        other.push(0, Bytes::from_static(b"<x> hi"));
+        // Room b's history pushes a's out of the one-room archive.
+        store.archive("b", other);
+        let again = store.load("a", 10);
+        assert!(
+            again.next_id() >= 4,
+            "ids of a would repeat: {}",
+            again.next_id()
+        );
+        assert!(again.is_empty());
+    }
+
+    #[test]
+    fn without_a_database_each_store_is_an_epoch_of_its_own() {
+        let (a, b) = (Store::memory(1), Store::memory(1));
+        assert_ne!(a.epoch(), b.epoch());
+        assert_eq!(a.epoch(), a.local_epoch());
+    }
+}

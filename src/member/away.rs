@@ -67,7 +67,16 @@ impl Member {
         let store = self.hub.store().clone();
         let outbox = self.outbox.clone();
         let irc = self.transport == Transport::Irc;
+        let state_key = crate::store::offline::state_key(&key);
+        let shared = self.hub.accounts().look_up(state_key.clone());
         runtime.spawn(async move {
+            // With `--cluster` what another node kept a moment ago may not have reached this
+            // node's copy yet: the bucket has it.
+            if let Some(found) = shared {
+                if let Some(json) = found.await {
+                    store.put_state(&state_key, Some(&json));
+                }
+            }
             let Ok(taken) = tokio::task::spawn_blocking(move || store.take_messages(&key)).await
             else {
                 return;

@@ -177,6 +177,19 @@ impl Store {
         if max == 0 {
             return Err(offline::KeepError::Off);
         }
+        if self.inner.sink.get().is_some() {
+            // With `--cluster` they are a value of the cluster's bucket, so a login on any node
+            // finds them; the lock keeps two senders here from writing over each other.
+            let _one_at_a_time = lock(&self.inner.kept);
+            let state_key = offline::state_key(account);
+            let held = self
+                .get_state(&state_key)
+                .and_then(|json| serde_json::from_str(&json).ok())
+                .unwrap_or_default();
+            let (taken, json) = offline::add_shared(held, kept, max);
+            self.set_state(&state_key, Some(&json));
+            return Ok(taken.dropped);
+        }
         match &self.inner.meta {
             Some(db) => db
                 .with_conn(|conn| offline::keep_in(conn, account, &kept, max))
@@ -191,6 +204,18 @@ impl Store {
     /// Takes the messages kept for `account` (it logged in); they are handed over once. With a
     /// database this reads and writes it: call it off the member's task.
     pub fn take_messages(&self, account: &str) -> offline::Taken {
+        if self.inner.sink.get().is_some() {
+            let _one_at_a_time = lock(&self.inner.kept);
+            let state_key = offline::state_key(account);
+            let Some(json) = self.get_state(&state_key) else {
+                return offline::Taken::default();
+            };
+            self.set_state(&state_key, None);
+            return serde_json::from_str(&json).unwrap_or_else(|e| {
+                tracing::error!(account, error = %e, "unreadable kept messages; dropped");
+                offline::Taken::default()
+            });
+        }
         match &self.inner.meta {
             Some(db) => db
                 .with_conn(|conn| offline::take_from(conn, account))

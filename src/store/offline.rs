@@ -4,7 +4,9 @@
 //! Bounded either way: at most `--offline-max` per account (the oldest go first, counted, so the
 //! owner is told how many), and without a database at most [`MAX_MEMORY_TOTAL`] in all (past it a
 //! message is refused, and its sender told). With `--db` they are rows of the same SQLite file,
-//! so they survive a restart; [`Boxes`] is the memory form, pure and tested without I/O.
+//! so they survive a restart; [`Boxes`] is the memory form, pure and tested without I/O. With
+//! `--cluster` an account's messages are one JSON value (`kept:KEY`, see [`add_shared`]) of the
+//! cluster's state bucket, so a login on any node finds them.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -14,7 +16,7 @@ use rusqlite::{params, Connection};
 pub const MAX_MEMORY_TOTAL: usize = 100_000;
 
 /// One message kept for an account.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Kept {
     /// Who sent it (their name then).
     pub from: String,
@@ -24,8 +26,9 @@ pub struct Kept {
     pub at_ms: i64,
 }
 
-/// What an account finds on logging in.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What an account finds on logging in (with `--cluster`, also what the cluster's bucket holds
+/// for it, as JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Taken {
     /// The messages, oldest first.
     pub messages: Vec<Kept>,
@@ -108,6 +111,32 @@ impl Boxes {
     /// Forgets what is kept for `account` (it was unregistered).
     pub fn forget(&mut self, account: &str) {
         self.take(account);
+    }
+}
+
+/// The state key under which the cluster's bucket holds what is kept for `account`.
+pub fn state_key(account: &str) -> String {
+    format!("kept:{account}")
+}
+
+/// Most bytes of JSON one account's kept messages take in the cluster's bucket (one value there):
+/// past it the oldest go, as past `--offline-max`.
+pub const MAX_SHARED_BYTES: usize = 256 * 1024;
+
+/// `taken` (one account's kept messages, as the bucket holds them) with `kept` added, within `max`
+/// messages and [`MAX_SHARED_BYTES`]; its JSON.
+pub fn add_shared(mut taken: Taken, kept: Kept, max: usize) -> (Taken, String) {
+    taken.messages.push(kept);
+    let excess = taken.messages.len().saturating_sub(max);
+    taken.messages.drain(..excess);
+    taken.dropped += excess as u64;
+    loop {
+        let json = serde_json::to_string(&taken).unwrap_or_default();
+        if json.len() <= MAX_SHARED_BYTES || taken.messages.len() <= 1 {
+            return (taken, json);
+        }
+        taken.messages.remove(0);
+        taken.dropped += 1;
     }
 }
 
@@ -255,6 +284,26 @@ mod tests {
         boxes.forget("cat");
         assert_eq!(boxes.keep("dan", kept(1), 2), Ok(0));
         assert_eq!(texts(&boxes.take("bob")), ["m2", "m3"]);
+    }
+
+    #[test]
+    fn the_clusters_copy_is_bounded_in_messages_and_bytes() {
+        let (taken, _) = add_shared(Taken::default(), kept(1), 2);
+        let (taken, _) = add_shared(taken, kept(2), 2);
+        let (taken, json) = add_shared(taken, kept(3), 2);
+        assert_eq!((texts(&taken), taken.dropped), (vec!["m2", "m3"], 1));
+        let back: Taken = serde_json::from_str(&json).expect("json");
+        assert_eq!(back, taken);
+        let big = |n| Kept {
+            text: "x".repeat(100_000),
+            ..kept(n)
+        };
+        let (mut taken, mut json) = add_shared(Taken::default(), big(1), 100);
+        for n in 2..=5 {
+            (taken, json) = add_shared(taken, big(n), 100);
+        }
+        assert!(json.len() <= MAX_SHARED_BYTES, "{}", json.len());
+        assert_eq!((taken.messages.len(), taken.dropped), (2, 3));
     }
 
     #[test]

@@ -67,15 +67,22 @@ fn time_of(line: &str) -> &str {
         .unwrap_or_else(|| panic!("no time tag in {line}"))
 }
 
-#[tokio::test]
-async fn chathistory_replays_a_line_members_lines_with_their_own_times() {
+/// A server with line member bob in #den, and IRC client alice (server-time, batch and
+/// chathistory on) with her welcome.
+async fn bob_in_den_and_alice_on_irc() -> (common::TestServer, TcpClient, TcpClient, Vec<String>) {
     let server = start_server("--irc 0 --name chatd").await;
     let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
     bob.send("/join #den").await;
     bob.expect_match(|l| l.starts_with("* you are in #den"))
         .await;
     let caps = "server-time batch draft/chathistory";
-    let (mut alice, welcome) = irc_with(server.irc.expect("irc"), "alice", caps).await;
+    let (alice, welcome) = irc_with(server.irc.expect("irc"), "alice", caps).await;
+    (server, bob, alice, welcome)
+}
+
+#[tokio::test]
+async fn chathistory_replays_a_line_members_lines_with_their_own_times() {
+    let (server, mut bob, mut alice, welcome) = bob_in_den_and_alice_on_irc().await;
     assert!(
         welcome
             .iter()
@@ -223,14 +230,8 @@ async fn a_commands_answer_carries_its_label() {
 
 #[tokio::test]
 async fn a_msgid_of_another_history_epoch_is_refused_clearly() {
-    let server = start_server("--irc 0 --name chatd").await;
-    let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
-    bob.send("/join #den").await;
-    bob.expect_match(|l| l.starts_with("* you are in #den"))
-        .await;
     // (msgid tags go out with message-tags, which is not offered yet; references are read.)
-    let caps = "server-time batch draft/chathistory";
-    let (mut alice, _) = irc_with(server.irc.expect("irc"), "alice", caps).await;
+    let (server, mut bob, mut alice, _) = bob_in_den_and_alice_on_irc().await;
     join(&mut alice, "#den").await;
     bob.send("first").await;
     alice

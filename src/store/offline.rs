@@ -191,7 +191,14 @@ pub(super) fn keep_in(
             params![account, excess],
         )?;
     }
-    let dropped: i64 = tx
+    let dropped = dropped_of(&tx, account)?;
+    tx.commit()?;
+    Ok(dropped)
+}
+
+/// How many of `account`'s messages were dropped so far.
+fn dropped_of(conn: &Connection, account: &str) -> rusqlite::Result<u64> {
+    let dropped: i64 = conn
         .query_row(
             "SELECT dropped FROM kept_dropped WHERE account = ?1",
             [account],
@@ -201,7 +208,6 @@ pub(super) fn keep_in(
             rusqlite::Error::QueryReturnedNoRows => Ok(0),
             e => Err(e),
         })?;
-    tx.commit()?;
     Ok(u64::try_from(dropped).unwrap_or(0))
 }
 
@@ -220,23 +226,11 @@ pub(super) fn take_from(conn: &mut Connection, account: &str) -> rusqlite::Resul
         })?;
         rows.collect::<rusqlite::Result<Vec<Kept>>>()?
     };
-    let dropped: i64 = tx
-        .query_row(
-            "SELECT dropped FROM kept_dropped WHERE account = ?1",
-            [account],
-            |row| row.get(0),
-        )
-        .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(0),
-            e => Err(e),
-        })?;
+    let dropped = dropped_of(&tx, account)?;
     tx.execute("DELETE FROM kept WHERE account = ?1", [account])?;
     tx.execute("DELETE FROM kept_dropped WHERE account = ?1", [account])?;
     tx.commit()?;
-    Ok(Taken {
-        messages,
-        dropped: u64::try_from(dropped).unwrap_or(0),
-    })
+    Ok(Taken { messages, dropped })
 }
 
 #[cfg(test)]

@@ -34,7 +34,8 @@ impl Sources {
     }
 }
 
-/// Connects one TCP client (from `source` if given) and reads until the server's greeting.
+/// Connects one TCP client (from `source` if given) and reads until the server's greeting (for
+/// IRC, until it has registered and joined the channel).
 pub async fn connect_greeted(
     server: SocketAddr,
     source: Option<IpAddr>,
@@ -51,7 +52,12 @@ pub async fn connect_greeted(
         }
         let mut stream = socket.connect(server).await?;
         stream.set_nodelay(true)?;
-        wait_greeting(&mut stream, kind).await?;
+        if kind.is_irc() {
+            // Registration and the join are one exchange; 001 alone is not yet in the channel.
+            crate::irc::register(&mut stream, &crate::irc::next_nick()).await?;
+        } else {
+            wait_greeting(&mut stream, kind).await?;
+        }
         if kind.is_nats() {
             nats_subscribe(&mut stream).await?;
         }

@@ -1,5 +1,6 @@
-//! Load generator for the benchmarks: drives a chat server (chatd, or `ncat --chat` as the
-//! baseline) with many TCP clients and UDP peers, and measures delivery rate, latency and loss.
+//! Load generator for the benchmarks: drives a chat server (chatd, or `ncat --chat`, nats-server,
+//! ngircd or InspIRCd as baselines) with many TCP clients and UDP peers, and measures delivery
+//! rate, latency and loss.
 //!
 //! Pieces, usable on their own from benches and tests:
 //! - [`msg`]: the fixed-size, timestamped message line and the scanner that finds it again.
@@ -13,6 +14,8 @@
 //! - [`ws`]: WebSocket members, bridged to plain streams for the web cases.
 //! - [`tls`]: TLS members, bridged the same way for the TLS cases.
 //! - [`nats`]: a nats-server with JetStream for the cluster cases.
+//! - [`irc`]: the IRC client side (register, join, `PRIVMSG`, `PONG`); [`ircd`]: ngircd and
+//!   InspIRCd, configured and started for the IRC cases.
 //! - [`scale`]: the worker side of `cluster-scale` (idle members by the ten thousand, split over
 //!   processes, timing each line to reach all of them).
 //! - [`sys`]: CPU, memory, descriptor limits and UDP drop counters from the OS.
@@ -21,6 +24,8 @@ pub mod case;
 pub mod conn;
 pub mod hist;
 pub mod idle;
+pub mod irc;
+pub mod ircd;
 pub mod msg;
 pub mod nats;
 pub mod recv;

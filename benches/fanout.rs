@@ -21,9 +21,13 @@
 //! `FANOUT_SERVERS=chatd,chatd-irc,ngircd,inspircd` picks servers (names: chatd, chatd-base, ncat,
 //! nats, nats-1proc, chatd-irc, ngircd, inspircd); by default every installed one runs, and a
 //! missing one is a note naming its Debian package (an error when FANOUT_SERVERS names it).
-//! On more than 4 cores the server is pinned to 2 and
+//! `cargo bench --bench fanout -- capacity` (only when named; many minutes) finds each server's
+//! capacity as websocket-shootout does, for chatd on TCP, WebSocket and IRC and the baselines
+//! (see fanout/capacity.rs for its settings). On more than 4 cores the server is pinned to 2 and
 //! the generator to the rest; on fewer they share.
 
+#[path = "fanout/capacity.rs"]
+mod capacity;
 #[path = "fanout/cluster.rs"]
 mod cluster;
 #[path = "fanout/cpu.rs"]
@@ -87,6 +91,8 @@ const ALL_CASES: &[&str] = &[
     "cluster3",
 ];
 
+/// Cases that run only when named: `capacity` alone takes many minutes.
+const NAMED_ONLY_CASES: &[&str] = &["capacity"];
 
 /// A fan-out case and whether the baselines (ncat, nats-server, the IRC servers and chatd's IRC
 /// face) can run it: none has a UDP broker mode, and the other variants are chatd's own.
@@ -321,7 +327,7 @@ fn selected_cases() -> Result<Vec<String>> {
     if names.is_empty() || names.iter().any(|n| n == "all") {
         return Ok(ALL_CASES.iter().map(|s| s.to_string()).collect());
     }
-    let known = || ALL_CASES.iter();
+    let known = || ALL_CASES.iter().chain(NAMED_ONLY_CASES);
     for n in &names {
         if !known().any(|c| c == n) {
             let all: Vec<&str> = known().copied().collect();
@@ -424,7 +430,7 @@ async fn run(
     let mut targets_of = Vec::new();
     for name in cases
         .iter()
-        .filter(|c| !c.starts_with("idle") && !c.starts_with("cluster"))
+        .filter(|c| !c.starts_with("idle") && !c.starts_with("cluster") && *c != "capacity")
     {
         let Some(case) = build_case(name, quick) else {
             continue;
@@ -517,6 +523,13 @@ async fn run(
         }
     };
 
+    if cases.iter().any(|c| c == "capacity") {
+        capacity::run(&servers, CHATD_ARGS, quick, nofile_limit, &report_path()).await?;
+        if cases.len() == 1 {
+            return Ok(());
+        }
+    }
+
     let ratios = ratios(&fanout);
     let targets = targets(&fanout, &targets_of);
     let cpu_table = cpu::rows(&fanout, &cases);
@@ -601,10 +614,7 @@ async fn one_case(
         loadgen::sys::pin(pid, &cores)?;
     }
     let mut spec = spec.clone();
-    if kind == ServerKind::Ncat {
-        // Listen backlog of 10: more handshakes in flight overflow it into silent SYN cookies.
-        spec.connect_concurrency = 2;
-    }
+    spec.connect_concurrency = kind.connect_concurrency(spec.connect_concurrency);
     let result = run_fanout(&mut server, &spec).await;
     let tail = server.log_tail();
     server.stop().await;

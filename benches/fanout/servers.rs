@@ -27,6 +27,8 @@ pub struct Servers {
     pub inspircd: Option<PathBuf>,
     /// The kinds that run, in table order.
     pub kinds: Vec<ServerKind>,
+    /// Whether `FANOUT_SERVERS` chose them.
+    pub named: bool,
 }
 
 /// The Debian package that provides a baseline.
@@ -58,6 +60,7 @@ impl Servers {
             ngircd: loadgen::ircd::find("ngircd"),
             inspircd: loadgen::ircd::find("inspircd"),
             kinds: Vec::new(),
+            named: false,
         };
         let named: Option<Vec<String>> = std::env::var("FANOUT_SERVERS").ok().map(|v| {
             v.split(',')
@@ -89,6 +92,7 @@ impl Servers {
             .into_iter()
             .filter(|k| named.iter().any(|n| n == k.name()))
             .collect();
+        servers.named = true;
         Ok(servers)
     }
 

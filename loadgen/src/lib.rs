@@ -10,6 +10,8 @@
 //! - [`recv`], [`send`]: the per-client receive loop and the closed/open-loop senders.
 //! - [`udp`]: every UDP peer's receive side on one epoll thread.
 //! - [`case`]: one fan-out case end to end.
+//! - [`capacity`]: the largest number of clients at which 95% of broadcasts reach everyone within
+//!   250 ms, stepping up by 1,000 (websocket-shootout's capacity figure).
 //! - [`idle`]: idle connections by the ten thousand, for memory per connection.
 //! - [`ws`]: WebSocket members, bridged to plain streams for the web cases.
 //! - [`tls`]: TLS members, bridged the same way for the TLS cases.
@@ -20,6 +22,7 @@
 //!   processes, timing each line to reach all of them).
 //! - [`sys`]: CPU, memory, descriptor limits and UDP drop counters from the OS.
 
+pub mod capacity;
 pub mod case;
 pub mod conn;
 pub mod hist;

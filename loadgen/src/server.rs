@@ -75,6 +75,18 @@ impl ServerKind {
         Self::ALL.into_iter().find(|k| k.name() == name)
     }
 
+    /// Handshakes to keep in flight against this server, at most `wanted`. ncat and ngircd listen
+    /// with a backlog of 10: more connections waiting than that overflow it into SYN retries a
+    /// second or more apart, which would be the generator's doing, not the server's. (ncat also
+    /// accepts slowly, hence 2.)
+    pub fn connect_concurrency(self, wanted: usize) -> usize {
+        match self {
+            ServerKind::Ncat => wanted.min(2),
+            ServerKind::Ngircd => wanted.min(8),
+            _ => wanted,
+        }
+    }
+
     /// Whether clients speak IRC to this server.
     pub fn is_irc(self) -> bool {
         matches!(
@@ -480,6 +492,14 @@ mod tests {
         assert!(ServerKind::Ngircd.is_greeting(b":irc.local 001 c1 :Welcome c1!~c@127.0.0.1\r"));
         assert!(!ServerKind::Inspircd.is_greeting(b":irc.local 002 c1 :Your host is x\r"));
         assert!(!ServerKind::ChatdIrc.is_greeting(b":c2!chat@chatd PRIVMSG #room :001\r"));
+    }
+
+    #[test]
+    fn small_backlogs_get_few_handshakes_at_once() {
+        assert_eq!(ServerKind::Ncat.connect_concurrency(64), 2);
+        assert_eq!(ServerKind::Ngircd.connect_concurrency(64), 8);
+        assert_eq!(ServerKind::Ngircd.connect_concurrency(4), 4);
+        assert_eq!(ServerKind::Inspircd.connect_concurrency(64), 64);
     }
 
     #[test]

@@ -246,9 +246,7 @@ fn render(r: &Report) -> String {
             )
         });
         let next = failed.map_or("-".into(), |st| {
-            if !res.complete {
-                format!("{} of {} connected", st.connected, st.clients)
-            } else if st.broadcasts == 0 {
+            if !res.complete || st.broadcasts == 0 {
                 format!("{} of {} connected", st.connected, st.clients)
             } else {
                 format!(

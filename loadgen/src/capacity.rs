@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::case::split;
+use super::case::{settle, split};
 use super::conn;
 use super::irc::SharedWriter;
 use super::msg::{self, Token, MSG_LEN};
@@ -276,24 +276,6 @@ async fn connect(server: &ServerProc, spec: &CapacitySpec) -> Result<(Inlet, Out
     Ok((Inlet::Tcp(rd, pong), Outlet::Tcp(out)))
 }
 
-/// Waits until no bytes have arrived for `quiet` (or `max` passed); returns how long it took.
-async fn settle(arrivals: &Arrivals, quiet: Duration, max: Duration) -> f64 {
-    let start = Instant::now();
-    let mut last = arrivals.bytes.load(Ordering::Relaxed);
-    let mut since = Instant::now();
-    while start.elapsed() < max {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let now = arrivals.bytes.load(Ordering::Relaxed);
-        if now != last {
-            last = now;
-            since = Instant::now();
-        } else if since.elapsed() >= quiet {
-            break;
-        }
-    }
-    start.elapsed().as_secs_f64()
-}
-
 /// The `q` quantile of `times` (ms), where `None` is a broadcast that never completed.
 fn quantile_ms(times: &[Option<f64>], q: f64) -> f64 {
     let mut v: Vec<f64> = times.iter().map(|t| t.unwrap_or(f64::INFINITY)).collect();
@@ -390,12 +372,10 @@ pub async fn run_capacity(server: &mut ServerProc, spec: &CapacitySpec) -> Resul
             break;
         }
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        result.settle_s = settle(
-            &arrivals,
-            Duration::from_millis(500),
-            spec.settle_max.min(left),
-        )
-        .await;
+        let quiet = Duration::from_millis(500);
+        result.settle_s = settle(&arrivals.bytes, quiet, spec.settle_max.min(left))
+            .await
+            .as_secs_f64();
         if tokio::time::Instant::now() >= deadline {
             complete = false;
             stopped = format!(

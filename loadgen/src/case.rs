@@ -1,6 +1,6 @@
 //! One fan-out case against one running server: connect, settle, send, drain, and sum up.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -337,7 +337,12 @@ pub async fn run_fanout(server: &mut ServerProc, spec: &FanoutSpec) -> Result<Fa
     });
 
     // Let join notices finish flowing, so they neither compete with nor count as traffic.
-    settle(&shared, Duration::from_millis(300), Duration::from_secs(10)).await;
+    settle(
+        &shared.bytes,
+        Duration::from_millis(300),
+        Duration::from_secs(10),
+    )
+    .await;
 
     let udp_ports: Vec<u16> = udp_socks
         .iter()
@@ -670,21 +675,23 @@ enum SenderSide {
     Udp(Arc<std::net::UdpSocket>),
 }
 
-/// Waits until no bytes have arrived for `quiet` (or `max` passed): the join storm is over.
-async fn settle(shared: &RecvShared, quiet: Duration, max: Duration) {
-    let until = Instant::now() + max;
-    let mut last = shared.bytes.load(Ordering::Relaxed);
+/// Waits until `bytes` (a count of bytes received) has not moved for `quiet` (or `max` passed):
+/// the join storm is over. Returns how long it waited.
+pub(crate) async fn settle(bytes: &AtomicU64, quiet: Duration, max: Duration) -> Duration {
+    let start = Instant::now();
+    let mut last = bytes.load(Ordering::Relaxed);
     let mut since = Instant::now();
-    while Instant::now() < until {
+    while start.elapsed() < max {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let now = shared.bytes.load(Ordering::Relaxed);
+        let now = bytes.load(Ordering::Relaxed);
         if now != last {
             last = now;
             since = Instant::now();
         } else if since.elapsed() >= quiet {
-            return;
+            break;
         }
     }
+    start.elapsed()
 }
 
 /// Sends `#ping#` from every UDP peer once per `every`, spread over the interval so the server

@@ -6,12 +6,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use anyhow::{bail, Result};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
+use super::conn::{converse, Turn};
 use super::msg::MSG_LEN;
 
 /// The channel every IRC client joins and sends to.
@@ -24,8 +25,8 @@ const PRIVMSG_HEAD: &[u8] = b"PRIVMSG #room :";
 pub type Privmsg = [u8; PRIVMSG_HEAD.len() + MSG_LEN + 1];
 
 /// Most bytes read while registering: a big channel's `NAMES` reply is long (19 bytes a member
-/// at most here, so 1 MiB holds 50,000 members).
-const REGISTER_MAX: usize = 1 << 20;
+/// at most here), and others' joins arrive meanwhile.
+const REGISTER_MAX: usize = 16 << 20;
 
 /// A connection's write half, shared by its sender and by its reader, which answers `PING`.
 pub type SharedWriter = Arc<Mutex<OwnedWriteHalf>>;
@@ -95,48 +96,25 @@ fn ends_names(line: &[u8]) -> bool {
 pub async fn register(stream: &mut TcpStream, nick: &str) -> Result<()> {
     let hello = format!("NICK {nick}\r\nUSER {nick} 0 * :bench client\r\n");
     stream.write_all(hello.as_bytes()).await?;
-    let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
     let mut joined = false;
-    loop {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            bail!(
-                "closed while registering: {:?}",
-                String::from_utf8_lossy(&buf[..buf.len().min(300)])
-            );
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let mut start = 0;
-        let mut replies = Vec::new();
-        for nl in memchr::memchr_iter(b'\n', &buf) {
-            let line = &buf[start..nl];
-            start = nl + 1;
-            if let Some(pong) = pong_for(line) {
-                replies.extend_from_slice(&pong);
-            } else if numeric(line) == Some(*b"001") && !joined {
-                joined = true;
-                replies.extend_from_slice(format!("JOIN {CHANNEL}\r\n").as_bytes());
-            } else if joined && ends_names(line) {
-                // What came after it in this read is only more of the same join's replies.
-                return Ok(());
-            } else if numeric(line).is_some_and(|d| d[0] >= b'4' && d != *b"422")
-                || line.starts_with(b"ERROR")
-            {
-                bail!("refused: {}", String::from_utf8_lossy(line).trim_end());
-            }
-        }
-        if !replies.is_empty() {
-            stream
-                .write_all(&replies)
-                .await
-                .context("answering while registering")?;
-        }
-        buf.drain(..start);
-        if buf.len() > REGISTER_MAX {
-            bail!("no end of NAMES in the first {REGISTER_MAX} bytes of a line");
-        }
-    }
+    converse(stream, REGISTER_MAX, |line| {
+        Ok(if let Some(pong) = pong_for(line) {
+            Turn::Reply(pong)
+        } else if numeric(line) == Some(*b"001") && !joined {
+            joined = true;
+            Turn::Reply(format!("JOIN {CHANNEL}\r\n").into_bytes())
+        } else if joined && ends_names(line) {
+            // What came after it in this read is only more of the same join's replies.
+            Turn::Done
+        } else if numeric(line).is_some_and(|d| d[0] >= b'4' && d != *b"422")
+            || line.starts_with(b"ERROR")
+        {
+            bail!("refused: {}", String::from_utf8_lossy(line).trim_end());
+        } else {
+            Turn::Wait
+        })
+    })
+    .await
 }
 
 #[cfg(test)]

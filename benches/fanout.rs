@@ -1,7 +1,7 @@
 //! Fan-out benchmark: chatd against `ncat --chat`, nats-server, ngircd and InspIRCd, side by side
 //! in one run, under the same load.
 //!
-//! Run: `cargo bench --bench fanout` (everything, about 10 minutes at most), or pick cases with
+//! Run: `cargo bench --bench fanout` (everything but `capacity`, about 15 minutes), or pick cases with
 //! `FANOUT_CASES=closed100,idle10k cargo bench --bench fanout` or
 //! `cargo bench --bench fanout -- closed100 idle10k`; `FANOUT_QUICK=1` shortens every case.
 //! `FANOUT_MSGS=N` sets the closed-loop cases' messages per sender (default 1000);

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use loadgen::capacity::{run_capacity, CapacitySpec};
+use loadgen::server::LOOPBACK_CHATD_ARGS;
 use loadgen::{ServerKind, ServerProc};
 
 fn spec(over_ws: bool) -> CapacitySpec {
@@ -24,22 +25,12 @@ fn spec(over_ws: bool) -> CapacitySpec {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_step_times_each_broadcast_to_its_last_receiver_on_every_face() {
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_chatd"));
-    let base = [
-        "--tcp",
-        "0",
-        "--bind",
-        "127.0.0.1",
-        "--rate",
-        "off",
-        "--sendq",
-        "off",
-    ];
     for (kind, extra, over_ws) in [
         (ServerKind::Chatd, &[][..], false),
         (ServerKind::Chatd, &["--http", "0"][..], true),
         (ServerKind::ChatdIrc, &["--irc", "0"][..], false),
     ] {
-        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let args = [LOOPBACK_CHATD_ARGS, extra].concat();
         let mut server = ServerProc::start_chatd_as(kind, bin, &args, false)
             .await
             .expect("chatd starts");

@@ -30,18 +30,7 @@ fn check(kind: ServerKind, result: &loadgen::FanoutResult) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn irc_clients_in_the_bench_get_every_line_from_chatds_irc_face() {
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_chatd"));
-    let args = [
-        "--tcp",
-        "0",
-        "--irc",
-        "0",
-        "--bind",
-        "127.0.0.1",
-        "--rate",
-        "off",
-        "--sendq",
-        "off",
-    ];
+    let args = [loadgen::server::LOOPBACK_CHATD_ARGS, &["--irc", "0"]].concat();
     let mut server = ServerProc::start_chatd_as(ServerKind::ChatdIrc, bin, &args, false)
         .await
         .expect("chatd starts");

@@ -119,6 +119,20 @@ impl ServerKind {
     }
 }
 
+/// A chatd on loopback ports the OS picks, without the limits that would get in the way of
+/// measuring the relay (flood control, send queues): what the tests' small cases start, with a
+/// face's own flag (`--http 0`, `--irc 0`) added.
+pub const LOOPBACK_CHATD_ARGS: &[&str] = &[
+    "--tcp",
+    "0",
+    "--bind",
+    "127.0.0.1",
+    "--rate",
+    "off",
+    "--sendq",
+    "off",
+];
+
 /// Lines of a server's stderr kept for error messages.
 const LOG_TAIL: usize = 30;
 /// How long a server may take to report that it listens.

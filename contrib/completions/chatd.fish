@@ -16,6 +16,7 @@ complete -c chatd -l rate -d 'Messages per second per member, or `off`' -r
 complete -c chatd -l burst -d 'Messages allowed in a burst' -r
 complete -c chatd -l flood-kick -d 'Flooding this long gets a member out' -r
 complete -c chatd -l sendq -d 'Unsent bytes before a slow reader is cut' -r
+complete -c chatd -l coalesce -d 'Gather a busy room\'s lines this long' -r
 complete -c chatd -l idle-timeout -d 'Disconnect TCP members silent this long' -r
 complete -c chatd -l partial-timeout -d 'Take an unfinished TCP line as sent after this' -r
 complete -c chatd -l udp-validate -d 'New UDP addresses send back a short code first' -r -f -a "on\t'Always'

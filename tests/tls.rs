@@ -425,6 +425,52 @@ async fn sighup_swaps_the_certificate_while_members_stay_and_a_bad_file_keeps_th
     child.start_kill().expect("kill");
 }
 
+/// The certificate a handshake with `addr` presents, checked as `verify` says.
+async fn presented(addr: SocketAddr, verify: &Verify) -> Vec<u8> {
+    let tcp = tokio::time::timeout(TIMEOUT, TcpStream::connect(addr))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    let server = format!("localhost:{}", addr.port());
+    let tls = tokio::time::timeout(TIMEOUT, chatd::client::tls::connect(tcp, &server, verify))
+        .await
+        .expect("handshake in time")
+        .expect("handshake");
+    let certs = tls.get_ref().1.peer_certificates();
+    certs
+        .and_then(|c| c.first())
+        .expect("a certificate")
+        .to_vec()
+}
+
+#[tokio::test]
+async fn sighup_swaps_the_ircs_certificate_too() {
+    let pki = Pki::new("ircs-reload");
+    let (cert, key, first_der) = pki.good("live");
+    let (next_cert, next_key, next_der) = pki.good("next");
+    let (cert_arg, key_arg) = (cert.display().to_string(), key.display().to_string());
+    let args = ["--ircs", "0", "--cert", &cert_arg, "--key", &key_arg];
+    let (mut child, _, _, mut log) = common::spawn_logged_chatd(&args, "chatd=info").await;
+    let line = next_log(&mut log, "listening ircs=").await;
+    let ircs: SocketAddr = line
+        .split("listening ircs=")
+        .nth(1)
+        .and_then(|a| a.trim().parse().ok())
+        .expect("ircs address");
+    let verify = Verify::Ca(pki.ca.clone());
+    assert_eq!(presented(ircs, &verify).await, first_der);
+    std::fs::copy(&next_cert, &cert).expect("new cert");
+    std::fs::copy(&next_key, &key).expect("new key");
+    hangup(&child);
+    next_log(&mut log, "TLS certificate reloaded").await;
+    assert_eq!(
+        presented(ircs, &verify).await,
+        next_der,
+        "a new --ircs handshake presents the new certificate"
+    );
+    child.start_kill().expect("kill");
+}
+
 #[tokio::test]
 async fn self_signed_logs_the_fingerprint_it_presents() {
     let (mut child, _, before, mut log) =

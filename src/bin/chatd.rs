@@ -45,6 +45,7 @@ async fn serve(cli: Vec<OsString>, args: ServerArgs) -> anyhow::Result<()> {
         && args.tls.is_none()
         && args.http.is_none()
         && args.irc.is_none()
+        && args.ircs.is_none()
     {
         anyhow::bail!(
             "nothing to serve: give --tcp PORT, --udp PORT, --tls PORT and/or --http PORT (see --help)"

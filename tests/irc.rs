@@ -5,16 +5,13 @@ mod common;
 
 use std::net::SocketAddr;
 
+use common::irc::join;
 use common::{start_server, TcpClient, UdpClient};
 
 /// Registers an IRC client as `nick` and waits for the end of its welcome (MOTD).
 async fn irc(addr: SocketAddr, nick: &str) -> (TcpClient, Vec<String>) {
     let mut client = TcpClient::connect_raw(addr).await;
-    client.send(&format!("NICK {nick}")).await;
-    client.send(&format!("USER {nick} 0 * :{nick} here")).await;
-    let welcome = client
-        .expect_match(|l| l.contains(" 376 ") || l.contains(" 422 "))
-        .await;
+    let welcome = common::irc::register(&mut client, nick).await;
     (client, welcome)
 }
 
@@ -26,14 +23,6 @@ async fn udp_until(udp: &UdpClient, wanted: impl Fn(&str) -> bool) {
         }
     }
     panic!("never got the line wanted over UDP");
-}
-
-/// Joins `channel` and waits for the end of its NAMES.
-async fn join(client: &mut TcpClient, channel: &str) -> Vec<String> {
-    client.send(&format!("JOIN {channel}")).await;
-    client
-        .expect_match(|l| l.contains(" 366 ") && l.contains(channel))
-        .await
 }
 
 #[tokio::test]

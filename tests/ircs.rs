@@ -5,14 +5,15 @@
 
 mod common;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use chatd::client::tls::Verify;
 use chatd::config::ServerArgs;
 use chatd::server::Listeners;
-use common::{start_server, TcpClient, TIMEOUT};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use common::irc::{end_of_welcome, join};
+use common::{connect_with_header, start_server, TcpClient, TIMEOUT};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 /// Connects to `addr` over TLS and registers as `nick`, waiting for the end of the welcome.
@@ -22,9 +23,7 @@ async fn ircs(addr: SocketAddr, nick: &str) -> (TcpClient, Vec<String>) {
         .expect("connect in time")
         .expect("connect");
     let mut client = register(tcp, nick).await.expect("handshake");
-    let welcome = client
-        .expect_match(|l| l.contains(" 376 ") || l.contains(" 422 "))
-        .await;
+    let welcome = end_of_welcome(&mut client).await;
     (client, welcome)
 }
 
@@ -45,20 +44,6 @@ async fn register(tcp: TcpStream, nick: &str) -> Result<TcpClient, chatd::client
     Ok(client)
 }
 
-/// A TCP connection to `addr` (from `from`, if given) that has sent `header` first.
-async fn with_header(addr: SocketAddr, from: Option<IpAddr>, header: &[u8]) -> TcpStream {
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    if let Some(ip) = from {
-        socket.bind(SocketAddr::new(ip, 0)).expect("bind");
-    }
-    let mut tcp = tokio::time::timeout(TIMEOUT, socket.connect(addr))
-        .await
-        .expect("connect in time")
-        .expect("connect");
-    tcp.write_all(header).await.expect("header");
-    tcp
-}
-
 #[tokio::test]
 async fn irc_over_tls_talks_with_a_netcat_member_both_ways_and_hears_the_shutdown() {
     let server = start_server("--ircs 0 --self-signed --name chatd").await;
@@ -71,10 +56,7 @@ async fn irc_over_tls_talks_with_a_netcat_member_both_ways_and_hears_the_shutdow
     bob.send("/join #den").await;
     bob.expect_match(|l| l.starts_with("* you are in #den"))
         .await;
-    alice.send("JOIN #den").await;
-    let names = alice
-        .expect_match(|l| l.contains(" 366 ") && l.contains("#den"))
-        .await;
+    let names = join(&mut alice, "#den").await;
     assert!(
         names
             .iter()
@@ -119,24 +101,22 @@ async fn a_trusted_proxy_header_before_the_handshake_gives_the_irc_member_its_re
     };
     // --max-per-ip 1 counts the addresses the proxy names: two of them, two members.
     let mut ann = register(
-        with_header(ircs, None, &v1("203.0.113.7", 40000)).await,
+        connect_with_header(ircs, None, &v1("203.0.113.7", 40000)).await,
         "ann",
     )
     .await
     .expect("handshake after the header");
-    ann.expect_match(|l| l.contains(" 376 ") || l.contains(" 422 "))
-        .await;
+    end_of_welcome(&mut ann).await;
     let mut bob = register(
-        with_header(ircs, None, &v1("198.51.100.9", 4242)).await,
+        connect_with_header(ircs, None, &v1("198.51.100.9", 4242)).await,
         "bob",
     )
     .await
     .expect("a second real address");
-    bob.expect_match(|l| l.contains(" 376 ") || l.contains(" 422 "))
-        .await;
+    end_of_welcome(&mut bob).await;
     // A third from ann's real address is over the limit, though every socket is 127.0.0.1's.
     let mut again = register(
-        with_header(ircs, None, &v1("203.0.113.7", 40001)).await,
+        connect_with_header(ircs, None, &v1("203.0.113.7", 40001)).await,
         "cat",
     )
     .await
@@ -149,9 +129,10 @@ async fn a_trusted_proxy_header_before_the_handshake_gives_the_irc_member_its_re
         "not refused for its real address: {refused:?}"
     );
     // A malformed header from the proxy, and any header from elsewhere, close the connection.
-    let malformed = with_header(ircs, None, b"PROXY TCP4 nonsense\r\n").await;
+    let malformed = connect_with_header(ircs, None, b"PROXY TCP4 nonsense\r\n").await;
     assert!(register(malformed, "dan").await.is_err());
-    let stranger = with_header(ircs, Some(common::other_address()), &v1("192.0.2.1", 1)).await;
+    let stranger =
+        connect_with_header(ircs, Some(common::other_address()), &v1("192.0.2.1", 1)).await;
     assert!(register(stranger, "eve").await.is_err());
     drop((ann, bob));
     server.shutdown().await;

@@ -756,19 +756,6 @@ async fn tls_members_in_the_bench_get_every_line() {
 
 /// A TCP connection to `addr` from `from` (the default source when `None`) that sends `header`
 /// at once, before anything else.
-async fn with_header(addr: SocketAddr, from: Option<std::net::IpAddr>, header: &[u8]) -> TcpStream {
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    if let Some(ip) = from {
-        socket.bind(SocketAddr::new(ip, 0)).expect("bind");
-    }
-    let mut tcp = tokio::time::timeout(TIMEOUT, socket.connect(addr))
-        .await
-        .expect("connect in time")
-        .expect("connect");
-    tcp.write_all(header).await.expect("header");
-    tcp
-}
-
 #[tokio::test]
 async fn a_trusted_proxy_header_before_the_handshake_names_the_tls_member() {
     let server = start_server(
@@ -780,7 +767,7 @@ async fn a_trusted_proxy_header_before_the_handshake_names_the_tls_member() {
         format!("PROXY TCP4 {source} 127.0.0.1 {port} 9000\r\n").into_bytes()
     };
     let ann = TlsMember::over(
-        with_header(tls, None, &v1("203.0.113.7", 40000)).await,
+        common::connect_with_header(tls, None, &v1("203.0.113.7", 40000)).await,
         &Verify::Insecure,
     )
     .await
@@ -793,7 +780,7 @@ async fn a_trusted_proxy_header_before_the_handshake_names_the_tls_member() {
     );
     // --max-per-ip 1 counts the real addresses, not the proxy's.
     let bob = TlsMember::over(
-        with_header(tls, None, &v1("198.51.100.9", 4242)).await,
+        common::connect_with_header(tls, None, &v1("198.51.100.9", 4242)).await,
         &Verify::Insecure,
     )
     .await
@@ -804,9 +791,10 @@ async fn a_trusted_proxy_header_before_the_handshake_names_the_tls_member() {
         bob.welcome
     );
     // A malformed header from the proxy, and any header from elsewhere, close the connection.
-    let malformed = with_header(tls, None, b"PROXY TCP4 nonsense\r\n").await;
+    let malformed = common::connect_with_header(tls, None, b"PROXY TCP4 nonsense\r\n").await;
     assert!(TlsMember::over(malformed, &Verify::Insecure).await.is_err());
-    let stranger = with_header(tls, Some(common::other_address()), &v1("192.0.2.1", 1)).await;
+    let stranger =
+        common::connect_with_header(tls, Some(common::other_address()), &v1("192.0.2.1", 1)).await;
     assert!(TlsMember::over(stranger, &Verify::Insecure).await.is_err());
     drop((ann, bob));
     server.shutdown().await;

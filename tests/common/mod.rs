@@ -2,6 +2,7 @@
 //! and UDP clients whose every wait is bounded, so a broken build fails fast instead of hanging.
 #![allow(dead_code)]
 
+pub mod irc;
 pub mod tmux;
 
 use std::net::SocketAddr;
@@ -438,6 +439,29 @@ impl TcpClient {
         let (read, write) = stream.into_split();
         Self::over(read, write)
     }
+}
+
+/// A TCP connection to `addr` (from the local address `from`, if given) that has sent `header`
+/// first, as a proxy would (PROXY protocol), before any TLS handshake.
+pub async fn connect_with_header(
+    addr: SocketAddr,
+    from: Option<std::net::IpAddr>,
+    header: &[u8],
+) -> TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    if let Some(ip) = from {
+        socket.bind(SocketAddr::new(ip, 0)).expect("bind");
+    }
+    let mut tcp = tokio::time::timeout(TIMEOUT, socket.connect(addr))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    tokio::time::timeout(TIMEOUT, tcp.write_all(header))
+        .await
+        .expect("header in time")
+        .expect("header");
+    tcp
 }
 
 /// A fresh, empty directory for one test's database, named after the test binary and `tag`;

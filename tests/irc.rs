@@ -75,24 +75,7 @@ async fn commands_before_registration_are_refused_and_quit_gets_error() {
 async fn irc_and_netcat_members_talk_in_one_room_both_ways() {
     let server = start_server("--irc 0 --name chatd").await;
     let (mut alice, _) = irc(server.irc.expect("irc"), "alice").await;
-    let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
-    bob.send("/join #den").await;
-    bob.expect_match(|l| l.starts_with("* you are in #den"))
-        .await;
-    let names = join(&mut alice, "#den").await;
-    assert!(
-        names
-            .iter()
-            .any(|l| l.contains(" 353 ") && l.contains("bob") && l.contains("alice")),
-        "{names:?}"
-    );
-    bob.expect("* alice joined #den").await;
-    bob.send("hello irc").await;
-    alice
-        .expect(":bob!chat@chatd PRIVMSG #den :hello irc")
-        .await;
-    alice.send("PRIVMSG #den :hello netcat").await;
-    bob.expect("<alice> hello netcat").await;
+    let mut bob = common::irc::meet_a_line_member(&mut alice, server.tcp).await;
     alice.send("PRIVMSG #den :\u{1}ACTION waves\u{1}").await;
     bob.expect("* alice waves").await;
     bob.send("/me nods").await;

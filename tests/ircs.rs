@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use chatd::client::tls::Verify;
 use chatd::config::ServerArgs;
 use chatd::server::Listeners;
-use common::irc::{end_of_welcome, join};
+use common::irc::end_of_welcome;
 use common::{connect_with_header, start_server, TcpClient, TIMEOUT};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -52,24 +52,7 @@ async fn irc_over_tls_talks_with_a_netcat_member_both_ways_and_hears_the_shutdow
         welcome[0].starts_with(":chatd 001 alice :Welcome"),
         "{welcome:?}"
     );
-    let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
-    bob.send("/join #den").await;
-    bob.expect_match(|l| l.starts_with("* you are in #den"))
-        .await;
-    let names = join(&mut alice, "#den").await;
-    assert!(
-        names
-            .iter()
-            .any(|l| l.contains(" 353 ") && l.contains("bob") && l.contains("alice")),
-        "{names:?}"
-    );
-    bob.expect("* alice joined #den").await;
-    bob.send("hello tls irc").await;
-    alice
-        .expect(":bob!chat@chatd PRIVMSG #den :hello tls irc")
-        .await;
-    alice.send("PRIVMSG #den :hello netcat").await;
-    bob.expect("<alice> hello netcat").await;
+    let _bob = common::irc::meet_a_line_member(&mut alice, server.tcp).await;
     server.shutdown().await;
     let last = alice.expect_closed().await;
     assert!(

@@ -1,6 +1,8 @@
 //! IRC clients for the tests, over any [`TcpClient`] (plain TCP or TLS): registration and joins,
 //! each waiting (bounded, as every `TcpClient` read is) for the server's answer.
 
+use std::net::SocketAddr;
+
 use super::TcpClient;
 
 /// Registers as `nick` (`NICK`, `USER`) and waits for the end of the welcome; returns the lines
@@ -25,4 +27,29 @@ pub async fn join(client: &mut TcpClient, channel: &str) -> Vec<String> {
     client
         .expect_match(|l| l.contains(" 366 ") && l.contains(channel))
         .await
+}
+
+/// The IRC client `alice` (registered on a server named `chatd`) and a line member `bob` on `tcp`
+/// meet in `#den`: NAMES lists both, the member hears the join, and each hears the other's line.
+/// Returns bob.
+pub async fn meet_a_line_member(alice: &mut TcpClient, tcp: SocketAddr) -> TcpClient {
+    let mut bob = TcpClient::with_nick(tcp, "bob").await;
+    bob.send("/join #den").await;
+    bob.expect_match(|l| l.starts_with("* you are in #den"))
+        .await;
+    let names = join(alice, "#den").await;
+    assert!(
+        names
+            .iter()
+            .any(|l| l.contains(" 353 ") && l.contains("bob") && l.contains("alice")),
+        "{names:?}"
+    );
+    bob.expect("* alice joined #den").await;
+    bob.send("hello irc").await;
+    alice
+        .expect(":bob!chat@chatd PRIVMSG #den :hello irc")
+        .await;
+    alice.send("PRIVMSG #den :hello netcat").await;
+    bob.expect("<alice> hello netcat").await;
+    bob
 }

@@ -55,8 +55,8 @@ use heading::*;
 pub struct ServerArgs {
     /// Serve TCP on this port.
     ///
-    /// 0 lets the OS choose (the log says which). At least one of --tcp, --udp and --tls is
-    /// needed.
+    /// 0 lets the OS choose (the log says which). At least one of --tcp, --udp, --tls, --http,
+    /// --irc and --ircs is needed.
     #[arg(long, value_name = "PORT", help_heading = LISTENERS)]
     pub tcp: Option<u16>,
     /// Serve UDP on this port.

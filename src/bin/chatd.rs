@@ -48,7 +48,7 @@ async fn serve(cli: Vec<OsString>, args: ServerArgs) -> anyhow::Result<()> {
         && args.ircs.is_none()
     {
         anyhow::bail!(
-            "nothing to serve: give --tcp PORT, --udp PORT, --tls PORT and/or --http PORT (see --help)"
+            "nothing to serve: give --tcp PORT, --udp PORT, --tls PORT, --http PORT, --irc PORT and/or --ircs PORT (see --help)"
         );
     }
     reload::check(&args).map_err(anyhow::Error::msg)?;

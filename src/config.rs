@@ -55,8 +55,8 @@ use heading::*;
 pub struct ServerArgs {
     /// Serve TCP on this port.
     ///
-    /// 0 lets the OS choose (the log says which). At least one of --tcp, --udp and --tls is
-    /// needed.
+    /// 0 lets the OS choose (the log says which). At least one of --tcp, --udp, --tls, --http,
+    /// --irc and --ircs is needed.
     #[arg(long, value_name = "PORT", help_heading = LISTENERS)]
     pub tcp: Option<u16>,
     /// Serve UDP on this port.
@@ -284,9 +284,15 @@ pub struct ServerArgs {
     /// Needs `--cert` and `--key`, or `--self-signed`.
     #[arg(long, value_name = "PORT", help_heading = TLS)]
     pub tls: Option<u16>,
+    /// Serve IRC over TLS on this port.
+    ///
+    /// IRC clients' TLS port (6697 is the usual one), the same rooms as --irc; needs `--cert`
+    /// and `--key`, or `--self-signed`; 0 lets the OS choose.
+    #[arg(long, value_name = "PORT", help_heading = TLS)]
+    pub ircs: Option<u16>,
     /// Certificate chain (PEM, leaf first).
     ///
-    /// For `--tls` and HTTPS; re-read on SIGHUP.
+    /// For `--tls`, `--ircs` and HTTPS; re-read on SIGHUP.
     #[arg(
         long,
         value_name = "PEM",

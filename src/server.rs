@@ -38,7 +38,9 @@ pub struct Listeners {
     pub info: Vec<TcpListener>,
     /// The IRC listeners (`--irc`).
     pub irc: Vec<TcpListener>,
-    /// The certificate for `--tls` and HTTPS: with one, `--http` serves HTTPS.
+    /// The IRC-inside-TLS listeners (`--ircs`).
+    pub ircs: Vec<TcpListener>,
+    /// The certificate for `--tls`, `--ircs` and HTTPS: with one, `--http` serves HTTPS.
     pub certs: Option<CertStore>,
 }
 
@@ -69,15 +71,16 @@ impl Listeners {
         let info = stream("info", args.info_port)?;
         let irc = stream("irc", args.irc)?;
         let certs = load_certs(args)?;
-        let tls = match args.tls {
-            Some(_) if certs.is_none() => {
+        for (flag, port) in [("--tls", args.tls), ("--ircs", args.ircs)] {
+            if port.is_some() && certs.is_none() {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
-                    "--tls needs a certificate: --cert PEM --key PEM, or --self-signed",
-                ))
+                    format!("{flag} needs a certificate: --cert PEM --key PEM, or --self-signed"),
+                ));
             }
-            port => stream("tls", port)?,
-        };
+        }
+        let tls = stream("tls", args.tls)?;
+        let ircs = stream("ircs", args.ircs)?;
         Ok(Listeners {
             tcp,
             udp,
@@ -85,6 +88,7 @@ impl Listeners {
             tls,
             info,
             irc,
+            ircs,
             certs,
         })
     }
@@ -107,6 +111,11 @@ impl Listeners {
     /// The (first) IRC address actually bound (useful with port 0).
     pub fn irc_addr(&self) -> Option<SocketAddr> {
         self.irc.first().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The (first) `--ircs` address actually bound (useful with port 0).
+    pub fn ircs_addr(&self) -> Option<SocketAddr> {
+        self.ircs.first().and_then(|l| l.local_addr().ok())
     }
 
     /// The (first) `--info-port` address actually bound (useful with port 0).
@@ -184,7 +193,7 @@ pub async fn serve_reloading(
     if !listeners.tls.is_empty() {
         config.transports.push("tls");
     }
-    if !listeners.irc.is_empty() {
+    if !listeners.irc.is_empty() || !listeners.ircs.is_empty() {
         config.transports.push("irc");
     }
     let token = CancellationToken::new();
@@ -219,6 +228,7 @@ pub async fn serve_reloading(
         ("tls", &listeners.tls),
         ("info", &listeners.info),
         ("irc", &listeners.irc),
+        ("ircs", &listeners.ircs),
     ];
     let mut listening: Vec<(&str, SocketAddr)> = streams
         .iter()
@@ -267,6 +277,15 @@ pub async fn serve_reloading(
     if let Some(certs) = &certs {
         for listener in listeners.tls {
             tracker.spawn(tls::serve(
+                listener,
+                hub.clone(),
+                certs.clone(),
+                token.clone(),
+                tracker.clone(),
+            ));
+        }
+        for listener in listeners.ircs {
+            tracker.spawn(crate::transport::irc::serve_tls(
                 listener,
                 hub.clone(),
                 certs.clone(),

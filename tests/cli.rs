@@ -145,7 +145,7 @@ fn without_a_transport_it_says_what_to_give_and_fails() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         err.trim(),
-        "chatd: nothing to serve: give --tcp PORT, --udp PORT, --tls PORT and/or --http PORT (see --help)"
+        "chatd: nothing to serve: give --tcp PORT, --udp PORT, --tls PORT, --http PORT, --irc PORT and/or --ircs PORT (see --help)"
     );
 }
 

@@ -5,16 +5,13 @@ mod common;
 
 use std::net::SocketAddr;
 
+use common::irc::join;
 use common::{start_server, TcpClient, UdpClient};
 
 /// Registers an IRC client as `nick` and waits for the end of its welcome (MOTD).
 async fn irc(addr: SocketAddr, nick: &str) -> (TcpClient, Vec<String>) {
     let mut client = TcpClient::connect_raw(addr).await;
-    client.send(&format!("NICK {nick}")).await;
-    client.send(&format!("USER {nick} 0 * :{nick} here")).await;
-    let welcome = client
-        .expect_match(|l| l.contains(" 376 ") || l.contains(" 422 "))
-        .await;
+    let welcome = common::irc::register(&mut client, nick).await;
     (client, welcome)
 }
 
@@ -26,14 +23,6 @@ async fn udp_until(udp: &UdpClient, wanted: impl Fn(&str) -> bool) {
         }
     }
     panic!("never got the line wanted over UDP");
-}
-
-/// Joins `channel` and waits for the end of its NAMES.
-async fn join(client: &mut TcpClient, channel: &str) -> Vec<String> {
-    client.send(&format!("JOIN {channel}")).await;
-    client
-        .expect_match(|l| l.contains(" 366 ") && l.contains(channel))
-        .await
 }
 
 #[tokio::test]
@@ -86,24 +75,7 @@ async fn commands_before_registration_are_refused_and_quit_gets_error() {
 async fn irc_and_netcat_members_talk_in_one_room_both_ways() {
     let server = start_server("--irc 0 --name chatd").await;
     let (mut alice, _) = irc(server.irc.expect("irc"), "alice").await;
-    let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
-    bob.send("/join #den").await;
-    bob.expect_match(|l| l.starts_with("* you are in #den"))
-        .await;
-    let names = join(&mut alice, "#den").await;
-    assert!(
-        names
-            .iter()
-            .any(|l| l.contains(" 353 ") && l.contains("bob") && l.contains("alice")),
-        "{names:?}"
-    );
-    bob.expect("* alice joined #den").await;
-    bob.send("hello irc").await;
-    alice
-        .expect(":bob!chat@chatd PRIVMSG #den :hello irc")
-        .await;
-    alice.send("PRIVMSG #den :hello netcat").await;
-    bob.expect("<alice> hello netcat").await;
+    let mut bob = common::irc::meet_a_line_member(&mut alice, server.tcp).await;
     alice.send("PRIVMSG #den :\u{1}ACTION waves\u{1}").await;
     bob.expect("* alice waves").await;
     bob.send("/me nods").await;

@@ -7,6 +7,7 @@ mod common;
 use std::net::SocketAddr;
 
 use base64::Engine as _;
+use common::irc::join;
 use common::{register, start_server, TcpClient};
 
 /// Cheap hashing, so a debug build on a loaded machine answers within the test's waits.
@@ -64,14 +65,6 @@ async fn line_with(client: &mut TcpClient, part: &str) -> String {
             return line;
         }
     }
-}
-
-/// Joins `channel` and waits for the end of its NAMES.
-async fn join(client: &mut TcpClient, channel: &str) {
-    client.send(&format!("JOIN {channel}")).await;
-    client
-        .expect_match(|l| l.contains(" 366 ") && l.contains(channel))
-        .await;
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ mod common;
 
 use std::net::SocketAddr;
 
+use common::irc::join;
 use common::{start_server, TcpClient};
 
 /// Registers an IRC client as `nick` with `caps` on, and waits for the end of its welcome.
@@ -23,14 +24,6 @@ async fn irc_with(addr: SocketAddr, nick: &str, caps: &str) -> (TcpClient, Vec<S
         .expect_match(|l| l.contains(" 376 ") || l.contains(" 422 "))
         .await;
     (client, welcome)
-}
-
-/// Joins `channel` and waits for the end of its NAMES.
-async fn join(client: &mut TcpClient, channel: &str) {
-    client.send(&format!("JOIN {channel}")).await;
-    client
-        .expect_match(|l| l.contains(" 366 ") && l.contains(channel))
-        .await;
 }
 
 /// Reads one whole batch (the lines from its `BATCH +` to its `BATCH -`), skipping what came

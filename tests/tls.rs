@@ -425,6 +425,52 @@ async fn sighup_swaps_the_certificate_while_members_stay_and_a_bad_file_keeps_th
     child.start_kill().expect("kill");
 }
 
+/// The certificate a handshake with `addr` presents, checked as `verify` says.
+async fn presented(addr: SocketAddr, verify: &Verify) -> Vec<u8> {
+    let tcp = tokio::time::timeout(TIMEOUT, TcpStream::connect(addr))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    let server = format!("localhost:{}", addr.port());
+    let tls = tokio::time::timeout(TIMEOUT, chatd::client::tls::connect(tcp, &server, verify))
+        .await
+        .expect("handshake in time")
+        .expect("handshake");
+    let certs = tls.get_ref().1.peer_certificates();
+    certs
+        .and_then(|c| c.first())
+        .expect("a certificate")
+        .to_vec()
+}
+
+#[tokio::test]
+async fn sighup_swaps_the_ircs_certificate_too() {
+    let pki = Pki::new("ircs-reload");
+    let (cert, key, first_der) = pki.good("live");
+    let (next_cert, next_key, next_der) = pki.good("next");
+    let (cert_arg, key_arg) = (cert.display().to_string(), key.display().to_string());
+    let args = ["--ircs", "0", "--cert", &cert_arg, "--key", &key_arg];
+    let (mut child, _, _, mut log) = common::spawn_logged_chatd(&args, "chatd=info").await;
+    let line = next_log(&mut log, "listening ircs=").await;
+    let ircs: SocketAddr = line
+        .split("listening ircs=")
+        .nth(1)
+        .and_then(|a| a.trim().parse().ok())
+        .expect("ircs address");
+    let verify = Verify::Ca(pki.ca.clone());
+    assert_eq!(presented(ircs, &verify).await, first_der);
+    std::fs::copy(&next_cert, &cert).expect("new cert");
+    std::fs::copy(&next_key, &key).expect("new key");
+    hangup(&child);
+    next_log(&mut log, "TLS certificate reloaded").await;
+    assert_eq!(
+        presented(ircs, &verify).await,
+        next_der,
+        "a new --ircs handshake presents the new certificate"
+    );
+    child.start_kill().expect("kill");
+}
+
 #[tokio::test]
 async fn self_signed_logs_the_fingerprint_it_presents() {
     let (mut child, _, before, mut log) =
@@ -710,19 +756,6 @@ async fn tls_members_in_the_bench_get_every_line() {
 
 /// A TCP connection to `addr` from `from` (the default source when `None`) that sends `header`
 /// at once, before anything else.
-async fn with_header(addr: SocketAddr, from: Option<std::net::IpAddr>, header: &[u8]) -> TcpStream {
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    if let Some(ip) = from {
-        socket.bind(SocketAddr::new(ip, 0)).expect("bind");
-    }
-    let mut tcp = tokio::time::timeout(TIMEOUT, socket.connect(addr))
-        .await
-        .expect("connect in time")
-        .expect("connect");
-    tcp.write_all(header).await.expect("header");
-    tcp
-}
-
 #[tokio::test]
 async fn a_trusted_proxy_header_before_the_handshake_names_the_tls_member() {
     let server = start_server(
@@ -734,7 +767,7 @@ async fn a_trusted_proxy_header_before_the_handshake_names_the_tls_member() {
         format!("PROXY TCP4 {source} 127.0.0.1 {port} 9000\r\n").into_bytes()
     };
     let ann = TlsMember::over(
-        with_header(tls, None, &v1("203.0.113.7", 40000)).await,
+        common::connect_with_header(tls, None, &v1("203.0.113.7", 40000)).await,
         &Verify::Insecure,
     )
     .await
@@ -747,7 +780,7 @@ async fn a_trusted_proxy_header_before_the_handshake_names_the_tls_member() {
     );
     // --max-per-ip 1 counts the real addresses, not the proxy's.
     let bob = TlsMember::over(
-        with_header(tls, None, &v1("198.51.100.9", 4242)).await,
+        common::connect_with_header(tls, None, &v1("198.51.100.9", 4242)).await,
         &Verify::Insecure,
     )
     .await
@@ -758,9 +791,10 @@ async fn a_trusted_proxy_header_before_the_handshake_names_the_tls_member() {
         bob.welcome
     );
     // A malformed header from the proxy, and any header from elsewhere, close the connection.
-    let malformed = with_header(tls, None, b"PROXY TCP4 nonsense\r\n").await;
+    let malformed = common::connect_with_header(tls, None, b"PROXY TCP4 nonsense\r\n").await;
     assert!(TlsMember::over(malformed, &Verify::Insecure).await.is_err());
-    let stranger = with_header(tls, Some(common::other_address()), &v1("192.0.2.1", 1)).await;
+    let stranger =
+        common::connect_with_header(tls, Some(common::other_address()), &v1("192.0.2.1", 1)).await;
     assert!(TlsMember::over(stranger, &Verify::Insecure).await.is_err());
     drop((ann, bob));
     server.shutdown().await;

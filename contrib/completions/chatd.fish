@@ -36,6 +36,7 @@ complete -c chatd -l oper -d 'An account that is a server operator' -r
 complete -c chatd -l argon2-memory -d 'Argon2id memory per password hash, in KiB' -r
 complete -c chatd -l argon2-passes -d 'Argon2id passes over that memory' -r
 complete -c chatd -l tls -d 'Serve the line protocol over TLS on this port' -r
+complete -c chatd -l ircs -d 'Serve IRC over TLS on this port' -r
 complete -c chatd -l cert -d 'Certificate chain (PEM, leaf first)' -r -F
 complete -c chatd -l key -d 'The certificate\'s private key (PEM)' -r -F
 complete -c chatd -l tls-handshake-timeout -d 'Close TLS handshakes not done after this' -r

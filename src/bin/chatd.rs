@@ -45,9 +45,10 @@ async fn serve(cli: Vec<OsString>, args: ServerArgs) -> anyhow::Result<()> {
         && args.tls.is_none()
         && args.http.is_none()
         && args.irc.is_none()
+        && args.ircs.is_none()
     {
         anyhow::bail!(
-            "nothing to serve: give --tcp PORT, --udp PORT, --tls PORT and/or --http PORT (see --help)"
+            "nothing to serve: give --tcp PORT, --udp PORT, --tls PORT, --http PORT, --irc PORT and/or --ircs PORT (see --help)"
         );
     }
     reload::check(&args).map_err(anyhow::Error::msg)?;

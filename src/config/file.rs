@@ -225,6 +225,19 @@ mod tests {
     }
 
     #[test]
+    fn listeners_and_the_certificate_are_keys_too() {
+        let args = from_file(
+            "tls = 6698\nircs = 6697\nself-signed = true\nirc = 6667\n",
+            "",
+        )
+        .expect("valid file");
+        assert_eq!(
+            args,
+            ["--irc=6667", "--ircs=6697", "--self-signed", "--tls=6698"]
+        );
+    }
+
+    #[test]
     fn the_command_line_wins_even_for_lists() {
         let args = from_file(
             "motd = \"file\"\noper = [\"ann\"]\nmax-line = 100\n",

@@ -1,14 +1,15 @@
-//! Shared test helpers: an in-process server on 127.0.0.1 port 0, and line-oriented TCP and UDP
-//! clients whose every wait is bounded, so a broken build fails fast instead of hanging.
+//! Shared test helpers: an in-process server on 127.0.0.1 port 0, and line-oriented TCP (or TLS)
+//! and UDP clients whose every wait is bounded, so a broken build fails fast instead of hanging.
 #![allow(dead_code)]
 
+pub mod irc;
 pub mod tmux;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -32,6 +33,8 @@ pub struct TestServer {
     pub tls: Option<SocketAddr>,
     /// Where its IRC listener is, when started with `--irc 0`.
     pub irc: Option<SocketAddr>,
+    /// Where its IRC-inside-TLS listener is, when started with `--ircs 0`.
+    pub ircs: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -52,6 +55,7 @@ pub async fn start_server_on(bind: &str, extra: &str) -> TestServer {
     let http = listeners.http_addr().expect("http address");
     let tls = listeners.tls_addr();
     let irc = listeners.irc_addr();
+    let ircs = listeners.ircs_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let run = server::run(args.config(), listeners, async move {
         let _ = stopped.await;
@@ -63,6 +67,7 @@ pub async fn start_server_on(bind: &str, extra: &str) -> TestServer {
         http,
         tls,
         irc,
+        ircs,
         stop: Some(stop),
         task: Some(task),
     }
@@ -95,8 +100,8 @@ impl Drop for TestServer {
 pub struct TcpClient {
     /// The name the server gave us in the welcome line.
     pub name: String,
-    lines: FramedRead<OwnedReadHalf, LinesCodec>,
-    writer: FramedWrite<OwnedWriteHalf, LinesCodec>,
+    lines: FramedRead<Box<dyn AsyncRead + Unpin + Send>, LinesCodec>,
+    writer: FramedWrite<Box<dyn AsyncWrite + Unpin + Send>, LinesCodec>,
 }
 
 /// Extracts the name from `* ... - you are NAME (ADDR); type /help for commands` (the address
@@ -130,6 +135,18 @@ impl TcpClient {
             .expect("connect in time")
             .expect("connect");
         let (read, write) = stream.into_split();
+        Self::over(read, write)
+    }
+
+    /// A client over any connected stream's halves (a TLS session's, say), reading nothing yet.
+    pub fn over(
+        read: impl AsyncRead + Unpin + Send + 'static,
+        write: impl AsyncWrite + Unpin + Send + 'static,
+    ) -> TcpClient {
+        let (read, write): (
+            Box<dyn AsyncRead + Unpin + Send>,
+            Box<dyn AsyncWrite + Unpin + Send>,
+        ) = (Box::new(read), Box::new(write));
         TcpClient {
             name: String::new(),
             lines: FramedRead::new(read, LinesCodec::new_with_max_length(1 << 20)),
@@ -160,10 +177,14 @@ impl TcpClient {
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         use tokio::io::AsyncWriteExt;
         let stream = self.writer.get_mut();
-        tokio::time::timeout(TIMEOUT, stream.write_all(bytes))
-            .await
-            .expect("send in time")
-            .expect("send");
+        // Flushed too: a TLS session holds what is written until then.
+        tokio::time::timeout(TIMEOUT, async {
+            stream.write_all(bytes).await?;
+            stream.flush().await
+        })
+        .await
+        .expect("send in time")
+        .expect("send");
     }
 
     /// Receives the next line.
@@ -416,12 +437,31 @@ impl TcpClient {
             .expect("connect in time")
             .expect("connect");
         let (read, write) = stream.into_split();
-        TcpClient {
-            name: String::new(),
-            lines: FramedRead::new(read, LinesCodec::new_with_max_length(1 << 20)),
-            writer: FramedWrite::new(write, LinesCodec::new()),
-        }
+        Self::over(read, write)
     }
+}
+
+/// A TCP connection to `addr` (from the local address `from`, if given) that has sent `header`
+/// first, as a proxy would (PROXY protocol), before any TLS handshake.
+pub async fn connect_with_header(
+    addr: SocketAddr,
+    from: Option<std::net::IpAddr>,
+    header: &[u8],
+) -> TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    if let Some(ip) = from {
+        socket.bind(SocketAddr::new(ip, 0)).expect("bind");
+    }
+    let mut tcp = tokio::time::timeout(TIMEOUT, socket.connect(addr))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    tokio::time::timeout(TIMEOUT, tcp.write_all(header))
+        .await
+        .expect("header in time")
+        .expect("header");
+    tcp
 }
 
 /// A fresh, empty directory for one test's database, named after the test binary and `tag`;

@@ -22,6 +22,7 @@ use crate::hub::{DirectQueue, Hub};
 use crate::outbox::Direct;
 use crate::room::{Event, Room};
 use crate::transport::stream::writer::Coalescer;
+use crate::transport::tls::{self, CertStore};
 use crate::transport::{stream, tcp};
 
 /// Longest line taken from a client: 8191 bytes of tags and 512 for the rest (IRCv3).
@@ -71,6 +72,23 @@ impl Feed {
     }
 }
 
+/// Accepts IRC connections inside TLS (`--ircs`) until `shutdown` is cancelled: the same PROXY
+/// headers, bounded handshakes and certificate (re-read on SIGHUP) as the `--tls` listener.
+pub async fn serve_tls(
+    listener: TcpListener,
+    hub: Hub,
+    certs: CertStore,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let client = |tls, addr, hub, shutdown| async move {
+        let (reader, writer) = tokio::io::split(tls);
+        serve_client(Box::new(reader), Box::new(writer), addr, hub, shutdown).await;
+        Ok(())
+    };
+    tls::accept_tls(listener, hub, certs, (shutdown, tracker), "ircs", client).await
+}
+
 async fn connection(
     stream: TcpStream,
     addr: SocketAddr,
@@ -83,7 +101,7 @@ async fn connection(
     Ok(())
 }
 
-/// Serves one IRC client over any byte stream (TCP, or a WebSocket's lines through
+/// Serves one IRC client over any byte stream (TCP, TLS, or a WebSocket's lines through
 /// [`super::websocket`]) until it quits, is let go, or the server shuts down.
 pub(super) async fn serve_client(
     reader: Box<dyn AsyncRead + Unpin + Send>,
@@ -291,7 +309,7 @@ impl Conn {
         if out.is_empty() {
             return Some(false);
         }
-        match tokio::time::timeout(WRITE_TIMEOUT, self.writer.write_all(&out)).await {
+        match tokio::time::timeout(WRITE_TIMEOUT, stream::say(&mut self.writer, &out)).await {
             Ok(Ok(())) => Some(true),
             _ => None,
         }
@@ -310,7 +328,8 @@ impl Conn {
             self.session.error(reason);
         }
         let out = self.session.take_output();
-        let _ = tokio::time::timeout(stream::GOODBYE_TIMEOUT, self.writer.write_all(&out)).await;
+        let _ = tokio::time::timeout(stream::GOODBYE_TIMEOUT, stream::say(&mut self.writer, &out))
+            .await;
         let departure = match end {
             End::Eof => None,
             End::Quit | End::Killed => None,

@@ -16,4 +16,4 @@ pub mod sasl;
 mod session;
 pub mod websocket;
 
-pub use connection::serve;
+pub use connection::{serve, serve_tls};

@@ -187,7 +187,10 @@ where
 }
 
 /// Writes `line` out whole (through any buffer the stream keeps, such as TLS's).
-async fn say(writer: &mut (impl AsyncWrite + Unpin), line: &[u8]) -> std::io::Result<()> {
+pub(in crate::transport) async fn say(
+    writer: &mut (impl AsyncWrite + Unpin),
+    line: &[u8],
+) -> std::io::Result<()> {
     writer.write_all(line).await?;
     writer.flush().await
 }

@@ -189,7 +189,7 @@ impl CertStore {
         matches!(self.source, Source::SelfSigned)
     }
 
-    /// An acceptor for the line protocol (`--tls`).
+    /// An acceptor for the line protocol (`--tls`) and IRC (`--ircs`).
     pub fn line_acceptor(&self) -> TlsAcceptor {
         TlsAcceptor::from(Arc::clone(&self.line))
     }

@@ -1,7 +1,7 @@
 //! TLS transport (`--tls`): the line protocol inside TLS. It is a thin adapter over the TCP
 //! connection: once the handshake is done, the decrypted stream gets the same reader, writer,
 //! member and limits as a plain TCP member ([`super::stream::serve_member`]); only the halves
-//! ([`halves`]) differ. A handshake is bounded in time (`--tls-handshake-timeout`) and in number
+//! ([`halves`]) differ. IRC's `--ircs` listener accepts through the same loop ([`accept_tls`]). A handshake is bounded in time (`--tls-handshake-timeout`) and in number
 //! (per address and in total) and takes no member slot: a member joins only once it is done.
 //!
 //! Under `--proxy-protocol` a trusted proxy's PROXY header is read before the handshake, as on the
@@ -101,32 +101,41 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let handshakes = Handshakes::new(&hub);
-    let serve = move |stream, addr, hub, shutdown| {
-        let handshakes = handshakes.clone();
-        // Taken per connection, so one accepted after a reload gets the new certificate.
-        let acceptor = certs.line_acceptor();
-        async move { connection(stream, addr, (&handshakes, &acceptor), hub, shutdown).await }
+    let member = |tls, addr, hub, shutdown| async move {
+        let (reader, writer) = halves::split(tls);
+        stream::serve_member(reader, writer, (addr, Transport::Tls), hub, shutdown).await
     };
-    tcp::accept_members(listener, hub, shutdown, tracker, "tls", serve).await
+    accept_tls(listener, hub, certs, (shutdown, tracker), "tls", member).await
 }
 
-async fn connection(
-    stream: TcpStream,
-    addr: SocketAddr,
-    (handshakes, acceptor): (&Handshakes, &TlsAcceptor),
+/// The accept loop of a TLS listener (`listener_name` in logs), for the line protocol and for
+/// IRC (`--ircs`): a trusted proxy's PROXY header, then the handshake within [`Handshakes`]'
+/// limits, then `serve` on the established session.
+pub(in crate::transport) async fn accept_tls<S, F>(
+    listener: TcpListener,
     hub: Hub,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    tcp::tune(&stream, &hub);
-    let Some(tls) = handshakes
-        .accept(acceptor, stream, addr.ip(), &shutdown)
-        .await
-    else {
-        return Ok(());
+    certs: CertStore,
+    (shutdown, tracker): (CancellationToken, TaskTracker),
+    listener_name: &'static str,
+    serve: S,
+) where
+    S: Fn(TlsStream<TcpStream>, SocketAddr, Hub, CancellationToken) -> F + Clone + Send + 'static,
+    F: Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    let handshakes = Handshakes::new(&hub);
+    let connection = move |stream: TcpStream, addr: SocketAddr, hub: Hub, stop| {
+        let (handshakes, serve) = (handshakes.clone(), serve.clone());
+        // Taken per connection, so one accepted after a reload gets the new certificate.
+        let acceptor = certs.line_acceptor();
+        async move {
+            tcp::tune(&stream, &hub);
+            match handshakes.accept(&acceptor, stream, addr.ip(), &stop).await {
+                Some(tls) => serve(tls, addr, hub, stop).await,
+                None => Ok(()),
+            }
+        }
     };
-    let (reader, writer) = halves::split(tls);
-    stream::serve_member(reader, writer, (addr, Transport::Tls), hub, shutdown).await
+    tcp::accept_members(listener, hub, shutdown, tracker, listener_name, connection).await
 }
 
 /// Re-reads `certs` on every SIGHUP until `stop`: a good pair is used from the next handshake on,

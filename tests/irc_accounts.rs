@@ -279,5 +279,10 @@ async fn oper_gives_381_to_server_operators_only_and_kill_and_wallops_are_theirs
     root.send("WHOIS victim").await;
     root.expect(":chatd 401 boss victim :No such nick/channel")
         .await;
+    // SASL checks the configured hash too, and then the operator's name is its own nick.
+    let mut sasl = irc_sasl(irc_addr, "root", "", "root", "pw-root").await;
+    sasl.send("WHOIS root").await;
+    sasl.expect(":chatd 313 root root :is an IRC operator")
+        .await;
     server.shutdown().await;
 }

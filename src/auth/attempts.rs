@@ -96,6 +96,8 @@ pub struct Guesses {
     wrong: Attempts<String>,
     /// Addresses with a wrong password in the last [`GUESSING_FOR`] (one remembered each).
     guessing: Attempts<IpAddr>,
+    /// Addresses whose refusal was logged in the last [`WINDOW`].
+    logged: Attempts<IpAddr>,
 }
 
 impl Default for Guesses {
@@ -104,6 +106,7 @@ impl Default for Guesses {
             by_address: Attempts::default(),
             wrong: Attempts::default(),
             guessing: Attempts::new(1, GUESSING_FOR),
+            logged: Attempts::new(1, WINDOW),
         }
     }
 }
@@ -123,6 +126,16 @@ impl Guesses {
         }
         self.by_address.record(&from, now);
         Ok(())
+    }
+
+    /// Whether a refusal of `from` at `now` is the first in a [`WINDOW`] (the one worth logging:
+    /// a guesser is refused thousands of times a minute).
+    pub fn first_refusal(&mut self, from: IpAddr, now: Instant) -> bool {
+        if self.logged.wait(&from, now).is_some() {
+            return false;
+        }
+        self.logged.record(&from, now);
+        true
     }
 
     /// A wrong password from `from` for the account `key` at `now`.
@@ -193,6 +206,10 @@ mod tests {
             Err(Duration::from_secs(9)),
             "the account stays closed to guessers while wrong guesses keep coming"
         );
+        assert!(guesses.first_refusal(guesser, at));
+        assert!(!guesses.first_refusal(guesser, at + Duration::from_secs(59)));
+        assert!(guesses.first_refusal(owner, at));
+        assert!(guesses.first_refusal(guesser, at + Duration::from_secs(60)));
         let later = start + Duration::from_secs(200);
         assert_eq!(
             guesses.attempt(guesser, "carol", later),

@@ -244,6 +244,11 @@ impl Accounts {
             .map_err(|d| AuthError::TooMany(d.as_secs().max(1)))
     }
 
+    /// Whether a refusal of `from` by the limits is the first in a minute (the one to log).
+    pub fn first_refusal(&self, from: IpAddr) -> bool {
+        lock(&self.inner.attempts).first_refusal(from, Instant::now())
+    }
+
     /// A place in the queue for one account command from `from` (the address's share), held until
     /// the command is done; refused past [`MAX_WAITING_PER_ADDRESS`].
     pub fn reserve(&self, from: IpAddr) -> Result<Reserved, AuthError> {

@@ -98,15 +98,18 @@ impl Member {
     }
 
     /// Counts an attempt; true (and the member told) when over the limit.
-    fn limited(&self, ip: std::net::IpAddr, key: &str) -> bool {
-        match self.hub.accounts().attempt(ip, key) {
+    fn limited(&self, ip_key: std::net::IpAddr, key: &str) -> bool {
+        match self.hub.accounts().attempt(ip_key, key) {
             Ok(()) => false,
             Err(e) => {
                 let ip = match self.hub.config().private_logs {
                     false => self.addr.ip().to_string(),
                     true => "hidden".to_string(),
                 };
-                tracing::info!(%ip, account = key, "account attempts over the limit");
+                // Once a minute per address: a guesser is refused thousands of times.
+                if self.hub.accounts().first_refusal(ip_key) {
+                    tracing::info!(%ip, account = key, "account attempts over the limit");
+                }
                 self.reply(protocol::error(&e.to_string()));
                 true
             }

@@ -263,11 +263,16 @@ pub struct ServerArgs {
     #[arg(long, help_heading = ROOMS)]
     pub show_addresses: bool,
 
-    /// An account that is a server operator.
+    /// A server operator, with its password hash (NAME=PHC).
     ///
-    /// Takes effect once that account is logged in; repeatable.
-    #[arg(long = "oper", value_name = "NAME", help_heading = ACCOUNTS)]
-    pub opers: Vec<String>,
+    /// `NAME=PHC`: the operator logs in as NAME (`/login`, IRC `OPER` or SASL) with the password
+    /// whose Argon2id hash is PHC, from `chatd hash-password` (single-quote it in a shell; a config
+    /// file's `[[oper]]` block keeps it out of `ps`). NAME is reserved: nobody may register it or
+    /// take it, or a look-alike, as a nick. A bare `NAME` (the older form) gives rights only to an
+    /// account NAME that this node's database held at start, and reserves the name; the log says
+    /// which applies. Repeatable; per node.
+    #[arg(long = "oper", value_name = "NAME[=PHC]", value_parser = crate::auth::opers::parse_oper, help_heading = ACCOUNTS)]
+    pub opers: Vec<crate::auth::opers::OperSpec>,
     /// Argon2id memory per password hash, in KiB.
     ///
     /// 64 to 1048576; lower only for tests.
@@ -581,8 +586,8 @@ pub struct Config {
     pub meta: serde_json::Map<String, serde_json::Value>,
     /// The transports served (`tcp`, `udp`, ...), as `/info` lists them; set by whoever binds them.
     pub transports: Vec<&'static str>,
-    /// Accounts (by name) that are server operators once logged in.
-    pub opers: Vec<String>,
+    /// The server operators (`--oper`): names, with their password hashes when configured.
+    pub opers: Vec<crate::auth::opers::OperSpec>,
     /// What hashing one password costs.
     pub argon2: Cost,
     /// Page origins besides the server's own that may open WebSockets.
@@ -784,7 +789,9 @@ mod tests {
             .expect("accounts");
         let config = accounts.config();
         assert_eq!(config.history_db, Some(PathBuf::from("a.db")));
-        assert_eq!(config.opers, vec!["ann".to_string(), "bob".to_string()]);
+        let opers: Vec<&str> = config.opers.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(opers, ["ann", "bob"]);
+        assert!(config.opers.iter().all(|o| o.phc.is_none()));
         assert_eq!(config.argon2.memory_kib, 64);
         let db: ServerArgs = "--db b.db".parse().expect("db");
         assert_eq!(db.config().history_db, Some(PathBuf::from("b.db")));

@@ -4,7 +4,7 @@
 //! room; the rooms themselves ([`crate::room::Room`]) carry the traffic. Lines for one member only
 //! (replies, private messages) go to that member's [`Outbox`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -490,8 +490,6 @@ struct Shared {
     closing: AtomicBool,
     store: Store,
     accounts: Accounts,
-    /// `--oper` accounts, by key.
-    opers: HashSet<String>,
     /// Server bans and lockdown.
     guard: ServerGuard,
     /// Joins by address, so churn from one address is slowed (see [`joins_per_address`]).
@@ -552,8 +550,11 @@ impl Hub {
                 lobby,
                 slots: Slots::new(config.max_clients),
                 closing: AtomicBool::new(false),
-                accounts: Accounts::new(store.accounts_db(), config.argon2),
-                opers: config.opers.iter().map(|n| names::key(n)).collect(),
+                accounts: Accounts::with_operators(
+                    store.accounts_db(),
+                    config.argon2,
+                    &config.opers,
+                ),
                 guard: ServerGuard::new(store.clone()),
                 joins: Mutex::new(join_rate(config.max_per_ip)),
                 store,
@@ -633,9 +634,10 @@ impl Hub {
         &self.shared.store
     }
 
-    /// Whether the account with this key is a server operator (`--oper`).
+    /// Whether the account with this key is a server operator (`--oper`, see
+    /// [`crate::auth::opers`]).
     pub fn is_oper(&self, account: Option<&str>) -> bool {
-        account.is_some_and(|a| self.shared.opers.contains(a))
+        account.is_some_and(|a| self.shared.accounts.is_oper(a))
     }
 
     /// Server bans and lockdown.

@@ -30,7 +30,7 @@
 /// outside a git checkout; see build.rs).
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("CHATD_COMMIT"), ")");
 
-pub(crate) mod auth;
+pub mod auth;
 pub mod client;
 pub mod cluster;
 pub mod config;

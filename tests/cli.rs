@@ -208,3 +208,51 @@ fn chatc_without_a_port_asks_for_one() {
         );
     }
 }
+
+/// `chatd hash-password` reads the password from a pipe and prints a hash that verifies it (and
+/// only it); an empty password is refused.
+#[test]
+fn hash_password_prints_a_phc_string_that_verifies() {
+    use chatd::auth::password::verify;
+    use chatd::protocol::moderation::Secret;
+    use std::io::Write;
+    let run = |input: &[u8]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chatd"))
+            .args([
+                "hash-password",
+                "--argon2-memory",
+                "64",
+                "--argon2-passes",
+                "1",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run chatd hash-password");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write the password");
+        child.wait_with_output().expect("chatd hash-password ends")
+    };
+    let out = run(b"correct horse\n");
+    assert!(out.status.success(), "{out:?}");
+    let phc = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{phc}");
+    assert!(verify(&phc, &Secret::new("correct horse")));
+    assert!(!verify(&phc, &Secret::new("correct horse\n")));
+    assert!(!verify(&phc, &Secret::new("wrong")));
+    // And the server takes it: `--oper root=PHC` parses.
+    let args: Result<ServerArgs, _> = format!("--tcp 0 --oper root={phc}").parse();
+    assert!(args.is_ok(), "{args:?}");
+
+    let empty = run(b"\n");
+    assert_eq!(empty.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&empty.stderr).trim(),
+        "chatd hash-password: an empty password"
+    );
+}

@@ -7,13 +7,15 @@ mod nats;
 
 use bytes::Bytes;
 use chatd::cluster::subject::token;
-use common::{other_address, register, start_server, TcpClient, TestServer, TIMEOUT};
+use common::{
+    login, other_address, register, start_server, TcpClient, TestServer, OPER_ROOT, TIMEOUT,
+};
 use nats::Nats;
 
-const FLAGS: &str = "--argon2-memory 64 --argon2-passes 1 --oper root";
+const FLAGS: &str = "--argon2-memory 64 --argon2-passes 1";
 
 async fn node(nats: &Nats, name: &str) -> TestServer {
-    start_server(&format!("{} {FLAGS}", nats.flags(name))).await
+    start_server(&format!("{} {FLAGS} {OPER_ROOT}", nats.flags(name))).await
 }
 
 #[tokio::test]
@@ -48,7 +50,7 @@ async fn a_server_ban_set_on_one_node_applies_on_every_node() {
     let b = node(&nats, "b").await;
     let mut victim = TcpClient::connect_from(b.tcp, other_address()).await;
     let mut bystander = TcpClient::connect(b.tcp).await;
-    let mut root = register(a.tcp, "root", "pw-root").await;
+    let mut root = login(a.tcp, "root", "pw-root").await;
     bystander.expect_renamed("root").await;
     root.send("/gban 127.0.0.2 1h abuse").await;
     root.expect("* address 127.0.0.2 is banned from the server for 1h; 0 members disconnected")
@@ -136,7 +138,7 @@ async fn a_room_ban_set_on_one_node_reaches_the_room_open_on_another() {
 async fn a_node_started_after_a_server_ban_refuses_the_address_from_its_first_connection() {
     let nats = Nats::start("acct-gban-start").await;
     let a = node(&nats, "a").await;
-    let mut root = register(a.tcp, "root", "pw-root").await;
+    let mut root = login(a.tcp, "root", "pw-root").await;
     root.send("/gban 127.0.0.2 1h").await;
     root.expect("* address 127.0.0.2 is banned from the server for 1h; 0 members disconnected")
         .await;
@@ -185,7 +187,7 @@ async fn garbage_in_the_state_bucket_is_ignored_and_every_node_keeps_serving() {
     let b = node(&nats, "b").await;
     let mut bo = TcpClient::with_nick(b.tcp, "bo").await;
     // A server ban set on b after the garbage reaches a: a's watch of the bucket went on past it.
-    let mut root = register(b.tcp, "root", "pw-root").await;
+    let mut root = login(b.tcp, "root", "pw-root").await;
     root.send("/gban 127.0.0.2 1h").await;
     root.expect("* address 127.0.0.2 is banned from the server for 1h; 0 members disconnected")
         .await;

@@ -5,13 +5,13 @@ mod common;
 #[path = "common/nats.rs"]
 mod nats;
 
-use common::{other_address, register, start_server, TcpClient, TestServer};
+use common::{login, other_address, start_server, TcpClient, TestServer, OPER_ROOT};
 use nats::Nats;
 
-const FLAGS: &str = "--argon2-memory 64 --argon2-passes 1 --oper root";
+const FLAGS: &str = "--argon2-memory 64 --argon2-passes 1";
 
 async fn node(nats: &Nats, name: &str) -> TestServer {
-    start_server(&format!("{} {FLAGS}", nats.flags(name))).await
+    start_server(&format!("{} {FLAGS} {OPER_ROOT}", nats.flags(name))).await
 }
 
 /// `client` moves to `room` and sees itself there.
@@ -67,7 +67,7 @@ async fn a_server_operator_disconnects_a_member_of_another_node_and_others_canno
     let nats = Nats::start("mod-kill").await;
     let a = node(&nats, "a").await;
     let b = node(&nats, "b").await;
-    let mut root = register(a.tcp, "root", "pw-root").await;
+    let mut root = login(a.tcp, "root", "pw-root").await;
     let mut bob = TcpClient::with_nick(b.tcp, "bob").await;
     root.expect_renamed("bob").await;
     root.send("/kill bob flooding").await;
@@ -222,7 +222,7 @@ async fn wall_and_lockdown_reach_every_room_of_every_node_once() {
     let nats = Nats::start("mod-wall").await;
     let a = node(&nats, "a").await;
     let b = node(&nats, "b").await;
-    let mut root = register(a.tcp, "root", "pw-root").await;
+    let mut root = login(a.tcp, "root", "pw-root").await;
     let mut cy = TcpClient::with_nick(b.tcp, "cy").await;
     root.expect_renamed("cy").await;
     // #x is open on b only.

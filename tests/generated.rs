@@ -15,7 +15,13 @@ use clap::CommandFactory;
 use clap_complete::Shell;
 
 /// What `man chatd` says beyond the flags.
-const CHATD_EXTRA: &str = r#".SH FILES
+const CHATD_EXTRA: &str = r#".SH COMMANDS
+.TP
+\fBchatd hash\-password\fR [\fB\-\-argon2\-memory\fR \fIKIB\fR] [\fB\-\-argon2\-passes\fR \fIN\fR]
+Reads a password (on a terminal twice, without echo; from a pipe, one line) and prints its
+Argon2id hash (a PHC string) for \fB\-\-oper\fR \fINAME=PHC\fR or an \fI[[oper]]\fR block of the
+config file.
+.SH FILES
 .TP
 \fI/etc/chatd/chatd.toml\fR
 The config file the packaged service reads (\fB\-\-config\fR): its keys are the flags' names.

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use base64::Engine as _;
 use common::irc::join;
-use common::{register, start_server, TcpClient};
+use common::{register, start_server, TcpClient, OPER_ROOT};
 
 /// Cheap hashing, so a debug build on a loaded machine answers within the test's waits.
 const FLAGS: &str = "--irc 0 --name chatd --argon2-memory 64 --argon2-passes 1";
@@ -216,12 +216,21 @@ async fn nickserv_registers_and_identifies_on_the_same_accounts_as_the_line_prot
 
 #[tokio::test]
 async fn oper_gives_381_to_server_operators_only_and_kill_and_wallops_are_theirs() {
-    let server = start_server(&format!("{FLAGS} --oper root")).await;
+    let server = start_server(&format!("{FLAGS} {OPER_ROOT}")).await;
     let irc_addr = server.irc.expect("irc");
-    let mut root = irc(irc_addr, "root", "").await;
-    root.send("PRIVMSG NickServ :REGISTER rootpw").await;
-    root.expect_match(|l| l.contains("is registered to you"))
+    // The operator's name is nobody's nick, nor a look-alike of it, until it logs in.
+    let mut boss = TcpClient::connect_raw(irc_addr).await;
+    boss.send("NICK root").await;
+    boss.send("USER boss 0 * :boss").await;
+    boss.expect(":chatd 433 * root :Nickname is already in use")
         .await;
+    boss.send("NICK R00T").await;
+    boss.expect(":chatd 433 * R00T :Nickname is already in use")
+        .await;
+    boss.send("NICK boss").await;
+    boss.expect_match(|l| l.contains(" 376 ") || l.contains(" 422 "))
+        .await;
+    let mut root = boss;
     let mut bob = irc(irc_addr, "bob", "").await;
     let mut victim = irc(irc_addr, "victim", "").await;
     let mut line = TcpClient::with_nick(server.tcp, "liner").await;
@@ -238,16 +247,21 @@ async fn oper_gives_381_to_server_operators_only_and_kill_and_wallops_are_theirs
     bob.expect(":chatd 481 bob :Permission Denied- You're not an IRC operator")
         .await;
 
-    root.send("OPER root rootpw").await;
-    root.expect(":chatd 381 root :You are now an IRC operator")
+    root.send("OPER root wrong").await;
+    root.expect(":chatd 464 boss :Password incorrect").await;
+    root.send("WALLOPS :hi").await;
+    root.expect(":chatd 481 boss :Permission Denied- You're not an IRC operator")
         .await;
-    root.expect(":root!chat@chatd MODE root +o").await;
-    root.send("WHOIS root").await;
-    root.expect(":chatd 313 root root :is an IRC operator")
+    root.send("OPER root pw-root").await;
+    root.expect(":chatd 381 boss :You are now an IRC operator")
+        .await;
+    root.expect(":boss!chat@chatd MODE boss +o").await;
+    root.send("WHOIS boss").await;
+    root.expect(":chatd 313 boss boss :is an IRC operator")
         .await;
 
     root.send("WALLOPS :maintenance at noon").await;
-    line.expect("* [server] root: maintenance at noon").await;
+    line.expect("* [server] boss: maintenance at noon").await;
 
     root.send("KILL victim :spamming").await;
     let last = victim.expect_closed().await;
@@ -256,7 +270,12 @@ async fn oper_gives_381_to_server_operators_only_and_kill_and_wallops_are_theirs
         "killed without ERROR: {last:?}"
     );
     root.send("WHOIS victim").await;
-    root.expect(":chatd 401 root victim :No such nick/channel")
+    root.expect(":chatd 401 boss victim :No such nick/channel")
+        .await;
+    // SASL checks the configured hash too, and then the operator's name is its own nick.
+    let mut sasl = irc_sasl(irc_addr, "root", "", "root", "pw-root").await;
+    sasl.send("WHOIS root").await;
+    sasl.expect(":chatd 313 root root :is an IRC operator")
         .await;
     server.shutdown().await;
 }

@@ -1,6 +1,8 @@
 //! A login flood from one address holds at most a few places in the hashing queue (the rest are
-//! refused at once, with a reply), and a measurement, run by hand (ignored by default; it takes
-//! about 15 s):
+//! refused at once, with a reply); an account's owner logs in while 1 and while 200 addresses keep
+//! guessing its password, and chat is delivered meanwhile (the owner's login time and the chat
+//! latency are printed: `--nocapture`); and a measurement, run by hand (ignored by default; it
+//! takes about 15 s):
 //!
 //! ```sh
 //! cargo test --test login_load -- --ignored --nocapture
@@ -17,6 +19,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use common::{spawn_chatd, TcpClient};
+
 use tokio::time::Instant;
 
 const RECEIVERS: usize = 10;
@@ -51,11 +54,7 @@ async fn round(addr: SocketAddr, round: usize, logins: bool) -> Vec<u64> {
                 let mut latencies = Vec::with_capacity(lines);
                 while latencies.len() < lines {
                     let line = r.recv().await;
-                    let Some(sent) = line
-                        .strip_prefix('<')
-                        .and_then(|l| l.split_once("> t="))
-                        .and_then(|(_, t)| t.parse::<u64>().ok())
-                    else {
+                    let Some(sent) = sent_at(&line) else {
                         continue;
                     };
                     let now = base.elapsed().as_micros() as u64;
@@ -101,6 +100,13 @@ async fn round(addr: SocketAddr, round: usize, logins: bool) -> Vec<u64> {
     }
     all.sort_unstable();
     all
+}
+
+/// When a `<NAME> t=MICROS` chat line was sent, in microseconds from the round's start.
+fn sent_at(line: &str) -> Option<u64> {
+    line.strip_prefix('<')
+        .and_then(|l| l.split_once("> t="))
+        .and_then(|(_, t)| t.parse::<u64>().ok())
 }
 
 fn pct(sorted: &[u64], p: f64) -> u64 {
@@ -177,4 +183,185 @@ async fn logins_from_one_address_past_its_places_in_the_queue_are_refused_at_onc
     );
     assert!(checked >= 1, "{answers:?}");
     assert_eq!(refused + checked, 5, "{answers:?}");
+}
+
+/// Chat latencies (microseconds, sorted) from one sender to one receiver in `#room`, a line every
+/// 10 ms for `span`; every line must arrive.
+async fn chat_for(addr: SocketAddr, room: &str, span: Duration) -> Vec<u64> {
+    let mut sender = TcpClient::connect(addr).await;
+    let mut receiver = TcpClient::connect(addr).await;
+    for client in [&mut sender, &mut receiver] {
+        client.send(&format!("/join {room}")).await;
+        client
+            .expect_match(|l| l.starts_with(&format!("* you are in #{room}")))
+            .await;
+    }
+    let base = Instant::now();
+    let count = (span.as_millis() / 10) as usize;
+    let reader = tokio::spawn(async move {
+        let mut latencies = Vec::with_capacity(count);
+        while latencies.len() < count {
+            if let Some(sent) = sent_at(&receiver.recv().await) {
+                latencies.push((base.elapsed().as_micros() as u64).saturating_sub(sent));
+            }
+        }
+        latencies
+    });
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    for _ in 0..count {
+        tick.tick().await;
+        let t = base.elapsed().as_micros() as u64;
+        sender.send(&format!("t={t}")).await;
+    }
+    let mut all = reader.await.expect("every chat line is delivered");
+    all.sort_unstable();
+    all
+}
+
+/// What the guessers got: wrong-password answers (each a hash computed) and refusals.
+#[derive(Debug, Default)]
+struct Guessed {
+    wrong: usize,
+    refused: usize,
+}
+
+/// `addresses` guessers, each on its own 127.0.0.0/8 address, guessing alice's password over and
+/// over (a guess every 20 ms after each answer) until `stop`; returns what they got.
+async fn guess(
+    addr: SocketAddr,
+    addresses: u16,
+    stop: tokio::sync::watch::Receiver<bool>,
+    tally: std::sync::Arc<std::sync::Mutex<Guessed>>,
+) {
+    let mut guessers = Vec::new();
+    for i in 0..addresses {
+        let from = match addresses {
+            1 => IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
+            _ => IpAddr::V4(Ipv4Addr::new(127, 1, (i / 250) as u8, (i % 250) as u8 + 1)),
+        };
+        let mut client = TcpClient::connect_from(addr, from).await;
+        let mut stop = stop.clone();
+        let tally = std::sync::Arc::clone(&tally);
+        guessers.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !*stop.borrow() {
+                n += 1;
+                client.send(&format!("/login alice guess{i}x{n}")).await;
+                // Answers wait behind every guess queued for a hasher: a generous bound.
+                let mut line = String::new();
+                while !line.starts_with("! ") {
+                    line = tokio::time::timeout(Duration::from_secs(60), client.recv_line())
+                        .await
+                        .expect("an answer within 60 s")
+                        .expect("the guesser stays connected");
+                }
+                {
+                    let mut tally = tally.lock().expect("tally");
+                    match line.as_str() {
+                        "! wrong name or password" => tally.wrong += 1,
+                        l if l.starts_with("! too many attempts, wait ") => tally.refused += 1,
+                        other => panic!("a guesser got {other:?}"),
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }));
+    }
+    for guesser in guessers {
+        guesser.await.expect("guesser");
+    }
+}
+
+/// The owner of `alice` logs in from an address that has not been failing while `addresses`
+/// addresses guess its password; chat keeps being delivered meanwhile.
+async fn owner_gets_in_while_guessed_from(addresses: u16) {
+    let (_child, tcp, _udp) = spawn_chatd(
+        &[
+            "--rate",
+            "off",
+            "--history",
+            "0",
+            "--argon2-memory",
+            "64",
+            "--argon2-passes",
+            "1",
+        ],
+        None,
+    )
+    .await;
+    drop(common::register(tcp, "alice", "the-real-one").await);
+    let quiet = chat_for(tcp, "quiet", Duration::from_secs(1)).await;
+
+    let tally = std::sync::Arc::new(std::sync::Mutex::new(Guessed::default()));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let attack_began = Instant::now();
+    let attack = tokio::spawn(guess(
+        tcp,
+        addresses,
+        stopped,
+        std::sync::Arc::clone(&tally),
+    ));
+    // The attack is on once every guesser has had an answer (its first guess is hashed) and the
+    // account has been closed to them.
+    let on = async {
+        while {
+            let tally = tally.lock().expect("tally");
+            tally.refused == 0 || tally.wrong < addresses as usize
+        } {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), on)
+        .await
+        .expect("the guessers are answered and refused within 60 s");
+    // Until then an owner's login would wait behind the first guesses in the hashers' queue.
+    let first_wave = attack_began.elapsed();
+
+    let chat = tokio::spawn(chat_for(tcp, "busy", Duration::from_secs(2)));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let mut owner = TcpClient::connect(tcp).await;
+    owner.send("/login alice the-real-one").await;
+    owner.expect("* you are logged in as alice").await;
+    let login = started.elapsed();
+    let busy = chat.await.expect("chat during the attack");
+    let _ = stop.send(true);
+    tokio::time::timeout(Duration::from_secs(30), attack)
+        .await
+        .expect("the guessers stop")
+        .expect("guessers");
+
+    let tally = tally.lock().expect("tally");
+    println!(
+        "{addresses} guessing address(es) (first guesses all answered after {first_wave:?}): \
+         the owner logged in in {login:?}; chat p50/p99 {}/{} us \
+         during the attack ({} lines), {}/{} us before; guesses: {} hashed (wrong), {} refused",
+        pct(&busy, 0.5),
+        pct(&busy, 0.99),
+        busy.len(),
+        pct(&quiet, 0.5),
+        pct(&quiet, 0.99),
+        tally.wrong,
+        tally.refused
+    );
+    // Without the account's limit each address could hash 5 wrong guesses a minute; with it, an
+    // address gets about one before the account holds it too.
+    assert!(
+        tally.wrong <= 2 * addresses as usize + 5,
+        "{} guesses were hashed from {addresses} addresses",
+        tally.wrong
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_gets_in_while_one_address_keeps_guessing() {
+    owner_gets_in_while_guessed_from(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_gets_in_while_two_hundred_addresses_keep_guessing() {
+    owner_gets_in_while_guessed_from(200).await;
 }

@@ -123,3 +123,43 @@ async fn a_nats_outage_is_logged_once_not_at_every_attempt() {
         assert!(seen.insert(text), "logged again: {line}\n{lines:#?}");
     }
 }
+
+/// A guesser refused again and again is logged once a minute, not at every refusal.
+#[tokio::test]
+async fn a_refused_guesser_is_logged_once_not_at_every_refusal() {
+    let (_child, addr, _, mut log) =
+        spawn_logged_chatd(&["--argon2-memory", "64", "--argon2-passes", "1"], "info").await;
+    let mut guesser = TcpClient::connect(addr).await;
+    for _ in 0..5 {
+        guesser.send("/login alice wrong").await;
+        guesser.expect("! wrong name or password").await;
+    }
+    for _ in 0..3 {
+        guesser.send("/login alice wrong").await;
+        guesser
+            .expect_match(|l| l.starts_with("! too many attempts, wait "))
+            .await;
+    }
+    let first = log_until(&mut log, "attempts over the limit").await;
+    assert!(first.contains("account=\"alice\""), "{first}");
+    // A later connection's line comes after whatever the refusals logged: none of them again.
+    let _later = TcpClient::connect(addr).await;
+    let mut between = Vec::new();
+    loop {
+        let line = log
+            .next_line()
+            .await
+            .expect("read log")
+            .expect("chatd still runs");
+        if line.contains(" connected ") && !line.contains(&guesser.name) {
+            break;
+        }
+        between.push(line);
+    }
+    assert!(
+        !between
+            .iter()
+            .any(|l| l.contains("attempts over the limit")),
+        "logged again: {between:#?}"
+    );
+}

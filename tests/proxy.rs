@@ -8,7 +8,7 @@ mod common;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common::{other_address, start_server, TcpClient, TIMEOUT};
+use common::{other_address, start_server, TcpClient, OPER_ROOT, TIMEOUT};
 use futures::StreamExt;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -225,17 +225,14 @@ async fn x_forwarded_for_counts_only_from_a_trusted_proxy() {
 
 #[tokio::test]
 async fn a_server_ban_hits_the_real_address_not_the_proxy() {
-    let server = start_server(
-        "--proxy-protocol --trusted-proxy 127.0.0.1 --argon2-memory 64 --argon2-passes 1 --oper root",
-    )
+    let server = start_server(&format!(
+        "--proxy-protocol --trusted-proxy 127.0.0.1 --argon2-memory 64 --argon2-passes 1 {OPER_ROOT}"
+    ))
     .await;
     // The operator connects directly, from an address that is not a proxy.
     let mut root = TcpClient::connect_from(server.tcp, other_address()).await;
-    root.send("/nick root").await;
-    root.expect("* you are now known as root").await;
-    root.send("/register pw-root").await;
-    root.expect("* root is registered to you; next time: /login root PASSWORD")
-        .await;
+    root.send("/login root pw-root").await;
+    root.expect("* you are logged in as root").await;
     let (mut abuser, _) = through_proxy(server.tcp, &v1("203.0.113.66", 1000)).await;
     let (mut neighbour, _) = through_proxy(server.tcp, &v1("203.0.113.67", 1001)).await;
     root.send("/gban 203.0.113.66 1h abuse").await;

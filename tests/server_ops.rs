@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{
-    other_address, register, spawn_logged_chatd, start_server, TcpClient, UdpClient, TIMEOUT,
+    login, other_address, register, spawn_logged_chatd, start_server, TcpClient, UdpClient,
+    OPER_ROOT, TIMEOUT,
 };
 
-const FLAGS: &str = "--history 0 --argon2-memory 64 --argon2-passes 1 --oper root";
+const FLAGS: &str = "--history 0 --argon2-memory 64 --argon2-passes 1";
 
 /// A UDP socket on another loopback address, as a member from elsewhere.
 async fn udp_from(server: SocketAddr, from: IpAddr) -> tokio::net::UdpSocket {
@@ -49,8 +50,8 @@ async fn scrape_metrics(http: SocketAddr) -> String {
 
 #[tokio::test]
 async fn kill_disconnects_a_member_on_tcp_and_udp() {
-    let server = start_server(FLAGS).await;
-    let mut root = register(server.tcp, "root", "pw-root").await;
+    let server = start_server(&format!("{FLAGS} {OPER_ROOT}")).await;
+    let mut root = login(server.tcp, "root", "pw-root").await;
     let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
     let udp = UdpClient::join(server.udp).await;
     udp.send("/nick dan").await;
@@ -84,8 +85,8 @@ async fn kill_disconnects_a_member_on_tcp_and_udp() {
 
 #[tokio::test]
 async fn gban_disconnects_and_refuses_an_address_on_tcp_and_udp_until_it_ends() {
-    let server = start_server(FLAGS).await;
-    let mut root = register(server.tcp, "root", "pw-root").await;
+    let server = start_server(&format!("{FLAGS} {OPER_ROOT}")).await;
+    let mut root = login(server.tcp, "root", "pw-root").await;
     let mut guest = TcpClient::connect_from(server.tcp, other_address()).await;
     let udp = udp_from(server.udp, other_address()).await;
     udp.send(b"#ping#").await.expect("send");
@@ -134,8 +135,8 @@ async fn gban_disconnects_and_refuses_an_address_on_tcp_and_udp_until_it_ends() 
 
 #[tokio::test]
 async fn wall_reaches_every_room_and_lockdown_admits_registered_members_only() {
-    let server = start_server(FLAGS).await;
-    let mut root = register(server.tcp, "root", "pw-root").await;
+    let server = start_server(&format!("{FLAGS} {OPER_ROOT}")).await;
+    let mut root = login(server.tcp, "root", "pw-root").await;
     let mut alice = register(server.tcp, "alice", "pw-alice").await;
     alice.send("/quit").await;
     alice.expect_closed().await;
@@ -182,8 +183,8 @@ async fn wall_reaches_every_room_and_lockdown_admits_registered_members_only() {
 
 #[tokio::test]
 async fn room_operators_cannot_act_on_a_server_operator_but_it_can_act_anywhere() {
-    let server = start_server(FLAGS).await;
-    let mut root = register(server.tcp, "root", "pw-root").await;
+    let server = start_server(&format!("{FLAGS} {OPER_ROOT}")).await;
+    let mut root = login(server.tcp, "root", "pw-root").await;
     let mut alice = TcpClient::with_nick(server.tcp, "alice").await;
     alice.send("/join den").await;
     alice.expect("* you are in #den with 0 others").await;
@@ -228,7 +229,7 @@ async fn room_operators_cannot_act_on_a_server_operator_but_it_can_act_anywhere(
 
 #[tokio::test]
 async fn help_lists_the_account_and_moderation_commands() {
-    let server = start_server(FLAGS).await;
+    let server = start_server(&format!("{FLAGS} {OPER_ROOT}")).await;
     let mut client = TcpClient::connect(server.tcp).await;
     client.send("/help").await;
     let mut lines = Vec::new();
@@ -264,7 +265,8 @@ async fn help_lists_the_account_and_moderation_commands() {
 
 #[tokio::test]
 async fn every_moderation_action_is_logged_with_who_did_what_to_whom() {
-    let args: Vec<&str> = FLAGS.split_whitespace().collect();
+    let flags = format!("{FLAGS} {OPER_ROOT}");
+    let args: Vec<&str> = flags.split_whitespace().collect();
     let (_child, addr, _, mut lines) = spawn_logged_chatd(&args, "info").await;
     let log = Arc::new(Mutex::new(Vec::<String>::new()));
     let collected = Arc::clone(&log);
@@ -278,7 +280,7 @@ async fn every_moderation_action_is_logged_with_who_did_what_to_whom() {
             }
         }
     });
-    let mut root = register(addr, "root", "pw-root").await;
+    let mut root = login(addr, "root", "pw-root").await;
     let mut bob = TcpClient::with_nick(addr, "bob").await;
     root.send("/kill bob bye").await;
     bob.expect_closed().await;
@@ -293,4 +295,87 @@ async fn every_moderation_action_is_logged_with_who_did_what_to_whom() {
     assert!(line.contains("by=root"), "{line}");
     assert!(line.contains("whom=\"bob\""), "{line}");
     assert!(line.contains("bye"), "{line}");
+}
+
+#[tokio::test]
+async fn a_configured_operator_s_name_is_nobody_else_s_and_its_password_makes_an_operator() {
+    let server = start_server(&format!("{FLAGS} {OPER_ROOT}")).await;
+    let mut other = TcpClient::with_nick(server.tcp, "carol").await;
+    let mut guest = TcpClient::connect(server.tcp).await;
+    // The name and its look-alikes (case, digits for letters) are refused.
+    for nick in ["root", "RooT", "r00t", "ro0t"] {
+        guest.send(&format!("/nick {nick}")).await;
+        guest
+            .expect("! root is registered; /login root PASSWORD")
+            .await;
+    }
+    guest.send("/register pw").await;
+    guest
+        .expect("! pick a name first (/nick NAME), then /register PASSWORD")
+        .await;
+    guest.send("/login root wrong").await;
+    guest.expect("! wrong name or password").await;
+    guest.send("/wall hi").await;
+    guest.expect("! you are not a server operator").await;
+    guest.send("/login root pw-root").await;
+    guest.expect("* you are logged in as root").await;
+    guest.send("/wall maintenance at noon").await;
+    other.expect("* [server] root: maintenance at noon").await;
+    // Its password is the configuration's, not a command's.
+    guest.send("/password pw-root other").await;
+    guest
+        .expect("! root is a server operator whose password is set in the server's configuration")
+        .await;
+    guest.send("/unregister pw-root").await;
+    guest
+        .expect("! root is a server operator whose password is set in the server's configuration")
+        .await;
+    server.shutdown().await;
+}
+
+/// A bare `--oper NAME` (no hash) keeps working only for an account that existed at start, says
+/// so in the log, and reserves the name either way.
+#[tokio::test]
+async fn a_bare_oper_name_gives_rights_only_to_an_account_that_existed_at_start() {
+    let db = common::temp_db("bare-oper");
+    let db_flag = db.display().to_string();
+    let mut args: Vec<&str> = FLAGS.split_whitespace().collect();
+    args.extend(["--db", &db_flag]);
+    // The log is kept open (a closed pipe would fail the server's writes).
+    let (mut first, addr, _, _first_log) = spawn_logged_chatd(&args, "info").await;
+    drop(register(addr, "root", "pw-root").await);
+    first.kill().await.expect("stop the first server");
+
+    args.extend(["--oper", "root", "--oper", "ann"]);
+    let (_second, addr, before, mut log) = spawn_logged_chatd(&args, "info").await;
+    let said = |needle: &str| before.iter().find(|l| l.contains(needle)).cloned();
+    let kept = "--oper root has no password hash: account root, registered before this start, \
+                keeps operator rights";
+    match said(kept) {
+        Some(_) => {}
+        None => drop(common::log_until(&mut log, kept).await),
+    }
+    let nobody = "--oper ann has no password hash and no account ann existed at start: nobody \
+                  is operator ann";
+    match said(nobody) {
+        Some(_) => {}
+        None => drop(common::log_until(&mut log, nobody).await),
+    }
+
+    let mut carol = TcpClient::with_nick(addr, "carol").await;
+    carol.send("/nick ann").await;
+    carol
+        .expect("! ann is registered; /login ann PASSWORD")
+        .await;
+    let mut root = login(addr, "root", "pw-root").await;
+    root.send("/wall hello").await;
+    carol.expect("* [server] root: hello").await;
+    // Given up, the account's rights go with it, and nobody may register the name again.
+    root.send("/unregister pw-root").await;
+    root.expect("* root is no longer registered").await;
+    root.send("/wall again").await;
+    root.expect("! you are not a server operator").await;
+    root.send("/register pw-new").await;
+    root.expect("! root is already registered").await;
+    let _ = std::fs::remove_dir_all(db.parent().expect("dir"));
 }

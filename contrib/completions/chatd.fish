@@ -32,7 +32,7 @@ complete -c chatd -l max-rooms-per-member -d 'Most rooms one member may be in at
 complete -c chatd -l offline-max -d 'Messages kept for each absent account' -r
 complete -c chatd -l max-bans-per-room -d 'Most bans one room holds' -r
 complete -c chatd -l announce-max -d 'Largest room that announces joins and leaves' -r
-complete -c chatd -l oper -d 'An account that is a server operator' -r
+complete -c chatd -l oper -d 'A server operator, with its password hash (NAME=PHC)' -r
 complete -c chatd -l argon2-memory -d 'Argon2id memory per password hash, in KiB' -r
 complete -c chatd -l argon2-passes -d 'Argon2id passes over that memory' -r
 complete -c chatd -l tls -d 'Serve the line protocol over TLS on this port' -r

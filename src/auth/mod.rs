@@ -9,9 +9,12 @@
 //! was written.
 //!
 //! - [`password`]: hashing and checking. [`attempts`]: the attempt limits. [`server`]: server
-//!   bans and lockdown.
+//!   bans and lockdown. [`opers`]: configured server operators. [`hash_password`]: `chatd
+//!   hash-password`.
 
 pub mod attempts;
+pub mod hash_password;
+pub mod opers;
 pub mod password;
 pub mod server;
 
@@ -26,7 +29,8 @@ use tokio::time::Instant;
 use crate::names;
 use crate::protocol::moderation::Secret;
 use crate::store::meta::{MetaDb, StoredAccount};
-use attempts::Attempts;
+use attempts::Guesses;
+use opers::{OperSpec, Operators};
 use password::Cost;
 
 /// Most password hashes computed at once: half the cores (at least one), since each takes a
@@ -63,6 +67,9 @@ pub enum AuthError {
     /// The server holds [`MAX_ACCOUNTS`].
     #[error("the server has too many accounts")]
     Full,
+    /// A server operator's password is set in the server's configuration, not by a command.
+    #[error("{0} is a server operator whose password is set in the server's configuration")]
+    Configured(String),
     /// The database or the hasher failed (logged; the member is told only this).
     #[error("accounts are not available right now")]
     Unavailable,
@@ -77,7 +84,9 @@ struct Account {
 struct Inner {
     accounts: Mutex<HashMap<String, Account>>,
     db: Option<Arc<MetaDb>>,
-    attempts: Mutex<(Attempts<IpAddr>, Attempts<String>)>,
+    attempts: Mutex<Guesses>,
+    /// The configured server operators (`--oper`).
+    operators: Mutex<Operators>,
     hashers: Semaphore,
     waiting: AtomicUsize,
     /// Account commands waiting or running, by address; only addresses with some are kept.
@@ -132,6 +141,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Accounts {
     /// Accounts hashed at `cost`, read from and written to `db` when given.
     pub fn new(db: Option<Arc<MetaDb>>, cost: Cost) -> Accounts {
+        Accounts::with_operators(db, cost, &[])
+    }
+
+    /// Accounts as [`Accounts::new`], with the server operators `opers` (whose names are reserved
+    /// and whose configured hashes are checked instead of an account's); logs what applies to
+    /// each.
+    pub fn with_operators(db: Option<Arc<MetaDb>>, cost: Cost, opers: &[OperSpec]) -> Accounts {
         let mut accounts = HashMap::new();
         if let Some(db) = &db {
             match db.accounts(MAX_ACCOUNTS) {
@@ -149,11 +165,13 @@ impl Accounts {
                 Err(e) => tracing::error!(error = %e, "cannot read accounts"),
             }
         }
+        let operators = Operators::new(opers, |key| accounts.contains_key(key));
         Accounts {
             inner: Arc::new(Inner {
                 accounts: Mutex::new(accounts),
                 db,
-                attempts: Mutex::new((Attempts::default(), Attempts::default())),
+                attempts: Mutex::new(Guesses::default()),
+                operators: Mutex::new(operators),
                 hashers: Semaphore::new(hashers()),
                 waiting: AtomicUsize::new(0),
                 by_address: Mutex::new(HashMap::new()),
@@ -196,13 +214,29 @@ impl Accounts {
             Some(Err(e)) => tracing::error!(key, error = %e, "unreadable account from the cluster"),
             None => {
                 accounts.remove(key);
+                lock(&self.inner.operators).account_removed(key);
             }
         }
     }
 
-    /// The registered name with this [`names::key`], if any.
+    /// The registered name with this [`names::key`], if any: an account's, or a configured
+    /// server operator's (reserved whether or not it has an account).
     pub fn registered(&self, key: &str) -> Option<String> {
-        lock(&self.inner.accounts).get(key).map(|a| a.name.clone())
+        let operator = lock(&self.inner.operators)
+            .get(key)
+            .map(|o| (o.name.clone(), o.phc.is_some()));
+        let account = lock(&self.inner.accounts).get(key).map(|a| a.name.clone());
+        match (operator, account) {
+            // A credential sets any stored account aside: the configured name is the name.
+            (Some((name, true)), _) => Some(name),
+            (_, Some(name)) => Some(name),
+            (operator, None) => operator.map(|(name, _)| name),
+        }
+    }
+
+    /// Whether the account with this key is a server operator now.
+    pub fn is_oper(&self, key: &str) -> bool {
+        lock(&self.inner.operators).rights(key)
     }
 
     /// How many accounts there are.
@@ -210,18 +244,18 @@ impl Accounts {
         lock(&self.inner.accounts).len()
     }
 
-    /// Counts a password attempt from `ip` for the account `key`; refused past the limits.
-    pub fn attempt(&self, ip: IpAddr, key: &str) -> Result<(), AuthError> {
-        let now = Instant::now();
-        let mut guard = lock(&self.inner.attempts);
-        let (by_ip, by_account) = &mut *guard;
-        let wait = |d: std::time::Duration| AuthError::TooMany(d.as_secs().max(1));
-        // Both checked before either counts, so one spent key does not eat into the other.
-        by_ip.attempt(&[ip], now).map_err(wait)?;
-        if let Err(d) = by_account.attempt(&[key.to_string()], now) {
-            return Err(wait(d));
-        }
-        Ok(())
+    /// Counts a password attempt from `from` (an address, or an IPv6 prefix: see
+    /// [`crate::guard::share::share_of`]) for the account `key`; refused past the limits (see
+    /// [`attempts::Guesses`]).
+    pub fn attempt(&self, from: IpAddr, key: &str) -> Result<(), AuthError> {
+        lock(&self.inner.attempts)
+            .attempt(from, key, Instant::now())
+            .map_err(|d| AuthError::TooMany(d.as_secs().max(1)))
+    }
+
+    /// Whether a refusal of `from` by the limits is the first in a minute (the one to log).
+    pub fn first_refusal(&self, from: IpAddr) -> bool {
+        lock(&self.inner.attempts).first_refusal(from, Instant::now())
     }
 
     /// A place in the queue for one account command from `from` (the address's share), held until
@@ -267,6 +301,9 @@ impl Accounts {
     pub async fn register(&self, name: String, password: Secret) -> Result<(), AuthError> {
         self.blocking(move |inner| {
             let key = names::key(&name);
+            if let Some(oper) = lock(&inner.operators).get(&key) {
+                return Err(AuthError::Registered(oper.name.clone()));
+            }
             {
                 let accounts = lock(&inner.accounts);
                 if let Some(held) = accounts.get(&key) {
@@ -283,8 +320,15 @@ impl Accounts {
         .await
     }
 
-    /// Checks `password` for the account named `name`; returns the account's name as registered.
-    pub async fn login(&self, name: String, password: Secret) -> Result<String, AuthError> {
+    /// Checks `password` for the account named `name`, tried from `from` (an address or IPv6
+    /// prefix, as given to [`Accounts::attempt`]); returns the account's name as registered. A
+    /// wrong password counts against the account and marks `from` as guessing.
+    pub async fn login(
+        &self,
+        name: String,
+        password: Secret,
+        from: IpAddr,
+    ) -> Result<String, AuthError> {
         let key = names::key(&name);
         if let Some(shared) = self.inner.cluster.get() {
             if self.registered(&key).is_none() {
@@ -295,14 +339,20 @@ impl Accounts {
                 }
             }
         }
-        self.blocking(move |inner| inner.check(&names::key(&name), &password))
+        let result = self
+            .blocking(move |inner| inner.check(&names::key(&name), &password))
             .await
-            .map(|a| a.name)
+            .map(|a| a.name);
+        if result == Err(AuthError::Refused) {
+            lock(&self.inner.attempts).failed(from, &key, Instant::now());
+        }
+        result
     }
 
     /// Changes the password of account `key` from `old` to `new`.
     pub async fn change(&self, key: String, old: Secret, new: Secret) -> Result<(), AuthError> {
         self.blocking(move |inner| {
+            inner.not_configured(&key)?;
             let account = inner.check(&key, &old)?;
             drop(old);
             let phc = hash(inner.cost, &new)?;
@@ -321,6 +371,7 @@ impl Accounts {
     /// Removes account `key`, if `password` is its password.
     pub async fn unregister(&self, key: String, password: Secret) -> Result<(), AuthError> {
         self.blocking(move |inner| {
+            inner.not_configured(&key)?;
             inner.check(&key, &password)?;
             drop(password);
             if let Some(db) = &inner.db {
@@ -330,6 +381,7 @@ impl Accounts {
                 })?;
             }
             lock(&inner.accounts).remove(&key);
+            lock(&inner.operators).account_removed(&key);
             inner.share(&key, None);
             Ok(())
         })
@@ -346,9 +398,16 @@ fn hash(cost: Cost, password: &Secret) -> Result<String, AuthError> {
 
 impl Inner {
     /// The account `key` if `password` is right. A missing account costs a hash all the same, so
-    /// timing does not tell which names are registered.
+    /// timing does not tell which names are registered. A server operator with a configured hash
+    /// is checked against that hash, never a stored account's.
     fn check(&self, key: &str, password: &Secret) -> Result<Account, AuthError> {
-        let account = lock(&self.accounts).get(key).cloned();
+        let configured = lock(&self.operators).get(key).and_then(|o| {
+            o.phc.clone().map(|phc| Account {
+                name: o.name.clone(),
+                phc,
+            })
+        });
+        let account = configured.or_else(|| lock(&self.accounts).get(key).cloned());
         match account {
             Some(account) if password::verify(&account.phc, password) => Ok(account),
             Some(_) => Err(AuthError::Refused),
@@ -356,6 +415,14 @@ impl Inner {
                 let _ = password::hash(self.cost, password);
                 Err(AuthError::Refused)
             }
+        }
+    }
+
+    /// Refuses commands that would change a server operator whose hash the configuration sets.
+    fn not_configured(&self, key: &str) -> Result<(), AuthError> {
+        match lock(&self.operators).get(key) {
+            Some(o) if o.phc.is_some() => Err(AuthError::Configured(o.name.clone())),
+            _ => Ok(()),
         }
     }
 
@@ -400,6 +467,7 @@ mod tests {
         memory_kib: 64,
         iterations: 1,
     };
+    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
     #[test]
     fn each_address_holds_a_few_places_in_the_queue_at_most() {
@@ -452,7 +520,7 @@ mod tests {
         assert_eq!(key, "account:alice");
         assert!(json.is_some_and(|j| j.contains("\"name\":\"Alice\"")));
         assert_eq!(
-            accounts.login("bob".into(), Secret::new("pw")).await,
+            accounts.login("bob".into(), Secret::new("pw"), LOCAL).await,
             Ok("Bob".into()),
             "an account unknown here is looked up"
         );
@@ -473,15 +541,21 @@ mod tests {
             Err(AuthError::Registered("Alice".into()))
         );
         assert_eq!(
-            accounts.login("ALICE".into(), Secret::new("pw1")).await,
+            accounts
+                .login("ALICE".into(), Secret::new("pw1"), LOCAL)
+                .await,
             Ok("Alice".into())
         );
         assert_eq!(
-            accounts.login("alice".into(), Secret::new("bad")).await,
+            accounts
+                .login("alice".into(), Secret::new("bad"), LOCAL)
+                .await,
             Err(AuthError::Refused)
         );
         assert_eq!(
-            accounts.login("nobody".into(), Secret::new("pw1")).await,
+            accounts
+                .login("nobody".into(), Secret::new("pw1"), LOCAL)
+                .await,
             Err(AuthError::Refused)
         );
         accounts
@@ -489,7 +563,9 @@ mod tests {
             .await
             .expect("change");
         assert_eq!(
-            accounts.login("alice".into(), Secret::new("pw1")).await,
+            accounts
+                .login("alice".into(), Secret::new("pw1"), LOCAL)
+                .await,
             Err(AuthError::Refused)
         );
         assert_eq!(
@@ -503,5 +579,66 @@ mod tests {
             .await
             .expect("unregister");
         assert_eq!(accounts.registered("alice"), None);
+    }
+
+    #[tokio::test]
+    async fn a_configured_operator_logs_in_by_its_hash_and_its_name_is_nobody_else_s() {
+        let phc = password::hash(CHEAP, &Secret::new("pw-root")).expect("hash");
+        let opers = [opers::parse_oper(&format!("root={phc}")).expect("spec")];
+        let accounts = Accounts::with_operators(None, CHEAP, &opers);
+        assert_eq!(accounts.registered("root").as_deref(), Some("root"));
+        assert!(accounts.is_oper("root"));
+        assert_eq!(
+            accounts.register("ROOT".into(), Secret::new("x")).await,
+            Err(AuthError::Registered("root".into()))
+        );
+        assert_eq!(
+            accounts
+                .login("root".into(), Secret::new("pw-root"), LOCAL)
+                .await,
+            Ok("root".into())
+        );
+        assert_eq!(
+            accounts
+                .login("root".into(), Secret::new("guess"), LOCAL)
+                .await,
+            Err(AuthError::Refused)
+        );
+        assert_eq!(
+            accounts
+                .change("root".into(), Secret::new("pw-root"), Secret::new("n"))
+                .await,
+            Err(AuthError::Configured("root".into()))
+        );
+        assert_eq!(
+            accounts
+                .unregister("root".into(), Secret::new("pw-root"))
+                .await,
+            Err(AuthError::Configured("root".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn wrong_passwords_close_the_account_to_guessers_not_to_others() {
+        let accounts = Accounts::new(None, CHEAP);
+        accounts
+            .register("alice".into(), Secret::new("right"))
+            .await
+            .expect("register");
+        let guesser: IpAddr = "10.0.0.1".parse().expect("ip");
+        for _ in 0..5 {
+            accounts.attempt(guesser, "alice").expect("under the limit");
+            let wrong = accounts.login("alice".into(), Secret::new("x"), guesser);
+            assert_eq!(wrong.await, Err(AuthError::Refused));
+        }
+        let other: IpAddr = "10.0.0.2".parse().expect("ip");
+        accounts.attempt(other, "alice").expect("not guessing yet");
+        let wrong = accounts.login("alice".into(), Secret::new("y"), other);
+        assert_eq!(wrong.await, Err(AuthError::Refused));
+        assert!(matches!(
+            accounts.attempt(other, "alice"),
+            Err(AuthError::TooMany(_))
+        ));
+        assert_eq!(accounts.attempt(LOCAL, "alice"), Ok(()), "the owner");
     }
 }

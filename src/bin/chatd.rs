@@ -14,6 +14,9 @@ use chatd::server::{self, Listeners};
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli: Vec<OsString> = std::env::args_os().collect();
+    if cli.get(1).is_some_and(|a| a == "hash-password") {
+        return hash_password(&cli[1..]);
+    }
     let args = match file::load(&cli) {
         Ok(args) => args,
         // Usage errors exit 2 and `--help` 0, as clap always did.
@@ -28,6 +31,23 @@ async fn main() -> std::process::ExitCode {
         Err(e) => {
             // One clear line, not a debug dump: this is what a person starting the server reads.
             eprintln!("chatd: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// `chatd hash-password`: prints the hash of a password for `--oper NAME=PHC`.
+fn hash_password(cli: &[OsString]) -> std::process::ExitCode {
+    use chatd::auth::hash_password::{run, HashPasswordArgs};
+    use clap::Parser;
+    let args = HashPasswordArgs::try_parse_from(cli).unwrap_or_else(|e| e.exit());
+    match run(&args) {
+        Ok(phc) => {
+            println!("{phc}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("chatd hash-password: {e}");
             std::process::ExitCode::from(2)
         }
     }

@@ -1,7 +1,8 @@
 //! The `--config` file: TOML whose keys are the flags' long names (`max-clients = 100`, repeatable
 //! flags as arrays, switches as `true`/`false`). Each value is turned back into its flag and parsed
 //! by clap like the command line, so the file cannot get past a flag's parser or bounds; flags
-//! given on the command line win over the file.
+//! given on the command line win over the file. One key has a block form besides: `[[oper]]`
+//! with `name` and `password` (a PHC string) is `--oper NAME=PHC`.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -112,6 +113,13 @@ fn file_args(text: &str, cli: &ArgMatches) -> Result<Vec<OsString>, (usize, Stri
                 .any(|v| v.matches("true", false));
         let value = match value.get_ref() {
             Value::Boolean(b) if takes_bool => Value::String(b.to_string()),
+            Value::Array(items) if arg.get_id() == "opers" => Value::Array(
+                items
+                    .iter()
+                    .map(oper_block)
+                    .collect::<Result<_, _>>()
+                    .map_err(|message| (line, format!("{key}: {message}")))?,
+            ),
             other => other.clone(),
         };
         let these = as_args(&flag, arg.get_action(), &value)
@@ -143,6 +151,27 @@ fn as_args(flag: &str, action: &ArgAction, value: &Value) -> Result<Vec<OsString
         (_, Value::Array(_)) => Err("expected one value, got an array".into()),
         (_, item) => Ok(vec![format!("{flag}={}", scalar(item)?).into()]),
     }
+}
+
+/// An `[[oper]]` block (`name`, `password`) as `--oper`'s `NAME=PHC`; other items unchanged.
+fn oper_block(item: &Value) -> Result<Value, String> {
+    let Value::Table(block) = item else {
+        return Ok(item.clone());
+    };
+    let field = |name: &str| match block.get(name) {
+        Some(Value::String(s)) => Ok(s.as_str()),
+        _ => Err(format!("an [[oper]] block needs `{name}` as a string")),
+    };
+    if let Some(other) = block.keys().find(|k| *k != "name" && *k != "password") {
+        return Err(format!(
+            "unknown key `{other}` in an [[oper]] block (name, password)"
+        ));
+    }
+    Ok(Value::String(format!(
+        "{}={}",
+        field("name")?,
+        field("password")?
+    )))
 }
 
 /// A value as its flag would be typed.
@@ -235,6 +264,28 @@ mod tests {
             args,
             ["--irc=6667", "--ircs=6697", "--self-signed", "--tls=6698"]
         );
+    }
+
+    #[test]
+    fn oper_blocks_are_names_with_their_hashes() {
+        let phc = "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHRzYWx0$\
+                   kyW4mBnmQBqzNY5qz1AjGyiDUMVGrwlyIhXbCMC/SrM";
+        let text = format!(
+            "[[oper]]\nname = \"root\"\npassword = \"{phc}\"\n\n[[oper]]\nname = \"ann\"\n\
+             password = \"{phc}\"\n"
+        );
+        let args = from_file(&text, "").expect("valid file");
+        assert_eq!(
+            args,
+            [format!("--oper=root={phc}"), format!("--oper=ann={phc}")]
+        );
+        let (line, message) =
+            from_file("[[oper]]\nname = \"root\"\n", "").expect_err("no password");
+        assert_eq!(line, 1);
+        assert!(message.contains("needs `password`"), "{message}");
+        let (_, message) =
+            from_file("[[oper]]\nname = \"root\"\npassword = \"x\"\n", "").expect_err("not a hash");
+        assert!(message.contains("not a PHC password hash"), "{message}");
     }
 
     #[test]

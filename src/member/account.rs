@@ -16,7 +16,8 @@ impl Member {
     pub(super) fn account_command(&mut self, command: AccountCommand) {
         let accounts = self.hub.accounts().clone();
         let account = self.account.clone();
-        let ip = self.addr.ip();
+        // Limits count by address, or by IPv6 prefix: one host's addresses are one guesser.
+        let ip = share_of(self.addr.ip(), self.hub.config().ipv6_prefix);
         match command {
             AccountCommand::Register(password) => {
                 let name = self.name.clone();
@@ -53,9 +54,9 @@ impl Member {
                 if self.limited(ip, &key) {
                     return;
                 }
-                self.run_auth(
-                    async move { AuthDone::LoggedIn(accounts.login(name, password).await) },
-                );
+                self.run_auth(async move {
+                    AuthDone::LoggedIn(accounts.login(name, password, ip).await)
+                });
             }
             AccountCommand::Password { old, new } => {
                 let Some(key) = account else {
@@ -101,15 +102,18 @@ impl Member {
     }
 
     /// Counts an attempt; true (and the member told) when over the limit.
-    fn limited(&self, ip: std::net::IpAddr, key: &str) -> bool {
-        match self.hub.accounts().attempt(ip, key) {
+    fn limited(&self, ip_key: std::net::IpAddr, key: &str) -> bool {
+        match self.hub.accounts().attempt(ip_key, key) {
             Ok(()) => false,
             Err(e) => {
                 let ip = match self.hub.config().private_logs {
-                    false => ip.to_string(),
+                    false => self.addr.ip().to_string(),
                     true => "hidden".to_string(),
                 };
-                tracing::info!(%ip, account = key, "account attempts over the limit");
+                // Once a minute per address: a guesser is refused thousands of times.
+                if self.hub.accounts().first_refusal(ip_key) {
+                    tracing::info!(%ip, account = key, "account attempts over the limit");
+                }
                 self.reply(protocol::error(&e.to_string()));
                 true
             }

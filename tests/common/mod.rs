@@ -482,6 +482,22 @@ pub fn other_address() -> std::net::IpAddr {
     std::net::IpAddr::from([127, 0, 0, 2])
 }
 
+/// `--oper` for the tests' server operator `root`, whose password is `pw-root` (the hash made by
+/// `chatd hash-password --argon2-memory 64 --argon2-passes 1`, cheap as the tests' accounts).
+pub const OPER_ROOT: &str = "--oper root=$argon2id$v=19$m=64,t=1,p=1$k/jiyZtYTl/wEHvIC9ZAHQ$gcjvqAf7dL1+xc0dfzlUorPlnzNAHDEQ8IeBNXbimNE";
+
+/// Connects and logs in as `name` with `password` (an account's, or a configured server
+/// operator's), waiting for the confirmation.
+pub async fn login(addr: SocketAddr, name: &str, password: &str) -> TcpClient {
+    let mut client = TcpClient::connect(addr).await;
+    client.send(&format!("/login {name} {password}")).await;
+    client
+        .expect(&format!("* you are logged in as {name}"))
+        .await;
+    client.name = name.to_string();
+    client
+}
+
 /// Connects, takes `name` and registers it with `password`, waiting for the confirmation.
 pub async fn register(addr: SocketAddr, name: &str, password: &str) -> TcpClient {
     let mut client = TcpClient::with_nick(addr, name).await;

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use chatd::auth::hash_password::HashPasswordArgs;
 use chatd::client::args::{Args as ChatcArgs, ScanArgs};
 use chatd::config::ServerArgs;
 use clap::Parser;
@@ -23,6 +24,8 @@ pub enum Command {
     Chatd(Vec<String>),
     /// `chatc ARGS` or `cargo run --release --bin chatc -- ARGS`.
     Chatc(Vec<String>),
+    /// `chatd hash-password ARGS` (it waits for a password: parsed, not run).
+    HashPassword(Vec<String>),
     /// `chatc scan ARGS`.
     Scan(Vec<String>),
     /// `nc [-u] HOST PORT`: joining a server as netcat does.
@@ -91,6 +94,7 @@ pub fn command(line: &str) -> Result<Option<Command>, String> {
     let rest = |n: usize| words[n..].to_vec();
     Ok(Some(match strs.as_slice() {
         [] => return Ok(None),
+        ["chatd", "hash-password", ..] => Command::HashPassword(rest(2)),
         ["chatd", ..] => Command::Chatd(rest(1)),
         ["chatc", "scan", ..] => Command::Scan(rest(2)),
         ["chatc", ..] => Command::Chatc(rest(1)),
@@ -129,6 +133,10 @@ pub fn parse(command: &Command) -> Result<(), String> {
     match command {
         Command::Chatd(args) => clap_ok(ServerArgs::try_parse_from(argv("chatd", args))),
         Command::Chatc(args) => clap_ok(ChatcArgs::try_parse_from(argv("chatc", args))),
+        Command::HashPassword(args) => clap_ok(HashPasswordArgs::try_parse_from(argv(
+            "chatd hash-password",
+            args,
+        ))),
         Command::Scan(args) => {
             let scan =
                 ScanArgs::try_parse_from(argv("chatc scan", args)).map_err(|e| e.to_string())?;
@@ -283,7 +291,7 @@ impl Sandbox {
                 self.nats.insert(*port, nats);
                 true
             }
-            Command::Scan(_) | Command::CargoTest(_) => false,
+            Command::Scan(_) | Command::CargoTest(_) | Command::HashPassword(_) => false,
         }
     }
 

@@ -117,9 +117,9 @@ impl Session {
         password: &str,
     ) -> Result<(), AuthError> {
         let accounts = self.hub.accounts().clone();
-        let ip = self.addr.ip();
-        accounts.attempt(ip, &names::key(&name))?;
-        let reserved = accounts.reserve(share_of(ip, self.hub.config().ipv6_prefix))?;
+        let from = share_of(self.addr.ip(), self.hub.config().ipv6_prefix);
+        accounts.attempt(from, &names::key(&name))?;
+        let reserved = accounts.reserve(from)?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| AuthError::Unavailable)?;
         let password = Secret::new(password);
         let (tx, rx) = oneshot::channel();
@@ -129,7 +129,7 @@ impl Session {
                     .register(name.clone(), password)
                     .await
                     .map(|()| name),
-                _ => accounts.login(name, password).await,
+                _ => accounts.login(name, password, from).await,
             };
             drop(reserved);
             // A client gone meanwhile needs no answer.

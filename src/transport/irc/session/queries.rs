@@ -71,6 +71,32 @@ impl Session {
         }
     }
 
+    /// Rows for the members of other nodes in `room`: what this node knows of them is their
+    /// name, transport and login.
+    fn remote_rows(&self, room: &Room) -> Vec<WhoRow> {
+        let Some(cluster) = self.hub.cluster() else {
+            return Vec::new();
+        };
+        let channel = room.label();
+        cluster
+            .members_in(&room.name().key)
+            .into_iter()
+            .map(|(_, m)| WhoRow {
+                channel: channel.clone(),
+                nick: nick_from_name(&m.name),
+                account: m.registered.then(|| m.name.clone()),
+                about: About {
+                    user: m.transport,
+                    realname: m.name,
+                    ..About::default()
+                },
+                op: false,
+                voiced: false,
+                oper: false,
+            })
+            .collect()
+    }
+
     pub(super) fn who(&mut self, p: &[String]) {
         let Some(mask_arg) = p.first().cloned() else {
             self.numeric(Numeric::EndOfWho { mask: "*" });
@@ -90,6 +116,7 @@ impl Session {
                         .iter()
                         .map(|t| self.row(t, Some(&room)))
                         .collect();
+                    list.extend(self.remote_rows(&room));
                     list.sort_by(|a, b| a.nick.cmp(&b.nick));
                     list
                 }

@@ -181,25 +181,82 @@ async fn an_irc_member_in_two_channels_is_in_both_on_the_other_node() {
     let mut dan = irc(&a, "dan").await;
     join(&mut dan, "#one,#two").await;
     bob.expect(":dan!chat@chatd JOIN #two").await;
-    alice.send("QUIT :done for today").await;
-    dan.expect_match(|l| l.starts_with(":alice!chat@chatd QUIT"))
+    // A rename, announced in each room, is one NICK on b.
+    alice.send("NICK alicia").await;
+    dan.expect_match(|l| l.starts_with(":alice!chat@chatd NICK"))
         .await;
-    // After the quit on a, in each room: what b got before these came before them.
-    dan.send("PRIVMSG #one :after one").await;
-    dan.send("PRIVMSG #two :after two").await;
-    let mut seen = said(&mut bob, "dan", "#one", "after one").await;
-    seen.extend(said(&mut bob, "dan", "#two", "after two").await);
+    let seen = after_markers(&mut dan, &mut bob, "renamed").await;
+    let nicks: Vec<&String> = seen.iter().filter(|l| l.contains(" NICK ")).collect();
+    assert_eq!(nicks.len(), 1, "one NICK for two shared rooms: {seen:?}");
+    assert!(nicks[0].starts_with(":alice!chat@chatd NICK "), "{nicks:?}");
+    assert!(nicks[0].ends_with("alicia"), "{nicks:?}");
+    tee.expect("* alice is now known as alicia").await;
+    tia.expect("* alice is now known as alicia").await;
+    assert_eq!(
+        names(&mut bob, "#two").await,
+        ["alicia", "bob", "dan", "tia"]
+    );
+
+    alice.send("QUIT :done for today").await;
+    dan.expect_match(|l| l.starts_with(":alicia!chat@chatd QUIT"))
+        .await;
+    let seen = after_markers(&mut dan, &mut bob, "quit").await;
     let quits: Vec<&String> = seen.iter().filter(|l| l.contains(" QUIT ")).collect();
     assert_eq!(
         quits,
-        [":alice!chat@chatd QUIT :done for today"],
+        [":alicia!chat@chatd QUIT :done for today"],
         "one QUIT for two shared rooms: {seen:?}"
     );
-    tee.expect("* alice left: \"done for today\"").await;
-    tia.expect("* alice left: \"done for today\"").await;
+    tee.expect("* alicia left: \"done for today\"").await;
+    tia.expect("* alicia left: \"done for today\"").await;
     assert_eq!(names(&mut bob, "#one").await, ["bob", "dan", "tee"]);
+
+    // A node that stops takes its member out of every room it was in: one QUIT on b, and a
+    // notice in each room.
     a.shutdown().await;
+    let skipped = bob.expect(":dan!chat@chatd QUIT :node stopped").await;
+    tee.expect("* dan left (node stopped)").await;
+    tia.expect("* dan left (node stopped)").await;
+    bob.send("PING :after").await;
+    let seen = bob.expect(":chatd PONG chatd after").await;
+    let quits = skipped
+        .iter()
+        .chain(&seen)
+        .filter(|l| l.contains(" QUIT "))
+        .count();
+    assert_eq!(quits, 0, "no second QUIT: {skipped:?} {seen:?}");
+    assert_eq!(names(&mut bob, "#two").await, ["bob", "tia"]);
     b.shutdown().await;
+}
+
+/// Has `marker` (an IRC member of the origin node, in #one and #two) say something in both rooms
+/// after what it saw happen there, and returns what `watcher` (of the other node, in both) got
+/// up to both lines: each room's lines reach it in their order, so whatever that room told of
+/// before the marker is in there.
+async fn after_markers(marker: &mut TcpClient, watcher: &mut TcpClient, tag: &str) -> Vec<String> {
+    let mut markers: Vec<String> = ["#one", "#two"]
+        .iter()
+        .map(|channel| {
+            format!(
+                ":{}!chat@chatd PRIVMSG {channel} :{tag} {channel}",
+                marker.name
+            )
+        })
+        .collect();
+    marker.send(&format!("PRIVMSG #one :{tag} #one")).await;
+    marker.send(&format!("PRIVMSG #two :{tag} #two")).await;
+    // The two rooms' lines may interleave either way.
+    let mut seen = Vec::new();
+    while !markers.is_empty() {
+        let line = watcher.recv().await;
+        match markers.iter().position(|m| *m == line) {
+            Some(at) => {
+                markers.remove(at);
+            }
+            None => seen.push(line),
+        }
+    }
+    seen
 }
 
 #[tokio::test]

@@ -303,15 +303,14 @@ struct MemberIn {
 
 impl From<MemberIn> for RemoteMember {
     fn from(m: MemberIn) -> RemoteMember {
-        let rooms = m.rooms.unwrap_or_else(|| {
-            (!m.room.is_empty())
-                .then(|| Place {
-                    key: m.room,
-                    label: m.label,
-                })
-                .into_iter()
-                .collect()
-        });
+        let rooms = match m.rooms {
+            Some(rooms) => rooms,
+            None if m.room.is_empty() => Vec::new(),
+            None => vec![Place {
+                key: m.room,
+                label: m.label,
+            }],
+        };
         RemoteMember {
             id: m.id,
             name: m.name,

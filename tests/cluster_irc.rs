@@ -112,6 +112,18 @@ async fn an_irc_member_in_two_channels_is_in_both_on_the_other_node() {
     tia.send("/who").await;
     tia.expect("* 3 here:").await;
     assert_eq!(tia.recv().await, "*   alice (irc on a)");
+    bob.send("WHOIS alice").await;
+    let whois = bob.expect_match(|l| l.contains(" 318 ")).await;
+    assert!(
+        whois
+            .iter()
+            .any(|l| l.contains(" 319 bob alice :") && l.contains("#one") && l.contains("#two")),
+        "{whois:?}"
+    );
+    assert!(
+        whois.iter().any(|l| l.contains(" 312 bob alice a ")),
+        "{whois:?}"
+    );
     // And a's member sees b's in both.
     assert_eq!(names(&mut alice, "#one").await, ["alice", "bob", "tee"]);
     assert_eq!(names(&mut alice, "#two").await, ["alice", "bob", "tia"]);

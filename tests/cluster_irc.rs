@@ -334,3 +334,30 @@ async fn irc_tcp_web_and_udp_members_chat_in_one_room_across_two_nodes() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn announce_max_counts_a_member_of_another_node_in_each_of_its_rooms() {
+    let nats = Nats::start("irc-announce").await;
+    let flags = |node: &str| format!("{} --irc 0 --announce-max 2", nats.flags(node));
+    let a = start_server(&flags("a")).await;
+    let b = start_server(&flags("b")).await;
+    let mut bob = TcpClient::with_nick(b.tcp, "bob").await;
+    bob.send("/join #two").await;
+    bob.expect_match(|l| l.starts_with("* you are in #two"))
+        .await;
+    // #two is alice's second room: other nodes used to count her in her first only.
+    let mut alice = irc(&a, "alice").await;
+    join(&mut alice, "#one,#two").await;
+    bob.expect("* alice joined #two").await;
+    // A third member in a room of two across the nodes is past --announce-max 2: not announced.
+    let mut cy = TcpClient::with_nick(b.tcp, "cy").await;
+    cy.send("/join #two").await;
+    cy.expect_match(|l| l.starts_with("* you are in #two with 2 others"))
+        .await;
+    cy.send("here quietly").await;
+    let seen = bob.expect("<cy> here quietly").await;
+    assert!(seen.iter().all(|l| !l.contains("cy joined")), "{seen:?}");
+    said(&mut alice, "cy", "#two", "here quietly").await;
+    a.shutdown().await;
+    b.shutdown().await;
+}

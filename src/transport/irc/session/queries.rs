@@ -74,7 +74,7 @@ impl Session {
     /// Rows for the members of other nodes in `room`: what this node knows of them is their
     /// name, transport and login.
     fn remote_rows(&self, room: &Room) -> Vec<WhoRow> {
-        let Some(cluster) = self.hub.cluster() else {
+        let Some(cluster) = crate::cluster::Bridge::of(&self.hub) else {
             return Vec::new();
         };
         let channel = room.label();
@@ -286,7 +286,7 @@ impl Session {
     fn whois_remote(&mut self, asked: &str) -> bool {
         let found = name_from_nick(asked)
             .ok()
-            .and_then(|name| self.hub.cluster()?.remote_member(&name));
+            .and_then(|name| crate::cluster::Bridge::of(&self.hub)?.remote_member(&name));
         let Some((node, member)) = found else {
             return false;
         };

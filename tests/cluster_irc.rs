@@ -361,3 +361,37 @@ async fn announce_max_counts_a_member_of_another_node_in_each_of_its_rooms() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_channel_operator_kicks_a_member_of_another_node_and_both_nodes_see_a_kick() {
+    let nats = Nats::start("irc-kick").await;
+    let a = node(&nats, "a").await;
+    let b = node(&nats, "b").await;
+    // The room's first member anywhere operates it.
+    let mut bob = irc(&b, "bob").await;
+    join(&mut bob, "#k").await;
+    let mut alice = irc(&a, "alice").await;
+    join(&mut alice, "#k,#stay").await;
+    bob.expect(":alice!chat@chatd JOIN #k").await;
+    let mut cy = irc(&a, "cy").await;
+    join(&mut cy, "#k").await;
+    bob.expect(":cy!chat@chatd JOIN #k").await;
+    bob.send("KICK #k alice :too loud").await;
+    let kicked = |l: &str| l.contains(" KICK #k alice :too loud");
+    bob.expect_match(kicked).await;
+    cy.expect_match(kicked).await;
+    alice.expect_match(kicked).await;
+    alice
+        .expect_match(|l| l.contains("NOTICE alice :you were kicked from #k by bob"))
+        .await;
+    // Out of that channel on both nodes, still in the other.
+    assert_eq!(names(&mut bob, "#k").await, ["bob", "cy"]);
+    assert_eq!(names(&mut cy, "#k").await, ["bob", "cy"]);
+    alice.send("PRIVMSG #stay :still here").await;
+    alice.send("NAMES #stay").await;
+    alice
+        .expect_match(|l| l.contains(" 353 ") && l.contains("#stay") && l.contains("alice"))
+        .await;
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -81,6 +81,10 @@ impl Member {
                 self.run_auth(async move {
                     let result = accounts.unregister(key.clone(), password).await;
                     if result.is_ok() {
+                        // Whoever registers the name next must not get what was kept for it.
+                        let (kept, forget) = (store.clone(), key.clone());
+                        let _ =
+                            tokio::task::spawn_blocking(move || kept.take_messages(&forget)).await;
                         // Rights in closed rooms (only stored) go before the member is told;
                         // open rooms' own copies are changed when it is.
                         let forget = key.clone();
@@ -193,6 +197,7 @@ impl Member {
         tracing::info!(addr = %self.hub.config().log_addr(self.addr), account = %name, "logged in");
         self.hub.set_account(self.id, Some(key.clone()));
         self.account = Some(key);
+        self.deliver_kept();
     }
 
     /// Gives the member the name of the account `name` it logged in to (in a cluster: once the
@@ -204,6 +209,7 @@ impl Member {
                 self.account = Some(names::key(&new));
                 let told = format!("you are logged in as {new}");
                 self.took_name(&old, new, &told);
+                self.deliver_kept();
                 true
             }
             Err(e) => {

@@ -23,6 +23,19 @@ impl Session {
                 return;
             }
         };
+        let epoch = self.hub.store().epoch();
+        if let Some(foreign) = chathistory::foreign_msgid(&request, &epoch) {
+            let fail = crate::transport::irc::numeric::standard_reply(
+                &self.server(),
+                crate::transport::irc::numeric::Standard::Fail,
+                "CHATHISTORY",
+                "INVALID_MSGREFTOKEN",
+                &[p[0].as_str(), foreign],
+                &crate::store::epoch::foreign_notice(foreign, &epoch),
+            );
+            self.send(fail);
+            return;
+        }
         let target = match &request {
             Request::Targets { from, to, limit } => return self.targets(*from, *to, *limit),
             Request::Latest { target, .. }
@@ -55,7 +68,7 @@ impl Session {
             let label = room.label();
             found = chathistory::select(&lines, &request)
                 .iter()
-                .filter_map(|line| self.replayed(line, &label))
+                .filter_map(|line| self.replayed(line, &label, &epoch))
                 .collect();
         }
         let id = self.batch_id();
@@ -66,7 +79,7 @@ impl Session {
     }
 
     /// A history line as the PRIVMSG it was, with its own time and id.
-    fn replayed(&self, line: &HistoryLine, channel: &str) -> Option<Message> {
+    fn replayed(&self, line: &HistoryLine, channel: &str, epoch: &str) -> Option<Message> {
         let text = String::from_utf8_lossy(&line.text);
         let (name, body) = chat_parts(&text)?;
         let mut m = Message::new("PRIVMSG")
@@ -78,7 +91,7 @@ impl Session {
             m = m.tag("time", &format_time(at));
         }
         if self.caps.has(Cap::MessageTags) {
-            m = m.tag("msgid", &line.id.to_string());
+            m = m.tag("msgid", &crate::store::epoch::qualified(line.id, epoch));
         }
         Some(m)
     }

@@ -287,18 +287,12 @@ impl Entry {
         }
     }
 
-    /// The room other nodes see the member in: its first (a member in several rooms shows in
-    /// its first one only on the other nodes; its lines reach every room's copy all the same).
+    /// The member as other nodes see it: in each of its rooms.
     fn remote(&self, id: MemberId) -> RemoteMember {
-        let (room, label) = self.rooms.first().map_or_else(
-            || (String::new(), String::new()),
-            |r| (r.name().key.clone(), r.label()),
-        );
         RemoteMember {
             id,
             name: self.name.clone(),
-            room,
-            label,
+            rooms: self.rooms.iter().map(|r| peers::Place::of(r)).collect(),
             transport: self.transport.as_str().to_string(),
             registered: self.account.as_deref() == Some(names::key(&self.name).as_str()),
         }
@@ -861,7 +855,8 @@ impl Hub {
             let held = registry.vacate(&current);
             let sub = target.subscribe(self.config().history);
             if let Some(cluster) = self.cluster() {
-                cluster.moved(id, &target);
+                cluster.exited(id, &current.name().key);
+                cluster.entered(id, &target);
             }
             (current, target, sub, left_at, others, who, held)
         };
@@ -903,6 +898,9 @@ impl Hub {
                 return Err(MoveError::TooManyOfYours);
             }
             let (room, others) = self.open_and_seat(&mut registry, id, &name, key)?;
+            if let Some(cluster) = self.cluster() {
+                cluster.entered(id, &room);
+            }
             let who = registry
                 .members
                 .get(&id)
@@ -931,6 +929,9 @@ impl Hub {
             let left_at = room.next_seq();
             room.member_left(id);
             let held = registry.vacate(&room);
+            if let Some(cluster) = self.cluster() {
+                cluster.exited(id, key);
+            }
             (room, left_at, held, who)
         };
         if self.announces(&room, held) {

@@ -55,10 +55,16 @@ fn member(id: u64, room: &str) -> RemoteMember {
     RemoteMember {
         id,
         name: format!("m{id}"),
-        room: room.to_string(),
-        label: format!("#{room}"),
+        rooms: vec![place(room)],
         transport: "tcp".into(),
         registered: false,
+    }
+}
+
+fn place(room: &str) -> wire::Place {
+    wire::Place {
+        key: room.to_string(),
+        label: format!("#{room}"),
     }
 }
 
@@ -118,11 +124,22 @@ proptest! {
         lines in proptest::collection::vec(line(), 1..8),
     ) {
         let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
-        let payload = wire::encode_room(&origin, chat, lines.len() as u32, body.as_bytes());
+        let payload = wire::encode_room(&origin, chat, lines.len() as u32, body.as_bytes(), None);
         let decoded = wire::decode_room(&payload).expect("a room event decodes");
         prop_assert_eq!(&decoded.origin, &origin);
         prop_assert_eq!(decoded.chat, chat);
         prop_assert_eq!(decoded.count as usize, lines.len());
+        prop_assert_eq!(&decoded.bytes[..], body.as_bytes());
+        // What a notice tells of travels with it, whatever its words.
+        let what = chatd::hub::Happening::Left {
+            name: lines[0].clone(),
+            reason: Some(lines[lines.len() - 1].clone()),
+            quit: chat,
+        };
+        let payload =
+            wire::encode_room(&origin, chat, lines.len() as u32, body.as_bytes(), Some(&what));
+        let decoded = wire::decode_room(&payload).expect("a room event with what it tells of");
+        prop_assert_eq!(decoded.what, Some(what));
         prop_assert_eq!(&decoded.bytes[..], body.as_bytes());
         let one = format!("{}\n", lines[0]);
         let private = wire::decode_private(&wire::encode_private(&origin, &to, one.as_bytes()))
@@ -167,7 +184,7 @@ proptest! {
 
     #[test]
     fn the_presence_tables_counts_match_its_members_after_any_steps(
-        steps in proptest::collection::vec((0usize..3, 0u8..6, 0u64..6, 0usize..3), 0..60),
+        steps in proptest::collection::vec((0usize..3, 0u8..8, 0u64..6, 0usize..3), 0..60),
     ) {
         let start = Instant::now();
         let mut table = Table::new(Duration::from_secs(3));
@@ -190,6 +207,16 @@ proptest! {
                     let to = Change::Move { id, room: ROOMS[room].into(), label: format!("#{}", ROOMS[room]) };
                     table.change(name, 1, versions[node], to, now);
                 }
+                5 => {
+                    versions[node] += 1;
+                    let enter = Change::Enter { id, place: place(ROOMS[room]) };
+                    table.change(name, 1, versions[node], enter, now);
+                }
+                6 => {
+                    versions[node] += 1;
+                    let exit = Change::Exit { id, room: ROOMS[room].into() };
+                    table.change(name, 1, versions[node], exit, now);
+                }
                 4 => {
                     // A whole roster replaces what was known of the node.
                     let members = (0..id).map(|m| member(m, ROOMS[(m as usize + room) % 3])).collect();
@@ -205,7 +232,7 @@ proptest! {
             for room in ROOMS {
                 prop_assert_eq!(
                     table.in_room(room),
-                    everyone.iter().filter(|(_, m)| m.room == room).count(),
+                    everyone.iter().filter(|(_, m)| m.is_in(room)).count(),
                     "room {} after {:?}", room, &steps[..=i]
                 );
             }

@@ -7,11 +7,15 @@
 //! flood its rooms. A smaller room hears each member as before, unless the batch would fill a
 //! good part of the room's ring on its own: then it too hears the summary, so an honest reader
 //! who is a little behind is never pushed past its backlog.
+//!
+//! A member in several rooms is in the batch of each. Each member's own line tells of its
+//! [`Happening`] (IRC clients see a `QUIT` or a `JOIN`); a summary tells of nothing.
 
 use bytes::Bytes;
 
 use super::wire::RemoteMember;
 use crate::protocol::{self, Departure};
+use crate::room::Happening;
 
 /// Whether the batch's members left or came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,26 +33,29 @@ pub struct Batch<'a> {
     pub room: &'a str,
     /// Their node.
     pub node: &'a str,
-    /// Their display names, in the order given.
-    pub names: Vec<&'a str>,
+    /// The members, in the order given.
+    pub members: Vec<&'a RemoteMember>,
 }
 
-/// Groups `members` (with their node) by room and node, in the order each first appears.
+/// Groups `members` (with their node) by room and node, in the order each first appears; a
+/// member in several rooms is in a batch for each.
 pub fn batches(members: &[(String, RemoteMember)]) -> Vec<Batch<'_>> {
     let mut out: Vec<Batch<'_>> = Vec::new();
     let mut index = std::collections::HashMap::new();
     for (node, member) in members {
-        let at = *index
-            .entry((member.room.as_str(), node.as_str()))
-            .or_insert_with(|| {
-                out.push(Batch {
-                    room: &member.room,
-                    node,
-                    names: Vec::new(),
+        for place in &member.rooms {
+            let at = *index
+                .entry((place.key.as_str(), node.as_str()))
+                .or_insert_with(|| {
+                    out.push(Batch {
+                        room: &place.key,
+                        node,
+                        members: Vec::new(),
+                    });
+                    out.len() - 1
                 });
-                out.len() - 1
-            });
-        out[at].names.push(&member.name);
+            out[at].members.push(member);
+        }
     }
     out
 }
@@ -69,10 +76,16 @@ impl Rule {
     }
 }
 
-/// The lines for `batch`, in a room holding `room_after` members on every node once the batch is
-/// applied (those who left no longer counted, those who came counted).
-pub fn lines(batch: &Batch<'_>, way: Way<'_>, room_after: usize, rule: Rule) -> Vec<Bytes> {
-    let n = batch.names.len();
+/// The lines for `batch`, each with what it tells of, in a room holding `room_after` members on
+/// every node once the batch is applied (those who left no longer counted, those who came
+/// counted).
+pub fn lines(
+    batch: &Batch<'_>,
+    way: Way<'_>,
+    room_after: usize,
+    rule: Rule,
+) -> Vec<(Bytes, Option<Happening>)> {
+    let n = batch.members.len();
     if n == 0 || rule.announce_max == 0 {
         return Vec::new();
     }
@@ -83,11 +96,28 @@ pub fn lines(batch: &Batch<'_>, way: Way<'_>, room_after: usize, rule: Rule) -> 
     };
     if largest <= rule.announce_max && n <= rule.most_each() {
         return batch
-            .names
+            .members
             .iter()
-            .map(|name| match way {
-                Way::Left(why) => protocol::left_notice(name, Departure::Server(why)),
-                Way::Came => protocol::notice(&format!("{name} joined")),
+            .map(|member| {
+                let name = member.name.as_str();
+                match way {
+                    Way::Left(why) => (
+                        protocol::left_notice(name, Departure::Server(why)),
+                        Some(Happening::Left {
+                            name: name.to_string(),
+                            reason: Some(why.to_string()),
+                            quit: true,
+                        }),
+                    ),
+                    Way::Came => (
+                        protocol::notice(&format!("{name} joined")),
+                        Some(Happening::Joined {
+                            name: name.to_string(),
+                            account: member.registered.then(|| crate::names::key(name)),
+                            realname: name.to_string(),
+                        }),
+                    ),
+                }
             })
             .collect();
     }
@@ -100,22 +130,31 @@ pub fn lines(batch: &Batch<'_>, way: Way<'_>, room_after: usize, rule: Rule) -> 
         Way::Left(why) => format!("{n} {members} left with node {} ({why})", batch.node),
         Way::Came => format!("{n} {members} joined with node {}", batch.node),
     };
-    vec![protocol::notice(&text)]
+    vec![(protocol::notice(&text), None)]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn member(id: u64, room: &str) -> RemoteMember {
+    fn member(id: u64, rooms: &[&str]) -> RemoteMember {
         RemoteMember {
             id,
             name: format!("m{id}"),
-            room: room.into(),
-            label: format!("#{room}"),
+            rooms: rooms
+                .iter()
+                .map(|room| super::super::wire::Place {
+                    key: room.to_string(),
+                    label: format!("#{room}"),
+                })
+                .collect(),
             transport: "tcp".into(),
             registered: false,
         }
+    }
+
+    fn names(batch: &Batch<'_>) -> Vec<String> {
+        batch.members.iter().map(|m| m.name.clone()).collect()
     }
 
     const RULE: Rule = Rule {
@@ -123,20 +162,20 @@ mod tests {
         backlog: 1024,
     };
 
-    fn text(lines: &[Bytes]) -> Vec<String> {
+    fn text(lines: &[(Bytes, Option<Happening>)]) -> Vec<String> {
         lines
             .iter()
-            .map(|l| String::from_utf8_lossy(l).trim_end().to_string())
+            .map(|(l, _)| String::from_utf8_lossy(l).trim_end().to_string())
             .collect()
     }
 
     /// Lines for `n` members `m0`, `m1`... of node b leaving or coming to the lobby.
     fn say(n: usize, way: Way<'_>, room_after: usize, rule: Rule) -> Vec<String> {
-        let names: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+        let members: Vec<RemoteMember> = (0..n as u64).map(|i| member(i, &["lobby"])).collect();
         let batch = Batch {
             room: "lobby",
             node: "b",
-            names: names.iter().map(String::as_str).collect(),
+            members: members.iter().collect(),
         };
         text(&lines(&batch, way, room_after, rule))
     }
@@ -144,32 +183,65 @@ mod tests {
     #[test]
     fn members_are_grouped_by_room_and_node_in_order() {
         let members = vec![
-            ("b".to_string(), member(1, "lobby")),
-            ("b".to_string(), member(2, "rust")),
-            ("c".to_string(), member(3, "lobby")),
-            ("b".to_string(), member(4, "lobby")),
+            ("b".to_string(), member(1, &["lobby"])),
+            ("b".to_string(), member(2, &["rust"])),
+            ("c".to_string(), member(3, &["lobby"])),
+            ("b".to_string(), member(4, &["lobby", "rust"])),
+            ("b".to_string(), member(5, &[])),
         ];
-        let got = batches(&members);
+        let got: Vec<(&str, &str, Vec<String>)> = batches(&members)
+            .iter()
+            .map(|b| (b.room, b.node, names(b)))
+            .collect();
+        let want = |room, node, names: &[&str]| {
+            (room, node, names.iter().map(|n| n.to_string()).collect())
+        };
         assert_eq!(
             got,
             vec![
-                Batch {
-                    room: "lobby",
-                    node: "b",
-                    names: vec!["m1", "m4"]
-                },
-                Batch {
-                    room: "rust",
-                    node: "b",
-                    names: vec!["m2"]
-                },
-                Batch {
-                    room: "lobby",
-                    node: "c",
-                    names: vec!["m3"]
-                },
-            ]
+                want("lobby", "b", &["m1", "m4"]),
+                want("rust", "b", &["m2", "m4"]),
+                want("lobby", "c", &["m3"]),
+            ],
+            "a member in two rooms is in both batches, one in none in no batch"
         );
+    }
+
+    #[test]
+    fn each_line_tells_of_its_member_and_a_summary_of_nothing() {
+        let mut registered = member(1, &["lobby"]);
+        registered.registered = true;
+        let batch = Batch {
+            room: "lobby",
+            node: "b",
+            members: vec![&registered],
+        };
+        let came = lines(&batch, Way::Came, 3, RULE);
+        assert_eq!(
+            came[0].1,
+            Some(Happening::Joined {
+                name: "m1".into(),
+                account: Some(crate::names::key("m1")),
+                realname: "m1".into()
+            })
+        );
+        let left = lines(&batch, Way::Left("node lost"), 3, RULE);
+        assert_eq!(
+            left[0].1,
+            Some(Happening::Left {
+                name: "m1".into(),
+                reason: Some("node lost".into()),
+                quit: true
+            })
+        );
+        let many: Vec<RemoteMember> = (0..300).map(|i| member(i, &["lobby"])).collect();
+        let batch = Batch {
+            room: "lobby",
+            node: "b",
+            members: many.iter().collect(),
+        };
+        let summary = lines(&batch, Way::Left("node lost"), 0, RULE);
+        assert_eq!((summary.len(), &summary[0].1), (1, &None));
     }
 
     #[test]

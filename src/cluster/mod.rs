@@ -400,12 +400,21 @@ impl Bridge {
         });
     }
 
-    /// A local member moved (call under the hub's registry lock).
-    pub fn moved(&self, id: MemberId, room: &Room) {
-        self.change(Change::Move {
+    /// A local member came into `room`, staying in the others it is in (call under the hub's
+    /// registry lock).
+    pub fn entered(&self, id: MemberId, room: &Room) {
+        self.change(Change::Enter {
             id,
-            room: room.name().key.clone(),
-            label: room.label(),
+            place: wire::Place::of(room),
+        });
+    }
+
+    /// A local member went out of the room with key `room`, staying in its others (call under
+    /// the hub's registry lock).
+    pub fn exited(&self, id: MemberId, room: &str) {
+        self.change(Change::Exit {
+            id,
+            room: room.to_string(),
         });
     }
 
@@ -485,14 +494,15 @@ impl Bridge {
         all
     }
 
-    /// How many members of other nodes are in the room with key `room`.
+    /// How many members of other nodes are in the room with key `room` (each of a member's
+    /// rooms counts it).
     pub fn remote_in_room(&self, room: &str) -> usize {
         self.table().in_room(room)
     }
 
     /// Members of other nodes in the room with key `room`, with their node, sorted by name.
     pub fn members_in(&self, room: &str) -> Vec<(String, RemoteMember)> {
-        let mut list = self.table().members(|m| m.room == room);
+        let mut list = self.table().members(|m| m.is_in(room));
         list.sort_by(|a, b| a.1.name.cmp(&b.1.name));
         list
     }
@@ -501,7 +511,9 @@ impl Bridge {
     pub fn rooms(&self) -> Vec<(String, String, usize)> {
         let mut rooms: std::collections::HashMap<String, (String, usize)> = Default::default();
         for (_, member) in self.table().members(|_| true) {
-            rooms.entry(member.room).or_insert((member.label, 0)).1 += 1;
+            for place in member.rooms {
+                rooms.entry(place.key).or_insert((place.label, 0)).1 += 1;
+            }
         }
         rooms
             .into_iter()
@@ -560,6 +572,8 @@ pub fn merge_members(list: &mut Vec<crate::hub::MemberInfo>, remote: Vec<(String
         let transport = match member.transport.as_str() {
             "udp" => Transport::Udp,
             "web" => Transport::Web,
+            "irc" => Transport::Irc,
+            "tls" => Transport::Tls,
             _ => Transport::Tcp,
         };
         list.push(crate::hub::MemberInfo {
@@ -618,8 +632,11 @@ impl Peers for Bridge {
     fn renamed(&self, id: MemberId, name: &str, registered: bool) {
         Bridge::renamed(self, id, name, registered);
     }
-    fn moved(&self, id: MemberId, room: &Room) {
-        Bridge::moved(self, id, room);
+    fn entered(&self, id: MemberId, room: &Room) {
+        Bridge::entered(self, id, room);
+    }
+    fn exited(&self, id: MemberId, room: &str) {
+        Bridge::exited(self, id, room);
     }
     fn version(&self) -> u64 {
         Bridge::version(self)

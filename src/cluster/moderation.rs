@@ -64,6 +64,11 @@ pub fn carry_out(hub: &Hub, bridge: &Bridge, origin: &str, action: RemoteAction)
                 &here,
                 format!("{} was kicked by {}{why}", target.name, action.by),
                 format!("you were kicked from {label} by {}{why}", action.by),
+                Some(crate::room::Happening::Kicked {
+                    name: target.name.clone(),
+                    by: action.by.clone(),
+                    reason: action.reason.clone(),
+                }),
             );
             "kick"
         }
@@ -127,6 +132,7 @@ pub fn carry_out(hub: &Hub, bridge: &Bridge, origin: &str, action: RemoteAction)
                     &here,
                     format!("{} was banned by {}{why}", target.name, action.by),
                     format!("you are banned from {label} by {}{why}", action.by),
+                    None,
                 );
             }
             "ban"
@@ -255,16 +261,21 @@ pub fn carry_out(hub: &Hub, bridge: &Bridge, origin: &str, action: RemoteAction)
     );
 }
 
-/// Tells `target`'s room `said` (every node's copy hears it through the relay), then sends
-/// `target` to the lobby with `told`: in that order, so it too sees why.
+/// Tells `target`'s room `said`, telling of `what` as a local kick does (every node's copy hears
+/// it through the relay), then sends `target` out of the room with `told`: in that order, so it
+/// too sees why.
 fn send_away(
     hub: &Hub,
     target: &crate::hub::Target,
     room: &crate::room::Room,
     said: String,
     told: String,
+    what: Option<crate::room::Happening>,
 ) {
-    room.broadcast(crate::room::SERVER, protocol::notice(&said));
+    match what {
+        Some(what) => room.announce(crate::room::SERVER, protocol::notice(&said), what),
+        None => room.broadcast(crate::room::SERVER, protocol::notice(&said)),
+    }
     hub.control(
         target.id,
         Control::Kick {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::wire::{Change, RemoteMember, Roster};
+use super::wire::{Change, Place, RemoteMember, Roster};
 use crate::names;
 
 /// Most nodes remembered as seen once (for telling a first roster from a resynchronisation).
@@ -98,17 +98,31 @@ impl Table {
         if let Some(old) = self.nodes.remove(node) {
             for member in old.members.into_values() {
                 self.unindex(&member);
-                self.count_out(&member.room);
+                self.count_out(&member);
                 out.gone.push((node.to_string(), member));
             }
         }
     }
 
-    fn count_in(&mut self, room: &str) {
+    /// Counts `member` in each of its rooms.
+    fn count_in(&mut self, member: &RemoteMember) {
+        for place in &member.rooms {
+            self.count_in_room(&place.key);
+        }
+    }
+
+    /// Counts `member` out of each of its rooms.
+    fn count_out(&mut self, member: &RemoteMember) {
+        for place in &member.rooms {
+            self.count_out_room(&place.key);
+        }
+    }
+
+    fn count_in_room(&mut self, room: &str) {
         *self.rooms.entry(room.to_string()).or_default() += 1;
     }
 
-    fn count_out(&mut self, room: &str) {
+    fn count_out_room(&mut self, room: &str) {
         if let Some(count) = self.rooms.get_mut(room) {
             *count -= 1;
             if *count == 0 {
@@ -171,15 +185,15 @@ impl Table {
                 let old = entry.members.insert(member.id, member.clone());
                 if let Some(old) = old {
                     self.unindex(&old);
-                    self.count_out(&old.room);
+                    self.count_out(&old);
                 }
                 self.index(node, &member);
-                self.count_in(&member.room);
+                self.count_in(&member);
             }
             Change::Leave { id } => {
                 if let Some(old) = entry.members.remove(&id) {
                     self.unindex(&old);
-                    self.count_out(&old.room);
+                    self.count_out(&old);
                 }
             }
             Change::Rename {
@@ -199,10 +213,33 @@ impl Table {
             }
             Change::Move { id, room, label } => {
                 if let Some(member) = entry.members.get_mut(&id) {
-                    let from = std::mem::replace(&mut member.room, room.clone());
-                    member.label = label;
-                    self.count_out(&from);
-                    self.count_in(&room);
+                    let from = std::mem::take(&mut member.rooms);
+                    member.rooms.push(Place {
+                        key: room.clone(),
+                        label,
+                    });
+                    for place in from {
+                        self.count_out_room(&place.key);
+                    }
+                    self.count_in_room(&room);
+                }
+            }
+            Change::Enter { id, place } => {
+                if let Some(member) = entry.members.get_mut(&id) {
+                    if !member.is_in(&place.key) {
+                        let key = place.key.clone();
+                        member.rooms.push(place);
+                        self.count_in_room(&key);
+                    }
+                }
+            }
+            Change::Exit { id, room } => {
+                if let Some(member) = entry.members.get_mut(&id) {
+                    let before = member.rooms.len();
+                    member.rooms.retain(|p| p.key != room);
+                    if member.rooms.len() < before {
+                        self.count_out_room(&room);
+                    }
                 }
             }
         }
@@ -232,17 +269,17 @@ impl Table {
             }
             if let Some(known) = known {
                 self.unindex(&known);
-                self.count_out(&known.room);
+                self.count_out(&known);
             }
             self.index(&roster.node, &member);
-            self.count_in(&member.room);
+            self.count_in(&member);
             if let Some(entry) = self.nodes.get_mut(&roster.node) {
                 entry.members.insert(member.id, member);
             }
         }
         for member in old.into_values() {
             self.unindex(&member);
-            self.count_out(&member.room);
+            self.count_out(&member);
             out.gone.push((roster.node.clone(), member));
         }
         out
@@ -307,7 +344,8 @@ impl Table {
         self.nodes.values().map(|n| n.members.len()).sum()
     }
 
-    /// How many members of other nodes are in the room with key `room`.
+    /// How many members of other nodes are in the room with key `room` (a member in several
+    /// rooms counts in each).
     pub fn in_room(&self, room: &str) -> usize {
         self.rooms.get(room).copied().unwrap_or(0)
     }
@@ -344,10 +382,16 @@ mod tests {
         RemoteMember {
             id,
             name: name.into(),
-            room: "lobby".into(),
-            label: "#lobby".into(),
+            rooms: vec![place("lobby")],
             transport: "tcp".into(),
             registered: false,
+        }
+    }
+
+    fn place(key: &str) -> Place {
+        Place {
+            key: key.into(),
+            label: format!("#{key}"),
         }
     }
 
@@ -537,5 +581,64 @@ mod tests {
         assert_eq!(table.bye("a", 1).gone.len(), 0, "an older run's goodbye");
         assert_eq!(table.bye("a", 2).gone.len(), 1);
         assert!(table.nodes().is_empty());
+    }
+
+    #[test]
+    fn a_member_in_several_rooms_counts_in_each_until_it_leaves_them() {
+        let start = Instant::now();
+        let mut table = Table::new(T);
+        table.heartbeat("a", 1, 0, start);
+        table.change("a", 1, 1, Change::Join(member(1, "ann")), start);
+        let enter = |room: &str| Change::Enter {
+            id: 1,
+            place: place(room),
+        };
+        table.change("a", 1, 2, enter("den"), start);
+        table.change("a", 1, 3, enter("rust"), start);
+        // The same enter twice counts once.
+        table.change("a", 1, 4, enter("den"), start);
+        assert_eq!(
+            (
+                table.in_room("lobby"),
+                table.in_room("den"),
+                table.in_room("rust")
+            ),
+            (1, 1, 1)
+        );
+        let in_den = table.members(|m| m.is_in("den"));
+        assert_eq!(in_den.len(), 1);
+        assert_eq!(
+            in_den[0].1.rooms,
+            vec![place("lobby"), place("den"), place("rust")]
+        );
+        let exit = Change::Exit {
+            id: 1,
+            room: "lobby".into(),
+        };
+        table.change("a", 1, 5, exit.clone(), start);
+        table.change("a", 1, 6, exit, start);
+        assert_eq!((table.in_room("lobby"), table.in_room("den")), (0, 1));
+        // An older node's move puts it in that one room alone.
+        let to_lobby = Change::Move {
+            id: 1,
+            room: "lobby".into(),
+            label: "#lobby".into(),
+        };
+        table.change("a", 1, 7, to_lobby, start);
+        assert_eq!(
+            (
+                table.in_room("lobby"),
+                table.in_room("den"),
+                table.in_room("rust")
+            ),
+            (1, 0, 0)
+        );
+        table.change("a", 1, 8, enter("den"), start);
+        let lost = table.expire(start + T);
+        assert_eq!(lost[0].1[0].rooms, vec![place("lobby"), place("den")]);
+        assert!(
+            table.rooms.is_empty(),
+            "a lost member leaves every room it was in"
+        );
     }
 }

@@ -165,11 +165,7 @@ impl Tasks {
         }
         // A room nobody here is in needs nothing.
         if let Some(room) = self.hub.room(room) {
-            if lines.chat {
-                room.say(REMOTE, lines.bytes, lines.count);
-            } else {
-                room.broadcast(REMOTE, lines.bytes);
-            }
+            room.relayed(REMOTE, lines.bytes, lines.count, lines.chat, lines.what);
         }
     }
 
@@ -199,10 +195,10 @@ impl Tasks {
         }
     }
 
-    /// Puts `line` in the local room with key `room`, if it is open.
-    fn tell_room(&self, room: &str, line: Bytes) {
+    /// Puts `line`, telling of `what`, in the local room with key `room`, if it is open.
+    fn tell_room(&self, room: &str, line: Bytes, what: Option<crate::room::Happening>) {
         if let Some(room) = self.hub.room(room) {
-            room.broadcast(REMOTE, line);
+            room.relayed(REMOTE, line, 1, false, what);
         }
     }
 
@@ -227,8 +223,8 @@ impl Tasks {
             for batch in super::announce::batches(members) {
                 let room =
                     self.hub.room_members(batch.room) + self.bridge.remote_in_room(batch.room);
-                for line in super::announce::lines(&batch, way, room, rule) {
-                    self.tell_room(batch.room, line);
+                for (line, what) in super::announce::lines(&batch, way, room, rule) {
+                    self.tell_room(batch.room, line, what);
                 }
             }
         }

@@ -5,13 +5,18 @@
 //! [`crate::guard::pacing`]): a link that falls behind slows the room's senders, briefly and
 //! boundedly, instead of losing their lines; while the link is down it is not counted, so local
 //! chat goes on at full speed.
+//!
+//! An event that tells of a [`crate::room::Happening`] (a join, a part, a rename...) travels in a
+//! message of its own, with it.
 
 use bytes::BytesMut;
 use tokio::sync::broadcast::{self, error::TryRecvError};
 
+use std::sync::Arc;
+
 use super::{wire, Bridge, Outbound, REMOTE};
 use crate::guard::pacing::Cursor;
-use crate::room::Event;
+use crate::room::{Event, Happening};
 
 /// Most bytes of lines in one relayed message: far below NATS's default 1 MiB `max_payload`.
 pub const BATCH: usize = 64 * 1024;
@@ -21,6 +26,8 @@ struct Batch {
     chat: bool,
     lines: u32,
     bytes: BytesMut,
+    /// What the batch's one event tells of (such an event is never batched with others).
+    what: Option<Arc<Happening>>,
 }
 
 impl Batch {
@@ -31,12 +38,17 @@ impl Batch {
             chat: first.is_chat(),
             lines: first.lines,
             bytes,
+            what: first.what.clone(),
         }
     }
 
     /// Adds `event` if it is of the same kind and fits; false (nothing added) otherwise.
     fn take(&mut self, event: &Event) -> bool {
-        if event.is_chat() != self.chat || self.bytes.len() + event.line.len() > BATCH {
+        if event.is_chat() != self.chat
+            || self.what.is_some()
+            || event.what.is_some()
+            || self.bytes.len() + event.line.len() > BATCH
+        {
             return false;
         }
         self.bytes.extend_from_slice(&event.line);
@@ -106,7 +118,13 @@ pub async fn relay_room(
                 }
             }
         }
-        let payload = wire::encode_room(&bridge.inner.node, batch.chat, batch.lines, &batch.bytes);
+        let payload = wire::encode_room(
+            &bridge.inner.node,
+            batch.chat,
+            batch.lines,
+            &batch.bytes,
+            batch.what.as_deref(),
+        );
         // Through the publisher, so other nodes hear this room's lines in order with this node's
         // presence changes.
         let queued = bridge
@@ -168,8 +186,23 @@ mod tests {
             "past BATCH waits for the next"
         );
         assert_eq!(batch.lines, 3);
-        let payload = wire::encode_room("n1", batch.chat, batch.lines, &batch.bytes);
+        let payload = wire::encode_room("n1", batch.chat, batch.lines, &batch.bytes, None);
         let decoded = wire::decode_room(&payload).expect("a batch is one valid room message");
         assert_eq!((decoded.count, decoded.chat), (3, true));
+    }
+
+    #[test]
+    fn an_event_that_tells_of_something_travels_alone() {
+        let mut joined = event(2, false, b"* b joined #x\n");
+        joined.what = Some(Arc::new(Happening::Joined {
+            name: "b".into(),
+            account: None,
+            realname: "b".into(),
+        }));
+        let mut batch = Batch::new(&event(1, false, b"* a notice\n"));
+        assert!(!batch.take(&joined), "not after another notice");
+        let mut batch = Batch::new(&joined);
+        assert!(!batch.take(&event(3, false, b"* c\n")), "nothing after it");
+        assert_eq!(batch.what.as_deref(), joined.what.as_deref());
     }
 }

@@ -230,8 +230,10 @@ mod tests {
         RemoteMember {
             id,
             name: format!("m{id}"),
-            room: "lobby".into(),
-            label: "#lobby".into(),
+            rooms: vec![wire::Place {
+                key: "lobby".into(),
+                label: "#lobby".into(),
+            }],
             transport: "udp".into(),
             registered: false,
         }

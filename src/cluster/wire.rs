@@ -1,6 +1,10 @@
 //! What travels between nodes, pure: room lines and private lines as a one-line header followed by
 //! the bytes formatted at the origin (relayed untouched), presence as small JSON documents.
 //!
+//! A notice that tells of a [`Happening`] (a join, a part, a quit, a rename...) carries it in its
+//! header, so faces that show such things as messages of their own (IRC's `JOIN`, `PART`, `QUIT`,
+//! `NICK`) show other nodes' members as they show this node's.
+//!
 //! Every message names its origin node, so a node drops its own and never re-publishes what it
 //! received.
 
@@ -8,12 +12,13 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
 use super::subject::{token, untoken};
-pub use crate::hub::peers::RemoteMember;
+pub use crate::hub::peers::{Place, RemoteMember};
+use crate::room::Happening;
 
 /// Longest header line accepted: room for `p NODE KEY` with the longest name (32 characters,
 /// which look-alike folding may lengthen, of up to 4 bytes each, every byte escaped as 3 in a
-/// token). 256, as it was, refused private lines to members with long non-ASCII names.
-const MAX_HEADER: usize = 4096;
+/// token), and for a room notice's [`Happening`] (a topic or a reason as long as a line).
+const MAX_HEADER: usize = 16 * 1024;
 
 /// A room's lines as another node said them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +31,8 @@ pub struct RoomLines {
     pub count: u32,
     /// The complete lines, each ending in `\n`.
     pub bytes: Bytes,
+    /// What the lines tell of, when the origin's room event said.
+    pub what: Option<Happening>,
 }
 
 /// A private line for one member.
@@ -53,33 +60,63 @@ fn split_header(payload: &Bytes) -> Option<(Vec<&str>, Bytes)> {
     Some((header.split(' ').collect(), payload.slice(end + 1..)))
 }
 
-/// Encodes a room event: `c ORIGIN COUNT` or `n ORIGIN`, then the lines.
-pub fn encode_room(origin: &str, chat: bool, count: u32, bytes: &[u8]) -> Bytes {
-    let header = if chat {
+/// Encodes a room event: `c ORIGIN COUNT` or `n ORIGIN`, followed by what it tells of as JSON
+/// when it tells of something, then the lines.
+pub fn encode_room(
+    origin: &str,
+    chat: bool,
+    count: u32,
+    bytes: &[u8],
+    what: Option<&Happening>,
+) -> Bytes {
+    let mut header = if chat {
         format!("c {} {count}", token(origin))
     } else {
         format!("n {}", token(origin))
     };
+    // Compact JSON holds no line break: the header stays one line.
+    if let Some(json) = what.and_then(|w| serde_json::to_string(w).ok()) {
+        header.push(' ');
+        header.push_str(&json);
+    }
     with_header(&header, bytes)
 }
 
 /// Decodes [`encode_room`]; `None` for anything malformed (counted and dropped by the caller).
 pub fn decode_room(payload: &Bytes) -> Option<RoomLines> {
-    let (fields, bytes) = split_header(payload)?;
+    let end = memchr::memchr(b'\n', &payload[..payload.len().min(MAX_HEADER)])?;
+    let header = std::str::from_utf8(&payload[..end]).ok()?;
+    let bytes = payload.slice(end + 1..);
     let lines = u32::try_from(memchr::memchr_iter(b'\n', &bytes).count()).ok()?;
     if lines == 0 || bytes.last() != Some(&b'\n') {
         return None;
     }
-    let (chat, origin) = match fields.as_slice() {
-        ["c", origin, count] if count.parse::<u32>().ok()? == lines => (true, origin),
-        ["n", origin] => (false, origin),
+    // The JSON after the fixed fields may hold spaces of its own.
+    let (chat, origin, what) = match header.split_once(' ')? {
+        ("c", rest) => {
+            let mut fields = rest.splitn(3, ' ');
+            let (origin, count) = (fields.next()?, fields.next()?);
+            if count.parse::<u32>().ok()? != lines {
+                return None;
+            }
+            (true, origin, fields.next())
+        }
+        ("n", rest) => {
+            let mut fields = rest.splitn(2, ' ');
+            (false, fields.next()?, fields.next())
+        }
         _ => return None,
+    };
+    let what = match what {
+        Some(json) => Some(serde_json::from_str(json).ok()?),
+        None => None,
     };
     Some(RoomLines {
         origin: untoken(origin)?,
         chat,
         count: lines,
         bytes,
+        what,
     })
 }
 
@@ -216,7 +253,8 @@ pub enum Change {
         /// Logged in under it.
         registered: bool,
     },
-    /// Member `id` moved to another room.
+    /// Member `id` moved to another room: it is in that room alone now (what nodes that knew one
+    /// room per member send; this one sends [`Change::Exit`] and [`Change::Enter`]).
     Move {
         /// Its id.
         id: u64,
@@ -224,6 +262,20 @@ pub enum Change {
         room: String,
         /// The room as members see it.
         label: String,
+    },
+    /// Member `id` came into a room, staying in the others it is in.
+    Enter {
+        /// Its id.
+        id: u64,
+        /// The room.
+        place: Place,
+    },
+    /// Member `id` went out of one room, staying in the others (and on its node).
+    Exit {
+        /// Its id.
+        id: u64,
+        /// The room's key.
+        room: String,
     },
 }
 
@@ -382,14 +434,74 @@ mod tests {
 
     #[test]
     fn room_lines_round_trip() {
-        let payload = encode_room("node.a", true, 2, b"<a> one\n<a> two\n");
+        let payload = encode_room("node.a", true, 2, b"<a> one\n<a> two\n", None);
         let lines = decode_room(&payload).expect("decodes");
         assert_eq!(lines.origin, "node.a");
         assert!(lines.chat);
         assert_eq!(lines.count, 2);
         assert_eq!(&lines.bytes[..], b"<a> one\n<a> two\n");
-        let notice = decode_room(&encode_room("b", false, 1, b"* x joined\n")).expect("notice");
+        assert_eq!(lines.what, None);
+        let notice =
+            decode_room(&encode_room("b", false, 1, b"* x joined\n", None)).expect("notice");
         assert!(!notice.chat);
+    }
+
+    #[test]
+    fn what_a_notice_tells_of_travels_with_it_spaces_and_all() {
+        let what = Happening::Left {
+            name: "bob smith".into(),
+            reason: Some("gone for the day: \"bye\"\nsee you".into()),
+            quit: true,
+        };
+        let payload = encode_room("node a", false, 1, b"* bob smith left\n", Some(&what));
+        let lines = decode_room(&payload).expect("decodes");
+        assert_eq!(lines.origin, "node a");
+        assert_eq!(lines.what, Some(what));
+        assert_eq!(&lines.bytes[..], b"* bob smith left\n");
+        let chat = encode_room("a", true, 1, b"<b> hi\n", Some(&Happening::Notice));
+        let chat = decode_room(&chat).expect("chat with what it is");
+        assert_eq!((chat.chat, chat.what), (true, Some(Happening::Notice)));
+        for bad in [&b"n a {not json\n* x\n"[..], b"c a 1 \"nothing\"\n<a> x\n"] {
+            assert_eq!(decode_room(&Bytes::copy_from_slice(bad)), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_member_in_several_rooms_travels_with_all_and_older_nodes_read_its_first() {
+        let mut member = member(7);
+        member.rooms.push(Place {
+            key: "den".into(),
+            label: "#den".into(),
+        });
+        let json = serde_json::to_value(&member).expect("json");
+        assert_eq!(
+            (&json["room"], &json["label"]),
+            (&"lobby".into(), &"#lobby".into())
+        );
+        assert_eq!(json["rooms"].as_array().map(Vec::len), Some(2));
+        assert_eq!(
+            serde_json::from_value::<RemoteMember>(json).ok(),
+            Some(member)
+        );
+        // What a node that knew one room per member sends.
+        let old = r##"{"id":3,"name":"ann","room":"den","label":"#den","transport":"tcp","registered":false}"##;
+        let old: RemoteMember = serde_json::from_str(old).expect("an older node's member");
+        assert_eq!(
+            old.rooms,
+            vec![Place {
+                key: "den".into(),
+                label: "#den".into()
+            }]
+        );
+        let enter = Change::Enter {
+            id: 7,
+            place: Place {
+                key: "den".into(),
+                label: "#den".into(),
+            },
+        };
+        let text = serde_json::to_string(&enter).expect("json");
+        assert_eq!(serde_json::from_str::<Change>(&text).ok(), Some(enter));
     }
 
     #[test]
@@ -431,8 +543,10 @@ mod tests {
         RemoteMember {
             id,
             name: format!("guest-{id}.a"),
-            room: "lobby".into(),
-            label: "#lobby".into(),
+            rooms: vec![Place {
+                key: "lobby".into(),
+                label: "#lobby".into(),
+            }],
             transport: "tcp".into(),
             registered: false,
         }

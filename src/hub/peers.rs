@@ -26,14 +26,19 @@ pub trait Peers: Send + Sync + 'static {
     fn left(&self, id: MemberId);
     /// A local member changed its name (under the registry lock).
     fn renamed(&self, id: MemberId, name: &str, registered: bool);
-    /// A local member moved (under the registry lock).
-    fn moved(&self, id: MemberId, room: &Room);
+    /// A local member came into `room`, staying in the others it is in (under the registry
+    /// lock).
+    fn entered(&self, id: MemberId, room: &Room);
+    /// A local member went out of the room with key `room`, staying in its others (under the
+    /// registry lock).
+    fn exited(&self, id: MemberId, room: &str);
     /// The last change reported (read under the registry lock with a roster).
     fn version(&self) -> u64;
     /// Whether a local member may not take the name with this key (another node's member or
     /// guest holds it).
     fn refuses(&self, key: &str) -> bool;
-    /// How many members of other nodes are in the room with key `room`.
+    /// How many members of other nodes are in the room with key `room` (a member in several
+    /// rooms counts in each).
     fn remote_in_room(&self, room: &str) -> usize;
     /// The cluster as `/info` and `/metrics` describe it, for a node of `local_members` members.
     fn summary(&self, local_members: usize) -> Summary;
@@ -44,21 +49,109 @@ pub trait Peers: Send + Sync + 'static {
     fn as_any(&self) -> &dyn Any;
 }
 
-/// One member as other nodes see it.
+/// A room a member of another node is in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Place {
+    /// The room's key.
+    pub key: String,
+    /// The room as members see it (`#name`).
+    pub label: String,
+}
+
+impl Place {
+    /// The place of `room`.
+    pub fn of(room: &Room) -> Place {
+        Place {
+            key: room.name().key.clone(),
+            label: room.label(),
+        }
+    }
+}
+
+/// One member as other nodes see it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "MemberIn")]
 pub struct RemoteMember {
     /// Its id on its node.
     pub id: u64,
     /// Its display name.
     pub name: String,
-    /// Its room's key.
-    pub room: String,
-    /// Its room as members see it (`#name`).
-    pub label: String,
-    /// `tcp`, `udp` or `web`.
+    /// Every room it is in, the one its lines go to first: one for line and web members, any
+    /// number (even none) for IRC members.
+    pub rooms: Vec<Place>,
+    /// `tcp`, `tls`, `udp`, `web` or `irc`.
     pub transport: String,
     /// Logged in under its name's account.
     pub registered: bool,
+}
+
+impl RemoteMember {
+    /// Whether it is in the room with key `room`.
+    pub fn is_in(&self, room: &str) -> bool {
+        self.rooms.iter().any(|p| p.key == room)
+    }
+}
+
+/// [`RemoteMember`] as it travels: besides `rooms`, its first room alone as `room` and `label`,
+/// which is all nodes that knew one room per member read (and all they send).
+#[derive(Serialize)]
+struct MemberOut<'a> {
+    id: u64,
+    name: &'a str,
+    room: &'a str,
+    label: &'a str,
+    rooms: &'a [Place],
+    transport: &'a str,
+    registered: bool,
+}
+
+#[derive(Deserialize)]
+struct MemberIn {
+    id: u64,
+    name: String,
+    #[serde(default)]
+    room: String,
+    #[serde(default)]
+    label: String,
+    rooms: Option<Vec<Place>>,
+    transport: String,
+    registered: bool,
+}
+
+impl From<MemberIn> for RemoteMember {
+    fn from(m: MemberIn) -> RemoteMember {
+        let rooms = match m.rooms {
+            Some(rooms) => rooms,
+            None if m.room.is_empty() => Vec::new(),
+            None => vec![Place {
+                key: m.room,
+                label: m.label,
+            }],
+        };
+        RemoteMember {
+            id: m.id,
+            name: m.name,
+            rooms,
+            transport: m.transport,
+            registered: m.registered,
+        }
+    }
+}
+
+impl Serialize for RemoteMember {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let first = self.rooms.first();
+        MemberOut {
+            id: self.id,
+            name: &self.name,
+            room: first.map_or("", |p| p.key.as_str()),
+            label: first.map_or("", |p| p.label.as_str()),
+            rooms: &self.rooms,
+            transport: &self.transport,
+            registered: self.registered,
+        }
+        .serialize(serializer)
+    }
 }
 
 /// What `/info` says of the cluster a node is part of.

@@ -178,7 +178,7 @@ impl Member {
         let Some((node, member)) = cluster.remote_member(name) else {
             return false;
         };
-        if member.room != self.room.name().key && !self.is_oper() && !anywhere {
+        if !member.is_in(&self.room.name().key) && !self.is_oper() && !anywhere {
             self.reply(protocol::error(&format!(
                 "{} is not in {}",
                 member.name,
@@ -340,7 +340,13 @@ impl Member {
         if !self.require_op() {
             return;
         }
-        if self.act_remotely(name, &reason, false, |m| Some(Action::Kick(m.room.clone()))) {
+        // Out of this room, as here (a server operator may kick from elsewhere: its first room).
+        let here = &self.room.name().key;
+        let kick = |m: &RemoteMember| {
+            let room = m.rooms.iter().find(|p| &p.key == here).or(m.rooms.first());
+            room.map(|p| Action::Kick(p.key.clone()))
+        };
+        if self.act_remotely(name, &reason, false, kick) {
             return;
         }
         let Some(target) = self.target_here(name, "kick") else {

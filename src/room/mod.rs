@@ -61,8 +61,10 @@ pub struct Event {
     pub what: Option<Arc<Happening>>,
 }
 
-/// A change in a room that a notice tells about, in a form any face can render.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A change in a room that a notice tells about, in a form any face can render (and other nodes
+/// of a cluster receive with the notice, as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Happening {
     /// `name` came into the room.
     Joined {
@@ -354,6 +356,19 @@ impl Room {
     /// Like [`Room::say`], marked as what the chat is (an IRC NOTICE).
     pub fn say_as(&self, from: MemberId, lines: Bytes, count: u32, what: Happening) {
         self.publish_lines(from, lines, count, true, Some(Arc::new(what)));
+    }
+
+    /// Puts lines another node said into the room as they were: `count` chat lines (kept in
+    /// history) or a notice, with what the notice tells of, if anything.
+    pub fn relayed(
+        &self,
+        from: MemberId,
+        lines: Bytes,
+        count: u32,
+        chat: bool,
+        what: Option<Happening>,
+    ) {
+        self.publish_lines(from, lines, count, chat, what.map(Arc::new));
     }
 
     fn publish(&self, from: MemberId, line: Bytes, what: Option<Arc<Happening>>) {

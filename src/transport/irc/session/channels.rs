@@ -300,10 +300,15 @@ impl Session {
             return;
         }
         let name = name_from_nick(nick).unwrap_or_default();
+        let key = room.name().key.clone();
+        // A member of another node is kicked there, through the cluster (see `/kick`).
         let there = self
             .hub
             .target(&name)
-            .is_some_and(|t| t.in_room(&room.name().key).is_some());
+            .is_some_and(|t| t.in_room(&key).is_some())
+            || Bridge::of(&self.hub)
+                .and_then(|c| c.remote_member(&name))
+                .is_some_and(|(_, m)| m.is_in(&key));
         if !there {
             self.numeric(Numeric::UserNotInChannel {
                 nick,
@@ -312,7 +317,6 @@ impl Session {
             return;
         }
         let reason = p.get(2).map(|r| format!(" {r}")).unwrap_or_default();
-        let key = room.name().key.clone();
         self.run_in(&key, &format!("/kick {name}{reason}"));
     }
 }

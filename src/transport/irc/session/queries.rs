@@ -71,6 +71,32 @@ impl Session {
         }
     }
 
+    /// Rows for the members of other nodes in `room`: what this node knows of them is their
+    /// name, transport and login.
+    fn remote_rows(&self, room: &Room) -> Vec<WhoRow> {
+        let Some(cluster) = crate::cluster::Bridge::of(&self.hub) else {
+            return Vec::new();
+        };
+        let channel = room.label();
+        cluster
+            .members_in(&room.name().key)
+            .into_iter()
+            .map(|(_, m)| WhoRow {
+                channel: channel.clone(),
+                nick: nick_from_name(&m.name),
+                account: m.registered.then(|| m.name.clone()),
+                about: About {
+                    user: m.transport,
+                    realname: m.name,
+                    ..About::default()
+                },
+                op: false,
+                voiced: false,
+                oper: false,
+            })
+            .collect()
+    }
+
     pub(super) fn who(&mut self, p: &[String]) {
         let Some(mask_arg) = p.first().cloned() else {
             self.numeric(Numeric::EndOfWho { mask: "*" });
@@ -90,6 +116,7 @@ impl Session {
                         .iter()
                         .map(|t| self.row(t, Some(&room)))
                         .collect();
+                    list.extend(self.remote_rows(&room));
                     list.sort_by(|a, b| a.nick.cmp(&b.nick));
                     list
                 }
@@ -189,6 +216,9 @@ impl Session {
             .ok()
             .and_then(|n| self.hub.target(&n));
         let Some(target) = target else {
+            if self.whois_remote(&asked) {
+                return;
+            }
             self.numeric(Numeric::NoSuchNick { nick: &asked });
             self.numeric(Numeric::EndOfWhois { nick: &asked });
             return;
@@ -249,6 +279,50 @@ impl Session {
             });
         }
         self.numeric(Numeric::EndOfWhois { nick: &nick });
+    }
+
+    /// WHOIS of a member of another node (`--cluster`): what this node knows of it, its
+    /// channels those this client shares with it; false when there is none by that nick.
+    fn whois_remote(&mut self, asked: &str) -> bool {
+        let found = name_from_nick(asked)
+            .ok()
+            .and_then(|name| crate::cluster::Bridge::of(&self.hub)?.remote_member(&name));
+        let Some((node, member)) = found else {
+            return false;
+        };
+        let nick = nick_from_name(&member.name);
+        self.numeric(Numeric::WhoisUser {
+            nick: &nick,
+            user: &member.transport,
+            host: "chatd",
+            realname: &member.name,
+        });
+        let shared: Vec<&str> = member
+            .rooms
+            .iter()
+            .filter(|p| self.feeds.iter().any(|f| f.room.name().key == p.key))
+            .map(|p| p.label.as_str())
+            .collect();
+        if !shared.is_empty() {
+            let channels = shared.join(" ");
+            self.numeric(Numeric::WhoisChannels {
+                nick: &nick,
+                channels: &channels,
+            });
+        }
+        self.numeric(Numeric::WhoisServer {
+            nick: &nick,
+            server: &node,
+            info: "chatd",
+        });
+        if member.registered {
+            self.numeric(Numeric::WhoisAccount {
+                nick: &nick,
+                account: &member.name,
+            });
+        }
+        self.numeric(Numeric::EndOfWhois { nick: &nick });
+        true
     }
 
     pub(super) fn whowas(&mut self, p: &[String]) {

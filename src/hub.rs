@@ -181,6 +181,16 @@ impl Target {
     pub fn in_room(&self, key: &str) -> Option<&Arc<Room>> {
         self.rooms.iter().find(|r| r.name().key == key)
     }
+
+    /// Who it is, for a room's moderation.
+    pub fn who(&self) -> Who<'_> {
+        Who {
+            id: self.id,
+            account: self.account.as_deref(),
+            ip: self.addr.ip(),
+            name: &self.name,
+        }
+    }
 }
 
 /// One room as `/rooms` lists it.
@@ -979,14 +989,15 @@ impl Hub {
         name: &RoomName,
         key: Option<&str>,
     ) -> Result<(Arc<Room>, usize), MoveError> {
-        let (account, addr) = match registry.members.get(&id) {
-            Some(entry) => (entry.account.clone(), entry.addr),
+        let (account, addr, mover_name) = match registry.members.get(&id) {
+            Some(entry) => (entry.account.clone(), entry.addr, entry.name.clone()),
             None => return Err(MoveError::Gone),
         };
         let mover = Who {
             id,
             account: account.as_deref(),
             ip: addr.ip(),
+            name: &mover_name,
         };
         let created = !registry.rooms.contains_key(&name.key);
         let target = match registry.rooms.get(&name.key) {

@@ -168,12 +168,13 @@ impl View {
                     .source(&mask(by))
                     .param(channel)
                     .param(letters);
-                // Arguments follow the letters that take one; `o` and `v` name members.
+                // Arguments follow the letters that take one; `o` and `v` name members, `b` a
+                // name or an address block.
                 for (letter, arg) in crate::room::modes::with_args(letters).zip(words) {
-                    message = message.param(if matches!(letter, 'o' | 'v') {
-                        nick_from_name(arg)
-                    } else {
-                        arg.to_string()
+                    message = message.param(match letter {
+                        'o' | 'v' => nick_from_name(arg),
+                        'b' => super::nick::ban_mask(arg),
+                        _ => arg.to_string(),
                     });
                 }
                 message

@@ -720,6 +720,7 @@ impl Session {
                     id: member.id(),
                     account: member.account(),
                     ip: member.addr().ip(),
+                    name: member.name(),
                 })
             })
     }

@@ -174,6 +174,8 @@ pub struct Target {
     pub rooms: Vec<Arc<Room>>,
     /// Its user name, real name and away message.
     pub about: About,
+    /// How it is connected.
+    pub transport: Transport,
 }
 
 impl Target {
@@ -322,6 +324,7 @@ impl Entry {
             control: self.control.clone(),
             rooms: self.rooms.clone(),
             about: self.about.clone(),
+            transport: self.transport,
         }
     }
 
@@ -515,6 +518,8 @@ struct Shared {
     generation: AtomicU64,
     /// `--cluster`: the bridge to the other nodes.
     cluster: Option<Bridge>,
+    /// Private conversations between IRC clients, for CHATHISTORY.
+    private_log: crate::store::private::PrivateLog,
 }
 
 /// Cheap-to-clone handle to the rooms and their members.
@@ -571,12 +576,18 @@ impl Hub {
                 cluster,
                 generation: AtomicU64::new(0),
                 peak: std::sync::atomic::AtomicUsize::new(0),
+                private_log: Default::default(),
             }),
         };
         if let Some(cluster) = hub.cluster() {
             cluster.room_opened(hub.lobby());
         }
         hub
+    }
+
+    /// Private conversations between IRC clients, kept for CHATHISTORY.
+    pub fn private_log(&self) -> &crate::store::private::PrivateLog {
+        &self.shared.private_log
     }
 
     /// The bridge to the other nodes (`--cluster`).

@@ -106,6 +106,14 @@ pub async fn relay_room(
                 }
             }
         }
+        if batch.bytes.is_empty() {
+            // Only signals ([`crate::room::Room::signal`]): nothing for other nodes' lines.
+            cursor.caught_up(after);
+            if closed {
+                return;
+            }
+            continue;
+        }
         let payload = wire::encode_room(&bridge.inner.node, batch.chat, batch.lines, &batch.bytes);
         // Through the publisher, so other nodes hear this room's lines in order with this node's
         // presence changes.
@@ -142,6 +150,7 @@ mod tests {
             line_no: seq,
             lines: 1,
             first_id: chat.then_some(seq),
+            at_ms: 0,
             line: Bytes::from_static(line),
             ids: false,
             what: None,

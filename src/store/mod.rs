@@ -8,6 +8,7 @@
 pub mod history;
 pub mod meta;
 pub mod mirror;
+pub mod private;
 pub mod sqlite;
 
 use std::collections::{HashMap, VecDeque};

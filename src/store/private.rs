@@ -106,8 +106,8 @@ impl PrivateLog {
         Some((conversation.lines.iter().cloned().collect(), names))
     }
 
-    /// Whom `me` has conversations with: each one's name and the time of its latest line
-    /// between `low` and `high` (Unix ms, both exclusive), if any.
+    /// Whom `me` has conversations with whose latest line falls between `low` and `high` (Unix
+    /// ms, both exclusive): that line's time and the other's name.
     pub fn partners(&self, me: &str, low: i64, high: i64) -> Vec<(i64, String)> {
         let inner = self.inner();
         inner
@@ -118,10 +118,9 @@ impl PrivateLog {
                 let other = if a == me { b } else { a };
                 let latest = c
                     .lines
-                    .iter()
-                    .rev()
+                    .back()
                     .map(|l| l.at_ms)
-                    .find(|at| *at > low && *at < high)?;
+                    .filter(|at| *at > low && *at < high)?;
                 Some((latest, c.names.get(other)?.clone()))
             })
             .collect()
@@ -154,6 +153,7 @@ mod tests {
         assert!(log.conversation("s:8", "a:ann").is_none(), "another guest");
         assert_eq!(log.partners("a:ann", 0, 100), [(20, "bob".to_string())]);
         assert!(log.partners("a:ann", 20, 100).is_empty());
+        assert!(log.partners("a:ann", 0, 15).is_empty(), "its latest line is later");
     }
 
     #[test]

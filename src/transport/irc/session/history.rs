@@ -110,8 +110,8 @@ impl Session {
         Some(m)
     }
 
-    /// `CHATHISTORY TARGETS`: the client's channels with lines between two times, the most
-    /// recently active last.
+    /// `CHATHISTORY TARGETS`: the client's channels and private conversations whose latest line
+    /// falls between two times, the most recently active last.
     fn targets(&mut self, from: std::time::SystemTime, to: std::time::SystemTime, limit: usize) {
         let (from, to) = (chathistory::unix_millis(from), chathistory::unix_millis(to));
         let (low, high) = (from.min(to), from.max(to));
@@ -122,10 +122,9 @@ impl Session {
                 let latest = f
                     .room
                     .recent(self.hub.config().history)
-                    .iter()
-                    .rev()
+                    .last()
                     .map(|l| l.at_ms)
-                    .find(|at| *at > low && *at < high)?;
+                    .filter(|at| *at > low && *at < high)?;
                 Some((latest, f.label.clone()))
             })
             .collect();

@@ -13,6 +13,7 @@ use crate::auth::password::Cost;
 use crate::guard::limits::Rate;
 use crate::protocol;
 
+pub mod cluster;
 pub mod file;
 pub mod reload;
 
@@ -306,7 +307,7 @@ pub struct ServerArgs {
     /// This node's name in the cluster.
     ///
     /// 1 to 24 letters, digits or '-'; default: the host name and the process id.
-    #[arg(long, value_name = "NAME", requires = "cluster", value_parser = crate::cluster::config::parse_node, help_heading = CLUSTER)]
+    #[arg(long, value_name = "NAME", requires = "cluster", value_parser = cluster::parse_node, help_heading = CLUSTER)]
     pub node: Option<String>,
     /// The cluster's name.
     ///
@@ -321,7 +322,7 @@ pub struct ServerArgs {
     /// Silence after which a node is taken for dead.
     ///
     /// Its members are then shown leaving (500ms to 1h).
-    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = crate::cluster::config::parse_timeout, help_heading = CLUSTER)]
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = cluster::parse_timeout, help_heading = CLUSTER)]
     pub cluster_timeout: Duration,
 
     /// Read settings from this TOML file.
@@ -550,7 +551,7 @@ pub struct Config {
     /// The proxies whose PROXY headers and `X-Forwarded-For` are believed.
     pub trusted_proxies: Vec<IpNet>,
     /// `--cluster`: how this node joins the others.
-    pub cluster: Option<crate::cluster::ClusterConfig>,
+    pub cluster: Option<cluster::ClusterConfig>,
     /// How long a TLS handshake may take before the connection is closed.
     pub tls_handshake_timeout: Duration,
 }
@@ -662,7 +663,7 @@ impl ServerArgs {
             allow_origins: self.allow_origin.clone(),
             proxy_protocol: self.proxy_protocol,
             trusted_proxies: self.trusted_proxy.clone(),
-            cluster: crate::cluster::config::from_args(self),
+            cluster: cluster::from_args(self),
             tls_handshake_timeout: self.tls_handshake_timeout,
         }
     }

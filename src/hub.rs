@@ -19,7 +19,6 @@ use tokio::time::Instant;
 
 use crate::auth::server::ServerGuard;
 use crate::auth::Accounts;
-use crate::cluster::Bridge;
 use crate::config::Config;
 use crate::control::{Control, ControlTx};
 use crate::metrics::Metrics;
@@ -30,6 +29,9 @@ use crate::room::moderation::{Closed, Who};
 pub use crate::room::{Event, Happening, MemberId, SERVER};
 use crate::room::{Room, RoomName, RoomNameError, Subscription};
 use crate::store::Store;
+pub use peers::{Peers, RemoteMember};
+
+pub mod peers;
 
 /// How a member is connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,12 +301,12 @@ impl Entry {
 
     /// The room other nodes see the member in: its first (a member in several rooms shows in
     /// its first one only on the other nodes; its lines reach every room's copy all the same).
-    fn remote(&self, id: MemberId) -> crate::cluster::wire::RemoteMember {
+    fn remote(&self, id: MemberId) -> RemoteMember {
         let (room, label) = self.rooms.first().map_or_else(
             || (String::new(), String::new()),
             |r| (r.name().key.clone(), r.label()),
         );
-        crate::cluster::wire::RemoteMember {
+        RemoteMember {
             id,
             name: self.name.clone(),
             room,
@@ -516,8 +518,8 @@ struct Shared {
     peak: std::sync::atomic::AtomicUsize,
     /// Counts reloads, so a member can see cheaply that its rates may have changed.
     generation: AtomicU64,
-    /// `--cluster`: the bridge to the other nodes.
-    cluster: Option<Bridge>,
+    /// `--cluster`: the other nodes.
+    cluster: Option<Arc<dyn Peers>>,
     /// Private conversations between IRC clients, for CHATHISTORY.
     private_log: crate::store::private::PrivateLog,
 }
@@ -534,8 +536,8 @@ impl Hub {
         Hub::with_cluster(config, store, None)
     }
 
-    /// A hub that is one node of a cluster when `cluster` is given.
-    pub fn with_cluster(config: Config, store: Store, cluster: Option<Bridge>) -> Hub {
+    /// A hub that is one node of a cluster when `cluster` (the other nodes) is given.
+    pub fn with_cluster(config: Config, store: Store, cluster: Option<Arc<dyn Peers>>) -> Hub {
         let lobby = Arc::new(Room::new(
             RoomName::lobby(),
             config.backlog,
@@ -557,7 +559,7 @@ impl Hub {
                     next_id: SERVER + 1,
                     guest_suffix: cluster
                         .as_ref()
-                        .map(Bridge::guest_suffix)
+                        .map(|c| c.guest_suffix())
                         .unwrap_or_default(),
                     rooms,
                     ..Registry::default()
@@ -572,7 +574,7 @@ impl Hub {
                 store,
                 config: ArcSwap::from_pointee(config),
                 started: Instant::now(),
-                metrics: cluster.as_ref().map(Bridge::metrics).unwrap_or_default(),
+                metrics: cluster.as_ref().map(|c| c.metrics()).unwrap_or_default(),
                 cluster,
                 generation: AtomicU64::new(0),
                 peak: std::sync::atomic::AtomicUsize::new(0),
@@ -590,16 +592,16 @@ impl Hub {
         &self.shared.private_log
     }
 
-    /// The bridge to the other nodes (`--cluster`).
-    pub fn cluster(&self) -> Option<&Bridge> {
-        self.shared.cluster.as_ref()
+    /// The other nodes (`--cluster`).
+    pub fn cluster(&self) -> Option<&dyn Peers> {
+        self.shared.cluster.as_deref()
     }
 
     /// This node's members as the other nodes see them, and the last presence change they
     /// include (taken together under the registry lock).
-    pub fn cluster_roster(&self) -> (u64, Vec<crate::cluster::wire::RemoteMember>) {
+    pub fn cluster_roster(&self) -> (u64, Vec<RemoteMember>) {
         let registry = self.registry();
-        let version = self.cluster().map_or(0, Bridge::version);
+        let version = self.cluster().map_or(0, |c| c.version());
         let members = registry
             .members
             .iter()

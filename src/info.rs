@@ -54,7 +54,7 @@ pub struct Info<'a> {
     pub meta: &'a Map<String, Value>,
     /// With `--cluster`: the cluster this node is part of (the counts above are this node's).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cluster: Option<crate::cluster::Summary>,
+    pub cluster: Option<crate::hub::peers::Summary>,
 }
 
 /// The description of the server behind `hub`, as of now, under its configuration `config`.

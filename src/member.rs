@@ -15,6 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
 
+use crate::cluster::Bridge;
 use crate::control::{self, Control, ControlRx, ControlTx};
 use crate::guard::limits::{Admit, FloodGuard};
 use crate::hub::{Hub, JoinError, MemberId, Moved, Outbox, Transport};
@@ -691,7 +692,7 @@ impl Member {
 
     fn rooms(&self) {
         let mut rooms = self.hub.rooms();
-        if let Some(cluster) = self.hub.cluster() {
+        if let Some(cluster) = Bridge::of(&self.hub) {
             crate::cluster::merge_rooms(&mut rooms, cluster.rooms());
         }
         // Secret rooms (`+s`) only for their members.
@@ -794,7 +795,7 @@ impl Member {
 
     fn who(&self) {
         let mut members = self.hub.members_in(&self.room);
-        if let Some(cluster) = self.hub.cluster() {
+        if let Some(cluster) = Bridge::of(&self.hub) {
             crate::cluster::merge_members(&mut members, cluster.members_in(&self.room.name().key));
         }
         let count = protocol::notice(&format!("{} here:", members.len()));
@@ -825,7 +826,7 @@ impl Member {
 
     fn private(&self, to: &str, text: &str) {
         match self.hub.find(to) {
-            None => match self.hub.cluster().map(|c| {
+            None => match Bridge::of(&self.hub).map(|c| {
                 c.send_private(
                     &crate::names::key(to),
                     protocol::private_line(&self.name, text),

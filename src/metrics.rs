@@ -222,7 +222,7 @@ struct Live {
     rooms: usize,
     history: (u64, u64),
     /// `--cluster`: the cluster as this node sees it.
-    cluster: Option<crate::cluster::Summary>,
+    cluster: Option<crate::hub::peers::Summary>,
 }
 
 impl Collector for Live {

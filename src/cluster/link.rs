@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use async_nats::{Client, ConnectOptions, Event};
 use tokio::sync::mpsc;
 
-use super::config::ClusterConfig;
 use super::outage::{OutageLog, Report, REPEAT};
+use super::ClusterConfig;
 
 /// Messages one subscription may hold before NATS drops its newest (a `SlowConsumer` event,
 /// counted): the bounded channel between the NATS subscriber and the rooms.

@@ -1,7 +1,6 @@
 //! chatd nodes joined through NATS: a thin bridge that publishes what local members say and puts
 //! what other nodes said into the local rooms, as the bytes the origin formatted.
 //!
-//! - [`config`]: the `--cluster` flags.
 //! - [`subject`]: subject, stream and bucket names; names are encoded before they become tokens.
 //! - [`wire`]: what travels: room lines, private lines, presence.
 //! - [`presence`]: the other nodes' members, their heartbeats and resynchronisation (pure).
@@ -17,10 +16,9 @@
 //! To a room the bridge looks like one more reader: a relay task per open room reads its events
 //! and publishes those of local members; what comes in is injected with the sender id [`REMOTE`],
 //! which the relay skips, so nothing is published twice. Nothing here runs without `--cluster`:
-//! the hub holds an `Option<Bridge>` looked at on joins, leaves, renames and room openings only.
+//! the hub holds it as its [`Peers`], told of joins, leaves, renames and room openings only.
 
 pub mod announce;
-pub mod config;
 pub mod history;
 pub mod link;
 pub mod meta;
@@ -42,9 +40,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+pub use crate::config::cluster::ClusterConfig;
+pub use crate::hub::peers::Summary;
+use crate::hub::{Hub, Peers};
 use crate::metrics::Metrics;
 use crate::room::{MemberId, Room};
-pub use config::ClusterConfig;
 use presence::Table;
 use subject::Subjects;
 use wire::{Change, RemoteMember};
@@ -150,21 +150,6 @@ impl std::fmt::Debug for Bridge {
             .field("node", &self.inner.node)
             .finish()
     }
-}
-
-/// What `/info` says of the cluster a node is part of.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Summary {
-    /// `--cluster-name`.
-    pub name: String,
-    /// This node's name.
-    pub node: String,
-    /// Live nodes, this one included.
-    pub nodes: usize,
-    /// Members on every live node.
-    pub members: usize,
-    /// `up`, or `down` while this node has lost NATS (and knows only its own members).
-    pub link: &'static str,
 }
 
 impl Bridge {
@@ -603,6 +588,57 @@ pub fn merge_rooms(list: &mut Vec<crate::hub::RoomInfo>, remote: Vec<(String, St
         }
     }
     list.sort_by(|a, b| b.members.cmp(&a.members).then(a.label.cmp(&b.label)));
+}
+
+impl Bridge {
+    /// The bridge of `hub`'s node, when it is one node of a cluster: for the code that talks to
+    /// the cluster beyond what the hub reports (private lines, name claims, moderation).
+    pub fn of(hub: &Hub) -> Option<&Bridge> {
+        hub.cluster()?.as_any().downcast_ref::<Bridge>()
+    }
+}
+
+/// What the hub reports reaches the other nodes through the bridge.
+impl Peers for Bridge {
+    fn guest_suffix(&self) -> String {
+        Bridge::guest_suffix(self)
+    }
+    fn metrics(&self) -> Metrics {
+        Bridge::metrics(self)
+    }
+    fn room_opened(&self, room: &Arc<Room>) {
+        Bridge::room_opened(self, room);
+    }
+    fn joined(&self, member: RemoteMember) {
+        Bridge::joined(self, member);
+    }
+    fn left(&self, id: MemberId) {
+        Bridge::left(self, id);
+    }
+    fn renamed(&self, id: MemberId, name: &str, registered: bool) {
+        Bridge::renamed(self, id, name, registered);
+    }
+    fn moved(&self, id: MemberId, room: &Room) {
+        Bridge::moved(self, id, room);
+    }
+    fn version(&self) -> u64 {
+        Bridge::version(self)
+    }
+    fn refuses(&self, key: &str) -> bool {
+        Bridge::refuses(self, key)
+    }
+    fn remote_in_room(&self, room: &str) -> usize {
+        Bridge::remote_in_room(self, room)
+    }
+    fn summary(&self, local_members: usize) -> Summary {
+        Bridge::summary(self, local_members)
+    }
+    fn shutdown(&self) {
+        Bridge::shutdown(self);
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@ pub async fn join(
         }
     };
     let (bridge, queues) = Bridge::new(&cluster, client, crate::metrics::Metrics::new());
-    let hub = Hub::with_cluster(config, store, Some(bridge.clone()));
+    let hub = Hub::with_cluster(config, store, Some(Arc::new(bridge.clone())));
     if let Err(e) = start(&bridge, &hub, queues, link, token, tracker).await {
         tracing::error!(error = %e, "cluster subscriptions failed; serving local members only");
     }

@@ -8,6 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
 use super::subject::{token, untoken};
+pub use crate::hub::peers::RemoteMember;
 
 /// Longest header line accepted: room for `p NODE KEY` with the longest name (32 characters,
 /// which look-alike folding may lengthen, of up to 4 bytes each, every byte escaped as 3 in a
@@ -193,23 +194,6 @@ pub fn decode_private(payload: &Bytes) -> Option<Private> {
         }),
         _ => None,
     }
-}
-
-/// One member as other nodes see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RemoteMember {
-    /// Its id on its node.
-    pub id: u64,
-    /// Its display name.
-    pub name: String,
-    /// Its room's key.
-    pub room: String,
-    /// Its room as members see it (`#name`).
-    pub label: String,
-    /// `tcp`, `udp` or `web`.
-    pub transport: String,
-    /// Logged in under its name's account.
-    pub registered: bool,
 }
 
 /// A change in one node's members.

@@ -4,6 +4,7 @@
 
 use super::Member;
 use crate::cluster::names::ClaimError;
+use crate::cluster::Bridge;
 use crate::hub::RenameError;
 use crate::protocol;
 
@@ -26,7 +27,7 @@ impl Member {
     /// In a cluster, starts claiming `new` and returns true: the rename happens when the claim
     /// ends ([`Member::claimed`]). Without a cluster, or when no claim is needed, false.
     pub(super) fn claim_first(&mut self, new: &str) -> bool {
-        let Some(cluster) = self.hub.cluster() else {
+        let Some(cluster) = Bridge::of(&self.hub) else {
             return false;
         };
         let started = cluster.start_claim(self.id, &self.name, new, self.control_tx.clone());
@@ -37,7 +38,7 @@ impl Member {
     /// returns true; the login happens when the claim ends ([`Member::claimed`]). Without a
     /// cluster, or when the member holds that name's claim already, false.
     pub(super) fn login_claim_first(&mut self, name: &str) -> bool {
-        let Some(cluster) = self.hub.cluster() else {
+        let Some(cluster) = Bridge::of(&self.hub) else {
             return false;
         };
         let started = cluster.start_login_claim(self.id, name, self.control_tx.clone());
@@ -53,7 +54,7 @@ impl Member {
         claim: Result<u64, ClaimError>,
         login: bool,
     ) {
-        let Some(cluster) = self.hub.cluster().cloned() else {
+        let Some(cluster) = Bridge::of(&self.hub).cloned() else {
             return;
         };
         match claim {

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::Member;
 use crate::auth::server::GBan;
 use crate::cluster::wire::{Action, RemoteAction, RemoteMember, ServerAction};
+use crate::cluster::Bridge;
 use crate::control::Control;
 use crate::hub::Target;
 use crate::names;
@@ -172,7 +173,7 @@ impl Member {
         if self.hub.target(name).is_some() {
             return false;
         }
-        let Some(cluster) = self.hub.cluster() else {
+        let Some(cluster) = Bridge::of(&self.hub) else {
             return false;
         };
         let Some((node, member)) = cluster.remote_member(name) else {
@@ -695,7 +696,7 @@ impl Member {
     /// its rooms): each room of every node hears it once, since no relay passes it on.
     fn to_every_room(&self, text: &str, action: ServerAction) {
         let line = protocol::notice(text);
-        match self.hub.cluster() {
+        match Bridge::of(&self.hub) {
             None => {
                 for room in self.hub.open_rooms() {
                     room.broadcast(crate::room::SERVER, line.clone());

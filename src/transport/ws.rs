@@ -19,9 +19,9 @@ use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 use tungstenite::Error as TError;
 
-use super::tcp::reader::{paced, take_line, too_long};
-use super::tcp::writer::{write_lines, Backlog, LineSink, SENDQ_CHECK, SHUTDOWN_NOTICE};
-use super::tcp::{direct_queue, End, Limits, Recipient, WriteEnd, GOODBYE_TIMEOUT};
+use super::stream::reader::{paced, take_line, too_long};
+use super::stream::writer::{write_lines, Backlog, LineSink, SENDQ_CHECK, SHUTDOWN_NOTICE};
+use super::stream::{direct_queue, End, Limits, Recipient, WriteEnd, GOODBYE_TIMEOUT};
 use crate::config::Config;
 use crate::hub::{Hub, Outbox, Transport};
 use crate::member::{Flow, Member};

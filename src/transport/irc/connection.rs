@@ -21,7 +21,7 @@ use crate::guard::pacing::Cursor;
 use crate::hub::{DirectQueue, Hub};
 use crate::outbox::Direct;
 use crate::room::{Event, Room};
-use crate::transport::tcp;
+use crate::transport::{stream, tcp};
 
 /// Longest line taken from a client: 8191 bytes of tags and 512 for the rest (IRCv3).
 const MAX_LINE: usize = 8191 + 512;
@@ -91,7 +91,7 @@ pub(super) async fn serve_client(
     hub: Hub,
     shutdown: CancellationToken,
 ) {
-    let direct = Arc::new(tcp::direct_queue(hub.config().sendq));
+    let direct = Arc::new(stream::direct_queue(hub.config().sendq));
     let mut conn = Conn {
         session: Session::new(hub, addr, Arc::clone(&direct)),
         direct,
@@ -298,7 +298,7 @@ impl Conn {
             self.session.error(reason);
         }
         let out = self.session.take_output();
-        let _ = tokio::time::timeout(tcp::GOODBYE_TIMEOUT, self.writer.write_all(&out)).await;
+        let _ = tokio::time::timeout(stream::GOODBYE_TIMEOUT, self.writer.write_all(&out)).await;
         let departure = match end {
             End::Eof => None,
             End::Quit | End::Killed => None,
@@ -306,7 +306,7 @@ impl Conn {
             _ => reason,
         };
         self.session.leave(departure);
-        let _ = tokio::time::timeout(tcp::GOODBYE_TIMEOUT, self.writer.shutdown()).await;
+        let _ = tokio::time::timeout(stream::GOODBYE_TIMEOUT, self.writer.shutdown()).await;
         self.input.advance(self.input.len());
     }
 }

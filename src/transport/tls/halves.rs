@@ -15,9 +15,10 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::protocol;
-use crate::transport::tcp::reader::{LineSource, READ_CHUNK};
-use crate::transport::tcp::writer::{Backlog, LineSink, SENDQ_CHECK, SHUTDOWN_NOTICE};
-use crate::transport::tcp::{set_unsent_limit_fd, WriteEnd};
+use crate::transport::stream::reader::{LineSource, READ_CHUNK};
+use crate::transport::stream::writer::{Backlog, LineSink, SENDQ_CHECK, SHUTDOWN_NOTICE};
+use crate::transport::stream::WriteEnd;
+use crate::transport::tcp::set_unsent_limit_fd;
 
 /// The reading half: decrypted bytes.
 pub(super) struct TlsReader(ReadHalf<TlsStream<TcpStream>>);

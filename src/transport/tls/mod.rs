@@ -1,6 +1,6 @@
 //! TLS transport (`--tls`): the line protocol inside TLS. It is a thin adapter over the TCP
 //! connection: once the handshake is done, the decrypted stream gets the same reader, writer,
-//! member and limits as a plain TCP member ([`super::tcp::serve_member`]); only the halves
+//! member and limits as a plain TCP member ([`super::stream::serve_member`]); only the halves
 //! ([`halves`]) differ. A handshake is bounded in time (`--tls-handshake-timeout`) and in number
 //! (per address and in total) and takes no member slot: a member joins only once it is done.
 //!
@@ -19,7 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::tcp;
+use super::{stream, tcp};
 use crate::hub::{Hub, Transport};
 
 pub mod certs;
@@ -126,7 +126,7 @@ async fn connection(
         return Ok(());
     };
     let (reader, writer) = halves::split(tls);
-    tcp::serve_member(reader, writer, (addr, Transport::Tls), hub, shutdown).await
+    stream::serve_member(reader, writer, (addr, Transport::Tls), hub, shutdown).await
 }
 
 /// Re-reads `certs` on every SIGHUP until `stop`: a good pair is used from the next handshake on,

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::cluster::Bridge;
 
 impl Session {
     pub(super) fn join(&mut self, p: &[String]) {
@@ -209,7 +210,7 @@ impl Session {
                 (nick_from_name(&t.name), prefixes)
             })
             .collect();
-        if let Some(cluster) = self.hub.cluster() {
+        if let Some(cluster) = Bridge::of(&self.hub) {
             for (_, remote) in cluster.members_in(&key) {
                 list.push((nick_from_name(&remote.name), ""));
             }

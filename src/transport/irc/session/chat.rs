@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::cluster::Bridge;
 
 impl Session {
     pub(super) fn message(&mut self, command: &str, p: &[String]) {
@@ -86,10 +87,7 @@ impl Session {
                 continue;
             };
             let known = self.hub.find(&name).is_some()
-                || self
-                    .hub
-                    .cluster()
-                    .is_some_and(|c| c.remote_member(&name).is_some());
+                || Bridge::of(&self.hub).is_some_and(|c| c.remote_member(&name).is_some());
             if !known {
                 if !notice {
                     self.numeric(Numeric::NoSuchNick { nick: target });

@@ -1,4 +1,4 @@
-//! The `--cluster` flags and the settings they become.
+//! The `--cluster` flags and the settings they become (the cluster itself starts from these).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -36,7 +36,7 @@ pub fn parse_node(text: &str) -> Result<String, String> {
 
 /// Checks a `--cluster-timeout`.
 pub fn parse_timeout(text: &str) -> Result<Duration, String> {
-    crate::config::parse_duration_in(
+    super::parse_duration_in(
         text,
         (Duration::from_millis(500), Duration::from_secs(3600)),
     )
@@ -54,7 +54,7 @@ pub fn default_node() -> String {
 }
 
 /// The settings the `--cluster` flags give, when `--cluster` is there.
-pub fn from_args(args: &crate::config::ServerArgs) -> Option<ClusterConfig> {
+pub fn from_args(args: &super::ServerArgs) -> Option<ClusterConfig> {
     let url = args.cluster.clone()?;
     Some(ClusterConfig {
         url,

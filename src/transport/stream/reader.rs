@@ -1,4 +1,4 @@
-//! The reading half of a TCP connection: frames lines off the socket (a partial line that waits
+//! The reading half of a stream connection (TCP, TLS; WebSocket uses its pacing): frames lines off the socket (a partial line that waits
 //! too long counts as complete), paces them through flood control and the room, and hands them to
 //! the member.
 
@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::time::{Instant, Sleep};
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
@@ -23,29 +22,11 @@ use crate::room::Room;
 pub(in crate::transport) const READ_CHUNK: usize = 8 * 1024;
 
 /// Where a stream connection's bytes come from: the one part of reading that differs between plain
-/// TCP and TLS.
+/// TCP and TLS (their `halves`).
 pub(in crate::transport) trait LineSource {
     /// Waits until bytes (or the end of the stream) are there and appends them to `buf`; 0 at the
     /// end. Cancel-safe: nothing is lost when the wait is abandoned.
     async fn read_into(&mut self, buf: &mut BytesMut) -> std::io::Result<usize>;
-}
-
-impl LineSource for OwnedReadHalf {
-    async fn read_into(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
-        loop {
-            self.readable().await?;
-            // Reserved only once bytes are there, so an idle connection holds no read buffer.
-            buf.reserve(READ_CHUNK);
-            match self.try_read_buf(buf) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if buf.is_empty() {
-                        *buf = BytesMut::new();
-                    }
-                }
-                read => return read,
-            }
-        }
-    }
 }
 
 /// Reads, paces and handles the member's lines until it leaves, ends its input or is cut off.

@@ -153,7 +153,10 @@ mod tests {
         assert!(log.conversation("s:8", "a:ann").is_none(), "another guest");
         assert_eq!(log.partners("a:ann", 0, 100), [(20, "bob".to_string())]);
         assert!(log.partners("a:ann", 20, 100).is_empty());
-        assert!(log.partners("a:ann", 0, 15).is_empty(), "its latest line is later");
+        assert!(
+            log.partners("a:ann", 0, 15).is_empty(),
+            "its latest line is later"
+        );
     }
 
     #[test]

@@ -108,7 +108,7 @@ impl Session {
                 });
             }
             // Another IRC client here gets it with a msgid and the client-only tags.
-            if self.to_irc_client(command, &name, Some(text)) {
+            if self.send_to_irc_client(command, &name, Some(text)) {
                 continue;
             }
             if notice {

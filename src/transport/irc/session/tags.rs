@@ -125,7 +125,7 @@ impl Session {
                 self.out.extend_from_slice(message.line().as_bytes());
                 continue;
             }
-            if !self.to_irc_client("TAGMSG", &to, None) {
+            if !self.send_to_irc_client("TAGMSG", &to, None) {
                 self.numeric(Numeric::NoSuchNick { nick: target });
             }
         }
@@ -134,7 +134,12 @@ impl Session {
     /// A PRIVMSG, NOTICE or TAGMSG (`text` None) to `to`, an IRC client on this node, sent
     /// straight to it with a msgid and this client's client-only tags (and echoed with them);
     /// false when `to` is no such client, and the message goes chatd's way (`/msg`) instead.
-    pub(super) fn to_irc_client(&mut self, command: &str, to: &str, text: Option<&str>) -> bool {
+    pub(super) fn send_to_irc_client(
+        &mut self,
+        command: &str,
+        to: &str,
+        text: Option<&str>,
+    ) -> bool {
         let Some(target) = self.hub.target(to) else {
             return false;
         };

@@ -1,6 +1,7 @@
-//! Fan-out benchmark: chatd against `ncat --chat`, side by side in one run, under the same load.
+//! Fan-out benchmark: chatd against `ncat --chat`, nats-server, ngircd and InspIRCd, side by side
+//! in one run, under the same load.
 //!
-//! Run: `cargo bench --bench fanout` (everything, about 10 minutes at most), or pick cases with
+//! Run: `cargo bench --bench fanout` (everything but `capacity`, about 15 minutes), or pick cases with
 //! `FANOUT_CASES=closed100,idle10k cargo bench --bench fanout` or
 //! `cargo bench --bench fanout -- closed100 idle10k`; `FANOUT_QUICK=1` shortens every case.
 //! `FANOUT_MSGS=N` sets the closed-loop cases' messages per sender (default 1000);
@@ -12,15 +13,27 @@
 //! `FANOUT_CHATD_BASE=PATH` runs a second build beside it in every case (`chatd-base`), so before
 //! and after come from the same run.
 //! Prints one table and writes the same figures as JSON (path printed; `FANOUT_REPORT` overrides).
-//! The TCP cases also run against nats-server (`FANOUT_NATS=PATH`, else `nats-server` on PATH or
-//! /usr/sbin), at its default and at GOMAXPROCS=1; the closing table puts each server's CPU per
-//! delivery side by side. On more than 4 cores the server is pinned to 2 and the generator to the
-//! rest; on fewer they share.
+//! The TCP cases (closed10/100/1000, open100/1000, fanout1000) also run against nats-server
+//! (`FANOUT_NATS=PATH`, else `nats-server` on PATH or /usr/sbin), at its default and at
+//! GOMAXPROCS=1, and over IRC against chatd's IRC face (`chatd-irc`, `--irc`), ngircd and InspIRCd
+//! (each configured by the bench in a temp dir, flood limits off); the closing table puts each
+//! server's CPU per delivery and p99 side by side (also written as Markdown beside the JSON).
+//! `FANOUT_SERVERS=chatd,chatd-irc,ngircd,inspircd` picks servers (names: chatd, chatd-base, ncat,
+//! nats, nats-1proc, chatd-irc, ngircd, inspircd); by default every installed one runs, and a
+//! missing one is a note naming its Debian package (an error when FANOUT_SERVERS names it).
+//! `cargo bench --bench fanout -- capacity` (only when named; many minutes) finds each server's
+//! capacity as websocket-shootout does, for chatd on TCP, WebSocket and IRC and the baselines
+//! (see fanout/capacity.rs for its settings). On more than 4 cores the server is pinned to 2 and
+//! the generator to the rest; on fewer they share.
 
+#[path = "fanout/capacity.rs"]
+mod capacity;
 #[path = "fanout/cluster.rs"]
 mod cluster;
 #[path = "fanout/cpu.rs"]
 mod cpu;
+#[path = "fanout/servers.rs"]
+mod servers;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -59,9 +72,6 @@ const SERVER_CORES: usize = 2;
 /// The descriptor limit the bench asks for (capped by /proc/sys/fs/nr_open); chatd inherits it.
 const NOFILE_WANT: u64 = 1_048_576;
 
-/// ncat exits at descriptor 1024 whatever `-m` says; this just has to exceed the clients.
-const NCAT_MAX_CONNS: usize = 1100;
-
 const ALL_CASES: &[&str] = &[
     "closed10",
     "closed100",
@@ -81,7 +91,11 @@ const ALL_CASES: &[&str] = &[
     "cluster3",
 ];
 
-/// A fan-out case and whether ncat (and nats-server) can run it (neither has a UDP broker mode).
+/// Cases that run only when named: `capacity` alone takes many minutes.
+const NAMED_ONLY_CASES: &[&str] = &["capacity"];
+
+/// A fan-out case and whether the baselines (ncat, nats-server, the IRC servers and chatd's IRC
+/// face) can run it: none has a UDP broker mode, and the other variants are chatd's own.
 struct Case {
     spec: FanoutSpec,
     ncat: bool,
@@ -284,6 +298,7 @@ struct Report {
     cores: usize,
     chatd: String,
     chatd_args: Vec<&'static str>,
+    servers: Vec<&'static str>,
     ncat: Option<String>,
     nofile_limit: Option<NofileLimit>,
     loads: Vec<(String, String)>,
@@ -312,14 +327,15 @@ fn selected_cases() -> Result<Vec<String>> {
     if names.is_empty() || names.iter().any(|n| n == "all") {
         return Ok(ALL_CASES.iter().map(|s| s.to_string()).collect());
     }
+    let known = || ALL_CASES.iter().chain(NAMED_ONLY_CASES);
     for n in &names {
-        if !ALL_CASES.contains(&n.as_str()) {
-            bail!("unknown case {n:?}; known cases: {}", ALL_CASES.join(","));
+        if !known().any(|c| c == n) {
+            let all: Vec<&str> = known().copied().collect();
+            bail!("unknown case {n:?}; known cases: {}", all.join(","));
         }
     }
     // Keep the canonical order, so quick runs read like the full one.
-    Ok(ALL_CASES
-        .iter()
+    Ok(known()
         .filter(|c| names.iter().any(|n| n == *c))
         .map(|s| s.to_string())
         .collect())
@@ -391,29 +407,21 @@ async fn run(
     mut notes: Vec<String>,
 ) -> Result<()> {
     let started = Instant::now();
-    // FANOUT_CHATD measures another build (say, before a change) against the same ncat run.
-    let chatd_bin = std::env::var_os("FANOUT_CHATD")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_chatd")));
-    let ncat = loadgen::server::find_on_path("ncat");
-    // FANOUT_CHATD_BASE runs a second chatd build beside the first, for before/after in one run.
-    let chatd_base = std::env::var_os("FANOUT_CHATD_BASE").map(PathBuf::from);
-    if ncat.is_none() {
-        let msg = "ncat not found on PATH: the baseline needs nmap's ncat, install it with \
-                   `apt-get install ncat`; running the chatd-only parts";
-        eprintln!("WARNING: {msg}");
-        notes.push(msg.into());
-    }
-    let nats = std::env::var_os("FANOUT_NATS")
-        .map(PathBuf::from)
-        .or_else(|| loadgen::server::find_on_path("nats-server"))
-        .or_else(|| Some(PathBuf::from("/usr/sbin/nats-server")).filter(|p| p.is_file()));
-    if nats.is_none() {
-        notes.push("nats-server not found (apt-get install nats-server): no NATS column".into());
+    // FANOUT_CHATD measures another build (say, before a change) against the same baselines;
+    // FANOUT_CHATD_BASE runs a second build beside it; FANOUT_SERVERS picks the servers.
+    let servers = servers::Servers::find(&mut notes)?;
+    if servers.ncat.is_none() {
+        eprintln!("WARNING: ncat not found on PATH: install it with `apt-get install ncat`");
     }
     eprintln!(
-        "fanout: cases {} (quick={quick}); descriptor limit {nofile_limit:?}",
-        cases.join(",")
+        "fanout: cases {} on {} (quick={quick}); descriptor limit {nofile_limit:?}",
+        cases.join(","),
+        servers
+            .kinds
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(",")
     );
 
     let mut fanout = Vec::new();
@@ -422,39 +430,28 @@ async fn run(
     let mut targets_of = Vec::new();
     for name in cases
         .iter()
-        .filter(|c| !c.starts_with("idle") && !c.starts_with("cluster"))
+        .filter(|c| !c.starts_with("idle") && !c.starts_with("cluster") && *c != "capacity")
     {
         let Some(case) = build_case(name, quick) else {
             continue;
         };
         loads.push((name.clone(), case.load.clone()));
         targets_of.push((name.clone(), case.p99_target));
-        let mut servers = vec![ServerKind::Chatd];
-        if chatd_base.is_some() {
-            servers.push(ServerKind::ChatdBase);
+        // The variants (history, web, TLS, UDP) are chatd's own; the plain TCP cases run on all.
+        let kinds: Vec<ServerKind> = servers
+            .kinds
+            .iter()
+            .copied()
+            .filter(|&k| case.ncat || matches!(k, ServerKind::Chatd | ServerKind::ChatdBase))
+            .collect();
+        if !case.ncat && case.spec.udp_clients > 0 {
+            notes.push(format!(
+                "{name}: chatd only (ncat, nats-server and IRC have no UDP broker)"
+            ));
         }
-        match (&ncat, case.ncat) {
-            (Some(_), true) => servers.push(ServerKind::Ncat),
-            (None, true) => {}
-            // Only the UDP cases lack an ncat run for want of a UDP broker; the others are variants.
-            (_, false) if case.spec.udp_clients == 0 => {}
-            (_, false) => notes.push(format!(
-                "{name}: chatd only (ncat --chat has no UDP broker)"
-            )),
-        }
-        if case.ncat && nats.is_some() {
-            servers.extend([ServerKind::Nats, ServerKind::NatsOneProc]);
-        }
-        for kind in servers {
+        for kind in kinds {
             eprintln!("fanout: {name} on {} ...", kind.name());
-            let other = if kind == ServerKind::ChatdBase {
-                chatd_base.as_deref()
-            } else if kind.is_nats() {
-                nats.as_deref()
-            } else {
-                ncat.as_deref()
-            };
-            match one_case(kind, &chatd_bin, other, &case).await {
+            match one_case(kind, &servers, &case).await {
                 Ok(r) => {
                     eprintln!(
                         "  {} received {}/{} p99 {} in {:.1}s",
@@ -480,7 +477,15 @@ async fn run(
 
     // The cluster cases print their own table (one node beside two or three).
     let cluster_table = if cases.iter().any(|c| c.starts_with("cluster")) {
-        match cluster::run(&cases, &chatd_bin, nats.as_deref(), CHATD_ARGS, quick).await {
+        match cluster::run(
+            &cases,
+            &servers.chatd,
+            servers.nats.as_deref(),
+            CHATD_ARGS,
+            quick,
+        )
+        .await
+        {
             Ok(lines) => lines,
             Err(e) => vec![format!("cluster cases failed: {e:#}")],
         }
@@ -504,7 +509,7 @@ async fn run(
             read: !std::env::var("FANOUT_IDLE_READ").is_ok_and(|v| v == "0"),
             deadline: Duration::from_secs(240),
         };
-        match idle_case(&chatd_bin, &spec).await {
+        match idle_case(&servers.chatd, &spec).await {
             Ok(r) => Some(r),
             Err(e) => {
                 eprintln!("  idle failed: {e:#}");
@@ -518,6 +523,13 @@ async fn run(
         }
     };
 
+    if cases.iter().any(|c| c == "capacity") {
+        capacity::run(&servers, CHATD_ARGS, quick, nofile_limit, &report_path()).await?;
+        if cases.len() == 1 {
+            return Ok(());
+        }
+    }
+
     let ratios = ratios(&fanout);
     let targets = targets(&fanout, &targets_of);
     let cpu_table = cpu::rows(&fanout, &cases);
@@ -529,9 +541,10 @@ async fn run(
         quick,
         cases,
         cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
-        chatd: chatd_bin.display().to_string(),
+        chatd: servers.chatd.display().to_string(),
         chatd_args: CHATD_ARGS.to_vec(),
-        ncat: ncat.map(|p| p.display().to_string()),
+        servers: servers.kinds.iter().map(|k| k.name()).collect(),
+        ncat: servers.ncat.as_ref().map(|p| p.display().to_string()),
         nofile_limit,
         loads,
         fanout,
@@ -556,16 +569,19 @@ async fn run(
     std::fs::write(&tmp, serde_json::to_vec_pretty(&report)?)?;
     std::fs::rename(&tmp, &path)?;
     println!("JSON report: {}", path.display());
+    if !report.cpu_table.is_empty() {
+        let md = path.with_extension("md");
+        std::fs::write(&md, cpu::render(&report.cpu_table))?;
+        println!("Markdown table: {}", md.display());
+    }
     Ok(())
 }
 
 /// Starts a fresh server for one case (ncat in particular does not survive many clients leaving
-/// at once), runs the case and kills the server whatever happened. `other` is the ncat or
-/// nats-server binary when `kind` is one of those.
+/// at once), runs the case and kills the server whatever happened.
 async fn one_case(
     kind: ServerKind,
-    chatd_bin: &Path,
-    other: Option<&Path>,
+    servers: &servers::Servers,
     case: &Case,
 ) -> Result<FanoutResult> {
     let spec = &case.spec;
@@ -588,21 +604,9 @@ async fn one_case(
         args.extend(["--tls".into(), "0".into(), "--self-signed".into()]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut server = match (kind, other) {
-        (ServerKind::Chatd, _) => {
-            ServerProc::start_chatd(chatd_bin, &args, spec.udp_clients > 0).await?
-        }
-        (ServerKind::ChatdBase, Some(base)) => {
-            ServerProc::start_chatd_as(kind, base, &args, spec.udp_clients > 0).await?
-        }
-        (ServerKind::ChatdBase, None) => bail!("FANOUT_CHATD_BASE not set"),
-        (ServerKind::Ncat, Some(ncat)) => ServerProc::start_ncat(ncat, NCAT_MAX_CONNS).await?,
-        (ServerKind::Ncat, None) => bail!("ncat not installed (apt-get install ncat)"),
-        (ServerKind::Nats | ServerKind::NatsOneProc, Some(nats)) => {
-            ServerProc::start_nats(nats, kind).await?
-        }
-        (ServerKind::Nats | ServerKind::NatsOneProc, None) => bail!("nats-server not installed"),
-    };
+    let mut server = servers
+        .start(kind, &args, spec.udp_clients > 0, spec.tcp_clients)
+        .await?;
     if let (Some((cores, _)), Some(pid)) = (
         loadgen::sys::core_split(loadgen::sys::cores(), SERVER_CORES),
         server.pid,
@@ -610,10 +614,7 @@ async fn one_case(
         loadgen::sys::pin(pid, &cores)?;
     }
     let mut spec = spec.clone();
-    if kind == ServerKind::Ncat {
-        // Listen backlog of 10: more handshakes in flight overflow it into silent SYN cookies.
-        spec.connect_concurrency = 2;
-    }
+    spec.connect_concurrency = kind.connect_concurrency(spec.connect_concurrency);
     let result = run_fanout(&mut server, &spec).await;
     let tail = server.log_tail();
     server.stop().await;
@@ -747,6 +748,7 @@ fn command_line() -> String {
         "FANOUT_IDLE_READ",
         "FANOUT_CHATD",
         "FANOUT_CHATD_BASE",
+        "FANOUT_SERVERS",
     ] {
         if let Ok(v) = std::env::var(var) {
             let _ = write!(cmd, "{var}={v} ");

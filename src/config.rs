@@ -163,6 +163,13 @@ pub struct ServerArgs {
     /// the same size.
     #[arg(long, value_name = "BYTES", default_value = "1048576", value_parser = parse_limit, help_heading = LIMITS)]
     pub sendq: Limit,
+    /// Gather a busy room's lines this long.
+    ///
+    /// A writer that wrote less than this long ago waits out the rest before its next write, so a
+    /// busy room's lines leave in fewer, bigger writes; light traffic is never held (0ms to 50ms;
+    /// `off`: write at once).
+    #[arg(long, value_name = "DURATION", default_value = "2ms", value_parser = parse_coalesce, help_heading = LIMITS)]
+    pub coalesce: OptionalDuration,
     /// Disconnect TCP members silent this long.
     ///
     /// 100ms to 7 days; `off` by default, for netcat users.
@@ -222,6 +229,13 @@ pub struct ServerArgs {
     /// (1 to 10000).
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000), help_heading = ROOMS)]
     pub max_rooms_per_member: u32,
+    /// Messages kept for each absent account.
+    ///
+    /// A `/msg` to a registered member who is not connected is kept (with `--db`, in the
+    /// database) and delivered when they next log in; past this many the oldest go, counted
+    /// (0 to 10000; 0: refused, as for unknown names).
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=10_000), help_heading = ROOMS)]
+    pub offline_max: u32,
     /// Most bans one room holds.
     ///
     /// Past it a new ban is refused until one is lifted, so a room's state stays small and cheap
@@ -426,6 +440,23 @@ pub fn parse_partial_timeout(text: &str) -> Result<OptionalDuration, String> {
     parse_duration_in(text, PARTIAL_TIMEOUT_RANGE).map(Some)
 }
 
+/// `--coalesce` bounds: past 50ms the wait would show in a conversation.
+pub const COALESCE_RANGE: (Duration, Duration) = (Duration::ZERO, Duration::from_millis(50));
+/// The default `--coalesce` (see docs/performance.md for the curve it was picked from).
+pub const DEFAULT_COALESCE: Duration = Duration::from_millis(2);
+
+/// Parses a `--coalesce` (within [`COALESCE_RANGE`]; `0ms` or `off` turn it off).
+pub fn parse_coalesce(text: &str) -> Result<OptionalDuration, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration > COALESCE_RANGE.1 {
+        return Err(format!("must be from 0ms to 50ms or off, got {text:?}"));
+    }
+    Ok(Some(duration).filter(|d| !d.is_zero()))
+}
+
 /// `--tls-handshake-timeout` bounds.
 pub const HANDSHAKE_TIMEOUT_RANGE: (Duration, Duration) =
     (Duration::from_millis(100), Duration::from_secs(300));
@@ -520,6 +551,8 @@ pub struct Config {
     pub max_rooms: usize,
     /// Most rooms one member may be in at once.
     pub max_rooms_per_member: usize,
+    /// Messages kept for each absent account (0: none).
+    pub offline_max: usize,
     /// The password IRC clients must send (`PASS`) to register, if any.
     pub irc_password: Option<String>,
     /// Most bans one room holds.
@@ -531,6 +564,8 @@ pub struct Config {
     /// Whether the log leaves members' addresses out (`--private-logs`).
     pub private_logs: bool,
     /// How long a partial TCP line waits for its end before it is taken as complete.
+    /// `--coalesce`: how long a busy writer gathers lines before its next write.
+    pub coalesce: OptionalDuration,
     pub partial_timeout: OptionalDuration,
     /// Whether members get their own chat lines back.
     pub echo: bool,
@@ -602,12 +637,14 @@ impl Default for Config {
             history_db: None,
             max_rooms: 1000,
             max_rooms_per_member: 100,
+            offline_max: 100,
             irc_password: None,
             max_bans_per_room: crate::room::moderation::DEFAULT_MAX_BANS,
             udp_reply_budget: DEFAULT_UDP_REPLY_BUDGET,
             show_addresses: false,
             private_logs: false,
             partial_timeout: Some(DEFAULT_PARTIAL_TIMEOUT),
+            coalesce: Some(DEFAULT_COALESCE),
             echo: false,
             name: crate::info::host_name(),
             meta: serde_json::Map::new(),
@@ -645,12 +682,14 @@ impl ServerArgs {
             history_db: self.history_db.clone(),
             max_rooms: self.max_rooms as usize,
             max_rooms_per_member: self.max_rooms_per_member as usize,
+            offline_max: self.offline_max as usize,
             irc_password: self.irc_password.clone(),
             max_bans_per_room: self.max_bans_per_room,
             udp_reply_budget: self.udp_reply_budget,
             show_addresses: self.show_addresses,
             private_logs: self.private_logs,
             partial_timeout: self.partial_timeout,
+            coalesce: self.coalesce,
             echo: self.echo,
             name: self.name.clone().unwrap_or_else(crate::info::host_name),
             meta: self.meta.iter().cloned().collect(),

@@ -3,6 +3,7 @@
 //! lives once.
 
 mod account;
+mod away;
 mod cluster;
 mod moderate;
 pub mod modes;
@@ -22,6 +23,7 @@ use crate::hub::{Hub, JoinError, MemberId, Moved, Outbox, Transport};
 use crate::outbox::RoomSwitch;
 use crate::protocol::{self, Command, Departure, HistoryRequest, Input};
 use crate::room::{Room, Subscription};
+use crate::store::epoch;
 use crate::store::history::{replay_line, HistoryLine};
 
 /// Most `/who` lines sent at once; a huge room gets a count of the rest instead.
@@ -511,13 +513,14 @@ impl Member {
                 if let Outbox::Tcp(queue) = &self.outbox {
                     queue.set_show_ids(on);
                 }
-                self.reply(protocol::notice(if on && self.hub.store().mirrored() {
+                let epoch = self.hub.store().epoch();
+                self.reply(protocol::notice(&if on && self.hub.store().mirrored() {
                     // The cluster's ids are the stream's, known only once a line is stored.
-                    "message ids on: /history lines start with #ID, the same on every node"
+                    format!("message ids on: /history lines start with #ID, the same on every node (epoch {epoch}: /history since ID@{epoch})")
                 } else if on {
-                    "message ids on: chat lines start with #ID"
+                    format!("message ids on: chat lines start with #ID (epoch {epoch}: /history since ID@{epoch})")
                 } else {
-                    "message ids off"
+                    "message ids off".to_string()
                 }));
             }
             Command::Info => {
@@ -730,20 +733,32 @@ impl Member {
         if let Some(notice) = self.history_fallback() {
             self.reply(notice);
         }
-        let (gone, lines) = match request {
-            HistoryRequest::Last(n) => (0, self.room.recent(n.unwrap_or(keep))),
+        let epoch = self.hub.store().epoch();
+        let (since, last) = match request {
             HistoryRequest::Since(id) => {
+                if id.foreign(&epoch).is_some() {
+                    let given = epoch::qualified(id.id, id.epoch.as_deref().unwrap_or_default());
+                    self.reply(protocol::error(&epoch::foreign_notice(&given, &epoch)));
+                    return;
+                }
+                (Some(id.id), keep)
+            }
+            HistoryRequest::Last(n) => (None, n.unwrap_or(keep)),
+        };
+        let (gone, lines) = match since {
+            Some(id) => {
                 let replay = self.room.since(id);
                 (replay.gone, replay.lines)
             }
+            None => (0, self.room.recent(last)),
         };
         if lines.is_empty() && gone == 0 {
             let label = self.room.label();
-            self.reply(protocol::notice(&match request {
-                HistoryRequest::Last(_) => format!("no messages in {label} yet"),
-                HistoryRequest::Since(_) => format!(
+            self.reply(protocol::notice(&match since {
+                None => format!("no messages in {label} yet"),
+                Some(_) => format!(
                     "no messages in {label} after that (next id {})",
-                    self.room.next_id()
+                    epoch::qualified(self.room.next_id(), &epoch)
                 ),
             }));
             return;
@@ -765,7 +780,12 @@ impl Member {
         let now = now_ms();
         let mut out = Vec::with_capacity(lines.len() + 3);
         let range = match (lines.first(), lines.last()) {
-            (Some(first), Some(last)) => format!(" (ids {}-{})", first.id, last.id),
+            (Some(first), Some(last)) => format!(
+                " (ids {}-{}, epoch {})",
+                first.id,
+                last.id,
+                self.hub.store().epoch()
+            ),
             _ => String::new(),
         };
         out.push(protocol::notice(&format!(
@@ -838,6 +858,7 @@ impl Member {
                 Some(Err(crate::cluster::PrivateError::Busy)) => {
                     self.reply(protocol::error("cluster link busy; message dropped"));
                 }
+                _ if self.keep_for_absent(to, text) => {}
                 _ => {
                     self.reply(protocol::error(&format!("no such member: {to}")));
                 }

@@ -213,3 +213,34 @@ async fn garbage_in_the_state_bucket_is_ignored_and_every_node_keeps_serving() {
     bo.send("hello from b").await;
     ann.expect("<bo> hello from b").await;
 }
+
+#[tokio::test]
+async fn a_message_kept_on_one_node_reaches_the_accounts_login_on_another() {
+    let nats = Nats::start("acct-kept").await;
+    let a = node(&nats, "a").await;
+    let b = node(&nats, "b").await;
+    let mut bob = register(a.tcp, "bob", "pw-bob").await;
+    nats.stored("bob").await;
+    bob.send("/quit").await;
+    bob.expect_closed().await;
+    nats.released("bob").await;
+    let mut alice = TcpClient::with_nick(a.tcp, "alice").await;
+    alice.send("/msg bob kept across nodes").await;
+    alice
+        .expect("* kept for bob, who is away; delivered when they log in")
+        .await;
+    // Kept in the cluster's bucket, not on node a alone.
+    nats.meta_written("kept:bob").await;
+    let mut again = TcpClient::connect(b.tcp).await;
+    again.send("/login bob pw-bob").await;
+    again.expect("* you are logged in as bob").await;
+    assert_eq!(
+        again.recv().await,
+        "* 1 message kept for you while you were away"
+    );
+    let line = again.recv().await;
+    assert!(
+        line.starts_with('[') && line.ends_with("] [private] <alice> kept across nodes"),
+        "{line}"
+    );
+}

@@ -114,12 +114,28 @@ async fn two_nodes_show_the_same_history_with_the_same_ids() {
     let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
     let mut bob = TcpClient::with_nick(b.tcp, "bob").await;
     ann.expect_renamed("bob").await;
+    // The ids' epoch is the stream's: the same on every node.
+    let mut epochs = Vec::new();
     for client in [&mut ann, &mut bob] {
         client.send("/ids on").await;
-        client
-            .expect("* message ids on: /history lines start with #ID, the same on every node")
-            .await;
+        let on = loop {
+            let line = client.recv().await;
+            if line.starts_with("* message ids on") {
+                break line;
+            }
+        };
+        let epoch: String = on
+            .split("(epoch ")
+            .nth(1)
+            .map(|e| e.chars().take(6).collect())
+            .unwrap_or_else(|| panic!("{on}"));
+        assert_eq!(
+            on,
+            format!("* message ids on: /history lines start with #ID, the same on every node (epoch {epoch}: /history since ID@{epoch})")
+        );
+        epochs.push(epoch);
     }
+    assert_eq!(epochs[0], epochs[1], "one stream, one epoch");
     // A line in another room first takes stream sequence 1: lobby ids are the stream's, not
     // this room's own count.
     ann.send("/join other").await;
@@ -150,6 +166,8 @@ async fn two_nodes_show_the_same_history_with_the_same_ids() {
     // `/history since ID` on the other node: what came after the first line, by stream sequence.
     let since = history(&mut bob, &format!("/history since {}", ids[0])).await;
     assert_eq!(since, on_a[1..].to_vec());
+    let qualified = format!("/history since {}@{}", ids[0], epochs[0]);
+    assert_eq!(history(&mut bob, &qualified).await, on_a[1..].to_vec());
     let none = format!("/history since {}", ids[2]);
     bob.send(&none).await;
     bob.expect_match(|l| l.starts_with("* no messages in #lobby after that"))

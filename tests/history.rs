@@ -21,6 +21,30 @@ fn replayed(line: &str) -> &str {
     rest
 }
 
+/// The history epoch a line names (`... epoch k3f9x2)`).
+fn epoch_of(line: &str) -> String {
+    let epoch: String = line
+        .split("epoch ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no epoch in {line:?}"))
+        .chars()
+        .take(6)
+        .collect();
+    assert!(
+        epoch.len() == 6 && epoch.chars().all(|c| c.is_ascii_alphanumeric()),
+        "{line:?}"
+    );
+    epoch
+}
+
+/// `line` with the epoch it names written `E`, for lines otherwise compared exactly.
+fn unepoch(line: String) -> String {
+    match line.split_once("epoch ") {
+        Some((head, rest)) => format!("{head}epoch E{}", rest.get(6..).unwrap_or_default()),
+        None => line,
+    }
+}
+
 #[tokio::test]
 async fn a_joiner_gets_the_rooms_history_between_markers_on_both_transports() {
     let server = start_server("").await;
@@ -32,7 +56,10 @@ async fn a_joiner_gets_the_rooms_history_between_markers_on_both_transports() {
     alice.send("/who").await;
     alice.expect("* 1 here:").await;
     let mut bob = TcpClient::connect(server.tcp).await;
-    assert_eq!(bob.recv().await, "* last 3 messages in #lobby (ids 1-3)");
+    assert_eq!(
+        unepoch(bob.recv().await),
+        "* last 3 messages in #lobby (ids 1-3, epoch E)"
+    );
     for text in ["one", "two", "three"] {
         assert_eq!(replayed(&bob.recv().await), format!("<alice> {text}"));
     }
@@ -41,7 +68,10 @@ async fn a_joiner_gets_the_rooms_history_between_markers_on_both_transports() {
     assert_eq!(bob.recv().await, "<alice> live");
 
     let udp = UdpClient::join(server.udp).await;
-    assert_eq!(udp.recv().await, "* last 4 messages in #lobby (ids 1-4)");
+    assert_eq!(
+        unepoch(udp.recv().await),
+        "* last 4 messages in #lobby (ids 1-4, epoch E)"
+    );
     for text in ["one", "two", "three", "live"] {
         assert_eq!(replayed(&udp.recv().await), format!("<alice> {text}"));
     }
@@ -107,8 +137,12 @@ async fn history_on_request_with_ids_and_catching_up_since_an_id() {
     let mut alice = TcpClient::with_nick(server.tcp, "alice").await;
     let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
     bob.send("/ids on").await;
-    bob.expect("* message ids on: chat lines start with #ID")
-        .await;
+    let on = bob.recv().await;
+    let epoch = epoch_of(&on);
+    assert_eq!(
+        on,
+        format!("* message ids on: chat lines start with #ID (epoch {epoch}: /history since ID@{epoch})")
+    );
     for i in 1..=8 {
         alice.send(&format!("m{i}")).await;
     }
@@ -117,19 +151,29 @@ async fn history_on_request_with_ids_and_catching_up_since_an_id() {
         assert_eq!(bob.recv().await, format!("#{i} <alice> m{i}"));
     }
     bob.send("/history 2").await;
-    assert_eq!(bob.recv().await, "* last 2 messages in #lobby (ids 7-8)");
+    assert_eq!(
+        bob.recv().await,
+        format!("* last 2 messages in #lobby (ids 7-8, epoch {epoch})")
+    );
     assert!(bob.recv().await.starts_with("#7 ["));
     assert!(bob.recv().await.ends_with("] <alice> m8"));
     assert_eq!(bob.recv().await, "* end of history");
     // Catching up after line 6: lines 7 and 8.
     bob.send("/history since 6").await;
-    assert_eq!(bob.recv().await, "* last 2 messages in #lobby (ids 7-8)");
+    assert_eq!(
+        bob.recv().await,
+        format!("* last 2 messages in #lobby (ids 7-8, epoch {epoch})")
+    );
     bob.recv().await;
     bob.recv().await;
     assert_eq!(bob.recv().await, "* end of history");
     // Since line 1: only the last 5 are kept, and the reply says so before the lines.
     alice.send("/history since 1").await;
-    alice.expect("* last 5 messages in #lobby (ids 4-8)").await;
+    alice
+        .expect(&format!(
+            "* last 5 messages in #lobby (ids 4-8, epoch {epoch})"
+        ))
+        .await;
     assert_eq!(alice.recv().await, "* 2 earlier messages are gone");
     for i in 4..=8 {
         assert_eq!(replayed(&alice.recv().await), format!("<alice> m{i}"));
@@ -138,7 +182,13 @@ async fn history_on_request_with_ids_and_catching_up_since_an_id() {
     alice.send("/history since 8").await;
     assert_eq!(
         alice.recv().await,
-        "* no messages in #lobby after that (next id 9)"
+        format!("* no messages in #lobby after that (next id 9@{epoch})")
+    );
+    // The same id with the epoch it is of, as the header showed it.
+    alice.send(&format!("/history since 8@{epoch}")).await;
+    assert_eq!(
+        alice.recv().await,
+        format!("* no messages in #lobby after that (next id 9@{epoch})")
     );
     alice.send("/history since x").await;
     assert_eq!(
@@ -175,18 +225,25 @@ async fn history_survives_a_restart_with_history_db() {
     alice.send("/join other").await;
     alice.expect("* you are in #other with 0 others").await;
     alice.send("in another room").await;
-    alice.send("/who").await;
-    alice.expect("* 1 here:").await;
+    alice.send("/history 1").await;
+    let first_epoch = epoch_of(&alice.recv().await);
     server.shutdown().await;
 
     let server = start_server(&flags).await;
     let mut bob = TcpClient::connect(server.tcp).await;
-    assert_eq!(bob.recv().await, "* last 1 message in #lobby (ids 1-1)");
+    // The same database: the same epoch, so ids given out before the restart still hold.
+    assert_eq!(
+        bob.recv().await,
+        format!("* last 1 message in #lobby (ids 1-1, epoch {first_epoch})")
+    );
     assert_eq!(replayed(&bob.recv().await), "<alice> before the restart");
     assert_eq!(bob.recv().await, "* end of history");
     bob.send("/join #OTHER").await;
     bob.expect("* you are in #OTHER with 0 others").await;
-    assert_eq!(bob.recv().await, "* last 1 message in #OTHER (ids 1-1)");
+    assert_eq!(
+        unepoch(bob.recv().await),
+        "* last 1 message in #OTHER (ids 1-1, epoch E)"
+    );
     assert_eq!(replayed(&bob.recv().await), "<alice> in another room");
     assert_eq!(bob.recv().await, "* end of history");
     // Ids go on from where they were.
@@ -194,7 +251,10 @@ async fn history_survives_a_restart_with_history_db() {
     bob.expect("* you are now known as bob").await;
     bob.send("after the restart").await;
     bob.send("/history 1").await;
-    assert_eq!(bob.recv().await, "* last 1 message in #OTHER (ids 2-2)");
+    assert_eq!(
+        bob.recv().await,
+        format!("* last 1 message in #OTHER (ids 2-2, epoch {first_epoch})")
+    );
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(db.parent().expect("dir"));
 }
@@ -283,4 +343,95 @@ async fn a_database_whose_tables_have_another_shape_is_refused_at_start_naming_t
         );
         let _ = std::fs::remove_dir_all(db.parent().expect("dir"));
     }
+}
+
+#[tokio::test]
+async fn since_an_id_of_another_epoch_is_answered_clearly_not_served() {
+    // Without a database each start is a new epoch: ids start over at 1.
+    let server = start_server("").await;
+    let mut alice = TcpClient::with_nick(server.tcp, "alice").await;
+    alice.send("said in the first run").await;
+    alice.send("/history").await;
+    let header = alice.recv().await;
+    assert!(
+        header.starts_with("* last 1 message in #lobby (ids 1-1, epoch "),
+        "{header}"
+    );
+    let first = epoch_of(&header);
+    server.shutdown().await;
+
+    let server = start_server("").await;
+    let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
+    bob.send("said in the second run").await;
+    bob.send("/history 1").await;
+    let second = epoch_of(&bob.recv().await);
+    assert_ne!(first, second, "a restart without a database is a new epoch");
+    bob.expect("* end of history").await;
+    // Line 0 of the old run: not the new run's line 1 under the same number.
+    bob.send(&format!("/history since 0@{first}")).await;
+    assert_eq!(
+        bob.recv().await,
+        format!(
+            "! message id 0@{first} is of history epoch {first}, but ids now are of epoch \
+             {second} (the server's history started over since); nothing is replayed after \
+             it: /history shows the last lines"
+        )
+    );
+    // The current epoch's ids, qualified or plain, are served.
+    for since in [
+        format!("0@{second}"),
+        "0".to_string(),
+        format!("0@{}", second.to_uppercase()),
+    ] {
+        bob.send(&format!("/history since {since}")).await;
+        assert_eq!(
+            bob.recv().await,
+            format!("* last 1 message in #lobby (ids 1-1, epoch {second})")
+        );
+        assert_eq!(replayed(&bob.recv().await), "<bob> said in the second run");
+        bob.expect("* end of history").await;
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_new_database_is_a_new_epoch_and_the_same_one_keeps_its_epoch() {
+    let db = temp_db("epoch");
+    let flags = format!("--db {}", db.display());
+    let server = start_server(&flags).await;
+    let mut alice = TcpClient::with_nick(server.tcp, "alice").await;
+    alice.send("kept").await;
+    alice.send("/history").await;
+    let first = epoch_of(&alice.recv().await);
+    server.shutdown().await;
+
+    let server = start_server(&flags).await;
+    let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
+    bob.send(&format!("/history since 0@{first}")).await;
+    assert_eq!(
+        bob.recv().await,
+        format!("* last 1 message in #lobby (ids 1-1, epoch {first})")
+    );
+    assert_eq!(replayed(&bob.recv().await), "<alice> kept");
+    server.shutdown().await;
+
+    // The database replaced by a new one: its ids start over, in an epoch of its own.
+    let _ = std::fs::remove_dir_all(db.parent().expect("dir"));
+    let db = temp_db("epoch");
+    let server = start_server(&format!("--db {}", db.display())).await;
+    let mut carol = TcpClient::with_nick(server.tcp, "carol").await;
+    carol.send(&format!("/history since 0@{first}")).await;
+    let refused = carol.recv().await;
+    assert!(
+        refused.starts_with(&format!(
+            "! message id 0@{first} is of history epoch {first}"
+        )),
+        "{refused}"
+    );
+    assert!(
+        !refused.contains(&format!("now are of epoch {first}")),
+        "{refused}"
+    );
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(db.parent().expect("dir"));
 }

@@ -267,3 +267,38 @@ async fn oper_gives_381_to_server_operators_only_and_kill_and_wallops_are_theirs
         .await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_privmsg_to_an_absent_account_is_kept_and_reaches_its_irc_login_with_its_time() {
+    let server = start_server(FLAGS).await;
+    let irc_addr = server.irc.expect("irc");
+    let mut owner = register(server.tcp, "bob", "pw-of-bob").await;
+    owner.send("/quit").await;
+    owner.expect_closed().await;
+
+    let mut alice = irc(irc_addr, "alice", "").await;
+    let sent_after = std::time::SystemTime::now() - std::time::Duration::from_millis(1);
+    alice.send("PRIVMSG bob :kept for later").await;
+    assert_eq!(
+        line_with(&mut alice, "NOTICE").await,
+        ":chatd NOTICE alice :kept for bob, who is away; delivered when they log in"
+    );
+    let sent_before = std::time::SystemTime::now();
+    // Apart in time, so the delivery's own time cannot pass for the sending's.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+    let mut bob = irc(irc_addr, "robert", "server-time").await;
+    bob.send("PRIVMSG NickServ :IDENTIFY bob pw-of-bob").await;
+    let kept = line_with(&mut bob, "PRIVMSG robert").await;
+    let (tags, rest) = kept.split_once(' ').expect("tags");
+    assert_eq!(rest, ":alice!chat@chatd PRIVMSG robert :kept for later");
+    let at = tags
+        .strip_prefix("@time=")
+        .and_then(|t| humantime::parse_rfc3339(t).ok())
+        .unwrap_or_else(|| panic!("no time tag: {kept}"));
+    assert!(
+        at >= sent_after && at <= sent_before,
+        "{kept}: the time is not when it was sent"
+    );
+    server.shutdown().await;
+}

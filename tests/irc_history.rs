@@ -68,15 +68,22 @@ fn time_of(line: &str) -> &str {
         .unwrap_or_else(|| panic!("no time tag in {line}"))
 }
 
-#[tokio::test]
-async fn chathistory_replays_a_line_members_lines_with_their_own_times() {
+/// A server with line member bob in #den, and IRC client alice (server-time, batch and
+/// chathistory on) with her welcome.
+async fn bob_in_den_and_alice_on_irc() -> (common::TestServer, TcpClient, TcpClient, Vec<String>) {
     let server = start_server("--irc 0 --name chatd").await;
     let mut bob = TcpClient::with_nick(server.tcp, "bob").await;
     bob.send("/join #den").await;
     bob.expect_match(|l| l.starts_with("* you are in #den"))
         .await;
     let caps = "server-time batch draft/chathistory";
-    let (mut alice, welcome) = irc_with(server.irc.expect("irc"), "alice", caps).await;
+    let (alice, welcome) = irc_with(server.irc.expect("irc"), "alice", caps).await;
+    (server, bob, alice, welcome)
+}
+
+#[tokio::test]
+async fn chathistory_replays_a_line_members_lines_with_their_own_times() {
+    let (server, mut bob, mut alice, welcome) = bob_in_den_and_alice_on_irc().await;
     assert!(
         welcome
             .iter()
@@ -384,6 +391,56 @@ async fn away_and_account_changes_reach_the_clients_that_asked_once() {
             .iter()
             .all(|l| !l.contains("ACCOUNT") && !l.contains(" AWAY")),
         "{before:?}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_msgid_of_another_history_epoch_is_refused_clearly() {
+    // (msgid tags go out with message-tags, which is not offered yet; references are read.)
+    let (server, mut bob, mut alice, _) = bob_in_den_and_alice_on_irc().await;
+    join(&mut alice, "#den").await;
+    bob.send("first").await;
+    alice
+        .expect_match(|l| l.ends_with("PRIVMSG #den first"))
+        .await;
+    bob.send("/history 1").await;
+    let header = loop {
+        let line = bob.recv().await;
+        if line.starts_with("* last 1 message in #den") {
+            break line;
+        }
+    };
+    let epoch: String = header
+        .split("epoch ")
+        .nth(1)
+        .map(|e| e.chars().take(6).collect())
+        .unwrap_or_else(|| panic!("{header}"));
+
+    // The same number in the current epoch is served; in another it is refused, clearly.
+    alice
+        .send(&format!("CHATHISTORY AFTER #den msgid=0@{epoch} 10"))
+        .await;
+    assert_eq!(batch(&mut alice).await.len(), 3);
+    let other = if epoch == "aaaaaa" {
+        "bbbbbb"
+    } else {
+        "aaaaaa"
+    };
+    alice
+        .send(&format!("CHATHISTORY AFTER #den msgid=0@{other} 10"))
+        .await;
+    let fail = loop {
+        let line = alice.recv().await;
+        if line.contains(" FAIL ") {
+            break line;
+        }
+    };
+    assert!(
+        fail.contains("FAIL CHATHISTORY INVALID_MSGREFTOKEN AFTER")
+            && fail.contains(&format!("0@{other} is of history epoch {other}"))
+            && fail.contains(&format!("now are of epoch {epoch}")),
+        "{fail}"
     );
     server.shutdown().await;
 }

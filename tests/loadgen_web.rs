@@ -14,18 +14,7 @@ fn spec(name: &str, tcp_over_ws: bool) -> FanoutSpec {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_members_in_the_bench_get_every_line_like_tcp_clients() {
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_chatd"));
-    let args = [
-        "--tcp",
-        "0",
-        "--http",
-        "0",
-        "--bind",
-        "127.0.0.1",
-        "--rate",
-        "off",
-        "--sendq",
-        "off",
-    ];
+    let args = [loadgen::server::LOOPBACK_CHATD_ARGS, &["--http", "0"]].concat();
     for (name, web) in [("mini-tcp", false), ("mini-web", true)] {
         let mut server = ServerProc::start_chatd(bin, &args, false)
             .await

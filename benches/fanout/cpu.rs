@@ -1,5 +1,6 @@
 //! The issue-15 table: each server's CPU per delivery and p99 side by side, from one run, with
-//! chatd's ratios against ncat and against the better of the two nats-server runs.
+//! chatd's ratios against ncat and against the better of the two nats-server runs, and chatd's IRC
+//! face against the better of ngircd and InspIRCd (issue 24).
 
 use std::fmt::Write as _;
 
@@ -32,7 +33,14 @@ pub struct Row {
     pub cpu_vs_nats: Option<f64>,
     /// chatd p99 ÷ the lower of nats-server's two runs.
     pub p99_vs_nats: Option<f64>,
+    /// chatd's IRC face: CPU per delivery ÷ the lower of ngircd's and InspIRCd's.
+    pub irc_cpu_vs_best: Option<f64>,
+    /// chatd's IRC face: p99 ÷ the lower of ngircd's and InspIRCd's.
+    pub irc_p99_vs_best: Option<f64>,
 }
+
+/// One of a cell's figures.
+type Figure = fn(&Cell) -> f64;
 
 fn cell(r: &FanoutResult) -> Cell {
     Cell {
@@ -52,42 +60,43 @@ pub fn rows(results: &[FanoutResult], cases: &[String]) -> Vec<Row> {
                 .find(|r| r.server == kind && &r.spec.name == case)
                 .map(cell)
         };
-        let Some(chatd) = of(ServerKind::Chatd) else {
+        let cells: Vec<(&'static str, Cell)> = ServerKind::ALL
+            .into_iter()
+            .filter_map(|kind| Some((kind.name(), of(kind)?)))
+            .collect();
+        if cells.is_empty() {
             continue;
-        };
-        let mut cells = vec![("chatd", chatd)];
-        let kinds = [
-            ServerKind::ChatdBase,
-            ServerKind::Ncat,
-            ServerKind::Nats,
-            ServerKind::NatsOneProc,
-        ];
-        for kind in kinds {
-            if let Some(c) = of(kind) {
-                cells.push((kind.name(), c));
-            }
         }
-        let best = |f: fn(&Cell) -> f64| {
-            [ServerKind::Nats, ServerKind::NatsOneProc]
-                .into_iter()
-                .filter_map(of)
+        // The lower of `kinds`' figures by `f`, and `of(who)`'s figure by `f` divided by it.
+        let vs = |who: ServerKind, kinds: &[ServerKind], f: Figure| {
+            let best = kinds
+                .iter()
+                .filter_map(|&k| of(k))
                 .map(|c| f(&c))
-                .reduce(f64::min)
+                .reduce(f64::min)?;
+            let mine = f(&of(who)?);
+            (best > 0.0).then(|| mine / best)
         };
-        let div = |a: f64, b: f64| (b > 0.0).then(|| a / b);
+        let cpu: Figure = |c| c.cpu_us;
+        let p99: Figure = |c| c.p99_us;
+        let nats = [ServerKind::Nats, ServerKind::NatsOneProc];
+        let ircds = [ServerKind::Ngircd, ServerKind::Inspircd];
         out.push(Row {
             case: case.clone(),
-            cpu_vs_base: of(ServerKind::ChatdBase).and_then(|b| div(chatd.cpu_us, b.cpu_us)),
-            cpu_vs_ncat: of(ServerKind::Ncat).and_then(|n| div(chatd.cpu_us, n.cpu_us)),
-            cpu_vs_nats: best(|c| c.cpu_us).and_then(|n| div(chatd.cpu_us, n)),
-            p99_vs_nats: best(|c| c.p99_us).and_then(|n| div(chatd.p99_us, n)),
+            cpu_vs_base: vs(ServerKind::Chatd, &[ServerKind::ChatdBase], cpu),
+            cpu_vs_ncat: vs(ServerKind::Chatd, &[ServerKind::Ncat], cpu),
+            cpu_vs_nats: vs(ServerKind::Chatd, &nats, cpu),
+            p99_vs_nats: vs(ServerKind::Chatd, &nats, p99),
+            irc_cpu_vs_best: vs(ServerKind::ChatdIrc, &ircds, cpu),
+            irc_p99_vs_best: vs(ServerKind::ChatdIrc, &ircds, p99),
             cells,
         });
     }
     out
 }
 
-/// The rows as a table: CPU per delivery (µs) / p99 for each server, then chatd's ratios.
+/// The rows as a Markdown table: a row per case, a column per server with its CPU per delivery
+/// (µs) and p99, then chatd's ratios (printed at the end of the run and written beside the JSON).
 pub fn render(rows: &[Row]) -> String {
     let mut s = String::new();
     if rows.is_empty() {
@@ -95,35 +104,65 @@ pub fn render(rows: &[Row]) -> String {
     }
     let _ = writeln!(
         s,
-        "-- server CPU per delivery (us) and p99, side by side (loss shown when not 0)"
+        "-- server CPU per delivery and p99, side by side (loss shown when not 0); chatd's ratios \
+         against chatd-base, ncat and the better nats-server, chatd-irc's against the better of \
+         ngircd and InspIRCd\n"
+    );
+    let servers: Vec<&str> = ServerKind::ALL
+        .iter()
+        .map(|k| k.name())
+        .filter(|name| rows.iter().any(|r| r.cells.iter().any(|(n, _)| n == name)))
+        .collect();
+    let ratios = [
+        "chatd cpu / base",
+        "chatd cpu / ncat",
+        "chatd cpu / nats",
+        "chatd p99 / nats",
+        "irc cpu / best ircd",
+        "irc p99 / best ircd",
+    ];
+    let _ = writeln!(
+        s,
+        "| case | {} | {} |",
+        servers.join(" | "),
+        ratios.join(" | ")
+    );
+    let _ = writeln!(
+        s,
+        "|---{}",
+        "|---".repeat(servers.len() + ratios.len()) + "|"
     );
     for row in rows {
-        let cells: Vec<String> = row
-            .cells
+        let cells: Vec<String> = servers
             .iter()
-            .map(|(name, c)| {
-                let loss = if c.loss != 0 {
-                    format!(" loss {}", c.loss)
-                } else {
-                    String::new()
-                };
-                format!(
-                    "{name} {:.3}us p99 {}{loss}",
-                    c.cpu_us,
-                    super::fmt_us(c.p99_us)
-                )
+            .map(|name| match row.cells.iter().find(|(n, _)| n == name) {
+                None => "-".into(),
+                Some((_, c)) => {
+                    let loss = if c.loss != 0 {
+                        format!(", loss {}", c.loss)
+                    } else {
+                        String::new()
+                    };
+                    format!("{:.3} us; {}{loss}", c.cpu_us, super::fmt_us(c.p99_us))
+                }
             })
             .collect();
         let ratio = |r: Option<f64>| r.map_or("-".into(), |r| format!("{r:.2}x"));
+        let ratios = [
+            row.cpu_vs_base,
+            row.cpu_vs_ncat,
+            row.cpu_vs_nats,
+            row.p99_vs_nats,
+            row.irc_cpu_vs_best,
+            row.irc_p99_vs_best,
+        ]
+        .map(ratio);
         let _ = writeln!(
             s,
-            "{:<11} {} | chatd cpu {} base, {} ncat, {} nats; p99 {} nats",
+            "| {} | {} | {} |",
             row.case,
             cells.join(" | "),
-            ratio(row.cpu_vs_base),
-            ratio(row.cpu_vs_ncat),
-            ratio(row.cpu_vs_nats),
-            ratio(row.p99_vs_nats),
+            ratios.join(" | ")
         );
     }
     s

@@ -16,6 +16,7 @@ complete -c chatd -l rate -d 'Messages per second per member, or `off`' -r
 complete -c chatd -l burst -d 'Messages allowed in a burst' -r
 complete -c chatd -l flood-kick -d 'Flooding this long gets a member out' -r
 complete -c chatd -l sendq -d 'Unsent bytes before a slow reader is cut' -r
+complete -c chatd -l coalesce -d 'Gather a busy room\'s lines this long' -r
 complete -c chatd -l idle-timeout -d 'Disconnect TCP members silent this long' -r
 complete -c chatd -l partial-timeout -d 'Take an unfinished TCP line as sent after this' -r
 complete -c chatd -l udp-validate -d 'New UDP addresses send back a short code first' -r -f -a "on\t'Always'
@@ -28,6 +29,7 @@ complete -c chatd -l history -d 'Chat lines each room replays to joiners' -r
 complete -c chatd -l db -d 'Keep history and accounts in this SQLite file' -r -F
 complete -c chatd -l max-rooms -d 'Most rooms open at once' -r
 complete -c chatd -l max-rooms-per-member -d 'Most rooms one member may be in at once' -r
+complete -c chatd -l offline-max -d 'Messages kept for each absent account' -r
 complete -c chatd -l max-bans-per-room -d 'Most bans one room holds' -r
 complete -c chatd -l announce-max -d 'Largest room that announces joins and leaves' -r
 complete -c chatd -l oper -d 'An account that is a server operator' -r

@@ -1,19 +1,21 @@
 //! One fan-out case against one running server: connect, settle, send, drain, and sum up.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use futures::StreamExt;
 use serde::Serialize;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use super::conn;
 use super::hist::Histogram;
+use super::irc::SharedWriter;
 use super::recv::{self, Clock, RecvShared, RecvStats};
-use super::send::{self, Pace, SendStats};
+use super::send::{self, Pace, SendStats, TcpOut};
 use super::server::{ServerKind, ServerProc};
 use super::sys;
 use super::udp::UdpReceivers;
@@ -250,19 +252,19 @@ pub async fn run_fanout(server: &mut ServerProc, spec: &FanoutSpec) -> Result<Fa
             match r {
                 Ok(stream) => {
                     tcp_connected += 1;
-                    let (rd, wr) = stream.into_split();
+                    let (rd, out, pong) = split(stream, kind);
                     let is_sender = i < spec.tcp_senders;
                     let stats = RecvStats::new(&shared, is_sender);
                     let sh = Arc::clone(&shared);
                     readers.spawn(async move {
-                        let (rd, stats) = recv::read_tcp(rd, sh, stats).await;
+                        let (rd, stats) = recv::read_tcp(rd, sh, stats, pong).await;
                         drop(rd);
                         ("tcp", stats)
                     });
                     if is_sender {
-                        sender_plan.push((i as u32, SenderSide::Tcp(wr)));
+                        sender_plan.push((i as u32, SenderSide::Tcp(out)));
                     } else {
-                        writers.push(wr);
+                        writers.push(out);
                     }
                 }
                 Err(e) => {
@@ -335,7 +337,12 @@ pub async fn run_fanout(server: &mut ServerProc, spec: &FanoutSpec) -> Result<Fa
     });
 
     // Let join notices finish flowing, so they neither compete with nor count as traffic.
-    settle(&shared, Duration::from_millis(300), Duration::from_secs(10)).await;
+    settle(
+        &shared.bytes,
+        Duration::from_millis(300),
+        Duration::from_secs(10),
+    )
+    .await;
 
     let udp_ports: Vec<u16> = udp_socks
         .iter()
@@ -363,12 +370,7 @@ pub async fn run_fanout(server: &mut ServerProc, spec: &FanoutSpec) -> Result<Fa
                 }
             }
         };
-        jobs.push(SenderJob {
-            id,
-            side,
-            pace,
-            nats: server.kind.is_nats(),
-        });
+        jobs.push(SenderJob { id, side, pace });
     }
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let stop = shared.stop.clone();
@@ -619,33 +621,35 @@ struct SenderJob {
     id: u32,
     side: SenderSide,
     pace: Pace,
-    /// TCP senders speak NATS (`PUB`) instead of plain lines.
-    nats: bool,
 }
 
-/// Runs all senders concurrently on the current (sender) runtime; returns each one's id, TCP write
-/// half (kept open until the case ends) and stats.
+/// Splits a greeted client into its read half, its sending side in `kind`'s protocol and, for
+/// IRC, the write half its reader answers `PING` on.
+pub fn split(stream: TcpStream, kind: ServerKind) -> (OwnedReadHalf, TcpOut, Option<SharedWriter>) {
+    let (rd, wr) = stream.into_split();
+    if kind.is_irc() {
+        let wr = Arc::new(tokio::sync::Mutex::new(wr));
+        (rd, TcpOut::Irc(Arc::clone(&wr)), Some(wr))
+    } else if kind.is_nats() {
+        (rd, TcpOut::Nats(wr), None)
+    } else {
+        (rd, TcpOut::Line(wr), None)
+    }
+}
+
+/// Runs all senders concurrently on the current (sender) runtime; returns each one's id, TCP
+/// sending side (kept open until the case ends) and stats.
 async fn run_senders(
     jobs: Vec<SenderJob>,
     k: u32,
     start: Instant,
     clock: Clock,
     stop: tokio_util::sync::CancellationToken,
-) -> Vec<(u32, Option<OwnedWriteHalf>, SendStats)> {
+) -> Vec<(u32, Option<TcpOut>, SendStats)> {
     let mut set = JoinSet::new();
-    for SenderJob {
-        id,
-        side,
-        pace,
-        nats,
-    } in jobs
-    {
+    for SenderJob { id, side, pace } in jobs {
         let stop = stop.clone();
         match side {
-            SenderSide::Tcp(wr) if nats => set.spawn(async move {
-                let (wr, stats) = send::send_nats(wr, id, k, pace, start, clock, stop).await;
-                (id, Some(wr), stats)
-            }),
             SenderSide::Tcp(wr) => set.spawn(async move {
                 let (wr, stats) = send::send_tcp(wr, id, k, pace, start, clock, stop).await;
                 (id, Some(wr), stats)
@@ -667,25 +671,27 @@ async fn run_senders(
 }
 
 enum SenderSide {
-    Tcp(OwnedWriteHalf),
+    Tcp(TcpOut),
     Udp(Arc<std::net::UdpSocket>),
 }
 
-/// Waits until no bytes have arrived for `quiet` (or `max` passed): the join storm is over.
-async fn settle(shared: &RecvShared, quiet: Duration, max: Duration) {
-    let until = Instant::now() + max;
-    let mut last = shared.bytes.load(Ordering::Relaxed);
+/// Waits until `bytes` (a count of bytes received) has not moved for `quiet` (or `max` passed):
+/// the join storm is over. Returns how long it waited.
+pub(crate) async fn settle(bytes: &AtomicU64, quiet: Duration, max: Duration) -> Duration {
+    let start = Instant::now();
+    let mut last = bytes.load(Ordering::Relaxed);
     let mut since = Instant::now();
-    while Instant::now() < until {
+    while start.elapsed() < max {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let now = shared.bytes.load(Ordering::Relaxed);
+        let now = bytes.load(Ordering::Relaxed);
         if now != last {
             last = now;
             since = Instant::now();
         } else if since.elapsed() >= quiet {
-            return;
+            break;
         }
     }
+    start.elapsed()
 }
 
 /// Sends `#ping#` from every UDP peer once per `every`, spread over the interval so the server

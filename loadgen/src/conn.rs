@@ -34,7 +34,8 @@ impl Sources {
     }
 }
 
-/// Connects one TCP client (from `source` if given) and reads until the server's greeting.
+/// Connects one TCP client (from `source` if given) and reads until the server's greeting (for
+/// IRC, until it has registered and joined the channel).
 pub async fn connect_greeted(
     server: SocketAddr,
     source: Option<IpAddr>,
@@ -51,7 +52,12 @@ pub async fn connect_greeted(
         }
         let mut stream = socket.connect(server).await?;
         stream.set_nodelay(true)?;
-        wait_greeting(&mut stream, kind).await?;
+        if kind.is_irc() {
+            // Registration and the join are one exchange; 001 alone is not yet in the channel.
+            crate::irc::register(&mut stream, &crate::irc::next_nick()).await?;
+        } else {
+            wait_greeting(&mut stream, kind).await?;
+        }
         if kind.is_nats() {
             nats_subscribe(&mut stream).await?;
         }
@@ -105,9 +111,32 @@ pub(crate) async fn wait_greeting(stream: &mut TcpStream, kind: ServerKind) -> R
 
 /// Reads lines until `wanted` accepts one, dropping the rest of that read.
 async fn wait_line(stream: &mut TcpStream, wanted: impl Fn(&[u8]) -> bool) -> Result<()> {
+    converse(stream, GREETING_MAX, |line| {
+        Ok(if wanted(line) { Turn::Done } else { Turn::Wait })
+    })
+    .await
+}
+
+/// What a client does about one line while it waits to be let in.
+pub(crate) enum Turn {
+    /// Keep reading.
+    Wait,
+    /// Send this, then keep reading.
+    Reply(Vec<u8>),
+    /// In: stop reading (what followed in the same read is dropped).
+    Done,
+}
+
+/// Reads lines (without `\n`), hands each to `handle` and sends its replies, until it says
+/// [`Turn::Done`], fails, the server closes, or `max` bytes have come without that.
+pub(crate) async fn converse(
+    stream: &mut TcpStream,
+    max: usize,
+    mut handle: impl FnMut(&[u8]) -> Result<Turn>,
+) -> Result<()> {
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
-    let mut scanned = 0;
+    let mut total = 0;
     loop {
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
@@ -116,18 +145,26 @@ async fn wait_line(stream: &mut TcpStream, wanted: impl Fn(&[u8]) -> bool) -> Re
                 String::from_utf8_lossy(&buf[..buf.len().min(200)])
             );
         }
+        total += n;
         buf.extend_from_slice(&chunk[..n]);
-        let mut start = scanned;
-        for nl in memchr::memchr_iter(b'\n', &buf[scanned..]) {
-            let end = scanned + nl;
-            if wanted(&buf[start..end]) {
-                return Ok(());
+        let (mut start, mut replies) = (0, Vec::new());
+        for nl in memchr::memchr_iter(b'\n', &buf) {
+            match handle(&buf[start..nl])? {
+                Turn::Wait => {}
+                Turn::Reply(r) => replies.extend(r),
+                Turn::Done => {
+                    stream.write_all(&replies).await?;
+                    return Ok(());
+                }
             }
-            start = end + 1;
+            start = nl + 1;
         }
-        scanned = start;
-        if buf.len() > GREETING_MAX {
-            bail!("no greeting in the first {GREETING_MAX} bytes");
+        buf.drain(..start);
+        if !replies.is_empty() {
+            stream.write_all(&replies).await?;
+        }
+        if total > max {
+            bail!("no greeting in the first {max} bytes");
         }
     }
 }

@@ -18,6 +18,8 @@ enum Kind {
     Ncat,
     /// nats-server (CONNECT, SUB room, PUB room).
     Nats,
+    /// Any IRC server, chatd's `--irc` port included (NICK/USER, JOIN #room, PRIVMSG #room).
+    Irc,
 }
 
 /// Load a chat server with fan-out traffic and measure it.
@@ -85,6 +87,8 @@ fn main() -> Result<()> {
         Kind::Chatd => ServerKind::Chatd,
         Kind::Ncat => ServerKind::Ncat,
         Kind::Nats => ServerKind::Nats,
+        // Every IRC kind is spoken to alike; this one only names it in --json.
+        Kind::Irc => ServerKind::Ngircd,
     };
     let spec = FanoutSpec {
         name: "loadgen".into(),

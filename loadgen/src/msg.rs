@@ -112,15 +112,15 @@ fn parse_at(s: &[u8], at: usize) -> Option<(Token, usize)> {
 }
 
 /// Calls `found` for every message token in `line` (usually one; more if a relay merged lines).
-/// A token must start at the line start or after a space or `>`, so a nick ending in `m` or the
-/// `xxx` padding cannot be taken for one.
+/// A token must start at the line start or after a space, `>` or `:` (IRC's trailing parameter),
+/// so a nick ending in `m` or the `xxx` padding cannot be taken for one.
 pub fn scan_tokens(line: &[u8], mut found: impl FnMut(Token)) -> usize {
     let mut count = 0;
     let mut from = 0;
     while let Some(i) = memchr::memchr(b'm', &line[from..]) {
         let at = from + i;
         from = at + 1;
-        let boundary = at == 0 || matches!(line[at - 1], b' ' | b'>');
+        let boundary = at == 0 || matches!(line[at - 1], b' ' | b'>' | b':');
         if !boundary {
             continue;
         }
@@ -134,10 +134,19 @@ pub fn scan_tokens(line: &[u8], mut found: impl FnMut(Token)) -> usize {
     count
 }
 
-/// If `line` is chatd's `! you missed N messages` notice, returns N (a sign the server dropped
-/// lines for a slow reader, reported next to the measured loss).
+/// If `line` is chatd's `! you missed N messages` notice (on IRC, `:chatd NOTICE nick :you missed
+/// N messages in #room`), returns N (a sign the server dropped lines for a slow reader, reported
+/// next to the measured loss).
 pub fn missed_notice(line: &[u8]) -> Option<u64> {
-    let rest = line.strip_prefix(b"! you missed ")?;
+    const MISSED: &[u8] = b"you missed ";
+    let rest = match line.strip_prefix(b"! you missed ") {
+        Some(rest) => rest,
+        None if line.starts_with(b":chatd NOTICE ") => {
+            let at = memchr::memmem::find(line, b" :you missed ")?;
+            &line[at + 2 + MISSED.len()..]
+        }
+        None => return None,
+    };
     digits(rest, 0).map(|(n, _)| n)
 }
 
@@ -182,6 +191,10 @@ mod tests {
         };
         assert_eq!(all(b"<127.0.0.1:5000> m 3 17 123456789 xxxx"), vec![t]);
         assert_eq!(all(b"<user5> m 3 17 123456789 xxxx"), vec![t]);
+        assert_eq!(
+            all(b":c5!chat@chatd PRIVMSG #room :m 3 17 123456789 xx"),
+            vec![t]
+        );
         // ncat prefixes a chunk, so the prefix can glue onto the next line's start.
         assert_eq!(
             all(b"<user5>m 3 17 123456789 xx<user5> m 3 18 5 xx"),
@@ -217,5 +230,13 @@ mod tests {
     fn parses_missed_notice() {
         assert_eq!(missed_notice(b"! you missed 42 messages"), Some(42));
         assert_eq!(missed_notice(b"! slow down"), None);
+        assert_eq!(
+            missed_notice(b":chatd NOTICE c4 :you missed 7 messages in #room\r"),
+            Some(7)
+        );
+        assert_eq!(
+            missed_notice(b":c3!chat@chatd PRIVMSG #room :you missed 7 messages"),
+            None
+        );
     }
 }

@@ -5,15 +5,19 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio_util::sync::CancellationToken;
 
 use super::hist::Histogram;
+use super::irc::SharedWriter;
 use super::msg::{self, Token};
 
 /// Read buffer per TCP client: big reads keep syscalls per delivered line low.
 const TCP_READ_BUF: usize = 64 * 1024;
+
+/// Longest wait for an IRC client's write half to take a `PONG`.
+const PONG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The monotonic clock all senders and receivers of one process share, so an embedded send
 /// timestamp can be compared with a receive time directly.
@@ -164,11 +168,12 @@ impl RecvStats {
         self.unique
     }
 
-    /// Accounts one received line (without its `\n`) that arrived at `now_ns`.
-    pub fn line(&mut self, line: &[u8], now_ns: u64, shared: &RecvShared) {
+    /// Accounts one received line (without its `\n`) that arrived at `now_ns`; true if it
+    /// carried a message.
+    pub fn line(&mut self, line: &[u8], now_ns: u64, shared: &RecvShared) -> bool {
         if let Some(n) = msg::missed_notice(line) {
             self.missed_notices += n;
-            return;
+            return false;
         }
         let mut tokens = std::mem::take(&mut self.seen);
         let found = msg::scan_tokens(line, |t| self.token(t, now_ns, shared, &mut tokens));
@@ -176,6 +181,7 @@ impl RecvStats {
         if found == 0 {
             self.other_lines += 1;
         }
+        found > 0
     }
 
     fn token(&mut self, t: Token, now_ns: u64, shared: &RecvShared, seen: &mut [u64]) {
@@ -241,13 +247,43 @@ impl RecvStats {
     }
 }
 
+/// Hands every complete line (without its `\n`) in `buf`, which holds `filled` bytes carried over
+/// from the last read and `n` new ones, to `line`, then moves the unfinished tail to the front and
+/// returns its length. A line longer than the whole buffer is nobody's message: it is handed over
+/// as it is and dropped.
+pub(crate) fn take_lines(
+    buf: &mut [u8],
+    filled: usize,
+    n: usize,
+    mut line: impl FnMut(&[u8]),
+) -> usize {
+    let end = filled + n;
+    let mut start = 0;
+    // The carried-over partial line holds no newline, so only the new bytes need scanning.
+    for nl in memchr::memchr_iter(b'\n', &buf[filled..end]) {
+        let nl = filled + nl;
+        line(&buf[start..nl]);
+        start = nl + 1;
+    }
+    if start == 0 && end == buf.len() {
+        line(&buf[..end]);
+        0
+    } else {
+        buf.copy_within(start..end, 0);
+        end - start
+    }
+}
+
 /// Reads a TCP client until the case stops, splitting the stream into lines with memchr. Keeps
-/// reading after it has everything, so the server never stalls on this client.
+/// reading after it has everything, so the server never stalls on this client. With `pong` (an
+/// IRC client's write half) the server's `PING`s are answered, or an idle reader would be cut.
 pub async fn read_tcp(
     mut rd: OwnedReadHalf,
     shared: Arc<RecvShared>,
     mut stats: RecvStats,
+    pong: Option<SharedWriter>,
 ) -> (OwnedReadHalf, RecvStats) {
+    let mut replies = Vec::new();
     let mut buf = vec![0u8; TCP_READ_BUF];
     let mut filled = 0;
     loop {
@@ -269,23 +305,49 @@ pub async fn read_tcp(
         // One clock reading per read: everything in one chunk arrived together.
         let now = shared.clock.now_ns();
         let before = stats.unique;
-        let end = filled + n;
-        let mut start = 0;
-        // The carried-over partial line holds no newline, so only the new bytes need scanning.
-        for nl in memchr::memchr_iter(b'\n', &buf[filled..end]) {
-            let nl = filled + nl;
-            stats.line(&buf[start..nl], now, &shared);
-            start = nl + 1;
-        }
-        if start == 0 && end == buf.len() {
-            // A line longer than the buffer is nobody's message; account it and move on.
-            stats.line(&buf[..end], now, &shared);
-            filled = 0;
-        } else {
-            buf.copy_within(start..end, 0);
-            filled = end - start;
-        }
+        filled = take_lines(&mut buf, filled, n, |line| {
+            if !stats.line(line, now, &shared) && pong.is_some() {
+                replies.extend(crate::irc::pong_for(line).unwrap_or_default());
+            }
+        });
         stats.note_progress(before, n, &shared);
+        if let (Some(wr), false) = (&pong, replies.is_empty()) {
+            let answer = async { wr.lock().await.write_all(&replies).await };
+            match tokio::time::timeout(PONG_TIMEOUT, answer).await {
+                Ok(Ok(())) => replies.clear(),
+                Ok(Err(e)) => {
+                    stats.error = Some(format!("answering PING: {e}"));
+                    break;
+                }
+                Err(_) => {
+                    stats.error = Some("answering PING: the write half stayed busy".into());
+                    break;
+                }
+            }
+        }
     }
     (rd, stats)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lines_are_split_across_reads_and_overlong_ones_dropped() {
+        let mut buf = [0u8; 16];
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        buf[..9].copy_from_slice(b"ab\ncd\nef-");
+        let filled = super::take_lines(&mut buf, 0, 9, |l| got.push(l.to_vec()));
+        assert_eq!(got, [b"ab".to_vec(), b"cd".to_vec()]);
+        assert_eq!(&buf[..filled], b"ef-");
+        buf[filled..filled + 3].copy_from_slice(b"gh\n");
+        let filled = super::take_lines(&mut buf, filled, 3, |l| got.push(l.to_vec()));
+        assert_eq!((got[2].as_slice(), filled), (&b"ef-gh"[..], 0));
+        buf.copy_from_slice(b"0123456789abcdef");
+        let filled = super::take_lines(&mut buf, 0, 16, |l| got.push(l.to_vec()));
+        assert_eq!(
+            (got[3].len(), filled),
+            (16, 0),
+            "a full buffer without a newline"
+        );
+    }
 }

@@ -9,6 +9,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio_util::sync::CancellationToken;
 
 use super::hist::Histogram;
+use super::irc::SharedWriter;
 use super::msg::{encode, Token, MSG_LEN};
 use super::recv::Clock;
 
@@ -49,27 +50,41 @@ trait Outlet {
     async fn put(&mut self, line: &[u8; MSG_LEN]) -> std::io::Result<()>;
 }
 
-impl Outlet for OwnedWriteHalf {
-    async fn put(&mut self, line: &[u8; MSG_LEN]) -> std::io::Result<()> {
-        // One write per message keeps each embedded timestamp true to when it was handed over.
-        self.write_all(line).await
-    }
+/// A TCP client's sending side, speaking its server's protocol.
+pub enum TcpOut {
+    /// chatd and ncat: the line as it is.
+    Line(OwnedWriteHalf),
+    /// NATS: `PUB room 64`, then the same 64-byte payload.
+    Nats(OwnedWriteHalf),
+    /// IRC: `PRIVMSG #room :` and the payload, on a write half the client's reader shares to
+    /// answer `PING`.
+    Irc(SharedWriter),
 }
-
-/// A NATS publisher: each message goes out as `PUB room 64` and the same 64-byte payload.
-pub struct NatsPub(pub OwnedWriteHalf);
 
 /// `PUB room 64\r\n`, then the payload, then `\r\n`.
 const NATS_PUB_HEAD: &[u8] = b"PUB room 64\r\n";
 
-impl Outlet for NatsPub {
+impl TcpOut {
+    /// Hands one message line over in the protocol's framing: one write per message, which keeps
+    /// each embedded timestamp true to when it was handed over.
+    pub async fn put(&mut self, line: &[u8; MSG_LEN]) -> std::io::Result<()> {
+        match self {
+            TcpOut::Line(wr) => wr.write_all(line).await,
+            TcpOut::Nats(wr) => {
+                let mut frame = [0u8; NATS_PUB_HEAD.len() + MSG_LEN + 2];
+                frame[..NATS_PUB_HEAD.len()].copy_from_slice(NATS_PUB_HEAD);
+                frame[NATS_PUB_HEAD.len()..NATS_PUB_HEAD.len() + MSG_LEN].copy_from_slice(line);
+                frame[NATS_PUB_HEAD.len() + MSG_LEN..].copy_from_slice(b"\r\n");
+                wr.write_all(&frame).await
+            }
+            TcpOut::Irc(wr) => wr.lock().await.write_all(&crate::irc::privmsg(line)).await,
+        }
+    }
+}
+
+impl Outlet for TcpOut {
     async fn put(&mut self, line: &[u8; MSG_LEN]) -> std::io::Result<()> {
-        let mut frame = [0u8; NATS_PUB_HEAD.len() + MSG_LEN + 2];
-        frame[..NATS_PUB_HEAD.len()].copy_from_slice(NATS_PUB_HEAD);
-        frame[NATS_PUB_HEAD.len()..NATS_PUB_HEAD.len() + MSG_LEN].copy_from_slice(line);
-        frame[NATS_PUB_HEAD.len() + MSG_LEN..].copy_from_slice(b"\r\n");
-        // One write per message, as for the line protocols.
-        self.0.write_all(&frame).await
+        TcpOut::put(self, line).await
     }
 }
 
@@ -140,34 +155,19 @@ async fn send_loop(
     stats
 }
 
-/// Runs a TCP sender; the write half is handed back so the connection stays open (closing it would
+/// Runs a TCP sender; its outlet is handed back so the connection stays open (closing it would
 /// make the server drop the member while others still receive).
 pub async fn send_tcp(
-    mut wr: OwnedWriteHalf,
+    mut out: TcpOut,
     id: u32,
     count: u32,
     pace: Pace,
     start: Instant,
     clock: Clock,
     stop: CancellationToken,
-) -> (OwnedWriteHalf, SendStats) {
-    let stats = send_loop(id, count, pace, start, clock, &stop, &mut wr).await;
-    (wr, stats)
-}
-
-/// Runs a NATS publisher (see [`NatsPub`]); the write half is handed back as for [`send_tcp`].
-pub async fn send_nats(
-    wr: OwnedWriteHalf,
-    id: u32,
-    count: u32,
-    pace: Pace,
-    start: Instant,
-    clock: Clock,
-    stop: CancellationToken,
-) -> (OwnedWriteHalf, SendStats) {
-    let mut out = NatsPub(wr);
+) -> (TcpOut, SendStats) {
     let stats = send_loop(id, count, pace, start, clock, &stop, &mut out).await;
-    (out.0, stats)
+    (out, stats)
 }
 
 /// Runs a UDP sender: one datagram per message on a socket connected to the server.

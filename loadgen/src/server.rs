@@ -1,6 +1,6 @@
-//! Starting and stopping the servers under test (chatd, and `ncat --chat` and nats-server as the
-//! baselines), and recognising each one's greeting so a client is only counted once the server has
-//! accepted it.
+//! Starting and stopping the servers under test (chatd, and `ncat --chat`, nats-server, ngircd and
+//! InspIRCd as the baselines), and recognising each one's greeting so a client is only counted once
+//! the server has accepted it.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -16,9 +16,10 @@ use tokio::sync::oneshot;
 
 use super::sys;
 
-/// Which server a client is talking to: decides what its greeting looks like.
+/// Which server a client is talking to: decides what its greeting looks like and which protocol
+/// it speaks (chatd's lines, NATS or IRC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum ServerKind {
     /// chatd, greeting with `* welcome … - you are NAME; …`.
     Chatd,
@@ -31,7 +32,15 @@ pub enum ServerKind {
     /// (`CONNECT`, `SUB room 1`, `PUB room N`), greeted by `INFO {…}`.
     Nats,
     /// nats-server with `GOMAXPROCS=1`, its best on a small machine.
+    #[serde(rename = "nats-1proc")]
     NatsOneProc,
+    /// chatd's IRC face (`--irc`): clients register (`NICK`/`USER`), `JOIN #room` and send
+    /// `PRIVMSG #room :…` (see [`crate::irc`]).
+    ChatdIrc,
+    /// ngircd (Debian package `ngircd`), configured by [`crate::ircd`] with flood limits off.
+    Ngircd,
+    /// InspIRCd 3 (Debian package `inspircd`), configured by [`crate::ircd`] likewise.
+    Inspircd,
 }
 
 impl ServerKind {
@@ -43,7 +52,47 @@ impl ServerKind {
             ServerKind::Ncat => "ncat",
             ServerKind::Nats => "nats",
             ServerKind::NatsOneProc => "nats-1proc",
+            ServerKind::ChatdIrc => "chatd-irc",
+            ServerKind::Ngircd => "ngircd",
+            ServerKind::Inspircd => "inspircd",
         }
+    }
+
+    /// Every kind, in the order the bench's tables list them.
+    pub const ALL: [ServerKind; 8] = [
+        ServerKind::Chatd,
+        ServerKind::ChatdBase,
+        ServerKind::Ncat,
+        ServerKind::Nats,
+        ServerKind::NatsOneProc,
+        ServerKind::ChatdIrc,
+        ServerKind::Ngircd,
+        ServerKind::Inspircd,
+    ];
+
+    /// The kind [`ServerKind::name`] calls `name`.
+    pub fn from_name(name: &str) -> Option<ServerKind> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Handshakes to keep in flight against this server, at most `wanted`. ncat and ngircd listen
+    /// with a backlog of 10: more connections waiting than that overflow it into SYN retries a
+    /// second or more apart, which would be the generator's doing, not the server's. (ncat also
+    /// accepts slowly, hence 2.)
+    pub fn connect_concurrency(self, wanted: usize) -> usize {
+        match self {
+            ServerKind::Ncat => wanted.min(2),
+            ServerKind::Ngircd => wanted.min(8),
+            _ => wanted,
+        }
+    }
+
+    /// Whether clients speak IRC to this server.
+    pub fn is_irc(self) -> bool {
+        matches!(
+            self,
+            ServerKind::ChatdIrc | ServerKind::Ngircd | ServerKind::Inspircd
+        )
     }
 
     /// Whether clients speak the NATS protocol to this server.
@@ -62,9 +111,27 @@ impl ServerKind {
                     && memchr::memmem::find(line, b" is connected as ").is_some()
             }
             ServerKind::Nats | ServerKind::NatsOneProc => line.starts_with(b"INFO {"),
+            // Registration ends with RPL_WELCOME; the channel is joined afterwards (crate::irc).
+            ServerKind::ChatdIrc | ServerKind::Ngircd | ServerKind::Inspircd => {
+                crate::irc::numeric(line) == Some(*b"001")
+            }
         }
     }
 }
+
+/// A chatd on loopback ports the OS picks, without the limits that would get in the way of
+/// measuring the relay (flood control, send queues): what the tests' small cases start, with a
+/// face's own flag (`--http 0`, `--irc 0`) added.
+pub const LOOPBACK_CHATD_ARGS: &[&str] = &[
+    "--tcp",
+    "0",
+    "--bind",
+    "127.0.0.1",
+    "--rate",
+    "off",
+    "--sendq",
+    "off",
+];
 
 /// Lines of a server's stderr kept for error messages.
 const LOG_TAIL: usize = 30;
@@ -76,7 +143,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ServerProc {
     /// Which server this is.
     pub kind: ServerKind,
-    /// Its TCP address.
+    /// The TCP address its clients connect to (chatd's IRC port for [`ServerKind::ChatdIrc`]).
     pub tcp: SocketAddr,
     /// Its UDP address (chatd only).
     pub udp: Option<SocketAddr>,
@@ -93,15 +160,18 @@ pub struct ServerProc {
     /// None for a server this process did not start.
     child: Option<Child>,
     log: Arc<Mutex<VecDeque<String>>>,
+    /// A directory holding the server's generated configuration, removed with it.
+    dir: Option<PathBuf>,
 }
 
-/// What the stderr reader looks for.
+/// What the log reader looks for.
 #[derive(Default)]
-struct Found {
-    tcp: Option<SocketAddr>,
+pub(crate) struct Found {
+    pub(crate) tcp: Option<SocketAddr>,
     udp: Option<SocketAddr>,
     http: Option<SocketAddr>,
     tls: Option<SocketAddr>,
+    irc: Option<SocketAddr>,
 }
 
 /// Extracts the address after `key` (e.g. `tcp=`) in a log line, ignoring colour codes around it.
@@ -130,7 +200,8 @@ impl ServerProc {
         Self::start_chatd_as(ServerKind::Chatd, bin, args, want_udp).await
     }
 
-    /// [`ServerProc::start_chatd`], reported as `kind` (for [`ServerKind::ChatdBase`]).
+    /// [`ServerProc::start_chatd`], reported as `kind` (for [`ServerKind::ChatdBase`]; for
+    /// [`ServerKind::ChatdIrc`] `args` must ask for `--irc`, and clients go to that port).
     pub async fn start_chatd_as(
         kind: ServerKind,
         bin: &Path,
@@ -139,6 +210,10 @@ impl ServerProc {
     ) -> Result<ServerProc> {
         let want_http = args.contains(&"--http");
         let want_tls = args.contains(&"--tls");
+        let want_irc = kind == ServerKind::ChatdIrc;
+        if want_irc && !args.contains(&"--irc") {
+            bail!("chatd-irc needs chatd started with --irc");
+        }
         let mut cmd = Command::new(bin);
         cmd.args(args)
             // Plain log lines are easier to parse; info level is enough for the listening lines.
@@ -158,11 +233,15 @@ impl ServerProc {
                 if let Some(a) = addr_after(line, "tls=") {
                     found.tls = Some(a);
                 }
+                if let Some(a) = addr_after(line, "irc=") {
+                    found.irc = Some(a);
+                }
             }
             found.tcp.is_some()
                 && (!want_udp || found.udp.is_some())
                 && (!want_http || found.http.is_some())
                 && (!want_tls || found.tls.is_some())
+                && (!want_irc || found.irc.is_some())
         })
         .await
     }
@@ -233,16 +312,24 @@ impl ServerProc {
             peers: Vec::new(),
             child: None,
             log: Arc::default(),
+            dir: None,
         }
     }
 
-    async fn spawn(
+    /// Removes `dir` (the server's generated configuration) when this server is dropped.
+    pub(crate) fn remove_dir_on_drop(&mut self, dir: PathBuf) {
+        self.dir = Some(dir);
+    }
+
+    /// Spawns `cmd` and waits until `ready` has seen the lines it needs on the child's stderr or
+    /// stdout (chatd logs on stderr; ncat, ngircd and InspIRCd in the foreground print on stdout).
+    pub(crate) async fn spawn(
         kind: ServerKind,
         mut cmd: Command,
         mut ready: impl FnMut(&str, &mut Found) -> bool + Send + 'static,
     ) -> Result<ServerProc> {
         cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         let mut child = cmd
@@ -255,19 +342,43 @@ impl ServerProc {
             .stderr
             .take()
             .ok_or_else(|| anyhow!("no stderr pipe"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow!("no stdout pipe"))?;
         let log = Arc::new(Mutex::new(VecDeque::new()));
         let (tx, rx) = oneshot::channel();
         let tail = Arc::clone(&log);
-        // Keep draining stderr for the whole run: a server logging per connection into a full pipe
-        // would block and look slow.
+        // Keep draining both pipes for the whole run: a server logging per connection into a full
+        // pipe would block and look slow. Both feed one channel, so `ready` sees every line.
+        let (line_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+        for pipe in [
+            Box::new(stderr) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+            Box::new(stdout),
+        ] {
+            let line_tx = line_tx.clone();
+            tokio::spawn(async move {
+                let mut pipe = BufReader::new(pipe).lines();
+                while let Ok(Some(line)) = pipe.next_line().await {
+                    if line_tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(line_tx);
         tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
             let mut found = Found::default();
             let mut tx = Some(tx);
-            while let Ok(Some(line)) = lines.next_line().await {
+            while let Some(line) = lines.recv().await {
                 if tx.is_some() && ready(&line, &mut found) {
                     if let Some(tx) = tx.take() {
-                        let _ = tx.send((found.tcp, found.udp, found.http, found.tls));
+                        let addr = if kind == ServerKind::ChatdIrc {
+                            found.irc
+                        } else {
+                            found.tcp
+                        };
+                        let _ = tx.send((addr, found.udp, found.http, found.tls));
                     }
                 }
                 if let Ok(mut tail) = tail.lock() {
@@ -288,6 +399,7 @@ impl ServerProc {
             peers: Vec::new(),
             child: Some(child),
             log,
+            dir: None,
         };
         match tokio::time::timeout(START_TIMEOUT, rx).await {
             Ok(Ok((Some(tcp), udp, http, tls))) => {
@@ -298,7 +410,7 @@ impl ServerProc {
                 Ok(server)
             }
             Ok(_) => {
-                // stderr closed before the listening lines: the process died (e.g. a bad flag).
+                // Its pipes closed before the listening lines: the process died (e.g. a bad flag).
                 let status = match server.child.as_mut() {
                     Some(child) => tokio::time::timeout(Duration::from_secs(2), child.wait())
                         .await
@@ -355,6 +467,14 @@ impl ServerProc {
     }
 }
 
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,5 +503,24 @@ mod tests {
         assert!(!ServerKind::Ncat.is_greeting(b"<announce> already connected: nobody."));
         assert!(ServerKind::Nats.is_greeting(b"INFO {\"server_id\":\"X\"}\r"));
         assert!(!ServerKind::NatsOneProc.is_greeting(b"MSG room 1 64\r"));
+        assert!(ServerKind::Ngircd.is_greeting(b":irc.local 001 c1 :Welcome c1!~c@127.0.0.1\r"));
+        assert!(!ServerKind::Inspircd.is_greeting(b":irc.local 002 c1 :Your host is x\r"));
+        assert!(!ServerKind::ChatdIrc.is_greeting(b":c2!chat@chatd PRIVMSG #room :001\r"));
+    }
+
+    #[test]
+    fn small_backlogs_get_few_handshakes_at_once() {
+        assert_eq!(ServerKind::Ncat.connect_concurrency(64), 2);
+        assert_eq!(ServerKind::Ngircd.connect_concurrency(64), 8);
+        assert_eq!(ServerKind::Ngircd.connect_concurrency(4), 4);
+        assert_eq!(ServerKind::Inspircd.connect_concurrency(64), 64);
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for kind in ServerKind::ALL {
+            assert_eq!(ServerKind::from_name(kind.name()), Some(kind));
+        }
+        assert_eq!(ServerKind::from_name("irc"), None);
     }
 }

@@ -18,6 +18,27 @@ use super::server::ServerKind;
 /// Bytes of frames gathered into one write to the bridge's socket.
 const BATCH: usize = 64 * 1024;
 
+/// A WebSocket member's connection.
+pub type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// Opens a WebSocket to `http`'s `/ws` and reads frames until the server's greeting.
+pub async fn connect_ws(http: SocketAddr, kind: ServerKind, timeout: Duration) -> Result<WsStream> {
+    tokio::time::timeout(timeout, async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{http}/ws")).await?;
+        while let Some(frame) = ws.next().await {
+            if let Message::Text(text) = frame? {
+                if text.lines().any(|l| kind.is_greeting(l.as_bytes())) {
+                    return Ok(ws);
+                }
+            }
+        }
+        anyhow::bail!("closed before greeting")
+    })
+    .await
+    .map_err(|_| anyhow!("no greeting within {timeout:?}"))?
+}
+
 /// Opens a WebSocket to `http`'s `/ws` and returns the local end of its bridge once the server's
 /// greeting has come through it.
 pub async fn connect_greeted_ws(
@@ -42,10 +63,7 @@ pub async fn connect_greeted_ws(
 }
 
 /// Frames to lines one way, lines to frames the other, until both sides are done.
-async fn bridge(
-    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
-    tcp: TcpStream,
-) {
+async fn bridge(ws: WsStream, tcp: TcpStream) {
     let (mut sink, mut frames) = ws.split();
     let (rd, mut wr) = tcp.into_split();
     let down = async {

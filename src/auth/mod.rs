@@ -169,6 +169,15 @@ impl Accounts {
         let _ = self.inner.cluster.set(Shared { sink, lookup });
     }
 
+    /// With `--cluster`: the value the cluster's bucket holds under the state key `key`, read
+    /// from the bucket itself (what this node has applied may lag behind it).
+    pub fn look_up(
+        &self,
+        key: String,
+    ) -> Option<futures::future::BoxFuture<'static, Option<String>>> {
+        self.inner.cluster.get().map(|shared| (shared.lookup)(key))
+    }
+
     /// Applies an account change that came from the cluster's bucket (`None`: removed).
     pub fn apply(&self, key: &str, json: Option<&str>) {
         let mut accounts = lock(&self.inner.accounts);

@@ -287,6 +287,14 @@ impl Reader {
     /// stream has been read to its end again.
     async fn follow(&mut self) -> Result<(), async_nats::Error> {
         let mut stream = self.open().await?;
+        // The stream's creation time is its epoch: a stream made again (NATS lost its store)
+        // numbers its lines from 1 again, so it is a new epoch, read from its start.
+        let created = stream.cached_info().created.unix_timestamp_nanos();
+        let epoch = crate::store::epoch::from_seed(created as u64);
+        if self.store.mirror(|m| m.set_epoch(epoch)) == Some(true) {
+            tracing::warn!("cluster history stream was made again; its ids start a new epoch");
+            self.next = 1;
+        }
         let deliver_policy = match self.next {
             1 => consumer::DeliverPolicy::All,
             start_sequence => consumer::DeliverPolicy::ByStartSequence { start_sequence },

@@ -79,12 +79,13 @@ macro_rules! reload_keys {
 reload_keys!(
     live: motd = "motd", max_line = "max-line", max_clients = "max-clients",
         max_per_ip = "max-per-ip", rate = "rate", burst = "burst", flood_kick = "flood-kick",
-        sendq = "sendq", idle_timeout = "idle-timeout", partial_timeout = "partial-timeout",
+        sendq = "sendq", idle_timeout = "idle-timeout", partial_timeout = "partial-timeout", coalesce = "coalesce",
         echo = "echo", announce_max = "announce-max", max_bans_per_room = "max-bans-per-room", history = "history", show_addresses = "show-addresses",
         private_logs = "private-logs", name = "name",
         meta = "meta", allow_origin = "allow-origin", proxy_protocol = "proxy-protocol",
         trusted_proxy = "trusted-proxy", tls_handshake_timeout = "tls-handshake-timeout",
-        max_rooms_per_member = "max-rooms-per-member", irc_password = "irc-password";
+        max_rooms_per_member = "max-rooms-per-member", irc_password = "irc-password",
+        offline_max = "offline-max";
     restart: config = "config", tcp = "tcp", udp = "udp", http = "http", info_port = "info-port", irc = "irc", bind = "bind",
         heartbeat = "heartbeat", backlog = "backlog", udp_validate = "udp-validate",
         history_db = "db", opers = "oper", argon2_memory = "argon2-memory",

@@ -81,6 +81,10 @@ impl Member {
                 self.run_auth(async move {
                     let result = accounts.unregister(key.clone(), password).await;
                     if result.is_ok() {
+                        // Whoever registers the name next must not get what was kept for it.
+                        let (kept, forget) = (store.clone(), key.clone());
+                        let _ =
+                            tokio::task::spawn_blocking(move || kept.take_messages(&forget)).await;
                         // Rights in closed rooms (only stored) go before the member is told;
                         // open rooms' own copies are changed when it is.
                         let forget = key.clone();
@@ -196,6 +200,7 @@ impl Member {
         self.hub.set_account(self.id, Some(key.clone()));
         self.account = Some(key);
         self.tell_account();
+        self.deliver_kept();
     }
 
     /// Tells the rooms this member is in that its account changed (IRC's account-notify; an
@@ -231,6 +236,7 @@ impl Member {
                 let told = format!("you are logged in as {new}");
                 self.took_name(&old, new, &told);
                 self.tell_account();
+                self.deliver_kept();
                 true
             }
             Err(e) => {

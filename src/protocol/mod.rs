@@ -84,12 +84,12 @@ pub enum Command {
 }
 
 /// What `/history` asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HistoryRequest {
     /// The last N lines (or all kept, when no N is given).
     Last(Option<usize>),
-    /// Every line after this id.
-    Since(u64),
+    /// Every line after this id (`ID` or `ID@EPOCH`, see [`crate::store::epoch`]).
+    Since(crate::store::epoch::MessageId),
 }
 
 /// Help text, one notice per line.
@@ -102,7 +102,7 @@ pub const HELP: &[&str] = &[
     "  /me TEXT         say what you do: * NAME TEXT",
     "  /rooms           list the rooms",
     "  /history [N]     replay the last N messages of this room",
-    "  /history since ID  replay what came after message ID",
+    "  /history since ID  replay what came after message ID (ID or ID@EPOCH)",
     "  /ids on|off      show message ids, to catch up later",
     "  /msg NAME text   send a private message (any room)",
     "  /info            the server's description, as one line of JSON",
@@ -245,10 +245,12 @@ fn parse_history(rest: &str) -> Command {
             Ok(n) => Command::History(HistoryRequest::Last(Some(n))),
             Err(_) => Command::Usage(USAGE),
         },
-        (Some(word), Some(id), None) if word.eq_ignore_ascii_case("since") => match id.parse() {
-            Ok(id) => Command::History(HistoryRequest::Since(id)),
-            Err(_) => Command::Usage(USAGE),
-        },
+        (Some(word), Some(id), None) if word.eq_ignore_ascii_case("since") => {
+            match crate::store::epoch::MessageId::parse(id.trim_start_matches('#')) {
+                Some(id) => Command::History(HistoryRequest::Since(id)),
+                None => Command::Usage(USAGE),
+            }
+        }
         _ => Command::Usage(USAGE),
     }
 }
@@ -463,6 +465,21 @@ pub fn private_line(name: &str, text: &str) -> Bytes {
     line(&["[private] <", name, "> ", text])
 }
 
+/// `[at MS] LINE`: a line (a kept `/msg`) with the time it was sent, in milliseconds since the
+/// Unix epoch, for an IRC client's `time` tag; line members get the time as history shows it.
+pub fn sent_at(at_ms: i64, line: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(line.len() + 24);
+    out.put_slice(format!("[at {at_ms}] ").as_bytes());
+    out.put_slice(line);
+    out.freeze()
+}
+
+/// The time and the rest of a line made by [`sent_at`].
+pub fn split_sent_at(line: &str) -> Option<(i64, &str)> {
+    let (at, rest) = line.strip_prefix("[at ")?.split_once("] ")?;
+    Some((at.parse().ok()?, rest))
+}
+
 /// `[notice] <name> text`: an IRC NOTICE to one member, as it receives it (like a `/msg`, but
 /// IRC clients get it as a NOTICE, which bots and clients never answer automatically).
 pub fn private_notice_line(name: &str, text: &str) -> Bytes {
@@ -541,6 +558,7 @@ mod tests {
         assert_eq!(&out[..], &one_by_one[..]);
     }
     use super::*;
+    use crate::store::epoch::MessageId;
 
     #[test]
     fn info_requests_and_the_command() {
@@ -645,12 +663,23 @@ mod tests {
         );
         assert_eq!(
             cmd(b"/history since 42"),
-            Command::History(HistoryRequest::Since(42))
+            Command::History(HistoryRequest::Since(MessageId {
+                id: 42,
+                epoch: None
+            }))
+        );
+        assert_eq!(
+            cmd(b"/history since #42@abc123"),
+            Command::History(HistoryRequest::Since(MessageId {
+                id: 42,
+                epoch: Some("abc123".into())
+            }))
         );
         for bad in [
             &b"/history x"[..],
             b"/history since",
             b"/history since -1",
+            b"/history since 4@x",
             b"/history 1 2",
         ] {
             assert!(matches!(cmd(bad), Command::Usage(_)), "{bad:?}");

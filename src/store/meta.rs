@@ -18,6 +18,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::lock;
 
+/// The state key the history epoch is kept under (never shared with a cluster: each node's
+/// database numbers its own history).
+const EPOCH_KEY: &str = "history:epoch";
+
 /// How long a statement waits on a lock held by the history writer or another process.
 const BUSY: Duration = Duration::from_secs(1);
 
@@ -139,6 +143,7 @@ impl MetaDb {
         )?;
         super::sqlite::check_columns(&conn, "accounts", &["key", "name", "phc"])?;
         super::sqlite::check_columns(&conn, "state", &["key", "value"])?;
+        super::offline::create(&conn)?;
         // The writer has a connection of its own: while it waits on a lock another program holds,
         // reads (a room opening, a login) go on through this one.
         let writer_conn = super::sqlite::open(path, BUSY)?;
@@ -155,6 +160,26 @@ impl MetaDb {
             behind,
             writer: Mutex::new(Some(writer)),
         })
+    }
+
+    /// The epoch of the history ids in this database: the one stored in it, or `fresh` (stored
+    /// now) for a database that has none yet, a new or replaced one (see [`super::epoch`]).
+    pub fn epoch(&self, fresh: &str) -> rusqlite::Result<String> {
+        let conn = lock(&self.conn);
+        conn.execute(
+            "INSERT OR IGNORE INTO state (key, value) VALUES (?1, ?2)",
+            params![EPOCH_KEY, fresh],
+        )?;
+        conn.query_row(
+            "SELECT value FROM state WHERE key = ?1",
+            [EPOCH_KEY],
+            |row| row.get(0),
+        )
+    }
+
+    /// Runs `f` on the connection every read and write shares, in order with them.
+    pub(super) fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
+        f(&mut lock(&self.conn))
     }
 
     /// Every account, by key, at most `max` of them.

@@ -28,6 +28,8 @@ pub struct Mirror {
     clock: u64,
     /// Whether it is current: the stream was read up to its end and the link is up.
     live: bool,
+    /// The stream's epoch (see [`crate::store::epoch`]), once it was opened.
+    epoch: Option<String>,
 }
 
 impl Mirror {
@@ -39,7 +41,25 @@ impl Mirror {
             max_rooms: max_rooms.max(1),
             clock: 0,
             live: false,
+            epoch: None,
         }
+    }
+
+    /// The epoch of the stream's sequences, once the stream was opened.
+    pub fn epoch(&self) -> Option<&str> {
+        self.epoch.as_deref()
+    }
+
+    /// The stream was opened with `epoch`. Another epoch than before means the stream was made
+    /// again (NATS lost its store) and its sequences count from 1 again: the lines read so far
+    /// are forgotten, and true is returned (the stream is to be read from its start).
+    pub fn set_epoch(&mut self, epoch: String) -> bool {
+        let restarted = self.epoch.as_ref().is_some_and(|e| *e != epoch);
+        if restarted {
+            self.rooms.clear();
+        }
+        self.epoch = Some(epoch);
+        restarted
     }
 
     /// Whether rooms should read it rather than their own node's history.
@@ -171,6 +191,20 @@ mod tests {
         let r = m.since("lobby", 30);
         assert_eq!((r.gone, r.lines.len()), (0, 1));
         assert_eq!(m.since("lobby", 0).gone, 2);
+    }
+
+    #[test]
+    fn a_new_epoch_forgets_the_old_streams_lines() {
+        let mut m = Mirror::new(5, 8);
+        assert!(!m.set_epoch("aaaaaa".into()));
+        m.append("lobby", line(9));
+        assert!(!m.set_epoch("aaaaaa".into()), "the same stream again");
+        assert_eq!(m.last("lobby", 5).len(), 1);
+        assert!(m.set_epoch("bbbbbb".into()));
+        assert!(m.last("lobby", 5).is_empty());
+        m.append("lobby", line(1));
+        assert_eq!(m.last("lobby", 5).len(), 1, "sequences start over");
+        assert_eq!(m.epoch(), Some("bbbbbb"));
     }
 
     #[test]

@@ -5,9 +5,11 @@
 //! never sits on the delivery path. See [`sqlite`] for how writes stay off the room's back, and
 //! [`history`] for the scrollback ring every room keeps.
 
+pub mod epoch;
 pub mod history;
 pub mod meta;
 pub mod mirror;
+pub mod offline;
 pub mod private;
 pub mod sqlite;
 
@@ -34,6 +36,9 @@ struct Archive {
     /// Oldest first, to forget the longest-closed room when full.
     order: VecDeque<String>,
     max_rooms: usize,
+    /// Past every id a room forgotten here had: a room opened afresh starts there, so that ids
+    /// never repeat within an epoch, even for a room whose history was forgotten.
+    high_water: u64,
 }
 
 struct Inner {
@@ -51,6 +56,11 @@ struct Inner {
     mirrored: AtomicBool,
     /// With `--cluster`: where state changes go to reach the cluster's bucket.
     sink: std::sync::OnceLock<StateSink>,
+    /// Messages kept for absent accounts, without a database (with one they are its rows).
+    kept: Mutex<offline::Boxes>,
+    /// The epoch of this node's own history ids (see [`epoch`]): new at each start without a
+    /// database, kept in the database with one.
+    epoch: String,
 }
 
 /// Where changed state values go (`--cluster`): the key and the new value, `None` for removed.
@@ -80,7 +90,7 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// History in memory only, remembering at most `max_rooms` closed rooms.
     pub fn memory(max_rooms: usize) -> Store {
-        Store::with(None, None, max_rooms, Arc::default())
+        Store::with(None, None, max_rooms, Arc::default(), epoch::fresh())
     }
 
     /// History in the SQLite database at `path` (created if absent), keeping `keep` lines a room;
@@ -90,11 +100,15 @@ impl Store {
         let db = sqlite::SqliteStore::open(path, keep, Arc::clone(&stats))?;
         let meta =
             meta::MetaDb::open(path).map_err(|source| sqlite::OpenError::new(path, source))?;
+        let epoch = meta
+            .epoch(&epoch::fresh())
+            .map_err(|source| sqlite::OpenError::new(path, source))?;
         Ok(Store::with(
             Some(db),
             Some(Arc::new(meta)),
             max_rooms,
             stats,
+            epoch,
         ))
     }
 
@@ -103,6 +117,7 @@ impl Store {
         meta: Option<Arc<meta::MetaDb>>,
         max_rooms: usize,
         stats: Arc<StoreStats>,
+        epoch: String,
     ) -> Store {
         Store {
             inner: Arc::new(Inner {
@@ -116,6 +131,8 @@ impl Store {
                 mirror: Mutex::default(),
                 mirrored: AtomicBool::new(false),
                 sink: std::sync::OnceLock::new(),
+                kept: Mutex::new(offline::Boxes::new(offline::MAX_MEMORY_TOTAL)),
+                epoch,
             }),
             stats,
         }
@@ -128,24 +145,101 @@ impl Store {
 
     /// The history a room starts with: its last `keep` lines and the id its next line gets.
     pub fn load(&self, room: &str, keep: usize) -> History {
-        {
+        let high_water = {
             let mut archive = lock(&self.inner.archive);
             if let Some(history) = archive.rooms.remove(room) {
                 archive.order.retain(|r| r != room);
                 return History::restored(keep, history.last(keep), history.next_id());
             }
-        }
+            archive.high_water
+        };
         let Some(db) = &self.inner.db else {
-            return History::new(keep, 1);
+            return History::new(keep, high_water);
         };
         match db.load(room, keep) {
-            Ok((lines, next_id)) => History::restored(keep, lines, next_id),
+            Ok((lines, next_id)) => History::restored(keep, lines, next_id.max(high_water)),
             Err(e) => {
                 // A broken database must not keep the room from opening.
                 tracing::error!(room, error = %e, "cannot read room history; starting empty");
-                History::new(keep, 1)
+                History::new(keep, high_water)
             }
         }
+    }
+
+    /// Keeps a message for `account`, which has no session, at most `max` for it (the oldest
+    /// dropped); returns how many of its messages were dropped so far. With a database this
+    /// writes to it: call it off the member's task (the blocking pool).
+    pub fn keep_message(
+        &self,
+        account: &str,
+        kept: offline::Kept,
+        max: usize,
+    ) -> Result<u64, offline::KeepError> {
+        if max == 0 {
+            return Err(offline::KeepError::Off);
+        }
+        if self.inner.sink.get().is_some() {
+            // With `--cluster` they are a value of the cluster's bucket, so a login on any node
+            // finds them; the lock keeps two senders here from writing over each other.
+            let _one_at_a_time = lock(&self.inner.kept);
+            let state_key = offline::state_key(account);
+            let held = self
+                .get_state(&state_key)
+                .and_then(|json| serde_json::from_str(&json).ok())
+                .unwrap_or_default();
+            let (taken, json) = offline::add_shared(held, kept, max);
+            self.set_state(&state_key, Some(&json));
+            return Ok(taken.dropped);
+        }
+        match &self.inner.meta {
+            Some(db) => db
+                .with_conn(|conn| offline::keep_in(conn, account, &kept, max))
+                .map_err(|e| {
+                    tracing::error!(account, error = %e, "cannot keep a message");
+                    offline::KeepError::Failed
+                }),
+            None => lock(&self.inner.kept).keep(account, kept, max),
+        }
+    }
+
+    /// Takes the messages kept for `account` (it logged in); they are handed over once. With a
+    /// database this reads and writes it: call it off the member's task.
+    pub fn take_messages(&self, account: &str) -> offline::Taken {
+        if self.inner.sink.get().is_some() {
+            let _one_at_a_time = lock(&self.inner.kept);
+            let state_key = offline::state_key(account);
+            let Some(json) = self.get_state(&state_key) else {
+                return offline::Taken::default();
+            };
+            self.set_state(&state_key, None);
+            return serde_json::from_str(&json).unwrap_or_else(|e| {
+                tracing::error!(account, error = %e, "unreadable kept messages; dropped");
+                offline::Taken::default()
+            });
+        }
+        match &self.inner.meta {
+            Some(db) => db
+                .with_conn(|conn| offline::take_from(conn, account))
+                .unwrap_or_else(|e| {
+                    tracing::error!(account, error = %e, "cannot read kept messages");
+                    offline::Taken::default()
+                }),
+            None => lock(&self.inner.kept).take(account),
+        }
+    }
+
+    /// The epoch of the ids rooms give now: the cluster's history's while it is live, this
+    /// node's own otherwise (see [`epoch`]).
+    pub fn epoch(&self) -> String {
+        self.live_mirror(|m| m.epoch().map(str::to_string))
+            .flatten()
+            .unwrap_or_else(|| self.inner.epoch.clone())
+    }
+
+    /// The epoch of this node's own history ids (those live chat lines carry), fixed for the
+    /// server's lifetime.
+    pub fn local_epoch(&self) -> &str {
+        &self.inner.epoch
     }
 
     /// Records a chat line said in `room`. Never waits: a full database queue drops the line from
@@ -161,13 +255,16 @@ impl Store {
         {
             let mut archive = lock(&self.inner.archive);
             if archive.max_rooms == 0 || history.is_empty() {
+                archive.high_water = archive.high_water.max(history.next_id());
                 return;
             }
             while archive.rooms.len() >= archive.max_rooms {
                 let Some(oldest) = archive.order.pop_front() else {
                     break;
                 };
-                archive.rooms.remove(&oldest);
+                if let Some(forgotten) = archive.rooms.remove(&oldest) {
+                    archive.high_water = archive.high_water.max(forgotten.next_id());
+                }
             }
             archive.order.push_back(room.to_string());
             archive.rooms.insert(room.to_string(), history);
@@ -302,4 +399,38 @@ pub fn counts(stats: &StoreStats) -> (u64, u64) {
         stats.written.load(Ordering::Relaxed),
         stats.dropped.load(Ordering::Relaxed),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn a_room_the_archive_forgot_does_not_number_from_1_again() {
+        let store = Store::memory(1);
+        let mut first = store.load("a", 10);
+        for _ in 0..3 {
+            first.push(0, Bytes::from_static(b"<x> hi"));
+        }
+        store.archive("a", first);
+        let mut other = store.load("b", 10);
+        other.push(0, Bytes::from_static(b"<x> hi"));
+        // Room b's history pushes a's out of the one-room archive.
+        store.archive("b", other);
+        let again = store.load("a", 10);
+        assert!(
+            again.next_id() >= 4,
+            "ids of a would repeat: {}",
+            again.next_id()
+        );
+        assert!(again.is_empty());
+    }
+
+    #[test]
+    fn without_a_database_each_store_is_an_epoch_of_its_own() {
+        let (a, b) = (Store::memory(1), Store::memory(1));
+        assert_ne!(a.epoch(), b.epoch());
+        assert_eq!(a.epoch(), a.local_epoch());
+    }
 }

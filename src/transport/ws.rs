@@ -105,6 +105,7 @@ pub async fn connection(
         partial_timeout: None,
         idle_timeout: config.idle_timeout,
         sendq: config.sendq,
+        coalesce: config.coalesce,
         refuse_proxy_header: false,
     };
     let alive = config.heartbeat.saturating_mul(2) + PONG_SLACK;

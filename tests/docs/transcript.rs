@@ -355,6 +355,7 @@ const PLACEHOLDERS: &[(&str, CharClass)] = &[
     ("{ip}", |c| c.is_ascii_hexdigit() || matches!(c, '.' | ':')),
     ("{hex}", |c| c.is_ascii_hexdigit()),
     ("{code}", is_code_char),
+    ("{epoch}", is_code_char),
     ("{left}", |c| {
         c.is_ascii_digit() || matches!(c, 'd' | 'h' | 'm' | 's' | ' ')
     }),

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use super::message::Message;
 use super::numeric::{standard_reply, Standard};
+use crate::store::epoch::MessageId;
 use crate::store::history::HistoryLine;
 
 /// A point in a room's history.
@@ -151,17 +152,36 @@ pub fn parse(params: &[String], max: usize) -> Result<Request, RequestError> {
     })
 }
 
+/// The first msgid `request` names that is of another history epoch than `current` (see
+/// [`crate::store::epoch`]): its number means other lines now, so the request is refused.
+pub fn foreign_msgid<'a>(request: &'a Request, current: &str) -> Option<&'a str> {
+    let points: &[&MsgRef] = match request {
+        Request::Latest { after: p, .. }
+        | Request::Before { before: p, .. }
+        | Request::After { after: p, .. }
+        | Request::Around { around: p, .. } => &[p],
+        Request::Between { from, to, .. } => &[from, to],
+        Request::Targets { .. } => &[],
+    };
+    points.iter().find_map(|point| match point {
+        MsgRef::MsgId(text) => MessageId::parse(text)
+            .is_some_and(|id| id.foreign(current).is_some())
+            .then_some(text.as_str()),
+        _ => None,
+    })
+}
+
 /// Where a point falls in `lines` (oldest first, ids and times growing): the lines before it end
 /// at the first index, the lines after it start at the second (they differ by the line the point
 /// names, if it names one). A msgid that is not one of chatd's numbers falls past every line.
 fn position(lines: &[HistoryLine], point: &MsgRef) -> (usize, usize) {
     match point {
-        MsgRef::MsgId(id) => match id.parse::<u64>() {
-            Ok(id) => (
+        MsgRef::MsgId(id) => match MessageId::parse(id).map(|m| m.id) {
+            Some(id) => (
                 lines.partition_point(|l| l.id < id),
                 lines.partition_point(|l| l.id <= id),
             ),
-            Err(_) => (lines.len(), lines.len()),
+            None => (lines.len(), lines.len()),
         },
         MsgRef::Timestamp(at) => {
             let ms = unix_millis(*at);
@@ -389,5 +409,24 @@ mod tests {
         let line = format!("AFTER #c timestamp={} 2", at(3_500));
         assert_eq!(pick(&line), [4, 5]);
         assert!(pick("AFTER #c msgid=nonsense 5").is_empty());
+        assert_eq!(pick("AFTER #c msgid=5@abcdef 2"), [6, 7]);
+    }
+
+    #[test]
+    fn msgids_of_another_epoch_are_found() {
+        let req = |text: &str| {
+            let params: Vec<String> = text.split(' ').map(str::to_string).collect();
+            parse(&params, 100).expect("parses")
+        };
+        assert_eq!(foreign_msgid(&req("AFTER #c msgid=5 2"), "aaaaaa"), None);
+        assert_eq!(
+            foreign_msgid(&req("AFTER #c msgid=5@aaaaaa 2"), "aaaaaa"),
+            None
+        );
+        assert_eq!(
+            foreign_msgid(&req("BETWEEN #c msgid=1@aaaaaa msgid=9@bbbbbb 2"), "aaaaaa"),
+            Some("9@bbbbbb")
+        );
+        assert_eq!(foreign_msgid(&req("LATEST #c * 2"), "aaaaaa"), None);
     }
 }

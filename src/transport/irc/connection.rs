@@ -21,6 +21,7 @@ use crate::guard::pacing::Cursor;
 use crate::hub::{DirectQueue, Hub};
 use crate::outbox::Direct;
 use crate::room::{Event, Room};
+use crate::transport::stream::writer::Coalescer;
 use crate::transport::{stream, tcp};
 
 /// Longest line taken from a client: 8191 bytes of tags and 512 for the rest (IRCv3).
@@ -93,6 +94,7 @@ pub(super) async fn serve_client(
 ) {
     let direct = Arc::new(stream::direct_queue(hub.config().sendq));
     let mut conn = Conn {
+        coalesce: hub.config().coalesce,
         session: Session::new(hub, addr, Arc::clone(&direct)),
         direct,
         reader,
@@ -133,6 +135,8 @@ struct Conn {
     discarding: bool,
     /// Lines waiting for flood control to let them through.
     held: std::collections::VecDeque<BytesMut>,
+    /// `--coalesce`, as it was when the client connected.
+    coalesce: Option<Duration>,
 }
 
 impl Conn {
@@ -140,6 +144,7 @@ impl Conn {
         let mut last_heard = Instant::now();
         let mut pinged = false;
         let mut controls = None;
+        let mut pacer = Coalescer::new(self.coalesce);
         loop {
             if let Some(end) = self.session.ended() {
                 return end_of(end);
@@ -169,7 +174,14 @@ impl Conn {
                     Ok(Direct::Switch(_)) => {}
                     Err(_) => return End::TooSlow,
                 },
-                (at, event) = event => self.session.deliver(at, event),
+                (at, event) = event => {
+                    self.session.deliver(at, event);
+                    // A busy room's lines leave together (`--coalesce`).
+                    if pacer.gather(shutdown, shutdown).await {
+                        return End::Shutdown;
+                    }
+                    self.session.drain_feeds();
+                }
                 checked = super::session::account::wait(&mut self.session.account) => {
                     self.session.checked(checked);
                 }
@@ -190,8 +202,10 @@ impl Conn {
             if let Some(end) = self.handle_held().await {
                 return end;
             }
-            if !self.flush().await {
-                return End::TooSlow;
+            match self.flush().await {
+                Some(true) => pacer.wrote(),
+                Some(false) => {}
+                None => return End::TooSlow,
             }
         }
     }
@@ -273,16 +287,17 @@ impl Conn {
         None
     }
 
-    /// Writes what the session has to say; false when the client does not take it in time.
-    async fn flush(&mut self) -> bool {
+    /// Writes what the session has to say: whether there was anything, or `None` when the client
+    /// does not take it in time.
+    async fn flush(&mut self) -> Option<bool> {
         let out = self.session.take_output();
         if out.is_empty() {
-            return true;
+            return Some(false);
         }
-        matches!(
-            tokio::time::timeout(WRITE_TIMEOUT, self.writer.write_all(&out)).await,
-            Ok(Ok(()))
-        )
+        match tokio::time::timeout(WRITE_TIMEOUT, self.writer.write_all(&out)).await {
+            Ok(Ok(())) => Some(true),
+            _ => None,
+        }
     }
 
     async fn finish(mut self, end: End) {

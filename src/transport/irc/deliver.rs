@@ -30,9 +30,19 @@ pub fn server_time(at: SystemTime) -> String {
 pub struct View {
     /// Nick changes (old, new) and quits (name) already sent once.
     recent: VecDeque<(String, String)>,
+    /// The epoch of live chat lines' ids, which their msgids carry (see [`crate::store::epoch`]).
+    epoch: String,
 }
 
 impl View {
+    /// A view for a client of a server whose live ids are of `epoch`.
+    pub fn new(epoch: &str) -> View {
+        View {
+            epoch: epoch.to_string(),
+            ..View::default()
+        }
+    }
+
     /// Whether `(a, b)` was seen lately; remembers it if not.
     fn first_time(&mut self, a: &str, b: &str) -> bool {
         if self
@@ -112,7 +122,7 @@ impl View {
             let msgid = event
                 .first_id
                 .filter(|_| event.ids)
-                .map(|first| format!("{}", first + n as u64));
+                .map(|first| crate::store::epoch::qualified(first + n as u64, &self.epoch));
             let command = if notice { "NOTICE" } else { "PRIVMSG" };
             let head = Message::new(command).source(&mask(name)).param(channel);
             for piece in fitting(&head, &body) {
@@ -250,7 +260,8 @@ pub fn stamp(message: Message, caps: &Caps, msgid: Option<&str>) -> Message {
 }
 
 /// [`stamp`] with the time something happened: a chat line's `time` is the one its history
-/// keeps, so a client can match what it saw live with what CHATHISTORY gives back.
+/// keeps, so a client can match what it saw live with what CHATHISTORY gives back; a message
+/// kept while the client was away has the time it was sent.
 pub fn stamp_at(message: Message, caps: &Caps, msgid: Option<&str>, at: SystemTime) -> Message {
     let message = if caps.has(Cap::ServerTime) {
         message.tag("time", &server_time(at))
@@ -338,6 +349,15 @@ pub fn reply(line: &str, nick: &str, caps: &Caps) -> Option<Vec<Message>> {
         }
         return Some(out);
     }
+    // A message kept while the client was away: its `time` tag is when it was sent.
+    let (at, line) = match crate::protocol::split_sent_at(line) {
+        Some((ms, rest)) => (
+            SystemTime::UNIX_EPOCH
+                + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0)),
+            rest,
+        ),
+        None => (SystemTime::now(), line),
+    };
     // `/ids on` is not for IRC clients, but a `#ID ` prefix must not end up in the text.
     let private = line
         .strip_prefix("[private] ")
@@ -349,7 +369,7 @@ pub fn reply(line: &str, nick: &str, caps: &Caps) -> Option<Vec<Message>> {
         return Some(
             fitting(&head, &text)
                 .into_iter()
-                .map(|piece| stamp(head.clone().param(piece), caps, None))
+                .map(|piece| stamp_at(head.clone().param(piece), caps, None, at))
                 .collect(),
         );
     }
@@ -500,6 +520,19 @@ mod tests {
             Some(":bob!chat@chatd PRIVMSG alice psst\r\n")
         );
         assert!(reply("[private to bob] psst\n", "alice", &caps).is_none());
+        let mut timed = Caps::new();
+        timed.handle(
+            &["REQ".into(), "server-time".into()],
+            "chatd",
+            "alice",
+            true,
+        );
+        assert!(timed.has(Cap::ServerTime));
+        let kept = reply("[at 1000] [private] <bob> psst\n", "alice", &timed);
+        assert_eq!(
+            kept.map(|m| m[0].line()).as_deref(),
+            Some("@time=1970-01-01T00:00:01.000Z :bob!chat@chatd PRIVMSG alice psst\r\n")
+        );
         let got = reply("! no such member: x\n", "alice", &caps).map(|m| m[0].line());
         assert_eq!(
             got.as_deref(),

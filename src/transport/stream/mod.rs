@@ -74,6 +74,8 @@ pub(in crate::transport) struct Limits {
     pub(in crate::transport) partial_timeout: Option<Duration>,
     pub(in crate::transport) idle_timeout: Option<Duration>,
     pub(in crate::transport) sendq: Option<usize>,
+    /// `--coalesce`: how long a busy writer gathers lines before its next write.
+    pub(in crate::transport) coalesce: Option<Duration>,
     /// Close the connection if its first bytes are a PROXY header (`--proxy-protocol`, from a
     /// peer that is not a trusted proxy).
     pub(in crate::transport) refuse_proxy_header: bool,
@@ -114,6 +116,7 @@ where
         partial_timeout: config.partial_timeout,
         idle_timeout: config.idle_timeout,
         sendq: config.sendq,
+        coalesce: config.coalesce,
         refuse_proxy_header: config.proxy_protocol
             && !proxy::is_trusted(&config.trusted_proxies, addr.ip()),
     };

@@ -102,6 +102,7 @@ pub(in crate::transport) async fn write_lines(
 ) -> Result<(), WriteEnd> {
     let mut batch = Vec::new();
     let mut reading = Reading::new(room, sub, limits.sendq.is_some());
+    let mut pacer = Coalescer::new(limits.coalesce);
     // Whether the shutdown notice from the room has been written whole.
     let mut told = false;
     loop {
@@ -119,7 +120,11 @@ pub(in crate::transport) async fn write_lines(
                 let item = item.map_err(|_| WriteEnd::TooSlow)?;
                 replies += reading.direct(&mut batch, item, &me, direct)?;
             }
-            event = reading.events.recv() => reading.progress.take(&mut batch, event, &me, direct)?,
+            event = reading.events.recv() => {
+                reading.progress.take(&mut batch, event, &me, direct)?;
+                // Gather what else the room says before the window since the last write ends.
+                closing = pacer.gather(shutdown, server).await;
+            }
             _ = shutdown.cancelled() => closing = true,
             alive = writer.keepalive() => alive?,
         }
@@ -161,6 +166,7 @@ pub(in crate::transport) async fn write_lines(
                 }
                 Err(e) => return Err(e),
             }
+            pacer.wrote();
             direct.written(replies);
             // Give the buffer back: an idle connection should hold no write buffer at all, and
             // one allocation per batch is cheap next to the syscall.
@@ -173,6 +179,53 @@ pub(in crate::transport) async fn write_lines(
                 return writer.goodbye(&[], told).await;
             }
             return Ok(());
+        }
+    }
+}
+
+/// `--coalesce`: holds a busy writer's next write until a window has passed since its last, so
+/// a room's lines leave in fewer, bigger writes (one system call and one trip through the network
+/// stack carry several lines). A writer whose last write is older than the window writes at once:
+/// light traffic is never held, and no line waits longer than the window.
+pub(in crate::transport) struct Coalescer {
+    window: Option<Duration>,
+    last_write: Option<Instant>,
+}
+
+impl Coalescer {
+    /// A coalescer holding writes `window` apart at most (`None`: never holds).
+    pub(in crate::transport) fn new(window: Option<Duration>) -> Coalescer {
+        Coalescer {
+            window,
+            last_write: None,
+        }
+    }
+
+    /// Notes that a batch was just written.
+    pub(in crate::transport) fn wrote(&mut self) {
+        if self.window.is_some() {
+            self.last_write = Some(Instant::now());
+        }
+    }
+
+    /// Waits out the rest of the window since the last write, if it is still open; true when
+    /// `shutdown` or `server` ended the wait (what was gathered is still written).
+    pub(in crate::transport) async fn gather(
+        &self,
+        shutdown: &CancellationToken,
+        server: &CancellationToken,
+    ) -> bool {
+        let (Some(window), Some(last)) = (self.window, self.last_write) else {
+            return false;
+        };
+        let until = last + window;
+        if until <= Instant::now() {
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(until) => false,
+            _ = shutdown.cancelled() => true,
+            _ = server.cancelled() => true,
         }
     }
 }

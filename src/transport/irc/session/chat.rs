@@ -86,7 +86,17 @@ impl Session {
                 }
                 continue;
             };
+            // A registered account with no session is known too: its messages are kept
+            // (see `crate::member::away`), unless it is a notice, which is never kept.
+            let kept = !notice
+                && self.hub.config().offline_max > 0
+                && self
+                    .hub
+                    .accounts()
+                    .registered(&crate::names::key(&name))
+                    .is_some();
             let known = self.hub.find(&name).is_some()
+                || kept
                 || Bridge::of(&self.hub).is_some_and(|c| c.remote_member(&name).is_some());
             if !known {
                 if !notice {

@@ -24,6 +24,19 @@ impl Session {
                 return;
             }
         };
+        let epoch = self.hub.store().epoch();
+        if let Some(foreign) = chathistory::foreign_msgid(&request, &epoch) {
+            let fail = crate::transport::irc::numeric::standard_reply(
+                &self.server(),
+                crate::transport::irc::numeric::Standard::Fail,
+                "CHATHISTORY",
+                "INVALID_MSGREFTOKEN",
+                &[p[0].as_str(), foreign],
+                &crate::store::epoch::foreign_notice(foreign, &epoch),
+            );
+            self.send(fail);
+            return;
+        }
         let target = match &request {
             Request::Targets { from, to, limit } => return self.targets(*from, *to, *limit),
             Request::Latest { target, .. }
@@ -56,7 +69,7 @@ impl Session {
             let label = room.label();
             found = chathistory::select(&lines, &request)
                 .iter()
-                .filter_map(|line| self.replayed(line, &label))
+                .filter_map(|line| self.replayed(line, &label, &epoch))
                 .collect();
         } else if let Some((lines, [me, other])) = self.conversation_with(&target) {
             found = chathistory::select(&lines, &request)
@@ -66,7 +79,8 @@ impl Session {
                     let from_other = chat_parts(&String::from_utf8_lossy(&line.text))
                         .is_some_and(|(from, _)| from == other);
                     let to = if from_other { &me } else { &other };
-                    self.replayed(line, &nick_from_name(to))
+                    // A conversation's ids are its own, of no history epoch.
+                    self.replayed(line, &nick_from_name(to), "")
                 })
                 .collect();
         }
@@ -93,7 +107,7 @@ impl Session {
     }
 
     /// A history line as the PRIVMSG it was, with its own time and id.
-    fn replayed(&self, line: &HistoryLine, channel: &str) -> Option<Message> {
+    fn replayed(&self, line: &HistoryLine, channel: &str, epoch: &str) -> Option<Message> {
         let text = String::from_utf8_lossy(&line.text);
         let (name, body) = chat_parts(&text)?;
         let mut m = Message::new("PRIVMSG")
@@ -105,7 +119,11 @@ impl Session {
             m = m.tag("time", &format_time(at));
         }
         if self.caps.has(Cap::MessageTags) {
-            m = m.tag("msgid", &line.id.to_string());
+            let id = match epoch {
+                "" => line.id.to_string(),
+                epoch => crate::store::epoch::qualified(line.id, epoch),
+            };
+            m = m.tag("msgid", &id);
         }
         Some(m)
     }

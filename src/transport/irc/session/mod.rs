@@ -117,6 +117,7 @@ impl Session {
     /// A session for a client from `addr` whose member's replies queue in `direct`.
     pub fn new(hub: Hub, addr: SocketAddr, direct: Arc<DirectQueue>) -> Session {
         let config = hub.config();
+        let view = View::new(hub.store().local_epoch());
         Session {
             pass_ok: config.irc_password.is_none(),
             early_flood: FloodGuard::new(
@@ -136,7 +137,7 @@ impl Session {
             member: None,
             held_until: None,
             feeds: Vec::new(),
-            view: View::default(),
+            view,
             out: Vec::new(),
             answer: None,
             batches: 0,

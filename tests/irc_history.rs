@@ -397,7 +397,7 @@ async fn away_and_account_changes_reach_the_clients_that_asked_once() {
 
 #[tokio::test]
 async fn a_msgid_of_another_history_epoch_is_refused_clearly() {
-    // (msgid tags go out with message-tags, which is not offered yet; references are read.)
+    // (The msgid a client refers to, as message-tags clients get it: `ID@EPOCH`.)
     let (server, mut bob, mut alice, _) = bob_in_den_and_alice_on_irc().await;
     join(&mut alice, "#den").await;
     bob.send("first").await;

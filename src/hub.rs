@@ -176,12 +176,24 @@ pub struct Target {
     pub rooms: Vec<Arc<Room>>,
     /// Its user name, real name and away message.
     pub about: About,
+    /// How it is connected.
+    pub transport: Transport,
 }
 
 impl Target {
     /// The room with `key`, if the member is in it.
     pub fn in_room(&self, key: &str) -> Option<&Arc<Room>> {
         self.rooms.iter().find(|r| r.name().key == key)
+    }
+
+    /// Who it is, for a room's moderation.
+    pub fn who(&self) -> Who<'_> {
+        Who {
+            id: self.id,
+            account: self.account.as_deref(),
+            ip: self.addr.ip(),
+            name: &self.name,
+        }
     }
 }
 
@@ -308,6 +320,7 @@ impl Entry {
             control: self.control.clone(),
             rooms: self.rooms.clone(),
             about: self.about.clone(),
+            transport: self.transport,
         }
     }
 
@@ -499,6 +512,8 @@ struct Shared {
     generation: AtomicU64,
     /// `--cluster`: the other nodes.
     cluster: Option<Arc<dyn Peers>>,
+    /// Private conversations between IRC clients, for CHATHISTORY.
+    private_log: crate::store::private::PrivateLog,
 }
 
 /// Cheap-to-clone handle to the rooms and their members.
@@ -558,12 +573,18 @@ impl Hub {
                 cluster,
                 generation: AtomicU64::new(0),
                 peak: std::sync::atomic::AtomicUsize::new(0),
+                private_log: Default::default(),
             }),
         };
         if let Some(cluster) = hub.cluster() {
             cluster.room_opened(hub.lobby());
         }
         hub
+    }
+
+    /// Private conversations between IRC clients, kept for CHATHISTORY.
+    pub fn private_log(&self) -> &crate::store::private::PrivateLog {
+        &self.shared.private_log
     }
 
     /// The other nodes (`--cluster`).
@@ -984,14 +1005,15 @@ impl Hub {
         name: &RoomName,
         key: Option<&str>,
     ) -> Result<(Arc<Room>, usize), MoveError> {
-        let (account, addr) = match registry.members.get(&id) {
-            Some(entry) => (entry.account.clone(), entry.addr),
+        let (account, addr, mover_name) = match registry.members.get(&id) {
+            Some(entry) => (entry.account.clone(), entry.addr, entry.name.clone()),
             None => return Err(MoveError::Gone),
         };
         let mover = Who {
             id,
             account: account.as_deref(),
             ip: addr.ip(),
+            name: &mover_name,
         };
         let created = !registry.rooms.contains_key(&name.key);
         let target = match registry.rooms.get(&name.key) {

@@ -254,6 +254,12 @@ impl Member {
 
     /// Says `text` in its room as an IRC NOTICE: chat for everyone, a NOTICE for IRC clients.
     pub fn notice(&mut self, text: &str) {
+        self.say_marked(text, crate::room::Happening::Notice);
+    }
+
+    /// Says `text` in the current room as chat marked with `what` (an IRC NOTICE, or chat with
+    /// IRC client-only tags: [`crate::room::Happening::Tagged`]), under a chat line's rules.
+    pub fn say_marked(&mut self, text: &str, what: crate::room::Happening) {
         if !self.may_speak() {
             return;
         }
@@ -261,8 +267,7 @@ impl Member {
         let mut line = BytesMut::new();
         protocol::write_chat_line(&mut line, &self.name, text);
         self.hub.metrics().lines_in(self.transport).inc();
-        self.room
-            .say_as(self.id, line.freeze(), 1, crate::room::Happening::Notice);
+        self.room.say_as(self.id, line.freeze(), 1, what);
     }
 
     /// Sends `text` to the member named `to` as an IRC NOTICE; false when there is no such member

@@ -268,3 +268,85 @@ async fn modes_set_by_a_line_member_survive_a_restart_with_a_database() {
     server.shutdown().await;
     let _ = std::fs::remove_file(&db);
 }
+
+#[tokio::test]
+async fn a_ban_on_a_name_nobody_holds_keeps_out_whoever_takes_it_on_either_face() {
+    let server = start_server("--irc 0 --name chatd").await;
+    let irc_addr = server.irc.expect("irc");
+    let mut op = irc(irc_addr, "chanop").await;
+    join(&mut op, "JOIN #den", "#den").await;
+    let mut ann = line_member(server.tcp, "ann", "#den").await;
+
+    op.send("MODE #den +b bar!*@*").await;
+    op.expect(":chanop!chat@chatd MODE #den +b bar!*@*").await;
+    ann.expect("* the name bar is banned from #den for good")
+        .await;
+    op.send("MODE #den +b").await;
+    op.expect_match(|l| l.starts_with(":chatd 367 chanop #den bar!*@* chanop "))
+        .await;
+    op.expect(":chatd 368 chanop #den :End of channel ban list")
+        .await;
+
+    // Any case of the name, from IRC or the line protocol.
+    let mut bar = irc(irc_addr, "Bar").await;
+    bar.send("JOIN #den").await;
+    bar.expect(":chatd 474 Bar #den :Cannot join channel (+b)")
+        .await;
+    // Another name from the same address is not kept out.
+    bar.send("NICK baz").await;
+    bar.expect(":Bar!chat@chatd NICK baz").await;
+    join(&mut bar, "JOIN #den", "#den").await;
+    let mut line_bar = TcpClient::with_nick(server.tcp, "BAR").await;
+    line_bar.send("/join #den").await;
+    line_bar.expect("! you are banned from #den").await;
+
+    op.send("MODE #den -b bar!*@*").await;
+    op.expect(":chanop!chat@chatd MODE #den -b bar!*@*").await;
+    ann.expect("* name bar is no longer banned from #den").await;
+    line_bar.send("/join #den").await;
+    line_bar
+        .expect_match(|l| l.starts_with("* you are in #den"))
+        .await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_topic_is_told_with_who_set_it_and_when_and_kept_with_a_database() {
+    let db = temp_db("topic-who");
+    let flags = format!("--irc 0 --name chatd --db {}", db.display());
+    let server = start_server(&flags).await;
+    let mut alice = line_member(server.tcp, "alice", "#den").await;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    alice.send("/topic beer o'clock").await;
+    alice
+        .expect("* alice set the topic of #den: beer o'clock")
+        .await;
+
+    let mut bob = irc(server.irc.expect("irc"), "bob").await;
+    bob.send("JOIN #den").await;
+    bob.expect(":chatd 332 bob #den :beer o'clock").await;
+    let who_time = bob.recv().await;
+    let set_at: u64 = who_time
+        .strip_prefix(":chatd 333 bob #den alice ")
+        .unwrap_or_else(|| panic!("333 after 332, got {who_time:?}"))
+        .parse()
+        .expect("a time in seconds");
+    assert!((before..before + 120).contains(&set_at), "{set_at}");
+    bob.expect_match(|l| l.contains(" 366 ")).await;
+    server.shutdown().await;
+
+    // The setter and the time outlive a restart, like the topic.
+    let server = start_server(&flags).await;
+    let mut carol = irc(server.irc.expect("irc"), "carol").await;
+    join(&mut carol, "JOIN #den", "#den").await;
+    carol.send("TOPIC #den").await;
+    carol.expect(":chatd 332 carol #den :beer o'clock").await;
+    carol
+        .expect(&format!(":chatd 333 carol #den alice {set_at}"))
+        .await;
+    server.shutdown().await;
+    let _ = std::fs::remove_file(&db);
+}

@@ -152,8 +152,13 @@ class ChatdController(BaseServerController, DirectoryBasedController):
         self._register_over_lines(username, password)
 
     def _register_over_lines(self, name: str, password: str) -> None:
+        # Each registration comes from an address of its own (127.0.0.2 and on), as different
+        # people's would: chatd takes 5 password attempts per address a minute, and the test's
+        # own clients (SASL, from 127.0.0.1) need theirs.
+        self.registrations = getattr(self, "registrations", 0) + 1
+        source = ("127.0.0.%d" % (2 + self.registrations % 250), 0)
         with socket.create_connection(
-            ("127.0.0.1", self.line_port), timeout=LINE_TIMEOUT
+            ("127.0.0.1", self.line_port), timeout=LINE_TIMEOUT, source_address=source
         ) as sock:
             reader = sock.makefile("r", encoding="utf-8", newline="\n")
             welcome = reader.readline()

@@ -21,7 +21,6 @@ use super::Bridge;
 use crate::control::Control;
 use crate::hub::Hub;
 use crate::protocol;
-use crate::room::moderation::Who;
 
 /// State changes waiting for the bucket.
 const QUEUE: usize = 1024;
@@ -276,14 +275,7 @@ fn adopt_room(hub: &Hub, room_key: &str, value: Option<&str>) {
     let covered = hub.targets(|t| {
         t.in_room(&key).is_some()
             && !hub.is_oper(t.account.as_deref())
-            && room.moderate(|m| {
-                let who = Who {
-                    id: t.id,
-                    account: t.account.as_deref(),
-                    ip: t.addr.ip(),
-                };
-                m.banned(who, now).is_some()
-            })
+            && room.moderate(|m| m.banned(t.who(), now).is_some())
     });
     let label = room.label();
     for target in covered {

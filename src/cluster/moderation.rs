@@ -14,7 +14,7 @@ use crate::control::Control;
 use crate::hub::Hub;
 use crate::protocol;
 use crate::protocol::moderation::AddrBlock;
-use crate::room::moderation::{Ban, Banned, Muted, Who};
+use crate::room::moderation::{Ban, Banned, Muted};
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -91,16 +91,19 @@ pub fn carry_out(hub: &Hub, bridge: &Bridge, origin: &str, action: RemoteAction)
             until_ms,
             long,
         } => {
-            let banned = match &target.account {
-                Some(key) => Banned::Account {
-                    key: key.clone(),
-                    name: target.name.clone(),
-                },
-                None => Banned::Block(AddrBlock::single(target.addr.ip())),
-            };
-            let whose = match &banned {
-                Banned::Account { name, .. } => format!("{name}'s account"),
-                Banned::Block(block) => format!("address {block} ({}, a guest)", target.name),
+            let (banned, whose) = match &target.account {
+                Some(key) => (
+                    Banned::Account {
+                        key: key.clone(),
+                        name: target.name.clone(),
+                    },
+                    format!("{}'s account", target.name),
+                ),
+                None => {
+                    let block = AddrBlock::single(target.addr.ip());
+                    let whose = format!("address {block} ({}, a guest)", target.name);
+                    (Banned::Block(block), whose)
+                }
             };
             let ban = Ban {
                 target: banned,
@@ -210,11 +213,7 @@ pub fn carry_out(hub: &Hub, bridge: &Bridge, origin: &str, action: RemoteAction)
                 )));
                 return;
             };
-            let who = Who {
-                id: target.id,
-                account: target.account.as_deref(),
-                ip: target.addr.ip(),
-            };
+            let who = target.who();
             let changed = open.moderate(|m| {
                 if *grant {
                     let was = m.is_op(who);

@@ -118,6 +118,15 @@ pub async fn relay_room(
                 }
             }
         }
+        if batch.bytes.is_empty() {
+            // Only signals ([`crate::room::Room::signal`]): nothing for other nodes' lines
+            // (other nodes' IRC clients are not told of away, account and TAGMSG signals yet).
+            cursor.caught_up(after);
+            if closed {
+                return;
+            }
+            continue;
+        }
         let payload = wire::encode_room(
             &bridge.inner.node,
             batch.chat,
@@ -160,6 +169,7 @@ mod tests {
             line_no: seq,
             lines: 1,
             first_id: chat.then_some(seq),
+            at_ms: 0,
             line: Bytes::from_static(line),
             ids: false,
             what: None,

@@ -151,6 +151,7 @@ impl Member {
             AuthDone::Registered(name, Ok(())) => {
                 self.account = Some(names::key(&name));
                 self.hub.set_account(self.id, self.account.clone());
+                self.tell_account();
                 tracing::info!(%addr, account = %name, "account registered");
                 self.reply(protocol::notice(&format!(
                     "{name} is registered to you; next time: /login {name} PASSWORD"
@@ -169,6 +170,7 @@ impl Member {
                 if self.hub.account_of(self.id).as_deref() == Some(key.as_str()) {
                     self.hub.set_account(self.id, None);
                     self.account = None;
+                    self.tell_account();
                 }
                 // Whoever registers the name next must not inherit its operator rights.
                 for room in self.hub.open_rooms() {
@@ -201,7 +203,31 @@ impl Member {
         tracing::info!(addr = %self.hub.config().log_addr(self.addr), account = %name, "logged in");
         self.hub.set_account(self.id, Some(key.clone()));
         self.account = Some(key);
+        self.tell_account();
         self.deliver_kept();
+    }
+
+    /// Tells the rooms this member is in that its account changed (IRC's account-notify; an
+    /// IRC member logging in at registration is in none yet).
+    fn tell_account(&self) {
+        let rooms = self.hub.rooms_of(self.id);
+        if rooms.is_empty() {
+            return;
+        }
+        let account = self.account.as_ref().map(|key| {
+            self.hub
+                .accounts()
+                .registered(key)
+                .unwrap_or_else(|| key.clone())
+        });
+        let what = std::sync::Arc::new(crate::room::Happening::Account {
+            name: self.name.clone(),
+            account,
+            change: crate::room::fresh_change(),
+        });
+        for room in rooms {
+            room.signal(self.id, std::sync::Arc::clone(&what));
+        }
     }
 
     /// Gives the member the name of the account `name` it logged in to (in a cluster: once the
@@ -213,6 +239,7 @@ impl Member {
                 self.account = Some(names::key(&new));
                 let told = format!("you are logged in as {new}");
                 self.took_name(&old, new, &told);
+                self.tell_account();
                 self.deliver_kept();
                 true
             }

@@ -46,6 +46,7 @@ impl Member {
             id: self.id,
             account: self.account.as_deref(),
             ip: self.addr.ip(),
+            name: &self.name,
         }
     }
 
@@ -222,7 +223,9 @@ impl Member {
             ModCommand::Topic(Some(topic)) => {
                 let anyone = !self.room.moderate(|m| m.modes().topic_ops);
                 if anyone || self.require_op() {
-                    self.room.moderate(|m| m.set_topic(Some(topic.clone())));
+                    let (by, at_s) = (self.name.as_str(), now_ms() / 1000);
+                    self.room
+                        .moderate(|m| m.set_topic(Some(topic.clone()), by, at_s));
                     self.log("topic", "", &topic);
                     self.room.announce(
                         crate::room::SERVER,
@@ -284,11 +287,7 @@ impl Member {
         let Some(target) = target else {
             return;
         };
-        let who = Who {
-            id: target.id,
-            account: target.account.as_deref(),
-            ip: target.addr.ip(),
-        };
+        let who = target.who();
         let changed = self.room.moderate(|m| {
             if grant {
                 let was = m.is_op(who);
@@ -430,10 +429,15 @@ impl Member {
                             },
                             None,
                         ),
-                        None => {
-                            self.reply(protocol::error(&format!("no such member: {name}")));
-                            return;
-                        }
+                        // Nobody holds the name and no account has it: whoever takes it is
+                        // kept out (IRC's `nick!*@*`).
+                        None => match names::normalize(&name) {
+                            Ok(name) => (Banned::Name { key, name }, None),
+                            Err(_) => {
+                                self.reply(protocol::error(&format!("no such member: {name}")));
+                                return;
+                            }
+                        },
                     }
                 }
             },
@@ -456,13 +460,20 @@ impl Member {
             (Banned::Account { name, .. }, _) => format!("{name}'s account"),
             (Banned::Block(block), Some(t)) => format!("address {block} ({}, a guest)", t.name),
             (Banned::Block(block), None) => format!("address {block}"),
+            (Banned::Name { name, .. }, _) => format!("the name {name}"),
         };
         let long = for_how_long(duration);
         let why = because(&reason);
         self.log("ban", &banned.to_string(), &format!("{long}{why}"));
-        self.reply(protocol::notice(&format!(
-            "{whose} is banned from {label} {long}"
-        )));
+        // Told to the whole room (the operator included), so IRC members see `MODE +b`.
+        self.room.announce(
+            crate::room::SERVER,
+            protocol::notice(&format!("{whose} is banned from {label} {long}")),
+            crate::room::Happening::Mode {
+                by: self.name.clone(),
+                changes: format!("+b {}", banned.subject()),
+            },
+        );
         // Everyone the ban covers who is here now goes too.
         let key = self.room.name().key.clone();
         let room = std::sync::Arc::clone(&self.room);
@@ -470,17 +481,7 @@ impl Member {
         let covered = self.hub.targets(|t| {
             t.in_room(&key).is_some()
                 && t.id != self.id
-                && room.moderate(|m| {
-                    m.banned(
-                        Who {
-                            id: t.id,
-                            account: t.account.as_deref(),
-                            ip: t.addr.ip(),
-                        },
-                        now_ms(),
-                    )
-                    .is_some()
-                })
+                && room.moderate(|m| m.banned(t.who(), now_ms()).is_some())
         });
         for target in covered.into_iter().filter(|t| !oper(t)) {
             self.room.broadcast(
@@ -501,25 +502,32 @@ impl Member {
         let banned = match target {
             BanTarget::Block(block) => Banned::Block(block),
             BanTarget::Name(name) => {
+                // The ban on that account or that guest name, as it is stored.
                 let key = names::key(&name);
-                let shown = self.room.moderate(|m| {
+                let stored = self.room.moderate(|m| {
                     m.lasting().bans.iter().find_map(|b| match &b.target {
-                        Banned::Account { key: k, name } if *k == key => Some(name.clone()),
+                        Banned::Account { key: k, .. } | Banned::Name { key: k, .. }
+                            if *k == key =>
+                        {
+                            Some(b.target.clone())
+                        }
                         _ => None,
                     })
                 });
-                Banned::Account {
-                    key,
-                    name: shown.unwrap_or(name),
-                }
+                stored.unwrap_or(Banned::Account { key, name })
             }
         };
         let label = self.room.label();
         if self.room.moderate(|m| m.unban(&banned)) {
             self.log("unban", &banned.to_string(), "");
-            self.reply(protocol::notice(&format!(
-                "{banned} is no longer banned from {label}"
-            )));
+            self.room.announce(
+                crate::room::SERVER,
+                protocol::notice(&format!("{banned} is no longer banned from {label}")),
+                crate::room::Happening::Mode {
+                    by: self.name.clone(),
+                    changes: format!("-b {}", banned.subject()),
+                },
+            );
         } else {
             self.reply(protocol::error(&format!(
                 "no ban on {banned} in {label} (see /bans)"

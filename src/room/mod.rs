@@ -51,6 +51,8 @@ pub struct Event {
     pub lines: u32,
     /// History id of the event's first line when it is chat (ids of its lines follow on).
     pub first_id: Option<u64>,
+    /// When it happened (Unix ms): a chat line's time as its history keeps it.
+    pub at_ms: i64,
     /// The complete outgoing lines, each ending in `\n`.
     pub line: Bytes,
     /// Whether `first_id` is worth showing (`/ids on`): not with `--cluster`, whose ids are the
@@ -116,6 +118,49 @@ pub enum Happening {
         /// Why, if given.
         reason: Option<String>,
     },
+    /// Chat sent with IRC client-only tags (`+draft/reply=...`): kept and shown as chat; IRC
+    /// clients that asked for message-tags get the tags with it.
+    Tagged {
+        /// Sent as an IRC NOTICE rather than a PRIVMSG.
+        notice: bool,
+        /// The client-only tags (keys start with `+`), values unescaped.
+        tags: Vec<(String, String)>,
+    },
+    /// IRC's TAGMSG: client-only tags with no text, for IRC clients that asked for
+    /// message-tags ([`Room::signal`]: no line for anyone else, nothing kept).
+    TagMsg {
+        /// Who sent it.
+        name: String,
+        /// The client-only tags.
+        tags: Vec<(String, String)>,
+        /// Its msgid (not a history id: nothing is kept).
+        msgid: String,
+    },
+    /// A member went away (with its message) or came back (`None`): IRC's away-notify.
+    Away {
+        /// Who.
+        name: String,
+        /// The away message.
+        message: Option<String>,
+        /// One change told in several rooms is one change ([`fresh_change`]).
+        change: u64,
+    },
+    /// A member logged in to an account (its name as registered) or out: IRC's account-notify.
+    Account {
+        /// Who.
+        name: String,
+        /// The account, if logged in.
+        account: Option<String>,
+        /// One change told in several rooms is one change ([`fresh_change`]).
+        change: u64,
+    },
+}
+
+/// A number no other call returns (in this process): tells one change a member's rooms each
+/// carry apart from the next, so a client in several of them is told once.
+pub fn fresh_change() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl Event {
@@ -328,6 +373,12 @@ impl Room {
         self.publish(from, line, Some(Arc::new(what)));
     }
 
+    /// Tells faces that render happenings (IRC) of `what` with no line for the others: an away
+    /// message, an account change, a TAGMSG. Nothing is kept in history or counted as a line.
+    pub fn signal(&self, from: MemberId, what: Arc<Happening>) {
+        self.publish_lines(from, Bytes::new(), 0, false, Some(what));
+    }
+
     /// Sends a join or leave notice like [`Room::announce`], paced (see [`NoticePacer`]): past
     /// the room's pace it is left out, and the next one announced first says how many were.
     pub fn announce_presence(&self, from: MemberId, line: Bytes, what: Happening) {
@@ -389,9 +440,9 @@ impl Room {
         state.bytes += lines.len() as u64;
         let line_no = state.lines;
         state.lines += u64::from(count);
+        let at_ms = now_ms();
         let first_id = chat.then(|| {
             let first = state.history.next_id();
-            let at_ms = now_ms();
             let mut start = 0;
             for end in memchr::memchr_iter(b'\n', &lines) {
                 let line = state.history.push(at_ms, lines.slice(start..end));
@@ -409,6 +460,7 @@ impl Room {
             line_no,
             lines: count,
             first_id,
+            at_ms,
             line: lines,
             ids: !self.store.mirrored(),
             what,

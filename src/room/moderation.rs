@@ -3,7 +3,8 @@
 //! with accounts, the topic, bans) through the store after every change.
 //!
 //! Registered members are named by account (their operator rights, bans and mutes outlive a
-//! session); guests by their session (operator rights, mutes) or their address (bans).
+//! session); guests by their session (operator rights, mutes), their address or their name (bans;
+//! a name ban keeps out whoever holds that guest name, as IRC's `nick!*@*` does).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
@@ -38,6 +39,8 @@ pub struct Who<'a> {
     pub account: Option<&'a str>,
     /// Where it connects from.
     pub ip: IpAddr,
+    /// Its name (for name bans).
+    pub name: &'a str,
 }
 
 /// What a ban is on.
@@ -52,6 +55,25 @@ pub enum Banned {
     },
     /// An address or block (guests, and anyone else from there who is not an operator).
     Block(AddrBlock),
+    /// A guest name nobody held when it was banned: whoever takes that name (look-alikes
+    /// included) and is not an operator.
+    Name {
+        /// [`crate::names::key`] of the name.
+        key: String,
+        /// The name.
+        name: String,
+    },
+}
+
+impl Banned {
+    /// The name or address block the ban is on, as `/ban` takes it (and as a `b` mode change
+    /// names it: [`crate::room::Happening::Mode`]).
+    pub fn subject(&self) -> String {
+        match self {
+            Banned::Account { name, .. } | Banned::Name { name, .. } => name.clone(),
+            Banned::Block(block) => block.to_string(),
+        }
+    }
 }
 
 impl std::fmt::Display for Banned {
@@ -59,6 +81,7 @@ impl std::fmt::Display for Banned {
         match self {
             Banned::Account { name, .. } => write!(f, "account {name}"),
             Banned::Block(block) => write!(f, "address {block}"),
+            Banned::Name { name, .. } => write!(f, "name {name}"),
         }
     }
 }
@@ -89,6 +112,9 @@ pub struct Lasting {
     pub ops: BTreeSet<String>,
     /// The topic.
     pub topic: Option<String>,
+    /// Who set the topic and when (Unix seconds): IRC's 333 RPL_TOPICWHOTIME.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_set: Option<(String, i64)>,
     /// The bans.
     pub bans: Vec<Ban>,
     /// Slow mode: at most one line per member per this many seconds (absent: off). Lasting, so it
@@ -308,9 +334,10 @@ impl Moderation {
         Ok(())
     }
 
-    /// Sets the topic.
-    pub fn set_topic(&mut self, topic: Option<String>) {
+    /// Sets the topic (`None`: clears it), as set by `by` at `at_s` (Unix seconds).
+    pub fn set_topic(&mut self, topic: Option<String>, by: &str, at_s: i64) {
         self.changed |= self.lasting.topic != topic;
+        self.lasting.topic_set = topic.as_ref().map(|_| (by.to_string(), at_s));
         self.lasting.topic = topic;
     }
 
@@ -348,8 +375,8 @@ impl Moderation {
         &self.lasting.bans
     }
 
-    /// The ban keeping this member out, if any. Operators are not kept out by address bans, so
-    /// no operator locks itself out by banning a block it is in.
+    /// The ban keeping this member out, if any. Operators are not kept out by address or name
+    /// bans, so no operator locks itself out by banning a block it is in or its own name.
     pub fn banned(&self, who: Who<'_>, now_ms: i64) -> Option<&Ban> {
         let op = self.is_op(who);
         self.lasting.bans.iter().find(|b| {
@@ -357,6 +384,7 @@ impl Moderation {
                 && match &b.target {
                     Banned::Account { key, .. } => who.account == Some(key.as_str()),
                     Banned::Block(block) => !op && block.contains(who.ip),
+                    Banned::Name { key, .. } => !op && crate::names::key(who.name) == *key,
                 }
         })
     }
@@ -447,6 +475,7 @@ mod tests {
             id,
             account: None,
             ip: "10.0.0.1".parse().expect("ip"),
+            name: "guest",
         }
     }
 
@@ -528,6 +557,7 @@ mod tests {
             id: 5,
             account: Some("bob"),
             ip: "192.0.2.1".parse().expect("ip"),
+            name: "bob",
         };
         assert!(room.banned(bob, i64::MAX).is_some(), "for good");
         assert_eq!(room.bans(2000).len(), 1, "the ended one is gone");
@@ -536,6 +566,34 @@ mod tests {
             name: "Bob".into()
         }));
         assert!(room.banned(bob, 0).is_none());
+    }
+
+    #[test]
+    fn a_name_ban_keeps_out_whoever_holds_the_name_but_operators() {
+        let mut room = Moderation::default();
+        let ban = Ban {
+            target: Banned::Name {
+                key: crate::names::key("Bar"),
+                name: "Bar".into(),
+            },
+            until_ms: None,
+            reason: None,
+            by: "op".into(),
+        };
+        room.ban(ban, 0, DEFAULT_MAX_BANS).expect("room for a ban");
+        let bar = Who {
+            name: "bar",
+            ..guest(3)
+        };
+        assert!(room.banned(bar, 0).is_some(), "any case of the name");
+        assert!(room.banned(guest(4), 0).is_none(), "another name");
+        room.grant(bar);
+        assert!(room.banned(bar, 0).is_none(), "an operator is spared");
+        // As stored (`/unban` finds it by its key first).
+        assert!(room.unban(&Banned::Name {
+            key: crate::names::key("Bar"),
+            name: "Bar".into(),
+        }));
     }
 
     #[test]

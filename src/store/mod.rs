@@ -10,6 +10,7 @@ pub mod history;
 pub mod meta;
 pub mod mirror;
 pub mod offline;
+pub mod private;
 pub mod sqlite;
 
 use std::collections::{HashMap, VecDeque};

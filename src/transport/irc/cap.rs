@@ -53,13 +53,9 @@ pub const OFFERED: &[(Cap, &str, Option<&str>)] = &[
     (Cap::Batch, "batch", None),
     (Cap::LabeledResponse, "labeled-response", None),
     (Cap::ChatHistory, "draft/chathistory", None),
-];
-
-/// Capabilities the session does not do yet, so they are not offered (see README's IRC section).
-pub const NOT_YET: &[(Cap, &str)] = &[
-    (Cap::MessageTags, "message-tags"),
-    (Cap::AccountNotify, "account-notify"),
-    (Cap::AwayNotify, "away-notify"),
+    (Cap::MessageTags, "message-tags", None),
+    (Cap::AccountNotify, "account-notify", None),
+    (Cap::AwayNotify, "away-notify", None),
 ];
 
 /// The first CAP version that lists values and implies cap-notify.
@@ -247,9 +243,6 @@ mod tests {
                 None => name.to_string(),
             };
             assert!(lines[0].contains(&listed), "{listed} in {}", lines[0]);
-        }
-        for (_, name) in NOT_YET {
-            assert!(!lines[0].contains(name), "{name} is not offered yet");
         }
         assert!(caps.holds_registration());
         assert!(caps.has(Cap::CapNotify));

@@ -285,8 +285,11 @@ impl Conn {
                 Ok(msg) if msg.command.is_empty() => {}
                 Ok(msg) => self.session.handle(msg),
                 Err(message::ParseError::Empty) => {}
-                // Over 512 bytes without tags: 417, as for a line over the whole limit.
-                Err(message::ParseError::TooLong) => self.session.too_long(),
+                // Over 512 bytes without tags, or over 4096 of tags: 417, as for a line over
+                // the whole limit.
+                Err(message::ParseError::TooLong | message::ParseError::TagsTooLong) => {
+                    self.session.too_long()
+                }
                 Err(message::ParseError::NotUtf8) => {
                     self.session.invalid_utf8(&command_of(&raw));
                 }

@@ -73,9 +73,19 @@ impl View {
         caps: &Caps,
     ) -> Vec<Message> {
         let own = event.from == me;
-        let notice = matches!(event.what.as_deref(), Some(Happening::Notice));
+        let notice = matches!(
+            event.what.as_deref(),
+            Some(Happening::Notice | Happening::Tagged { notice: true, .. })
+        );
+        // Client-only tags go only to clients that asked for message-tags.
+        let tags = match event.what.as_deref() {
+            Some(Happening::Tagged { tags, .. }) if caps.has(Cap::MessageTags) => tags.as_slice(),
+            _ => &[],
+        };
         if let Some(what) = event.what.as_ref().filter(|_| !event.is_chat()) {
-            if own {
+            let echoed =
+                matches!(what.as_ref(), Happening::TagMsg { .. }) && caps.has(Cap::EchoMessage);
+            if own && !echoed {
                 // The client's own joins, parts and renames are answered to it directly.
                 return Vec::new();
             }
@@ -116,7 +126,14 @@ impl View {
             let command = if notice { "NOTICE" } else { "PRIVMSG" };
             let head = Message::new(command).source(&mask(name)).param(channel);
             for piece in fitting(&head, &body) {
-                out.push(stamp(head.clone().param(piece), caps, msgid.as_deref()));
+                let mut message = stamp_at(
+                    head.clone().param(piece),
+                    caps,
+                    msgid.as_deref(),
+                    super::chathistory::from_unix_millis(u64::try_from(event.at_ms).unwrap_or(0)),
+                );
+                message.tags.extend(tags.iter().cloned());
+                out.push(message);
             }
         }
         out
@@ -170,7 +187,45 @@ impl View {
                 .param(channel)
                 .param(topic.as_str()),
             // Chat, handled with the chat lines.
-            Happening::Notice => return None,
+            Happening::Notice | Happening::Tagged { .. } => return None,
+            Happening::TagMsg { name, tags, msgid } => {
+                if !caps.has(Cap::MessageTags) {
+                    return None;
+                }
+                let mut message = stamp(
+                    Message::new("TAGMSG").source(&mask(name)).param(channel),
+                    caps,
+                    Some(msgid),
+                );
+                message.tags.extend(tags.iter().cloned());
+                return Some(message);
+            }
+            Happening::Away {
+                name,
+                message,
+                change,
+            } => {
+                if !caps.has(Cap::AwayNotify) || !self.first_time(name, &format!("#{change}")) {
+                    return None;
+                }
+                let away = Message::new("AWAY").source(&mask(name));
+                match message {
+                    Some(text) => away.param(text.as_str()),
+                    None => away,
+                }
+            }
+            Happening::Account {
+                name,
+                account,
+                change,
+            } => {
+                if !caps.has(Cap::AccountNotify) || !self.first_time(name, &format!("#{change}")) {
+                    return None;
+                }
+                Message::new("ACCOUNT")
+                    .source(&mask(name))
+                    .param(account.as_deref().unwrap_or("*"))
+            }
             Happening::Mode { by, changes } => {
                 let mut words = changes.split(' ');
                 let letters = words.next().unwrap_or_default();
@@ -178,12 +233,13 @@ impl View {
                     .source(&mask(by))
                     .param(channel)
                     .param(letters);
-                // Arguments follow the letters that take one; `o` and `v` name members.
+                // Arguments follow the letters that take one; `o` and `v` name members, `b` a
+                // name or an address block.
                 for (letter, arg) in crate::room::modes::with_args(letters).zip(words) {
-                    message = message.param(if matches!(letter, 'o' | 'v') {
-                        nick_from_name(arg)
-                    } else {
-                        arg.to_string()
+                    message = message.param(match letter {
+                        'o' | 'v' => nick_from_name(arg),
+                        'b' => super::nick::ban_mask(arg),
+                        _ => arg.to_string(),
                     });
                 }
                 message
@@ -198,12 +254,14 @@ impl View {
     }
 }
 
-/// Adds the tags the client asked for: `time` (server-time) and `msgid` (message-tags).
+/// Adds the tags the client asked for: `time` (server-time, now) and `msgid` (message-tags).
 pub fn stamp(message: Message, caps: &Caps, msgid: Option<&str>) -> Message {
     stamp_at(message, caps, msgid, SystemTime::now())
 }
 
-/// [`stamp`] for a message sent at `at` (one kept while the client was away).
+/// [`stamp`] with the time something happened: a chat line's `time` is the one its history
+/// keeps, so a client can match what it saw live with what CHATHISTORY gives back; a message
+/// kept while the client was away has the time it was sent.
 pub fn stamp_at(message: Message, caps: &Caps, msgid: Option<&str>, at: SystemTime) -> Message {
     let message = if caps.has(Cap::ServerTime) {
         message.tag("time", &server_time(at))
@@ -214,6 +272,18 @@ pub fn stamp_at(message: Message, caps: &Caps, msgid: Option<&str>, at: SystemTi
         Some(id) if caps.has(Cap::MessageTags) => message.tag("msgid", id),
         _ => message,
     }
+}
+
+/// A private message (`[private] <name> text` or `[notice] ...`) for another IRC client, led by
+/// its tags (`@msgid=...;+draft/reply=... `), which [`reply`] reads back. Only IRC clients are
+/// sent this form: chatd's replies never start with `@`.
+pub fn tagged_private(tags: &[(String, String)], line: &[u8]) -> bytes::Bytes {
+    let mut out = String::from("@");
+    super::message::write_tags(tags, &mut out);
+    out.push(' ');
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(line);
+    bytes::Bytes::from(bytes)
 }
 
 /// A chat line's sender and text: `<alice> hi` or an action, `* alice waves` (given back as a
@@ -261,6 +331,24 @@ pub fn fitting(head: &Message, text: &str) -> Vec<String> {
 /// is dropped (unless echo-message), and notices and errors become NOTICEs from the server.
 pub fn reply(line: &str, nick: &str, caps: &Caps) -> Option<Vec<Message>> {
     let line = line.trim_end_matches(['\r', '\n']);
+    // Tags ahead of a private message from another IRC client ([`tagged_private`]): its msgid and
+    // client-only tags, for clients that asked for message-tags.
+    if let Some((tags, rest)) = line.strip_prefix('@').and_then(|l| l.split_once(' ')) {
+        let tags = super::message::parse_tags(tags).unwrap_or_default();
+        let mut out = reply(rest, nick, caps)?;
+        for message in &mut out {
+            for (key, value) in &tags {
+                // The time it was sent (and kept) at, in place of the time it arrived here.
+                if key == "time" && caps.has(Cap::ServerTime) {
+                    message.tags.retain(|(k, _)| k != "time");
+                    message.tags.insert(0, (key.clone(), value.clone()));
+                } else if key != "time" && caps.has(Cap::MessageTags) {
+                    message.tags.push((key.clone(), value.clone()));
+                }
+            }
+        }
+        return Some(out);
+    }
     // A message kept while the client was away: its `time` tag is when it was sent.
     let (at, line) = match crate::protocol::split_sent_at(line) {
         Some((ms, rest)) => (
@@ -284,6 +372,20 @@ pub fn reply(line: &str, nick: &str, caps: &Caps) -> Option<Vec<Message>> {
                 .map(|piece| stamp_at(head.clone().param(piece), caps, None, at))
                 .collect(),
         );
+    }
+    // A TAGMSG from another IRC client, whose tags lead the line.
+    if let Some(name) = line
+        .strip_prefix("[tagmsg] <")
+        .and_then(|rest| rest.strip_suffix('>'))
+    {
+        if !caps.has(Cap::MessageTags) {
+            return None;
+        }
+        return Some(vec![stamp(
+            Message::new("TAGMSG").source(&mask(name)).param(nick),
+            caps,
+            None,
+        )]);
     }
     if let Some(rest) = line.strip_prefix("[private to ") {
         let (to, text) = rest.split_once("] ")?;
@@ -342,6 +444,7 @@ mod tests {
             line_no: 0,
             lines: 1,
             first_id: chat.then_some(7),
+            at_ms: 0,
             line: Bytes::from_static(line.as_bytes()),
             ids: true,
             what: what.map(Arc::new),

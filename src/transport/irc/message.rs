@@ -2,9 +2,14 @@
 //! parameters) within the IRCv3 size limits, and [`Message::line`] writes what the server sends.
 //! Pure functions over strings, so every rule is unit-tested without a socket.
 
-/// Most bytes of tags a client may send: `@`, the tags and the space after them (IRCv3
-/// message-tags: 4094 bytes of client tags, 8191 in all with the server's).
+/// Most bytes of tags in a line: `@`, the tags and the space after them (IRCv3 message-tags:
+/// 8191 in all, the server's included), so the most a connection reads before a line's body.
 pub const MAX_TAGS_BYTES: usize = 8191;
+
+/// Most bytes of tags a client may send, `@` and the space after them included (IRCv3
+/// message-tags: 4094 bytes of tag data): past it the line is refused with 417, so that the
+/// server's own tags still fit beside client tags it relays.
+pub const MAX_CLIENT_TAGS_BYTES: usize = 4096;
 
 /// Most bytes of the rest of a line (source, command, parameters) with its CR LF, as RFC 1459.
 pub const MAX_BODY_BYTES: usize = 512;
@@ -22,7 +27,7 @@ pub enum ParseError {
     /// Nothing but spaces (IRC servers ignore such lines silently).
     #[error("empty line")]
     Empty,
-    /// The tags part (`@...` and its space) is over [`MAX_TAGS_BYTES`].
+    /// The tags part (`@...` and its space) is over [`MAX_CLIENT_TAGS_BYTES`].
     #[error("message tags too long")]
     TagsTooLong,
     /// The part after the tags, with CR LF, is over [`MAX_BODY_BYTES`].
@@ -68,7 +73,7 @@ pub fn parse(raw: &[u8]) -> Result<Message, ParseError> {
     if let Some(after_at) = rest.strip_prefix(b"@") {
         let end = after_at.iter().position(|&b| b == b' ');
         let tags_len = end.map_or(raw.len(), |e| e + 2);
-        if tags_len > MAX_TAGS_BYTES {
+        if tags_len > MAX_CLIENT_TAGS_BYTES {
             return Err(ParseError::TagsTooLong);
         }
         let Some(end) = end else {
@@ -147,7 +152,7 @@ pub fn parse(raw: &[u8]) -> Result<Message, ParseError> {
 }
 
 /// Reads `key=value;key2;...`; a repeated key keeps its last value, as IRCv3 says.
-fn parse_tags(part: &str) -> Result<Vec<(String, String)>, ParseError> {
+pub fn parse_tags(part: &str) -> Result<Vec<(String, String)>, ParseError> {
     let mut tags: Vec<(String, String)> = Vec::new();
     for tag in part.split(';').filter(|t| !t.is_empty()) {
         let (key, value) = tag.split_once('=').unwrap_or((tag, ""));
@@ -194,6 +199,20 @@ fn unescape_tag_value(value: &str) -> String {
         }
     }
     out
+}
+
+/// Writes tags as `key=value;key2` (values escaped), the inverse of [`parse_tags`].
+pub fn write_tags(tags: &[(String, String)], out: &mut String) {
+    for (n, (key, value)) in tags.iter().enumerate() {
+        if n > 0 {
+            out.push(';');
+        }
+        out.push_str(key);
+        if !value.is_empty() {
+            out.push('=');
+            escape_tag_value(value, out);
+        }
+    }
 }
 
 /// The inverse of [`unescape_tag_value`], for tags the server sends.
@@ -258,16 +277,7 @@ impl Message {
         let mut out = String::with_capacity(64);
         if !self.tags.is_empty() {
             out.push('@');
-            for (n, (key, value)) in self.tags.iter().enumerate() {
-                if n > 0 {
-                    out.push(';');
-                }
-                out.push_str(key);
-                if !value.is_empty() {
-                    out.push('=');
-                    escape_tag_value(value, &mut out);
-                }
-            }
+            write_tags(&self.tags, &mut out);
             out.push(' ');
         }
         if let Some(source) = &self.source {
@@ -421,11 +431,11 @@ mod tests {
             Err(ParseError::TooLong)
         );
         // Long tags do not eat into the body's 512 bytes.
-        let tags = format!("@a={} ", "v".repeat(MAX_TAGS_BYTES - 4));
-        assert_eq!(tags.len(), MAX_TAGS_BYTES);
+        let tags = format!("@a={} ", "v".repeat(MAX_CLIENT_TAGS_BYTES - 4));
+        assert_eq!(tags.len(), MAX_CLIENT_TAGS_BYTES);
         let m = ok(&format!("{tags}{body}\r\n"));
         assert_eq!(m.params[1].len(), 496);
-        let tags = format!("@a={} ", "v".repeat(MAX_TAGS_BYTES - 3));
+        let tags = format!("@a={} ", "v".repeat(MAX_CLIENT_TAGS_BYTES - 3));
         assert_eq!(
             parse(format!("{tags}{body}").as_bytes()),
             Err(ParseError::TagsTooLong)

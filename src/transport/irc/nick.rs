@@ -54,6 +54,16 @@ pub enum NickError {
     Forbidden,
 }
 
+/// The IRC ban mask for what a chatd ban is on ([`crate::room::moderation::Banned::subject`]):
+/// `*!*@BLOCK` for an address or block, `NICK!*@*` for an account or a guest name.
+pub fn ban_mask(subject: &str) -> String {
+    if subject.parse::<std::net::IpAddr>().is_ok() || subject.contains('/') {
+        format!("*!*@{subject}")
+    } else {
+        format!("{}!*@*", nick_from_name(subject))
+    }
+}
+
 /// The nick IRC clients see for a chatd name.
 pub fn nick_from_name(name: &str) -> String {
     name.chars()

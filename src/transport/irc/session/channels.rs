@@ -123,11 +123,25 @@ impl Session {
     /// 332 and 333 for `room`'s topic; 331 when it has none and `always` is set.
     pub(super) fn topic_of(&mut self, room: &Room, always: bool) {
         let label = room.label();
-        match room.moderate(|m| m.lasting().topic.clone()) {
-            Some(topic) => self.numeric(Numeric::Topic {
-                channel: &label,
-                topic: &topic,
-            }),
+        let (topic, set) = room.moderate(|m| {
+            let lasting = m.lasting();
+            (lasting.topic.clone(), lasting.topic_set.clone())
+        });
+        match topic {
+            Some(topic) => {
+                self.numeric(Numeric::Topic {
+                    channel: &label,
+                    topic: &topic,
+                });
+                // A topic stored before setters were kept has none to show.
+                if let Some((by, at_s)) = set {
+                    self.numeric(Numeric::TopicWhoTime {
+                        channel: &label,
+                        setter: &nick_from_name(&by),
+                        set_at: at_s,
+                    });
+                }
+            }
             None if always => self.numeric(Numeric::NoTopic { channel: &label }),
             None => {}
         }
@@ -165,7 +179,7 @@ impl Session {
             return;
         };
         let by = member.name().to_string();
-        room.moderate(|m| m.set_topic(None));
+        room.moderate(|m| m.set_topic(None, &by, 0));
         room.announce(
             crate::room::SERVER,
             protocol::notice(&format!("{by} cleared the topic of {}", room.label())),
@@ -185,11 +199,7 @@ impl Session {
             .into_iter()
             .map(|t| {
                 let prefixes = room.moderate(|m| {
-                    let op = m.is_op(Who {
-                        id: t.id,
-                        account: t.account.as_deref(),
-                        ip: t.addr.ip(),
-                    });
+                    let op = m.is_op(t.who());
                     match (op, m.is_voiced(t.id)) {
                         (true, true) => "@+",
                         (true, false) => "@",

@@ -44,6 +44,16 @@ impl Session {
                                 reason: "Cannot send to channel (+m)",
                             });
                         }
+                    } else if let Some(what) = self
+                        .tagged(notice)
+                        .filter(|_| notice || !text.starts_with('\u{1}'))
+                    {
+                        // Client-only tags ride with the line (not with CTCP, which `/me` takes).
+                        if let Some(member) = self.member.as_mut() {
+                            if member.focus(&key) {
+                                member.say_marked(text, what);
+                            }
+                        }
                     } else if notice && !text.starts_with('\u{1}') {
                         if let Some(member) = self.member.as_mut() {
                             if member.focus(&key) {
@@ -99,6 +109,18 @@ impl Session {
                 self.message_to_self(command, text);
                 continue;
             }
+            let away = self.hub.target(&name).and_then(|t| t.about.away);
+            if let (Some(away), false) = (away, notice) {
+                let nick = nick_from_name(&name);
+                self.numeric(Numeric::Away {
+                    nick: &nick,
+                    message: &away,
+                });
+            }
+            // Another IRC client here gets it with a msgid and the client-only tags.
+            if self.send_to_irc_client(command, &name, Some(text)) {
+                continue;
+            }
             if notice {
                 if let Some(member) = self.member.as_ref() {
                     member.notice_to(&name, text);
@@ -109,14 +131,6 @@ impl Session {
                     self.send(echo);
                 }
                 continue;
-            }
-            let away = self.hub.target(&name).and_then(|t| t.about.away);
-            if let (Some(away), false) = (away, notice) {
-                let nick = nick_from_name(&name);
-                self.numeric(Numeric::Away {
-                    nick: &nick,
-                    message: &away,
-                });
             }
             let Some(member) = self.member() else { return };
             let input = Input::Command(Command::Msg {
@@ -133,7 +147,15 @@ impl Session {
     /// A message to oneself (chatd's `/msg` refuses it, IRC delivers it): the delivery, and with
     /// echo-message the echo, which alone is the command's answer (and carries its label).
     fn message_to_self(&mut self, command: &str, text: &str) {
-        let message = self.own_message(command, &self.nick(), text);
+        let mut message = self.own_message(command, &self.nick(), text);
+        if command == "PRIVMSG" {
+            // Kept as a conversation with oneself, both copies with its msgid and time.
+            let name = self.member.as_ref().map(|m| m.name().to_string());
+            let (msgid, at) = self.keep_private(&self.party(), &name.unwrap_or_default(), text);
+            message.tags.clear();
+            message =
+                crate::transport::irc::deliver::stamp_at(message, &self.caps, Some(&msgid), at);
+        }
         if self.caps.has(Cap::EchoMessage) {
             self.send(message.clone());
         }

@@ -48,7 +48,11 @@ impl Session {
                 let label = feed.label.clone();
                 let me = self.id();
                 for m in self.view.event(&event, &label, me, &self.caps) {
+                    let away = self.away_of_joiner(&m);
                     self.send(m);
+                    if let Some(away) = away {
+                        self.send(away);
+                    }
                 }
             }
             Err(RecvError::Lagged(missed)) => {
@@ -104,7 +108,8 @@ impl Session {
                 Err(TryRecvError::Closed) => Err(RecvError::Closed),
                 Err(TryRecvError::Empty) => return,
             };
-            let own = matches!(&event, Ok(e) if e.from == me && e.is_chat());
+            let own = matches!(&event, Ok(e) if e.from == me
+                && (e.is_chat() || matches!(e.what.as_deref(), Some(crate::room::Happening::TagMsg { .. }))));
             if own {
                 self.deliver(at, event);
                 return;

@@ -1,6 +1,7 @@
 //! CHATHISTORY (IRCv3 `draft/chathistory`): a channel's history, with chatd's history ids as
-//! msgids and its times as timestamps, in a `chathistory` batch. Private messages are not kept by
-//! chatd, so a nick's history is empty and TARGETS lists channels only.
+//! msgids and its times as timestamps, in a `chathistory` batch; a nick's, the private
+//! conversation with it that IRC clients on this node had ([`crate::store::private`]: kept in
+//! memory, bounded). TARGETS lists both.
 
 use super::*;
 use crate::store::history::HistoryLine;
@@ -70,12 +71,39 @@ impl Session {
                 .iter()
                 .filter_map(|line| self.replayed(line, &label, &epoch))
                 .collect();
+        } else if let Some((lines, [me, other])) = self.conversation_with(&target) {
+            found = chathistory::select(&lines, &request)
+                .iter()
+                .filter_map(|line| {
+                    // A line is from one of the two, to the other.
+                    let from_other = chat_parts(&String::from_utf8_lossy(&line.text))
+                        .is_some_and(|(from, _)| from == other);
+                    let to = if from_other { &me } else { &other };
+                    // A conversation's ids are its own, of no history epoch.
+                    self.replayed(line, &nick_from_name(to), "")
+                })
+                .collect();
         }
         let id = self.batch_id();
         let server = self.server();
         for m in label::batch(&id, "chathistory", &[target.as_str()], found, &server) {
             self.send(m);
         }
+    }
+
+    /// The private conversation with `nick` (someone here now, or a registered account), and the
+    /// two names in it (this client's, then the other's).
+    fn conversation_with(&self, nick: &str) -> Option<(Vec<HistoryLine>, [String; 2])> {
+        let name = name_from_nick(nick).ok()?;
+        let other = match self.hub.target(&name) {
+            Some(t) => tags::party_of(t.account.as_deref(), t.id),
+            None => {
+                let key = crate::names::key(&name);
+                self.hub.accounts().registered(&key)?;
+                tags::party_of(Some(&key), 0)
+            }
+        };
+        self.hub.private_log().conversation(&self.party(), &other)
     }
 
     /// A history line as the PRIVMSG it was, with its own time and id.
@@ -91,13 +119,17 @@ impl Session {
             m = m.tag("time", &format_time(at));
         }
         if self.caps.has(Cap::MessageTags) {
-            m = m.tag("msgid", &crate::store::epoch::qualified(line.id, epoch));
+            let id = match epoch {
+                "" => line.id.to_string(),
+                epoch => crate::store::epoch::qualified(line.id, epoch),
+            };
+            m = m.tag("msgid", &id);
         }
         Some(m)
     }
 
-    /// `CHATHISTORY TARGETS`: the client's channels with lines between two times, the most
-    /// recently active last.
+    /// `CHATHISTORY TARGETS`: the client's channels and private conversations whose latest line
+    /// falls between two times, the most recently active last.
     fn targets(&mut self, from: std::time::SystemTime, to: std::time::SystemTime, limit: usize) {
         let (from, to) = (chathistory::unix_millis(from), chathistory::unix_millis(to));
         let (low, high) = (from.min(to), from.max(to));
@@ -108,13 +140,19 @@ impl Session {
                 let latest = f
                     .room
                     .recent(self.hub.config().history)
-                    .iter()
-                    .rev()
+                    .last()
                     .map(|l| l.at_ms)
-                    .find(|at| *at > low && *at < high)?;
+                    .filter(|at| *at > low && *at < high)?;
                 Some((latest, f.label.clone()))
             })
             .collect();
+        active.extend(
+            self.hub
+                .private_log()
+                .partners(&self.party(), low, high)
+                .into_iter()
+                .map(|(at, name)| (at, nick_from_name(&name))),
+        );
         active.sort();
         let server = self.server();
         let found = active
@@ -126,7 +164,7 @@ impl Session {
                     .source(&server)
                     .param("TARGETS")
                     .param(label.as_str())
-                    .param(format!("timestamp={}", format_time(at)))
+                    .param(format_time(at))
             })
             .collect();
         let id = self.batch_id();

@@ -11,6 +11,7 @@ mod history;
 mod modes;
 mod queries;
 mod service;
+mod tags;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -108,6 +109,8 @@ pub struct Session {
     unregistered: Unregistered,
     /// SASL, and the password check in flight.
     pub(super) account: account::State,
+    /// The client-only tags of the message being handled (see [`tags`]).
+    client_tags: Vec<(String, String)>,
 }
 
 impl Session {
@@ -142,6 +145,7 @@ impl Session {
             last_active: Instant::now(),
             unregistered: Unregistered::new(),
             account: account::State::default(),
+            client_tags: Vec::new(),
         }
     }
 
@@ -348,6 +352,7 @@ impl Session {
 
     fn dispatch(&mut self, msg: Message) {
         let command = msg.command.to_ascii_uppercase();
+        self.take_client_tags(&msg.tags);
         let p = msg.params;
         match command.as_str() {
             "CAP" => {
@@ -453,16 +458,8 @@ impl Session {
             "KICK" => self.kick(&p),
             "MODE" => self.mode(&p),
             "INVITE" => self.invite(&p),
-            "AWAY" => {
-                let away = p.first().filter(|t| !t.is_empty()).cloned();
-                let gone = away.is_some();
-                self.hub.set_about(self.id(), |about| about.away = away);
-                if gone {
-                    self.numeric(Numeric::NowAway {});
-                } else {
-                    self.numeric(Numeric::UnAway {});
-                }
-            }
+            "AWAY" => self.away(&p),
+            "TAGMSG" => self.tagmsg(&p),
             "CHATHISTORY" => self.chathistory(&p),
             "WHOWAS" => self.whowas(&p),
             "USERHOST" => self.userhost(&p),
@@ -721,6 +718,7 @@ impl Session {
                     id: member.id(),
                     account: member.account(),
                     ip: member.addr().ip(),
+                    name: member.name(),
                 })
             })
     }

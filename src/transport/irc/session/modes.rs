@@ -249,7 +249,7 @@ impl Session {
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         let bans = room.moderate(|m| m.bans(now).to_vec());
         for ban in bans {
-            let mask_text = ban_mask(&ban.target.to_string());
+            let mask_text = crate::transport::irc::nick::ban_mask(&ban.target.subject());
             let setter = nick_from_name(&ban.by);
             self.numeric(Numeric::BanList {
                 channel: &label,
@@ -275,16 +275,6 @@ pub fn ban_target(mask: &str) -> String {
     name_from_nick(nick_part).unwrap_or_else(|_| nick_part.to_string())
 }
 
-/// The IRC mask of a ban as chatd lists it (`alice ...` or `10.0.0.0/8 ...`).
-fn ban_mask(shown: &str) -> String {
-    let first = shown.split_whitespace().next().unwrap_or(shown);
-    if first.parse::<std::net::IpAddr>().is_ok() || first.contains('/') {
-        format!("*!*@{first}")
-    } else {
-        format!("{}!*@*", nick_from_name(first))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,7 +285,9 @@ mod tests {
         assert_eq!(ban_target("bob"), "bob");
         assert_eq!(ban_target("*!*@10.0.0.1"), "10.0.0.1");
         assert_eq!(ban_target("*!*@10.0.0.0/8"), "10.0.0.0/8");
-        assert_eq!(ban_mask("10.0.0.0/8 for good"), "*!*@10.0.0.0/8");
-        assert_eq!(ban_mask("bob"), "bob!*@*");
+        use crate::transport::irc::nick::ban_mask;
+        assert_eq!(ban_mask("10.0.0.0/8"), "*!*@10.0.0.0/8");
+        assert_eq!(ban_mask("2001:db8::1"), "*!*@2001:db8::1");
+        assert_eq!(ban_mask("guest-1.b"), "guest-1|b!*@*");
     }
 }

@@ -47,13 +47,7 @@ pub fn mask_matches(mask: &str, text: &str) -> bool {
 impl Session {
     /// Whether `target` operates `room`.
     fn operates(&self, target: &Target, room: &Room) -> bool {
-        room.moderate(|m| {
-            m.is_op(Who {
-                id: target.id,
-                account: target.account.as_deref(),
-                ip: target.addr.ip(),
-            })
-        })
+        room.moderate(|m| m.is_op(target.who()))
     }
 
     fn row(&self, target: &Target, room: Option<&Arc<Room>>) -> WhoRow {

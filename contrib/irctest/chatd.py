@@ -9,6 +9,7 @@ See README.md next to this file for how to run it.
 import os
 import shutil
 import socket
+import subprocess
 import time
 from pathlib import Path
 from typing import Optional, Set, Type
@@ -29,7 +30,7 @@ LINE_TIMEOUT = 30.0
 # The server name irctest's tests expect.
 SERVER_NAME = "My.Little.Server"
 
-# irctest's operator credentials (tests/oper.py): registered at start and made a server operator.
+# irctest's operator credentials (tests/oper.py): a configured operator (--oper NAME=PHC).
 OPER_NAME = "operuser"
 OPER_PASSWORD = "operpassword"
 
@@ -107,8 +108,10 @@ class ChatdController(BaseServerController, DirectoryBasedController):
             str(self.line_port),
             "--db",
             str(self.directory / "chatd.db"),
+            # Operators are configured with a password hash (a bare name gives no rights on a
+            # fresh database, and reserves the name).
             "--oper",
-            OPER_NAME,
+            f"{OPER_NAME}={_oper_hash()}",
             # irctest expects this server name in PONG, WHO, WHOIS, TIME, LINKS, INFO...
             "--name",
             SERVER_NAME,
@@ -140,7 +143,6 @@ class ChatdController(BaseServerController, DirectoryBasedController):
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
         )
         self.wait_for_port()
-        self._register_over_lines(OPER_NAME, OPER_PASSWORD)
 
     def wait_for_services(self) -> None:
         # Accounts are chatd's own: nothing starts apart from the server.
@@ -174,6 +176,24 @@ class ChatdController(BaseServerController, DirectoryBasedController):
             _expect(reader, "* bye")
             while reader.readline():
                 pass
+
+
+_OPER_HASH: Optional[str] = None
+
+
+def _oper_hash() -> str:
+    """The operator's password as a PHC string from `chatd hash-password` (cheap parameters:
+    a debug build hashes every OPER and SASL login of the suite)."""
+    global _OPER_HASH
+    if _OPER_HASH is None:
+        done = subprocess.run(
+            [CHATD_BIN, "hash-password", "--argon2-memory", "64", "--argon2-passes", "1"],
+            input=OPER_PASSWORD.encode(),
+            capture_output=True,
+            check=True,
+        )
+        _OPER_HASH = done.stdout.decode().strip()
+    return _OPER_HASH
 
 
 def _expect(reader, start: str) -> None:

@@ -1,7 +1,8 @@
 //! A login flood from one address holds at most a few places in the hashing queue (the rest are
 //! refused at once, with a reply); an account's owner logs in while 1 and while 200 addresses keep
 //! guessing its password, and chat is delivered meanwhile (the owner's login time and the chat
-//! latency are printed: `--nocapture`); and a measurement, run by hand (ignored by default; it
+//! latency are printed: `--nocapture`); an owner on an address it has logged in from before goes
+//! ahead of a wave of fresh guessers' first guesses; and a measurement, run by hand (ignored by default; it
 //! takes about 15 s):
 //!
 //! ```sh
@@ -364,4 +365,63 @@ async fn the_owner_gets_in_while_one_address_keeps_guessing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_owner_gets_in_while_two_hundred_addresses_keep_guessing() {
     owner_gets_in_while_guessed_from(200).await;
+}
+
+/// An owner logging in from an address it has used before is hashed beside the queue of 200 fresh
+/// addresses' first guesses (each a stranger the limits cannot tell from an owner), not behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_address_goes_ahead_of_a_wave_of_first_guesses() {
+    const ADDRESSES: u16 = 200;
+    // Costly enough that the first wave's guesses take seconds to hash one after the other.
+    let (_child, tcp, _udp) = spawn_chatd(
+        &[
+            "--rate",
+            "off",
+            "--argon2-memory",
+            "16384",
+            "--argon2-passes",
+            "1",
+        ],
+        None,
+    )
+    .await;
+    drop(common::register(tcp, "alice", "the-real-one").await);
+    let mut earlier = TcpClient::connect(tcp).await;
+    earlier.send("/login alice the-real-one").await;
+    earlier.expect("* you are logged in as alice").await;
+    drop(earlier);
+
+    let tally = std::sync::Arc::new(std::sync::Mutex::new(Guessed::default()));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let attack = tokio::spawn(guess(
+        tcp,
+        ADDRESSES,
+        stopped,
+        std::sync::Arc::clone(&tally),
+    ));
+    let wrong = || tally.lock().expect("tally").wrong;
+    // A tenth of the first wave answered: every guesser has connected and queued its guess.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while wrong() < ADDRESSES as usize / 10 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the first guesses are answered within 60 s");
+    let before = wrong();
+    let mut owner = TcpClient::connect(tcp).await;
+    owner.send("/login alice the-real-one").await;
+    owner.expect("* you are logged in as alice").await;
+    let answered_meanwhile = wrong() - before;
+    let _ = stop.send(true);
+    tokio::time::timeout(Duration::from_secs(120), attack)
+        .await
+        .expect("the guessers stop")
+        .expect("guessers");
+    println!("{answered_meanwhile} first guesses were answered while the owner logged in");
+    // Behind the queue the owner would wait for the rest of the wave (about 180 guesses).
+    assert!(
+        answered_meanwhile < ADDRESSES as usize / 4,
+        "the owner waited while {answered_meanwhile} guesses were hashed"
+    );
 }

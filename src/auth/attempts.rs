@@ -5,7 +5,9 @@
 //! passwords a [`WINDOW`] and is then closed, but only to addresses that have guessed wrong
 //! (any account) in the last [`GUESSING_FOR`]. An owner logging in from an address that has not
 //! been failing still gets in while one address, or thousands, keep guessing; each of those
-//! gets one guess before the account's limit holds it too, then one an hour.
+//! gets one guess before the account's limit holds it too, then one an hour. An address an
+//! account has logged in from before ([`Guesses::known`]) also has a hasher of its own, so even
+//! the first guesses of thousands of fresh addresses do not keep that owner waiting.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -98,7 +100,14 @@ pub struct Guesses {
     guessing: Attempts<IpAddr>,
     /// Addresses whose refusal was logged in the last [`WINDOW`].
     logged: Attempts<IpAddr>,
+    /// The last few addresses each account logged in from (newest last): their logins go before
+    /// everyone else's in the hashers' queue, so a flood of fresh guessers cannot keep an owner
+    /// waiting on a device it has used before.
+    known: HashMap<String, VecDeque<IpAddr>>,
 }
+
+/// Addresses remembered per account in [`Guesses::succeeded`].
+const KNOWN_PER_ACCOUNT: usize = 8;
 
 impl Default for Guesses {
     fn default() -> Self {
@@ -107,6 +116,7 @@ impl Default for Guesses {
             wrong: Attempts::default(),
             guessing: Attempts::new(1, GUESSING_FOR),
             logged: Attempts::new(1, WINDOW),
+            known: HashMap::new(),
         }
     }
 }
@@ -136,6 +146,28 @@ impl Guesses {
         }
         self.logged.record(&from, now);
         true
+    }
+
+    /// A right password from `from` for the account `key`: `from` is one of the account's known
+    /// addresses from now on (the last [`KNOWN_PER_ACCOUNT`]; past [`MAX_KEYS`] accounts, new
+    /// ones are not remembered rather than growing memory).
+    pub fn succeeded(&mut self, from: IpAddr, key: &str) {
+        if self.known.len() >= MAX_KEYS && !self.known.contains_key(key) {
+            return;
+        }
+        let known = self.known.entry(key.to_string()).or_default();
+        known.retain(|&a| a != from);
+        if known.len() >= KNOWN_PER_ACCOUNT {
+            known.pop_front();
+        }
+        known.push_back(from);
+    }
+
+    /// Whether `from` has logged in to the account `key` before and has not guessed wrong since
+    /// (see [`Guesses::succeeded`]).
+    pub fn known(&mut self, from: IpAddr, key: &str, now: Instant) -> bool {
+        self.known.get(key).is_some_and(|k| k.contains(&from))
+            && self.guessing.wait(&from, now).is_none()
     }
 
     /// A wrong password from `from` for the account `key` at `now`.
@@ -210,6 +242,18 @@ mod tests {
         assert!(!guesses.first_refusal(guesser, at + Duration::from_secs(59)));
         assert!(guesses.first_refusal(owner, at));
         assert!(guesses.first_refusal(guesser, at + Duration::from_secs(60)));
+        assert!(!guesses.known(owner, "alice", at), "not before a login");
+        guesses.succeeded(owner, "alice");
+        assert!(guesses.known(owner, "alice", at));
+        assert!(
+            !guesses.known(owner, "bob", at),
+            "known to one account only"
+        );
+        guesses.succeeded(guesser, "alice");
+        assert!(
+            !guesses.known(guesser, "alice", at),
+            "an address that has been guessing goes back in the line all the same"
+        );
         let later = start + Duration::from_secs(200);
         assert_eq!(
             guesses.attempt(guesser, "carol", later),

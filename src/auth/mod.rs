@@ -88,6 +88,9 @@ struct Inner {
     /// The configured server operators (`--oper`).
     operators: Mutex<Operators>,
     hashers: Semaphore,
+    /// One more hasher, only for logins from an account's known addresses
+    /// ([`attempts::Guesses::known`]): they never wait behind a queue of strangers' guesses.
+    known_lane: Semaphore,
     waiting: AtomicUsize,
     /// Account commands waiting or running, by address; only addresses with some are kept.
     by_address: Mutex<HashMap<IpAddr, usize>>,
@@ -173,6 +176,7 @@ impl Accounts {
                 attempts: Mutex::new(Guesses::default()),
                 operators: Mutex::new(operators),
                 hashers: Semaphore::new(hashers()),
+                known_lane: Semaphore::new(1),
                 waiting: AtomicUsize::new(0),
                 by_address: Mutex::new(HashMap::new()),
                 cost,
@@ -278,11 +282,28 @@ impl Accounts {
         &self,
         work: impl FnOnce(&Inner) -> Result<T, AuthError> + Send + 'static,
     ) -> Result<T, AuthError> {
+        self.blocking_in(false, work).await
+    }
+
+    /// [`Accounts::blocking`], and with `known` the known addresses' own hasher too, whichever
+    /// is free first.
+    async fn blocking_in<T: Send + 'static>(
+        &self,
+        known: bool,
+        work: impl FnOnce(&Inner) -> Result<T, AuthError> + Send + 'static,
+    ) -> Result<T, AuthError> {
         if self.inner.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING {
             self.inner.waiting.fetch_sub(1, Ordering::SeqCst);
             return Err(AuthError::Busy);
         }
-        let permit = self.inner.hashers.acquire().await;
+        let permit = if known {
+            tokio::select! {
+                p = self.inner.known_lane.acquire() => p,
+                p = self.inner.hashers.acquire() => p,
+            }
+        } else {
+            self.inner.hashers.acquire().await
+        };
         self.inner.waiting.fetch_sub(1, Ordering::SeqCst);
         let Ok(_permit) = permit else {
             return Err(AuthError::Unavailable);
@@ -339,12 +360,19 @@ impl Accounts {
                 }
             }
         }
+        let known = lock(&self.inner.attempts).known(from, &key, Instant::now());
         let result = self
-            .blocking(move |inner| inner.check(&names::key(&name), &password))
+            .blocking_in(known, move |inner| {
+                inner.check(&names::key(&name), &password)
+            })
             .await
             .map(|a| a.name);
-        if result == Err(AuthError::Refused) {
-            lock(&self.inner.attempts).failed(from, &key, Instant::now());
+        match &result {
+            Err(AuthError::Refused) => {
+                lock(&self.inner.attempts).failed(from, &key, Instant::now());
+            }
+            Ok(_) => lock(&self.inner.attempts).succeeded(from, &key),
+            Err(_) => {}
         }
         result
     }

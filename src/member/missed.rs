@@ -84,64 +84,93 @@ impl Member {
     }
 
     /// After a login: what this client missed in its room since it was last there, and how much
-    /// is new in the other rooms it has a place in; then its place here is now.
+    /// is new in the other rooms it has a place in; then its place here is now. Nothing is said
+    /// when nothing was missed (or the client has no place yet). Without `--cluster` this reads
+    /// the store at once (a key's row), so the replay comes before the answer to anything sent
+    /// after the login; with it, the bucket is asked first, off this task.
     pub(super) fn replay_missed(&self) {
-        let (Some(account), Ok(runtime)) =
-            (self.account.clone(), tokio::runtime::Handle::try_current())
-        else {
+        let Some(account) = self.account.clone() else {
             return;
         };
-        let shared = self.hub.accounts().look_up(seen::state_key(&account));
-        let store = self.hub.store().clone();
-        let hub = self.hub.clone();
-        let room = Arc::clone(&self.room);
-        let client = self.client.clone();
-        let outbox = self.outbox.clone();
-        let show_ids = self.show_ids;
-        let max = self.hub.config().missed_max;
-        runtime.spawn(async move {
-            refresh(&store, &account, shared).await;
-            let (reading, key) = (store.clone(), account.clone());
-            let Ok(positions) = tokio::task::spawn_blocking(move || reading.seen(&key)).await
-            else {
-                return;
-            };
-            let epoch = store.epoch();
-            let mut lines = Vec::new();
-            if let Some(seen) = positions.get(&client, &room.name().key) {
-                lines.extend(replay_block(&room, seen, &epoch, max, show_ids));
-            }
-            let mut others = positions
-                .of_client(&client)
-                .filter(|s| s.room != room.name().key && s.epoch == epoch)
-                .filter_map(|s| {
-                    let open = hub.room(&s.room)?;
-                    let new = open.next_id().saturating_sub(s.id.saturating_add(1));
-                    (new > 0).then(|| (open.label(), new))
-                })
-                .collect::<Vec<_>>();
-            others.sort();
-            for (label, new) in others.iter().take(OTHER_ROOMS) {
-                lines.push(protocol::notice(&format!(
-                    "{new} new message{} in {label} since {client} was there: /join {label}",
-                    if *new == 1 { "" } else { "s" }
-                )));
-            }
-            if others.len() > OTHER_ROOMS {
-                lines.push(protocol::notice(&format!(
-                    "... and {} more rooms with new messages",
-                    others.len() - OTHER_ROOMS
-                )));
-            }
+        let replay = Replay {
+            hub: self.hub.clone(),
+            room: Arc::clone(&self.room),
+            client: self.client.clone(),
+            account,
+            show_ids: self.show_ids,
+        };
+        let shared = self
+            .hub
+            .accounts()
+            .look_up(seen::state_key(&replay.account));
+        let Some(shared) = shared else {
+            let lines = replay.run();
             if !lines.is_empty() {
-                outbox.send(join_lines(lines.into_iter()));
+                self.reply(lines);
             }
-            let reached = [reached_in(&room, &epoch)];
-            let _ = tokio::task::spawn_blocking(move || {
-                store.advance_seen(&account, &client, &reached)
-            })
-            .await;
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let outbox = self.outbox.clone();
+        runtime.spawn(async move {
+            refresh(replay.hub.store(), &replay.account, Some(shared)).await;
+            match tokio::task::spawn_blocking(move || replay.run()).await {
+                Ok(lines) if !lines.is_empty() => {
+                    outbox.send(lines);
+                }
+                _ => {}
+            }
         });
+    }
+}
+
+/// What a login replays, gathered on the member's task.
+struct Replay {
+    hub: crate::hub::Hub,
+    room: Arc<Room>,
+    client: String,
+    account: String,
+    show_ids: bool,
+}
+
+impl Replay {
+    /// The lines to send (maybe none), the client's place here moved to now.
+    fn run(self) -> bytes::Bytes {
+        let store = self.hub.store();
+        let positions = store.seen(&self.account);
+        let epoch = store.epoch();
+        let (room, client) = (&self.room, &self.client);
+        let mut lines = Vec::new();
+        if let Some(seen) = positions.get(client, &room.name().key) {
+            let max = self.hub.config().missed_max;
+            lines.extend(replay_block(room, seen, &epoch, max, self.show_ids));
+        }
+        let mut others = positions
+            .of_client(client)
+            .filter(|s| s.room != room.name().key && s.epoch == epoch)
+            .filter_map(|s| {
+                let open = self.hub.room(&s.room)?;
+                let new = open.next_id().saturating_sub(s.id.saturating_add(1));
+                (new > 0).then(|| (open.label(), new))
+            })
+            .collect::<Vec<_>>();
+        others.sort();
+        for (label, new) in others.iter().take(OTHER_ROOMS) {
+            lines.push(protocol::notice(&format!(
+                "{new} new message{} in {label} since {client} was there: /join {label}",
+                if *new == 1 { "" } else { "s" }
+            )));
+        }
+        if others.len() > OTHER_ROOMS {
+            lines.push(protocol::notice(&format!(
+                "... and {} more rooms with new messages",
+                others.len() - OTHER_ROOMS
+            )));
+        }
+        store.advance_seen(&self.account, client, &[reached_in(room, &epoch)]);
+        join_lines(lines.into_iter())
     }
 }
 
@@ -164,6 +193,9 @@ fn replay_block(
         ))];
     }
     let missed = seen::missed(room.since(seen.id), max);
+    if missed.total() == 0 {
+        return Vec::new();
+    }
     let from = epoch::qualified(seen.id, epoch);
     let rest = format!("/history since {from}");
     let mut out = vec![protocol::notice(&seen::header(

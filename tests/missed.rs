@@ -2,9 +2,14 @@
 //! CLIENT`) gets, at its next login, exactly the lines it missed since it was last there, never
 //! one twice; past `--missed-max` (or past history) it is told how many and where the rest are;
 //! the other rooms it has a place in get a count; and with `--db` the places survive a restart.
+//! IRC clients (`alice@phone` in SASL) get what they missed on JOIN, with `draft/read-marker`'s
+//! MARKREAD on the same place; in a cluster a login on another node starts from the same place.
 
 mod common;
+#[path = "common/nats.rs"]
+mod nats;
 
+use common::irc::{join, sasl_register};
 use common::{register, start_server, temp_db, TcpClient};
 
 /// Cheap hashing: the cost is a flag.
@@ -238,4 +243,183 @@ async fn a_bad_client_name_is_refused_with_the_usage() {
         "{answer}"
     );
     server.shutdown().await;
+}
+
+/// A tag's value on an IRC line (`@a=1;time=...`).
+fn tag<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let tags = line.strip_prefix('@')?.split_once(' ')?.0;
+    tags.split(';')
+        .find_map(|t| t.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// An IRC client from another loopback address, logged in with SASL as `authcid`, with batch,
+/// server-time, message-tags and draft/read-marker on.
+async fn irc_device(addr: std::net::SocketAddr, last: u8, authcid: &str) -> TcpClient {
+    let from = std::net::IpAddr::from([127, 0, 2, last]);
+    let mut c = TcpClient::connect_from_raw(addr, from).await;
+    let caps = "batch server-time message-tags draft/read-marker";
+    sasl_register(&mut c, "phone", caps, authcid, "pw").await;
+    c
+}
+
+#[tokio::test]
+async fn an_irc_client_named_in_sasl_gets_what_it_missed_on_join_and_its_read_marker() {
+    let server = start_server(&format!("{CHEAP} --irc 0 --name chatd")).await;
+    let irc = server.irc.expect("irc");
+    let mut owner = register(server.tcp, "alice", "pw").await;
+    owner.send("/quit").await;
+    owner.expect_closed().await;
+    let mut ann = TcpClient::with_nick(server.tcp, "ann").await;
+    ann.send("/join #dev").await;
+    ann.expect_match(|l| l.starts_with("* you are in #dev"))
+        .await;
+
+    let mut phone = irc_device(irc, 1, "alice@phone").await;
+    let joined = join(&mut phone, "#dev").await;
+    assert!(
+        joined.iter().any(|l| l == ":chatd MARKREAD #dev *"),
+        "no place yet: {joined:?}"
+    );
+    say(&mut ann, 1, 3).await;
+    let mut times = Vec::new();
+    for n in 1..=3 {
+        phone
+            .expect_match(|l| l.ends_with(&format!("PRIVMSG #dev :line {n}")))
+            .await;
+    }
+    // The times the lines carried, from CHATHISTORY (the same times history keeps).
+    phone.send("CHATHISTORY LATEST #dev * 3").await;
+    for n in 1..=3 {
+        let line = loop {
+            let l = phone.recv().await;
+            if l.ends_with(&format!("PRIVMSG #dev :line {n}")) {
+                break l;
+            }
+        };
+        times.push(tag(&line, "time").expect("a time tag").to_string());
+    }
+    phone
+        .send(&format!("MARKREAD #dev timestamp={}", times[1]))
+        .await;
+    phone
+        .expect(&format!(":chatd MARKREAD #dev timestamp={}", times[1]))
+        .await;
+    // Never back: an older time is answered with the place kept.
+    phone
+        .send("MARKREAD #dev timestamp=2000-01-01T00:00:00.000Z")
+        .await;
+    phone
+        .expect(&format!(":chatd MARKREAD #dev timestamp={}", times[1]))
+        .await;
+    phone.send("MARKREAD #dev").await;
+    phone
+        .expect(&format!(":chatd MARKREAD #dev timestamp={}", times[1]))
+        .await;
+    phone.send("MARKREAD #dev timestamp=yesterday").await;
+    phone
+        .expect_match(|l| l.starts_with(":chatd FAIL MARKREAD INVALID_PARAMS #dev"))
+        .await;
+    // Leaving, it had every line: its place is line 3.
+    phone.send("QUIT").await;
+    phone.expect_closed().await;
+    say(&mut ann, 4, 5).await;
+
+    let mut phone = irc_device(irc, 2, "alice@phone").await;
+    let joined = join(&mut phone, "#dev").await;
+    assert!(
+        joined
+            .iter()
+            .any(|l| *l == format!(":chatd MARKREAD #dev timestamp={}", times[2])),
+        "{joined:?}"
+    );
+    let header = phone.recv().await;
+    assert!(
+        header.starts_with(
+            ":chatd NOTICE phone :2 messages missed in #dev since phone was last there (3@"
+        ),
+        "{header}"
+    );
+    let open = phone.recv().await;
+    let id = open
+        .strip_prefix(":chatd BATCH +")
+        .and_then(|rest| rest.strip_suffix(" chathistory #dev"))
+        .expect("a chathistory batch")
+        .to_string();
+    for n in 4..=5 {
+        let line = phone.recv().await;
+        assert_eq!(tag(&line, "batch"), Some(id.as_str()), "{line}");
+        assert!(
+            tag(&line, "msgid").is_some_and(|m| m.starts_with(&format!("{n}@"))),
+            "{line}"
+        );
+        assert!(line.ends_with(&format!("PRIVMSG #dev :line {n}")), "{line}");
+    }
+    assert_eq!(phone.recv().await, format!(":chatd BATCH -{id}"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_login_on_another_node_replays_from_the_same_place() {
+    let nats = nats::Nats::start("missed").await;
+    let a = start_server(&format!("{} {CHEAP}", nats.flags("a"))).await;
+    let b = start_server(&format!("{} {CHEAP}", nats.flags("b"))).await;
+    nats.account(a.tcp, "alice", std::net::IpAddr::from([127, 0, 0, 1]))
+        .await;
+    let mut ann = TcpClient::with_nick(a.tcp, "ann").await;
+    let mut phone = TcpClient::connect_from(a.tcp, std::net::IpAddr::from([127, 0, 3, 1])).await;
+    phone.send("/login alice pw-alice phone").await;
+    phone.expect("* you are logged in as alice").await;
+    for n in 1..=3 {
+        ann.send(&format!("line {n}")).await;
+    }
+    phone.expect("<ann> line 3").await;
+    // Its place is the cluster history's id: wait until node a's copy has line 3.
+    in_history(&mut phone, "<ann> line 3").await;
+    phone.send("/quit").await;
+    phone.expect_closed().await;
+    nats.released("alice").await;
+    for n in 4..=5 {
+        ann.send(&format!("line {n}")).await;
+    }
+    let mut bob = TcpClient::with_nick(b.tcp, "bob").await;
+    in_history(&mut bob, "<ann> line 5").await;
+
+    let mut phone = TcpClient::connect_from(b.tcp, std::net::IpAddr::from([127, 0, 3, 2])).await;
+    // The account reaches node b through its watch of the bucket, a moment after it is stored.
+    let mut logged_in = false;
+    for _ in 0..3 {
+        phone.send("/login alice pw-alice phone").await;
+        let got = loop {
+            let l = phone.recv().await;
+            if l == "* you are logged in as alice" || l.starts_with("! ") {
+                break l;
+            }
+        };
+        if got == "* you are logged in as alice" {
+            logged_in = true;
+            break;
+        }
+        assert_eq!(got, "! wrong name or password");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(logged_in, "alice never reached node b");
+    let header = line_starting(&mut phone, "* 2 messages missed in #lobby").await;
+    assert!(header.contains("since phone was last there ("), "{header}");
+    assert_eq!(replayed(&mut phone).await, said(4..=5));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Asks `/history 5` until its answer has `line` (the cluster's history is filled a moment after
+/// the line was delivered), a bounded number of times.
+async fn in_history(client: &mut TcpClient, line: &str) {
+    for _ in 0..50 {
+        client.send("/history 5").await;
+        let got = client.expect("* end of history").await;
+        if got.iter().any(|l| l.ends_with(line)) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{line} never in history");
 }

@@ -236,6 +236,13 @@ pub struct ServerArgs {
     /// (0 to 10000; 0: refused, as for unknown names).
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=10_000), help_heading = ROOMS)]
     pub offline_max: u32,
+    /// Most missed lines replayed per room on login.
+    ///
+    /// A logged-in client (`/login NAME PASSWORD CLIENT`, IRC `alice@phone`) gets the lines it
+    /// missed since it was last there; past this many it is told how many more there are and
+    /// how to get them (0 to 10000; 0: only the count).
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=10_000), help_heading = ROOMS)]
+    pub missed_max: u32,
     /// Most bans one room holds.
     ///
     /// Past it a new ban is refused until one is lifted, so a room's state stays small and cheap
@@ -564,6 +571,8 @@ pub struct Config {
     pub max_rooms_per_member: usize,
     /// Messages kept for each absent account (0: none).
     pub offline_max: usize,
+    /// Most missed lines replayed per room on login (0: only their count).
+    pub missed_max: usize,
     /// The password IRC clients must send (`PASS`) to register, if any.
     pub irc_password: Option<String>,
     /// Most bans one room holds.
@@ -649,6 +658,7 @@ impl Default for Config {
             max_rooms: 1000,
             max_rooms_per_member: 100,
             offline_max: 100,
+            missed_max: 100,
             irc_password: None,
             max_bans_per_room: crate::room::moderation::DEFAULT_MAX_BANS,
             udp_reply_budget: DEFAULT_UDP_REPLY_BUDGET,
@@ -694,6 +704,7 @@ impl ServerArgs {
             max_rooms: self.max_rooms as usize,
             max_rooms_per_member: self.max_rooms_per_member as usize,
             offline_max: self.offline_max as usize,
+            missed_max: self.missed_max as usize,
             irc_password: self.irc_password.clone(),
             max_bans_per_room: self.max_bans_per_room,
             udp_reply_budget: self.udp_reply_budget,

@@ -5,6 +5,7 @@
 mod account;
 mod away;
 mod cluster;
+mod missed;
 mod moderate;
 pub mod modes;
 
@@ -87,6 +88,10 @@ pub struct Member {
     held: VecDeque<Input>,
     /// The account (by key) this member is logged in to, as the hub also knows it.
     account: Option<String>,
+    /// The client name its read positions are kept under (see [`crate::store::seen`]), and the
+    /// one a `/login` in flight named.
+    client: String,
+    login_client: Option<String>,
 }
 
 /// What guests are told while the server is locked down (`/lockdown on`).
@@ -139,6 +144,8 @@ impl Member {
             busy: false,
             held: VecDeque::new(),
             account: None,
+            client: transport.as_str().to_string(),
+            login_client: None,
         };
         let history = std::mem::take(&mut sub.history);
         if let Some(notice) = member.history_fallback() {
@@ -192,6 +199,8 @@ impl Member {
             busy: false,
             held: VecDeque::new(),
             account: None,
+            client: transport.as_str().to_string(),
+            login_client: None,
         })
     }
 
@@ -238,6 +247,13 @@ impl Member {
     /// Leaves the room with `key`, keeping the others (IRC `PART`); the room and its seam.
     pub fn exit(&mut self, key: &str, reason: Option<&str>) -> Option<(Arc<Room>, u64)> {
         self.flush();
+        let leaving: Vec<Arc<Room>> = self
+            .hub
+            .rooms_of(self.id)
+            .into_iter()
+            .filter(|r| r.name().key == key)
+            .collect();
+        self.note_read(&leaving);
         self.hub.exit(self.id, key, reason)
     }
 
@@ -648,6 +664,7 @@ impl Member {
             mut sub,
             others,
         } = moved;
+        self.note_read(std::slice::from_ref(&from));
         self.room = Arc::clone(&to);
         let from_since = std::mem::replace(&mut self.since, sub.since);
         let history = std::mem::take(&mut sub.history);
@@ -881,6 +898,7 @@ impl Member {
     fn leave_now(&mut self, how: Departure<'_>) {
         if !self.gone {
             self.flush();
+            self.note_read(&self.hub.rooms_of(self.id));
             self.gone = true;
             // Free the slot before telling the room, so anyone who sees "left" can take it.
             self.slot = None;

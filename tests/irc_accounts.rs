@@ -6,16 +6,11 @@ mod common;
 
 use std::net::SocketAddr;
 
-use base64::Engine as _;
-use common::irc::join;
+use common::irc::{join, plain, sasl_register};
 use common::{register, start_server, TcpClient, OPER_ROOT};
 
 /// Cheap hashing, so a debug build on a loaded machine answers within the test's waits.
 const FLAGS: &str = "--irc 0 --name chatd --argon2-memory 64 --argon2-passes 1";
-
-fn plain(name: &str, password: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(format!("\0{name}\0{password}"))
-}
 
 /// Registers an IRC client as `nick` with `caps` on, waiting for the end of its welcome.
 async fn irc(addr: SocketAddr, nick: &str, caps: &str) -> TcpClient {
@@ -36,24 +31,7 @@ async fn irc(addr: SocketAddr, nick: &str, caps: &str) -> TcpClient {
 /// Connects, logs in to `name` with SASL PLAIN before registering as `nick`, with `caps` on.
 async fn irc_sasl(addr: SocketAddr, nick: &str, caps: &str, name: &str, pw: &str) -> TcpClient {
     let mut client = TcpClient::connect_raw(addr).await;
-    client.send(&format!("CAP REQ :sasl {caps}")).await;
-    client.expect_match(|l| l.contains(" ACK ")).await;
-    client.send(&format!("NICK {nick}")).await;
-    client.send(&format!("USER {nick} 0 * :{nick} real")).await;
-    client.send("AUTHENTICATE PLAIN").await;
-    client.expect("AUTHENTICATE +").await;
-    client
-        .send(&format!("AUTHENTICATE {}", plain(name, pw)))
-        .await;
-    client
-        .expect(&format!(
-            ":chatd 903 {nick} :SASL authentication successful"
-        ))
-        .await;
-    client.send("CAP END").await;
-    client
-        .expect_match(|l| l.contains(" 376 ") || l.contains(" 422 "))
-        .await;
+    sasl_register(&mut client, nick, caps, name, pw).await;
     client
 }
 

@@ -42,7 +42,11 @@ impl Member {
                     AuthDone::Registered(name, result)
                 });
             }
-            AccountCommand::Login { name, password } => {
+            AccountCommand::Login {
+                name,
+                password,
+                client,
+            } => {
                 let key = names::key(&name);
                 if account.as_deref() == Some(key.as_str()) {
                     self.reply(protocol::error(&format!(
@@ -54,6 +58,7 @@ impl Member {
                 if self.limited(ip, &key) {
                     return;
                 }
+                self.login_client = client;
                 self.run_auth(async move {
                     AuthDone::LoggedIn(accounts.login(name, password, ip).await)
                 });
@@ -84,8 +89,12 @@ impl Member {
                     if result.is_ok() {
                         // Whoever registers the name next must not get what was kept for it.
                         let (kept, forget) = (store.clone(), key.clone());
-                        let _ =
-                            tokio::task::spawn_blocking(move || kept.take_messages(&forget)).await;
+                        let _ = tokio::task::spawn_blocking(move || {
+                            kept.take_messages(&forget);
+                            // Nor where its clients stopped reading.
+                            kept.set_state(&crate::store::seen::state_key(&forget), None);
+                        })
+                        .await;
                         // Rights in closed rooms (only stored) go before the member is told;
                         // open rooms' own copies are changed when it is.
                         let forget = key.clone();
@@ -201,6 +210,8 @@ impl Member {
     pub fn log_in_keeping_name(&mut self, name: &str) {
         let key = names::key(name);
         tracing::info!(addr = %self.hub.config().log_addr(self.addr), account = %name, "logged in");
+        // The account it leaves keeps its place in the rooms this member is in.
+        self.note_read(&self.hub.rooms_of(self.id));
         self.hub.set_account(self.id, Some(key.clone()));
         self.account = Some(key);
         self.tell_account();
@@ -236,11 +247,16 @@ impl Member {
         match self.hub.login(self.id, name) {
             Ok((old, new)) => {
                 tracing::info!(addr = %self.hub.config().log_addr(self.addr), account = %new, "logged in");
+                self.note_read(&self.hub.rooms_of(self.id));
                 self.account = Some(names::key(&new));
+                if let Some(client) = self.login_client.take() {
+                    self.client = client;
+                }
                 let told = format!("you are logged in as {new}");
                 self.took_name(&old, new, &told);
                 self.tell_account();
                 self.deliver_kept();
+                self.replay_missed();
                 true
             }
             Err(e) => {

@@ -50,12 +50,15 @@ impl Drop for Secret {
 pub enum AccountCommand {
     /// `/register PASSWORD`: register the current name.
     Register(Secret),
-    /// `/login NAME PASSWORD`: take a registered name.
+    /// `/login NAME PASSWORD [CLIENT]`: take a registered name, as the client named `CLIENT`
+    /// (for "what you missed", see [`crate::store::seen`]).
     Login {
         /// The account.
         name: String,
         /// Its password.
         password: Secret,
+        /// The client's name, checked and folded; `None`: the transport's.
+        client: Option<String>,
     },
     /// `/password OLD NEW`.
     Password {
@@ -234,8 +237,21 @@ pub fn parse(word: &str, rest: &str) -> Option<Result<Parsed, String>> {
             [name, password] => Ok(Parsed::Account(AccountCommand::Login {
                 name: name.to_string(),
                 password: Secret::new(password),
+                client: None,
             })),
-            _ => Err("usage: /login NAME PASSWORD".to_string()),
+            [name, password, client] => match crate::store::seen::client_name(client) {
+                Some(client) => Ok(Parsed::Account(AccountCommand::Login {
+                    name: name.to_string(),
+                    password: Secret::new(password),
+                    client: Some(client),
+                })),
+                None => Err(format!(
+                    "a client name is 1 to {} letters, digits, '-', '_' or '.' (/login NAME \
+                     PASSWORD phone)",
+                    crate::store::seen::MAX_CLIENT
+                )),
+            },
+            _ => Err("usage: /login NAME PASSWORD [CLIENT]".to_string()),
         },
         "password" => match args.as_slice() {
             [old, new] => Ok(Parsed::Account(AccountCommand::Password {
@@ -423,9 +439,20 @@ mod tests {
             parsed("login alice s3cret"),
             Ok(Parsed::Account(AccountCommand::Login {
                 name: "alice".into(),
-                password: Secret::new("s3cret")
+                password: Secret::new("s3cret"),
+                client: None,
             }))
         );
+        assert_eq!(
+            parsed("login alice s3cret Phone"),
+            Ok(Parsed::Account(AccountCommand::Login {
+                name: "alice".into(),
+                password: Secret::new("s3cret"),
+                client: Some("phone".into()),
+            }))
+        );
+        assert!(parsed("login alice s3cret two words").is_err());
+        assert!(parsed("login alice s3cret ph@ne").is_err());
         assert!(parsed("login alice").is_err());
         assert!(parsed("register two words").is_err());
         assert!(parsed("password old").is_err());

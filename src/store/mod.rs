@@ -11,6 +11,7 @@ pub mod meta;
 pub mod mirror;
 pub mod offline;
 pub mod private;
+pub mod seen;
 pub mod sqlite;
 
 use std::collections::{HashMap, VecDeque};
@@ -58,6 +59,8 @@ struct Inner {
     sink: std::sync::OnceLock<StateSink>,
     /// Messages kept for absent accounts, without a database (with one they are its rows).
     kept: Mutex<offline::Boxes>,
+    /// Held while an account's read positions are read, changed and written back.
+    seen: Mutex<()>,
     /// The epoch of this node's own history ids (see [`epoch`]): new at each start without a
     /// database, kept in the database with one.
     epoch: String,
@@ -132,6 +135,7 @@ impl Store {
                 mirrored: AtomicBool::new(false),
                 sink: std::sync::OnceLock::new(),
                 kept: Mutex::new(offline::Boxes::new(offline::MAX_MEMORY_TOTAL)),
+                seen: Mutex::new(()),
                 epoch,
             }),
             stats,
@@ -225,6 +229,44 @@ impl Store {
                     offline::Taken::default()
                 }),
             None => lock(&self.inner.kept).take(account),
+        }
+    }
+
+    /// Where each client of `account` stopped reading each room (see [`seen`]). With a database
+    /// this reads it: call it off the member's task where it may wait.
+    pub fn seen(&self, account: &str) -> seen::Positions {
+        seen::Positions::from_json(self.get_state(&seen::state_key(account)).as_deref())
+    }
+
+    /// Moves `client`'s positions of `account` forward to `reached` (never back), writing them
+    /// (with `--cluster`, to the cluster's bucket too) only when one changed. With a database
+    /// this writes to it: call it off the member's task.
+    pub fn advance_seen(&self, account: &str, client: &str, reached: &[seen::Reached]) {
+        self.advance_seen_in(account, client, reached, true);
+    }
+
+    /// [`Store::advance_seen`] on this node only (a position that came from the cluster).
+    pub fn advance_seen_here(&self, account: &str, client: &str, reached: &seen::Reached) {
+        self.advance_seen_in(account, client, std::slice::from_ref(reached), false);
+    }
+
+    fn advance_seen_in(&self, account: &str, client: &str, reached: &[seen::Reached], share: bool) {
+        let _one_at_a_time = lock(&self.inner.seen);
+        let mut positions = self.seen(account);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let mut changed = false;
+        for r in reached {
+            changed |= positions.advance(client, r, now);
+        }
+        if !changed {
+            return;
+        }
+        let json = positions.to_json();
+        match share {
+            true => self.set_state(&seen::state_key(account), Some(&json)),
+            false => self.put_state(&seen::state_key(account), Some(&json)),
         }
     }
 

@@ -53,3 +53,34 @@ pub async fn meet_a_line_member(alice: &mut TcpClient, tcp: SocketAddr) -> TcpCl
     bob.expect("<alice> hello netcat").await;
     bob
 }
+
+/// SASL PLAIN's response for `authcid` (`alice`, or `alice@phone`) and `password`, in base64.
+pub fn plain(authcid: &str, password: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("\0{authcid}\0{password}"))
+}
+
+/// Logs in with SASL PLAIN as `authcid` before registering as `nick`, with `caps` on too, and
+/// waits for the end of the welcome.
+pub async fn sasl_register(
+    client: &mut TcpClient,
+    nick: &str,
+    caps: &str,
+    authcid: &str,
+    password: &str,
+) {
+    client.send(&format!("CAP REQ :sasl {caps}")).await;
+    client.expect_match(|l| l.contains(" ACK ")).await;
+    client.send(&format!("NICK {nick}")).await;
+    client.send(&format!("USER {nick} 0 * :{nick} real")).await;
+    client.send("AUTHENTICATE PLAIN").await;
+    client.expect("AUTHENTICATE +").await;
+    client
+        .send(&format!("AUTHENTICATE {}", plain(authcid, password)))
+        .await;
+    client
+        .expect_match(|l| l.contains(" 903 ") && l.contains("SASL authentication successful"))
+        .await;
+    client.send("CAP END").await;
+    end_of_welcome(client).await;
+}

@@ -37,6 +37,8 @@ pub enum Cap {
     Sasl,
     /// `draft/chathistory`: CHATHISTORY served from the room history.
     ChatHistory,
+    /// `draft/read-marker`: MARKREAD, the account's client's place in each channel.
+    ReadMarker,
 }
 
 /// Every capability offered: its name and its value (sent to `CAP LS 302` clients only). Only
@@ -56,6 +58,7 @@ pub const OFFERED: &[(Cap, &str, Option<&str>)] = &[
     (Cap::MessageTags, "message-tags", None),
     (Cap::AccountNotify, "account-notify", None),
     (Cap::AwayNotify, "away-notify", None),
+    (Cap::ReadMarker, "draft/read-marker", None),
 ];
 
 /// The first CAP version that lists values and implies cap-notify.

@@ -42,6 +42,8 @@ pub(in super::super) struct State {
     sasl: Sasl,
     /// The account SASL logged in to before registration; the member logs in to it on registering.
     sasl_account: Option<String>,
+    /// The client SASL's `alice@phone` named (for "what you missed"); the transport's if none.
+    sasl_client: Option<String>,
     /// The check in flight, if any.
     pending: Option<(Purpose, oneshot::Receiver<Result<String, AuthError>>)>,
 }
@@ -165,13 +167,26 @@ impl Session {
             Step::Challenge => self.send(Message::new("AUTHENTICATE").param("+")),
             Step::Wait => {}
             Step::Plain(plain) => {
-                let same = plain.authzid.is_empty()
-                    || names::key(&plain.authzid) == names::key(&plain.authcid);
+                // `alice@phone`: account alice, client phone (ergo's and soju's convention).
+                let (authcid, client) = crate::store::seen::split_account(&plain.authcid);
+                let client = match client.map(crate::store::seen::client_name) {
+                    None => None,
+                    Some(Some(client)) => Some(client),
+                    Some(None) => {
+                        self.notice_from_server("a client name (alice@CLIENT) is 1 to 32 letters, digits, '-', '_' or '.'");
+                        self.numeric(Numeric::SaslFail {});
+                        return;
+                    }
+                };
+                let authzid = crate::store::seen::split_account(&plain.authzid).0;
+                let same = authzid.is_empty() || names::key(authzid) == names::key(authcid);
                 if !same {
                     self.numeric(Numeric::SaslFail {});
                     return;
                 }
-                if let Err(e) = self.start_check(Purpose::Sasl, plain.authcid, &plain.password) {
+                self.account.sasl_client = client;
+                let authcid = authcid.to_string();
+                if let Err(e) = self.start_check(Purpose::Sasl, authcid, &plain.password) {
                     self.notice_from_server(&e.to_string());
                     self.numeric(Numeric::SaslFail {});
                 }
@@ -206,7 +221,14 @@ impl Session {
         });
         self.numeric(Numeric::SaslSuccess {});
         if self.member.is_some() {
-            self.log_in_checked(&name);
+            let client = self.account.sasl_client.take();
+            if let (Some(member), Some(client)) = (self.member.as_mut(), client) {
+                // The place of the client it was stays with the account it leaves.
+                member.log_in_keeping_name(&name);
+                member.set_client(client);
+            } else {
+                self.log_in_checked(&name);
+            }
         } else {
             self.account.sasl_account = Some(name);
         }
@@ -216,6 +238,9 @@ impl Session {
     /// takes its nick (which may be the account's name, refused to anyone not logged in to it).
     pub(super) fn log_in_registered(&mut self, member: &mut crate::member::Member) {
         if let Some(name) = self.account.sasl_account.take() {
+            if let Some(client) = self.account.sasl_client.take() {
+                member.set_client(client);
+            }
             member.log_in_keeping_name(&name);
         }
     }

@@ -58,7 +58,9 @@ impl Session {
                 let join = stamp(join, &self.caps, None);
                 self.send(join);
                 self.topic_of(&entered.room, false);
+                self.join_marker(&entered.room);
                 self.names(&label);
+                self.replay_missed(&entered.room);
             }
             Err(MoveError::AlreadyThere(_)) => {}
             Err(MoveError::Banned(_)) => self.numeric(Numeric::BannedFromChan { channel }),

@@ -107,7 +107,12 @@ impl Session {
     }
 
     /// A history line as the PRIVMSG it was, with its own time and id.
-    fn replayed(&self, line: &HistoryLine, channel: &str, epoch: &str) -> Option<Message> {
+    pub(super) fn replayed(
+        &self,
+        line: &HistoryLine,
+        channel: &str,
+        epoch: &str,
+    ) -> Option<Message> {
         let text = String::from_utf8_lossy(&line.text);
         let (name, body) = chat_parts(&text)?;
         let mut m = Message::new("PRIVMSG")

@@ -8,6 +8,7 @@ mod channels;
 mod chat;
 mod feed;
 mod history;
+mod missed;
 mod modes;
 mod queries;
 mod service;
@@ -461,6 +462,7 @@ impl Session {
             "AWAY" => self.away(&p),
             "TAGMSG" => self.tagmsg(&p),
             "CHATHISTORY" => self.chathistory(&p),
+            "MARKREAD" => self.markread(&p),
             "WHOWAS" => self.whowas(&p),
             "USERHOST" => self.userhost(&p),
             "MOTD" => self.motd(),

@@ -1,0 +1,172 @@
+//! "What you missed" on the IRC face: on JOIN a logged-in client (`alice@phone` in SASL picks
+//! the client `phone`) is told its read marker (IRCv3 `draft/read-marker`) and gets the lines it
+//! missed since, in a `chathistory` batch when it has `batch` (as ergo's autoreplay does); MARKREAD
+//! reads and moves the same position the lines protocol uses ([`crate::store::seen`]).
+
+use super::*;
+use crate::store::seen::{self, Reached};
+use crate::transport::irc::chathistory::{format_time, from_unix_millis, parse_time, unix_millis};
+use crate::transport::irc::numeric::{standard_reply, Standard};
+
+impl Session {
+    /// The account and client whose positions this member's are, when it is logged in.
+    fn reader(&self) -> Option<(String, String)> {
+        let member = self.member.as_ref()?;
+        Some((member.account()?.to_string(), member.client().to_string()))
+    }
+
+    /// `MARKREAD target timestamp=...` (or `*`) for this client's position `at_ms`.
+    fn markread_line(&self, label: &str, at_ms: Option<i64>) -> Message {
+        let value = match at_ms {
+            Some(at) if at > 0 => format!(
+                "timestamp={}",
+                format_time(from_unix_millis(u64::try_from(at).unwrap_or(0)))
+            ),
+            _ => "*".to_string(),
+        };
+        Message::new("MARKREAD")
+            .source(&self.server())
+            .param(label)
+            .param(value)
+    }
+
+    /// Right after JOIN: the read marker, when the client asked for `draft/read-marker`.
+    pub(super) fn join_marker(&mut self, room: &Room) {
+        if !self.caps.has(Cap::ReadMarker) {
+            return;
+        }
+        let at = self.reader().and_then(|(account, client)| {
+            let positions = self.hub.store().seen(&account);
+            let seen = positions.get(&client, &room.name().key)?;
+            (seen.epoch == self.hub.store().epoch()).then_some(seen.at_ms)
+        });
+        let line = self.markread_line(&room.label(), at);
+        self.send(line);
+    }
+
+    /// After JOIN and NAMES: what this client missed in `room` since it was last there (at most
+    /// `--missed-max`, the rest counted in a notice, never a silent gap).
+    pub(super) fn replay_missed(&mut self, room: &Room) {
+        let Some((account, client)) = self.reader() else {
+            return;
+        };
+        let positions = self.hub.store().seen(&account);
+        let Some(seen) = positions.get(&client, &room.name().key) else {
+            return;
+        };
+        let epoch = self.hub.store().epoch();
+        let label = room.label();
+        if seen.epoch != epoch {
+            self.notice_from_server(&format!(
+                "your place in {label} ({client}) is of history epoch {}, but ids now are of \
+                 epoch {epoch} (history started over since): nothing is replayed",
+                seen.epoch
+            ));
+            return;
+        }
+        let missed = seen::missed(room.since(seen.id), self.hub.config().missed_max);
+        if missed.total() == 0 {
+            return;
+        }
+        let from = crate::store::epoch::qualified(seen.id, &epoch);
+        let rest = format!("CHATHISTORY AFTER {label} msgid={from}");
+        let header = seen::header(&missed, &label, &client, &from, &rest);
+        self.notice_from_server(&header);
+        let lines: Vec<Message> = missed
+            .lines
+            .iter()
+            .filter_map(|line| self.replayed(line, &label, &epoch))
+            .collect();
+        if self.caps.has(Cap::Batch) {
+            let id = self.batch_id();
+            let server = self.server();
+            for m in label::batch(&id, "chathistory", &[label.as_str()], lines, &server) {
+                self.send(m);
+            }
+        } else {
+            for m in lines {
+                self.send(m);
+            }
+        }
+    }
+
+    /// `MARKREAD target [timestamp=...]`: reads or moves (never back) this client's read marker.
+    pub(super) fn markread(&mut self, p: &[String]) {
+        let server = self.server();
+        let fail = |code: &str, context: &[&str], why: &str| {
+            standard_reply(&server, Standard::Fail, "MARKREAD", code, context, why)
+        };
+        let Some(target) = p.first() else {
+            let m = fail("NEED_MORE_PARAMS", &[], "MARKREAD needs a target");
+            return self.send(m);
+        };
+        let Ok(name) = RoomName::parse(target).map_err(|_| ()).and_then(|n| {
+            if target.starts_with('#') {
+                Ok(n)
+            } else {
+                Err(())
+            }
+        }) else {
+            let m = fail(
+                "INVALID_PARAMS",
+                &[target],
+                "read markers are kept for channels",
+            );
+            return self.send(m);
+        };
+        let Some((account, client)) = self.reader() else {
+            let m = fail("ACCOUNT_REQUIRED", &[target], "log in to keep read markers");
+            return self.send(m);
+        };
+        let epoch = self.hub.store().epoch();
+        let mut positions = self.hub.store().seen(&account);
+        if let Some(given) = p.get(1) {
+            let Some(at) = given.strip_prefix("timestamp=").and_then(parse_time) else {
+                let m = fail(
+                    "INVALID_PARAMS",
+                    &[target, given],
+                    "timestamp=YYYY-MM-DDThh:mm:ss.sssZ",
+                );
+                return self.send(m);
+            };
+            let at_ms = unix_millis(at);
+            let known = positions
+                .get(&client, &name.key)
+                .filter(|s| s.epoch == epoch)
+                .map_or(0, |s| s.id);
+            // The last line said by then is the id that time stands for.
+            let id = self
+                .hub
+                .room(&name.key)
+                .and_then(|room| {
+                    room.recent(self.hub.config().history)
+                        .iter()
+                        .rev()
+                        .find(|l| l.at_ms <= at_ms)
+                        .map(|l| l.id)
+                })
+                .unwrap_or(known);
+            let reached = Reached {
+                room: name.key.clone(),
+                id,
+                epoch: epoch.clone(),
+                at_ms,
+            };
+            positions.advance(&client, &reached, 0);
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let (store, client) = (self.hub.store().clone(), client.clone());
+                runtime.spawn_blocking(move || store.advance_seen(&account, &client, &[reached]));
+            }
+        }
+        let at = positions
+            .get(&client, &name.key)
+            .filter(|s| s.epoch == epoch)
+            .map(|s| s.at_ms);
+        let label = self
+            .hub
+            .room(&name.key)
+            .map_or_else(|| target.clone(), |r| r.label());
+        let line = self.markread_line(&label, at);
+        self.send(line);
+    }
+}

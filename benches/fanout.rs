@@ -23,7 +23,8 @@
 //! missing one is a note naming its Debian package (an error when FANOUT_SERVERS names it).
 //! `cargo bench --bench fanout -- capacity` (only when named; many minutes) finds each server's
 //! capacity as websocket-shootout does, for chatd on TCP, WebSocket and IRC and the baselines
-//! (see fanout/capacity.rs for its settings). On more than 4 cores the server is pinned to 2 and
+//! (see fanout/capacity.rs for its settings). `cargo bench --bench fanout -- rooms10` (only when
+//! named) compares 1,000 IRC members each in 10 channels with each in one (fanout/rooms.rs). On more than 4 cores the server is pinned to 2 and
 //! the generator to the rest; on fewer they share.
 
 #[path = "fanout/capacity.rs"]
@@ -32,6 +33,8 @@ mod capacity;
 mod cluster;
 #[path = "fanout/cpu.rs"]
 mod cpu;
+#[path = "fanout/rooms.rs"]
+mod rooms;
 #[path = "fanout/servers.rs"]
 mod servers;
 
@@ -91,8 +94,8 @@ const ALL_CASES: &[&str] = &[
     "cluster3",
 ];
 
-/// Cases that run only when named: `capacity` alone takes many minutes.
-const NAMED_ONLY_CASES: &[&str] = &["capacity"];
+/// Cases that run only when named: `capacity` alone takes many minutes, `rooms10` several.
+const NAMED_ONLY_CASES: &[&str] = &["capacity", "rooms10"];
 
 /// A fan-out case and whether the baselines (ncat, nats-server, the IRC servers and chatd's IRC
 /// face) can run it: none has a UDP broker mode, and the other variants are chatd's own.
@@ -428,10 +431,11 @@ async fn run(
     let mut errors = Vec::new();
     let mut loads = Vec::new();
     let mut targets_of = Vec::new();
-    for name in cases
-        .iter()
-        .filter(|c| !c.starts_with("idle") && !c.starts_with("cluster") && *c != "capacity")
-    {
+    for name in cases.iter().filter(|c| {
+        !c.starts_with("idle")
+            && !c.starts_with("cluster")
+            && !NAMED_ONLY_CASES.contains(&c.as_str())
+    }) {
         let Some(case) = build_case(name, quick) else {
             continue;
         };
@@ -525,6 +529,12 @@ async fn run(
 
     if cases.iter().any(|c| c == "capacity") {
         capacity::run(&servers, CHATD_ARGS, quick, nofile_limit, &report_path()).await?;
+        if cases.len() == 1 {
+            return Ok(());
+        }
+    }
+    if cases.iter().any(|c| c == "rooms10") {
+        rooms::run(&servers, CHATD_ARGS, quick, &report_path()).await?;
         if cases.len() == 1 {
             return Ok(());
         }

@@ -360,3 +360,46 @@ async fn chatd_with_only_http_serves_websocket_members() {
     ann.expect("<bob> hello over the page only").await;
     child.kill().await.expect("stop chatd");
 }
+
+#[tokio::test]
+async fn a_batched_member_gets_a_burst_in_few_frames_every_line_in_order() {
+    // With /ws?batch=1 (what the page asks for), the lines waiting for a member leave as one
+    // frame, "\n" between them: none lost, none split, none reordered.
+    let server = start_server("--rate off").await;
+    let mut web = WsClient::connect_batched(server.http).await;
+    let mut tcp = TcpClient::connect(server.tcp).await;
+    web.expect(&format!("* {} joined", tcp.name)).await;
+    let sent: Vec<String> = (0..300).map(|i| format!("burst line {i}")).collect();
+    let mut burst = sent.join("\n");
+    burst.push('\n');
+    tcp.send_raw(burst.as_bytes()).await;
+
+    let expected: Vec<String> = sent.iter().map(|l| format!("<{}> {l}", tcp.name)).collect();
+    let mut got = Vec::new();
+    let mut most_in_a_frame = 0;
+    while got.len() < expected.len() {
+        match web.frame().await {
+            Some(Message::Text(text)) => {
+                let lines: Vec<&str> = text.split('\n').collect();
+                most_in_a_frame = most_in_a_frame.max(lines.len());
+                got.extend(lines.into_iter().map(str::to_string));
+            }
+            Some(Message::Ping(_) | Message::Pong(_)) => {}
+            other => panic!(
+                "a text frame expected after {} lines, got {other:?}",
+                got.len()
+            ),
+        }
+    }
+    assert_eq!(got, expected);
+    assert!(most_in_a_frame > 1, "300 lines came one frame each");
+
+    // The other direction is unchanged, and the member can still be told goodbye in a frame.
+    web.send("hello").await;
+    tcp.expect(&format!("<{}> hello", web.name)).await;
+    server.shutdown().await;
+    assert!(web
+        .expect_close()
+        .await
+        .contains(&"* server shutting down".to_string()));
+}

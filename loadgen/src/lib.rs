@@ -18,6 +18,8 @@
 //! - [`nats`]: a nats-server with JetStream for the cluster cases.
 //! - [`irc`]: the IRC client side (register, join, `PRIVMSG`, `PONG`); [`ircd`]: ngircd and
 //!   InspIRCd, configured and started for the IRC cases.
+//! - [`rooms`]: IRC members each in several channels, traffic in every one (several rooms per
+//!   member against the same deliveries in single rooms).
 //! - [`scale`]: the worker side of `cluster-scale` (idle members by the ten thousand, split over
 //!   processes, timing each line to reach all of them).
 //! - [`sys`]: CPU, memory, descriptor limits and UDP drop counters from the OS.
@@ -32,6 +34,7 @@ pub mod ircd;
 pub mod msg;
 pub mod nats;
 pub mod recv;
+pub mod rooms;
 pub mod scale;
 pub mod send;
 pub mod server;

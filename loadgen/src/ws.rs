@@ -1,6 +1,7 @@
 //! WebSocket members for the web cases: each one is bridged to a local TCP socket pair, so the
 //! receive loop and the senders run unchanged on a plain stream while the server sees a browser
-//! member on `/ws`. The bridge costs the load generator CPU, not the server; latencies include
+//! member on `/ws`. They ask for what the chat page asks for, several lines per frame
+//! (`/ws?batch=1`; a chatd without it sends one frame per line, which reads the same here). The bridge costs the load generator CPU, not the server; latencies include
 //! one extra loopback hop on each side.
 
 use std::net::SocketAddr;
@@ -18,6 +19,11 @@ use super::server::ServerKind;
 /// Bytes of frames gathered into one write to the bridge's socket.
 const BATCH: usize = 64 * 1024;
 
+/// Where a member connects: `/ws`, frames of several lines as the page asks.
+fn url(http: SocketAddr) -> String {
+    format!("ws://{http}/ws?batch=1")
+}
+
 /// A WebSocket member's connection.
 pub type WsStream =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
@@ -25,7 +31,7 @@ pub type WsStream =
 /// Opens a WebSocket to `http`'s `/ws` and reads frames until the server's greeting.
 pub async fn connect_ws(http: SocketAddr, kind: ServerKind, timeout: Duration) -> Result<WsStream> {
     tokio::time::timeout(timeout, async {
-        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{http}/ws")).await?;
+        let (mut ws, _) = tokio_tungstenite::connect_async(url(http)).await?;
         while let Some(frame) = ws.next().await {
             if let Message::Text(text) = frame? {
                 if text.lines().any(|l| kind.is_greeting(l.as_bytes())) {
@@ -47,7 +53,7 @@ pub async fn connect_greeted_ws(
     timeout: Duration,
 ) -> Result<TcpStream> {
     tokio::time::timeout(timeout, async {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{http}/ws")).await?;
+        let (ws, _) = tokio_tungstenite::connect_async(url(http)).await?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (mine, theirs) = tokio::join!(TcpStream::connect(addr), listener.accept());
@@ -62,7 +68,8 @@ pub async fn connect_greeted_ws(
     .map_err(|_| anyhow!("no greeting within {timeout:?}"))?
 }
 
-/// Frames to lines one way, lines to frames the other, until both sides are done.
+/// Frames to lines one way (a frame may hold several), lines to frames the other, until both
+/// sides are done.
 async fn bridge(ws: WsStream, tcp: TcpStream) {
     let (mut sink, mut frames) = ws.split();
     let (rd, mut wr) = tcp.into_split();

@@ -1,16 +1,17 @@
-//! WebSocket transport: a browser member, one text frame per line each way, speaking the same
-//! protocol as TCP. It is a thin adapter over the TCP connection's halves: frames are cut into
-//! lines by the same codec and paced by the same reader step, and the same writer loop follows the
-//! member from room to room and cuts it off past `--sendq`; only putting lines on the wire differs
-//! ([`WsSink`]). A ping every `--heartbeat` proves the browser alive: a tab silent for two intervals
-//! and a bit is let go.
+//! WebSocket transport: a browser member, speaking the same protocol as TCP, one text frame per
+//! line each way, or with `/ws?batch=1` (what the chat page asks for) every batch of lines waiting
+//! for the member in one frame, `\n` between lines. It is a thin adapter over the TCP
+//! connection's halves: frames are cut into lines by the same codec and paced by the same reader
+//! step, and the same writer loop follows the member from room to room and cuts it off past
+//! `--sendq`; only putting lines on the wire differs ([`WsSink`]). A ping every `--heartbeat`
+//! proves the browser alive: a tab silent for two intervals and a bit is let go.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{FutureExt, SinkExt, StreamExt};
@@ -61,6 +62,34 @@ pub fn limit(upgrade: WebSocketUpgrade, config: &Config) -> WebSocketUpgrade {
         .max_write_buffer_size(write_limit)
 }
 
+/// How a WebSocket member's outgoing lines are framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// One text frame per line: the default, what any WebSocket client understands.
+    PerLine,
+    /// Every batch the writer gathered in one text frame, lines joined by `\n`: a burst costs one
+    /// frame instead of one per line (each frame is an allocation, a header and a pass through
+    /// the WebSocket library), which is what makes a busy room as cheap over WebSocket as over
+    /// TCP. Asked for with `batch=1` in `/ws`'s query; the page splits frames on `\n`.
+    Batched,
+}
+
+impl Framing {
+    /// The framing a `/ws` request's query string asks for: [`Framing::Batched`] when it has
+    /// `batch=1` (or a bare `batch`), one frame per line otherwise.
+    pub fn from_query(query: Option<&str>) -> Framing {
+        let asked = query
+            .unwrap_or_default()
+            .split('&')
+            .any(|pair| matches!(pair, "batch" | "batch=1" | "batch=true"));
+        if asked {
+            Framing::Batched
+        } else {
+            Framing::PerLine
+        }
+    }
+}
+
 /// How long past two heartbeats a browser may stay silent (no pong, no line) before it is let go.
 const PONG_SLACK: Duration = Duration::from_millis(500);
 
@@ -74,17 +103,19 @@ enum Stop {
     Broken(u16),
 }
 
-/// Serves one upgraded WebSocket from `addr` as a member until it leaves, is cut off, or the
-/// server shuts down (`shutdown`): then it gets `* server shutting down` and a close frame.
+/// Serves one upgraded WebSocket from `addr` as a member, its lines framed as `framing` says,
+/// until it leaves, is cut off, or the server shuts down (`shutdown`): then it gets
+/// `* server shutting down` and a close frame.
 pub async fn connection(
     socket: WebSocket,
     addr: SocketAddr,
+    framing: Framing,
     hub: Hub,
     shutdown: CancellationToken,
 ) {
     let (sink, stream) = socket.split();
     let config = hub.config();
-    let mut sink = WsSink::new(sink, config.heartbeat);
+    let mut sink = WsSink::new(sink, config.heartbeat, framing);
     let direct = Arc::new(direct_queue(config.sendq));
     let outbox = Outbox::Tcp(Arc::clone(&direct));
     let (mut member, sub) = match Member::join(&hub, Transport::Web, addr, outbox) {
@@ -252,18 +283,23 @@ async fn sleep_until_some(deadline: Option<Instant>) {
     }
 }
 
-/// The sending half of a WebSocket: each line of a batch is one text frame, and a ping goes out
-/// every heartbeat.
+/// The sending half of a WebSocket: a batch goes out as one text frame per line or as one frame
+/// ([`Framing`]), flushed in one write, and a ping goes out every heartbeat.
 pub struct WsSink {
     sink: SplitSink<WebSocket, Message>,
     ping: Interval,
+    framing: Framing,
 }
 
 impl WsSink {
-    fn new(sink: SplitSink<WebSocket, Message>, heartbeat: Duration) -> WsSink {
+    fn new(sink: SplitSink<WebSocket, Message>, heartbeat: Duration, framing: Framing) -> WsSink {
         let mut ping = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        WsSink { sink, ping }
+        WsSink {
+            sink,
+            ping,
+            framing,
+        }
     }
 
     /// Sends `! words` and closes the socket.
@@ -323,6 +359,40 @@ fn text_frame(line: &[u8]) -> Message {
     Message::Text(String::from_utf8_lossy(line).into_owned().into())
 }
 
+/// A batch of whole lines as the text frames `framing` asks for, in order: one per line, or one
+/// for all (without the last line's `\n`). The batch is copied once; per-line frames share
+/// that copy rather than each owning one.
+fn batch_frames(batch: &[u8], framing: Framing) -> Vec<Message> {
+    let Ok(text) = std::str::from_utf8(batch) else {
+        // Never from chatd's own lines; kept whole line by line all the same.
+        return batch
+            .split_inclusive(|&b| b == b'\n')
+            .map(text_frame)
+            .collect();
+    };
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    let shared = Bytes::copy_from_slice(text.as_bytes());
+    let frame =
+        |range: std::ops::Range<usize>| match Utf8Bytes::try_from(shared.slice(range.clone())) {
+            Ok(line) => Message::Text(line),
+            // Unreachable: `text` is UTF-8 and every range ends at a line break or at its end.
+            Err(_) => text_frame(&shared[range]),
+        };
+    match framing {
+        Framing::Batched => vec![frame(0..shared.len())],
+        Framing::PerLine => {
+            let mut frames = Vec::new();
+            let mut start = 0;
+            for end in memchr::memchr_iter(b'\n', &shared) {
+                frames.push(frame(start..end));
+                start = end + 1;
+            }
+            frames.push(frame(start..shared.len()));
+            frames
+        }
+    }
+}
+
 fn io_error(e: axum::Error) -> WriteEnd {
     WriteEnd::Io(std::io::Error::other(e))
 }
@@ -337,13 +407,15 @@ impl LineSink for WsSink {
         // A ping that fell due while the room kept the writer busy goes out with this batch: the
         // writer's own wait for the ping timer loses to traffic that is always ready.
         let due = self.ping.tick().now_or_never().is_some();
+        let frames = batch_frames(batch, self.framing);
         let sink = &mut self.sink;
+        // Every frame is fed into the write buffer, then one flush: one write for the batch.
         let send = async move {
             if due {
                 sink.feed(Message::Ping(Bytes::new())).await?;
             }
-            for line in batch.split_inclusive(|&b| b == b'\n') {
-                sink.feed(text_frame(line)).await?;
+            for frame in frames {
+                sink.feed(frame).await?;
             }
             sink.flush().await
         };
@@ -384,6 +456,65 @@ impl LineSink for WsSink {
         match self.sink.send(Message::Ping(Bytes::new())).now_or_never() {
             Some(Err(e)) => Err(io_error(e)),
             _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(frames: Vec<Message>) -> Vec<String> {
+        frames
+            .into_iter()
+            .map(|frame| match frame {
+                Message::Text(text) => text.to_string(),
+                other => panic!("a text frame expected, got {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_is_one_frame_per_line_or_one_frame_for_all() {
+        let batch = b"* one\n<a> two\n<b> three \xc3\xa9\n";
+        assert_eq!(
+            texts(batch_frames(batch, Framing::PerLine)),
+            ["* one", "<a> two", "<b> three é"]
+        );
+        assert_eq!(
+            texts(batch_frames(batch, Framing::Batched)),
+            ["* one\n<a> two\n<b> three é"]
+        );
+        // A lone line is one frame either way, without its line break.
+        assert_eq!(texts(batch_frames(b"x\n", Framing::Batched)), ["x"]);
+        assert_eq!(texts(batch_frames(b"x\n", Framing::PerLine)), ["x"]);
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_replaced_line_by_line() {
+        let batch = b"ok\nbad \xff\n";
+        for framing in [Framing::PerLine, Framing::Batched] {
+            assert_eq!(texts(batch_frames(batch, framing)), ["ok", "bad \u{fffd}"]);
+        }
+    }
+
+    #[test]
+    fn only_batch_in_the_query_asks_for_batched_frames() {
+        for query in ["batch=1", "batch", "x=2&batch=true", "batch=1&x"] {
+            assert_eq!(
+                Framing::from_query(Some(query)),
+                Framing::Batched,
+                "{query}"
+            );
+        }
+        for query in [
+            None,
+            Some(""),
+            Some("batch=0"),
+            Some("nobatch=1"),
+            Some("batch=2"),
+        ] {
+            assert_eq!(Framing::from_query(query), Framing::PerLine, "{query:?}");
         }
     }
 }

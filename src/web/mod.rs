@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::FromRequestParts;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -301,10 +301,12 @@ async fn page_or_irc(
         })
 }
 
-/// Upgrades `/ws` to a WebSocket member, unless the page asking is from another site.
+/// Upgrades `/ws` to a WebSocket member, unless the page asking is from another site; `batch=1`
+/// in the query asks for several lines per frame ([`ws::Framing`]).
 async fn upgrade(
     State(web): State<Web>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -313,12 +315,13 @@ async fn upgrade(
     }
     let config = web.hub.config();
     let addr = member_address(&headers, addr, &config);
+    let framing = ws::Framing::from_query(query.as_deref());
     let (shutdown, tracker) = web.members;
     // Counted with the TCP connections, so shutdown waits for its goodbye.
     let tracked = tracker.token();
     let hub = web.hub;
     ws::limit(upgrade, &config).on_upgrade(move |socket| async move {
         let _tracked = tracked;
-        ws::connection(socket, addr, hub, shutdown).await;
+        ws::connection(socket, addr, framing, hub, shutdown).await;
     })
 }

@@ -1,8 +1,10 @@
 //! A WebSocket test client (tokio-tungstenite), as a browser's page script would be: one text
-//! frame per line, every wait bounded. Test files include it with
+//! frame per line, or with `/ws?batch=1` (as the chat page asks) frames of several lines; every
+//! wait bounded. Test files include it with
 //! `#[path = "common/ws.rs"] mod ws;`.
 #![allow(dead_code)]
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use futures::{SinkExt, StreamExt};
@@ -20,6 +22,9 @@ pub struct WsClient {
     /// The name the server gave us in the welcome line.
     pub name: String,
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Frames may hold several lines (`/ws?batch=1`): split them, keeping the rest here.
+    batched: bool,
+    pending: VecDeque<String>,
 }
 
 /// What opening `/ws` got: a socket, or the HTTP status it was refused with.
@@ -27,7 +32,16 @@ pub async fn open(
     http: SocketAddr,
     origin: Option<&str>,
 ) -> Result<WebSocketStream<MaybeTlsStream<TcpStream>>, u16> {
-    let mut request = format!("ws://{http}/ws")
+    open_path(http, "/ws", origin).await
+}
+
+/// As [`open`], at `path` (with its query).
+pub async fn open_path(
+    http: SocketAddr,
+    path: &str,
+    origin: Option<&str>,
+) -> Result<WebSocketStream<MaybeTlsStream<TcpStream>>, u16> {
+    let mut request = format!("ws://{http}{path}")
         .into_client_request()
         .expect("request");
     if let Some(origin) = origin {
@@ -54,19 +68,40 @@ impl WsClient {
         Self::welcomed(socket).await
     }
 
+    /// Connects asking for several lines per frame (`/ws?batch=1`, as the page does) and reads
+    /// the welcome line.
+    pub async fn connect_batched(http: SocketAddr) -> WsClient {
+        let socket = open_path(http, "/ws?batch=1", None)
+            .await
+            .expect("upgrade accepted");
+        let mut client = Self::new(socket, true);
+        client.welcome().await;
+        client
+    }
+
     /// Takes an open socket and reads the welcome line.
     pub async fn welcomed(socket: WebSocketStream<MaybeTlsStream<TcpStream>>) -> WsClient {
-        let mut client = WsClient {
+        let mut client = Self::new(socket, false);
+        client.welcome().await;
+        client
+    }
+
+    fn new(socket: WebSocketStream<MaybeTlsStream<TcpStream>>, batched: bool) -> WsClient {
+        WsClient {
             name: String::new(),
             socket,
-        };
-        let welcome = client.recv().await;
+            batched,
+            pending: VecDeque::new(),
+        }
+    }
+
+    async fn welcome(&mut self) {
+        let welcome = self.recv().await;
         assert!(
             welcome.starts_with("* "),
             "welcome expected, got {welcome:?}"
         );
-        client.name = name_from_welcome(&welcome);
-        client
+        self.name = name_from_welcome(&welcome);
     }
 
     /// Connects and takes `nick`, waiting for the confirmation.
@@ -94,10 +129,17 @@ impl WsClient {
         }
     }
 
-    /// The next text frame (one line), skipping pings and pongs.
+    /// The next line: the next text frame, or with `batch=1` the next line of one, skipping pings
+    /// and pongs.
     pub async fn recv(&mut self) -> String {
         loop {
+            if let Some(line) = self.pending.pop_front() {
+                return line;
+            }
             match self.frame().await {
+                Some(Message::Text(text)) if self.batched => {
+                    self.pending.extend(text.split('\n').map(str::to_string));
+                }
                 Some(Message::Text(text)) => return text.to_string(),
                 Some(Message::Ping(_) | Message::Pong(_)) => continue,
                 other => panic!("a line expected, got {other:?}"),
@@ -137,9 +179,12 @@ impl WsClient {
     }
 
     async fn until_close(&mut self) -> (Vec<String>, Option<CloseFrame>) {
-        let mut lines = Vec::new();
+        let mut lines: Vec<String> = self.pending.drain(..).collect();
         loop {
             match self.frame().await {
+                Some(Message::Text(text)) if self.batched => {
+                    lines.extend(text.split('\n').map(str::to_string));
+                }
                 Some(Message::Text(text)) => lines.push(text.to_string()),
                 Some(Message::Close(frame)) => return (lines, frame),
                 Some(_) => {}

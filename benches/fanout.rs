@@ -1,6 +1,10 @@
 //! Fan-out benchmark: chatd against `ncat --chat`, nats-server, ngircd and InspIRCd, side by side
 //! in one run, under the same load.
 //!
+//! The side-by-side table of issue 24 in one command: `cargo bench --bench fanout -- table` (open100,
+//! open1000, closed1000, closed100 and closed100-web on every server, several minutes; add
+//! `capacity` for the capacity figures too), written as JSON and Markdown with the machine it ran on.
+//!
 //! Run: `cargo bench --bench fanout` (everything but `capacity`, about 15 minutes), or pick cases with
 //! `FANOUT_CASES=closed100,idle10k cargo bench --bench fanout` or
 //! `cargo bench --bench fanout -- closed100 idle10k`; `FANOUT_QUICK=1` shortens every case.
@@ -32,6 +36,8 @@ mod capacity;
 mod cluster;
 #[path = "fanout/cpu.rs"]
 mod cpu;
+#[path = "fanout/machine.rs"]
+mod machine;
 #[path = "fanout/servers.rs"]
 mod servers;
 
@@ -93,6 +99,19 @@ const ALL_CASES: &[&str] = &[
 
 /// Cases that run only when named: `capacity` alone takes many minutes.
 const NAMED_ONLY_CASES: &[&str] = &["capacity"];
+
+/// What `table` stands for: issue 24's side-by-side table, each row a case and each column a
+/// server (chatd, its IRC face, ncat, nats-server, ngircd, InspIRCd run in every TCP case;
+/// `closed100-web` is chatd's WebSocket face). A case named here that this build lacks (a
+/// multi-room case, say, before it lands) is skipped with a note, so the list can name it early.
+const TABLE_CASES: &[&str] = &[
+    "open100",
+    "open1000",
+    "closed1000",
+    "closed100",
+    "closed100-web",
+    "rooms10",
+];
 
 /// A fan-out case and whether the baselines (ncat, nats-server, the IRC servers and chatd's IRC
 /// face) can run it: none has a UDP broker mode, and the other variants are chatd's own.
@@ -310,6 +329,8 @@ struct Report {
     errors: Vec<CaseError>,
     notes: Vec<String>,
     total_wall_s: f64,
+    /// Where and when the run happened.
+    machine: machine::Machine,
 }
 
 fn selected_cases() -> Result<Vec<String>> {
@@ -328,6 +349,16 @@ fn selected_cases() -> Result<Vec<String>> {
         return Ok(ALL_CASES.iter().map(|s| s.to_string()).collect());
     }
     let known = || ALL_CASES.iter().chain(NAMED_ONLY_CASES);
+    if let Some(at) = names.iter().position(|n| n == "table") {
+        names.remove(at);
+        for case in TABLE_CASES {
+            if known().any(|c| c == case) {
+                names.push(case.to_string());
+            } else {
+                eprintln!("fanout: table: case {case} is not in this build, skipped");
+            }
+        }
+    }
     for n in &names {
         if !known().any(|c| c == n) {
             let all: Vec<&str> = known().copied().collect();
@@ -407,6 +438,7 @@ async fn run(
     mut notes: Vec<String>,
 ) -> Result<()> {
     let started = Instant::now();
+    let here = machine::Machine::here();
     // FANOUT_CHATD measures another build (say, before a change) against the same baselines;
     // FANOUT_CHATD_BASE runs a second build beside it; FANOUT_SERVERS picks the servers.
     let servers = servers::Servers::find(&mut notes)?;
@@ -555,6 +587,7 @@ async fn run(
         errors,
         notes,
         total_wall_s: started.elapsed().as_secs_f64(),
+        machine: here,
     };
     print!("{}", render(&report));
     print!("{}", cpu::render(&report.cpu_table));
@@ -571,7 +604,8 @@ async fn run(
     println!("JSON report: {}", path.display());
     if !report.cpu_table.is_empty() {
         let md = path.with_extension("md");
-        std::fs::write(&md, cpu::render(&report.cpu_table))?;
+        let header = report.machine.header(&report.command, &report.chatd);
+        std::fs::write(&md, header + &cpu::render(&report.cpu_table))?;
         println!("Markdown table: {}", md.display());
     }
     Ok(())

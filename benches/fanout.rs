@@ -15,7 +15,7 @@
 //! `FANOUT_IDLE_READ=0` makes idle clients hold their sockets without reading; `FANOUT_CHATD=PATH`
 //! measures another chatd build (say, from before a change) instead of this one;
 //! `FANOUT_CHATD_BASE=PATH` runs a second build beside it in every case (`chatd-base`), so before
-//! and after come from the same run.
+//! and after come from the same run (`chatd-irc-base` likewise beside `chatd-irc`).
 //! Prints one table and writes the same figures as JSON (path printed; `FANOUT_REPORT` overrides).
 //! The TCP cases (closed10/100/1000, open100/1000, fanout1000) also run against nats-server
 //! (`FANOUT_NATS=PATH`, else `nats-server` on PATH or /usr/sbin), at its default and at
@@ -23,7 +23,7 @@
 //! (each configured by the bench in a temp dir, flood limits off); the closing table puts each
 //! server's CPU per delivery and p99 side by side (also written as Markdown beside the JSON).
 //! `FANOUT_SERVERS=chatd,chatd-irc,ngircd,inspircd` picks servers (names: chatd, chatd-base, ncat,
-//! nats, nats-1proc, chatd-irc, ngircd, inspircd); by default every installed one runs, and a
+//! nats, nats-1proc, chatd-irc, chatd-irc-base, ngircd, inspircd); by default every installed one runs, and a
 //! missing one is a note naming its Debian package (an error when FANOUT_SERVERS names it).
 //! `cargo bench --bench fanout -- capacity` (only when named; many minutes) finds each server's
 //! capacity as websocket-shootout does, for chatd on TCP, WebSocket and IRC and the baselines

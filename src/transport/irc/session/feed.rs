@@ -84,11 +84,13 @@ impl Session {
             return;
         }
         let form = crate::transport::irc::deliver::form_of(&self.caps);
-        let bytes = match event.shown.get_or_make(form, || self.chat_bytes(at, event)) {
-            Some(bytes) => bytes,
-            None => self.chat_bytes(at, event),
-        };
-        self.out.extend_from_slice(&bytes);
+        match event.shown.get_or_make(form, || self.chat_bytes(at, event)) {
+            Some(bytes) => self.out.extend_from_slice(bytes),
+            None => {
+                let bytes = self.chat_bytes(at, event);
+                self.out.extend_from_slice(&bytes);
+            }
+        }
     }
 
     /// A chat event as this client's IRC lines, tags and all.

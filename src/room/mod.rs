@@ -533,15 +533,19 @@ impl Room {
     /// Holds a sender back (briefly, boundedly) while a reader that is keeping up is more than half
     /// the room's backlog behind, so a burst slows its senders instead of overtaking readers.
     pub async fn pace_sender(&self) {
-        let capacity = self.backlog as u64;
-        let high = (capacity / 2).max(1);
-        // The ring's length bounds every reader's distance and costs no scan: nearly always enough.
-        if (self.tx.len() as u64) < high {
+        if !self.crowded() {
             return;
         }
+        let capacity = self.backlog as u64;
         self.pacer
-            .wait(|| self.next_seq(), high, capacity / 4)
+            .wait(|| self.next_seq(), (capacity / 2).max(1), capacity / 4)
             .await;
+    }
+
+    /// Whether a sender may have to wait ([`Room::pace_sender`]): the ring is half full. The
+    /// ring's length bounds every reader's distance and costs no scan: nearly always enough.
+    pub fn crowded(&self) -> bool {
+        (self.tx.len() as u64) >= (self.backlog as u64 / 2).max(1)
     }
 }
 

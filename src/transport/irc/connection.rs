@@ -33,6 +33,8 @@ const PING_AFTER: Duration = Duration::from_secs(90);
 const PING_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long one write may wait on a client that does not read before it is let go.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A write not done within this is the client's doing: its rooms stop pacing senders for it.
+const HELD_UP: Duration = Duration::from_millis(100);
 /// How long a PING waits for what other clients sent just before it (see `handle_held`).
 const PING_FENCE: Duration = Duration::from_millis(3);
 /// Lines waiting out flood control (fakelag) before reading stops until they are handled.
@@ -174,11 +176,23 @@ impl Conn {
             let due = self.session.held_until();
             let reading = self.held.len() < HELD_LINES;
             let idle = self.session.idle_timeout();
+            // A busy room's senders are paced, as on the line protocol (see `Room::pace_sender`):
+            // this client's next line waits while a reader that keeps up is far behind, so a
+            // burst slows its senders instead of overtaking the room's readers.
+            let crowded = self.session.feeds.iter().find(|f| f.room.crowded());
+            let crowded = crowded.map(|f| Arc::clone(&f.room));
+            let (reader, input) = (&mut self.reader, &mut self.input);
+            let read = async move {
+                if let Some(room) = crowded {
+                    room.pace_sender().await;
+                }
+                reader.read_buf(input).await
+            };
             let event = next_event(&mut self.session.feeds);
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return End::Shutdown,
-                read = self.reader.read_buf(&mut self.input), if reading => match read {
+                read = read, if reading => match read {
                     Ok(0) | Err(_) => return End::Eof,
                     Ok(_) => {
                         last_heard = Instant::now();
@@ -312,10 +326,22 @@ impl Conn {
         if out.is_empty() {
             return Some(false);
         }
-        match tokio::time::timeout(WRITE_TIMEOUT, stream::say(&mut self.writer, &out)).await {
-            Ok(Ok(())) => Some(true),
-            _ => None,
-        }
+        let write = stream::say(&mut self.writer, &out);
+        tokio::pin!(write);
+        let done = match tokio::time::timeout(HELD_UP, &mut write).await {
+            Ok(done) => done,
+            Err(_) => {
+                // The client is not reading: it must not hold the rooms' senders back (it is
+                // counted again once it has caught up, see `Session::drain_feeds`).
+                for feed in &self.session.feeds {
+                    feed.cursor.exempt();
+                }
+                tokio::time::timeout(WRITE_TIMEOUT - HELD_UP, write)
+                    .await
+                    .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+            }
+        };
+        done.is_ok().then_some(true)
     }
 
     async fn finish(mut self, end: End) {

@@ -116,6 +116,10 @@ impl Session {
             let event = match self.feeds[at].events.try_recv() {
                 Ok(event) => Ok(event),
                 Err(TryRecvError::Empty) => {
+                    // Nothing left to read: counted for pacing again if a stuck write had
+                    // exempted it.
+                    let feed = &self.feeds[at];
+                    feed.cursor.caught_up(feed.room.next_seq());
                     at += 1;
                     continue;
                 }

@@ -179,8 +179,7 @@ impl Conn {
             // A busy room's senders are paced, as on the line protocol (see `Room::pace_sender`):
             // this client's next line waits while a reader that keeps up is far behind, so a
             // burst slows its senders instead of overtaking the room's readers.
-            let crowded = self.session.feeds.iter().find(|f| f.room.crowded());
-            let crowded = crowded.map(|f| Arc::clone(&f.room));
+            let crowded = self.crowded_room();
             let (reader, input) = (&mut self.reader, &mut self.input);
             let read = async move {
                 if let Some(room) = crowded {
@@ -242,6 +241,12 @@ impl Conn {
         }
     }
 
+    /// A room of this client's whose senders may have to wait for its readers, if any.
+    fn crowded_room(&self) -> Option<Arc<Room>> {
+        let feed = self.session.feeds.iter().find(|f| f.room.crowded())?;
+        Some(Arc::clone(&feed.room))
+    }
+
     /// Splits complete lines off the input, keeping an over-long one out (with ERR_INPUTTOOLONG).
     fn split_lines(&mut self) {
         loop {
@@ -294,6 +299,11 @@ impl Conn {
             // Whatever reached this client before its line comes before the line's answer.
             self.session.drain_replies();
             self.session.drain_feeds();
+            // One read can bring many lines: each is paced, not only the read.
+            if let Some(room) = self.crowded_room() {
+                room.pace_sender().await;
+                self.session.drain_feeds();
+            }
             let raw = held_line_bytes(line);
             match message::parse(&raw) {
                 Ok(msg) if msg.command.is_empty() => {}

@@ -122,6 +122,7 @@ pub(super) async fn serve_client(
         input: BytesMut::new(),
         discarding: false,
         held: std::collections::VecDeque::new(),
+        paced: false,
     };
     let end = conn.run(&shutdown).await;
     conn.finish(end).await;
@@ -157,6 +158,8 @@ struct Conn {
     held: std::collections::VecDeque<BytesMut>,
     /// `--coalesce`, as it was when the client connected.
     coalesce: Option<Duration>,
+    /// The next held line has waited for a busy room's readers already (see `handle_held`).
+    paced: bool,
 }
 
 impl Conn {
@@ -176,22 +179,18 @@ impl Conn {
             let due = self.session.held_until();
             let reading = self.held.len() < HELD_LINES;
             let idle = self.session.idle_timeout();
-            // A busy room's senders are paced, as on the line protocol (see `Room::pace_sender`):
-            // this client's next line waits while a reader that keeps up is far behind, so a
-            // burst slows its senders instead of overtaking the room's readers.
-            let crowded = self.crowded_room();
-            let (reader, input) = (&mut self.reader, &mut self.input);
-            let read = async move {
-                if let Some(room) = crowded {
-                    room.pace_sender().await;
-                }
-                reader.read_buf(input).await
+            // Lines held for nothing else wait for a busy room's readers (see `handle_held`); if
+            // the room is no longer busy, they go at once.
+            let crowded = if self.held.is_empty() || due.is_some() || self.session.busy() {
+                None
+            } else {
+                Some(self.crowded_room())
             };
             let event = next_event(&mut self.session.feeds);
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return End::Shutdown,
-                read = read, if reading => match read {
+                read = self.reader.read_buf(&mut self.input), if reading => match read {
                     Ok(0) | Err(_) => return End::Eof,
                     Ok(_) => {
                         last_heard = Instant::now();
@@ -200,6 +199,7 @@ impl Conn {
                     }
                 },
                 _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {}
+                _ = pace(crowded.flatten()), if crowded.is_some() => self.paced = true,
                 item = self.direct.pop() => match item {
                     Ok(Direct::Reply(reply)) => self.session.reply(&reply),
                     Ok(Direct::Switch(_)) => {}
@@ -283,6 +283,13 @@ impl Conn {
             if self.session.busy() || self.session.held_until().is_some() {
                 return None;
             }
+            // A busy room's senders are paced, as on the line protocol (see `Room::pace_sender`):
+            // while a reader that keeps up is far behind, the next line waits (in `run`, which
+            // goes on delivering meanwhile), so a burst slows its sender instead of overtaking
+            // the readers. Per line, not per read: one read can bring a whole burst.
+            if !std::mem::take(&mut self.paced) && self.crowded_room().is_some() {
+                return None;
+            }
             match self.session.admit() {
                 Ok(true) => {}
                 Ok(false) => return None,
@@ -299,11 +306,6 @@ impl Conn {
             // Whatever reached this client before its line comes before the line's answer.
             self.session.drain_replies();
             self.session.drain_feeds();
-            // One read can bring many lines: each is paced, not only the read.
-            if let Some(room) = self.crowded_room() {
-                room.pace_sender().await;
-                self.session.drain_feeds();
-            }
             let raw = held_line_bytes(line);
             match message::parse(&raw) {
                 Ok(msg) if msg.command.is_empty() => {}
@@ -418,6 +420,13 @@ async fn next_event(feeds: &mut [Feed]) -> (usize, Result<Event, broadcast::erro
     }
     let (event, at, _) = select_all(feeds.iter_mut().map(|f| f.events.recv().boxed())).await;
     (at, event)
+}
+
+/// Waits as [`Room::pace_sender`] does, if there is a room to wait for.
+async fn pace(room: Option<Arc<Room>>) {
+    if let Some(room) = room {
+        room.pace_sender().await;
+    }
 }
 
 async fn recv_control(

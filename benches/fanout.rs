@@ -1,6 +1,10 @@
 //! Fan-out benchmark: chatd against `ncat --chat`, nats-server, ngircd and InspIRCd, side by side
 //! in one run, under the same load.
 //!
+//! The side-by-side table of issue 24 in one command: `cargo bench --bench fanout -- table` (open100,
+//! open1000, closed1000, closed100 and closed100-web on every server, several minutes; add
+//! `capacity` for the capacity figures too), written as JSON and Markdown with the machine it ran on.
+//!
 //! Run: `cargo bench --bench fanout` (everything but `capacity`, about 15 minutes), or pick cases with
 //! `FANOUT_CASES=closed100,idle10k cargo bench --bench fanout` or
 //! `cargo bench --bench fanout -- closed100 idle10k`; `FANOUT_QUICK=1` shortens every case.
@@ -11,7 +15,7 @@
 //! `FANOUT_IDLE_READ=0` makes idle clients hold their sockets without reading; `FANOUT_CHATD=PATH`
 //! measures another chatd build (say, from before a change) instead of this one;
 //! `FANOUT_CHATD_BASE=PATH` runs a second build beside it in every case (`chatd-base`), so before
-//! and after come from the same run.
+//! and after come from the same run (`chatd-irc-base` likewise beside `chatd-irc`).
 //! Prints one table and writes the same figures as JSON (path printed; `FANOUT_REPORT` overrides).
 //! The TCP cases (closed10/100/1000, open100/1000, fanout1000) also run against nats-server
 //! (`FANOUT_NATS=PATH`, else `nats-server` on PATH or /usr/sbin), at its default and at
@@ -19,7 +23,7 @@
 //! (each configured by the bench in a temp dir, flood limits off); the closing table puts each
 //! server's CPU per delivery and p99 side by side (also written as Markdown beside the JSON).
 //! `FANOUT_SERVERS=chatd,chatd-irc,ngircd,inspircd` picks servers (names: chatd, chatd-base, ncat,
-//! nats, nats-1proc, chatd-irc, ngircd, inspircd); by default every installed one runs, and a
+//! nats, nats-1proc, chatd-irc, chatd-irc-base, ngircd, inspircd); by default every installed one runs, and a
 //! missing one is a note naming its Debian package (an error when FANOUT_SERVERS names it).
 //! `cargo bench --bench fanout -- capacity` (only when named; many minutes) finds each server's
 //! capacity as websocket-shootout does, for chatd on TCP, WebSocket and IRC and the baselines
@@ -33,6 +37,8 @@ mod capacity;
 mod cluster;
 #[path = "fanout/cpu.rs"]
 mod cpu;
+#[path = "fanout/machine.rs"]
+mod machine;
 #[path = "fanout/rooms.rs"]
 mod rooms;
 #[path = "fanout/servers.rs"]
@@ -96,6 +102,19 @@ const ALL_CASES: &[&str] = &[
 
 /// Cases that run only when named: `capacity` alone takes many minutes, `rooms10` several.
 const NAMED_ONLY_CASES: &[&str] = &["capacity", "rooms10"];
+
+/// What `table` stands for: issue 24's side-by-side table, each row a case and each column a
+/// server (chatd, its IRC face, ncat, nats-server, ngircd, InspIRCd run in every TCP case;
+/// `closed100-web` is chatd's WebSocket face). A case named here that this build lacks (a
+/// multi-room case, say, before it lands) is skipped with a note, so the list can name it early.
+const TABLE_CASES: &[&str] = &[
+    "open100",
+    "open1000",
+    "closed1000",
+    "closed100",
+    "closed100-web",
+    "rooms10",
+];
 
 /// A fan-out case and whether the baselines (ncat, nats-server, the IRC servers and chatd's IRC
 /// face) can run it: none has a UDP broker mode, and the other variants are chatd's own.
@@ -313,6 +332,8 @@ struct Report {
     errors: Vec<CaseError>,
     notes: Vec<String>,
     total_wall_s: f64,
+    /// Where and when the run happened.
+    machine: machine::Machine,
 }
 
 fn selected_cases() -> Result<Vec<String>> {
@@ -331,6 +352,16 @@ fn selected_cases() -> Result<Vec<String>> {
         return Ok(ALL_CASES.iter().map(|s| s.to_string()).collect());
     }
     let known = || ALL_CASES.iter().chain(NAMED_ONLY_CASES);
+    if let Some(at) = names.iter().position(|n| n == "table") {
+        names.remove(at);
+        for case in TABLE_CASES {
+            if known().any(|c| c == case) {
+                names.push(case.to_string());
+            } else {
+                eprintln!("fanout: table: case {case} is not in this build, skipped");
+            }
+        }
+    }
     for n in &names {
         if !known().any(|c| c == n) {
             let all: Vec<&str> = known().copied().collect();
@@ -410,6 +441,7 @@ async fn run(
     mut notes: Vec<String>,
 ) -> Result<()> {
     let started = Instant::now();
+    let here = machine::Machine::here();
     // FANOUT_CHATD measures another build (say, before a change) against the same baselines;
     // FANOUT_CHATD_BASE runs a second build beside it; FANOUT_SERVERS picks the servers.
     let servers = servers::Servers::find(&mut notes)?;
@@ -565,6 +597,7 @@ async fn run(
         errors,
         notes,
         total_wall_s: started.elapsed().as_secs_f64(),
+        machine: here,
     };
     print!("{}", render(&report));
     print!("{}", cpu::render(&report.cpu_table));
@@ -581,7 +614,8 @@ async fn run(
     println!("JSON report: {}", path.display());
     if !report.cpu_table.is_empty() {
         let md = path.with_extension("md");
-        std::fs::write(&md, cpu::render(&report.cpu_table))?;
+        let header = report.machine.header(&report.command, &report.chatd);
+        std::fs::write(&md, header + &cpu::render(&report.cpu_table))?;
         println!("Markdown table: {}", md.display());
     }
     Ok(())

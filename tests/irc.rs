@@ -334,3 +334,42 @@ async fn a_long_line_member_line_reaches_irc_whole_in_pieces() {
     assert_eq!(got, long);
     server.shutdown().await;
 }
+
+/// A burst from an IRC sender far bigger than the room's ring is paced (as a line member's is),
+/// so IRC readers that keep up get every line instead of "you missed N messages".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_irc_burst_is_paced_so_readers_that_keep_up_miss_nothing() {
+    let server = start_server("--irc 0 --backlog 32 --rate off --sendq off").await;
+    let irc_addr = server.irc.expect("irc");
+    let mut readers = Vec::new();
+    for n in 0..3 {
+        let (mut reader, _) = irc(irc_addr, &format!("reader{n}")).await;
+        join(&mut reader, "#den").await;
+        readers.push(reader);
+    }
+    let (mut sender, _) = irc(irc_addr, "sender").await;
+    join(&mut sender, "#den").await;
+    let total = 2000;
+    // The whole burst in one write: the server reads it in few reads, and must pace line by line.
+    let burst: String = (0..total)
+        .map(|i| format!("PRIVMSG #den :{i} burst\r\n"))
+        .collect();
+    sender.send_raw(burst.as_bytes()).await;
+    let readers = readers.into_iter().map(|mut reader| {
+        tokio::spawn(async move {
+            let mut next = 0;
+            while next < total {
+                let line = reader.recv().await;
+                assert!(!line.contains("you missed"), "lost lines: {line}");
+                if let Some(text) = line.strip_prefix(":sender!chat@chatd PRIVMSG #den :") {
+                    assert_eq!(text, format!("{next} burst"));
+                    next += 1;
+                }
+            }
+        })
+    });
+    for reader in readers.collect::<Vec<_>>() {
+        reader.await.expect("a reader got every line in order");
+    }
+    server.shutdown().await;
+}

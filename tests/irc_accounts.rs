@@ -292,3 +292,77 @@ async fn a_privmsg_to_an_absent_account_is_kept_and_reaches_its_irc_login_with_i
     );
     server.shutdown().await;
 }
+
+/// A channel line is formatted once per mix of the capabilities that change its bytes and shared
+/// by the readers with that mix (`room::shown`): each reader must still get its own mix's form,
+/// whichever reader made it first.
+#[tokio::test]
+async fn each_capability_mix_gets_its_own_form_of_one_shared_line() {
+    let server = start_server(FLAGS).await;
+    let irc_addr = server.irc.expect("irc");
+    drop(register(server.tcp, "alice", "sesame").await);
+
+    let mixes = [
+        ("plain1", ""),
+        ("plain2", ""),
+        ("timed1", "server-time"),
+        ("timed2", "server-time"),
+        ("tagged", "server-time message-tags"),
+        ("acct", "account-tag"),
+        ("echoer", "echo-message"),
+    ];
+    let mut readers = Vec::new();
+    for (nick, caps) in mixes {
+        let mut client = irc(irc_addr, nick, caps).await;
+        join(&mut client, "#den").await;
+        readers.push((nick, client));
+    }
+    let mut alice = irc_sasl(
+        irc_addr,
+        "al",
+        "message-tags echo-message",
+        "alice",
+        "sesame",
+    )
+    .await;
+    join(&mut alice, "#den").await;
+    alice.send("@+draft/react=x PRIVMSG #den :hi all").await;
+
+    let mut got = std::collections::HashMap::new();
+    for (nick, client) in &mut readers {
+        got.insert(*nick, line_with(client, "PRIVMSG #den").await);
+    }
+    let plain = ":al!chat@chatd PRIVMSG #den :hi all";
+    assert_eq!(got["plain1"], plain);
+    assert_eq!(got["plain2"], plain);
+    assert_eq!(
+        got["echoer"], plain,
+        "the echo-message mix reads the plain form"
+    );
+    assert_eq!(got["acct"], format!("@account=alice {plain}"));
+    let timed = &got["timed1"];
+    assert!(
+        timed.starts_with("@time=") && timed.ends_with(&format!("Z {plain}")),
+        "{timed}"
+    );
+    assert!(
+        !timed.contains("msgid") && !timed.contains("react"),
+        "{timed}"
+    );
+    assert_eq!(&got["timed2"], timed, "one event, one time");
+    let tagged = &got["tagged"];
+    let (tags, rest) = tagged.split_once(' ').expect("tags");
+    assert_eq!(rest, plain);
+    assert!(tags.starts_with("@time="), "{tagged}");
+    assert!(tags.contains(";msgid="), "{tagged}");
+    assert!(tags.ends_with(";+draft/react=x"), "{tagged}");
+    // The sender's own echo (a labeled-less command, so from the shared forms too): its msgid
+    // and client tag, no time and no account (it asked for neither).
+    let echo = line_with(&mut alice, "PRIVMSG #den").await;
+    assert!(echo.starts_with("@msgid="), "{echo}");
+    assert!(
+        echo.ends_with(&format!(";+draft/react=x {plain}")),
+        "{echo}"
+    );
+    server.shutdown().await;
+}

@@ -51,7 +51,9 @@ fn faces(servers: &Servers) -> Vec<(String, ServerKind, bool)> {
     let mut out = Vec::new();
     for &kind in &servers.kinds {
         let wanted = match kind {
-            ServerKind::NatsOneProc | ServerKind::ChatdBase => servers.named,
+            ServerKind::NatsOneProc | ServerKind::ChatdBase | ServerKind::ChatdIrcBase => {
+                servers.named
+            }
             _ => true,
         };
         if !wanted {

@@ -33,6 +33,8 @@ pub struct Row {
     pub cpu_vs_nats: Option<f64>,
     /// chatd p99 ÷ the lower of nats-server's two runs.
     pub p99_vs_nats: Option<f64>,
+    /// chatd's IRC face: CPU per delivery ÷ chatd-irc-base's (the IRC face before a change).
+    pub irc_cpu_vs_base: Option<f64>,
     /// chatd's IRC face: CPU per delivery ÷ the lower of ngircd's and InspIRCd's.
     pub irc_cpu_vs_best: Option<f64>,
     /// chatd's IRC face: p99 ÷ the lower of ngircd's and InspIRCd's.
@@ -87,6 +89,7 @@ pub fn rows(results: &[FanoutResult], cases: &[String]) -> Vec<Row> {
             cpu_vs_ncat: vs(ServerKind::Chatd, &[ServerKind::Ncat], cpu),
             cpu_vs_nats: vs(ServerKind::Chatd, &nats, cpu),
             p99_vs_nats: vs(ServerKind::Chatd, &nats, p99),
+            irc_cpu_vs_base: vs(ServerKind::ChatdIrc, &[ServerKind::ChatdIrcBase], cpu),
             irc_cpu_vs_best: vs(ServerKind::ChatdIrc, &ircds, cpu),
             irc_p99_vs_best: vs(ServerKind::ChatdIrc, &ircds, p99),
             cells,
@@ -118,6 +121,7 @@ pub fn render(rows: &[Row]) -> String {
         "chatd cpu / ncat",
         "chatd cpu / nats",
         "chatd p99 / nats",
+        "irc cpu / base",
         "irc cpu / best ircd",
         "irc p99 / best ircd",
     ];
@@ -153,6 +157,7 @@ pub fn render(rows: &[Row]) -> String {
             row.cpu_vs_ncat,
             row.cpu_vs_nats,
             row.p99_vs_nats,
+            row.irc_cpu_vs_base,
             row.irc_cpu_vs_best,
             row.irc_p99_vs_best,
         ]

@@ -72,7 +72,7 @@ impl Servers {
             for kind in ServerKind::ALL {
                 match servers.available(kind) {
                     Ok(()) => servers.kinds.push(kind),
-                    Err(e) if kind != ServerKind::ChatdBase => notes.push(format!("{e:#}")),
+                    Err(e) if !kind.is_base() => notes.push(format!("{e:#}")),
                     Err(_) => {}
                 }
             }
@@ -100,7 +100,7 @@ impl Servers {
     fn available(&self, kind: ServerKind) -> Result<()> {
         let found = match kind {
             ServerKind::Chatd | ServerKind::ChatdIrc => true,
-            ServerKind::ChatdBase => self.chatd_base.is_some(),
+            ServerKind::ChatdBase | ServerKind::ChatdIrcBase => self.chatd_base.is_some(),
             ServerKind::Ncat => self.ncat.is_some(),
             ServerKind::Nats | ServerKind::NatsOneProc => self.nats.is_some(),
             ServerKind::Ngircd => self.ngircd.is_some(),
@@ -108,7 +108,9 @@ impl Servers {
         };
         match (found, kind) {
             (true, _) => Ok(()),
-            (false, ServerKind::ChatdBase) => bail!("chatd-base needs FANOUT_CHATD_BASE=PATH"),
+            (false, ServerKind::ChatdBase | ServerKind::ChatdIrcBase) => {
+                bail!("{} needs FANOUT_CHATD_BASE=PATH", kind.name())
+            }
             (false, _) => {
                 let p = package(kind);
                 bail!(
@@ -125,7 +127,7 @@ impl Servers {
     fn binary(&self, kind: ServerKind) -> Result<&Path> {
         let bin = match kind {
             ServerKind::Chatd | ServerKind::ChatdIrc => Some(&self.chatd),
-            ServerKind::ChatdBase => self.chatd_base.as_ref(),
+            ServerKind::ChatdBase | ServerKind::ChatdIrcBase => self.chatd_base.as_ref(),
             ServerKind::Ncat => self.ncat.as_ref(),
             ServerKind::Nats | ServerKind::NatsOneProc => self.nats.as_ref(),
             ServerKind::Ngircd => self.ngircd.as_ref(),
@@ -154,7 +156,7 @@ impl Servers {
             ServerKind::Chatd | ServerKind::ChatdBase => {
                 ServerProc::start_chatd_as(kind, bin, chatd_args, want_udp).await
             }
-            ServerKind::ChatdIrc => {
+            ServerKind::ChatdIrc | ServerKind::ChatdIrcBase => {
                 let mut args = chatd_args.to_vec();
                 args.extend(["--irc", "0", "--name", loadgen::ircd::SERVER_NAME]);
                 ServerProc::start_chatd_as(kind, bin, &args, false).await

@@ -37,6 +37,9 @@ pub enum ServerKind {
     /// chatd's IRC face (`--irc`): clients register (`NICK`/`USER`), `JOIN #room` and send
     /// `PRIVMSG #room :…` (see [`crate::irc`]).
     ChatdIrc,
+    /// The IRC face of [`ServerKind::ChatdBase`]'s build, so a change to the IRC face is
+    /// measured before and after in one run.
+    ChatdIrcBase,
     /// ngircd (Debian package `ngircd`), configured by [`crate::ircd`] with flood limits off.
     Ngircd,
     /// InspIRCd 3 (Debian package `inspircd`), configured by [`crate::ircd`] likewise.
@@ -53,19 +56,21 @@ impl ServerKind {
             ServerKind::Nats => "nats",
             ServerKind::NatsOneProc => "nats-1proc",
             ServerKind::ChatdIrc => "chatd-irc",
+            ServerKind::ChatdIrcBase => "chatd-irc-base",
             ServerKind::Ngircd => "ngircd",
             ServerKind::Inspircd => "inspircd",
         }
     }
 
     /// Every kind, in the order the bench's tables list them.
-    pub const ALL: [ServerKind; 8] = [
+    pub const ALL: [ServerKind; 9] = [
         ServerKind::Chatd,
         ServerKind::ChatdBase,
         ServerKind::Ncat,
         ServerKind::Nats,
         ServerKind::NatsOneProc,
         ServerKind::ChatdIrc,
+        ServerKind::ChatdIrcBase,
         ServerKind::Ngircd,
         ServerKind::Inspircd,
     ];
@@ -91,8 +96,16 @@ impl ServerKind {
     pub fn is_irc(self) -> bool {
         matches!(
             self,
-            ServerKind::ChatdIrc | ServerKind::Ngircd | ServerKind::Inspircd
+            ServerKind::ChatdIrc
+                | ServerKind::ChatdIrcBase
+                | ServerKind::Ngircd
+                | ServerKind::Inspircd
         )
+    }
+
+    /// Whether it is the second chatd build of a before-and-after run (`FANOUT_CHATD_BASE`).
+    pub fn is_base(self) -> bool {
+        matches!(self, ServerKind::ChatdBase | ServerKind::ChatdIrcBase)
     }
 
     /// Whether clients speak the NATS protocol to this server.
@@ -112,9 +125,10 @@ impl ServerKind {
             }
             ServerKind::Nats | ServerKind::NatsOneProc => line.starts_with(b"INFO {"),
             // Registration ends with RPL_WELCOME; the channel is joined afterwards (crate::irc).
-            ServerKind::ChatdIrc | ServerKind::Ngircd | ServerKind::Inspircd => {
-                crate::irc::numeric(line) == Some(*b"001")
-            }
+            ServerKind::ChatdIrc
+            | ServerKind::ChatdIrcBase
+            | ServerKind::Ngircd
+            | ServerKind::Inspircd => crate::irc::numeric(line) == Some(*b"001"),
         }
     }
 }
@@ -210,7 +224,7 @@ impl ServerProc {
     ) -> Result<ServerProc> {
         let want_http = args.contains(&"--http");
         let want_tls = args.contains(&"--tls");
-        let want_irc = kind == ServerKind::ChatdIrc;
+        let want_irc = matches!(kind, ServerKind::ChatdIrc | ServerKind::ChatdIrcBase);
         if want_irc && !args.contains(&"--irc") {
             bail!("chatd-irc needs chatd started with --irc");
         }
@@ -373,11 +387,12 @@ impl ServerProc {
             while let Some(line) = lines.recv().await {
                 if tx.is_some() && ready(&line, &mut found) {
                     if let Some(tx) = tx.take() {
-                        let addr = if kind == ServerKind::ChatdIrc {
-                            found.irc
-                        } else {
-                            found.tcp
-                        };
+                        let addr =
+                            if matches!(kind, ServerKind::ChatdIrc | ServerKind::ChatdIrcBase) {
+                                found.irc
+                            } else {
+                                found.tcp
+                            };
                         let _ = tx.send((addr, found.udp, found.http, found.tls));
                     }
                 }

@@ -173,6 +173,7 @@ mod tests {
             line: Bytes::from_static(line),
             ids: false,
             what: None,
+            shown: Default::default(),
         }
     }
 

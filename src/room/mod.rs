@@ -5,11 +5,13 @@
 //! once and each reader keeps only a cursor into a bounded ring: a slow reader costs no memory
 //! beyond the ring and never slows the sender, and a busy room never slows a quiet one.
 //!
-//! - [`name`]: room-name rules. [`moderation`]: operators, topic, bans, mutes, slow mode. The scrollback itself is [`crate::store::history`].
+//! - [`name`]: room-name rules. [`moderation`]: operators, topic, bans, mutes, slow mode. The scrollback itself is
+//!   [`crate::store::history`]. [`shown`]: an event's lines in a face's own format, made once.
 
 pub mod moderation;
 pub mod modes;
 pub mod name;
+pub mod shown;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -61,6 +63,9 @@ pub struct Event {
     /// What a notice is about, for faces that show it as a message of its own (IRC's `JOIN`,
     /// `PART`, `NICK`...) instead of its text; `None` for chat and for other notices.
     pub what: Option<Arc<Happening>>,
+    /// The event as faces with a format of their own show it, made by the first reader that
+    /// needs a form and shared by the rest (see [`shown`]).
+    pub shown: Arc<shown::Shown>,
 }
 
 /// A change in a room that a notice tells about, in a form any face can render (and other nodes
@@ -464,6 +469,7 @@ impl Room {
             line: lines,
             ids: !self.store.mirrored(),
             what,
+            shown: Arc::default(),
         });
     }
 
@@ -527,15 +533,19 @@ impl Room {
     /// Holds a sender back (briefly, boundedly) while a reader that is keeping up is more than half
     /// the room's backlog behind, so a burst slows its senders instead of overtaking readers.
     pub async fn pace_sender(&self) {
-        let capacity = self.backlog as u64;
-        let high = (capacity / 2).max(1);
-        // The ring's length bounds every reader's distance and costs no scan: nearly always enough.
-        if (self.tx.len() as u64) < high {
+        if !self.crowded() {
             return;
         }
+        let capacity = self.backlog as u64;
         self.pacer
-            .wait(|| self.next_seq(), high, capacity / 4)
+            .wait(|| self.next_seq(), (capacity / 2).max(1), capacity / 4)
             .await;
+    }
+
+    /// Whether a sender may have to wait ([`Room::pace_sender`]): the ring is half full. The
+    /// ring's length bounds every reader's distance and costs no scan: nearly always enough.
+    pub fn crowded(&self) -> bool {
+        (self.tx.len() as u64) >= (self.backlog as u64 / 2).max(1)
     }
 }
 

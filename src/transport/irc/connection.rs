@@ -33,6 +33,8 @@ const PING_AFTER: Duration = Duration::from_secs(90);
 const PING_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long one write may wait on a client that does not read before it is let go.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A write not done within this is the client's doing: its rooms stop pacing senders for it.
+const HELD_UP: Duration = Duration::from_millis(100);
 /// How long a PING waits for what other clients sent just before it (see `handle_held`).
 const PING_FENCE: Duration = Duration::from_millis(3);
 /// Lines waiting out flood control (fakelag) before reading stops until they are handled.
@@ -120,6 +122,7 @@ pub(super) async fn serve_client(
         input: BytesMut::new(),
         discarding: false,
         held: std::collections::VecDeque::new(),
+        paced: false,
     };
     let end = conn.run(&shutdown).await;
     conn.finish(end).await;
@@ -155,6 +158,8 @@ struct Conn {
     held: std::collections::VecDeque<BytesMut>,
     /// `--coalesce`, as it was when the client connected.
     coalesce: Option<Duration>,
+    /// The next held line has waited for a busy room's readers already (see `handle_held`).
+    paced: bool,
 }
 
 impl Conn {
@@ -174,6 +179,13 @@ impl Conn {
             let due = self.session.held_until();
             let reading = self.held.len() < HELD_LINES;
             let idle = self.session.idle_timeout();
+            // Lines held for nothing else wait for a busy room's readers (see `handle_held`); if
+            // the room is no longer busy, they go at once.
+            let crowded = if self.held.is_empty() || due.is_some() || self.session.busy() {
+                None
+            } else {
+                Some(self.crowded_room())
+            };
             let event = next_event(&mut self.session.feeds);
             tokio::select! {
                 biased;
@@ -187,6 +199,7 @@ impl Conn {
                     }
                 },
                 _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {}
+                _ = pace(crowded.flatten()), if crowded.is_some() => self.paced = true,
                 item = self.direct.pop() => match item {
                     Ok(Direct::Reply(reply)) => self.session.reply(&reply),
                     Ok(Direct::Switch(_)) => {}
@@ -228,6 +241,12 @@ impl Conn {
         }
     }
 
+    /// A room of this client's whose senders may have to wait for its readers, if any.
+    fn crowded_room(&self) -> Option<Arc<Room>> {
+        let feed = self.session.feeds.iter().find(|f| f.room.crowded())?;
+        Some(Arc::clone(&feed.room))
+    }
+
     /// Splits complete lines off the input, keeping an over-long one out (with ERR_INPUTTOOLONG).
     fn split_lines(&mut self) {
         loop {
@@ -262,6 +281,13 @@ impl Conn {
         while !self.held.is_empty() {
             // A password check answers first: the lines after it wait (they may depend on it).
             if self.session.busy() || self.session.held_until().is_some() {
+                return None;
+            }
+            // A busy room's senders are paced, as on the line protocol (see `Room::pace_sender`):
+            // while a reader that keeps up is far behind, the next line waits (in `run`, which
+            // goes on delivering meanwhile), so a burst slows its sender instead of overtaking
+            // the readers. Per line, not per read: one read can bring a whole burst.
+            if !std::mem::take(&mut self.paced) && self.crowded_room().is_some() {
                 return None;
             }
             match self.session.admit() {
@@ -312,10 +338,22 @@ impl Conn {
         if out.is_empty() {
             return Some(false);
         }
-        match tokio::time::timeout(WRITE_TIMEOUT, stream::say(&mut self.writer, &out)).await {
-            Ok(Ok(())) => Some(true),
-            _ => None,
-        }
+        let write = stream::say(&mut self.writer, &out);
+        tokio::pin!(write);
+        let done = match tokio::time::timeout(HELD_UP, &mut write).await {
+            Ok(done) => done,
+            Err(_) => {
+                // The client is not reading: it must not hold the rooms' senders back (it is
+                // counted again once it has caught up, see `Session::drain_feeds`).
+                for feed in &self.session.feeds {
+                    feed.cursor.exempt();
+                }
+                tokio::time::timeout(WRITE_TIMEOUT - HELD_UP, write)
+                    .await
+                    .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+            }
+        };
+        done.is_ok().then_some(true)
     }
 
     async fn finish(mut self, end: End) {
@@ -374,11 +412,21 @@ fn held_line_bytes(mut line: BytesMut) -> BytesMut {
 
 /// The next event of any of the rooms, with its room's index; never ready without rooms.
 async fn next_event(feeds: &mut [Feed]) -> (usize, Result<Event, broadcast::error::RecvError>) {
-    if feeds.is_empty() {
-        return std::future::pending().await;
+    match feeds {
+        [] => return std::future::pending().await,
+        // The common case, without the boxed futures a choice among several costs each wake-up.
+        [feed] => return (0, feed.events.recv().await),
+        _ => {}
     }
     let (event, at, _) = select_all(feeds.iter_mut().map(|f| f.events.recv().boxed())).await;
     (at, event)
+}
+
+/// Waits as [`Room::pace_sender`] does, if there is a room to wait for.
+async fn pace(room: Option<Arc<Room>>) {
+    if let Some(room) = room {
+        room.pace_sender().await;
+    }
 }
 
 async fn recv_control(

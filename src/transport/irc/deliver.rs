@@ -254,6 +254,16 @@ impl View {
     }
 }
 
+/// Which of a chat event's shared forms ([`crate::room::shown`]) a client with `caps` reads: one
+/// per combination of the capabilities that change a channel message's bytes (server-time,
+/// message-tags, account-tag). Everything else in the bytes is the same for every reader of the
+/// room; echo-message only decides whether the sender gets them at all.
+pub fn form_of(caps: &Caps) -> usize {
+    usize::from(caps.has(Cap::ServerTime))
+        | usize::from(caps.has(Cap::MessageTags)) << 1
+        | usize::from(caps.has(Cap::AccountTag)) << 2
+}
+
 /// Adds the tags the client asked for: `time` (server-time, now) and `msgid` (message-tags).
 pub fn stamp(message: Message, caps: &Caps, msgid: Option<&str>) -> Message {
     stamp_at(message, caps, msgid, SystemTime::now())
@@ -448,6 +458,7 @@ mod tests {
             line: Bytes::from_static(line.as_bytes()),
             ids: true,
             what: what.map(Arc::new),
+            shown: Default::default(),
         }
     }
 
@@ -485,6 +496,47 @@ mod tests {
             text.push_str(&m.params[1]);
         }
         assert_eq!(text, "é".repeat(600));
+    }
+
+    #[test]
+    fn each_mix_of_the_capabilities_that_change_a_line_has_its_own_form() {
+        let mixes = [
+            "",
+            "server-time",
+            "message-tags",
+            "account-tag",
+            "server-time message-tags",
+            "server-time account-tag",
+            "message-tags account-tag",
+            "server-time message-tags account-tag",
+        ];
+        let forms: Vec<usize> = mixes
+            .iter()
+            .map(|mix| {
+                let mut caps = Caps::new();
+                let words: Vec<String> = mix
+                    .split(' ')
+                    .filter(|w| !w.is_empty())
+                    .map(String::from)
+                    .collect();
+                if !words.is_empty() {
+                    caps.handle(&["REQ".into(), words.join(" ")], "chatd", "a", true);
+                }
+                // Capabilities that leave a channel line's bytes alone share its form.
+                caps.handle(
+                    &["REQ".into(), "echo-message batch".into()],
+                    "chatd",
+                    "a",
+                    true,
+                );
+                form_of(&caps)
+            })
+            .collect();
+        let mut distinct = forms.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), mixes.len(), "{forms:?}");
+        assert!(forms.iter().all(|&f| f < crate::room::shown::SHOWN_FORMS));
     }
 
     #[test]

@@ -45,6 +45,11 @@ impl Session {
                     return;
                 }
                 feed.cursor.advance(event.seq + 1);
+                // A labeled command's answer gathers messages, not bytes (see `Session::handle`).
+                if event.is_chat() && self.answer.is_none() {
+                    self.deliver_chat(at, &event);
+                    return;
+                }
                 let label = feed.label.clone();
                 let me = self.id();
                 for m in self.view.event(&event, &label, me, &self.caps) {
@@ -71,6 +76,36 @@ impl Session {
         }
     }
 
+    /// A chat event of the room in feed `at`, in the form that the first of the room's readers
+    /// with the same capabilities made of it: formatting a line once per room instead of once
+    /// per reader is what keeps a big channel cheap (see [`crate::room::shown`]).
+    fn deliver_chat(&mut self, at: usize, event: &Event) {
+        if event.from == self.id() && !self.caps.has(Cap::EchoMessage) {
+            return;
+        }
+        let form = crate::transport::irc::deliver::form_of(&self.caps);
+        match event.shown.get_or_make(form, || self.chat_bytes(at, event)) {
+            Some(bytes) => self.out.extend_from_slice(bytes),
+            None => {
+                let bytes = self.chat_bytes(at, event);
+                self.out.extend_from_slice(&bytes);
+            }
+        }
+    }
+
+    /// A chat event as this client's IRC lines, tags and all.
+    fn chat_bytes(&mut self, at: usize, event: &Event) -> bytes::Bytes {
+        let Some(label) = self.feeds.get(at).map(|f| f.label.clone()) else {
+            return bytes::Bytes::new();
+        };
+        let me = self.id();
+        let mut out = Vec::new();
+        for m in self.view.event(event, &label, me, &self.caps) {
+            out.extend_from_slice(self.with_account(m).line().as_bytes());
+        }
+        bytes::Bytes::from(out)
+    }
+
     /// Delivers the room events already waiting, without waiting for more.
     pub fn drain_feeds(&mut self) {
         let mut at = 0;
@@ -81,6 +116,10 @@ impl Session {
             let event = match self.feeds[at].events.try_recv() {
                 Ok(event) => Ok(event),
                 Err(TryRecvError::Empty) => {
+                    // Nothing left to read: counted for pacing again if a stuck write had
+                    // exempted it.
+                    let feed = &self.feeds[at];
+                    feed.cursor.caught_up(feed.room.next_seq());
                     at += 1;
                     continue;
                 }

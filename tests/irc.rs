@@ -373,3 +373,47 @@ async fn an_irc_burst_is_paced_so_readers_that_keep_up_miss_nothing() {
     }
     server.shutdown().await;
 }
+
+/// An IRC client that never reads must not slow the room's senders: once its write is stuck it
+/// stops counting for pacing, so a reader that keeps up gets a burst far bigger than the stuck
+/// client's socket buffers at full speed (each paced line would otherwise wait 250 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_irc_client_that_never_reads_does_not_pace_the_room() {
+    let server = start_server("--irc 0 --backlog 32 --rate off --sendq off").await;
+    let irc_addr = server.irc.expect("irc");
+    let (mut reader, _) = irc(irc_addr, "reader").await;
+    join(&mut reader, "#den").await;
+    let (mut stuck, _) = irc(irc_addr, "stuck").await;
+    join(&mut stuck, "#den").await;
+    let (mut sender, _) = irc(irc_addr, "sender").await;
+    join(&mut sender, "#den").await;
+    // About 9 MB: more than a socket that is never read holds on both ends (a few MB).
+    let total = 20_000;
+    let pad = "s".repeat(400);
+    let burst: String = (0..total)
+        .map(|i| format!("PRIVMSG #den :{i} {pad}\r\n"))
+        .collect();
+    let started = std::time::Instant::now();
+    let send = tokio::spawn(async move {
+        sender.send_raw(burst.as_bytes()).await;
+        sender
+    });
+    let mut next = 0;
+    while next < total {
+        let line = reader.recv().await;
+        if let Some(text) = line.strip_prefix(":sender!chat@chatd PRIVMSG #den :") {
+            assert_eq!(text, format!("{next} {pad}"));
+            next += 1;
+        }
+    }
+    // Paced for the stuck client, 20,000 lines would take over an hour (250 ms each past its
+    // buffers); the bound leaves a loaded debug build plenty.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(120),
+        "the burst took {:?}",
+        started.elapsed()
+    );
+    drop(send.await.expect("sent"));
+    drop(stuck);
+    server.shutdown().await;
+}

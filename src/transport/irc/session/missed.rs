@@ -153,10 +153,11 @@ impl Session {
                 at_ms,
             };
             positions.advance(&client, &reached, 0);
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                let (store, client) = (self.hub.store().clone(), client.clone());
-                runtime.spawn_blocking(move || store.advance_seen(&account, &client, &[reached]));
-            }
+            // At once, so the answer to the next MARKREAD reads it back (a state write is
+            // queued behind: memory, the database's writer, the cluster's queue).
+            self.hub
+                .store()
+                .advance_seen(&account, &client, std::slice::from_ref(&reached));
         }
         let at = positions
             .get(&client, &name.key)

@@ -71,8 +71,8 @@ impl RoomsSpec {
         ensure!(
             rooms > 0
                 && rooms * self.room_size == self.members * self.rooms_per_member
-                && self.members % rooms == 0
-                && rooms % self.rooms_per_member == 0,
+                && self.members.is_multiple_of(rooms)
+                && rooms.is_multiple_of(self.rooms_per_member),
             "{}: {} members in {} channels each cannot fill channels of {}",
             self.name,
             self.members,

@@ -62,7 +62,16 @@ pub async fn run(servers: &Servers, chatd_args: &[&str], quick: bool, report: &P
         builds.push(("chatd-base", base.clone()));
     }
     let mut args = chatd_args.to_vec();
-    args.extend(["--irc", "0", "--name", loadgen::ircd::SERVER_NAME]);
+    // 100 channels opened from one address: past the share of the default --max-rooms (1000
+    // rooms, a hundredth of them per address).
+    args.extend([
+        "--irc",
+        "0",
+        "--name",
+        loadgen::ircd::SERVER_NAME,
+        "--max-rooms",
+        "20000",
+    ]);
     let mut rows = Vec::new();
     for round in 1..=rounds {
         for (build, bin) in &builds {

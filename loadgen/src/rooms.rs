@@ -270,6 +270,9 @@ async fn join(addr: std::net::SocketAddr, channels: &[usize]) -> Result<TcpStrea
         converse(&mut stream, REGISTER_MAX, |line| {
             Ok(if let Some(pong) = irc::pong_for(line) {
                 Turn::Reply(pong)
+            } else if memchr::memmem::find(line, b"FAIL JOIN").is_some() {
+                // chatd refuses a join this way (say, past the rooms one address may open).
+                bail!("refused: {}", String::from_utf8_lossy(line).trim_end())
             } else {
                 match irc::numeric(line) {
                     Some(d) if &d == b"001" => Turn::Reply(

@@ -186,3 +186,105 @@ async fn a_login_while_nats_is_down_is_refused_and_works_once_it_is_back() {
         "* you are logged in as hana"
     );
 }
+
+/// Logs an IRC client in to `name` by SASL PLAIN under the nick `name` on `addr`; None when
+/// the node does not know the account yet (it reaches nodes through their watch of the bucket).
+async fn irc_login(addr: std::net::SocketAddr, name: &str) -> Option<TcpClient> {
+    use base64::Engine as _;
+    let mut client = TcpClient::connect_raw(addr).await;
+    client.send("CAP REQ :sasl").await;
+    client.expect_match(|l| l.contains(" ACK ")).await;
+    client.send(&format!("NICK {name}")).await;
+    client.send(&format!("USER {name} 0 * :{name}")).await;
+    client.send("AUTHENTICATE PLAIN").await;
+    client.expect("AUTHENTICATE +").await;
+    let plain = base64::engine::general_purpose::STANDARD.encode(format!("\0{name}\0pw-{name}"));
+    client.send(&format!("AUTHENTICATE {plain}")).await;
+    client
+        .expect_match(|l| l.contains(" 903 ") || l.contains(" 904 "))
+        .await;
+    client.send("CAP END").await;
+    let welcome = client
+        .expect_match(|l| l.contains(" 376 ") || l.contains(" 422 "))
+        .await;
+    welcome
+        .iter()
+        .any(|l| l.contains(&format!(" 001 {name} ")))
+        .then_some(client)
+}
+
+/// Asks `/who` until its list has `line` (bounded: presence crosses NATS); returns every line
+/// that came besides the lists.
+async fn who_shows(client: &mut TcpClient, line: &str) -> Vec<String> {
+    let mut others = Vec::new();
+    for _ in 0..25 {
+        client.send("/who").await;
+        others.extend(client.expect_match(|l| l.ends_with(" here:")).await);
+        // expect_match does not return the header it stopped on: count the list by its indent.
+        let mut listed = Vec::new();
+        loop {
+            let next = client.recv().await;
+            if next.starts_with("*   ") {
+                listed.push(next);
+                if listed.last().is_some_and(|l| l.ends_with("(you)")) {
+                    break;
+                }
+            } else {
+                others.push(next);
+            }
+        }
+        if listed.iter().any(|l| l == line) {
+            return others;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("/who never listed {line:?}");
+}
+
+#[tokio::test]
+async fn a_tcp_session_on_one_node_and_an_irc_session_on_another_are_one_member() {
+    let nats = Nats::start("login-irc").await;
+    let a = start_server(&format!("{} {FLAGS} --irc 0 --name chatd", nats.flags("a"))).await;
+    let b = start_server(&format!("{} {FLAGS} --irc 0 --name chatd", nats.flags("b"))).await;
+    nats.account(a.tcp, "alice", IpAddr::from([127, 0, 0, 1]))
+        .await;
+    let mut tcp = TcpClient::connect(a.tcp).await;
+    assert_eq!(
+        login(&mut tcp, "alice").await,
+        "* you are logged in as alice"
+    );
+    let mut bob = TcpClient::with_nick(a.tcp, "bob").await;
+
+    let irc_addr = b.irc.expect("irc listener");
+    let mut irc = None;
+    for _ in 0..3 {
+        irc = irc_login(irc_addr, "alice").await;
+        if irc.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let mut irc = irc.expect("the IRC session logs in to alice on b under its nick");
+    common::irc::join(&mut irc, "#lobby").await;
+    // bob on a sees one alice with a session on each node, and no second join.
+    who_shows(&mut bob, "*   alice (2 sessions: irc on b, tcp)").await;
+    bob.send("/msg alice hello both").await;
+    tcp.expect("[private] <bob> hello both").await;
+    irc.expect(":bob!chat@chatd PRIVMSG alice :hello both")
+        .await;
+    // A line from the TCP session reaches the IRC one on the other node.
+    tcp.send("from a").await;
+    irc.expect(":alice!chat@chatd PRIVMSG #lobby :from a").await;
+    // The IRC session goes; alice stays, unannounced: bob's next line is alice's.
+    irc.send("QUIT :bye").await;
+    irc.expect_closed().await;
+    // Its leave reaches a through NATS; no line in between tells of alice leaving.
+    let skipped = who_shows(&mut bob, "*   alice (tcp, registered)").await;
+    assert!(
+        skipped.iter().all(|l| !l.contains("alice left")),
+        "{skipped:?}"
+    );
+    tcp.send("still here").await;
+    let next = bob.recv().await;
+    assert_eq!(next, "<alice> still here");
+}

@@ -1691,3 +1691,45 @@ impl Hub {
         self.shared.closing.load(Ordering::SeqCst)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(name: &str, transport: Transport, registered: bool, node: Option<&str>) -> MemberInfo {
+        MemberInfo {
+            name: name.into(),
+            transport,
+            registered,
+            node: node.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn an_accounts_sessions_are_one_who_entry_and_guests_stay_apart() {
+        let list = vec![
+            info("alice", Transport::Tcp, true, None),
+            info("alice", Transport::Irc, true, Some("b")),
+            info("bob", Transport::Udp, false, None),
+            info("alice", Transport::Web, true, None),
+        ];
+        let grouped = group_sessions(list);
+        assert_eq!(grouped.len(), 2);
+        assert_eq!(grouped[0].name, "alice");
+        assert_eq!(
+            grouped[0].sessions,
+            vec![
+                (Transport::Irc, Some("b".to_string())),
+                (Transport::Tcp, None),
+                (Transport::Web, None),
+            ]
+        );
+        assert_eq!(grouped[1].sessions, vec![(Transport::Udp, None)]);
+        // Two members under one name that are not an account's sessions are never folded.
+        let guests = group_sessions(vec![
+            info("x", Transport::Tcp, false, None),
+            info("x", Transport::Udp, false, Some("b")),
+        ]);
+        assert_eq!(guests.len(), 2);
+    }
+}

@@ -436,6 +436,26 @@ mod tests {
     const T: Duration = Duration::from_secs(3);
 
     #[test]
+    fn an_accounts_sessions_on_two_nodes_are_indexed_apart_even_under_one_id() {
+        let now = Instant::now();
+        let mut table = Table::new(T);
+        let alice = RemoteMember {
+            registered: true,
+            ..member(7, "alice")
+        };
+        table.change("a", 1, 1, Change::Join(alice.clone()), now);
+        table.change("b", 1, 1, Change::Join(alice), now);
+        assert_eq!(table.sessions("alice").len(), 2);
+        // One leaves: the other still goes by the name, and is found by it.
+        table.change("a", 1, 2, Change::Leave { id: 7 }, now);
+        assert_eq!(table.sessions("alice"), &[("b".to_string(), 7)]);
+        assert_eq!(table.find("alice").map(|(node, _)| node), Some("b"));
+        table.change("b", 1, 2, Change::Leave { id: 7 }, now);
+        assert!(table.sessions("alice").is_empty());
+        assert!(table.find("alice").is_none());
+    }
+
+    #[test]
     fn a_new_node_is_asked_for_its_roster_once() {
         let now = Instant::now();
         let mut table = Table::new(T);

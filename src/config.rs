@@ -229,6 +229,12 @@ pub struct ServerArgs {
     /// (1 to 10000).
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000), help_heading = ROOMS)]
     pub max_rooms_per_member: u32,
+    /// Most sessions of one account at once.
+    ///
+    /// Logging in to an account that is connected attaches another session (any transport, any
+    /// node); past this many it is refused (1 to 1000). Guests are one session each.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000), help_heading = ROOMS)]
+    pub max_sessions: u32,
     /// Messages kept for each absent account.
     ///
     /// A `/msg` to a registered member who is not connected is kept (with `--db`, in the
@@ -569,6 +575,8 @@ pub struct Config {
     pub max_rooms: usize,
     /// Most rooms one member may be in at once.
     pub max_rooms_per_member: usize,
+    /// Most sessions of one account at once (`--max-sessions`).
+    pub max_sessions: usize,
     /// Messages kept for each absent account (0: none).
     pub offline_max: usize,
     /// Most missed lines replayed per room on login (0: only their count).
@@ -657,6 +665,7 @@ impl Default for Config {
             history_db: None,
             max_rooms: 1000,
             max_rooms_per_member: 100,
+            max_sessions: 10,
             offline_max: 100,
             missed_max: 100,
             irc_password: None,
@@ -703,6 +712,7 @@ impl ServerArgs {
             history_db: self.history_db.clone(),
             max_rooms: self.max_rooms as usize,
             max_rooms_per_member: self.max_rooms_per_member as usize,
+            max_sessions: self.max_sessions as usize,
             offline_max: self.offline_max as usize,
             missed_max: self.missed_max as usize,
             irc_password: self.irc_password.clone(),

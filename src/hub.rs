@@ -93,9 +93,12 @@ pub enum RenameError {
     /// The name is registered to an account this member is not logged in to.
     #[error("{0} is registered; /login {0} PASSWORD")]
     Registered(String),
-    /// Another session is logged in to the account.
+    /// A member not logged in to the account goes by its name.
     #[error("{0} is in use by another session")]
     InUse(String),
+    /// The account has `--max-sessions` sessions already.
+    #[error("{0} has {1} sessions already (--max-sessions)")]
+    TooManySessions(String, usize),
 }
 
 /// Why a move to another room was refused; the member stays where it was.
@@ -154,6 +157,46 @@ pub struct MemberInfo {
     pub registered: bool,
     /// The node it is on, when that is another node of the cluster.
     pub node: Option<String>,
+}
+
+/// One line of `/who`: a member with all the sessions it has (an account may be connected
+/// several times, on any transports and nodes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WhoEntry {
+    /// Its name.
+    pub name: String,
+    /// Whether it is logged in to its name's account.
+    pub registered: bool,
+    /// Each session: how it is connected, and the node when it is another one.
+    pub sessions: Vec<(Transport, Option<String>)>,
+}
+
+/// Folds the sessions of one account (members logged in to it under its name) into one entry
+/// each, keeping the list's order; guests and members under other names stay one entry each.
+pub fn group_sessions(list: Vec<MemberInfo>) -> Vec<WhoEntry> {
+    let mut grouped: Vec<WhoEntry> = Vec::with_capacity(list.len());
+    let mut at: HashMap<String, usize> = HashMap::new();
+    for member in list {
+        let key = names::key(&member.name);
+        if member.registered {
+            if let Some(&i) = at.get(&key) {
+                grouped[i].sessions.push((member.transport, member.node));
+                continue;
+            }
+            at.insert(key, grouped.len());
+        }
+        grouped.push(WhoEntry {
+            name: member.name,
+            registered: member.registered,
+            sessions: vec![(member.transport, member.node)],
+        });
+    }
+    for entry in &mut grouped {
+        entry
+            .sessions
+            .sort_by(|a, b| (a.0.as_str(), &a.1).cmp(&(b.0.as_str(), &b.1)));
+    }
+    grouped
 }
 
 /// A member someone acts on: who it is and how to reach it.
@@ -356,8 +399,12 @@ const MAX_RESERVED: usize = 4096;
 #[derive(Default)]
 struct Registry {
     members: HashMap<MemberId, Entry>,
-    /// Names by [`names::key`], so neither `Bob` and `bob` nor look-alikes can both exist.
+    /// Names by [`names::key`], so neither `Bob` and `bob` nor look-alikes can both exist: the
+    /// holder, or for an account with several sessions, the first of them (see `sessions`).
     names: HashMap<String, MemberId>,
+    /// By account key, the members logged in to it and going by its name, oldest first: the
+    /// sessions that share the name (`--max-sessions`).
+    sessions: HashMap<String, Vec<MemberId>>,
     /// The same names by their [`names::look_alike_keys`], which catch what [`names::key`] misses
     /// (`aIice` beside `alice`, Greek capitals beside Latin ones).
     look_alikes: HashMap<String, MemberId>,
@@ -380,22 +427,96 @@ struct Registry {
 }
 
 impl Registry {
-    /// Records `name` as member `id`'s under every key it is compared by.
+    /// Records `name` as member `id`'s under every key it is compared by; a session joining
+    /// others of its account shares the name with them (the first keeps holding it).
     fn hold_name(&mut self, name: &str, id: MemberId) {
-        self.names.insert(names::key(name), id);
+        let key = names::key(name);
+        let shared = self.shares_name(id);
+        if let Some(account) = &shared {
+            let sessions = self.sessions.entry(account.clone()).or_default();
+            if !sessions.contains(&id) {
+                sessions.push(id);
+            }
+        }
+        if shared.is_some() && self.names.get(&key).is_some_and(|&owner| owner != id) {
+            return;
+        }
+        self.names.insert(key, id);
         for key in names::look_alike_keys(name) {
             self.look_alikes.insert(key, id);
         }
     }
 
-    /// Forgets `name` as member `id`'s.
+    /// Forgets `name` as member `id`'s; the account's next session, if any, holds it from now.
     fn release_name(&mut self, name: &str, id: MemberId) {
-        self.names.remove(&names::key(name));
-        for key in names::look_alike_keys(name) {
-            if self.look_alikes.get(&key) == Some(&id) {
-                self.look_alikes.remove(&key);
+        let key = names::key(name);
+        let next = match self.sessions.get_mut(&key) {
+            Some(sessions) => {
+                sessions.retain(|&s| s != id);
+                let next = sessions.first().copied();
+                if next.is_none() {
+                    self.sessions.remove(&key);
+                }
+                next
+            }
+            None => None,
+        };
+        if self.names.get(&key) != Some(&id) {
+            return;
+        }
+        match next {
+            Some(next) => {
+                self.names.insert(key, next);
+                for key in names::look_alike_keys(name) {
+                    self.look_alikes.insert(key, next);
+                }
+            }
+            None => {
+                self.names.remove(&key);
+                for key in names::look_alike_keys(name) {
+                    if self.look_alikes.get(&key) == Some(&id) {
+                        self.look_alikes.remove(&key);
+                    }
+                }
             }
         }
+    }
+
+    /// The account member `id` shares its name with, if it is logged in under the account's name.
+    fn shares_name(&self, id: MemberId) -> Option<String> {
+        let entry = self.members.get(&id)?;
+        let account = entry.account.as_ref()?;
+        (names::key(&entry.name) == *account).then(|| account.clone())
+    }
+
+    /// Whether a member logged in to `account` may take the name with `key` beside those who go by
+    /// it: they are sessions of that same account.
+    fn attaches(&self, key: &str, account: Option<&str>) -> bool {
+        account == Some(key)
+            && self.names.get(key).is_some_and(|owner| {
+                self.sessions
+                    .get(key)
+                    .is_some_and(|sessions| sessions.contains(owner))
+            })
+    }
+
+    /// Member `id`'s other sessions (of the account whose name it goes by).
+    fn siblings(&self, id: MemberId) -> Vec<MemberId> {
+        self.shares_name(id)
+            .and_then(|account| self.sessions.get(&account))
+            .map(|sessions| sessions.iter().copied().filter(|&s| s != id).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether another session of `account` (an account key) than `id` sits in the room `key`.
+    fn sibling_in(&self, account: Option<&str>, id: MemberId, key: &str) -> bool {
+        account
+            .and_then(|a| self.sessions.get(a))
+            .is_some_and(|sessions| {
+                sessions
+                    .iter()
+                    .any(|&s| s != id && self.members.get(&s).is_some_and(|e| e.is_in(key)))
+            })
     }
 
     /// Whether someone other than `id` holds a name that looks like `name` (any key of one is a
@@ -850,7 +971,7 @@ impl Hub {
         key: Option<&str>,
     ) -> Result<Moved, MoveError> {
         let name = RoomName::parse(to)?;
-        let (from, to, sub, left_at, others, who, held) = {
+        let (from, to, sub, left_at, others, who, held, quiet) = {
             let mut registry = self.registry();
             let Some(current) = registry
                 .members
@@ -879,9 +1000,14 @@ impl Hub {
                 cluster.exited(id, &current.name().key);
                 cluster.entered(id, &target);
             }
-            (current, target, sub, left_at, others, who, held)
+            // Another session of the account where it goes, or where it leaves: the room knows
+            // the account there already, or still.
+            let account = registry.shares_name(id);
+            let quiet = [&current, &target]
+                .map(|r| self.account_there(&registry, account.as_deref(), id, &r.name().key));
+            (current, target, sub, left_at, others, who, held, quiet)
         };
-        if self.announces(&from, held) {
+        if !quiet[0] && self.announces(&from, held) {
             from.announce_presence(
                 id,
                 protocol::notice(&format!("{who} left {}", from.label())),
@@ -892,7 +1018,9 @@ impl Hub {
                 },
             );
         }
-        self.announce_joined(id, &to, &who, others);
+        if !quiet[1] {
+            self.announce_joined(id, &to, &who, others);
+        }
         Ok(Moved {
             from,
             left_at,
@@ -907,7 +1035,7 @@ impl Hub {
     /// [`Hub::move_member`].
     pub fn enter(&self, id: MemberId, to: &str, key: Option<&str>) -> Result<Entered, MoveError> {
         let name = RoomName::parse(to)?;
-        let (room, sub, others, who) = {
+        let (room, sub, others, who, quiet) = {
             let mut registry = self.registry();
             let Some(entry) = registry.members.get(&id) else {
                 return Err(MoveError::Gone);
@@ -927,22 +1055,29 @@ impl Hub {
                 .get(&id)
                 .map(|e| e.name.clone())
                 .unwrap_or_default();
+            let account = registry.shares_name(id);
+            let quiet = self.account_there(&registry, account.as_deref(), id, &name.key);
             (
                 room.clone(),
                 room.subscribe(self.config().history),
                 others,
                 who,
+                quiet,
             )
         };
-        self.announce_joined(id, &room, &who, others);
+        if !quiet {
+            self.announce_joined(id, &room, &who, others);
+        }
         Ok(Entered { room, sub, others })
     }
 
     /// Takes member `id` out of the room with `key` (IRC `PART`), telling the room; returns the
     /// room and its next event at the seam (events before it were still the member's).
     pub fn exit(&self, id: MemberId, key: &str, reason: Option<&str>) -> Option<(Arc<Room>, u64)> {
-        let (room, left_at, held, who) = {
+        let (room, left_at, held, who, quiet) = {
             let mut registry = self.registry();
+            let account = registry.shares_name(id);
+            let quiet = self.account_there(&registry, account.as_deref(), id, key);
             let entry = registry.members.get_mut(&id)?;
             let at = entry.rooms.iter().position(|r| r.name().key == key)?;
             let room = entry.rooms.remove(at);
@@ -953,9 +1088,9 @@ impl Hub {
             if let Some(cluster) = self.cluster() {
                 cluster.exited(id, key);
             }
-            (room, left_at, held, who)
+            (room, left_at, held, who, quiet)
         };
-        if self.announces(&room, held) {
+        if !quiet && self.announces(&room, held) {
             let said = match reason {
                 Some(words) => format!("{who} left {}: \"{words}\"", room.label()),
                 None => format!("{who} left {}", room.label()),
@@ -1103,6 +1238,7 @@ impl Hub {
         let mut held = Vec::new();
         let entry = {
             let mut registry = self.registry();
+            let account = registry.shares_name(id);
             let entry = registry.members.remove(&id);
             if let Some(entry) = &entry {
                 registry.release_name(&entry.name, id);
@@ -1115,7 +1251,11 @@ impl Hub {
                 }
                 for room in &entry.rooms {
                     room.member_left(id);
-                    held.push(registry.vacate(room));
+                    // A session going while another of its account stays in the room goes
+                    // quietly: the account has not left.
+                    let quiet =
+                        self.account_there(&registry, account.as_deref(), id, &room.name().key);
+                    held.push((registry.vacate(room), quiet));
                 }
                 if registry.departed.len() >= DEPARTED {
                     registry.departed.pop_front();
@@ -1158,8 +1298,8 @@ impl Hub {
             },
             quit: true,
         };
-        for (room, held) in entry.rooms.iter().zip(held) {
-            if self.announces(room, held) {
+        for (room, (held, quiet)) in entry.rooms.iter().zip(held) {
+            if !quiet && self.announces(room, held) {
                 room.announce_presence(id, protocol::left_notice(&entry.name, how), what.clone());
             }
         }
@@ -1170,13 +1310,28 @@ impl Hub {
         let new = names::normalize(new)?;
         let key = names::key(&new);
         let mut registry = self.registry();
-        let Some(addr) = registry.members.get(&id).map(|e| e.addr) else {
+        let Some((addr, account)) = registry
+            .members
+            .get(&id)
+            .map(|e| (e.addr, e.account.clone()))
+        else {
             return Err(RenameError::Taken);
         };
-        if registry.is_taken(&key, id, addr)
-            || registry.looks_taken(&new, id)
-            || self.cluster().is_some_and(|c| c.refuses(&key))
-        {
+        // A member logged in to the account whose sessions go by the name joins them (IRC: a
+        // client that logged in by SASL asks for its account's nick).
+        let local = registry.names.get(&key).is_some_and(|&owner| owner != id);
+        let remote = self.cluster().is_some_and(|c| c.refuses(&key));
+        let attaching = account.as_deref() == Some(key.as_str())
+            && (local || remote)
+            && (!local || registry.attaches(&key, Some(&key)))
+            && (!remote || self.cluster().is_some_and(|c| c.sessions(&key) > 0));
+        let new = match attaching {
+            true => self.shared.accounts.registered(&key).unwrap_or(new),
+            false => new,
+        };
+        if attaching {
+            self.room_for_session(&registry, &key, &new)?;
+        } else if registry.is_taken(&key, id, addr) || registry.looks_taken(&new, id) || remote {
             return Err(RenameError::Taken);
         }
         let Some(entry) = registry.members.get_mut(&id) else {
@@ -1201,13 +1356,18 @@ impl Hub {
     }
 
     /// Gives member `id` the name of the account it just logged in to (`name` as registered) and
-    /// marks it logged in; returns the old name and the new one. Refused while another session
-    /// holds the name.
+    /// marks it logged in; returns the old name and the new one. When the account is connected
+    /// already, the member becomes one more of its sessions (up to `--max-sessions`); refused
+    /// while a member not logged in to it holds the name.
     pub fn login(&self, id: MemberId, name: &str) -> Result<(String, String), RenameError> {
         let key = names::key(name);
         let mut registry = self.registry();
-        if registry.names.get(&key).is_some_and(|&owner| owner != id) {
+        let local = registry.names.get(&key).is_some_and(|&owner| owner != id);
+        if local && !registry.attaches(&key, Some(&key)) {
             return Err(RenameError::InUse(name.to_string()));
+        }
+        if local || self.cluster().is_some_and(|c| c.sessions(&key) > 0) {
+            self.room_for_session(&registry, &key, name)?;
         }
         let Some(entry) = registry.members.get_mut(&id) else {
             return Err(RenameError::Taken);
@@ -1223,12 +1383,108 @@ impl Hub {
         Ok((old, name.to_string()))
     }
 
+    /// Refuses one more session of the account `key` (named `name`) when it has
+    /// `--max-sessions` on every node already.
+    fn room_for_session(
+        &self,
+        registry: &Registry,
+        key: &str,
+        name: &str,
+    ) -> Result<(), RenameError> {
+        let local = registry.sessions.get(key).map_or(0, Vec::len);
+        let remote = self.cluster().map_or(0, |c| c.sessions(key));
+        let most = self.config().max_sessions;
+        if local + remote >= most {
+            return Err(RenameError::TooManySessions(name.to_string(), most));
+        }
+        Ok(())
+    }
+
     /// Sets (after `/register`) or clears (after `/unregister`) the account member `id` is
     /// logged in to.
     pub fn set_account(&self, id: MemberId, account: Option<String>) {
-        if let Some(entry) = self.registry().members.get_mut(&id) {
-            entry.account = account;
+        let mut registry = self.registry();
+        let Some(entry) = registry.members.get_mut(&id) else {
+            return;
+        };
+        let old = std::mem::replace(&mut entry.account, account);
+        if let Some(sessions) = old.and_then(|old| registry.sessions.get_mut(&old)) {
+            sessions.retain(|&s| s != id);
         }
+        registry.sessions.retain(|_, sessions| !sessions.is_empty());
+        let shared = registry.shares_name(id);
+        if let Some(account) = &shared {
+            let sessions = registry.sessions.entry(account.clone()).or_default();
+            if !sessions.contains(&id) {
+                sessions.push(id);
+            }
+        }
+        // The other nodes count the account's sessions by this mark.
+        if let (Some(cluster), Some(entry)) = (self.cluster(), registry.members.get(&id)) {
+            cluster.renamed(id, &entry.name, shared.is_some());
+        }
+    }
+
+    /// Every session of the member named `name` (an account may have several; anyone else has
+    /// one), the first holding the name first.
+    pub fn find_all(&self, name: &str) -> Vec<(MemberId, Outbox)> {
+        self.sessions_named(name)
+            .into_iter()
+            .map(|t| (t.id, t.outbox))
+            .collect()
+    }
+
+    /// Every session of the member named `name`, as others would act on them (see
+    /// [`Hub::find_all`]).
+    pub fn sessions_named(&self, name: &str) -> Vec<Target> {
+        let registry = self.registry();
+        let key = names::key(name);
+        let Some(&holder) = registry.names.get(&key) else {
+            return Vec::new();
+        };
+        let ids = match registry.sessions.get(&key) {
+            Some(sessions) if sessions.contains(&holder) => sessions.clone(),
+            _ => vec![holder],
+        };
+        ids.iter()
+            .filter_map(|&id| registry.members.get(&id).map(|e| e.target(id)))
+            .collect()
+    }
+
+    /// Member `id`'s other sessions here (of the account whose name it goes by), as others
+    /// would act on them.
+    pub fn siblings(&self, id: MemberId) -> Vec<Target> {
+        let registry = self.registry();
+        registry
+            .siblings(id)
+            .into_iter()
+            .filter_map(|s| registry.members.get(&s).map(|e| e.target(s)))
+            .collect()
+    }
+
+    /// Whether another session of member `id`'s account, here or on another node, is in the
+    /// room with `key`: the room knows the account there already.
+    pub fn sibling_in(&self, id: MemberId, key: &str) -> bool {
+        let registry = self.registry();
+        let account = registry.shares_name(id);
+        self.account_there(&registry, account.as_deref(), id, key)
+    }
+
+    /// Whether a session here of the account `account` (its key) is in the room with key `room`.
+    pub fn account_in_room(&self, account: &str, room: &str) -> bool {
+        self.registry().sibling_in(Some(account), SERVER, room)
+    }
+
+    /// Whether a session of `account` other than `id` is in the room `key`, on any node.
+    fn account_there(
+        &self,
+        registry: &Registry,
+        account: Option<&str>,
+        id: MemberId,
+        key: &str,
+    ) -> bool {
+        registry.sibling_in(account, id, key)
+            || account.is_some_and(|a| self.cluster().is_some_and(|c| c.session_in(a, key)))
     }
 
     /// Sets what member `id` says about itself (IRC's `USER`, `AWAY`).
@@ -1433,5 +1689,47 @@ impl Hub {
     /// True once [`Hub::announce_shutdown`] has been called.
     pub fn is_closing(&self) -> bool {
         self.shared.closing.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(name: &str, transport: Transport, registered: bool, node: Option<&str>) -> MemberInfo {
+        MemberInfo {
+            name: name.into(),
+            transport,
+            registered,
+            node: node.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn an_accounts_sessions_are_one_who_entry_and_guests_stay_apart() {
+        let list = vec![
+            info("alice", Transport::Tcp, true, None),
+            info("alice", Transport::Irc, true, Some("b")),
+            info("bob", Transport::Udp, false, None),
+            info("alice", Transport::Web, true, None),
+        ];
+        let grouped = group_sessions(list);
+        assert_eq!(grouped.len(), 2);
+        assert_eq!(grouped[0].name, "alice");
+        assert_eq!(
+            grouped[0].sessions,
+            vec![
+                (Transport::Irc, Some("b".to_string())),
+                (Transport::Tcp, None),
+                (Transport::Web, None),
+            ]
+        );
+        assert_eq!(grouped[1].sessions, vec![(Transport::Udp, None)]);
+        // Two members under one name that are not an account's sessions are never folded.
+        let guests = group_sessions(vec![
+            info("x", Transport::Tcp, false, None),
+            info("x", Transport::Udp, false, Some("b")),
+        ]);
+        assert_eq!(guests.len(), 2);
     }
 }

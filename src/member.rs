@@ -630,8 +630,20 @@ impl Member {
             old: old.to_string(),
             new: new.to_string(),
         };
+        // Where another session of the account sits already, `old` becomes one more session
+        // of a member who is there: for IRC clients `old` leaves (a second `new` in their
+        // list would be a lie).
+        let joined = crate::room::Happening::Left {
+            name: old.to_string(),
+            reason: None,
+            quit: false,
+        };
         for room in self.hub.rooms_of(self.id) {
-            room.announce(self.id, line.clone(), what.clone());
+            let what = match self.hub.sibling_in(self.id, &room.name().key) {
+                true => joined.clone(),
+                false => what.clone(),
+            };
+            room.announce(self.id, line.clone(), what);
         }
     }
 
@@ -835,6 +847,7 @@ impl Member {
         if let Some(cluster) = Bridge::of(&self.hub) {
             crate::cluster::merge_members(&mut members, cluster.members_in(&self.room.name().key));
         }
+        let members = crate::hub::group_sessions(members);
         let count = protocol::notice(&format!("{} here:", members.len()));
         let listed = members.iter().take(WHO_LIMIT).map(|member| {
             let me = if member.name == self.name {
@@ -842,18 +855,20 @@ impl Member {
             } else {
                 ""
             };
-            let registered = if member.registered {
-                ", registered"
-            } else {
-                ""
+            let each = |(transport, node): &(crate::hub::Transport, Option<String>)| {
+                let node = node.as_deref().map(|n| format!(" on {n}"));
+                format!("{}{}", transport.as_str(), node.unwrap_or_default())
             };
-            let node = member.node.as_deref().map(|n| format!(" on {n}"));
-            protocol::notice(&format!(
-                "  {} ({}{}{registered}){me}",
-                member.name,
-                member.transport.as_str(),
-                node.unwrap_or_default()
-            ))
+            let how = match member.sessions.as_slice() {
+                [one] if member.registered => format!("{}, registered", each(one)),
+                [one] => each(one),
+                several => format!(
+                    "{} sessions: {}",
+                    several.len(),
+                    several.iter().map(each).collect::<Vec<_>>().join(", ")
+                ),
+            };
+            protocol::notice(&format!("  {} ({how}){me}", member.name))
         });
         let rest = (members.len() > WHO_LIMIT)
             .then(|| protocol::notice(&format!("  ... and {} more", members.len() - WHO_LIMIT)));
@@ -862,36 +877,46 @@ impl Member {
     }
 
     fn private(&self, to: &str, text: &str) {
-        match self.hub.find(to) {
-            None => match Bridge::of(&self.hub).map(|c| {
-                c.send_private(
-                    &crate::names::key(to),
-                    protocol::private_line(&self.name, text),
-                )
-            }) {
-                Some(Ok(())) => {
-                    self.reply(protocol::private_sent(to, text));
-                }
-                Some(Err(crate::cluster::PrivateError::Busy)) => {
-                    self.reply(protocol::error("cluster link busy; message dropped"));
-                }
-                _ if self.keep_for_absent(to, text) => {}
-                _ => {
+        let key = crate::names::key(to);
+        if key == crate::names::key(&self.name) && self.hub.find(to).is_some() {
+            self.reply(protocol::error("that is you"));
+            return;
+        }
+        let line = protocol::private_line(&self.name, text);
+        // Every session of the account, here and on the other nodes.
+        let here = self.hub.find_all(to);
+        let remote = Bridge::of(&self.hub).map(|c| c.send_private(&key, line.clone()));
+        let sent = match (here.is_empty(), remote) {
+            (true, None | Some(Err(crate::cluster::PrivateError::Unknown))) => {
+                if !self.keep_for_absent(to, text) {
                     self.reply(protocol::error(&format!("no such member: {to}")));
                 }
-            },
-            Some((id, _)) if id == self.id => {
-                self.reply(protocol::error("that is you"));
+                return;
             }
-            Some((_, outbox)) => {
-                if outbox.send(protocol::private_line(&self.name, text)) {
-                    self.reply(protocol::private_sent(to, text));
-                } else {
-                    self.reply(protocol::error(&format!(
-                        "{to} is not keeping up; message dropped"
-                    )));
+            (true, Some(Err(crate::cluster::PrivateError::Busy))) => {
+                self.reply(protocol::error("cluster link busy; message dropped"));
+                return;
+            }
+            (true, Some(Ok(()))) => true,
+            (false, _) => {
+                let mut sent = false;
+                for (_, outbox) in &here {
+                    sent |= outbox.send(line.clone());
                 }
+                sent
             }
+        };
+        if !sent {
+            self.reply(protocol::error(&format!(
+                "{to} is not keeping up; message dropped"
+            )));
+            return;
+        }
+        let echo = protocol::private_sent(to, text);
+        self.reply(echo.clone());
+        // The account's other sessions see what this one sent (IRC ones with echo-message).
+        for sibling in self.hub.siblings(self.id) {
+            sibling.outbox.send(echo.clone());
         }
     }
 

@@ -65,10 +65,12 @@ async fn a_udp_member_logs_in_to_an_account_registered_over_tcp() {
     watcher.expect_renamed("alice").await;
     watcher.send("/who").await;
     watcher.expect("*   alice (udp, registered)").await;
-    // A second session cannot take the name while the first holds it.
+    // A second session attaches to the account (it used to be refused): one alice, two sessions.
     let mut second = TcpClient::connect(server.tcp).await;
     second.send("/login alice pw-one").await;
-    second.expect("! alice is in use by another session").await;
+    second.expect("* you are logged in as alice").await;
+    watcher.send("/who").await;
+    watcher.expect("*   alice (2 sessions: tcp, udp)").await;
     server.shutdown().await;
 }
 

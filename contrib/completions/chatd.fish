@@ -29,6 +29,7 @@ complete -c chatd -l history -d 'Chat lines each room replays to joiners' -r
 complete -c chatd -l db -d 'Keep history and accounts in this SQLite file' -r -F
 complete -c chatd -l max-rooms -d 'Most rooms open at once' -r
 complete -c chatd -l max-rooms-per-member -d 'Most rooms one member may be in at once' -r
+complete -c chatd -l max-sessions -d 'Most sessions of one account at once' -r
 complete -c chatd -l offline-max -d 'Messages kept for each absent account' -r
 complete -c chatd -l missed-max -d 'Most missed lines replayed per room on login' -r
 complete -c chatd -l max-bans-per-room -d 'Most bans one room holds' -r

@@ -249,9 +249,12 @@ impl Bridge {
     ) -> Result<bool, String> {
         let key = crate::names::key(name);
         let held = self.claims().get(&id).map(|(k, _)| k.clone());
-        let elsewhere = self.table().find(&key).is_some();
-        match login_step(held.as_deref(), &key, elsewhere) {
-            LoginStep::Held => Ok(false),
+        let (elsewhere, sessions) = {
+            let table = self.table();
+            (table.find(&key).is_some(), !table.sessions(&key).is_empty())
+        };
+        match login_step(held.as_deref(), &key, elsewhere, sessions) {
+            LoginStep::Held | LoginStep::Attach => Ok(false),
             LoginStep::InUse => Err(crate::hub::RenameError::InUse(name.to_string()).to_string()),
             LoginStep::Claim => {
                 self.spawn_claim(id, name.to_string(), key, true, control);
@@ -436,20 +439,52 @@ impl Bridge {
     }
 
     /// Sends a private line to the member of another node named (by key) `to`.
+    /// An account's sessions on several nodes each get it (one line per node).
     pub fn send_private(&self, to: &str, line: Bytes) -> Result<(), PrivateError> {
-        let node = match self.table().find(to) {
-            Some((node, _)) => node.to_string(),
-            None => return Err(PrivateError::Unknown),
+        let nodes = {
+            let table = self.table();
+            let mut nodes: Vec<String> = table
+                .sessions(to)
+                .iter()
+                .map(|(node, _)| node.clone())
+                .collect();
+            if let Some((node, _)) = table.find(to) {
+                nodes.push(node.to_string());
+            }
+            nodes.sort();
+            nodes.dedup();
+            nodes
         };
-        let sent = self.inner.out.try_send(Outbound::Private {
-            node,
-            to: to.to_string(),
-            line,
-        });
-        sent.map_err(|_| {
-            self.inner.metrics.cluster_dropped("private").inc();
-            PrivateError::Busy
+        if nodes.is_empty() {
+            return Err(PrivateError::Unknown);
+        }
+        let mut result = Ok(());
+        for node in nodes {
+            let sent = self.inner.out.try_send(Outbound::Private {
+                node,
+                to: to.to_string(),
+                line: line.clone(),
+            });
+            if sent.is_err() {
+                self.inner.metrics.cluster_dropped("private").inc();
+                result = Err(PrivateError::Busy);
+            }
+        }
+        result
+    }
+
+    /// Whether a session of the account with key `account` on another node, other than member
+    /// `except` (node, id), is in the room with key `room`.
+    pub fn other_session_in(&self, account: &str, room: &str, except: (&str, u64)) -> bool {
+        let table = self.table();
+        table.sessions(account).iter().any(|(node, id)| {
+            (node.as_str(), *id) != except && table.member(node, *id).is_some_and(|m| m.is_in(room))
         })
+    }
+
+    /// How many sessions of the account with key `account` the other nodes hold.
+    pub fn remote_sessions(&self, account: &str) -> usize {
+        self.table().sessions(account).len()
     }
 
     /// The node and presence of the member of another node called `name`, if there is one.
@@ -551,13 +586,18 @@ enum LoginStep {
     Held,
     /// Refused at once: a member of another node goes by it.
     InUse,
+    /// No claim: the account has sessions on other nodes, and the member becomes one more (the
+    /// name is the account's, kept by its registration, not by a claim).
+    Attach,
     /// A claim, like a `/nick`'s, before the member gets the name.
     Claim,
 }
 
-fn login_step(held: Option<&str>, key: &str, elsewhere: bool) -> LoginStep {
+fn login_step(held: Option<&str>, key: &str, elsewhere: bool, sessions: bool) -> LoginStep {
     if held == Some(key) {
         LoginStep::Held
+    } else if sessions {
+        LoginStep::Attach
     } else if elsewhere {
         LoginStep::InUse
     } else {
@@ -647,6 +687,12 @@ impl Peers for Bridge {
     fn remote_in_room(&self, room: &str) -> usize {
         Bridge::remote_in_room(self, room)
     }
+    fn sessions(&self, account: &str) -> usize {
+        Bridge::remote_sessions(self, account)
+    }
+    fn session_in(&self, account: &str, room: &str) -> bool {
+        self.other_session_in(account, room, ("", 0))
+    }
     fn summary(&self, local_members: usize) -> Summary {
         Bridge::summary(self, local_members)
     }
@@ -664,10 +710,32 @@ mod tests {
 
     #[test]
     fn a_login_claims_the_name_unless_the_member_holds_it_already() {
-        assert_eq!(login_step(None, "alice", false), LoginStep::Claim);
-        assert_eq!(login_step(Some("bob"), "alice", false), LoginStep::Claim);
-        assert_eq!(login_step(Some("alice"), "alice", false), LoginStep::Held);
-        assert_eq!(login_step(None, "alice", true), LoginStep::InUse);
-        assert_eq!(login_step(Some("bob"), "alice", true), LoginStep::InUse);
+        assert_eq!(login_step(None, "alice", false, false), LoginStep::Claim);
+        assert_eq!(
+            login_step(Some("bob"), "alice", false, false),
+            LoginStep::Claim
+        );
+        assert_eq!(
+            login_step(Some("alice"), "alice", false, false),
+            LoginStep::Held
+        );
+        assert_eq!(login_step(None, "alice", true, false), LoginStep::InUse);
+        assert_eq!(
+            login_step(Some("bob"), "alice", true, false),
+            LoginStep::InUse
+        );
+    }
+
+    #[test]
+    fn a_login_to_an_account_with_sessions_elsewhere_attaches_without_a_claim() {
+        assert_eq!(login_step(None, "alice", true, true), LoginStep::Attach);
+        assert_eq!(
+            login_step(Some("bob"), "alice", true, true),
+            LoginStep::Attach
+        );
+        assert_eq!(
+            login_step(Some("alice"), "alice", true, true),
+            LoginStep::Held
+        );
     }
 }

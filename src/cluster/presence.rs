@@ -47,6 +47,9 @@ pub struct Table {
     nodes: HashMap<String, Node>,
     /// Name keys to (node, member id).
     names: HashMap<String, (String, u64)>,
+    /// Account keys to the (node, member id) of each member logged in to the account under its
+    /// name: an account's sessions, several on one node or on several.
+    accounts: HashMap<String, Vec<(String, u64)>>,
     /// Room keys to how many remote members are in them, so `--announce-max` can count the whole
     /// room without walking every member.
     rooms: HashMap<String, usize>,
@@ -60,6 +63,7 @@ impl Table {
             timeout,
             nodes: HashMap::new(),
             names: HashMap::new(),
+            accounts: HashMap::new(),
             rooms: HashMap::new(),
             seen: HashSet::new(),
         }
@@ -97,7 +101,7 @@ impl Table {
     fn drop_node(&mut self, node: &str, out: &mut Outcome) {
         if let Some(old) = self.nodes.remove(node) {
             for member in old.members.into_values() {
-                self.unindex(&member);
+                self.unindex(node, &member);
                 self.count_out(&member);
                 out.gone.push((node.to_string(), member));
             }
@@ -131,16 +135,50 @@ impl Table {
         }
     }
 
-    fn unindex(&mut self, member: &RemoteMember) {
+    fn unindex(&mut self, node: &str, member: &RemoteMember) {
         let key = names::key(&member.name);
-        if self.names.get(&key).is_some_and(|(_, id)| *id == member.id) {
-            self.names.remove(&key);
+        let mut next = None;
+        if member.registered {
+            if let Some(sessions) = self.accounts.get_mut(&key) {
+                sessions.retain(|(n, id)| n != node || *id != member.id);
+                next = sessions.first().cloned();
+                if sessions.is_empty() {
+                    self.accounts.remove(&key);
+                }
+            }
+        }
+        if self
+            .names
+            .get(&key)
+            .is_some_and(|(n, id)| n == node && *id == member.id)
+        {
+            // Another session of the account still goes by the name.
+            match next {
+                Some(next) => self.names.insert(key, next),
+                None => self.names.remove(&key),
+            };
         }
     }
 
     fn index(&mut self, node: &str, member: &RemoteMember) {
-        self.names
-            .insert(names::key(&member.name), (node.to_string(), member.id));
+        let key = names::key(&member.name);
+        if member.registered {
+            let sessions = self.accounts.entry(key.clone()).or_default();
+            if !sessions.iter().any(|(n, id)| n == node && *id == member.id) {
+                sessions.push((node.to_string(), member.id));
+            }
+        }
+        self.names.insert(key, (node.to_string(), member.id));
+    }
+
+    /// The (node, id) of each session of the account with key `account` on the other nodes.
+    pub fn sessions(&self, account: &str) -> &[(String, u64)] {
+        self.accounts.get(account).map_or(&[], Vec::as_slice)
+    }
+
+    /// The member with `id` on `node`.
+    pub fn member(&self, node: &str, id: u64) -> Option<&RemoteMember> {
+        self.nodes.get(node)?.members.get(&id)
     }
 
     /// A heartbeat from `node`.
@@ -184,7 +222,7 @@ impl Table {
             Change::Join(member) => {
                 let old = entry.members.insert(member.id, member.clone());
                 if let Some(old) = old {
-                    self.unindex(&old);
+                    self.unindex(node, &old);
                     self.count_out(&old);
                 }
                 self.index(node, &member);
@@ -192,7 +230,7 @@ impl Table {
             }
             Change::Leave { id } => {
                 if let Some(old) = entry.members.remove(&id) {
-                    self.unindex(&old);
+                    self.unindex(node, &old);
                     self.count_out(&old);
                 }
             }
@@ -208,7 +246,7 @@ impl Table {
                 member.name = name;
                 member.registered = registered;
                 let new = member.clone();
-                self.unindex(&old);
+                self.unindex(node, &old);
                 self.index(node, &new);
             }
             Change::Move { id, room, label } => {
@@ -268,7 +306,7 @@ impl Table {
                 out.came.push((roster.node.clone(), member.clone()));
             }
             if let Some(known) = known {
-                self.unindex(&known);
+                self.unindex(&roster.node, &known);
                 self.count_out(&known);
             }
             self.index(&roster.node, &member);
@@ -278,7 +316,7 @@ impl Table {
             }
         }
         for member in old.into_values() {
-            self.unindex(&member);
+            self.unindex(&roster.node, &member);
             self.count_out(&member);
             out.gone.push((roster.node.clone(), member));
         }
@@ -396,6 +434,26 @@ mod tests {
     }
 
     const T: Duration = Duration::from_secs(3);
+
+    #[test]
+    fn an_accounts_sessions_on_two_nodes_are_indexed_apart_even_under_one_id() {
+        let now = Instant::now();
+        let mut table = Table::new(T);
+        let alice = RemoteMember {
+            registered: true,
+            ..member(7, "alice")
+        };
+        table.change("a", 1, 1, Change::Join(alice.clone()), now);
+        table.change("b", 1, 1, Change::Join(alice), now);
+        assert_eq!(table.sessions("alice").len(), 2);
+        // One leaves: the other still goes by the name, and is found by it.
+        table.change("a", 1, 2, Change::Leave { id: 7 }, now);
+        assert_eq!(table.sessions("alice"), &[("b".to_string(), 7)]);
+        assert_eq!(table.find("alice").map(|(node, _)| node), Some("b"));
+        table.change("b", 1, 2, Change::Leave { id: 7 }, now);
+        assert!(table.sessions("alice").is_empty());
+        assert!(table.find("alice").is_none());
+    }
 
     #[test]
     fn a_new_node_is_asked_for_its_roster_once() {

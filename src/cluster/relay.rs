@@ -184,13 +184,15 @@ impl Tasks {
                 self.dropped("malformed");
                 continue;
             };
-            match self.hub.find(&private.to) {
-                Some((_, outbox)) => {
-                    if !outbox.send(private.bytes) {
-                        self.dropped("private");
-                    }
+            // Every session of the account here.
+            let sessions = self.hub.find_all(&private.to);
+            if sessions.is_empty() {
+                self.dropped("private");
+            }
+            for (_, outbox) in sessions {
+                if !outbox.send(private.bytes.clone()) {
+                    self.dropped("private");
                 }
-                None => self.dropped("private"),
             }
         }
     }
@@ -220,7 +222,16 @@ impl Tasks {
             (came, super::announce::Way::Came),
         ];
         for (members, way) in ways {
-            for batch in super::announce::batches(members) {
+            for mut batch in super::announce::batches(members) {
+                // An account with another session in the room, here or on a node still up,
+                // neither left nor came: the room knows it there all along.
+                let node = batch.node;
+                batch.members.retain(|m| {
+                    let key = crate::names::key(&m.name);
+                    !(m.registered
+                        && (self.hub.account_in_room(&key, batch.room)
+                            || self.bridge.other_session_in(&key, batch.room, (node, m.id))))
+                });
                 let room =
                     self.hub.room_members(batch.room) + self.bridge.remote_in_room(batch.room);
                 for (line, what) in super::announce::lines(&batch, way, room, rule) {

@@ -85,7 +85,7 @@ reload_keys!(
         meta = "meta", allow_origin = "allow-origin", proxy_protocol = "proxy-protocol",
         trusted_proxy = "trusted-proxy", tls_handshake_timeout = "tls-handshake-timeout",
         max_rooms_per_member = "max-rooms-per-member", irc_password = "irc-password",
-        offline_max = "offline-max", missed_max = "missed-max";
+        offline_max = "offline-max", missed_max = "missed-max", max_sessions = "max-sessions";
     restart: config = "config", tcp = "tcp", udp = "udp", http = "http", info_port = "info-port", irc = "irc", ircs = "ircs", bind = "bind",
         heartbeat = "heartbeat", backlog = "backlog", udp_validate = "udp-validate",
         history_db = "db", opers = "oper", argon2_memory = "argon2-memory",

@@ -40,6 +40,12 @@ pub trait Peers: Send + Sync + 'static {
     /// How many members of other nodes are in the room with key `room` (a member in several
     /// rooms counts in each).
     fn remote_in_room(&self, room: &str) -> usize;
+    /// How many sessions of the account with key `account` other nodes hold (members logged in
+    /// to it under its name).
+    fn sessions(&self, account: &str) -> usize;
+    /// Whether another node holds a session of the account `account` in the room with key
+    /// `room`: the room hears of the account's comings and goings once.
+    fn session_in(&self, account: &str, room: &str) -> bool;
     /// The cluster as `/info` and `/metrics` describe it, for a node of `local_members` members.
     fn summary(&self, local_members: usize) -> Summary;
     /// The node is shutting down: stop relaying (the shutdown notice is this node's own).

@@ -41,6 +41,16 @@ impl Member {
         let Some(cluster) = Bridge::of(&self.hub) else {
             return false;
         };
+        // The account has sessions here: this one joins them (the name is theirs already).
+        if !self.hub.find_all(name).is_empty()
+            && self
+                .hub
+                .accounts()
+                .registered(&crate::names::key(name))
+                .is_some()
+        {
+            return false;
+        }
         let started = cluster.start_login_claim(self.id, name, self.control_tx.clone());
         self.claim_started(started)
     }
@@ -70,9 +80,17 @@ impl Member {
                     cluster.unclaim(key, revision);
                 }
             }
-            // Someone anywhere holds the account's name: the same answer a holder here gets.
+            // Someone anywhere holds the account's name: when that is a session of the account
+            // (two logins raced for the claim), this one joins it; otherwise the same answer a
+            // holder here gets.
             Err(ClaimError::Taken) if login => {
-                self.reply(protocol::error(&RenameError::InUse(name).to_string()));
+                let sessions =
+                    cluster.remote_sessions(&key) > 0 || !self.hub.find_all(&name).is_empty();
+                if sessions {
+                    self.login_now(&name);
+                } else {
+                    self.reply(protocol::error(&RenameError::InUse(name).to_string()));
+                }
             }
             Err(e) => {
                 self.reply(protocol::error(&e.to_string()));

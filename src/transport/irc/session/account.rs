@@ -234,6 +234,15 @@ impl Session {
         }
     }
 
+    /// Whether SASL logged this client in to the account whose name has `key` (before
+    /// registration): that account's nick is its own even while other sessions go by it.
+    pub(super) fn sasl_logged_in_as(&self, key: &str) -> bool {
+        self.account
+            .sasl_account
+            .as_deref()
+            .is_some_and(|name| names::key(name) == key)
+    }
+
     /// At registration: logs the new member in to the account SASL checked, if any, before it
     /// takes its nick (which may be the account's name, refused to anyone not logged in to it).
     pub(super) fn log_in_registered(&mut self, member: &mut crate::member::Member) {

@@ -218,6 +218,14 @@ impl Session {
             }
         }
         list.sort();
+        // An account's sessions are one member: listed once, with the strongest prefixes.
+        list.dedup_by(|later, first| {
+            let same = later.0 == first.0;
+            if same && later.1.len() > first.1.len() {
+                first.1 = later.1;
+            }
+            same
+        });
         list
     }
 

@@ -505,7 +505,15 @@ impl Session {
             }
         };
         let Some(member) = self.member.as_mut() else {
-            if self.hub.target(&name).is_some() {
+            // The nick of an account with sessions may be this client's too, once SASL (which
+            // may come after NICK) logs it in; registration checks again.
+            let key = crate::names::key(&name);
+            let own = self.sasl_logged_in_as(&key)
+                || self
+                    .hub
+                    .target(&name)
+                    .is_some_and(|t| t.account.as_deref() == Some(key.as_str()));
+            if self.hub.target(&name).is_some() && !own {
                 self.numeric(Numeric::NicknameInUse { nick: asked });
                 return;
             }

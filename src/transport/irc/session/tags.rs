@@ -140,18 +140,23 @@ impl Session {
         to: &str,
         text: Option<&str>,
     ) -> bool {
-        let Some(target) = self.hub.target(to) else {
+        // Every session of `to` (an account may have several, on any transport).
+        let targets: Vec<_> = self
+            .hub
+            .sessions_named(to)
+            .into_iter()
+            .filter(|t| t.id != self.id())
+            .collect();
+        let Some(target) = targets.iter().find(|t| t.transport == Transport::Irc) else {
             return false;
         };
         let Some(me) = self.member.as_ref().map(|m| m.name().to_string()) else {
             return false;
         };
-        if target.transport != Transport::Irc || target.id == self.id() {
-            return false;
-        }
         let theirs = party_of(target.account.as_deref(), target.id);
+        let target_name = target.name.clone();
         let (msgid, at) = match (command, text) {
-            ("PRIVMSG", Some(text)) => self.keep_private(&theirs, &target.name, text),
+            ("PRIVMSG", Some(text)) => self.keep_private(&theirs, &target_name, text),
             _ => (fresh_msgid(), SystemTime::now()),
         };
         let mut tags = vec![
@@ -164,16 +169,33 @@ impl Session {
             (_, Some(text)) => protocol::private_line(&me, text),
             (_, None) => Bytes::from(format!("[tagmsg] <{me}>\n")),
         };
-        if !target.outbox.send(deliver::tagged_private(&tags, &line)) {
+        let mut delivered = false;
+        for target in &targets {
+            delivered |= match (target.transport, text) {
+                (Transport::Irc, _) => target.outbox.send(deliver::tagged_private(&tags, &line)),
+                // A TAGMSG is nothing to other faces.
+                (_, None) => false,
+                (_, Some(_)) => target.outbox.send(line.clone()),
+            };
+        }
+        if !delivered {
             if command == "PRIVMSG" {
                 self.notice_from_server(&format!("{to} is not keeping up; message dropped"));
             }
             return true;
         }
+        // This account's other sessions see what this one sent, as their own echo.
+        if let ("PRIVMSG", Some(text)) = (command, text) {
+            for sibling in self.hub.siblings(self.id()) {
+                sibling
+                    .outbox
+                    .send(protocol::private_sent(&target_name, text));
+            }
+        }
         if self.caps.has(Cap::EchoMessage) {
             let echo = Message::new(command)
                 .source(&mask(&me))
-                .param(nick_from_name(&target.name));
+                .param(nick_from_name(&target_name));
             let echo = match text {
                 Some(text) => echo.param(text),
                 None => echo,

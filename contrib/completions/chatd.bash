@@ -23,7 +23,7 @@ _chatd() {
 
     case "${cmd}" in
         chatd)
-            opts="-h -V --tcp --udp --http --bind --irc --irc-password --info-port --allow-origin --proxy-protocol --trusted-proxy --heartbeat --max-clients --max-per-ip --ipv6-prefix --max-line --rate --burst --flood-kick --sendq --coalesce --idle-timeout --partial-timeout --udp-validate --udp-reply-budget --backlog --motd --history --db --max-rooms --max-rooms-per-member --max-sessions --offline-max --max-bans-per-room --announce-max --echo --show-addresses --oper --argon2-memory --argon2-passes --tls --ircs --cert --key --self-signed --tls-handshake-timeout --cluster --node --cluster-name --cluster-creds --cluster-timeout --config --name --meta --private-logs --help --version"
+            opts="-h -V --tcp --udp --http --bind --irc --irc-password --info-port --allow-origin --proxy-protocol --trusted-proxy --heartbeat --max-clients --max-per-ip --ipv6-prefix --max-line --rate --burst --flood-kick --sendq --coalesce --idle-timeout --partial-timeout --udp-validate --udp-reply-budget --backlog --motd --history --db --max-rooms --max-rooms-per-member --max-sessions --offline-max --missed-max --max-bans-per-room --announce-max --echo --show-addresses --oper --argon2-memory --argon2-passes --tls --ircs --cert --key --self-signed --tls-handshake-timeout --cluster --node --cluster-name --cluster-creds --cluster-timeout --config --name --meta --private-logs --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -150,6 +150,10 @@ _chatd() {
                     return 0
                     ;;
                 --offline-max)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --missed-max)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -57,6 +57,14 @@ pub enum Control {
         /// Claimed for a `/login` whose password was right, not for a `/nick`.
         login: bool,
     },
+    /// Another session of the member's account moved its read marker for `target` to `at_ms`
+    /// (Unix ms): IRC clients with `draft/read-marker` are told; others need not be.
+    ReadMarker {
+        /// The channel, as its label.
+        target: String,
+        /// The new marker.
+        at_ms: i64,
+    },
     /// Disconnected by a server operator (or a server ban).
     Kill {
         /// What the member is told before it goes.

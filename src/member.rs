@@ -383,6 +383,8 @@ impl Member {
                     self.move_to(crate::room::LOBBY);
                 }
             }
+            // Read markers are told only to IRC clients (the lines protocol replays on login).
+            Control::ReadMarker { .. } => {}
             Control::Kill { notice, departure } => {
                 self.reply(protocol::error(&notice));
                 self.leave_now(match departure.as_deref() {

@@ -423,3 +423,76 @@ async fn in_history(client: &mut TcpClient, line: &str) {
     }
     panic!("{line} never in history");
 }
+
+/// A guest's read markers are kept by its connection (channels and nicks, never moving back), and
+/// a marker one session of an account moves is told to the account's other IRC sessions.
+#[tokio::test]
+async fn guests_keep_markers_on_their_connection_and_an_accounts_sessions_share_them() {
+    let server = start_server(&format!("{CHEAP} --irc 0 --name chatd")).await;
+    let irc = server.irc.expect("irc");
+
+    let mut guest = TcpClient::connect_raw(irc).await;
+    guest.send("CAP REQ :draft/read-marker").await;
+    guest.expect_match(|l| l.contains("ACK")).await;
+    guest.send("CAP END").await;
+    common::irc::register(&mut guest, "gus").await;
+    guest.send("MARKREAD #nowhere").await;
+    guest.expect(":chatd MARKREAD #nowhere *").await;
+    let ts = "2021-05-20T08:30:00.000Z";
+    guest.send(&format!("MARKREAD bob timestamp={ts}")).await;
+    guest
+        .expect(&format!(":chatd MARKREAD bob timestamp={ts}"))
+        .await;
+    guest
+        .send("MARKREAD bob timestamp=2020-01-01T00:00:00.000Z")
+        .await;
+    guest
+        .expect(&format!(":chatd MARKREAD bob timestamp={ts}"))
+        .await;
+    guest.send(&format!("MARKREAD #dev timestamp={ts}")).await;
+    guest
+        .expect(&format!(":chatd MARKREAD #dev timestamp={ts}"))
+        .await;
+    let joined = join(&mut guest, "#dev").await;
+    assert!(
+        joined
+            .iter()
+            .any(|l| l == &format!(":chatd MARKREAD #dev timestamp={ts}")),
+        "the JOIN tells the marker set before: {joined:?}"
+    );
+    guest.send("MARKREAD #dev *").await;
+    guest
+        .expect_match(|l| l.starts_with(":chatd FAIL MARKREAD INVALID_PARAMS #dev"))
+        .await;
+
+    let mut owner = register(server.tcp, "alice", "pw").await;
+    owner.send("/quit").await;
+    owner.expect_closed().await;
+    let mut phone = TcpClient::connect_from_raw(irc, std::net::IpAddr::from([127, 0, 2, 1])).await;
+    sasl_register(
+        &mut phone,
+        "alice",
+        "draft/read-marker",
+        "alice@phone",
+        "pw",
+    )
+    .await;
+    let mut laptop = TcpClient::connect_from_raw(irc, std::net::IpAddr::from([127, 0, 2, 2])).await;
+    sasl_register(
+        &mut laptop,
+        "alice",
+        "draft/read-marker",
+        "alice@laptop",
+        "pw",
+    )
+    .await;
+    join(&mut phone, "#dev").await;
+    let ts = "2022-11-11T11:11:11.111Z";
+    phone.send(&format!("MARKREAD #dev timestamp={ts}")).await;
+    phone
+        .expect(&format!(":chatd MARKREAD #dev timestamp={ts}"))
+        .await;
+    laptop
+        .expect(&format!(":chatd MARKREAD #dev timestamp={ts}"))
+        .await;
+}

@@ -8,6 +8,38 @@ use crate::store::seen::{self, Reached};
 use crate::transport::irc::chathistory::{format_time, from_unix_millis, parse_time, unix_millis};
 use crate::transport::irc::numeric::{standard_reply, Standard};
 
+/// Most read markers one connection keeps itself; past it the oldest set goes.
+const MARKERS_PER_CONNECTION: usize = 200;
+
+/// Read markers a connection keeps for itself, by target key: the time read up to (Unix ms),
+/// only ever moving forward, as the spec asks.
+#[derive(Debug, Default)]
+pub struct Markers {
+    at: Vec<(String, i64)>,
+}
+
+impl Markers {
+    /// The marker for `key`, if one was set.
+    fn get(&self, key: &str) -> Option<i64> {
+        self.at.iter().find(|(k, _)| k == key).map(|&(_, at)| at)
+    }
+
+    /// Moves the marker for `key` to `at_ms` unless it is already later; returns the marker.
+    fn advance(&mut self, key: &str, at_ms: i64) -> i64 {
+        if let Some(i) = self.at.iter().position(|(k, _)| k == key) {
+            let (_, at) = self.at.remove(i);
+            let newest = at.max(at_ms);
+            self.at.push((key.to_string(), newest));
+            return newest;
+        }
+        if self.at.len() >= MARKERS_PER_CONNECTION {
+            self.at.remove(0);
+        }
+        self.at.push((key.to_string(), at_ms));
+        at_ms
+    }
+}
+
 impl Session {
     /// The account and client whose positions this member's are, when it is logged in.
     fn reader(&self) -> Option<(String, String)> {
@@ -16,7 +48,7 @@ impl Session {
     }
 
     /// `MARKREAD target timestamp=...` (or `*`) for this client's position `at_ms`.
-    fn markread_line(&self, label: &str, at_ms: Option<i64>) -> Message {
+    pub(super) fn markread_line(&self, label: &str, at_ms: Option<i64>) -> Message {
         let value = match at_ms {
             Some(at) if at > 0 => format!(
                 "timestamp={}",
@@ -40,6 +72,7 @@ impl Session {
             let seen = positions.get(&client, &room.name().key)?;
             (seen.epoch == self.hub.store().epoch()).then_some(seen.at_ms)
         });
+        let at = at.or_else(|| self.markers.get(&room.name().key));
         let line = self.markread_line(&room.label(), at);
         self.send(line);
     }
@@ -100,36 +133,47 @@ impl Session {
             let m = fail("NEED_MORE_PARAMS", &[], "MARKREAD needs a target");
             return self.send(m);
         };
-        let Ok(name) = RoomName::parse(target).map_err(|_| ()).and_then(|n| {
-            if target.starts_with('#') {
-                Ok(n)
-            } else {
-                Err(())
+        let given = match p.get(1) {
+            None => None,
+            Some(given) => {
+                let Some(at) = given.strip_prefix("timestamp=").and_then(parse_time) else {
+                    let m = fail(
+                        "INVALID_PARAMS",
+                        &[target, given],
+                        "timestamp=YYYY-MM-DDThh:mm:ss.sssZ",
+                    );
+                    return self.send(m);
+                };
+                Some(unix_millis(at))
             }
-        }) else {
-            let m = fail(
-                "INVALID_PARAMS",
-                &[target],
-                "read markers are kept for channels",
-            );
-            return self.send(m);
         };
-        let Some((account, client)) = self.reader() else {
-            let m = fail("ACCOUNT_REQUIRED", &[target], "log in to keep read markers");
-            return self.send(m);
+        let channel = if target.starts_with('#') {
+            match RoomName::parse(target) {
+                Ok(name) => Some(name),
+                Err(_) => {
+                    let m = fail("INVALID_PARAMS", &[target], "no such channel name");
+                    return self.send(m);
+                }
+            }
+        } else {
+            None
+        };
+        let reader = self.reader();
+        let key = channel
+            .as_ref()
+            .map_or_else(|| crate::names::key(target), |name| name.key.clone());
+        let (Some(name), Some((account, client))) = (channel, reader) else {
+            // A guest's markers, and markers for nicks, are this connection's own.
+            let at = match given {
+                Some(at_ms) => Some(self.markers.advance(&key, at_ms)),
+                None => self.markers.get(&key),
+            };
+            let line = self.markread_line(target, at);
+            return self.send(line);
         };
         let epoch = self.hub.store().epoch();
         let mut positions = self.hub.store().seen(&account);
-        if let Some(given) = p.get(1) {
-            let Some(at) = given.strip_prefix("timestamp=").and_then(parse_time) else {
-                let m = fail(
-                    "INVALID_PARAMS",
-                    &[target, given],
-                    "timestamp=YYYY-MM-DDThh:mm:ss.sssZ",
-                );
-                return self.send(m);
-            };
-            let at_ms = unix_millis(at);
+        if let Some(at_ms) = given {
             let known = positions
                 .get(&client, &name.key)
                 .filter(|s| s.epoch == epoch)
@@ -167,6 +211,15 @@ impl Session {
             .hub
             .room(&name.key)
             .map_or_else(|| target.clone(), |r| r.label());
+        if let (Some(at_ms), true) = (at, given.is_some()) {
+            // The account's other sessions here follow (the spec's SHOULD).
+            let me = self.member.as_ref().map(|m| m.id());
+            for sibling in me.map(|id| self.hub.siblings(id)).unwrap_or_default() {
+                let target = label.clone();
+                self.hub
+                    .control(sibling.id, Control::ReadMarker { target, at_ms });
+            }
+        }
         let line = self.markread_line(&label, at);
         self.send(line);
     }

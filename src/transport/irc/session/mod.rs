@@ -112,6 +112,9 @@ pub struct Session {
     pub(super) account: account::State,
     /// The client-only tags of the message being handled (see [`tags`]).
     client_tags: Vec<(String, String)>,
+    /// Read markers this connection keeps itself (`draft/read-marker`): a guest's, and any
+    /// client's for nicks; a logged-in client's channel markers are its account's positions.
+    pub(super) markers: missed::Markers,
 }
 
 impl Session {
@@ -147,6 +150,7 @@ impl Session {
             unregistered: Unregistered::new(),
             account: account::State::default(),
             client_tags: Vec::new(),
+            markers: missed::Markers::default(),
         }
     }
 
@@ -319,6 +323,12 @@ impl Session {
                     member.leave(departure.as_deref());
                 }
                 self.ended = Some(Ended::Killed);
+            }
+            Control::ReadMarker { target, at_ms } => {
+                if self.caps.has(Cap::ReadMarker) {
+                    let line = self.markread_line(&target, Some(at_ms));
+                    self.send(line);
+                }
             }
             other => {
                 if member.control(other) == Flow::Quit {
